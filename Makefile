@@ -1,0 +1,64 @@
+# favcrm-lua. `make` builds favcrm.core for Lua 5.4; `make LUA=5.1|5.2|5.3|luajit`
+# builds the same source for the others. `make test`, `make demo`: see README.md.
+
+LUA        ?= 5.4
+ifeq ($(LUA),luajit)
+LUA_BIN    ?= luajit
+LUA_PC     ?= luajit
+else
+LUA_BIN    ?= lua$(LUA)
+LUA_PC     ?= lua$(LUA)
+endif
+PKG_CONFIG ?= pkg-config
+LUA_INC    ?= $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/$(if $(filter luajit,$(LUA)),luajit-2.1,lua$(LUA)))
+CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
+CURL_LIBS  ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+PCRE2_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libpcre2-8 2>/dev/null)
+PCRE2_LIBS ?= $(shell $(PKG_CONFIG) --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
+
+CC         ?= cc
+OPT        ?= -O2 -g
+WARN       ?= -Wall -Wextra -Wmissing-prototypes -Wshadow -Wpointer-arith -Wstrict-prototypes
+CFLAGS     ?= $(OPT)
+ALL_CFLAGS  = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
+              $(LUA_INC) $(CURL_CFLAGS) $(PCRE2_CFLAGS) $(CFLAGS) $(SAN)
+LDFLAGS    ?=
+LIBS        = $(CURL_LIBS) $(PCRE2_LIBS) -lm
+
+BUILD      ?= build/$(LUA)$(if $(SAN),-san)
+SRCS        = $(wildcard csrc/*.c)
+OBJS        = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+MODULE      = $(BUILD)/favcrm/core.so
+
+.PHONY: all module test demo deps sandbox-deps lint clean bench bench-smoke asan valgrind
+all: module
+module: $(MODULE)
+
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(MODULE): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SAN) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+# Installs missing Debian packages (as root) or prints the exact command.
+deps:
+	@bash .ci/deps.sh $(LUA)
+
+sandbox-deps:
+	@bash .ci/sandbox-deps.sh
+
+test: deps sandbox-deps
+	@$(MAKE) --no-print-directory module
+	@bash spec/support/run.sh $(LUA_BIN) $(BUILD)
+
+demo: deps sandbox-deps
+	@$(MAKE) --no-print-directory module
+	@bash examples/demo.sh $(LUA_BIN) $(BUILD)
+
+lint:
+	luacheck lua spec bin examples bench
+
+clean:
+	rm -rf build

@@ -1,0 +1,16 @@
+/* core.c: luaopen_favcrm_core, the only exported symbol of the module. */
+#include "favcrm.h"
+
+/* Takes nothing; leaves the module table. Can raise (out of memory). */
+FAV_EXPORT int luaopen_favcrm_core(lua_State *L);
+FAV_EXPORT int luaopen_favcrm_core(lua_State *L) {
+  lua_newtable(L);
+  lua_pushliteral(L, FAV_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  fav_secret_open(L);
+  fav_sse_open(L);
+  fav_http_open(L);
+  fav_schema_open(L);
+  fav_fs_open(L);
+  return 1;
+}

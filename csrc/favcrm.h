@@ -1,0 +1,24 @@
+/* favcrm.h: the units of favcrm.core and how core.c opens them.
+ * Each fav_<unit>_open(L) takes the module table at the top of the stack,
+ * adds its functions to it, registers its metatables, and leaves the stack
+ * as it found it. Any of them can raise (out of memory) while loading. */
+#ifndef FAV_FAVCRM_H
+#define FAV_FAVCRM_H
+
+#include "compat.h"
+
+#define FAV_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define FAV_EXPORT __attribute__((visibility("default")))
+#else
+#define FAV_EXPORT
+#endif
+
+int fav_http_open(lua_State *L);   /* http.c:   Streamable HTTP on libcurl */
+int fav_sse_open(lua_State *L);    /* sse_lua.c: the SSE parser for Lua    */
+int fav_secret_open(lua_State *L); /* secret.c: favcrm.Secret              */
+int fav_schema_open(lua_State *L); /* schema.c: JSON Schema validator      */
+int fav_fs_open(lua_State *L);     /* fs.c:     atomic 0600 files, clocks  */
+
+#endif
