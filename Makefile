@@ -58,7 +58,7 @@ demo: deps sandbox-deps
 	@bash examples/demo.sh $(LUA_BIN) $(BUILD)
 
 lint:
-	luacheck lua spec bin examples bench
+	luacheck --no-color -q $(wildcard lua spec examples bench bin/favcrm)
 
 clean:
 	rm -rf build

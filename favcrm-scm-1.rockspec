@@ -1,0 +1,45 @@
+rockspec_format = "3.0"
+package = "favcrm"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/favcrm/favcrm-lua.git",
+}
+description = {
+  summary = "FavCRM for Lua: agentic signup, doctor and typed CRM tools over MCP",
+  detailed = [[
+A Lua extension module in C that signs a person up for FavCRM from inside a
+conversation, keeps the API key as a masked secret, checks the workspace and
+calls FavCRM's typed CRM tools over MCP (Streamable HTTP on libcurl, JSON
+Schema validation in C with PCRE2). Works on Lua 5.1-5.4 and LuaJIT.
+]],
+  license = "MIT",
+  labels = { "mcp", "crm", "favcrm", "curl", "json-schema" },
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+  PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["favcrm.core"] = {
+      sources = {
+        "csrc/compat.c", "csrc/core.c", "csrc/fs.c", "csrc/http.c",
+        "csrc/schema.c", "csrc/secret.c", "csrc/sse.c", "csrc/sse_lua.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "pcre2-8" },
+      incdirs = { "csrc", "$(CURL_INCDIR)", "$(PCRE2_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(PCRE2_LIBDIR)" },
+    },
+    ["favcrm"] = "lua/favcrm/init.lua",
+    ["favcrm.client"] = "lua/favcrm/client.lua",
+    ["favcrm.errors"] = "lua/favcrm/errors.lua",
+    ["favcrm.session"] = "lua/favcrm/session.lua",
+    ["favcrm.schema"] = "lua/favcrm/schema.lua",
+  },
+}

@@ -1,0 +1,439 @@
+--- favcrm.client: the client object behind favcrm.new (DESIGN.md layer 2).
+local cjson = require("cjson.safe")
+local core = require("favcrm.core")
+local errors = require("favcrm.errors")
+local Session = require("favcrm.session")
+local config = require("favcrm.config")
+local util = require("favcrm.util")
+
+local Client = {}
+Client.__index = Client
+
+local VERSION = core.VERSION
+
+-- option name -> expected Lua type(s)
+local OPTIONS = {
+  url = "string", api_key = "string|userdata", timeout = "number",
+  connect_timeout = "number", max_total_timeout = "number",
+  max_response_bytes = "number", max_event_bytes = "number",
+  ca_file = "string", headers = "table", user_agent = "string",
+  on_elicit = "function", on_sample = "function", on_roots = "function",
+  on_progress = "function", on_log = "function", on_confirm = "function",
+  transport = "table|userdata", validate = "boolean", client_name = "string",
+  clock = "function",
+}
+
+local function check_opts(opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 3)
+  end
+  for k, v in pairs(opts) do
+    local want = OPTIONS[k]
+    if not want then
+      error("favcrm.new: unknown option '" .. tostring(k) .. "'", 3)
+    end
+    local ok = false
+    for t in want:gmatch("[^|]+") do
+      if type(v) == t then ok = true end
+    end
+    if not ok then
+      error("favcrm.new: option '" .. k .. "' must be a " .. want:gsub("|", " or ")
+        .. " (got " .. type(v) .. ")", 3)
+    end
+    if want == "number" and (v ~= v or v <= 0) then
+      error("favcrm.new: option '" .. k .. "' must be a positive number", 3)
+    end
+  end
+  if opts.api_key ~= nil and type(opts.api_key) == "userdata" and not core.is_secret(opts.api_key) then
+    error("favcrm.new: option 'api_key' must be a string or a favcrm.secret", 3)
+  end
+  if opts.url then
+    local scheme = opts.url:match("^(%a[%w+.-]*)://[^/?#]+")
+    if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
+      error("favcrm.new: option 'url' must be an http:// or https:// URL (got '" .. opts.url .. "')", 3)
+    end
+  end
+  return opts
+end
+
+local function header_list(h)
+  local list = {}
+  for k, v in pairs(h or {}) do
+    if type(k) == "number" then
+      list[#list + 1] = tostring(v)
+    else
+      if type(k) ~= "string" or type(v) ~= "string" then
+        error("favcrm.new: option 'headers' must map header names to strings", 4)
+      end
+      if k:lower() == "authorization" then
+        error("favcrm.new: do not pass Authorization in 'headers'; use the 'api_key' option", 4)
+      end
+      if k:find("[\r\n:]") or v:find("[\r\n]") then
+        error("favcrm.new: header '" .. k .. "' holds a line break or a colon", 4)
+      end
+      list[#list + 1] = k .. ": " .. v
+    end
+  end
+  table.sort(list)
+  return list
+end
+
+--- Client.new(opts): no I/O; the session starts with the first call.
+function Client.new(opts)
+  opts = check_opts(opts)
+  local resolved = config.resolve(opts)
+  local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
+  if type(key) == "string" then key = core.secret(key) end
+  local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
+    .. "; " .. core.curl_version() .. ")")
+  local transport = opts.transport or core.http_new({
+    user_agent = ua,
+    ca_file = opts.ca_file,
+    connect_timeout_ms = math.floor((opts.connect_timeout or 10) * 1000),
+    max_response_bytes = opts.max_response_bytes and math.floor(opts.max_response_bytes),
+    max_event_bytes = opts.max_event_bytes and math.floor(opts.max_event_bytes),
+  })
+  local self = setmetatable({
+    url = url,
+    url_source = resolved.url_source,
+    config_error = resolved.config_error,
+    clock = opts.clock or os.time,
+    key_source = key_source,
+    opts = opts,
+    validate = opts.validate ~= false,
+    tool_cache = nil,
+    validators = {},
+  }, Client)
+  self.session = Session.new({
+    transport = transport, url = url, auth = key, headers = header_list(opts.headers),
+    timeout = opts.timeout or resolved.timeout, max_total_timeout = opts.max_total_timeout,
+    client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
+    on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
+    on_progress = opts.on_progress, on_log = opts.on_log,
+  })
+  return self
+end
+
+local function check_self(self, fname)
+  if getmetatable(self) ~= Client then
+    error("bad self to '" .. fname .. "' (use client:" .. fname .. "(...), not client." .. fname .. "(...))", 3)
+  end
+  if self.closed then error("favcrm: the client is closed", 3) end
+end
+
+--- client:set_api_key(key): the key (string or favcrm.secret) for later calls.
+function Client:set_api_key(key, source)
+  check_self(self, "set_api_key")
+  if type(key) == "string" then key = core.secret(key)
+  elseif not core.is_secret(key) then
+    error("bad argument #1 to 'set_api_key' (string or favcrm.secret expected, got " .. type(key) .. ")", 2)
+  end
+  self.session.auth = key
+  self.key_source = source or "option"
+end
+
+--- client:now() -> the client's clock (epoch seconds; opts.clock or os.time)
+function Client:now()
+  return self.clock()
+end
+
+--- client:server_time() -> the server's clock now (from the last HTTP Date
+-- header, advanced by the local time since), or nil before any answer.
+function Client:server_time()
+  local d = self.session.last_date
+  if not d then return nil end
+  local t = util.parse_http_date(d.header)
+  if not t then return nil end
+  return t + (os.time() - d.at)
+end
+
+--- client:has_api_key() -> boolean
+function Client:has_api_key()
+  return self.session.auth ~= nil
+end
+
+--- client:tools() -> list of tool tables (all pages), cached for the session.
+function Client:tools(opts)
+  check_self(self, "tools")
+  if self.tool_cache and not (opts and opts.refresh) then return self.tool_cache.list end
+  local list, byname, cursor, pages = {}, {}, nil, 0
+  repeat
+    pages = pages + 1
+    if pages > 1000 then
+      return nil, errors.new("protocol", "tools/list never ended (over 1000 pages)")
+    end
+    local res, err = self.session:request("tools/list", cursor and { cursor = cursor } or nil)
+    if not res then return nil, err end
+    if type(res.tools) ~= "table" then
+      return nil, errors.new("protocol", "tools/list answered without a tools array")
+    end
+    for _, t in ipairs(res.tools) do
+      if type(t) == "table" and type(t.name) == "string" then
+        list[#list + 1] = t
+        byname[t.name] = t
+      end
+    end
+    cursor = res.nextCursor
+    if cursor == cjson.null then cursor = nil end
+  until cursor == nil
+  self.tool_cache = { list = list, byname = byname }
+  return list
+end
+
+local function distance(a, b)
+  local la, lb = #a, #b
+  if math.abs(la - lb) > 8 then return 99 end
+  local prev = {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    local cur = { [0] = i }
+    for j = 1, lb do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[lb]
+end
+
+local function suggestions(name, list)
+  local scored = {}
+  for _, t in ipairs(list) do
+    local d = distance(name, t.name)
+    if t.name:find(name, 1, true) or name:find(t.name, 1, true) then d = math.min(d, 2) end
+    scored[#scored + 1] = { d = d, n = t.name }
+  end
+  table.sort(scored, function(x, y) return x.d < y.d or (x.d == y.d and x.n < y.n) end)
+  local out = {}
+  for i = 1, math.min(3, #scored) do
+    if scored[i].d <= math.max(3, math.floor(#name / 3)) then out[#out + 1] = scored[i].n end
+  end
+  return out
+end
+
+--- client:describe(name) -> the tool table or nil, err (`unknown_tool`).
+function Client:describe(name)
+  check_self(self, "describe")
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'describe' (tool name expected, got " .. type(name) .. ")", 2)
+  end
+  local list, err = self:tools()
+  if not list then return nil, err end
+  local t = self.tool_cache.byname[name]
+  if t then return t end
+  local near = suggestions(name, list)
+  return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'"
+    .. (#near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""),
+    { tool = name, suggestions = near })
+end
+
+-- Marks empty tables the schema calls arrays, so they go out as [].
+local function mark_arrays(value, schema, sentinel, depth)
+  if type(value) ~= "table" or type(schema) ~= "table" or depth > 64 then return value, false end
+  local st = schema.type
+  local is_array = st == "array" or (type(st) == "table" and (function()
+    local a, o = false, false
+    for _, x in ipairs(st) do a = a or x == "array"; o = o or x == "object" end
+    return a and not o
+  end)())
+  if next(value) == nil then
+    if is_array then return sentinel, true end
+    return value, false
+  end
+  local changed, out = false, nil
+  local function set(k, v)
+    if not out then
+      out = {}
+      for kk, vv in pairs(value) do out[kk] = vv end
+    end
+    out[k] = v
+  end
+  if type(schema.properties) == "table" then
+    for k, sub in pairs(schema.properties) do
+      if value[k] ~= nil then
+        local nv, ch = mark_arrays(value[k], sub, sentinel, depth + 1)
+        if ch then set(k, nv); changed = true end
+      end
+    end
+  end
+  if type(schema.items) == "table" and value[1] ~= nil then
+    for i, v in ipairs(value) do
+      local nv, ch = mark_arrays(v, schema.items, sentinel, depth + 1)
+      if ch then set(i, nv); changed = true end
+    end
+  end
+  return out or value, changed
+end
+
+local SENTINEL = "\0favcrm:empty-array:" .. tostring(os.time()) .. tostring(math.random(1, 1e9))
+local SENTINEL_JSON = '"' .. SENTINEL:gsub("%z", "\\u0000") .. '"'
+
+local function payload_of(result)
+  local sc = result.structuredContent
+  if type(sc) == "table" then
+    if sc.data ~= nil then return sc.data end
+    return sc
+  end
+  local c = type(result.content) == "table" and result.content[1]
+  if type(c) == "table" and c.type == "text" and type(c.text) == "string" then
+    local v = cjson.decode(c.text)
+    if v ~= nil then return v end
+    return c.text
+  end
+  return nil
+end
+Client.payload_of = payload_of
+
+local TOOL_CODES = {
+  expired_code = true, wrong_code = true, existing_account = true, rate_limited = true,
+  unauthorized = true, plan_required = true, invalid_arguments = true,
+  confirmation_required = true, not_found = true,
+}
+
+-- Turns an isError result into an error object.
+local function tool_failure(name, result)
+  local text
+  local c = type(result.content) == "table" and result.content[1]
+  if type(c) == "table" and type(c.text) == "string" then text = c.text end
+  local sc = type(result.structuredContent) == "table" and result.structuredContent or {}
+  local e = type(sc.error) == "table" and sc.error or {}
+  local code = TOOL_CODES[e.code] and e.code or "tool_error"
+  local fields = { tool = name, server_code = e.code, result = result }
+  for k, v in pairs(e) do
+    if k ~= "code" and k ~= "message" then fields[k] = v end
+  end
+  if e.retryAfter then fields.retry_after = tonumber(e.retryAfter) end
+  if e.upgradeAction then fields.upgrade_action = e.upgradeAction end
+  if e.attemptsLeft then fields.attempts_left = tonumber(e.attemptsLeft) end
+  return errors.new(code, (type(e.message) == "string" and e.message) or text
+    or ("the tool " .. name .. " failed"), fields)
+end
+
+function Client:_validator(tool, which)
+  local key = tool.name .. "\0" .. which
+  local v = self.validators[key]
+  if v == nil then
+    v = false
+    local ok, schema = pcall(require, "favcrm.schema")
+    local s = tool[which]
+    if ok and type(s) == "table" then
+      local compiled = schema.compile(s)
+      if compiled then v = compiled end
+    end
+    self.validators[key] = v
+  end
+  return v or nil
+end
+
+local function first_error(errs)
+  local e = errs and errs[1] or {}
+  return e
+end
+
+--- client:call(name, args, opts) -> payload, result | nil, err
+function Client:call(name, args, opts)
+  check_self(self, "call")
+  if type(name) ~= "string" or name == "" then
+    error("bad argument #1 to 'call' (tool name expected, got " .. type(name) .. ")", 2)
+  end
+  if args ~= nil and type(args) ~= "table" then
+    error("bad argument #2 to 'call' (table of arguments expected, got " .. type(args) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'call' (table of options expected, got " .. type(opts) .. ")", 2)
+  end
+  opts = opts or {}
+  args = args or {}
+  local tool, err = self:describe(name)
+  if not tool then return nil, err end
+  local ann = type(tool.annotations) == "table" and tool.annotations or {}
+  if ann.destructiveHint == true and opts.confirm ~= true then
+    local confirm = opts.on_confirm or self.opts.on_confirm
+    if not (confirm and confirm(tool, args) == true) then
+      return nil, errors.new("confirmation_required", name .. " is destructive (" .. (ann.title or name)
+        .. "); pass opts.confirm = true or an on_confirm callback that returns true", { tool = name })
+    end
+  end
+  if self.validate and opts.validate ~= false then
+    local v = self:_validator(tool, "inputSchema")
+    if v then
+      local ok, errs = v:validate(args)
+      if not ok then
+        local e = first_error(errs)
+        local path = e.path or ""
+        return nil, errors.new("invalid_arguments",
+          name .. ": " .. (path ~= "" and path or "/") .. ": " .. tostring(e.message),
+          { tool = name, path = path, keyword = e.keyword, errors = errs })
+      end
+    end
+  end
+  local marked, changed = mark_arrays(args, tool.inputSchema, SENTINEL, 0)
+  local params = { name = name, arguments = marked }
+  local ok_init, ierr = self.session:initialize()
+  if not ok_init then return nil, ierr end
+  local op_opts = { timeout = opts.timeout, max_total_timeout = opts.max_total_timeout,
+    on_progress = opts.on_progress }
+  if changed then
+    op_opts.rewrite = function(body) return (body:gsub(SENTINEL_JSON, "[]")) end
+  end
+  local result, rerr = self.session:wait(self.session:start_request("tools/call", params, op_opts))
+  if not result then
+    if rerr.code == "protocol" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
+      return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'", { tool = name })
+    end
+    return nil, rerr
+  end
+  if result.isError == true then return nil, tool_failure(name, result) end
+  if self.validate and opts.validate ~= false and type(result.structuredContent) == "table" then
+    local v = self:_validator(tool, "outputSchema")
+    if v then
+      local ok, errs = v:validate(result.structuredContent)
+      if not ok then
+        local e = first_error(errs)
+        return nil, errors.new("protocol", name .. ": the result does not match the tool's outputSchema at "
+          .. (e.path ~= "" and e.path or "/") .. ": " .. tostring(e.message), { tool = name, path = e.path })
+      end
+    end
+  end
+  return payload_of(result), result
+end
+
+local registration = require("favcrm.registration")
+local doctor = require("favcrm.doctor")
+
+--- client:request(fields) -> request or nil, err (see favcrm.registration)
+function Client:request(fields)
+  check_self(self, "request")
+  return registration.request(self, fields)
+end
+
+--- client:verify(request_or_id, code [, opts]) -> workspace or nil, err
+function Client:verify(req, code, opts)
+  check_self(self, "verify")
+  return registration.verify(self, req, code, opts)
+end
+
+--- client:doctor() -> report (never raises)
+function Client:doctor()
+  check_self(self, "doctor")
+  return doctor.doctor(self)
+end
+
+--- client:close(): ends the session (DELETE) and frees everything. Idempotent.
+function Client:close()
+  if getmetatable(self) ~= Client then error("bad self to 'close'", 2) end
+  if self.closed then return end
+  self.closed = true
+  self.session:close()
+end
+Client.__close = Client.close
+Client.__gc = function(self)
+  -- no network from a finaliser: just free the transport
+  if not self.closed and self.session then
+    self.closed = true
+    pcall(self.session.transport.close, self.session.transport)
+  end
+end
+
+return Client

@@ -1,0 +1,521 @@
+--- favcrm.session: the MCP session over a transport (DESIGN.md layer 3).
+-- Protocol decisions live here; bytes, sockets and SSE framing live in the
+-- transport (csrc/http.c, or a Lua-supplied one with the same shape:
+-- `start(req) -> id`, `poll(ms) -> items`, `cancel(id)`, `close()`).
+--
+-- Every request is an "op" pumped by `Session:pump`, so one blocking call,
+-- many calls at once and an event loop all share the same machinery.
+local cjson = require("cjson.safe")
+local core = require("favcrm.core")
+local errors = require("favcrm.errors")
+
+local Session = {}
+Session.__index = Session
+
+Session.PROTOCOL_VERSION = "2025-11-25"
+Session.SUPPORTED_VERSIONS = {
+  ["2025-11-25"] = true, ["2025-06-18"] = true,
+  ["2025-03-26"] = true, ["2024-11-05"] = true,
+}
+
+local MAX_RESUMES = 3
+local MAX_REDIRECTS = 3
+local DRAIN_MS = 1000
+
+local now = core.monotonic
+local null = cjson.null
+
+local function origin(url)
+  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  local host = authority:gsub("^.*@", ""):lower()
+  if not host:find(":%d+$") then host = host .. (scheme == "https" and ":443" or ":80") end
+  return scheme .. "://" .. host
+end
+Session._origin = origin
+
+local function resolve(base, loc)
+  if loc:find("^%a[%w+.-]*://") then return loc end
+  local o = base:match("^(%a[%w+.-]*://[^/?#]*)")
+  if loc:sub(1, 2) == "//" then return base:match("^(%a[%w+.-]*:)") .. loc end
+  if loc:sub(1, 1) == "/" then return o .. loc end
+  return (base:gsub("[^/]*$", "")) .. loc
+end
+
+--- Session.new(opts): no I/O. opts.transport is required; the rest are
+-- those of favcrm.new that concern the protocol.
+function Session.new(opts)
+  local self = setmetatable({
+    transport = opts.transport,
+    url = opts.url,
+    auth = opts.auth,             -- favcrm.Secret, string or nil
+    extra_headers = opts.headers or {},
+    timeout = opts.timeout or 60,
+    max_total_timeout = opts.max_total_timeout or 600,
+    client_info = opts.client_info,
+    cb = {
+      elicit = opts.on_elicit, sample = opts.on_sample, roots = opts.on_roots,
+      progress = opts.on_progress, log = opts.on_log,
+    },
+    session_id = nil,
+    protocol_version = nil,
+    server_info = nil,
+    server_capabilities = nil,
+    initialized = false,
+    next_rpc = 0,
+    ops = {},        -- transfer id -> op
+    aux = {},        -- transfer id -> true (answers and notifications we sent)
+    by_token = {},   -- progress token -> op
+    last_date = nil, -- the last HTTP Date header seen, with the local time
+  }, Session)
+  return self
+end
+
+-- The headers every request carries.
+function Session:_headers(extra)
+  local h = {
+    "Content-Type: application/json",
+    "Accept: application/json, text/event-stream",
+  }
+  if self.protocol_version then h[#h + 1] = "MCP-Protocol-Version: " .. self.protocol_version end
+  if self.session_id then h[#h + 1] = "Mcp-Session-Id: " .. self.session_id end
+  for _, line in ipairs(self.extra_headers) do h[#h + 1] = line end
+  if extra then
+    for _, line in ipairs(extra) do h[#h + 1] = line end
+  end
+  return h
+end
+
+function Session:_hard_timeout_ms()
+  return math.floor((self.max_total_timeout + 5) * 1000)
+end
+
+-- Sends a message we do not wait for (a notification, or our answer to a
+-- server request). Its outcome only matters as far as the transport goes.
+function Session:_send_aux(msg)
+  local body = cjson.encode(msg)
+  local tid, err = self.transport:start({
+    method = "POST", url = self.url, headers = self:_headers(), body = body,
+    auth = self.auth, timeout_ms = 10000,
+  })
+  if tid then self.aux[tid] = true end
+  return tid, err
+end
+
+-- Starts (or restarts) the op's HTTP exchange.
+function Session:_launch(op)
+  local req = {
+    method = op.http_method or "POST",
+    url = op.url or self.url,
+    headers = self:_headers(op.extra_headers),
+    body = op.http_method == "GET" and nil or op.body,
+    auth = op.drop_auth and nil or self.auth,
+    timeout_ms = self:_hard_timeout_ms(),
+  }
+  op.sent_session = self.session_id
+  op.status, op.headers, op.got_headers = nil, nil, false
+  local tid, err = self.transport:start(req)
+  if not tid then
+    return self:_finish(op, nil, errors.new("network", "could not start the request: " .. tostring(err)))
+  end
+  op.tid = tid
+  self.ops[tid] = op
+end
+
+--- Session:start_request(method, params, opts) -> op. No waiting.
+-- opts: timeout, max_total_timeout, on_progress, notify (no id).
+function Session:start_request(method, params, opts)
+  opts = opts or {}
+  self.next_rpc = self.next_rpc + 1
+  local rpc_id = self.next_rpc
+  local msg = { jsonrpc = "2.0", id = rpc_id, method = method, params = params }
+  local progress_token
+  if opts.on_progress or self.cb.progress then
+    progress_token = "p" .. rpc_id
+    msg.params = msg.params or {}
+    msg.params._meta = msg.params._meta or {}
+    msg.params._meta.progressToken = progress_token
+  end
+  local body, jerr = cjson.encode(msg)
+  if not body then
+    error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 3)
+  end
+  if opts.rewrite then body = opts.rewrite(body) end
+  local t = now()
+  local timeout = opts.timeout or self.timeout
+  local op = {
+    rpc_id = rpc_id, method = method, body = body, progress_token = progress_token,
+    timeout = timeout, deadline = t + timeout,
+    hard_deadline = t + (opts.max_total_timeout or self.max_total_timeout),
+    on_progress = opts.on_progress, done = false, resumes = 0, redirects = 0,
+    replayed = false, retry_ms = 1000,
+  }
+  if progress_token then self.by_token[progress_token] = op end
+  self:_launch(op)
+  return op
+end
+
+-- Ends an op. With `keep`, its transfer (an answer stream that is about to
+-- end by itself) runs on as an auxiliary one so the connection stays
+-- reusable; otherwise it is cut.
+function Session:_finish(op, result, err, keep)
+  if op.done then return end
+  op.done = true
+  op.result, op.err = result, err
+  if op.progress_token then self.by_token[op.progress_token] = nil end
+  if op.tid then
+    self.ops[op.tid] = nil
+    if keep then self.aux[op.tid] = true else self.transport:cancel(op.tid) end
+    op.tid = nil
+  end
+end
+
+-- Interprets the HTTP status of an op's response once its headers arrive.
+-- Returns true when the op is handled (finished or relaunched).
+function Session:_on_headers(op, item)
+  op.status, op.headers, op.got_headers = item.status, item.headers, true
+  local h = item.headers or {}
+  if h.date then self.last_date = { header = h.date, at = os.time() } end
+  local st = item.status
+  if st >= 200 and st < 300 then
+    local sid = h["mcp-session-id"]
+    if op.is_init and sid and sid ~= "" then self.session_id = sid end
+    return false
+  end
+  return false -- the body may explain; decided at "done"
+end
+
+local function rpc_error_message(body)
+  local msg = body and cjson.decode(body)
+  if type(msg) == "table" and type(msg.error) == "table" and type(msg.error.message) == "string" then
+    return msg.error.message, msg.error.code
+  end
+end
+
+-- Turns a non-2xx answer into the op's end (or a relaunch).
+function Session:_on_http_error(op, item)
+  local st = op.status or item.status
+  local h = op.headers or {}
+  local smsg = rpc_error_message(item.body)
+  local detail = smsg and (": " .. smsg) or ""
+  if st == 404 and op.sent_session and not op.replayed and not op.is_init then
+    -- the server forgot our session: start a new one and replay once
+    op.replayed = true
+    self.ops[op.tid] = nil
+    op.tid = nil
+    self.session_id, self.initialized, self.protocol_version = nil, false, nil
+    local ok, err = self:initialize()
+    if not ok then return self:_finish(op, nil, err) end
+    return self:_launch(op)
+  elseif st == 404 and op.sent_session then
+    return self:_finish(op, nil, errors.new("session_expired",
+      "the server no longer knows this session and a fresh one failed too", { status = st }))
+  elseif (st == 307 or st == 308) and h.location then
+    if op.redirects >= MAX_REDIRECTS then
+      return self:_finish(op, nil, errors.new("http", "too many redirects", { status = st }))
+    end
+    op.redirects = op.redirects + 1
+    local target = resolve(op.url or self.url, h.location)
+    if origin(target) ~= origin(self.url) then op.drop_auth = true end
+    op.url = target
+    self.ops[op.tid] = nil
+    op.tid = nil
+    return self:_launch(op)
+  elseif st == 401 or st == 403 then
+    local what
+    if st == 403 then what = "the API key may not do this"
+    elseif self.auth == nil or op.drop_auth then what = "this needs an API key and none was sent"
+    else what = "the server refused the API key" end
+    return self:_finish(op, nil, errors.new("unauthorized", what .. detail,
+      { status = st, www_authenticate = h["www-authenticate"],
+        hint = "check FAVCRM_API_KEY; if the key was revoked or leaked, revoke it in the "
+          .. "FavCRM portal (Settings, MCP Keys) and issue a new one" }))
+  elseif st == 429 then
+    local ra = tonumber(h["retry-after"])
+    return self:_finish(op, nil, errors.new("rate_limited",
+      "the server is rate limiting this client" .. (ra and ("; retry in " .. ra .. " s") or "") .. detail,
+      { status = st, retry_after = ra }))
+  end
+  return self:_finish(op, nil, errors.new("http", "HTTP " .. tostring(st) .. detail,
+    { status = st, retry_after = tonumber(h["retry-after"]) }))
+end
+
+-- Answers a request the server sent us inside a response stream.
+function Session:_answer_server_request(op, msg)
+  local m = msg.method
+  local handler, result
+  if m == "ping" then
+    result = {}
+  else
+    if m == "elicitation/create" then handler = self.cb.elicit
+    elseif m == "sampling/createMessage" then handler = self.cb.sample
+    elseif m == "roots/list" then handler = self.cb.roots end
+    if handler then
+      local ok, res = pcall(handler, msg.params or {})
+      if not ok then
+        op.callback_error = op.callback_error or res
+        return self:_send_aux({ jsonrpc = "2.0", id = msg.id,
+          error = { code = -32603, message = "the client's handler failed" } })
+      end
+      result = res
+      if m == "elicitation/create" then
+        result = type(result) == "table" and result or { action = "decline" }
+        if result.action == nil then result = { action = "accept", content = result } end
+        if result.action == "accept" then
+          result.content = result.content or {}
+          local schema = type(msg.params) == "table" and msg.params.requestedSchema
+          if type(schema) == "table" and type(schema.properties) == "table" then
+            for k, p in pairs(schema.properties) do
+              if result.content[k] == nil and type(p) == "table" and p.default ~= nil then
+                result.content[k] = p.default
+              end
+            end
+          end
+          if next(result.content) == nil then result.content = nil end
+        end
+      elseif m == "roots/list" and type(result) == "table" and result.roots == nil then
+        result = { roots = result }
+      end
+    end
+  end
+  if result == nil then
+    return self:_send_aux({ jsonrpc = "2.0", id = msg.id,
+      error = { code = -32601, message = "Method not found: " .. tostring(m) } })
+  end
+  return self:_send_aux({ jsonrpc = "2.0", id = msg.id, result = result })
+end
+
+-- Dispatches one JSON-RPC message that arrived on an op's stream.
+function Session:_on_message(op, msg)
+  if type(msg) ~= "table" then return end
+  if msg[1] ~= nil then -- a batch
+    for _, m in ipairs(msg) do self:_on_message(op, m) end
+    return
+  end
+  if msg.method ~= nil and msg.id ~= nil and msg.id ~= null then
+    return self:_answer_server_request(op, msg)
+  end
+  if msg.method ~= nil then
+    local p = type(msg.params) == "table" and msg.params or {}
+    if msg.method == "notifications/progress" then
+      local target = self.by_token[p.progressToken]
+      if target and not target.done then
+        target.deadline = math.min(now() + target.timeout, target.hard_deadline)
+        local cb = target.on_progress or self.cb.progress
+        if cb then cb(p) end
+      end
+    elseif msg.method == "notifications/message" then
+      if self.cb.log then self.cb.log(p) end
+    end
+    return
+  end
+  if msg.id == op.rpc_id and (msg.result ~= nil or msg.error ~= nil) then
+    if msg.jsonrpc ~= "2.0" then
+      return self:_finish(op, nil, errors.new("protocol", "the answer is not JSON-RPC 2.0 (no \"jsonrpc\": \"2.0\")"))
+    end
+    if msg.error ~= nil then
+      local e = type(msg.error) == "table" and msg.error or {}
+      return self:_finish(op, nil, errors.new("protocol",
+        "the server answered with an error: " .. tostring(e.message or "unknown"),
+        { rpc_code = e.code, data = e.data }), true)
+    end
+    return self:_finish(op, msg.result, nil, true)
+  end
+  -- an answer to something else: ignored (a stray or duplicate id)
+end
+
+-- One item of the op's transfer.
+function Session:_on_item(op, item)
+  if item.type == "headers" then
+    return self:_on_headers(op, item)
+  elseif item.type == "event" then
+    if item.event_id then op.last_event_id = item.event_id end
+    if item.retry then op.retry_ms = item.retry end
+    if not (op.status and op.status >= 200 and op.status < 300) then return end
+    if item.event ~= "message" or item.data == "" then return end -- priming events carry no data
+    local msg = cjson.decode(item.data)
+    if msg == nil then
+      return self:_finish(op, nil, errors.new("protocol", "an SSE event held invalid JSON"))
+    end
+    return self:_on_message(op, msg)
+  end
+  -- done
+  self.ops[op.tid] = nil
+  op.tid = nil
+  if item.error then
+    return self:_finish(op, nil, errors.new(item.error,
+      (item.error == "too_large" and "the answer was too large: " or "the request failed: ") .. item.message))
+  end
+  local st = op.status or item.status
+  if not st or st < 200 or st >= 300 then return self:_on_http_error(op, item) end
+  if op.notify then return self:_finish(op, true, nil) end
+  if item.sse or (op.headers and (op.headers["content-type"] or ""):find("^text/event%-stream")) then
+    -- the stream ended without our answer: resume from the last event id
+    if op.last_event_id and op.resumes < MAX_RESUMES and self.session_id then
+      op.resumes = op.resumes + 1
+      op.resume_at = now() + op.retry_ms / 1000
+      return
+    end
+    return self:_finish(op, nil, errors.new("protocol",
+      "the server's event stream ended before the answer arrived"))
+  end
+  local ct = op.headers and op.headers["content-type"] or ""
+  if st == 202 or (item.body == nil or item.body == "") then
+    return self:_finish(op, nil, errors.new("protocol", "the server sent no answer (HTTP " .. st .. ")"))
+  end
+  if not ct:lower():find("^application/json") then
+    return self:_finish(op, nil, errors.new("protocol",
+      "unexpected Content-Type '" .. ct .. "' (expected JSON or an event stream)"))
+  end
+  local msg = cjson.decode(item.body)
+  if msg == nil then
+    return self:_finish(op, nil, errors.new("protocol", "the server's answer is not valid JSON"))
+  end
+  self:_on_message(op, msg)
+  if not op.done then
+    return self:_finish(op, nil, errors.new("protocol", "the server's answer did not carry our request id"))
+  end
+end
+
+function Session:_timeout(op)
+  local rpc_id = op.rpc_id
+  self:_finish(op, nil, errors.new("timeout",
+    "no answer to " .. op.method .. " within " .. op.timeout .. " s"))
+  if rpc_id and not op.notify then
+    self:_send_aux({ jsonrpc = "2.0", method = "notifications/cancelled",
+      params = { requestId = rpc_id, reason = "timeout" } })
+  end
+end
+
+--- Session:pump(max_wait_s): advances every op and auxiliary transfer for
+-- at most max_wait_s seconds (0: do what is ready and return).
+function Session:pump(max_wait)
+  local t = now()
+  local wait = max_wait or 0
+  -- deadlines, resumes
+  for _, op in pairs(self.ops) do
+    if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+  end
+  for _, op in pairs(self.resuming or {}) do
+    if op.done then self.resuming[op] = nil end
+  end
+  local soonest = t + wait
+  for _, op in pairs(self.ops) do
+    soonest = math.min(soonest, op.deadline, op.hard_deadline)
+  end
+  for op in pairs(self.resuming or {}) do
+    soonest = math.min(soonest, op.resume_at)
+  end
+  local ms = math.max(0, math.floor((soonest - t) * 1000 + 0.5))
+  local items = self.transport:poll(ms)
+  for _, item in ipairs(items) do
+    local op = self.ops[item.id]
+    if op then
+      self:_on_item(op, item)
+      if op.resume_at and not op.done and not op.tid then
+        self.resuming = self.resuming or {}
+        self.resuming[op] = true
+      end
+    elseif self.aux[item.id] and item.type == "done" then
+      self.aux[item.id] = nil
+    end
+  end
+  -- reconnects that are due
+  if self.resuming then
+    local t2 = now()
+    for op in pairs(self.resuming) do
+      if op.done then
+        self.resuming[op] = nil
+      elseif t2 >= op.resume_at then
+        self.resuming[op] = nil
+        op.resume_at = nil
+        op.http_method = "GET"
+        op.extra_headers = { "Last-Event-ID: " .. op.last_event_id }
+        self:_launch(op)
+      end
+    end
+  end
+end
+
+-- Waits for every auxiliary transfer (answers, notifications) to finish,
+-- for at most ms milliseconds.
+function Session:drain(ms)
+  local deadline = now() + (ms or DRAIN_MS) / 1000
+  while next(self.aux) ~= nil and now() < deadline do
+    local items = self.transport:poll(math.max(1, math.floor((deadline - now()) * 1000)))
+    for _, item in ipairs(items) do
+      if item.type == "done" then self.aux[item.id] = nil end
+      local op = self.ops[item.id]
+      if op then self:_on_item(op, item) end
+    end
+  end
+end
+
+--- Session:wait(op): pumps until op is done; returns result or nil, err.
+function Session:wait(op)
+  while not op.done do
+    self:pump(1)
+  end
+  if op.callback_error then error(op.callback_error, 0) end
+  if op.err and op.err.code == "timeout" then self:drain(DRAIN_MS) end
+  return op.result, op.err
+end
+
+--- Session:initialize() -> true or nil, err. Idempotent.
+function Session:initialize()
+  if self.initialized then return true end
+  local caps = {}
+  if self.cb.elicit then caps.elicitation = {} end
+  if self.cb.sample then caps.sampling = {} end
+  if self.cb.roots then caps.roots = { listChanged = false } end
+  local params = {
+    protocolVersion = Session.PROTOCOL_VERSION,
+    capabilities = caps,
+    clientInfo = self.client_info,
+  }
+  local op = self:start_request("initialize", params, { timeout = self.timeout })
+  op.is_init = true
+  local res, err = self:wait(op)
+  if not res then return nil, err end
+  local v = res.protocolVersion
+  if not Session.SUPPORTED_VERSIONS[v] then
+    return nil, errors.new("protocol", "the server speaks MCP protocol version " .. tostring(v)
+      .. ", which this client does not support", { server_version = v })
+  end
+  self.protocol_version = v
+  self.server_info = res.serverInfo
+  self.server_capabilities = res.capabilities
+  self.instructions = res.instructions
+  self.initialized = true
+  self:_send_aux({ jsonrpc = "2.0", method = "notifications/initialized" })
+  return true
+end
+
+--- Session:request(method, params, opts) -> result or nil, err (blocking).
+function Session:request(method, params, opts)
+  local ok, err = self:initialize()
+  if not ok then return nil, err end
+  return self:wait(self:start_request(method, params, opts))
+end
+
+--- Session:close(): ends the session on the server (DELETE; 405 is fine)
+-- and frees the transport. Never raises; idempotent.
+function Session:close()
+  if self.closed then return end
+  self.closed = true
+  for tid in pairs(self.ops) do pcall(self.transport.cancel, self.transport, tid) end
+  self.ops = {}
+  if self.session_id then
+    local ok, tid = pcall(self.transport.start, self.transport, {
+      method = "DELETE", url = self.url, headers = self:_headers(), auth = self.auth,
+      timeout_ms = 2000,
+    })
+    if ok and tid then self.aux[tid] = true end
+  end
+  pcall(self.drain, self, 2000)
+  self.session_id = nil
+  pcall(self.transport.close, self.transport)
+end
+
+return Session

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs the busted specs for one Lua against the local sandbox over loopback:
+#   spec/support/run.sh LUA_BIN BUILD_DIR [busted args...]
+# Starts two sandboxes (sessions kept, and stateless) in test mode on free
+# ports, exports their URLs, runs busted, and stops them whatever happens.
+set -uo pipefail
+lua_bin=${1:?usage: run.sh LUA_BIN BUILD_DIR}
+build=${2:?usage: run.sh LUA_BIN BUILD_DIR}
+shift 2
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/favcrm-spec.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+# start_sandbox NAME ARGS...: sets SANDBOX_URL, SANDBOX_OUTBOX
+start_sandbox() {
+  local name=$1; shift
+  local fifo="$tmp/$name.fifo"
+  mkfifo "$fifo"
+  node sandbox/server.mjs --port 0 --test --outbox "$tmp/$name-outbox" "$@" \
+    >"$fifo" 2>"$tmp/$name.log" &
+  pids+=($!)
+  exec {fd}<"$fifo"
+  local line1 line2
+  if ! IFS= read -r -t 30 -u "$fd" line1 || ! IFS= read -r -t 5 -u "$fd" line2; then
+    echo "run.sh: the $name sandbox did not start; its log:" >&2
+    cat "$tmp/$name.log" >&2
+    exit 1
+  fi
+  cat <&"$fd" >>"$tmp/$name.log" &
+  exec {fd}<&-
+  SANDBOX_URL=${line1##* }
+  SANDBOX_OUTBOX=${line2##* }
+}
+
+start_sandbox stateful
+export FAVCRM_SANDBOX_URL=$SANDBOX_URL FAVCRM_SANDBOX_OUTBOX=$SANDBOX_OUTBOX
+start_sandbox stateless --stateless
+export FAVCRM_SANDBOX_STATELESS_URL=$SANDBOX_URL
+start_sandbox jsonmode --json-response
+export FAVCRM_SANDBOX_JSON_URL=$SANDBOX_URL
+
+# The specs never see a user's real key or config.
+unset FAVCRM_API_KEY FAVCRM_MCP_TOKEN FAVCRM_MCP_URL FAVCRM_MCP_ENDPOINT FAVCRM_TIMEOUT_MS
+export HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/home/.config"
+mkdir -p "$HOME"
+export FAVCRM_SPEC_TMP="$tmp" FAVCRM_LUA_BIN="$lua_bin" FAVCRM_BUILD="$build"
+export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;"
+export LUA_CPATH="$top/$build/?.so;;"
+busted=$(command -v busted || echo /usr/bin/busted)
+echo "specs: $($lua_bin -v 2>&1 | head -1) against $FAVCRM_SANDBOX_URL"
+"$lua_bin" "$busted" --output=spec/support/summary.lua "$@" spec

@@ -1,0 +1,65 @@
+--- Test helper: the sandboxes spec/support/run.sh started, and their
+-- test-mode control endpoints (/_sandbox/...), reached with LuaSocket so the
+-- specs never rely on the code under test to set up what they check.
+local http = require("socket.http")
+local ltn12 = require("ltn12")
+local cjson = require("cjson")
+
+local M = {}
+
+local function need(name)
+  local v = os.getenv(name)
+  if not v or v == "" then
+    error(name .. " is not set: run the specs with `make test` (spec/support/run.sh)", 3)
+  end
+  return v
+end
+
+function M.url() return need("FAVCRM_SANDBOX_URL") end
+function M.stateless_url() return need("FAVCRM_SANDBOX_STATELESS_URL") end
+function M.json_url() return need("FAVCRM_SANDBOX_JSON_URL") end
+function M.outbox_dir() return need("FAVCRM_SANDBOX_OUTBOX") end
+
+local function base(url)
+  return (url or M.url()):match("^(https?://[^/]+)")
+end
+
+--- M.control(method, path, body [, url]) -> decoded JSON answer, status
+function M.control(method, path, body, url)
+  local out = {}
+  local payload = body and cjson.encode(body) or nil
+  local _, status = http.request({
+    url = base(url) .. path,
+    method = method,
+    headers = payload and { ["content-type"] = "application/json",
+      ["content-length"] = tostring(#payload) } or nil,
+    source = payload and ltn12.source.string(payload) or nil,
+    sink = ltn12.sink.table(out),
+  })
+  local text = table.concat(out)
+  local ok, decoded = pcall(cjson.decode, text)
+  if status ~= 200 then
+    error("sandbox control " .. method .. " " .. path .. " answered " .. tostring(status) .. ": " .. text, 2)
+  end
+  return ok and decoded or text, status
+end
+
+function M.stats(url) return M.control("GET", "/_sandbox/stats", nil, url) end
+function M.reset(url) return M.control("POST", "/_sandbox/reset", {}, url) end
+function M.fault(spec, url) return M.control("POST", "/_sandbox/fault", spec, url) end
+function M.advance(seconds, url) return M.control("POST", "/_sandbox/clock", { advance = seconds }, url) end
+function M.revoke(key, url) return M.control("POST", "/_sandbox/revoke", { apiKey = key }, url) end
+function M.outbox(to, url)
+  return M.control("GET", "/_sandbox/outbox" .. (to and ("?to=" .. to) or ""), nil, url)
+end
+
+local n = 0
+--- M.account([email][, url]) -> api key (string), email: a ready workspace.
+function M.account(email, url)
+  n = n + 1
+  email = email or string.format("owner%d.%d@example.com", os.time(), n)
+  local res = M.control("POST", "/_sandbox/accounts", { email = email }, url)
+  return res.apiKey, email, res
+end
+
+return M
