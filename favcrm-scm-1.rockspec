@@ -20,7 +20,7 @@ dependencies = {
   "lua-cjson",
 }
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  CURL = { library = "curl" },
   PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
 }
 build = {
@@ -38,8 +38,12 @@ build = {
     },
     ["favcrm"] = "lua/favcrm/init.lua",
     ["favcrm.client"] = "lua/favcrm/client.lua",
+    ["favcrm.config"] = "lua/favcrm/config.lua",
+    ["favcrm.doctor"] = "lua/favcrm/doctor.lua",
     ["favcrm.errors"] = "lua/favcrm/errors.lua",
+    ["favcrm.registration"] = "lua/favcrm/registration.lua",
     ["favcrm.session"] = "lua/favcrm/session.lua",
     ["favcrm.schema"] = "lua/favcrm/schema.lua",
+    ["favcrm.util"] = "lua/favcrm/util.lua",
   },
 }

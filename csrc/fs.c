@@ -1,3 +1,385 @@
-/* stub: replaced by the real unit */
+/* fs.c: files and clocks for favcrm.core: write_file_atomic, mkdir_p,
+ * stat, chmod, unlink, now, monotonic, getpid, isatty, read_secret_line.
+ *
+ * Runtime failures return nil, err with err = {code=, message="<path>:
+ * <strerror>", errno=}; code is "not_found" (ENOENT, for stat, chmod and
+ * unlink), "io" otherwise; read_secret_line adds "no_terminal",
+ * "too_large" and "cancelled". Misuse raises. Modes are exact: the umask
+ * does not apply (the file or folder is chmod'ed to the mode asked). No
+ * Lua call is made while a file descriptor is open or a terminal's echo
+ * is off, so nothing can longjmp past the clean-up. */
 #include "favcrm.h"
-int fav_fs_open(lua_State *L) { (void)L; return 0; }
+#include "secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FS_SECRET_LINE_MAX 4096 /* read_secret_line's cap, in bytes */
+#define FS_TMP_ATTEMPTS 16      /* temp names tried before giving up */
+
+/* Pushes nil and an error table {code, message = "<what>: <strerror(e)>"
+ * (or just <what> when e is 0), errno = e}. Returns 2. Can raise (memory):
+ * call it only once every descriptor is closed. */
+static int fs_error(lua_State *L, const char *code, const char *what, int e) {
+  char msg[256];
+  lua_pushnil(L);
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, code);
+  lua_setfield(L, -2, "code");
+  if (e != 0) {
+    if (strerror_r(e, msg, sizeof msg) != 0) snprintf(msg, sizeof msg, "error %d", e);
+    lua_pushfstring(L, "%s: %s", what, msg);
+  } else {
+    lua_pushstring(L, what);
+  }
+  lua_setfield(L, -2, "message");
+  lua_pushinteger(L, (lua_Integer)e);
+  lua_setfield(L, -2, "errno");
+  return 2;
+}
+
+/* fs_error with code "not_found" for ENOENT, else "io". Returns 2. */
+static int fs_errno(lua_State *L, const char *path, int e) {
+  return fs_error(L, e == ENOENT ? "not_found" : "io", path, e);
+}
+
+/* The path at idx: a string without NUL bytes. Raises otherwise. */
+static const char *fs_checkpath(lua_State *L, int idx, size_t *len) {
+  size_t n;
+  const char *p = luaL_checklstring(L, idx, &n);
+  luaL_argcheck(L, n > 0 && strlen(p) == n, idx, "path must be a non-empty string without NUL");
+  if (len != NULL) *len = n;
+  return p;
+}
+
+/* The permission bits at idx (an integer 0..07777), or def when the
+ * argument is absent (and optional is set). Raises otherwise. */
+static mode_t fs_checkmode(lua_State *L, int idx, int optional, mode_t def) {
+  lua_Integer m;
+  if (optional && lua_isnoneornil(L, idx)) return def;
+  luaL_argcheck(L, lua_type(L, idx) == LUA_TNUMBER && lua_isinteger(L, idx), idx,
+                "mode must be an integer");
+  m = lua_tointeger(L, idx);
+  luaL_argcheck(L, m >= 0 && m <= 07777, idx, "mode must be within 0..07777");
+  return (mode_t)m;
+}
+
+/* A few pseudo-random bits for temp names (O_EXCL makes them safe; they
+ * only need to differ). Never raises. */
+static uint64_t fs_random(unsigned attempt) {
+  struct timespec ts;
+  uint64_t x;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)(uintptr_t)&ts << 7) ^
+      ((uint64_t)attempt * 0x9E3779B97F4A7C15ULL);
+  x ^= x >> 30; /* splitmix64 finaliser */
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
+
+/* write(2) all n bytes of p to fd, retrying short writes and EINTR.
+ * Returns 0 or an errno. */
+static int fs_write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* fsync(2) retrying EINTR. Returns 0 or an errno. */
+static int fs_fsync(int fd) {
+  while (fsync(fd) != 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
+}
+
+/* Writes, fsyncs and closes the new temp file fd. Makes no Lua call.
+ * Returns 0 or an errno; fd is closed either way. */
+static int fs_fill_tmp(int fd, mode_t mode, const char *data, size_t len) {
+  int e = 0;
+  if (fchmod(fd, mode) != 0) e = errno;
+  if (e == 0) e = fs_write_all(fd, data, len);
+  if (e == 0) e = fs_fsync(fd);
+  if (close(fd) != 0 && e == 0 && errno != EINTR) e = errno;
+  return e;
+}
+
+/* core.write_file_atomic(path, data [, mode]): takes a path, a string and
+ * permission bits (default 0600); writes data to ".<name>.tmp.<pid>.<rand>"
+ * in path's folder (O_CREAT|O_EXCL, exact mode), fsyncs it, renames it over
+ * path and fsyncs the folder. Returns true, or nil, err (code "io"; the
+ * temp file is removed, path untouched). Raises on bad arguments. */
+static int fs_write_file_atomic(lua_State *L) {
+  size_t plen, dlen;
+  const char *path = fs_checkpath(L, 1, &plen);
+  const char *data, *slash, *base, *dir, *tmp = NULL;
+  mode_t mode;
+  int fd = -1, e = 0, dfd;
+  unsigned attempt;
+  char rnd[17];
+  luaL_checktype(L, 2, LUA_TSTRING);
+  data = lua_tolstring(L, 2, &dlen);
+  mode = fs_checkmode(L, 3, 1, 0600);
+  lua_settop(L, 3);
+  slash = strrchr(path, '/');
+  base = slash ? slash + 1 : path;
+  luaL_argcheck(L, *base != '\0', 1, "path must name a file, not a folder");
+  if (slash == NULL) lua_pushliteral(L, ".");
+  else if (slash == path) lua_pushliteral(L, "/");
+  else lua_pushlstring(L, path, (size_t)(slash - path));
+  dir = lua_tostring(L, 4); /* index 4: the folder */
+  for (attempt = 0; attempt < FS_TMP_ATTEMPTS; attempt++) {
+    snprintf(rnd, sizeof rnd, "%016llx", (unsigned long long)fs_random(attempt));
+    lua_settop(L, 4);
+    lua_pushfstring(L, "%s/.%s.tmp.%d.%s", dir, base, (int)getpid(), rnd);
+    tmp = lua_tostring(L, 5); /* index 5: the temp name (anchored) */
+    fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
+    if (fd >= 0 || errno != EEXIST) break;
+  }
+  if (fd < 0) return fs_error(L, "io", path, errno);
+  /* fd is open: no Lua call until it is closed */
+  e = fs_fill_tmp(fd, mode, data, dlen);
+  if (e == 0 && rename(tmp, path) != 0) e = errno;
+  if (e != 0) {
+    unlink(tmp);
+    return fs_error(L, "io", path, e);
+  }
+  dfd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+  if (dfd < 0) {
+    e = errno;
+  } else {
+    e = fs_fsync(dfd);
+    if (e == EINVAL || e == EROFS) e = 0; /* folder fsync not supported */
+    close(dfd);
+  }
+  if (e != 0) return fs_error(L, "io", path, e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Makes the folder buf unless it exists as a folder; a new one gets the
+ * exact mode. Returns 0 or an errno. Makes no Lua call. */
+static int fs_mkdir1(const char *buf, mode_t mode) {
+  struct stat st;
+  if (mkdir(buf, mode) == 0) return chmod(buf, mode) == 0 ? 0 : errno;
+  if (errno == EEXIST || errno == EACCES || errno == EPERM || errno == EROFS) {
+    int e = errno;
+    if (stat(buf, &st) == 0) return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    return e;
+  }
+  return errno;
+}
+
+/* core.mkdir_p(path [, mode]): takes a path and permission bits (default
+ * 0700); makes each missing folder along path with that exact mode.
+ * Returns true, or nil, err (code "io"). Raises on bad arguments. */
+static int fs_mkdir_p(lua_State *L) {
+  size_t len, i;
+  const char *path = fs_checkpath(L, 1, &len);
+  mode_t mode = fs_checkmode(L, 2, 1, 0700);
+  char *buf = (char *)lua_newuserdatauv(L, len + 1, 0); /* scratch, Lua-owned */
+  memcpy(buf, path, len + 1);
+  for (i = 1; i <= len; i++) {
+    if ((i == len || buf[i] == '/') && buf[i - 1] != '/') {
+      char c = buf[i];
+      int e;
+      buf[i] = '\0';
+      e = fs_mkdir1(buf, mode);
+      buf[i] = c;
+      if (e != 0) return fs_error(L, "io", path, e);
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.stat(path): returns {mode = permission bits, size, uid, type =
+ * "file"|"dir"|"other"} (following symlinks), or nil, err ("not_found"
+ * for ENOENT, else "io"). Raises on a bad argument. */
+static int fs_stat(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, NULL);
+  struct stat st;
+  if (stat(path, &st) != 0) return fs_errno(L, path, errno);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+  lua_setfield(L, -2, "mode");
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)st.st_uid);
+  lua_setfield(L, -2, "uid");
+  if (S_ISREG(st.st_mode)) lua_pushliteral(L, "file");
+  else if (S_ISDIR(st.st_mode)) lua_pushliteral(L, "dir");
+  else lua_pushliteral(L, "other");
+  lua_setfield(L, -2, "type");
+  return 1;
+}
+
+/* core.chmod(path, mode): returns true or nil, err. Raises on bad args. */
+static int fs_chmod(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, NULL);
+  mode_t mode = fs_checkmode(L, 2, 0, 0);
+  if (chmod(path, mode) != 0) return fs_errno(L, path, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.unlink(path): returns true or nil, err. Raises on a bad argument. */
+static int fs_unlink(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, NULL);
+  if (unlink(path) != 0) return fs_errno(L, path, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Pushes clock id's time in seconds as a float. */
+static int fs_push_clock(lua_State *L, clockid_t id) {
+  struct timespec ts;
+  if (clock_gettime(id, &ts) != 0) return luaL_error(L, "clock_gettime failed");
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.now(): wall-clock seconds since the epoch, a float. */
+static int fs_now(lua_State *L) { return fs_push_clock(L, CLOCK_REALTIME); }
+
+/* core.monotonic(): monotonic seconds (arbitrary origin), a float. */
+static int fs_monotonic(lua_State *L) { return fs_push_clock(L, CLOCK_MONOTONIC); }
+
+/* core.getpid(): the process id, an integer. */
+static int fs_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* core.isatty(fd): takes an integer descriptor; returns a boolean. */
+static int fs_isatty(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  lua_pushboolean(L, fd >= 0 && fd <= 0x7fffffff && isatty((int)fd));
+  return 1;
+}
+
+#define FS_LINE_TOO_LONG (-1) /* fs_read_line: over cap, rest dropped   */
+#define FS_LINE_EOF (-2)      /* fs_read_line: end of input, no byte    */
+
+/* Reads one line from the terminal fd (echo off by the caller) into buf
+ * (cap bytes). *n gets the length without the line end. Returns 0,
+ * FS_LINE_TOO_LONG (the rest of the line is read and dropped),
+ * FS_LINE_EOF, or a read errno (EINTR: interrupted). Makes no Lua call. */
+static int fs_read_line(int fd, char *buf, size_t cap, size_t *n) {
+  size_t len = 0;
+  for (;;) {
+    ssize_t r;
+    char *nl;
+    if (len == cap) { /* too long: drain the rest of the line */
+      char sink[256];
+      for (;;) {
+        r = read(fd, sink, sizeof sink);
+        if (r <= 0 || memchr(sink, '\n', (size_t)r) != NULL) break;
+      }
+      fav_wipe(sink, sizeof sink);
+      *n = 0;
+      return FS_LINE_TOO_LONG;
+    }
+    r = read(fd, buf + len, cap - len);
+    if (r < 0) return errno;
+    if (r == 0) { /* end of input */
+      if (len == 0) return FS_LINE_EOF;
+      break;
+    }
+    nl = (char *)memchr(buf + len, '\n', (size_t)r);
+    if (nl != NULL) {
+      len = (size_t)(nl - buf);
+      break;
+    }
+    len += (size_t)r;
+  }
+  if (len > 0 && buf[len - 1] == '\r') len--;
+  *n = len;
+  return 0;
+}
+
+/* core.read_secret_line([prompt]): writes prompt to /dev/tty, reads one
+ * line (at most 4096 bytes) with echo off, restores the terminal on every
+ * path and returns the line as a favcrm.Secret (never a string), or nil,
+ * err with code "no_terminal" (no /dev/tty), "too_large", "cancelled"
+ * (end of input or interrupted) or "io". The bytes are read straight into
+ * the secret's own memory. Raises on a bad argument or memory failure. */
+static int fs_read_secret_line(lua_State *L) {
+  size_t plen, n = 0;
+  const char *prompt = luaL_optlstring(L, 1, "", &plen);
+  char *buf;
+  int fd, e = 0, sidx;
+  struct termios old, quiet;
+  lua_settop(L, 1);
+  buf = fav_secret_pushbuf(L, FS_SECRET_LINE_MAX); /* index 2 */
+  sidx = lua_gettop(L);
+  fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return fs_error(L, "no_terminal", "/dev/tty", errno);
+  if (tcgetattr(fd, &old) != 0) {
+    e = errno;
+    close(fd);
+    return fs_error(L, "no_terminal", "/dev/tty", e);
+  }
+  quiet = old;
+  quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHOE | ECHOK);
+  quiet.c_lflag |= ECHONL;
+  if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
+    e = errno;
+    close(fd);
+    return fs_error(L, "io", "/dev/tty", e);
+  }
+  /* echo is off: no Lua call until the terminal is restored */
+  e = fs_write_all(fd, prompt, plen);
+  if (e == 0) e = fs_read_line(fd, buf, FS_SECRET_LINE_MAX, &n);
+  while (tcsetattr(fd, TCSAFLUSH, &old) != 0 && errno == EINTR) {
+  }
+  close(fd);
+  if (e != 0) {
+    fav_wipe(buf, FS_SECRET_LINE_MAX);
+    if (e == FS_LINE_TOO_LONG) return fs_error(L, "too_large", "input line longer than 4096 bytes", 0);
+    if (e == EINTR) return fs_error(L, "cancelled", "input interrupted", 0);
+    if (e == FS_LINE_EOF) return fs_error(L, "cancelled", "end of input", 0);
+    return fs_error(L, "io", "/dev/tty", e);
+  }
+  fav_secret_setlen(L, sidx, n);
+  return 1;
+}
+
+static const luaL_Reg fs_funcs[] = {
+  {"write_file_atomic", fs_write_file_atomic},
+  {"mkdir_p", fs_mkdir_p},
+  {"stat", fs_stat},
+  {"chmod", fs_chmod},
+  {"unlink", fs_unlink},
+  {"now", fs_now},
+  {"monotonic", fs_monotonic},
+  {"getpid", fs_getpid},
+  {"isatty", fs_isatty},
+  {"read_secret_line", fs_read_secret_line},
+  {NULL, NULL}
+};
+
+/* Takes the module table at the top; adds the functions above. Leaves the
+ * stack as found. Can raise (memory). */
+int fav_fs_open(lua_State *L) {
+  luaL_setfuncs(L, fs_funcs, 0);
+  return 0;
+}

@@ -1,3 +1,282 @@
-/* stub: replaced by the real unit */
-#include "favcrm.h"
-int fav_secret_open(lua_State *L) { (void)L; return 0; }
+/* secret.c: favcrm.Secret, core.secret, core.mask_key, core.mask_email.
+ *
+ * A secret is a userdata whose block holds the bytes (no malloc: Lua owns
+ * the memory, so nothing leaks when an error unwinds). tostring masks it;
+ * :reveal() is the one way back to a string; close, __gc and __close wipe
+ * it; concatenation and # raise; getmetatable returns "favcrm.Secret".
+ * tostring of a closed secret is "<closed secret>" (its bytes are gone).
+ * core.is_secret(v) is how Lua code tells a secret (the metatable is hidden).
+ * Masking is by bytes: API keys are ASCII. */
+#include "secret.h"
+
+#include <string.h>
+
+#if defined(__GLIBC__) && defined(__USE_MISC) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
+#define FAV_HAVE_EXPLICIT_BZERO 1
+#endif
+
+#define SECRET_CLOSED_TEXT "<closed secret>"
+
+typedef struct secret_ud {
+  size_t len;   /* bytes in use                              */
+  size_t cap;   /* room in bytes[] (plus one for the NUL)     */
+  int closed;
+  char bytes[]; /* cap + 1 bytes, NUL after len               */
+} secret_ud;
+
+/* See secret.h. Never raises. */
+void fav_wipe(void *p, size_t n) {
+#ifdef FAV_HAVE_EXPLICIT_BZERO
+  explicit_bzero(p, n);
+#else
+  volatile unsigned char *q = (volatile unsigned char *)p;
+  while (n--) *q++ = 0;
+#endif
+}
+
+/* The secret at idx or NULL (not a secret). Never raises. */
+static secret_ud *secret_test(lua_State *L, int idx) {
+  return (secret_ud *)luaL_testudata(L, idx, FAV_SECRET_MT);
+}
+
+/* The secret at idx; raises when it is not one. */
+static secret_ud *secret_check(lua_State *L, int idx) {
+  return (secret_ud *)luaL_checkudata(L, idx, FAV_SECRET_MT);
+}
+
+/* See secret.h: userdata first (zeroed, with its metatable), so a raise
+ * leaves nothing behind. Can raise (memory). */
+char *fav_secret_pushbuf(lua_State *L, size_t cap) {
+  secret_ud *s;
+  if (cap > ((size_t)-1) - sizeof(secret_ud) - 1) luaL_error(L, "secret too large");
+  s = (secret_ud *)lua_newuserdatauv(L, sizeof(secret_ud) + cap + 1, 0);
+  s->len = 0;
+  s->cap = cap;
+  s->closed = 0;
+  memset(s->bytes, 0, cap + 1);
+  luaL_setmetatable(L, FAV_SECRET_MT);
+  return s->bytes;
+}
+
+/* See secret.h. Can raise (memory). */
+void fav_secret_push(lua_State *L, const char *p, size_t len) {
+  char *b = fav_secret_pushbuf(L, len);
+  if (len) memcpy(b, p, len);
+  fav_secret_setlen(L, -1, len);
+}
+
+/* See secret.h. Never raises. */
+int fav_secret_setlen(lua_State *L, int idx, size_t len) {
+  secret_ud *s = secret_test(L, idx);
+  if (s == NULL || s->closed || len > s->cap) return -1;
+  fav_wipe(s->bytes + len, s->cap + 1 - len);
+  s->len = len;
+  return 0;
+}
+
+/* See secret.h. Never raises. */
+const char *fav_secret_get(lua_State *L, int idx, size_t *len) {
+  secret_ud *s = secret_test(L, idx);
+  if (s == NULL || s->closed) return NULL;
+  if (len != NULL) *len = s->len;
+  return s->bytes;
+}
+
+/* Pushes the masked form of len bytes at p: the first 8 and the last 4
+ * with "..." between, or "****" for 12 bytes or fewer. Can raise (memory). */
+static void secret_push_masked(lua_State *L, const char *p, size_t len) {
+  char out[8 + 3 + 4];
+  if (len <= 12) {
+    lua_pushliteral(L, "****");
+    return;
+  }
+  memcpy(out, p, 8);
+  memcpy(out + 8, "...", 3);
+  memcpy(out + 11, p + len - 4, 4);
+  lua_pushlstring(L, out, sizeof out);
+  fav_wipe(out, sizeof out);
+}
+
+/* core.secret(text): takes a string; returns a new favcrm.Secret holding a
+ * copy of it. Raises when text is not a string (or memory fails). */
+static int secret_new(lua_State *L) {
+  size_t len;
+  const char *p;
+  luaL_checktype(L, 1, LUA_TSTRING);
+  p = lua_tolstring(L, 1, &len);
+  fav_secret_push(L, p, len);
+  return 1;
+}
+
+/* s:reveal(): returns the plain text. Raises "secret is closed" on a
+ * closed secret (the message never holds the text). */
+static int secret_reveal(lua_State *L) {
+  secret_ud *s = secret_check(L, 1);
+  if (s->closed) return luaL_error(L, "secret is closed");
+  lua_pushlstring(L, s->bytes, s->len);
+  return 1;
+}
+
+/* s:close(), __gc, __close: wipes the bytes and marks the secret closed.
+ * Idempotent; returns nothing; raises only when s is not a secret. */
+static int secret_close(lua_State *L) {
+  secret_ud *s = secret_check(L, 1);
+  if (!s->closed) {
+    fav_wipe(s->bytes, s->cap + 1);
+    s->len = 0;
+    s->closed = 1;
+  }
+  return 0;
+}
+
+/* s:is_closed(): returns a boolean. */
+static int secret_is_closed(lua_State *L) {
+  secret_ud *s = secret_check(L, 1);
+  lua_pushboolean(L, s->closed);
+  return 1;
+}
+
+/* s:mask(), __tostring: returns the masked text ("fav_mcp_...cdef",
+ * "****") or "<closed secret>". Raises only when s is not a secret. */
+static int secret_mask(lua_State *L) {
+  secret_ud *s = secret_check(L, 1);
+  if (s->closed) lua_pushliteral(L, SECRET_CLOSED_TEXT);
+  else secret_push_masked(L, s->bytes, s->len);
+  return 1;
+}
+
+/* __eq: takes two values; true when both are open secrets with the same
+ * bytes (compared in constant time for equal lengths). Never raises. */
+static int secret_eq(lua_State *L) {
+  secret_ud *a = secret_test(L, 1), *b = secret_test(L, 2);
+  int same = 0;
+  if (a != NULL && b != NULL && !a->closed && !b->closed && a->len == b->len) {
+    volatile unsigned char diff = 0;
+    size_t i;
+    for (i = 0; i < a->len; i++)
+      diff |= (unsigned char)(a->bytes[i] ^ b->bytes[i]);
+    same = diff == 0;
+  }
+  lua_pushboolean(L, same);
+  return 1;
+}
+
+/* __concat: always raises, so a secret never silently becomes a string. */
+static int secret_concat(lua_State *L) {
+  return luaL_error(L, "cannot concatenate a favcrm.secret (use :reveal())");
+}
+
+/* __len: always raises; the length is not exposed either. */
+static int secret_len(lua_State *L) {
+  return luaL_error(L, "cannot take the length of a favcrm.secret (use :reveal())");
+}
+
+/* core.mask_key(text_or_secret): returns the masked form of a string or a
+ * secret ("<closed secret>" for a closed one). Raises on other types. */
+static int secret_mask_key(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    size_t len;
+    const char *p = lua_tolstring(L, 1, &len);
+    secret_push_masked(L, p, len);
+    return 1;
+  }
+  if (secret_test(L, 1) != NULL) return secret_mask(L);
+  return luaL_argerror(L, 1, "string or favcrm.Secret expected");
+}
+
+/* core.is_secret(v): true when v is a favcrm.Secret (open or closed),
+ * else false. Never raises. */
+static int secret_is_secret(lua_State *L) {
+  lua_pushboolean(L, secret_test(L, 1) != NULL);
+  return 1;
+}
+
+/* Length of the UTF-8 sequence starting at p (at most n bytes): the lead
+ * byte plus the continuation bytes after it. */
+static size_t secret_utf8_len(const char *p, size_t n) {
+  size_t i = 1;
+  while (i < n && ((unsigned char)p[i] & 0xC0) == 0x80) i++;
+  return i;
+}
+
+/* core.mask_email(text): takes a string; returns "yo*@example.com" (first
+ * two characters of the local part then "*"; one character then "*" when
+ * the local part has one or two; "*" when it is empty), or "***" when
+ * there is no "@". Characters are UTF-8 sequences. Raises on a non-string. */
+static int secret_mask_email(lua_State *L) {
+  size_t len, local, keep, c1, c2;
+  const char *p, *at;
+  luaL_checktype(L, 1, LUA_TSTRING);
+  p = lua_tolstring(L, 1, &len);
+  at = NULL;
+  { /* the last "@": quoted local parts may hold one */
+    size_t i;
+    for (i = len; i > 0; i--)
+      if (p[i - 1] == '@') {
+        at = p + i - 1;
+        break;
+      }
+  }
+  if (at == NULL) {
+    lua_pushliteral(L, "***");
+    return 1;
+  }
+  local = (size_t)(at - p);
+  c1 = local > 0 ? secret_utf8_len(p, local) : 0;
+  c2 = c1 < local ? secret_utf8_len(p + c1, local - c1) : 0;
+  keep = c1 + c2 < local ? c1 + c2 : c1; /* 3+ characters: keep two */
+  {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, p, keep);
+    luaL_addchar(&b, '*');
+    luaL_addlstring(&b, at, len - local);
+    luaL_pushresult(&b);
+  }
+  return 1;
+}
+
+static const luaL_Reg secret_methods[] = {
+  {"reveal", secret_reveal},
+  {"close", secret_close},
+  {"mask", secret_mask},
+  {"is_closed", secret_is_closed},
+  {NULL, NULL}
+};
+
+static const luaL_Reg secret_meta[] = {
+  {"__tostring", secret_mask},
+  {"__gc", secret_close},
+  {"__close", secret_close},
+  {"__eq", secret_eq},
+  {"__concat", secret_concat},
+  {"__len", secret_len},
+  {NULL, NULL}
+};
+
+static const luaL_Reg secret_funcs[] = {
+  {"secret", secret_new},
+  {"is_secret", secret_is_secret},
+  {"mask_key", secret_mask_key},
+  {"mask_email", secret_mask_email},
+  {NULL, NULL}
+};
+
+/* Takes the module table at the top; registers the favcrm.Secret
+ * metatable and adds secret, is_secret, mask_key, mask_email. Leaves the stack as
+ * found. Can raise (memory). */
+int fav_secret_open(lua_State *L) {
+  luaL_newmetatable(L, FAV_SECRET_MT);
+  luaL_setfuncs(L, secret_meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, secret_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, FAV_SECRET_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, FAV_SECRET_MT);
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, secret_funcs, 0);
+  return 0;
+}

@@ -174,7 +174,7 @@ function M.save(fields, path)
   local dir = path:match("^(.*)/[^/]*$")
   if dir and dir ~= "" then
     local ok, merr = core.mkdir_p(dir, tonumber("700", 8))
-    if not ok then return nil, merr end
+    if not ok then return nil, errors.wrap(merr) end
   end
   local values, order, tail = {}, {}, ""
   if core.stat(path) then
@@ -209,7 +209,7 @@ function M.save(fields, path)
   end
   local text = table.concat(lines, "\n") .. "\n" .. (tail ~= "" and ("\n" .. tail .. "\n") or "")
   local ok, werr = core.write_file_atomic(path, text, tonumber("600", 8))
-  if not ok then return nil, werr end
+  if not ok then return nil, errors.wrap(werr) end
   return path
 end
 

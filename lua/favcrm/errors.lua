@@ -11,6 +11,7 @@ M.CODES = {
   confirmation_required = true, timeout = true, network = true, tls = true,
   http = true, protocol = true, session_expired = true, too_large = true,
   cancelled = true, invalid_schema = true, io = true, not_found = true,
+  no_terminal = true,
 }
 
 local mt = {}
@@ -30,6 +31,16 @@ function M.new(code, message, fields)
     end
   end
   return setmetatable(e, mt)
+end
+
+--- Gives a plain error table from the C core ({code=, message=, ...}) the
+-- error metatable, in place, and returns it.
+function M.wrap(t)
+  if type(t) == "table" and getmetatable(t) == nil then
+    if not M.CODES[t.code] then t.code = "io" end
+    setmetatable(t, mt)
+  end
+  return t
 end
 
 --- True when `v` is an error object made here.

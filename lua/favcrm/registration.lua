@@ -67,6 +67,10 @@ function M.check_request(fields)
   end
   if not args.organisationName then return invalid("organisationName", "is required (the business's name)") end
   if not args.email then return invalid("email", "is required (the owner's e-mail address)") end
+  local e = args.email
+  if not e:match("^[^@%s]+@[%w%-]+%.[%w%-%.]*%a%a$") or e:find("..", 1, true) or e:sub(1, 1) == "." then
+    return invalid("email", "does not look like an e-mail address (got '" .. e .. "')")
+  end
   local n = utf8_len(args.organisationName)
   if n < 2 or n > 80 then
     return invalid("organisationName", "must be 2 to 80 characters long (got " .. n .. ")")

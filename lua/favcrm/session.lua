@@ -202,8 +202,6 @@ function Session:_on_http_error(op, item)
   if st == 404 and op.sent_session and not op.replayed and not op.is_init then
     -- the server forgot our session: start a new one and replay once
     op.replayed = true
-    self.ops[op.tid] = nil
-    op.tid = nil
     self.session_id, self.initialized, self.protocol_version = nil, false, nil
     local ok, err = self:initialize()
     if not ok then return self:_finish(op, nil, err) end
@@ -219,8 +217,6 @@ function Session:_on_http_error(op, item)
     local target = resolve(op.url or self.url, h.location)
     if origin(target) ~= origin(self.url) then op.drop_auth = true end
     op.url = target
-    self.ops[op.tid] = nil
-    op.tid = nil
     return self:_launch(op)
   elseif st == 401 or st == 403 then
     local what
@@ -397,7 +393,7 @@ function Session:pump(max_wait)
   for _, op in pairs(self.ops) do
     if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
   end
-  for _, op in pairs(self.resuming or {}) do
+  for op in pairs(self.resuming or {}) do
     if op.done then self.resuming[op] = nil end
   end
   local soonest = t + wait

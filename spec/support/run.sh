@@ -55,4 +55,22 @@ export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;"
 export LUA_CPATH="$top/$build/?.so;;"
 busted=$(command -v busted || echo /usr/bin/busted)
 echo "specs: $($lua_bin -v 2>&1 | head -1) against $FAVCRM_SANDBOX_URL"
-"$lua_bin" "$busted" --output=spec/support/summary.lua "$@" spec
+set +e
+"$lua_bin" "$busted" --output=spec/support/summary.lua "$@" spec 2>&1 | tee "$tmp/busted.out"
+rc=${PIPESTATUS[0]}
+set -e
+
+# No key a spec saw may appear in what the run printed or logged.
+if [ -s "$tmp/keys.seen" ]; then
+  leaks=0
+  while IFS= read -r key; do
+    [ -n "$key" ] || continue
+    if grep -rqF -- "$key" "$tmp/busted.out" "$tmp"/*.log; then
+      echo "run.sh: an API key ($(printf '%s' "${key:0:8}")...) appears in the run's output or logs" >&2
+      leaks=1
+    fi
+  done < "$tmp/keys.seen"
+  echo "secrets: $(sort -u "$tmp/keys.seen" | wc -l) keys checked against the run's output and logs: $([ $leaks = 0 ] && echo none found || echo LEAKED)"
+  [ $leaks = 0 ] || rc=1
+fi
+exit $rc

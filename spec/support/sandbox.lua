@@ -4,6 +4,7 @@
 local http = require("socket.http")
 local ltn12 = require("ltn12")
 local cjson = require("cjson")
+local keys = require("spec.support.keys")
 
 local M = {}
 
@@ -59,6 +60,7 @@ function M.account(email, url)
   n = n + 1
   email = email or string.format("owner%d.%d@example.com", os.time(), n)
   local res = M.control("POST", "/_sandbox/accounts", { email = email }, url)
+  keys.remember(res.apiKey)
   return res.apiKey, email, res
 end
 

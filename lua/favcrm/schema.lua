@@ -1,0 +1,41 @@
+--- favcrm.schema: JSON Schema (draft-07 and 2020-12) validators compiled once
+-- into C (favcrm.core.schema_compile). This layer only decodes JSON strings
+-- and turns compile errors into favcrm error objects.
+--
+--   local v = assert(schema.compile(tool.inputSchema))
+--   local ok, errs = v:validate(args)   -- or v(args)
+--   -- errs[1] = { path = "/email", keyword = "pattern",
+--   --             schema_path = "/properties/email/pattern",
+--   --             message = "/email: does not match the pattern ...",
+--   --             reason = "does not match the pattern ..." }
+--
+-- opts: draft = "draft7" | "2020-12" (default: from $schema, else 2020-12),
+-- all_errors = true (collect every error, not just the first),
+-- formats = false (format is an annotation only), max_depth = n (default
+-- 200), remotes = { [uri] = schema }, resolve_remote = function(uri) ->
+-- schema | nil, base_uri = "retrieval URI of the root schema".
+local core = require("favcrm.core")
+local cjson = require("cjson")
+local errors = require("favcrm.errors")
+
+local M = {}
+
+--- schema.compile(schema [, opts]) -> validator | nil, err
+-- schema: a table (decoded JSON Schema), a boolean, or a JSON string.
+function M.compile(schema, opts)
+  if type(schema) == "string" then
+    local ok, decoded = pcall(cjson.decode, schema)
+    if not ok then
+      return nil, errors.new("invalid_schema", "invalid schema at /: not valid JSON (" .. tostring(decoded) .. ")",
+        { schema_path = "" })
+    end
+    schema = decoded
+  end
+  local v, err = core.schema_compile(schema, opts)
+  if v == nil then
+    return nil, errors.new("invalid_schema", err.message, { schema_path = err.schema_path })
+  end
+  return v
+end
+
+return M
