@@ -61,6 +61,7 @@ typedef struct transfer {
   int sse;         /* the response is text/event-stream */
   fav_sse parser;  /* used when sse is set */
   int parser_on;
+  unsigned long id_seq; /* the parser's id_seq last handed on */
   char *rbody;     /* a non-SSE body */
   size_t rbody_len, rbody_cap;
   size_t received; /* all body bytes, SSE included */
@@ -229,9 +230,13 @@ static int on_sse_event(void *ud, const fav_sse_event *ev) {
   q->data = dupmem(ev->data, ev->data_len);
   q->len = ev->data_len;
   q->event = dupmem(ev->event, ev->event_len);
-  if (ev->id_len) q->event_id = dupmem(ev->id, ev->id_len);
+  /* the id only when it changed: a long id is not copied per event */
+  if (ev->id_seq != t->id_seq) {
+    q->event_id = dupmem(ev->id, ev->id_len);
+    if (q->event_id) t->id_seq = ev->id_seq;
+  }
   q->retry = ev->retry;
-  if (!q->data || !q->event || (ev->id_len && !q->event_id)) {
+  if (!q->data || !q->event || (ev->id_seq != t->id_seq)) {
     qitem_free(q);
     return 1;
   }

@@ -266,8 +266,13 @@ local function mark_arrays(value, schema, sentinel, depth)
   return out or value, changed
 end
 
-local SENTINEL = "\0favcrm:empty-array:" .. tostring(os.time()) .. tostring(math.random(1, 1e9))
-local SENTINEL_JSON = '"' .. SENTINEL:gsub("%z", "\\u0000") .. '"'
+-- An empty table the schema calls an array is sent through cjson as this
+-- string and turned into [] in the encoded text (lua-cjson 2.1.0 has no
+-- empty-array marker). A NUL byte and a random tail make a clash impossible
+-- in practice; the tail has no pattern magic characters.
+local SENTINEL_TAIL = "favcrm_empty_array_" .. tostring(os.time()) .. tostring(math.random(1, 1e9))
+local SENTINEL = "\0" .. SENTINEL_TAIL
+local SENTINEL_JSON = '"\\u0000' .. SENTINEL_TAIL .. '"'
 
 local function payload_of(result)
   local sc = result.structuredContent

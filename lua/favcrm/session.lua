@@ -110,9 +110,10 @@ function Session:_launch(op)
     url = op.url or self.url,
     headers = self:_headers(op.extra_headers),
     body = op.http_method == "GET" and nil or op.body,
-    auth = op.drop_auth and nil or self.auth,
+    auth = self.auth,
     timeout_ms = self:_hard_timeout_ms(),
   }
+  if op.drop_auth then req.auth = nil end -- never to another origin
   op.sent_session = self.session_id
   op.status, op.headers, op.got_headers = nil, nil, false
   local tid, err = self.transport:start(req)
@@ -326,7 +327,7 @@ function Session:_on_item(op, item)
   if item.type == "headers" then
     return self:_on_headers(op, item)
   elseif item.type == "event" then
-    if item.event_id then op.last_event_id = item.event_id end
+    if item.event_id then op.last_event_id = item.event_id ~= "" and item.event_id or nil end
     if item.retry then op.retry_ms = item.retry end
     if not (op.status and op.status >= 200 and op.status < 300) then return end
     if item.event ~= "message" or item.data == "" then return end -- priming events carry no data
