@@ -62,3 +62,6 @@ lint:
 
 clean:
 	rm -rf build
+
+# More targets (sanitizers, fuzzing, benchmarks) live in mk/*.mk.
+-include $(wildcard mk/*.mk)
