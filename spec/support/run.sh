@@ -56,7 +56,9 @@ export LUA_CPATH="$top/$build/?.so;;"
 busted=$(command -v busted || echo /usr/bin/busted)
 echo "specs: $($lua_bin -v 2>&1 | head -1) against $FAVCRM_SANDBOX_URL"
 set +e
-"$lua_bin" "$busted" --output=spec/support/summary.lua "$@" spec 2>&1 | tee "$tmp/busted.out"
+# extra arguments (spec files, --filter=...) replace the default: all of spec/
+[ $# -gt 0 ] || set -- spec
+"$lua_bin" "$busted" --output=spec/support/summary.lua "$@" 2>&1 | tee "$tmp/busted.out"
 rc=${PIPESTATUS[0]}
 set -e
 
