@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/select.h>
 
 #define FAV_HTTP_MT "favcrm.Http"
 #define FAV_MAX_HEADER_BYTES (64 * 1024)
@@ -746,6 +747,36 @@ static int fav_http_cancel(lua_State *L) {
   return 1;
 }
 
+/* http:fds() -> {{fd=, read=, write=}, ...}, timeout_ms: the sockets curl
+ * wants watched now and when it wants to be called at the latest (-1: no
+ * timer), for an event loop that calls :poll(0) when one is ready. */
+static int fav_http_fds(lua_State *L) {
+  fav_http *h = check_http(L);
+  fd_set r, w, x;
+  int maxfd = -1, fd, n = 0;
+  long timeout = -1;
+  FD_ZERO(&r);
+  FD_ZERO(&w);
+  FD_ZERO(&x);
+  curl_multi_fdset(h->multi, &r, &w, &x, &maxfd);
+  curl_multi_timeout(h->multi, &timeout);
+  lua_newtable(L);
+  for (fd = 0; fd <= maxfd && fd < FD_SETSIZE; fd++) {
+    int rd = FD_ISSET(fd, &r), wr = FD_ISSET(fd, &w);
+    if (!rd && !wr && !FD_ISSET(fd, &x)) continue;
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, fd);
+    lua_setfield(L, -2, "fd");
+    lua_pushboolean(L, rd || FD_ISSET(fd, &x));
+    lua_setfield(L, -2, "read");
+    lua_pushboolean(L, wr);
+    lua_setfield(L, -2, "write");
+    lua_rawseti(L, -2, ++n);
+  }
+  lua_pushinteger(L, timeout);
+  return 2;
+}
+
 /* http:active() -> number of transfers in flight. */
 static int fav_http_active(lua_State *L) {
   fav_http *h = check_http(L);
@@ -775,6 +806,7 @@ int fav_http_open(lua_State *L) {
     {"poll", fav_http_poll},
     {"cancel", fav_http_cancel},
     {"active", fav_http_active},
+    {"fds", fav_http_fds},
     {"close", fav_http_close},
     {NULL, NULL}};
   if (!curl_ready) {

@@ -104,6 +104,7 @@ function Client.new(opts)
     validate = opts.validate ~= false,
     tool_cache = nil,
     validators = {},
+    handles = {},
   }, Client)
   self.session = Session.new({
     transport = transport, url = url, auth = key, headers = header_list(opts.headers),
@@ -112,6 +113,7 @@ function Client.new(opts)
     on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
     on_progress = opts.on_progress, on_log = opts.on_log,
   })
+  self.session.after_pump = function() self:_resume_ready() end
   return self
 end
 
@@ -157,6 +159,22 @@ end
 function Client:tools(opts)
   check_self(self, "tools")
   if self.tool_cache and not (opts and opts.refresh) then return self.tool_cache.list end
+  if self.tools_loading then
+    -- another flow is fetching the list: wait for it and share it
+    self.session:wait(self.tools_loading)
+    if self.tool_cache then return self.tool_cache.list end
+    return nil, self.tools_loading.err
+  end
+  local loading = { done = false }
+  self.tools_loading = loading
+  local list, err = self:_fetch_tools()
+  self.tools_loading = nil
+  loading.err = err
+  loading.done = true
+  return list, err
+end
+
+function Client:_fetch_tools()
   local list, byname, cursor, pages = {}, {}, nil, 0
   repeat
     pages = pages + 1
@@ -402,6 +420,171 @@ function Client:call(name, args, opts)
     end
   end
   return payload_of(result), result
+end
+
+-- ---- many calls at once, and event loops ---------------------------------
+--
+-- An async call runs the same code as client:call inside a coroutine of its
+-- own; wherever the blocking path would pump the transport it yields the op
+-- it waits for, and client:step() resumes it once that op is done. So the
+-- checks, the shared initialize and tools/list, and the error mapping are
+-- one piece of code for both paths.
+
+local Handle = {}
+Handle.__index = Handle
+
+--- handle:done() -> true once the call has finished
+function Handle:done()
+  return self.finished == true
+end
+
+--- handle:result() -> payload, result | nil, err (raises what the call
+-- raised: a misuse or a callback's error). Before done(): nil, nil.
+function Handle:result()
+  if self.raised ~= nil then error(self.raised, 0) end
+  return self.value, self.err
+end
+
+--- handle:wait([timeout_s]) -> payload, result | nil, err: steps the client
+-- until this call is done (or returns nil, err `timeout` after timeout_s).
+function Handle:wait(timeout)
+  local deadline = timeout and core.monotonic() + timeout
+  while not self.finished do
+    if deadline and core.monotonic() >= deadline then
+      return nil, errors.new("timeout", "the call was not done within " .. timeout .. " s")
+    end
+    self.client:step(0.05)
+  end
+  return self:result()
+end
+
+function Client:_resume(h, ...)
+  local ok, a, b = coroutine.resume(h.co, ...)
+  if not ok then
+    h.finished, h.raised = true, a
+  elseif coroutine.status(h.co) == "dead" then
+    h.finished, h.value, h.err = true, a, b
+  else
+    h.waiting = a
+    return
+  end
+  self.handles[h] = nil
+  if h.on_done then h.on_done(h) end
+end
+
+function Client:_resume_ready()
+  repeat
+    local ready = {}
+    for h in pairs(self.handles) do
+      if h.waiting and h.waiting.done then ready[#ready + 1] = h end
+    end
+    for _, h in ipairs(ready) do
+      h.waiting = nil
+      self:_resume(h)
+    end
+  until #ready == 0
+end
+
+--- client:call_async(name, args, opts) -> handle. Misuse raises at once;
+-- everything else happens in client:step(). opts.on_done(handle) is called
+-- when it finishes.
+function Client:call_async(name, args, opts)
+  check_self(self, "call_async")
+  if type(name) ~= "string" or name == "" then
+    error("bad argument #1 to 'call_async' (tool name expected, got " .. type(name) .. ")", 2)
+  end
+  if args ~= nil and type(args) ~= "table" then
+    error("bad argument #2 to 'call_async' (table of arguments expected, got " .. type(args) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'call_async' (table of options expected, got " .. type(opts) .. ")", 2)
+  end
+  local h = setmetatable({ client = self, name = name, finished = false,
+    on_done = opts and opts.on_done }, Handle)
+  h.co = coroutine.create(function() return self:call(name, args, opts) end)
+  self.session.async_cos[h.co] = true
+  self.handles[h] = true
+  self:_resume(h)
+  return h
+end
+
+--- client:step([timeout_s]) -> number of async calls still running. Moves
+-- every transfer on, waiting at most timeout_s (default 0) for the network.
+function Client:step(timeout)
+  check_self(self, "step")
+  if timeout ~= nil and type(timeout) ~= "number" then
+    error("bad argument #1 to 'step' (number of seconds expected, got " .. type(timeout) .. ")", 2)
+  end
+  self:_resume_ready()
+  self.session:pump(timeout or 0)
+  self:_resume_ready()
+  local n = 0
+  for _ in pairs(self.handles) do n = n + 1 end
+  return n
+end
+
+--- client:pending() -> number of async calls still running
+function Client:pending()
+  local n = 0
+  for _ in pairs(self.handles) do n = n + 1 end
+  return n
+end
+
+--- client:call_many(calls [, opts]) -> results, errs. calls is a list of
+-- {name, args[, opts]}; results[i] is the payload of call i or nil, and
+-- errs[i] its error. opts.concurrency (default 16) bounds how many are in
+-- flight at once.
+function Client:call_many(calls, opts)
+  check_self(self, "call_many")
+  if type(calls) ~= "table" then
+    error("bad argument #1 to 'call_many' (list of {name, args} expected, got " .. type(calls) .. ")", 2)
+  end
+  opts = opts or {}
+  local limit = opts.concurrency or 16
+  if type(limit) ~= "number" or limit < 1 then
+    error("bad argument #2 to 'call_many' (concurrency must be a number >= 1)", 2)
+  end
+  for i, c in ipairs(calls) do
+    if type(c) ~= "table" or type(c[1]) ~= "string" then
+      error("bad argument #1 to 'call_many' (item " .. i .. " is not {name, args})", 2)
+    end
+  end
+  local results, errs, running, nexti, n = {}, {}, 0, 1, #calls
+  local function launch()
+    while running < limit and nexti <= n do
+      local i = nexti
+      nexti = nexti + 1
+      running = running + 1
+      local c = calls[i]
+      self:call_async(c[1], c[2], setmetatable({ on_done = function(h)
+        running = running - 1
+        if h.raised ~= nil then error(h.raised, 0) end
+        results[i], errs[i] = h.value, (h.value == nil) and h.err or nil
+      end }, { __index = c[3] }))
+    end
+  end
+  launch()
+  while running > 0 do
+    self:step(1)
+    launch()
+  end
+  return results, errs
+end
+
+--- client:watch() -> {fds = {{fd=, read=, write=}, ...}, timeout_ms = n}:
+-- the sockets an event loop should watch and when it should call step()
+-- at the latest (-1: no timer needed). See favcrm.nvim for the wiring.
+function Client:watch()
+  check_self(self, "watch")
+  local t = self.session.transport
+  local fds, timeout_ms = {}, -1
+  if t.fds then fds, timeout_ms = t:fds() end
+  local d = self.session:next_deadline()
+  if d then
+    local ms = math.max(0, math.floor((d - core.monotonic()) * 1000))
+    if timeout_ms < 0 or ms < timeout_ms then timeout_ms = ms end
+  end
+  return { fds = fds, timeout_ms = timeout_ms }
 end
 
 local registration = require("favcrm.registration")

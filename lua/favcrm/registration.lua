@@ -102,13 +102,13 @@ function M.check_request(fields)
   if request_validator then
     local ok, errs = request_validator:validate(args)
     if not ok then
-      local e = errs[1]
-      local field = (e.path or ""):match("^/([^/]+)") or "email"
+      local first = errs[1]
+      local field = (first.path or ""):match("^/([^/]+)") or "email"
       if field == "email" then
         return invalid("email", "does not look like an e-mail address (got '" .. args.email .. "')",
-          { keyword = e.keyword })
+          { keyword = first.keyword })
       end
-      return invalid(field, tostring(e.message), { keyword = e.keyword })
+      return invalid(field, tostring(first.message), { keyword = first.keyword })
     end
   end
   return args

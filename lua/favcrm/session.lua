@@ -67,6 +67,7 @@ function Session.new(opts)
     ops = {},        -- transfer id -> op
     aux = {},        -- transfer id -> true (answers and notifications we sent)
     by_token = {},   -- progress token -> op
+    async_cos = setmetatable({}, { __mode = "k" }), -- coroutines of async handles
     last_date = nil, -- the last HTTP Date header seen, with the local time
   }, Session)
   return self
@@ -170,6 +171,7 @@ function Session:_finish(op, result, err, keep)
     if keep then self.aux[op.tid] = true else self.transport:cancel(op.tid) end
     op.tid = nil
   end
+  if op.on_done then op.on_done(op) end
 end
 
 -- Interprets the HTTP status of an op's response once its headers arrive.
@@ -385,6 +387,20 @@ function Session:_timeout(op)
   end
 end
 
+--- Session:next_deadline() -> the monotonic time by which pump() should
+-- run again (a timeout or a reconnect), or nil.
+function Session:next_deadline()
+  local soonest
+  for _, op in pairs(self.ops) do
+    local d = math.min(op.deadline, op.hard_deadline)
+    if not soonest or d < soonest then soonest = d end
+  end
+  for op in pairs(self.resuming or {}) do
+    if not soonest or op.resume_at < soonest then soonest = op.resume_at end
+  end
+  return soonest
+end
+
 --- Session:pump(max_wait_s): advances every op and auxiliary transfer for
 -- at most max_wait_s seconds (0: do what is ready and return).
 function Session:pump(max_wait)
@@ -451,8 +467,15 @@ end
 
 --- Session:wait(op): pumps until op is done; returns result or nil, err.
 function Session:wait(op)
-  while not op.done do
-    self:pump(1)
+  local co = coroutine.running()
+  if co and self.async_cos[co] then
+    -- inside an async handle: the client's step() resumes us when op is done
+    while not op.done do coroutine.yield(op) end
+  else
+    while not op.done do
+      self:pump(1)
+      if self.after_pump then self.after_pump() end
+    end
   end
   if op.callback_error then error(op.callback_error, 0) end
   if op.err and op.err.code == "timeout" then self:drain(DRAIN_MS) end
@@ -462,6 +485,12 @@ end
 --- Session:initialize() -> true or nil, err. Idempotent.
 function Session:initialize()
   if self.initialized then return true end
+  if self.init_op then
+    -- another flow (an async handle) is initializing: share its answer
+    local _, err = self:wait(self.init_op)
+    if self.initialized then return true end
+    return nil, self.init_err or err
+  end
   local caps = {}
   if self.cb.elicit then caps.elicitation = {} end
   if self.cb.sample then caps.sampling = {} end
@@ -471,22 +500,34 @@ function Session:initialize()
     capabilities = caps,
     clientInfo = self.client_info,
   }
+  self.init_err = nil
   local op = self:start_request("initialize", params, { timeout = self.timeout })
   op.is_init = true
-  local res, err = self:wait(op)
-  if not res then return nil, err end
-  local v = res.protocolVersion
-  if not Session.SUPPORTED_VERSIONS[v] then
-    return nil, errors.new("protocol", "the server speaks MCP protocol version " .. tostring(v)
-      .. ", which this client does not support", { server_version = v })
+  -- the answer is taken in on_done, so every flow waiting on op sees it
+  op.on_done = function(o)
+    self.init_op = nil
+    local res = o.result
+    if not res then
+      self.init_err = o.err
+      return
+    end
+    local v = res.protocolVersion
+    if not Session.SUPPORTED_VERSIONS[v] then
+      self.init_err = errors.new("protocol", "the server speaks MCP protocol version " .. tostring(v)
+        .. ", which this client does not support", { server_version = v })
+      return
+    end
+    self.protocol_version = v
+    self.server_info = res.serverInfo
+    self.server_capabilities = res.capabilities
+    self.instructions = res.instructions
+    self.initialized = true
+    self:_send_aux({ jsonrpc = "2.0", method = "notifications/initialized" })
   end
-  self.protocol_version = v
-  self.server_info = res.serverInfo
-  self.server_capabilities = res.capabilities
-  self.instructions = res.instructions
-  self.initialized = true
-  self:_send_aux({ jsonrpc = "2.0", method = "notifications/initialized" })
-  return true
+  if op.done then op.on_done(op) else self.init_op = op end
+  self:wait(op)
+  if self.initialized then return true end
+  return nil, self.init_err
 end
 
 --- Session:request(method, params, opts) -> result or nil, err (blocking).
