@@ -28,7 +28,7 @@ build = {
   modules = {
     ["favcrm.core"] = {
       sources = {
-        "csrc/compat.c", "csrc/core.c", "csrc/fs.c", "csrc/http.c",
+        "csrc/compat.c", "csrc/core.c", "csrc/fs.c", "csrc/http.c", "csrc/proc.c",
         "csrc/schema.c", "csrc/secret.c", "csrc/sse.c", "csrc/sse_lua.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
@@ -48,6 +48,7 @@ build = {
     ["favcrm.registration"] = "lua/favcrm/registration.lua",
     ["favcrm.session"] = "lua/favcrm/session.lua",
     ["favcrm.schema"] = "lua/favcrm/schema.lua",
+    ["favcrm.transport.stdio"] = "lua/favcrm/transport/stdio.lua",
     ["favcrm.util"] = "lua/favcrm/util.lua",
   },
 }

@@ -12,5 +12,6 @@ FAV_EXPORT int luaopen_favcrm_core(lua_State *L) {
   fav_http_open(L);
   fav_schema_open(L);
   fav_fs_open(L);
+  fav_proc_open(L);
   return 1;
 }

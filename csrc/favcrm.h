@@ -19,6 +19,7 @@ int fav_http_open(lua_State *L);   /* http.c:   Streamable HTTP on libcurl */
 int fav_sse_open(lua_State *L);    /* sse_lua.c: the SSE parser for Lua    */
 int fav_secret_open(lua_State *L); /* secret.c: favcrm.Secret              */
 int fav_schema_open(lua_State *L); /* schema.c: JSON Schema validator      */
+int fav_proc_open(lua_State *L);   /* proc.c:   child processes (stdio)    */
 int fav_fs_open(lua_State *L);     /* fs.c:     atomic 0600 files, clocks  */
 
 #endif

@@ -20,7 +20,7 @@ local OPTIONS = {
   on_elicit = "function", on_sample = "function", on_roots = "function",
   on_progress = "function", on_log = "function", on_confirm = "function",
   transport = "table|userdata", validate = "boolean", client_name = "string",
-  clock = "function",
+  clock = "function", command = "table", env = "table", on_stderr = "function",
 }
 
 local function check_opts(opts)
@@ -87,7 +87,23 @@ function Client.new(opts)
   if type(key) == "string" then key = core.secret(key) end
   local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
     .. "; " .. core.curl_version() .. ")")
-  local transport = opts.transport or core.http_new({
+  if opts.command then
+    if opts.transport or opts.url then
+      error("favcrm.new: option 'command' cannot go with 'url' or 'transport'", 3)
+    end
+    if type(opts.command[1]) ~= "string" then
+      error("favcrm.new: option 'command' must be a list like {\"prog\", \"arg\"}", 3)
+    end
+    url = "stdio:" .. opts.command[1]
+  elseif opts.env or opts.on_stderr then
+    error("favcrm.new: options 'env' and 'on_stderr' go with 'command'", 3)
+  end
+  local transport
+  if opts.command then
+    transport = require("favcrm.transport.stdio").new({ command = opts.command, env = opts.env,
+      on_stderr = opts.on_stderr, max_event_bytes = opts.max_event_bytes })
+  end
+  transport = transport or opts.transport or core.http_new({
     user_agent = ua,
     ca_file = opts.ca_file,
     connect_timeout_ms = math.floor((opts.connect_timeout or 10) * 1000),
@@ -326,9 +342,14 @@ local function tool_failure(name, result)
   for k, v in pairs(e) do
     if k ~= "code" and k ~= "message" then fields[k] = v end
   end
-  if e.retryAfter then fields.retry_after = tonumber(e.retryAfter) end
+  -- lua-cjson decodes every number as a float on 5.3+: counts are integers
+  local function int(v)
+    v = tonumber(v)
+    return v and math.floor(v)
+  end
+  if e.retryAfter then fields.retry_after = int(e.retryAfter) end
   if e.upgradeAction then fields.upgrade_action = e.upgradeAction end
-  if e.attemptsLeft then fields.attempts_left = tonumber(e.attemptsLeft) end
+  if e.attemptsLeft then fields.attempts_left = int(e.attemptsLeft) end
   return errors.new(code, (type(e.message) == "string" and e.message) or text
     or ("the tool " .. name .. " failed"), fields)
 end

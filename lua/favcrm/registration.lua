@@ -219,8 +219,13 @@ function M.verify(self, req, code, opts)
   }
   self:set_api_key(secret, "signup")
   if opts.store then
-    local ok, serr = opts.store(secret, ws)
-    if ok == nil and serr ~= nil then ws.store_error = serr end
+    -- the key is shown once: a failing store must not lose the workspace
+    local okc, ok, serr = pcall(opts.store, secret, ws)
+    if not okc then
+      ws.store_error = errors.new("io", "the store callback raised an error")
+    elseif not ok then
+      ws.store_error = serr or errors.new("io", "the store callback failed")
+    end
   elseif opts.save then
     local path, serr = config.save({ api_key = secret, url = self.url }, opts.config_path)
     if path then ws.saved_to = path else ws.save_error = serr end

@@ -22,8 +22,21 @@ local M = {}
 
 --- schema.compile(schema [, opts]) -> validator | nil, err
 -- schema: a table (decoded JSON Schema), a boolean, or a JSON string.
+local DRAFTS = { draft7 = true, ["draft-07"] = true, ["2020-12"] = true, draft2020 = true, ["draft2020-12"] = true }
+
 function M.compile(schema, opts)
-  if type(schema) == "string" then
+  local ts = type(schema)
+  if ts ~= "table" and ts ~= "string" and ts ~= "boolean" then
+    error("bad argument #1 to 'compile' (table or JSON string expected, got " .. ts .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'compile' (table of options expected, got " .. type(opts) .. ")", 2)
+  end
+  if opts and opts.draft ~= nil and not DRAFTS[opts.draft] then
+    error("bad argument #2 to 'compile' (opts.draft must be \"draft7\" or \"2020-12\", got "
+      .. tostring(opts.draft) .. ")", 2)
+  end
+  if ts == "string" then
     local ok, decoded = pcall(cjson.decode, schema)
     if not ok then
       return nil, errors.new("invalid_schema", "invalid schema at /: not valid JSON (" .. tostring(decoded) .. ")",

@@ -129,11 +129,14 @@ end
 -- opts: timeout, max_total_timeout, on_progress, notify (no id).
 function Session:start_request(method, params, opts)
   opts = opts or {}
-  self.next_rpc = self.next_rpc + 1
-  local rpc_id = self.next_rpc
+  local rpc_id
+  if not opts.notify then
+    self.next_rpc = self.next_rpc + 1
+    rpc_id = self.next_rpc
+  end
   local msg = { jsonrpc = "2.0", id = rpc_id, method = method, params = params }
   local progress_token
-  if opts.on_progress or self.cb.progress then
+  if rpc_id and (opts.on_progress or self.cb.progress) then
     progress_token = "p" .. rpc_id
     msg.params = msg.params or {}
     msg.params._meta = msg.params._meta or {}
@@ -150,7 +153,7 @@ function Session:start_request(method, params, opts)
     rpc_id = rpc_id, method = method, body = body, progress_token = progress_token,
     timeout = timeout, deadline = t + timeout,
     hard_deadline = t + (opts.max_total_timeout or self.max_total_timeout),
-    on_progress = opts.on_progress, done = false, resumes = 0, redirects = 0,
+    on_progress = opts.on_progress, done = false, resumes = 0, redirects = 0, notify = opts.notify,
     replayed = false, retry_ms = 1000,
   }
   if progress_token then self.by_token[progress_token] = op end
@@ -232,6 +235,7 @@ function Session:_on_http_error(op, item)
           .. "FavCRM portal (Settings, MCP Keys) and issue a new one" }))
   elseif st == 429 then
     local ra = tonumber(h["retry-after"])
+    if ra then ra = math.floor(ra) end
     return self:_finish(op, nil, errors.new("rate_limited",
       "the server is rate limiting this client" .. (ra and ("; retry in " .. ra .. " s") or "") .. detail,
       { status = st, retry_after = ra }))
@@ -485,47 +489,47 @@ end
 --- Session:initialize() -> true or nil, err. Idempotent.
 function Session:initialize()
   if self.initialized then return true end
-  if self.init_op then
-    -- another flow (an async handle) is initializing: share its answer
-    local _, err = self:wait(self.init_op)
-    if self.initialized then return true end
-    return nil, self.init_err or err
-  end
-  local caps = {}
-  if self.cb.elicit then caps.elicitation = {} end
-  if self.cb.sample then caps.sampling = {} end
-  if self.cb.roots then caps.roots = { listChanged = false } end
-  local params = {
-    protocolVersion = Session.PROTOCOL_VERSION,
-    capabilities = caps,
-    clientInfo = self.client_info,
-  }
-  self.init_err = nil
-  local op = self:start_request("initialize", params, { timeout = self.timeout })
-  op.is_init = true
-  -- the answer is taken in on_done, so every flow waiting on op sees it
-  op.on_done = function(o)
-    self.init_op = nil
-    local res = o.result
-    if not res then
-      self.init_err = o.err
-      return
+  local gate = self.init_gate
+  if not gate then
+    -- one initialization, shared by every flow that needs it; it is over
+    -- (gate.done) once the server has taken notifications/initialized too,
+    -- because some servers only finish setting up a session then
+    gate = { done = false }
+    self.init_gate, self.init_err = gate, nil
+    local function over(err)
+      if err then self.init_err = err else self.initialized = true end
+      gate.done = true
+      self.init_gate = nil
     end
-    local v = res.protocolVersion
-    if not Session.SUPPORTED_VERSIONS[v] then
-      self.init_err = errors.new("protocol", "the server speaks MCP protocol version " .. tostring(v)
-        .. ", which this client does not support", { server_version = v })
-      return
+    local caps = {}
+    if self.cb.elicit then caps.elicitation = {} end
+    if self.cb.sample then caps.sampling = {} end
+    if self.cb.roots then caps.roots = { listChanged = false } end
+    local op = self:start_request("initialize", {
+      protocolVersion = Session.PROTOCOL_VERSION,
+      capabilities = caps,
+      clientInfo = self.client_info,
+    }, { timeout = self.timeout })
+    op.is_init = true
+    op.on_done = function(o)
+      local res = o.result
+      if not res then return over(o.err) end
+      local v = res.protocolVersion
+      if not Session.SUPPORTED_VERSIONS[v] then
+        return over(errors.new("protocol", "the server speaks MCP protocol version " .. tostring(v)
+          .. ", which this client does not support", { server_version = v }))
+      end
+      self.protocol_version = v
+      self.server_info = res.serverInfo
+      self.server_capabilities = res.capabilities
+      self.instructions = res.instructions
+      local n = self:start_request("notifications/initialized", nil, { notify = true, timeout = self.timeout })
+      n.on_done = function(no) over(no.err) end
+      if n.done then n.on_done(n) end
     end
-    self.protocol_version = v
-    self.server_info = res.serverInfo
-    self.server_capabilities = res.capabilities
-    self.instructions = res.instructions
-    self.initialized = true
-    self:_send_aux({ jsonrpc = "2.0", method = "notifications/initialized" })
+    if op.done then op.on_done(op) end
   end
-  if op.done then op.on_done(op) else self.init_op = op end
-  self:wait(op)
+  self:wait(gate)
   if self.initialized then return true end
   return nil, self.init_err
 end

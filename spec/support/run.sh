@@ -46,6 +46,24 @@ export FAVCRM_SANDBOX_STATELESS_URL=$SANDBOX_URL
 start_sandbox jsonmode --json-response
 export FAVCRM_SANDBOX_JSON_URL=$SANDBOX_URL
 
+# The reference server of the MCP project, over Streamable HTTP. It prints
+# no port when given 0, so it gets a port that was free a moment ago.
+everything=sandbox/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+efifo="$tmp/everything.fifo"
+mkfifo "$efifo"
+PORT=$port node "$everything" streamableHttp >"$tmp/everything.log" 2>"$efifo" &
+pids+=($!)
+exec {efd}<"$efifo"
+ready=
+while IFS= read -r -t 30 -u "$efd" line; do
+  case "$line" in *"listening on port"*) ready=1; break ;; esac
+done
+[ -n "$ready" ] || { echo "run.sh: the everything server did not start" >&2; exit 1; }
+cat <&"$efd" >>"$tmp/everything.log" &
+exec {efd}<&-
+export FAVCRM_EVERYTHING_URL="http://127.0.0.1:$port/mcp" FAVCRM_EVERYTHING_BIN="$top/$everything"
+
 # The specs never see a user's real key or config.
 unset FAVCRM_API_KEY FAVCRM_MCP_TOKEN FAVCRM_MCP_URL FAVCRM_MCP_ENDPOINT FAVCRM_TIMEOUT_MS
 export HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/home/.config"

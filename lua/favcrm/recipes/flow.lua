@@ -62,16 +62,26 @@ local function plural(n, one, many)
 end
 M.plural = plural
 
---- flow.duration(seconds) -> "45 seconds", "about 12 minutes", "about 1 hour and 5 minutes"
+--- flow.duration(seconds) -> "45 seconds", "10 minutes", "about 12 minutes",
+-- "about 1 hour and 5 minutes". Within 5 seconds of a whole minute it says
+-- the minute (a TTL of 599 s is "10 minutes": clocks tick between answers).
 function M.duration(s)
   s = math.max(0, int(s))
   if s < 60 then return plural(s, "second") end
-  local m = math.floor((s + 59) / 60)
-  if m < 60 then return "about " .. plural(m, "minute") end
+  local m = math.floor((s + 30) / 60)
+  local about = "about "
+  if math.abs(s - m * 60) <= 5 then about = "" else m = math.floor((s + 59) / 60) end
+  if m < 60 then return about .. plural(m, "minute") end
   local h = math.floor(m / 60)
   m = m % 60
-  if m == 0 then return "about " .. plural(h, "hour") end
+  if m == 0 then return about .. plural(h, "hour") end
   return "about " .. plural(h, "hour") .. " and " .. plural(m, "minute")
+end
+
+--- flow.ago(seconds) -> "just now", "2 minutes ago"
+function M.ago(s)
+  if int(s) < 5 then return "just now" end
+  return M.duration(s) .. " ago"
 end
 
 --- flow.clock_time(epoch) -> "14:05 UTC"
@@ -298,6 +308,12 @@ end
 -- The turn
 ---------------------------------------------------------------------------
 
+-- The user's words without e-mail addresses, URLs and tokens, whose digits
+-- are not a code.
+local function without_addresses(text)
+  return (text:gsub("[%w%.%%%+%-_']+@[%w%-%.]+", " "):gsub("https?://%S+", " "):gsub("%f[%w]%a+_[%w_]+", " "))
+end
+
 --- flow:handle(text) -> the next reply. Raises when text is not a string.
 function Flow:handle(text)
   if type(text) ~= "string" then
@@ -315,7 +331,7 @@ function Flow:handle(text)
   if self.state == "stopped" then
     return self:_say(self:_stopped_words())
   end
-  if M.intent(text, "cancel") and not M.find_code(text) then
+  if M.intent(text, "cancel") and not M.find_code(without_addresses(text)) then
     return self:_stop("cancelled", "OK, I've stopped. " .. self.kind.cancelled_words(self))
   end
   if self.state == "need_fields" then return self:_on_fields(text) end
@@ -420,8 +436,8 @@ function Flow:_send_code(why)
 end
 
 -- Maps an error from any step to the state and the words for it.
-function Flow:_fail(err, phase)
-  local hook = self.kind.on_error and self.kind.on_error(self, err, phase)
+function Flow:_fail(err, phase, hooked)
+  local hook = not hooked and self.kind.on_error and self.kind.on_error(self, err, phase)
   if hook then return hook end
   local code = err.code
   if code == "rate_limited" then
@@ -461,7 +477,7 @@ function Flow:_cooldown()
 end
 
 function Flow:_on_code(text)
-  local code, odd = M.find_code(text)
+  local code, odd = M.find_code(without_addresses(text))
   if code then return self:_try_code(code) end
   if self.kind.new_email then
     local reply = self.kind.new_email(self, text)
@@ -490,6 +506,8 @@ function Flow:_try_code(code)
   end
   local ws, err = self.kind.verify(self, code)
   if ws then return self:_finish(ws) end
+  local hook = self.kind.on_error and self.kind.on_error(self, err, "verify")
+  if hook then return hook end
   if err.code == "wrong_code" then
     local left = tonumber(err.attempts_left)
     if left and left <= 0 then return self:_locked() end
@@ -504,7 +522,7 @@ function Flow:_try_code(code)
   if err.code == "invalid_arguments" and (err.field == "code" or err.path == "/code") then
     return self:_say("That doesn't look like the code: it's 6 digits, like 123 456. Could you paste it again?")
   end
-  return self:_fail(err, "verify")
+  return self:_fail(err, "verify", true)
 end
 
 function Flow:_locked()
@@ -519,7 +537,7 @@ function Flow:_no_email()
   local since = self:now() - (self.req.sent_at or 0)
   local wait = self:_cooldown() - since
   local text = "I asked FavCRM to send it to " .. self:_where() .. " (partly hidden for privacy) "
-    .. M.duration(since) .. " ago. E-mails can take a minute or two. Please check your spam or junk folder "
+    .. M.ago(since) .. ". E-mails can take a minute or two. Please check your spam or junk folder "
     .. "too, and look for a message from FavCRM with the subject \"" .. self.kind.mail_subject .. "\"."
   if self.kind.new_email then
     text = text .. " If that address is wrong, just tell me the right one."
@@ -537,15 +555,15 @@ function Flow:_resend()
   local since = self:now() - (self.req.sent_at or 0)
   local wait = self:_cooldown() - since
   if wait > 0 then
-    return self:_say("The last code went to " .. self:_where() .. " only " .. M.duration(since)
-      .. " ago, so let's give it a moment: e-mails can take a minute or two, and check your spam or junk "
+    return self:_say("The last code went to " .. self:_where() .. " " .. M.ago(since)
+      .. ", so let's give it a moment: e-mails can take a minute or two, and check your spam or junk "
       .. "folder too. If it still hasn't arrived in " .. M.duration(wait) .. ", ask me again and I'll send a new one.")
   end
   return self:_send_code("resend")
 end
 
 function Flow:_on_offer(text)
-  if M.find_code(text) then return self:_on_code(text) end
+  if M.find_code(without_addresses(text)) then return self:_on_code(text) end
   if M.intent(text, "yes") or M.intent(text, "resend") then
     return self:_send_code(self.offer == "locked" and "locked" or "resend")
   end
@@ -604,6 +622,7 @@ function Flow:_checks()
   for _, p in ipairs(rep.problems or {}) do
     facts.notes[#facts.notes + 1] = p.check .. ": " .. tostring(p.message)
   end
+  if not self.client:has_api_key() then return facts end
   local services, err = self.client:call("list_services", {})
   if services == nil then
     if err.code == "unauthorized" then return nil, err end
@@ -630,14 +649,19 @@ end
 --- flow:check() -> reply: (re)runs doctor and list_services with the key.
 -- In done or key_rejected; a refused key moves the flow to key_rejected.
 function Flow:check(first)
-  local facts, err = self:_checks()
+  local facts = self:_checks()
   if not facts then
     self.state = "key_rejected"
     return self:_say((first and "The code was right, but " or "")
-      .. self:_key_rejected_words(err))
+      .. self:_key_rejected_words())
   end
   self.state = "done"
   self.reason = nil
+  if not first and not facts.authenticated then
+    return self:_say("I couldn't confirm that the key works right now"
+      .. (#facts.notes > 0 and (": " .. table.concat(facts.notes, "; ")) or "") .. ". If this assistant was "
+      .. "restarted, make sure it reads the saved key (the FavCRM config file or FAVCRM_API_KEY).")
+  end
   return self:_say(self.kind.success(self, facts, first))
 end
 
@@ -674,11 +698,11 @@ function M.stored_words(ws)
     .. ". FavCRM shows a key only once, and I won't repeat it here."
 end
 
-function Flow:_key_rejected_words(err)
+function Flow:_key_rejected_words()
   local portal = (self.workspace and self.workspace.login_url) or "https://app.favcrm.io"
   return "FavCRM refused the API key" .. (self.workspace and (" (" .. self.workspace.masked_key .. ")") or "")
-    .. ": it has probably been revoked" .. (err and err.message and (" (" .. err.message .. ")") or "")
-    .. ". If you revoked it, or think it may have leaked: sign in to the FavCRM portal at " .. portal
+    .. ": it has probably been revoked. If you revoked it, or think it may have leaked: sign in to the "
+    .. "FavCRM portal at " .. portal
     .. ", open Settings > MCP Keys, revoke the old key and create a new one. Then store the new key where "
     .. "this assistant reads it (the FavCRM config file or the FAVCRM_API_KEY environment variable); please "
     .. "don't paste it into this chat."

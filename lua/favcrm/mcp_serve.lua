@@ -1,0 +1,569 @@
+--- favcrm.mcp_serve: `favcrm mcp serve`, a stdio MCP server for clients that
+-- only spawn processes (the seed's mcp-config.json). Newline-delimited
+-- JSON-RPC 2.0 on stdin/stdout; logs go to stderr only.
+--
+--   initialize   protocol version negotiation (the client's when we speak
+--                it, else our newest)
+--   ping         {}
+--   tools/list   the remote server's tools (through the client, so with the
+--                saved or environment key) plus the local `favcrm_doctor`
+--   tools/call   proxied; a remote isError result is passed through as it
+--                came; local failures (network, refused key, bad arguments)
+--                become isError results; an unknown tool is -32602.
+--                Destructive tools are not gated here: their annotations are
+--                passed on and the MCP host asks its user.
+--   anything else: -32601; notifications are ignored; EOF: exit 0.
+--
+-- JSON here goes through M.encode, which keeps empty arrays as `[]` (lua-cjson
+-- 2.1.0 turns every empty table into `{}`) by following a *guide*: the JSON
+-- Schema of the value, or the same value decoded again with its empty arrays
+-- marked (M.decode).
+local cjson = require("cjson.safe")
+local errors = require("favcrm.errors")
+
+local M = {}
+
+M.PROTOCOL_VERSIONS = { "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05" }
+M.LATEST = M.PROTOCOL_VERSIONS[1]
+M.DOCTOR_FIELDS = { "mcpEndpointStatus", "authStatus", "toolCount", "organisationContext", "planStatus",
+  "whatsappStatus" }
+
+local null = cjson.null
+
+---------------------------------------------------------------------------
+-- JSON that keeps empty arrays
+---------------------------------------------------------------------------
+
+--- M.ARRAY: the metatable M.decode gives the empty arrays it finds.
+local ARRAY = { __name = "favcrm.json_array" }
+M.ARRAY = ARRAY
+
+local SENTINEL = "\0favcrm-empty-array"
+local SENTINEL_JSON = '"\\u0000favcrm-empty-array"'
+
+local function restore(v, depth)
+  if v == SENTINEL then return setmetatable({}, ARRAY) end
+  if type(v) ~= "table" or depth > 200 then return v end
+  for k, x in pairs(v) do
+    if x == SENTINEL or type(x) == "table" then v[k] = restore(x, depth + 1) end
+  end
+  return v
+end
+
+--- M.decode(text) -> value (empty arrays carry the ARRAY metatable) or nil, msg
+function M.decode(text)
+  if type(text) ~= "string" then return nil, "not a string" end
+  local out, last, i, n = {}, 1, 1, #text
+  while i <= n do
+    local c = text:find('["%[]', i)
+    if not c then break end
+    if text:byte(c) == 34 then -- a string: skip it, escapes included
+      local j = c + 1
+      while true do
+        local q = text:find('["\\]', j)
+        if not q then return nil, "unterminated string" end
+        if text:byte(q) == 92 then j = q + 2 else j = q + 1; break end
+      end
+      i = j
+    else
+      local close = text:match("^%[%s*%]()", c)
+      if close then
+        out[#out + 1] = text:sub(last, c - 1)
+        out[#out + 1] = SENTINEL_JSON
+        last, i = close, close
+      else
+        i = c + 1
+      end
+    end
+  end
+  out[#out + 1] = text:sub(last)
+  local v, err = cjson.decode(table.concat(out))
+  if v == nil then return nil, err end
+  return restore(v, 0)
+end
+
+-- Guides: {array = bool, child = function(key) -> guide or nil}.
+local G = {}
+M.guide = G
+
+local function nothing() return nil end
+
+--- G.list(elem): an array whose items follow elem
+function G.list(elem)
+  return { array = true, child = function() return elem end }
+end
+
+--- G.map(elem): an object whose values follow elem
+function G.map(elem)
+  return { array = false, child = function() return elem end }
+end
+
+--- G.struct(fields [, array]): an object (or array) with named children
+function G.struct(fields, array)
+  return { array = array == true, child = function(k) return fields[k] end }
+end
+
+--- G.marked(value): follows a value from M.decode
+function G.marked(v)
+  if type(v) ~= "table" then return nil end
+  return { array = getmetatable(v) == ARRAY, child = function(k) return G.marked(v[k]) end }
+end
+
+--- G.either(a, b): an array when either says so; children from both
+function G.either(a, b)
+  if a == nil then return b end
+  if b == nil then return a end
+  return { array = a.array or b.array, child = function(k) return G.either(a.child(k), b.child(k)) end }
+end
+
+local function schema_types(s)
+  local t = s.type
+  if type(t) == "string" then return { [t] = true } end
+  local set = {}
+  if type(t) == "table" then
+    for _, x in ipairs(t) do set[x] = true end
+    return set
+  end
+  for _, key in ipairs({ "anyOf", "oneOf", "allOf" }) do
+    if type(s[key]) == "table" then
+      for _, sub in ipairs(s[key]) do
+        if type(sub) == "table" then
+          for x in pairs(schema_types(sub)) do set[x] = true end
+        end
+      end
+    end
+  end
+  return set
+end
+
+--- G.schema(s): a value that the JSON Schema s describes
+function G.schema(s)
+  if type(s) ~= "table" then return nil end
+  local types = schema_types(s)
+  local function sub(k)
+    if type(k) == "number" then
+      if type(s.prefixItems) == "table" and s.prefixItems[k] then return G.schema(s.prefixItems[k]) end
+      if type(s.items) == "table" then
+        if s.items[1] ~= nil then return G.schema(s.items[k]) end
+        return G.schema(s.items)
+      end
+      return nil
+    end
+    if type(s.properties) == "table" and type(s.properties[k]) == "table" then return G.schema(s.properties[k]) end
+    if type(s.additionalProperties) == "table" then return G.schema(s.additionalProperties) end
+    for _, key in ipairs({ "anyOf", "oneOf", "allOf" }) do
+      if type(s[key]) == "table" then
+        for _, alt in ipairs(s[key]) do
+          local g = G.schema(alt)
+          local c = g and g.child(k)
+          if c then return c end
+        end
+      end
+    end
+    return nil
+  end
+  return { array = types.array == true and types.object == nil, child = sub }
+end
+
+-- A JSON Schema document itself (a tool's inputSchema, outputSchema).
+local SCHEMA_ARRAYS = { required = true, enum = true, type = true, allOf = true, anyOf = true, oneOf = true,
+  prefixItems = true, examples = true }
+local SCHEMA_MAPS = { properties = true, patternProperties = true, ["$defs"] = true, definitions = true,
+  dependentSchemas = true }
+local SCHEMA_ONE = { items = true, additionalProperties = true, ["not"] = true, ["if"] = true, ["then"] = true,
+  ["else"] = true, contains = true, propertyNames = true, additionalItems = true, unevaluatedItems = true,
+  unevaluatedProperties = true }
+local schemadoc
+schemadoc = {
+  array = false,
+  child = function(k)
+    if SCHEMA_MAPS[k] then return G.map(schemadoc) end
+    if SCHEMA_ONE[k] then return schemadoc end
+    if k == "allOf" or k == "anyOf" or k == "oneOf" or k == "prefixItems" then return G.list(schemadoc) end
+    if SCHEMA_ARRAYS[k] then return G.list(nil) end
+    return nil
+  end,
+}
+G.schemadoc = schemadoc
+
+local function is_sequence(t)
+  local n = 0
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then return false end
+    n = n + 1
+  end
+  return n > 0 and t[n] ~= nil
+end
+
+local function encode_into(v, guide, buf, indent, depth)
+  local tv = type(v)
+  if v == nil or v == null then
+    buf[#buf + 1] = "null"
+  elseif tv == "boolean" then
+    buf[#buf + 1] = v and "true" or "false"
+  elseif tv == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then
+      buf[#buf + 1] = "null"
+    elseif v % 1 == 0 and v > -1e15 and v < 1e15 then
+      buf[#buf + 1] = string.format("%d", v)
+    else
+      buf[#buf + 1] = string.format("%.17g", v)
+    end
+  elseif tv == "string" then
+    buf[#buf + 1] = cjson.encode(v)
+  elseif tv == "table" then
+    if depth > 100 then error("favcrm: JSON nested too deep", 0) end
+    local nl, pad, pad_in, colon = "", "", "", ":"
+    if indent then
+      nl = "\n"
+      pad = string.rep(indent, depth)
+      pad_in = pad .. indent
+      colon = ": "
+    end
+    if next(v) == nil then
+      local as_array = getmetatable(v) == ARRAY or (guide ~= nil and guide.array)
+      buf[#buf + 1] = as_array and "[]" or "{}"
+    elseif is_sequence(v) then
+      buf[#buf + 1] = "[" .. nl
+      for i = 1, #v do
+        if i > 1 then buf[#buf + 1] = "," .. nl end
+        buf[#buf + 1] = pad_in
+        encode_into(v[i], guide and guide.child(i), buf, indent, depth + 1)
+      end
+      buf[#buf + 1] = nl .. pad .. "]"
+    else
+      local keys = {}
+      for k in pairs(v) do
+        local tk = type(k)
+        if tk ~= "string" and tk ~= "number" then error("favcrm: cannot encode a " .. tk .. " key as JSON", 0) end
+        keys[#keys + 1] = k
+      end
+      table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+      buf[#buf + 1] = "{" .. nl
+      for i, k in ipairs(keys) do
+        if i > 1 then buf[#buf + 1] = "," .. nl end
+        buf[#buf + 1] = pad_in .. cjson.encode(tostring(k)) .. colon
+        encode_into(v[k], guide and guide.child(k), buf, indent, depth + 1)
+      end
+      buf[#buf + 1] = nl .. pad .. "}"
+    end
+  else
+    -- a favcrm.Secret, a function, ...: never encoded (and never shown)
+    error("favcrm: cannot encode a " .. tv .. " as JSON", 0)
+  end
+end
+
+--- M.encode(value [, guide [, indent]]) -> JSON text. Raises on a value JSON
+-- cannot hold (a secret, a function). Keys are sorted; indent (a string)
+-- pretty-prints.
+function M.encode(v, guide, indent)
+  local buf = {}
+  encode_into(v, guide, buf, indent, 0)
+  return table.concat(buf)
+end
+
+---------------------------------------------------------------------------
+-- Guides for MCP messages
+---------------------------------------------------------------------------
+
+local TOOL = G.struct({ inputSchema = schemadoc, outputSchema = schemadoc })
+local TOOLS_LIST = G.struct({ tools = G.list(TOOL) })
+
+--- M.result_guide(tool, result): a tools/call result, its payload guided by
+-- the tool's outputSchema and by the JSON text in content[1].
+function M.result_guide(tool, result)
+  local from_text
+  local c = type(result) == "table" and type(result.content) == "table" and result.content[1]
+  if type(c) == "table" and c.type == "text" and type(c.text) == "string" then
+    local v = M.decode(c.text)
+    if v ~= nil then from_text = G.marked(v) end
+  end
+  local sc = G.struct({ data = from_text })
+  if type(result) == "table" and type(result.structuredContent) == "table"
+    and result.structuredContent.data == nil then
+    sc = from_text
+  end
+  local by_schema = type(tool) == "table" and G.schema(tool.outputSchema) or nil
+  return G.struct({ content = G.list(nil), structuredContent = G.either(by_schema, sc) })
+end
+
+---------------------------------------------------------------------------
+-- favcrm_doctor
+---------------------------------------------------------------------------
+
+M.DOCTOR_TOOL = {
+  name = "favcrm_doctor",
+  title = "FavCRM doctor",
+  description = "Checks the FavCRM connection this server uses: whether the MCP endpoint answers "
+    .. "(mcpEndpointStatus), whether an API key is configured and accepted (authStatus: configured, missing, "
+    .. "invalid, or unverified when the endpoint could not be reached), how many tools it offers (toolCount), "
+    .. "the organisation the key belongs to (organisationContext), the plan (planStatus) and the WhatsApp "
+    .. "connection (whatsappStatus). Read-only; takes no arguments.",
+  inputSchema = { type = "object", properties = {}, additionalProperties = false },
+  outputSchema = {
+    type = "object",
+    required = M.DOCTOR_FIELDS,
+    properties = {
+      mcpEndpointStatus = { type = "string", enum = { "active", "unreachable" } },
+      authStatus = { type = "string", enum = { "configured", "missing", "invalid", "unverified" } },
+      toolCount = { type = "integer", minimum = 0 },
+      organisationContext = {
+        type = { "object", "null" },
+        properties = {
+          organisationId = { type = "string" }, companyId = { type = "string" }, name = { type = "string" },
+          userId = { type = "string" }, role = { type = "string" },
+        },
+      },
+      planStatus = { type = "string" },
+      whatsappStatus = { type = "string" },
+    },
+  },
+  annotations = { title = "FavCRM doctor", readOnlyHint = true, destructiveHint = false, idempotentHint = true,
+    openWorldHint = false },
+}
+
+local function str(v)
+  return type(v) == "string" and v ~= "" and v or nil
+end
+
+--- M.doctor_fields(report [, org_id]) -> the six fields the seed's
+-- provisioner reads, from a client:doctor() report.
+function M.doctor_fields(r, org_id)
+  local out = {
+    mcpEndpointStatus = r.reachable and "active" or "unreachable",
+    toolCount = r.tool_count or 0,
+    organisationContext = null,
+    planStatus = "unavailable",
+    whatsappStatus = "unavailable",
+  }
+  if r.authenticated then
+    out.authStatus = "configured"
+  elseif not r.auth_source then
+    out.authStatus = "missing"
+  elseif type(r.current_user_error) == "table" and r.current_user_error.code == "unauthorized" then
+    out.authStatus = "invalid"
+  else
+    out.authStatus = "unverified"
+  end
+  local u = r.current_user
+  if type(u) == "table" and type(u.companies) == "table" then
+    local pick
+    for _, c in ipairs(u.companies) do
+      if type(c) == "table" then
+        if org_id and (c.organisationId == org_id or c.companyId == org_id) then pick = c; break end
+        if not pick and c.current == true then pick = c end
+      end
+    end
+    pick = pick or (type(u.companies[1]) == "table" and u.companies[1]) or nil
+    if pick then
+      out.organisationContext = {
+        organisationId = str(pick.organisationId), companyId = str(pick.companyId), name = str(pick.name),
+        userId = str(u.userId), role = str(pick.role) or str(u.role),
+      }
+    end
+  end
+  if type(r.plan) == "table" and str(r.plan.plan) then
+    out.planStatus = r.plan.plan .. ((str(r.plan.status) and r.plan.status ~= "active")
+      and (" (" .. r.plan.status .. ")") or "")
+  end
+  local wa = r.whatsapp
+  if type(wa) == "table" then
+    out.whatsappStatus = str(wa.status) or (wa.connected == true and "connected") or "not_connected"
+  end
+  return out
+end
+
+---------------------------------------------------------------------------
+-- The server
+---------------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+
+--- M.new(client [, opts]) -> server. opts: log(text), getenv(name), version.
+function M.new(client, opts)
+  opts = opts or {}
+  return setmetatable({
+    client = client,
+    log = opts.log or function() end,
+    getenv = opts.getenv or os.getenv,
+    version = opts.version or "0",
+  }, Server)
+end
+
+local function rpc_error(id, code, message, data)
+  return { jsonrpc = "2.0", id = id, error = { code = code, message = message, data = data } }
+end
+
+local function error_result(err)
+  local msg = tostring(err.message or err.code)
+  if err.hint then msg = msg .. " (" .. tostring(err.hint) .. ")" end
+  local e = { code = err.code, message = err.message, hint = err.hint, retryAfter = err.retry_after,
+    field = err.field, path = err.path, suggestions = err.suggestions, upgradeAction = err.upgrade_action }
+  return { isError = true, content = { { type = "text", text = msg } }, structuredContent = { error = e } }
+end
+
+function Server:initialize(params)
+  local asked = type(params) == "table" and params.protocolVersion or nil
+  local v = M.LATEST
+  for _, p in ipairs(M.PROTOCOL_VERSIONS) do
+    if p == asked then v = p end
+  end
+  local ci = type(params) == "table" and type(params.clientInfo) == "table" and params.clientInfo or {}
+  self.log("initialize from " .. tostring(ci.name or "a client") .. " (protocol " .. tostring(asked)
+    .. ", answered " .. v .. ")")
+  return {
+    protocolVersion = v,
+    capabilities = { tools = { listChanged = false } },
+    serverInfo = { name = "favcrm", title = "FavCRM (favcrm-lua)", version = self.version },
+    instructions = "FavCRM's CRM tools, proxied from " .. tostring(self.client.url) .. ". Call favcrm_doctor "
+      .. "to check the connection. To sign a new business up, call register_organisation_request, then "
+      .. "register_organisation_verify with the 6-digit code the owner receives by e-mail.",
+  }
+end
+
+function Server:list_tools()
+  local remote, err = self.client:tools({ refresh = true })
+  local tools = { M.DOCTOR_TOOL }
+  if remote then
+    for _, t in ipairs(remote) do
+      if t.name ~= M.DOCTOR_TOOL.name then tools[#tools + 1] = t end
+    end
+  else
+    self.log("tools/list: the FavCRM server could not be reached (" .. tostring(err and err.message)
+      .. "); listing favcrm_doctor only")
+  end
+  return { tools = tools }
+end
+
+function Server:doctor()
+  local report = self.client:doctor()
+  local fields = M.doctor_fields(report, str(self.getenv("FAVCRM_ORG_ID")))
+  for _, p in ipairs(report.problems or {}) do
+    self.log("favcrm_doctor: " .. tostring(p.check) .. ": " .. tostring(p.message))
+  end
+  return {
+    content = { { type = "text", text = M.encode(fields, G.schema(M.DOCTOR_TOOL.outputSchema)) } },
+    structuredContent = fields,
+  }
+end
+
+-- Returns the result table and its guide, or nil and a JSON-RPC error.
+function Server:call_tool(params)
+  if type(params) ~= "table" or type(params.name) ~= "string" or params.name == "" then
+    return nil, { -32602, "tools/call needs params.name (a tool name)" }
+  end
+  local name, args = params.name, params.arguments
+  if args == nil or args == null then args = {} end
+  if type(args) ~= "table" or getmetatable(args) == ARRAY or is_sequence(args) then
+    return nil, { -32602, "tools/call: arguments must be an object" }
+  end
+  if name == M.DOCTOR_TOOL.name then
+    local res = self:doctor()
+    return res, M.result_guide(M.DOCTOR_TOOL, res)
+  end
+  local data, res = self.client:call(name, args, { confirm = true })
+  if data == nil and errors.is(res) then
+    local err = res
+    if err.code == "unknown_tool" then
+      return nil, { -32602, err.message, { tool = name, suggestions = err.suggestions } }
+    end
+    if type(err.result) == "table" and err.result.isError == true then
+      return err.result, M.result_guide(nil, err.result)
+    end
+    self.log("tools/call " .. name .. ": " .. tostring(err.code) .. ": " .. tostring(err.message))
+    return error_result(err), nil
+  end
+  local tool = self.client.tool_cache and self.client.tool_cache.byname[name] or nil
+  return res, M.result_guide(tool, res)
+end
+
+--- server:handle(msg) -> response table and its result guide, or nil (a
+-- notification or a response needs no answer).
+function Server:handle(msg)
+  if type(msg) ~= "table" or getmetatable(msg) == ARRAY then
+    return rpc_error(null, -32600, "Invalid Request: a JSON-RPC message is an object")
+  end
+  local id, method = msg.id, msg.method
+  if type(method) ~= "string" then
+    if id ~= nil and (msg.result ~= nil or msg.error ~= nil) then return nil end -- a response: not ours
+    return rpc_error(id == nil and null or id, -32600, "Invalid Request: no method")
+  end
+  if id == nil then return nil end -- a notification (initialized, cancelled, ...): nothing to say
+  if type(id) ~= "string" and type(id) ~= "number" then
+    return rpc_error(null, -32600, "Invalid Request: the id must be a string or a number")
+  end
+  local params = msg.params
+  if method == "initialize" then
+    return { jsonrpc = "2.0", id = id, result = self:initialize(params) }
+  elseif method == "ping" then
+    return { jsonrpc = "2.0", id = id, result = {} }
+  elseif method == "tools/list" then
+    return { jsonrpc = "2.0", id = id, result = self:list_tools() }, TOOLS_LIST
+  elseif method == "tools/call" then
+    local ok, res, guide = pcall(self.call_tool, self, params)
+    if not ok then
+      self.log("tools/call failed: " .. tostring(res))
+      return rpc_error(id, -32603, "Internal error while calling the tool")
+    end
+    if res == nil then return rpc_error(id, guide[1], guide[2], guide[3]) end
+    return { jsonrpc = "2.0", id = id, result = res }, guide
+  end
+  return rpc_error(id, -32601, "Method not found: " .. method)
+end
+
+--- server:handle_line(line) -> the answer's JSON text, or nil
+function Server:handle_line(line)
+  line = line:gsub("\r$", "")
+  if line:match("^%s*$") then return nil end
+  local msg = M.decode(line)
+  if msg == nil then
+    return M.encode(rpc_error(null, -32700, "Parse error: the line is not JSON"))
+  end
+  local function one(m)
+    local res, guide = self:handle(m)
+    if res == nil then return nil end
+    local ok, text = pcall(M.encode, res, G.struct({ result = guide }))
+    if not ok then
+      self.log("could not encode the answer: " .. tostring(text))
+      text = M.encode(rpc_error(res.id, -32603, "Internal error: the answer could not be encoded"))
+    end
+    return text
+  end
+  if type(msg) == "table" and getmetatable(msg) ~= ARRAY and is_sequence(msg) then
+    local out = {}
+    for _, m in ipairs(msg) do out[#out + 1] = one(m) end
+    if #out == 0 then return nil end
+    return "[" .. table.concat(out, ",") .. "]"
+  end
+  if getmetatable(msg) == ARRAY then
+    return M.encode(rpc_error(null, -32600, "Invalid Request: an empty batch"))
+  end
+  return one(msg)
+end
+
+--- M.serve(client, io_t [, opts]) -> 0: reads lines from io_t.stdin until
+-- EOF, answers on io_t.stdout, logs to io_t.stderr.
+function M.serve(client, io_t, opts)
+  opts = opts or {}
+  local err_out = io_t.stderr
+  local server = M.new(client, {
+    log = function(text) err_out:write("favcrm mcp serve: ", text, "\n") end,
+    getenv = io_t.getenv, version = opts.version,
+  })
+  server.log("serving on stdio; FavCRM at " .. tostring(client.url) .. " ("
+    .. (client:has_api_key() and ("key from " .. tostring(client.key_source)) or "no API key") .. ")")
+  while true do
+    local line = io_t.stdin:read("*l")
+    if line == nil then break end
+    local out = server:handle_line(line)
+    if out then
+      io_t.stdout:write(out, "\n")
+      io_t.stdout:flush()
+    end
+  end
+  server.log("stdin closed; exiting")
+  return 0
+end
+
+return M

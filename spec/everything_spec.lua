@@ -1,0 +1,132 @@
+-- Generic MCP compatibility: the MCP project's own reference server
+-- (@modelcontextprotocol/server-everything, pinned in the sandbox's lock
+-- file), driven over stdio and over Streamable HTTP.
+local favcrm = require("favcrm")
+
+local transports = {
+  { "stdio", function(opts)
+    opts.command = { "node", assert(os.getenv("FAVCRM_EVERYTHING_BIN")), "stdio" }
+    return favcrm.new(opts)
+  end },
+  { "Streamable HTTP", function(opts)
+    opts.url = assert(os.getenv("FAVCRM_EVERYTHING_URL"))
+    return favcrm.new(opts)
+  end },
+}
+
+for _, t in ipairs(transports) do
+  local name, make = t[1], t[2]
+  describe("server-everything over " .. name, function()
+    it("lists its tools and calls echo and get-sum", function()
+      local c = make({})
+      local tools = assert(c:tools())
+      local names = {}
+      for _, tool in ipairs(tools) do names[tool.name] = true end
+      assert.is_true(names.echo)
+      assert.is_true(names["get-sum"])
+      assert.equal("Echo: hello", (assert(c:call("echo", { message = "hello" }))))
+      assert.equal("The sum of 2 and 3 is 5.", (assert(c:call("get-sum", { a = 2, b = 3 }))))
+      c:close()
+    end)
+
+    it("checks arguments against the tool's schema before sending", function()
+      local c = make({})
+      local data, err = c:call("get-sum", { a = "two", b = 3 })
+      assert.is_nil(data)
+      assert.equal("invalid_arguments", err.code)
+      assert.equal("/a", err.path)
+      c:close()
+    end)
+
+    it("passes progress notifications of a long-running tool to on_progress", function()
+      local seen = {}
+      local c = make({ on_progress = function(p) seen[#seen + 1] = p.progress end })
+      local data = assert(c:call("trigger-long-running-operation", { duration = 0.3, steps = 3 }))
+      assert.matches("Steps: 3", data, 1, true)
+      assert.same({ 1, 2, 3 }, seen)
+      c:close()
+    end)
+
+    it("answers its elicitation through on_elicit, defaults filled in", function()
+      local asked
+      local c = make({ on_elicit = function(p)
+        asked = p
+        return { action = "accept", content = { name = "Ada", check = true, email = "ada@example.com" } }
+      end })
+      local data, result = assert(c:call("trigger-elicitation-request", {}))
+      assert.equal("object", asked.requestedSchema.type)
+      assert.matches("User provided the requested information", data, 1, true)
+      local all = {}
+      for _, part in ipairs(result.content) do all[#all + 1] = part.text or "" end
+      all = table.concat(all, "\n")
+      assert.matches("Ada", all, 1, true)
+      assert.matches("It was a dark and stormy night.", all, 1, true)
+      c:close()
+    end)
+
+    it("answers its sampling request through on_sample", function()
+      local c = make({ on_sample = function(p)
+        return { role = "assistant", model = "spec-model",
+          content = { type = "text", text = "sampled " .. #p.messages } }
+      end })
+      local data = assert(c:call("trigger-sampling-request", { prompt = "hi", maxTokens = 10 }))
+      assert.matches("sampled 1", data, 1, true)
+      assert.matches("spec-model", data, 1, true)
+      c:close()
+    end)
+
+    it("returns structured content checked against the tool's outputSchema", function()
+      local c = make({})
+      local tool = assert(c:describe("get-structured-content"))
+      assert.is_table(tool.outputSchema)
+      local data = assert(c:call("get-structured-content", { location = "Chicago" }))
+      assert.same({ temperature = 36, conditions = "Light rain / drizzle", humidity = 82 }, data)
+      c:close()
+    end)
+  end)
+end
+
+describe("the stdio transport", function()
+  it("reports a server that dies mid-call as network, with its last words", function()
+    local c = favcrm.new({ command = { "sh", "-c",
+      "read line; echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-06-18\","
+        .. "\"capabilities\":{},\"serverInfo\":{\"name\":\"dying\",\"version\":\"1\"}}}'; "
+        .. "read n; read req; echo 'out of luck' >&2; exit 3" } })
+    local data, err = c:call("anything")
+    assert.is_nil(data)
+    assert.equal("network", err.code)
+    assert.matches("exit status 3", err.message, 1, true)
+    assert.matches("out of luck", err.message, 1, true)
+    c:close()
+  end)
+
+  it("reports a program that cannot start as network, without raising in favcrm.new", function()
+    local c = favcrm.new({ command = { "/nonexistent/mcp-server" } })
+    local data, err = c:call("x")
+    assert.is_nil(data)
+    assert.equal("network", err.code)
+    assert.matches("cannot start /nonexistent/mcp-server", err.message, 1, true)
+    c:close()
+  end)
+
+  it("passes env to the child on top of this process's environment", function()
+    local c = favcrm.new({ command = { "node", assert(os.getenv("FAVCRM_EVERYTHING_BIN")), "stdio" },
+      env = { FAVCRM_SPEC_MARK = "visible" } })
+    local tools = assert(c:tools())
+    local has_env_tool = false
+    for _, t in ipairs(tools) do if t.name == "get-env" then has_env_tool = true end end
+    if has_env_tool then
+      local data = assert(c:call("get-env", {}))
+      assert.equal("visible", data.FAVCRM_SPEC_MARK)
+    end
+    assert.is_true(has_env_tool)
+    c:close()
+  end)
+
+  it("rejects command with url, and env without command", function()
+    assert.has_error(function() favcrm.new({ command = { "x" }, url = "http://x/mcp" }) end,
+      "favcrm.new: option 'command' cannot go with 'url' or 'transport'")
+    assert.has_error(function() favcrm.new({ env = {} }) end,
+      "favcrm.new: options 'env' and 'on_stderr' go with 'command'")
+  end)
+end)

@@ -1,0 +1,395 @@
+-- favcrm.schema: the API of the compiled JSON Schema validator.
+local cjson = require("cjson")
+local schema = require("favcrm.schema")
+
+local EMAIL_PATTERN = "^(?!\\.)(?!.*\\.\\.)([A-Za-z0-9_'+\\-\\.]*)[A-Za-z0-9_+-]@"
+  .. "([A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$"
+
+-- register_organisation_request's published input schema (FAVCRM.md).
+local function request_schema()
+  return {
+    ["$schema"] = "http://json-schema.org/draft-07/schema#",
+    type = "object",
+    required = { "organisationName", "email" },
+    properties = {
+      email = { type = "string", format = "email", pattern = EMAIL_PATTERN },
+      organisationName = { type = "string", minLength = 2, maxLength = 80 },
+      industry = { type = "string",
+        enum = { "beauty", "fitness", "tutoring", "retail", "hospitality", "services", "other" } },
+      country = { type = "string", minLength = 2, maxLength = 2 },
+      timezone = { type = "string" },
+    },
+  }
+end
+
+local function valid_request()
+  return { organisationName = "Glow Studio", email = "you@example.com", industry = "beauty",
+    country = "HK", timezone = "Asia/Hong_Kong" }
+end
+
+-- Strips the "file:line: " a Lua error(msg, 2) adds.
+local function error_text(fn)
+  local ok, err = pcall(fn)
+  assert.is_false(ok)
+  return (tostring(err):gsub("^[^:]*:%d+: ", ""))
+end
+
+describe("favcrm.schema", function()
+  describe("compile()", function()
+    it("returns a favcrm.Validator for a table, a JSON string or a boolean", function()
+      local v = assert(schema.compile(request_schema()))
+      assert.matches("^favcrm%.Validator", tostring(v))
+      assert.is_true((schema.compile('{"type":"string"}')):validate("x"))
+      assert.is_true((schema.compile(true)):validate(42))
+      assert.is_false((schema.compile(false)):validate(42))
+    end)
+
+    it("rejects a non-table schema with a clear error", function()
+      assert.equals("bad argument #1 to 'compile' (table or JSON string expected, got number)",
+        error_text(function() schema.compile(42) end))
+      assert.equals("bad argument #1 to 'compile' (table or JSON string expected, got nil)",
+        error_text(function() schema.compile() end))
+    end)
+
+    it("rejects options that are not a table, and unknown drafts", function()
+      assert.equals("bad argument #2 to 'compile' (table of options expected, got string)",
+        error_text(function() schema.compile({}, "all") end))
+      assert.equals("bad argument #2 to 'compile' (opts.draft must be \"draft7\" or \"2020-12\", got draft4)",
+        error_text(function() schema.compile({}, { draft = "draft4" }) end))
+    end)
+
+    it("rejects an unknown type name with the schema path", function()
+      local v, err = schema.compile({ properties = { age = { type = "intger" } } })
+      assert.is_nil(v)
+      assert.equals("invalid_schema", err.code)
+      assert.equals("/properties/age/type", err.schema_path)
+      assert.equals('invalid schema at /properties/age/type: unknown type "intger"', err.message)
+      assert.equals('favcrm: invalid_schema: invalid schema at /properties/age/type: unknown type "intger"',
+        tostring(err))
+    end)
+
+    it("rejects a bad regex at compile time", function()
+      local v, err = schema.compile({ properties = { email = { type = "string", pattern = "([a-z]" } } })
+      assert.is_nil(v)
+      assert.equals("invalid_schema", err.code)
+      assert.equals("/properties/email/pattern", err.schema_path)
+      assert.matches('^invalid schema at /properties/email/pattern: invalid regular expression "%(%[a%-z%]": ',
+        err.message)
+    end)
+
+    it("rejects an unresolvable $ref", function()
+      local v, err = schema.compile({ properties = { a = { ["$ref"] = "#/$defs/missing" } } })
+      assert.is_nil(v)
+      assert.equals("/properties/a/$ref", err.schema_path)
+      assert.equals('invalid schema at /properties/a/$ref: $ref "#/$defs/missing" points to nothing', err.message)
+      v, err = schema.compile({ ["$ref"] = "https://elsewhere.example/s.json" })
+      assert.is_nil(v)
+      assert.equals('invalid schema at /$ref: cannot resolve $ref "https://elsewhere.example/s.json"', err.message)
+    end)
+
+    it("rejects bad keyword values", function()
+      local _, err = schema.compile({ minLength = -1 })
+      assert.equals("invalid schema at /minLength: minLength must be a non-negative integer", err.message)
+      _, err = schema.compile({ required = "email" })
+      assert.equals("invalid schema at /required: required must be an array of strings", err.message)
+      _, err = schema.compile({ multipleOf = 0 })
+      assert.equals("invalid schema at /multipleOf: multipleOf must be greater than 0", err.message)
+      _, err = schema.compile({ anyOf = {} })
+      assert.equals("invalid schema at /anyOf: anyOf must not be empty", err.message)
+    end)
+
+    it("rejects a JSON string that does not parse", function()
+      local v, err = schema.compile("{not json")
+      assert.is_nil(v)
+      assert.equals("invalid_schema", err.code)
+      assert.matches("^invalid schema at /: not valid JSON", err.message)
+    end)
+
+    it("loads remote references through opts.remotes and opts.resolve_remote", function()
+      local s = { properties = { n = { ["$ref"] = "https://example.test/int.json" } } }
+      local v = assert(schema.compile(s, { remotes = { ["https://example.test/int.json"] = { type = "integer" } } }))
+      assert.is_true(v:validate({ n = 3 }))
+      assert.is_false(v:validate({ n = "3" }))
+      local asked
+      v = assert(schema.compile(s, { resolve_remote = function(uri) asked = uri; return { type = "string" } end }))
+      assert.equals("https://example.test/int.json", asked)
+      assert.is_true(v:validate({ n = "3" }))
+    end)
+  end)
+
+  describe("validate() on the register_organisation_request schema", function()
+    local v = assert(schema.compile(request_schema()))
+
+    it("accepts a complete request, and a minimal one", function()
+      assert.is_true(v:validate(valid_request()))
+      assert.is_true(v({ organisationName = "Yo", email = "o'neil+crm@mail.example.co.uk" }))
+    end)
+
+    it("reports a missing required property at the object", function()
+      local ok, errs = v:validate({ organisationName = "Glow Studio" })
+      assert.is_false(ok)
+      assert.equals(1, #errs)
+      assert.same({ path = "", keyword = "required", schema_path = "/required", property = "email",
+        message = '/: missing required property "email"', reason = 'missing required property "email"' }, errs[1])
+    end)
+
+    it("rejects a too short organisation name", function()
+      local r = valid_request()
+      r.organisationName = "G"
+      local ok, errs = v:validate(r)
+      assert.is_false(ok)
+      assert.equals("/organisationName", errs[1].path)
+      assert.equals("minLength", errs[1].keyword)
+      assert.equals("/properties/organisationName/minLength", errs[1].schema_path)
+      assert.equals("/organisationName: must be at least 2 characters long", errs[1].message)
+    end)
+
+    it("counts characters, not bytes", function()
+      local r = valid_request()
+      r.organisationName = "é"         -- 2 bytes, 1 character
+      assert.is_false(v:validate(r))
+      r.organisationName = "éé"
+      assert.is_true(v:validate(r))
+      r.country = "ÅÄ"                  -- 4 bytes, 2 characters
+      assert.is_true(v:validate(r))
+    end)
+
+    it("rejects e-mails the FavCRM pattern refuses (look-aheads through PCRE2)", function()
+      for _, bad in ipairs({ ".you@example.com", "you..me@example.com", "you@example.c", "you.@example.com" }) do
+        local r = valid_request()
+        r.email = bad
+        local ok, errs = v:validate(r)
+        assert.is_false(ok, bad)
+        assert.equals("/email", errs[1].path)
+        assert.equals("pattern", errs[1].keyword, bad)
+        assert.equals("/properties/email/pattern", errs[1].schema_path)
+        assert.equals("/email: does not match the pattern " .. EMAIL_PATTERN, errs[1].message)
+      end
+    end)
+
+    it("rejects an industry outside the enum", function()
+      local r = valid_request()
+      r.industry = "cars"
+      local ok, errs = v:validate(r)
+      assert.is_false(ok)
+      assert.equals('/industry: must be one of: "beauty", "fitness", "tutoring", "retail", "hospitality", '
+        .. '"services", "other"', errs[1].message)
+    end)
+
+    it("rejects a country that is not exactly 2 characters, and a non-string timezone", function()
+      local r = valid_request()
+      r.country = "HKG"
+      local _, errs = v:validate(r)
+      assert.equals("/country: must be at most 2 characters long", errs[1].message)
+      r = valid_request()
+      r.timezone = 8
+      _, errs = v:validate(r)
+      assert.equals("/timezone: must be string, got integer", errs[1].message)
+    end)
+
+    it("returns only the first error by default", function()
+      local ok, errs = v:validate({ organisationName = "G", email = "nope", country = 1 })
+      assert.is_false(ok)
+      assert.equals(1, #errs)
+    end)
+
+    it("collects every error with all_errors", function()
+      local all = assert(schema.compile(request_schema(), { all_errors = true }))
+      local ok, errs = all:validate({ organisationName = "G", country = "HKG", industry = "cars" })
+      assert.is_false(ok)
+      local seen = {}
+      for _, e in ipairs(errs) do seen[#seen + 1] = e.message end
+      table.sort(seen)
+      assert.same({
+        '/: missing required property "email"',
+        '/country: must be at most 2 characters long',
+        '/industry: must be one of: "beauty", "fitness", "tutoring", "retail", "hospitality", "services", "other"',
+        '/organisationName: must be at least 2 characters long',
+      }, seen)
+    end)
+
+    it("rejects a non-object request", function()
+      local ok, errs = v:validate("you@example.com")
+      assert.is_false(ok)
+      assert.equals("/: must be object, got string", errs[1].message)
+    end)
+  end)
+
+  describe("validate()", function()
+    it("points into nested arrays with JSON Pointers", function()
+      local v = assert(schema.compile({
+        type = "object",
+        properties = { contacts = { type = "array", items = {
+          type = "object", required = { "email" },
+          properties = { email = { type = "string", format = "email" } } } } },
+      }))
+      local ok, errs = v:validate({ contacts = { { email = "a@b.co" }, { email = "c@d.io" }, { email = "nope" } } })
+      assert.is_false(ok)
+      assert.equals("/contacts/2/email", errs[1].path)
+      assert.equals("format", errs[1].keyword)
+      assert.equals("/properties/contacts/items/properties/email/format", errs[1].schema_path)
+      assert.equals("/contacts/2/email: must be a valid e-mail address", errs[1].message)
+      ok, errs = v:validate({ contacts = { { email = "a@b.co" }, {} } })
+      assert.is_false(ok)
+      assert.equals("/contacts/1", errs[1].path)
+      assert.equals('/contacts/1: missing required property "email"', errs[1].message)
+    end)
+
+    it("escapes ~ and / in paths", function()
+      local v = assert(schema.compile({ additionalProperties = { type = "integer" } }))
+      local _, errs = v:validate({ ["a/b~c"] = "x" })
+      assert.equals("/a~1b~0c", errs[1].path)
+    end)
+
+    it("asserts formats by default and treats them as annotations with formats=false", function()
+      local s = { type = "string", format = "date-time" }
+      assert.is_false((schema.compile(s)):validate("yesterday"))
+      assert.is_true((schema.compile(s)):validate("2026-02-28T10:00:00Z"))
+      assert.is_true((schema.compile(s, { formats = false })):validate("yesterday"))
+      assert.is_true((schema.compile({ format = "x-unknown" })):validate("anything"))
+    end)
+
+    it("fails invalid UTF-8 with a clear error instead of crashing", function()
+      local v = assert(schema.compile({ type = "string", minLength = 1, pattern = "^a" }))
+      local ok, errs = v:validate("a\255\254")
+      assert.is_false(ok)
+      assert.equals("utf8", errs[1].keyword)
+      assert.equals("/: invalid UTF-8 in string", errs[1].message)
+      assert.is_false(v:validate("a\237\160\128"))  -- an encoded surrogate
+      assert.is_false(v:validate("a\192\175"))      -- an overlong "/"
+      assert.is_true(v:validate("a\240\159\152\128"))
+    end)
+
+    it("treats cjson.null as null, integral floats as integers, and 1 == 1.0", function()
+      assert.is_true((schema.compile({ type = "null" })):validate(cjson.null))
+      assert.is_true((schema.compile({ type = "integer" })):validate(2.0))
+      assert.is_false((schema.compile({ type = "integer" })):validate(2.5))
+      assert.is_true((schema.compile({ enum = { 1, "a" } })):validate(1.0))
+      assert.is_true((schema.compile({ const = { a = { 1, 2 } } })):validate({ a = { 1.0, 2 } }))
+      local ok, errs = (schema.compile({ uniqueItems = true })):validate({ 1, 2, 1.0 })
+      assert.is_false(ok)
+      assert.equals("/: must not contain duplicate items (items 0 and 2 are equal)", errs[1].message)
+    end)
+
+    it("accepts an empty table as both array and object", function()
+      assert.is_true((schema.compile({ type = "array" })):validate({}))
+      assert.is_true((schema.compile({ type = "object" })):validate({}))
+      assert.is_false((schema.compile({ type = "array" })):validate({ a = 1 }))
+      assert.is_false((schema.compile({ type = "object" })):validate({ 1, 2 }))
+    end)
+
+    it("rejects Lua values JSON cannot hold", function()
+      local ok, errs = (schema.compile({})):validate(print)
+      assert.is_false(ok)
+      assert.equals("/: is a Lua function, not a JSON value", errs[1].message)
+    end)
+
+    it("reports additional properties by name", function()
+      local v = assert(schema.compile({ properties = { a = {} }, additionalProperties = false }))
+      local ok, errs = v:validate({ a = 1, b = 2 })
+      assert.is_false(ok)
+      assert.same({ path = "/b", keyword = "additionalProperties", schema_path = "/additionalProperties",
+        property = "b", message = '/b: property "b" is not allowed', reason = 'property "b" is not allowed' },
+        errs[1])
+    end)
+
+    it("applies draft-07 rules from $schema and 2020-12 rules by default", function()
+      local tuple = { items = { { type = "integer" } }, additionalItems = false }
+      local d7 = { ["$schema"] = "http://json-schema.org/draft-07/schema#" }
+      for k, val in pairs(tuple) do d7[k] = val end
+      assert.is_false((schema.compile(d7)):validate({ 1, 2 }))
+      assert.is_true((schema.compile({ prefixItems = { { type = "integer" } }, items = false })):validate({ 1 }))
+      assert.is_false((schema.compile({ prefixItems = { { type = "integer" } }, items = false })):validate({ 1, 2 }))
+      -- draft-07 ignores siblings of $ref; 2020-12 applies them
+      local s = { ["$defs"] = { n = { type = "number" } }, ["$ref"] = "#/$defs/n", maximum = 5 }
+      assert.is_false((schema.compile(s)):validate(9))
+      assert.is_true((schema.compile(s, { draft = "draft7" })):validate(9))
+    end)
+
+    it("stops at the depth limit with a clear error", function()
+      local v = assert(schema.compile({ ["$defs"] = { node = { type = "object",
+        additionalProperties = { ["$ref"] = "#/$defs/node" } } }, ["$ref"] = "#/$defs/node" }, { max_depth = 50 }))
+      local t = {}
+      local cur = t
+      for _ = 1, 60 do cur.x = {}; cur = cur.x end
+      local ok, errs = v:validate(t)
+      assert.is_false(ok)
+      assert.equals("depth", errs[1].keyword)
+      assert.equals(string.rep("/x", 50), errs[1].path)
+      assert.equals(string.rep("/x", 50) .. ": exceeds the maximum depth of 50", errs[1].message)
+      cur = t
+      for _ = 1, 20 do cur = cur.x end
+      cur.x = nil
+      assert.is_true(v:validate(t))
+    end)
+
+    it("detects a $ref cycle that makes no progress", function()
+      local v = assert(schema.compile({ ["$defs"] = { a = { ["$ref"] = "#/$defs/b" }, b = { ["$ref"] = "#/$defs/a" } },
+        ["$ref"] = "#/$defs/a" }))
+      local ok, errs = v:validate(1)
+      assert.is_false(ok)
+      assert.equals("$ref", errs[1].keyword)
+      assert.equals('/: $ref cycle without progress: "#/$defs/a" leads back to itself on the same value',
+        errs[1].message)
+      -- the same cycle under `not` is still an error, not a pass
+      v = assert(schema.compile({ ["not"] = { ["$ref"] = "#" } }))
+      ok, errs = v:validate(1)
+      assert.is_false(ok)
+      assert.equals("$ref", errs[1].keyword)
+    end)
+
+    it("follows recursive $ref that makes progress", function()
+      local v = assert(schema.compile({ type = "object", properties = { child = { ["$ref"] = "#" },
+        name = { type = "string" } } }))
+      assert.is_true(v:validate({ name = "a", child = { name = "b", child = { name = "c" } } }))
+      local ok, errs = v:validate({ name = "a", child = { child = { name = 3 } } })
+      assert.is_false(ok)
+      assert.equals("/child/child/name", errs[1].path)
+    end)
+
+    it("checks $dynamicRef against the dynamic scope", function()
+      local tree = { ["$id"] = "https://example.test/tree", ["$dynamicAnchor"] = "node", type = "object",
+        properties = { children = { type = "array", items = { ["$dynamicRef"] = "#node" } } } }
+      local strict = { ["$id"] = "https://example.test/strict", ["$dynamicAnchor"] = "node",
+        ["$ref"] = "tree", unevaluatedProperties = false }
+      local v = assert(schema.compile(strict, { remotes = { ["https://example.test/tree"] = tree } }))
+      assert.is_true(v:validate({ children = { { children = {} } } }))
+      local ok, errs = v:validate({ children = { { daat = 1 } } })
+      assert.is_false(ok)
+      assert.equals("/children/0/daat", errs[1].path)
+    end)
+
+    it("can be called directly and reused", function()
+      local v = assert(schema.compile({ type = "integer", minimum = 1 }))
+      for i = 1, 100 do assert.is_true(v(i)) end
+      local ok, errs = v(0)
+      assert.is_false(ok)
+      assert.equals("/: must be >= 1", errs[1].message)
+    end)
+  end)
+
+  describe("memory", function()
+    it("survives compiling, validating and dropping validators under a full GC", function()
+      local s = request_schema()
+      for i = 1, 200 do
+        local v = assert(schema.compile(s, { all_errors = (i % 2 == 0) }))
+        assert.is_true(v:validate(valid_request()))
+        assert.is_false(v:validate({ email = "x" }))
+        local bad = schema.compile({ properties = { a = { pattern = "(" } } })
+        assert.is_nil(bad)
+        v = nil  -- luacheck: ignore 311
+        if i % 20 == 0 then collectgarbage() end
+      end
+      collectgarbage()
+      collectgarbage()
+      local before = collectgarbage("count")
+      for _ = 1, 200 do
+        local v = schema.compile(s)
+        v:validate(valid_request())
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.is_true(collectgarbage("count") < before + 256, "Lua heap grew by more than 256 KiB")
+    end)
+  end)
+end)
