@@ -37,10 +37,12 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(PCRE2_LIBDIR)" },
     },
     ["favcrm"] = "lua/favcrm/init.lua",
+    ["favcrm.cli"] = "lua/favcrm/cli.lua",
     ["favcrm.client"] = "lua/favcrm/client.lua",
     ["favcrm.config"] = "lua/favcrm/config.lua",
     ["favcrm.doctor"] = "lua/favcrm/doctor.lua",
     ["favcrm.errors"] = "lua/favcrm/errors.lua",
+    ["favcrm.mcp_serve"] = "lua/favcrm/mcp_serve.lua",
     ["favcrm.recipes.flow"] = "lua/favcrm/recipes/flow.lua",
     ["favcrm.recipes.safe_call"] = "lua/favcrm/recipes/safe_call.lua",
     ["favcrm.recipes.signup"] = "lua/favcrm/recipes/signup.lua",
@@ -50,5 +52,8 @@ build = {
     ["favcrm.schema"] = "lua/favcrm/schema.lua",
     ["favcrm.transport.stdio"] = "lua/favcrm/transport/stdio.lua",
     ["favcrm.util"] = "lua/favcrm/util.lua",
+  },
+  install = {
+    bin = { favcrm = "bin/favcrm" },
   },
 }

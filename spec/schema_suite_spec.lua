@@ -40,12 +40,30 @@ end
 
 -- Remote references of the suite (http://localhost:1234/...) come from its
 -- remotes/ folder on disk, through opts.resolve_remote.
+-- The official metaschemas come from spec/fixtures/metaschemas.
+local META = repo_root() .. "/spec/fixtures/metaschemas/"
 local function resolve_remote(uri)
   local rel = uri:match("^http://localhost:1234/([^#]*)")
-  if not rel then return nil end
-  local text = read(SUITE .. "/remotes/" .. rel)
+  local text
+  if rel then
+    text = read(SUITE .. "/remotes/" .. rel)
+  elseif uri:match("^https?://json%-schema%.org/draft%-07/schema#?$") then
+    text = read(META .. "draft-07.json")
+  else
+    local m = uri:match("^https://json%-schema%.org/draft/2020%-12/(.-)#?$")
+    if m == "schema" or (m and m:match("^meta/[%w-]+$")) then text = read(META .. "2020-12/" .. m .. ".json") end
+  end
   return text and cjson.decode(text) or nil
 end
+
+-- Cases the validator does not support yet. They still run: each must
+-- still fail (so the list cannot go stale) and counts as failed in the
+-- per-draft tally.
+local UNSUPPORTED = {
+  ["vocabulary.json / schema that uses custom metaschema with with no validation vocabulary / "
+    .. "no validation: invalid number, but it still validates"] =
+    "custom $vocabulary metaschemas that switch the validation vocabulary off",
+}
 
 -- The only cases left out: a decoded JSON {} and [] are the same Lua value
 -- (an empty table), so a test that needs one to differ from the other
@@ -101,8 +119,12 @@ local function declare(draft, files, opts)
               local o = { resolve_remote = resolve_remote, formats = opts.formats,
                 draft = draft == "draft7" and "draft7" or nil }
               local v, err = schema.compile(group.schema, o)
-              assert(v, draft .. " " .. name .. ": compile failed: " .. tostring(err and err.message))
-              local ok, why = run_case(v, case)
+              local ok, why
+              if v then ok, why = run_case(v, case) else why = "compile failed: " .. tostring(err and err.message) end
+              if UNSUPPORTED[name] then
+                assert(not ok, name .. " passes now: take it off the UNSUPPORTED list")
+                return
+              end
               assert(ok, draft .. " " .. name .. ": " .. tostring(why))
               tally.passed = tally.passed + 1
             end)

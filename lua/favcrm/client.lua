@@ -407,7 +407,7 @@ function Client:call(name, args, opts)
         local e = first_error(errs)
         local path = e.path or ""
         return nil, errors.new("invalid_arguments",
-          name .. ": " .. (path ~= "" and path or "/") .. ": " .. tostring(e.message),
+          name .. ": " .. (path ~= "" and path or "/") .. ": " .. tostring(e.reason or e.message),
           { tool = name, path = path, keyword = e.keyword, errors = errs })
       end
     end
@@ -436,7 +436,8 @@ function Client:call(name, args, opts)
       if not ok then
         local e = first_error(errs)
         return nil, errors.new("protocol", name .. ": the result does not match the tool's outputSchema at "
-          .. (e.path ~= "" and e.path or "/") .. ": " .. tostring(e.message), { tool = name, path = e.path })
+          .. (e.path ~= "" and e.path or "/") .. ": " .. tostring(e.reason or e.message),
+          { tool = name, path = e.path })
       end
     end
   end

@@ -210,7 +210,7 @@ local function encode_into(v, guide, buf, indent, depth)
       buf[#buf + 1] = string.format("%.17g", v)
     end
   elseif tv == "string" then
-    buf[#buf + 1] = cjson.encode(v)
+    buf[#buf + 1] = (cjson.encode(v):gsub("\\/", "/"))
   elseif tv == "table" then
     if depth > 100 then error("favcrm: JSON nested too deep", 0) end
     local nl, pad, pad_in, colon = "", "", "", ":"
@@ -242,7 +242,7 @@ local function encode_into(v, guide, buf, indent, depth)
       buf[#buf + 1] = "{" .. nl
       for i, k in ipairs(keys) do
         if i > 1 then buf[#buf + 1] = "," .. nl end
-        buf[#buf + 1] = pad_in .. cjson.encode(tostring(k)) .. colon
+        buf[#buf + 1] = pad_in .. (cjson.encode(tostring(k)):gsub("\\/", "/")) .. colon
         encode_into(v[k], guide and guide.child(k), buf, indent, depth + 1)
       end
       buf[#buf + 1] = nl .. pad .. "}"
@@ -391,6 +391,8 @@ function M.new(client, opts)
   }, Server)
 end
 
+local RPC_ERROR = G.struct({ data = G.struct({ suggestions = G.list(nil) }) })
+
 local function rpc_error(id, code, message, data)
   return { jsonrpc = "2.0", id = id, error = { code = code, message = message, data = data } }
 end
@@ -523,7 +525,7 @@ function Server:handle_line(line)
   local function one(m)
     local res, guide = self:handle(m)
     if res == nil then return nil end
-    local ok, text = pcall(M.encode, res, G.struct({ result = guide }))
+    local ok, text = pcall(M.encode, res, G.struct({ result = guide, error = RPC_ERROR }))
     if not ok then
       self.log("could not encode the answer: " .. tostring(text))
       text = M.encode(rpc_error(res.id, -32603, "Internal error: the answer could not be encoded"))

@@ -108,7 +108,7 @@ function M.check_request(fields)
         return invalid("email", "does not look like an e-mail address (got '" .. args.email .. "')",
           { keyword = first.keyword })
       end
-      return invalid(field, tostring(first.message), { keyword = first.keyword })
+      return invalid(field, tostring(first.reason or first.message), { keyword = first.keyword })
     end
   end
   return args
