@@ -20,7 +20,7 @@ local OPTIONS = {
   on_elicit = "function", on_sample = "function", on_roots = "function",
   on_progress = "function", on_log = "function", on_confirm = "function",
   transport = "table|userdata", validate = "boolean", client_name = "string",
-  clock = "function", command = "table", env = "table", on_stderr = "function",
+  clock = "function", max_retry_wait = "number", command = "table", env = "table", on_stderr = "function",
 }
 
 local function check_opts(opts)
@@ -41,7 +41,7 @@ local function check_opts(opts)
       error("favcrm.new: option '" .. k .. "' must be a " .. want:gsub("|", " or ")
         .. " (got " .. type(v) .. ")", 3)
     end
-    if want == "number" and (v ~= v or v <= 0) then
+    if want == "number" and (v ~= v or v < 0 or (v == 0 and k ~= "max_retry_wait")) then
       error("favcrm.new: option '" .. k .. "' must be a positive number", 3)
     end
   end
@@ -421,7 +421,30 @@ function Client:call(name, args, opts)
   if changed then
     op_opts.rewrite = function(body) return (body:gsub(SENTINEL_JSON, "[]")) end
   end
-  local result, rerr = self.session:wait(self.session:start_request("tools/call", params, op_opts))
+  -- Read-only tools are retried (at most twice, with backoff) after a 5xx
+  -- or a dropped connection; writes never are. A 429 is waited out only when
+  -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
+  local read_only = ann.readOnlyHint == true
+  local max_retry_wait = opts.max_retry_wait or self.opts.max_retry_wait or 0
+  local result, rerr
+  local tries, waited = 0, false
+  while true do
+    result, rerr = self.session:wait(self.session:start_request("tools/call", params, op_opts))
+    if result then break end
+    local transient = rerr.code == "network"
+      or (rerr.code == "http" and (rerr.status == 500 or rerr.status == 502 or rerr.status == 503))
+    if transient and read_only and tries < 2 then
+      tries = tries + 1
+      self.session:sleep(0.25 * 2 ^ (tries - 1))
+    elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
+      and rerr.retry_after <= max_retry_wait then
+      waited = true
+      self.session:sleep(rerr.retry_after)
+    else
+      break
+    end
+  end
+  if tries > 0 and rerr then rerr.retries = tries end
   if not result then
     if rerr.code == "protocol" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
       return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'", { tool = name })

@@ -68,6 +68,7 @@ function Session.new(opts)
     aux = {},        -- transfer id -> true (answers and notifications we sent)
     by_token = {},   -- progress token -> op
     async_cos = setmetatable({}, { __mode = "k" }), -- coroutines of async handles
+    timers = {},     -- pseudo-ops that are done at wake_at (Session:sleep)
     last_date = nil, -- the last HTTP Date header seen, with the local time
   }, Session)
   return self
@@ -391,6 +392,23 @@ function Session:_timeout(op)
   end
 end
 
+function Session:_fire_timers(t)
+  for tm in pairs(self.timers) do
+    if t >= tm.wake_at then
+      tm.done = true
+      self.timers[tm] = nil
+    end
+  end
+end
+
+--- Session:sleep(seconds): waits without blocking other flows (an async
+-- handle yields; a blocking caller pumps the transport meanwhile).
+function Session:sleep(seconds)
+  local tm = { done = false, wake_at = now() + seconds }
+  self.timers[tm] = true
+  self:wait(tm)
+end
+
 --- Session:next_deadline() -> the monotonic time by which pump() should
 -- run again (a timeout or a reconnect), or nil.
 function Session:next_deadline()
@@ -401,6 +419,9 @@ function Session:next_deadline()
   end
   for op in pairs(self.resuming or {}) do
     if not soonest or op.resume_at < soonest then soonest = op.resume_at end
+  end
+  for tm in pairs(self.timers) do
+    if not soonest or tm.wake_at < soonest then soonest = tm.wake_at end
   end
   return soonest
 end
@@ -417,9 +438,13 @@ function Session:pump(max_wait)
   for op in pairs(self.resuming or {}) do
     if op.done then self.resuming[op] = nil end
   end
+  self:_fire_timers(t)
   local soonest = t + wait
   for _, op in pairs(self.ops) do
     soonest = math.min(soonest, op.deadline, op.hard_deadline)
+  end
+  for tm in pairs(self.timers) do
+    soonest = math.min(soonest, tm.wake_at)
   end
   for op in pairs(self.resuming or {}) do
     soonest = math.min(soonest, op.resume_at)
@@ -438,6 +463,7 @@ function Session:pump(max_wait)
       self.aux[item.id] = nil
     end
   end
+  self:_fire_timers(now())
   -- reconnects that are due
   if self.resuming then
     local t2 = now()
