@@ -8,7 +8,7 @@ case "$lua" in
   5.2) lp="lua5.2 liblua5.2-dev" ;;
   5.3) lp="lua5.3 liblua5.3-dev" ;;
   5.4) lp="lua5.4 liblua5.4-dev" ;;
-  luajit) lp="luajit libluajit-5.1-dev" ;;
+  luajit) lp="luajit2 libluajit2-5.1-dev neovim nginx libnginx-mod-http-lua" ;; # OpenResty's LuaJIT: the one nginx-lua needs, and neovim takes it too
   *) echo "deps: unknown LUA '$lua' (use 5.1, 5.2, 5.3, 5.4 or luajit)" >&2; exit 1 ;;
 esac
 want="$lp lua-cjson libcurl4-openssl-dev libpcre2-dev pkg-config lua-busted make gcc $*"

@@ -172,7 +172,8 @@ function Session:_finish(op, result, err, keep)
   if op.progress_token then self.by_token[op.progress_token] = nil end
   if op.tid then
     self.ops[op.tid] = nil
-    if keep then self.aux[op.tid] = true else self.transport:cancel(op.tid) end
+    -- a resumed GET stream may stay open after our answer: cut it
+    if keep and op.http_method ~= "GET" then self.aux[op.tid] = true else self.transport:cancel(op.tid) end
     op.tid = nil
   end
   if op.on_done then op.on_done(op) end
