@@ -707,11 +707,14 @@ local function read_key(ctx)
   if ctx.isatty(0) then
     local secret, err = core.read_secret_line("FavCRM API key (input hidden): ")
     if not secret then return nil, err end
+    if secret:reveal():match("^%s*$") then return nil, errors.new("cancelled", "no API key was typed") end
     return secret
   end
   local line = ctx.stdin:read("*l")
   if line == nil then return nil, errors.new("cancelled", "no API key on stdin") end
-  local s = core.secret((line:gsub("^%s+", ""):gsub("%s+$", "")))
+  line = line:gsub("^%s+", ""):gsub("%s+$", "")
+  if line == "" then return nil, errors.new("cancelled", "no API key on stdin") end
+  local s = core.secret(line)
   line = nil -- luacheck: ignore 311
   return s
 end
@@ -730,7 +733,6 @@ function C.login(ctx, args)
     secret, err = read_key(ctx)
     if not secret then return ctx:fail(err, EXIT.usage) end
   end
-  if #secret == 0 then return ctx:fail("no API key given") end
   ctx.login_key = secret
   local client, code = ctx:client()
   if not client then return code end

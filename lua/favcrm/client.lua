@@ -103,7 +103,15 @@ function Client.new(opts)
     transport = require("favcrm.transport.stdio").new({ command = opts.command, env = opts.env,
       on_stderr = opts.on_stderr, max_event_bytes = opts.max_event_bytes })
   end
-  transport = transport or opts.transport or core.http_new({
+  if opts.transport then
+    -- our own transports have start/poll; a user's object has request()
+    if type(opts.transport.start) == "function" and type(opts.transport.poll) == "function" then
+      transport = opts.transport
+    else
+      transport = require("favcrm.transport.custom").new(opts.transport, opts)
+    end
+  end
+  transport = transport or core.http_new({
     user_agent = ua,
     ca_file = opts.ca_file,
     connect_timeout_ms = math.floor((opts.connect_timeout or 10) * 1000),
@@ -544,9 +552,22 @@ function Client:call_async(name, args, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #3 to 'call_async' (table of options expected, got " .. type(opts) .. ")", 2)
   end
-  local h = setmetatable({ client = self, name = name, finished = false,
-    on_done = opts and opts.on_done }, Handle)
-  h.co = coroutine.create(function() return self:call(name, args, opts) end)
+  local h = self:async(function() return self:call(name, args, opts) end, opts)
+  h.name = name
+  return h
+end
+
+--- client:async(fn [, opts]) -> handle: runs fn(client) the way call_async
+-- runs a call, so anything built on the client (doctor, tools, a recipe
+-- step) can run without blocking. opts.on_done(handle) when it finishes.
+-- On PUC Lua 5.1 the code in fn must not wait inside a pcall.
+function Client:async(fn, opts)
+  check_self(self, "async")
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'async' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local h = setmetatable({ client = self, finished = false, on_done = opts and opts.on_done }, Handle)
+  h.co = coroutine.create(function() return fn(self) end)
   self.session.async_cos[h.co] = true
   self.handles[h] = true
   self:_resume(h)

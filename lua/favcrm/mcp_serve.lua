@@ -405,6 +405,25 @@ local function error_result(err)
   return { isError = true, content = { { type = "text", text = msg } }, structuredContent = { error = e } }
 end
 
+--- M.error_for_schema(tool, result) -> result: an isError result of a tool
+-- with an outputSchema loses its structuredContent (MCP clients such as the
+-- official SDK validate any structuredContent against the outputSchema, and
+-- an error payload never matches); the payload is kept as a second text item.
+function M.error_for_schema(tool, result)
+  if type(tool) ~= "table" or type(tool.outputSchema) ~= "table" or result.structuredContent == nil then
+    return result
+  end
+  local content = {}
+  for i, c in ipairs(type(result.content) == "table" and result.content or {}) do content[i] = c end
+  local ok, text = pcall(M.encode, result.structuredContent)
+  if ok then content[#content + 1] = { type = "text", text = text } end
+  local out = {}
+  for k, v in pairs(result) do out[k] = v end
+  out.structuredContent = nil
+  out.content = content
+  return out
+end
+
 function Server:initialize(params)
   local asked = type(params) == "table" and params.protocolVersion or nil
   local v = M.LATEST
@@ -465,18 +484,22 @@ function Server:call_tool(params)
     return res, M.result_guide(M.DOCTOR_TOOL, res)
   end
   local data, res = self.client:call(name, args, { confirm = true })
+  local tool = self.client.tool_cache and self.client.tool_cache.byname[name] or nil
   if data == nil and errors.is(res) then
     local err = res
     if err.code == "unknown_tool" then
-      return nil, { -32602, err.message, { tool = name, suggestions = err.suggestions } }
+      local near = type(err.suggestions) == "table" and #err.suggestions > 0 and err.suggestions or nil
+      return nil, { -32602, err.message, { tool = name, suggestions = near } }
     end
+    local result
     if type(err.result) == "table" and err.result.isError == true then
-      return err.result, M.result_guide(nil, err.result)
+      result = err.result
+    else
+      self.log("tools/call " .. name .. ": " .. tostring(err.code) .. ": " .. tostring(err.message))
+      result = error_result(err)
     end
-    self.log("tools/call " .. name .. ": " .. tostring(err.code) .. ": " .. tostring(err.message))
-    return error_result(err), nil
+    return M.error_for_schema(tool, result), M.result_guide(nil, result)
   end
-  local tool = self.client.tool_cache and self.client.tool_cache.byname[name] or nil
   return res, M.result_guide(tool, res)
 end
 

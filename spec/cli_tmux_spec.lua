@@ -1,0 +1,171 @@
+-- bin/favcrm in a real terminal (tmux): the `favcrm signup` conversation with
+-- the code's time left in the prompt, the destructive-tool confirmation, and
+-- `favcrm login`'s no-echo prompt. Keys reach tmux only through a file
+-- (load-buffer), never through argv.
+local sandbox = require("spec.support.sandbox")
+local keys = require("spec.support.keys")
+
+local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
+local TMP = (os.getenv("FAVCRM_SPEC_TMP") or "/tmp") .. "/tmux"
+os.execute("mkdir -p '" .. TMP .. "'")
+local HAVE_TMUX = os.execute("command -v tmux >/dev/null 2>&1")
+HAVE_TMUX = HAVE_TMUX == true or HAVE_TMUX == 0
+
+local n = 0
+local function tmpname(what)
+  n = n + 1
+  return string.format("%s/%s-%d-%d", TMP, what, os.time(), n)
+end
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function spit(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local socket, xdg
+
+local function tmux(args)
+  return os.execute("tmux -L " .. q(socket) .. " " .. args .. " >/dev/null 2>&1")
+end
+
+local function capture(escapes)
+  local p = io.popen("tmux -L " .. q(socket) .. " capture-pane -p -J " .. (escapes and "-e " or "")
+    .. "-S -200 -t favcrm 2>/dev/null")
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+
+-- Polls the pane until `text` shows (bounded: about 15 seconds); returns the pane.
+local function wait_for(text, plain)
+  local last = ""
+  for _ = 1, 150 do
+    last = capture()
+    -- the program wraps its sentences: compare with the line breaks squeezed out
+    if last:gsub("%s+", " "):find(text, 1, plain ~= false) then return last end
+    os.execute("sleep 0.1")
+  end
+  error("timed out waiting for [" .. text .. "]; the pane shows:\n" .. last)
+end
+
+local function start(args, key)
+  local pre = "cd " .. q(os.getenv("PWD") or ".") .. " && FAVCRM_MCP_URL=" .. q(sandbox.url())
+    .. " XDG_CONFIG_HOME=" .. q(xdg)
+  if key then
+    local kf = tmpname("key")
+    spit(kf, key)
+    pre = pre .. " FAVCRM_API_KEY=\"$(cat " .. q(kf) .. ")\""
+  end
+  local cmd = pre .. " " .. LUA .. " bin/favcrm " .. args .. "; echo \"EXIT=$?\"; sleep 60"
+  assert(tmux("new-session -d -s favcrm -x 100 -y 50 " .. q(cmd)))
+end
+
+local function type_line(text)
+  assert(tmux("send-keys -t favcrm -l " .. q(text)))
+  assert(tmux("send-keys -t favcrm Enter"))
+end
+
+local function code_for(to)
+  for _ = 1, 100 do
+    local mails = sandbox.outbox(to)
+    if mails[#mails] and mails[#mails].code then return mails[#mails].code end
+    os.execute("sleep 0.1")
+  end
+  error("no code e-mailed to " .. to)
+end
+
+local function saved_key()
+  local text = slurp(xdg .. "/favcrm/config.toml")
+  return text and text:match('api_key = "([^"]+)"')
+end
+
+local describe_tmux = HAVE_TMUX and describe or pending
+
+describe_tmux("favcrm in a terminal (tmux)", function()
+  before_each(function()
+    sandbox.reset()
+    n = n + 1
+    socket = "favcrm-spec-" .. os.time() .. "-" .. n
+    xdg = tmpname("xdg")
+    os.execute("mkdir -p " .. q(xdg))
+  end)
+
+  after_each(function()
+    tmux("kill-server")
+  end)
+
+  it("signs up in a conversation, with the code's time left in the prompt", function()
+    start("signup")
+    wait_for("What's the business called")
+    wait_for("you> ")
+    local pane = capture(true)
+    assert.is_truthy(pane:find("\27[", 1, true), "no colour on a terminal")
+    type_line("Sign me up. The business is a yoga studio called Lotus Flow in Hong Kong")
+    wait_for("Which e-mail address")
+    type_line("lotus@example.com")
+    wait_for("6-digit code")
+    pane = wait_for("code valid %d+:%d%d more %(until %d%d:%d%d UTC%)> ", false)
+    assert.is_truthy(pane:find("lo*@example.com", 1, true))
+    type_line("I didn't get it")
+    wait_for("spam")
+    type_line("the code is " .. code_for("lotus@example.com"))
+    pane = wait_for("EXIT=")
+    assert.is_truthy(pane:find("You're all set", 1, true), pane)
+    assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+    local key = saved_key()
+    keys.remember(key)
+    assert.is_truthy(key:match("^fav_mcp_"))
+    assert.is_nil(pane:find(key, 1, true))
+    assert.is_truthy(pane:find("fav_mcp_..." .. key:sub(-4), 1, true))
+  end)
+
+  it("asks before a destructive tool on a terminal, and does nothing on no", function()
+    local key = sandbox.account()
+    local favcrm = require("favcrm")
+    local c = favcrm.new({ url = sandbox.url(), api_key = key })
+    local svc = assert(c:call("create_service", { name = "Yoga", durationMinutes = 60 }))
+    start("tool call delete_service '{\"serviceId\": \"" .. svc.id .. "\"}'", key)
+    wait_for("Go ahead? [y/N]")
+    type_line("n")
+    local pane = wait_for("EXIT=")
+    assert.is_truthy(pane:find("EXIT=1", 1, true), pane)
+    assert.equal(1, #assert(c:call("list_services", {})))
+    tmux("kill-session -t favcrm")
+    start("tool call delete_service '{\"serviceId\": \"" .. svc.id .. "\"}'", key)
+    wait_for("Go ahead? [y/N]")
+    type_line("y")
+    pane = wait_for("EXIT=")
+    assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+    assert.equal(0, #assert(c:call("list_services", {})))
+    c:close()
+  end)
+
+  it("logs in with a prompt that does not echo the key", function()
+    local key = sandbox.account("hal@example.com")
+    start("login")
+    wait_for("input hidden")
+    local kf = tmpname("key")
+    spit(kf, key)
+    assert(tmux("load-buffer -b k " .. q(kf)))
+    assert(tmux("paste-buffer -d -b k -t favcrm"))
+    assert(tmux("send-keys -t favcrm Enter"))
+    local pane = wait_for("EXIT=")
+    assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+    assert.is_truthy(pane:find("hal@example.com", 1, true))
+    assert.is_nil(pane:find(key, 1, true), "the key was echoed")
+    assert.equal(key, saved_key())
+  end)
+end)

@@ -1,0 +1,130 @@
+-- The module in a real nginx with lua-nginx-module (Debian's packages): a
+-- location whose handler calls the sandbox through favcrm.resty, hit by 50
+-- concurrent requests. Needs the LuaJIT build: `make test LUA=luajit`.
+local cjson = require("cjson")
+local socket = require("socket")
+local sandbox = require("spec.support.sandbox")
+
+local MODULES = "/usr/lib/nginx/modules"
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+local lua = os.getenv("FAVCRM_LUA_BIN") or ""
+local runnable = lua:find("luajit") and exists("/usr/sbin/nginx") and exists(MODULES .. "/ngx_http_lua_module.so")
+
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+describe("favcrm.resty in nginx", function()
+  if not runnable then
+    pending("SKIPPED: needs nginx, libnginx-mod-http-lua and the LuaJIT build (make test LUA=luajit); this run is "
+      .. lua)
+    return
+  end
+
+  local dir, port, pidfile
+  setup(function()
+    local top = assert(os.getenv("PWD"))
+    local build = assert(os.getenv("FAVCRM_BUILD"))
+    dir = os.getenv("FAVCRM_SPEC_TMP") .. "/nginx"
+    os.execute("mkdir -p '" .. dir .. "/logs'")
+    port = free_port()
+    pidfile = dir .. "/nginx.pid"
+    local conf = ([[
+daemon on;
+worker_processes 2;
+pid PID;
+error_log DIR/logs/error.log warn;
+load_module MODULES/ndk_http_module.so;
+load_module MODULES/ngx_http_lua_module.so;
+env FAVCRM_API_KEY;
+env FAVCRM_SANDBOX_URL;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path DIR/tmp-body;
+  proxy_temp_path DIR/tmp-proxy;
+  fastcgi_temp_path DIR/tmp-fcgi;
+  uwsgi_temp_path DIR/tmp-uwsgi;
+  scgi_temp_path DIR/tmp-scgi;
+  lua_package_path "TOP/lua/?.lua;TOP/lua/?/init.lua;/usr/share/lua/5.1/?.lua;;";
+  lua_package_cpath "TOP/BUILD/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
+  server {
+    listen 127.0.0.1:PORT;
+    location /crm {
+      content_by_lua_block {
+        local favcrm = require("favcrm")
+        local cjson = require("cjson")
+        local client = favcrm.new({ url = os.getenv("FAVCRM_SANDBOX_URL"),
+          transport = require("favcrm.resty").new() })
+        local services, err = client:call("list_services")
+        local echo = client:call("sandbox_echo", { value = tonumber(ngx.var.arg_i) })
+        client:close()
+        ngx.say(cjson.encode({ i = echo, services = services and #services or tostring(err) }))
+      }
+    }
+  }
+}
+]]):gsub("PID", pidfile):gsub("DIR", dir):gsub("MODULES", MODULES):gsub("TOP", top)
+      :gsub("BUILD", build):gsub("PORT", tostring(port))
+    local f = assert(io.open(dir .. "/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    local keyfile = dir .. "/key"
+    f = assert(io.open(keyfile, "w"))
+    f:write((sandbox.account()))
+    f:close()
+    -- the key reaches nginx through its environment, never argv
+    assert(os.execute("FAVCRM_API_KEY=$(cat '" .. keyfile .. "') nginx -p '" .. dir .. "' -c '" .. dir
+      .. "/nginx.conf' -e '" .. dir .. "/logs/error.log'"))
+    os.remove(keyfile)
+    -- nginx daemonised: wait (bounded) until its port takes connections
+    local up = false
+    for _ = 1, 100 do
+      local c = socket.tcp()
+      c:settimeout(0.1)
+      if c:connect("127.0.0.1", port) then
+        c:close()
+        up = true
+        break
+      end
+      c:close()
+      socket.select(nil, nil, 0.05)
+    end
+    assert(up, "nginx did not start listening")
+  end)
+
+  teardown(function()
+    local f = io.open(pidfile)
+    if f then
+      local pid = f:read("*l")
+      f:close()
+      os.execute("kill " .. pid .. " 2>/dev/null")
+    end
+  end)
+
+  it("answers 50 concurrent requests, each through its own cosocket client", function()
+    local urls = {}
+    for i = 1, 50 do
+      urls[#urls + 1] = string.format("-o '%s/out-%d.json' 'http://127.0.0.1:%d/crm?i=%d'", dir, i, port, i)
+    end
+    assert(os.execute("curl -s --no-progress-meter --fail-with-body --parallel --parallel-max 50 " .. table.concat(urls, " ")))
+    for i = 1, 50 do
+      local f = assert(io.open(dir .. "/out-" .. i .. ".json"))
+      local r = cjson.decode(f:read("*a"))
+      f:close()
+      assert.same({ i = i, services = 0 }, r)
+    end
+    local log = io.open(dir .. "/logs/error.log")
+    local text = log and log:read("*a") or ""
+    if log then log:close() end
+    assert.is_nil(text:find("lua entry thread aborted", 1, true), text)
+  end)
+end)
