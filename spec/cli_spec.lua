@@ -68,8 +68,7 @@ end
 
 -- Runs a conversation: lines are written to the program's stdin one by one;
 -- a function line is called first (it returns the text, e.g. the e-mailed code).
-local function converse(args, lines, opts)
-  opts = opts or {}
+local function converse(args, lines)
   local out, err, rc = tmpname("out"), tmpname("err"), tmpname("rc")
   local pre = "cd " .. q(os.getenv("PWD") or ".") .. " && FAVCRM_MCP_URL=" .. q(sandbox.url())
     .. " XDG_CONFIG_HOME=" .. q(xdg)
@@ -430,6 +429,7 @@ describe("favcrm (the command-line program)", function()
         "Dee Nails" })
       if code == 0 then -- the sandbox may only say so at verify
         local id = out:match("(signup_req_[%w]+)")
+        local _
         code, _, err = run({ "signup", "verify", "--request-id", id, "--code", code_for("dee@example.com") })
       end
       assert.equal(2, code)
@@ -437,7 +437,7 @@ describe("favcrm (the command-line program)", function()
     end)
 
     it("exits 4 when rate limited, saying when to retry", function()
-      local last_code, last_err
+      local last_code, last_err, _
       for i = 1, 4 do
         last_code, _, last_err = run({ "signup", "request", "--email", "rl" .. i .. "@example.com",
           "--organisation-name", "Rate Ltd" })

@@ -115,7 +115,8 @@ http {
     for i = 1, 50 do
       urls[#urls + 1] = string.format("-o '%s/out-%d.json' 'http://127.0.0.1:%d/crm?i=%d'", dir, i, port, i)
     end
-    assert(os.execute("curl -s --no-progress-meter --fail-with-body --parallel --parallel-max 50 " .. table.concat(urls, " ")))
+    assert(os.execute("curl -s --no-progress-meter --fail-with-body --parallel --parallel-max 50 "
+      .. table.concat(urls, " ")))
     for i = 1, 50 do
       local f = assert(io.open(dir .. "/out-" .. i .. ".json"))
       local r = cjson.decode(f:read("*a"))

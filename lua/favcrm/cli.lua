@@ -791,7 +791,8 @@ function C.whoami(ctx)
     ctx:json_out(who, G.struct({ companies = G.list(nil) }))
     return EXIT.ok
   end
-  ctx:say(tostring(who.email) .. (type(who.name) == "string" and (" (" .. who.name .. ")") or "") .. ", user " .. tostring(who.userId) .. ", role " .. tostring(who.role))
+  ctx:say(tostring(who.email) .. (type(who.name) == "string" and (" (" .. who.name .. ")") or "") .. ", user "
+    .. tostring(who.userId) .. ", role " .. tostring(who.role))
   ctx:say("key: " .. tostring(client.session.auth) .. " from " .. tostring(client.key_source) .. "; endpoint: "
     .. tostring(client.url))
   local rows = {}

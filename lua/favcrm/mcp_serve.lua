@@ -86,8 +86,6 @@ end
 local G = {}
 M.guide = G
 
-local function nothing() return nil end
-
 --- G.list(elem): an array whose items follow elem
 function G.list(elem)
   return { array = true, child = function() return elem end }
