@@ -59,6 +59,7 @@ typedef struct transfer {
   char *rhdr;      /* response headers collected so far */
   size_t rhdr_len, rhdr_cap;
   int headers_sent;/* the Q_HEADERS item is queued */
+  int headers_done;/* the final header block ended with its blank line */
   int sse;         /* the response is text/event-stream */
   fav_sse parser;  /* used when sse is set */
   int parser_on;
@@ -192,6 +193,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   }
   if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
     if (t->status >= 200) {
+      t->headers_done = 1;
       /* headers complete: decide whether the body is SSE */
       const char *ct = NULL;
       char *p = t->rhdr;
@@ -330,8 +332,10 @@ static const char *classify(CURLcode rc) {
 static void finish(fav_http *h, transfer *t, CURLcode rc) {
   qitem *q = qitem_new(h, Q_DONE, t->id);
   unlink_transfer(h, t);
+  if (rc == CURLE_OK && !t->headers_done)
+    fail(t, "network", "the connection closed before the response headers were complete");
   if (q) {
-    if (!t->headers_sent && rc == CURLE_OK) queue_headers(t);
+    if (!t->headers_sent && rc == CURLE_OK && !t->fail_code) queue_headers(t);
     q->status = t->status;
     q->sse = t->sse;
     if (t->easy) curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &q->connects);

@@ -417,7 +417,10 @@ function C.signup_verify(ctx)
       { "API key", shown }, { "saved to", ws.saved_to or (f["no-save"] and "not saved (--no-save)") or "not saved" },
       { "portal", ws.login_url },
     })
-    if type(ws.next_steps) == "table" and #ws.next_steps > 0 then
+    if type(ws.next_steps) == "string" and ws.next_steps ~= "" then
+      ctx:say("")
+      ctx:say(wrap("Next: " .. ws.next_steps, 78, ""))
+    elseif type(ws.next_steps) == "table" and #ws.next_steps > 0 then
       ctx:say("")
       ctx:say("Next steps:")
       for i, s in ipairs(ws.next_steps) do ctx:say(wrap(i .. ". " .. tostring(s), 78, "  ")) end

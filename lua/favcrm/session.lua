@@ -223,6 +223,10 @@ function Session:_on_http_error(op, item)
     end
     op.redirects = op.redirects + 1
     local target = resolve(op.url or self.url, h.location)
+    if not target:lower():find("^https?://") then
+      return self:_finish(op, nil, errors.new("http", "refused a redirect to a URL that is not http(s): "
+        .. target:match("^[%w+.-]*:?"), { status = st }))
+    end
     if origin(target) ~= origin(self.url) then op.drop_auth = true end
     op.url = target
     return self:_launch(op)
