@@ -12,9 +12,11 @@ cd "$top"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/favcrm-spec.XXXXXX")
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  local rc=$?
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$tmp"
+  exit "$rc"
 }
 trap cleanup EXIT INT TERM
 
@@ -78,7 +80,6 @@ set +e
 [ $# -gt 0 ] || set -- spec
 "$lua_bin" "$busted" --output=spec/support/summary.lua "$@" 2>&1 | tee "$tmp/busted.out"
 rc=${PIPESTATUS[0]}
-set -e
 
 # No key a spec saw may appear in what the run printed or logged.
 if [ -s "$tmp/keys.seen" ]; then
