@@ -344,7 +344,11 @@ local function tool_failure(name, result)
   local c = type(result.content) == "table" and result.content[1]
   if type(c) == "table" and type(c.text) == "string" then text = c.text end
   local sc = type(result.structuredContent) == "table" and result.structuredContent or {}
-  local e = type(sc.error) == "table" and sc.error or {}
+  local meta = type(result._meta) == "table" and result._meta or {}
+  -- FavCRM's error details: structuredContent.error, or _meta["favcrm/error"]
+  -- for tools whose structuredContent is reserved for their outputSchema
+  local e = (type(sc.error) == "table" and sc.error)
+    or (type(meta["favcrm/error"]) == "table" and meta["favcrm/error"]) or {}
   local code = TOOL_CODES[e.code] and e.code or "tool_error"
   local fields = { tool = name, server_code = e.code, result = result }
   for k, v in pairs(e) do

@@ -578,6 +578,19 @@ export function buildTools(state) {
 export async function callTool(tools, name, args, ctx) {
     const tool = tools.byName.get(name);
     if (!tool) return null;
+    const result = await callToolInner(tools, tool, name, args, ctx);
+    // A tool with an outputSchema keeps structuredContent for its data: SDK
+    // clients check any structuredContent against that schema, errors too.
+    // Its error details travel in _meta["favcrm/error"] instead.
+    if (result.isError && tool.outputSchema && result.structuredContent) {
+        const { error } = result.structuredContent;
+        delete result.structuredContent;
+        result._meta = { ...(result._meta || {}), 'favcrm/error': error };
+    }
+    return result;
+}
+
+async function callToolInner(tools, tool, name, args, ctx) {
     if (tool.auth && !ctx.auth) {
         // Normally unreachable: the HTTP layer answers 401 first.
         return errorResult('unauthorized', 'This tool needs "Authorization: Bearer fav_mcp_...".');

@@ -58,7 +58,7 @@ local n = 0
 --- M.account([email][, url]) -> api key (string), email: a ready workspace.
 function M.account(email, url)
   n = n + 1
-  email = email or string.format("owner%d.%d@example.com", os.time(), n)
+  email = email or string.format("acct%d.%d.%d@example.com", os.time(), n, math.random(1, 1e6))
   local res = M.control("POST", "/_sandbox/accounts", { email = email }, url)
   keys.remember(res.apiKey)
   return res.apiKey, email, res
