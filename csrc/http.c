@@ -180,6 +180,18 @@ static void queue_headers(transfer *t) {
   queue_push(t->owner, q);
 }
 
+/* The response headers the session reads; the others are not handed to
+ * Lua at all (building them into tables was a good part of a call's cost). */
+static int wanted_header(const char *name, size_t n) {
+  static const char *const names[] = {
+    "content-type", "mcp-session-id", "mcp-protocol-version", "date", "location",
+    "retry-after", "www-authenticate", "content-length", NULL};
+  int i;
+  for (i = 0; names[i]; i++)
+    if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0) return 1;
+  return 0;
+}
+
 static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   transfer *t = ud;
   size_t len = size * n, i, nl;
@@ -218,6 +230,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   if ((size_t)(colon - buf) >= nl) return len;
   for (i = 0; i < (size_t)(colon - buf); i++)
     if (buf[i] >= 'A' && buf[i] <= 'Z') buf[i] = (char)(buf[i] - 'A' + 'a');
+  if (!wanted_header(buf, (size_t)(colon - buf))) return len;
   if (!append(&t->rhdr, &t->rhdr_len, &t->rhdr_cap, buf, nl, FAV_MAX_HEADER_BYTES) ||
       !append(&t->rhdr, &t->rhdr_len, &t->rhdr_cap, "\n", 1, FAV_MAX_HEADER_BYTES)) {
     fail(t, "too_large", "response headers over 64 KiB");
@@ -228,7 +241,11 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
 
 static int on_sse_event(void *ud, const fav_sse_event *ev) {
   transfer *t = ud;
-  qitem *q = qitem_new(t->owner, Q_EVENT, t->id);
+  qitem *q;
+  /* an event without data (a priming event) carries only an id and a
+   * retry: those reach Lua with the next event or with "done" */
+  if (ev->data_len == 0) return 0;
+  q = qitem_new(t->owner, Q_EVENT, t->id);
   if (!q) return 1;
   q->data = dupmem(ev->data, ev->data_len);
   q->len = ev->data_len;
@@ -354,6 +371,13 @@ static void finish(fav_http *h, transfer *t, CURLcode rc) {
       q->len = t->rbody_len;
       t->rbody = NULL;
     }
+    if (t->parser_on) {
+      /* where a reconnect would resume from */
+      size_t idlen = 0;
+      const char *id = fav_sse_last_event_id(&t->parser, &idlen);
+      if (idlen) q->event_id = dupmem(id, idlen);
+      q->retry = fav_sse_retry(&t->parser);
+    }
     queue_push(h, q);
   }
   transfer_free(h, t);
@@ -423,7 +447,9 @@ static int fav_http_new(lua_State *L) {
   h->closed = 0;
   h->user_agent = opt_str_dup(L, 1, "user_agent");
   h->ca_file = opt_str_dup(L, 1, "ca_file");
-  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 16L);
+  /* keep as many idle connections as calls may be in flight, so that
+   * call_many at high concurrency reuses them instead of reconnecting */
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)opt_ms(L, 1, "max_connections", 128));
   h->next_id = 1;
   return 1;
 }
@@ -681,6 +707,14 @@ static void push_item(lua_State *L, const qitem *q) {
       if (q->data) {
         lua_pushlstring(L, q->data, q->len);
         lua_setfield(L, -2, "body");
+      }
+      if (q->event_id) {
+        lua_pushstring(L, q->event_id);
+        lua_setfield(L, -2, "event_id");
+      }
+      if (q->retry >= 0) {
+        lua_pushinteger(L, (lua_Integer)q->retry);
+        lua_setfield(L, -2, "retry");
       }
       if (q->err_code) {
         lua_pushstring(L, q->err_code);

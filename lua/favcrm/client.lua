@@ -129,6 +129,8 @@ function Client.new(opts)
     tool_cache = nil,
     validators = {},
     handles = {},
+    waiters = {},  -- waitable -> handles waiting on it
+    ready = {},    -- handles to resume
   }, Client)
   self.session = Session.new({
     transport = transport, url = url, auth = key, headers = header_list(opts.headers),
@@ -167,11 +169,11 @@ end
 --- client:server_time() -> the server's clock now (from the last HTTP Date
 -- header, advanced by the local time since), or nil before any answer.
 function Client:server_time()
-  local d = self.session.last_date
-  if not d then return nil end
-  local t = util.parse_http_date(d.header)
+  local s = self.session
+  if not s.last_date_header then return nil end
+  local t = util.parse_http_date(s.last_date_header)
   if not t then return nil end
-  return t + (os.time() - d.at)
+  return t + (os.time() - s.last_date_at)
 end
 
 --- client:has_api_key() -> boolean
@@ -194,7 +196,7 @@ function Client:tools(opts)
   local list, err = self:_fetch_tools()
   self.tools_loading = nil
   loading.err = err
-  loading.done = true
+  self.session:_signal(loading)
   return list, err
 end
 
@@ -366,9 +368,15 @@ local function tool_failure(name, result)
     or ("the tool " .. name .. " failed"), fields)
 end
 
+-- The compiled validator of a tool's inputSchema or outputSchema, cached
+-- for the session (false: none, or it did not compile).
 function Client:_validator(tool, which)
-  local key = tool.name .. "\0" .. which
-  local v = self.validators[key]
+  local cache = self.validators[which]
+  if not cache then
+    cache = setmetatable({}, { __mode = "k" })
+    self.validators[which] = cache
+  end
+  local v = cache[tool]
   if v == nil then
     v = false
     local ok, schema = pcall(require, "favcrm.schema")
@@ -377,7 +385,7 @@ function Client:_validator(tool, which)
       local compiled = schema.compile(s)
       if compiled then v = compiled end
     end
-    self.validators[key] = v
+    cache[tool] = v
   end
   return v or nil
 end
@@ -424,7 +432,8 @@ function Client:call(name, args, opts)
       end
     end
   end
-  local marked, changed = mark_arrays(args, tool.inputSchema, SENTINEL, 0)
+  local marked, changed = args, false
+  if next(args) ~= nil then marked, changed = mark_arrays(args, tool.inputSchema, SENTINEL, 0) end
   local params = { name = name, arguments = marked }
   local ok_init, ierr = self.session:initialize()
   if not ok_init then return nil, ierr end
@@ -522,7 +531,19 @@ function Client:_resume(h, ...)
   elseif coroutine.status(h.co) == "dead" then
     h.finished, h.value, h.err = true, a, b
   else
+    -- it waits for `a`: resume it when `a` is signalled (or at once if it
+    -- already is), never by scanning every handle
     h.waiting = a
+    if a.done then
+      self.ready[#self.ready + 1] = h
+    else
+      local list = self.waiters[a]
+      if not list then
+        list = {}
+        self.waiters[a] = list
+      end
+      list[#list + 1] = h
+    end
     return
   end
   self.handles[h] = nil
@@ -530,16 +551,29 @@ function Client:_resume(h, ...)
 end
 
 function Client:_resume_ready()
-  repeat
-    local ready = {}
-    for h in pairs(self.handles) do
-      if h.waiting and h.waiting.done then ready[#ready + 1] = h end
+  local s = self.session
+  while true do
+    local sig = s.signaled
+    if #sig > 0 then
+      s.signaled = {}
+      for _, w in ipairs(sig) do
+        local list = self.waiters[w]
+        if list then
+          self.waiters[w] = nil
+          for _, h in ipairs(list) do self.ready[#self.ready + 1] = h end
+        end
+      end
     end
+    if #self.ready == 0 then return end
+    local ready = self.ready
+    self.ready = {}
     for _, h in ipairs(ready) do
-      h.waiting = nil
-      self:_resume(h)
+      if h.waiting and h.waiting.done then
+        h.waiting = nil
+        self:_resume(h)
+      end
     end
-  until #ready == 0
+  end
 end
 
 --- client:call_async(name, args, opts) -> handle. Misuse raises at once;

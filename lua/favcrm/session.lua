@@ -69,22 +69,33 @@ function Session.new(opts)
     by_token = {},   -- progress token -> op
     async_cos = setmetatable({}, { __mode = "k" }), -- coroutines of async handles
     timers = {},     -- pseudo-ops that are done at wake_at (Session:sleep)
-    last_date = nil, -- the last HTTP Date header seen, with the local time
+    signaled = {},   -- waitables done since the owner last looked (see _signal)
+    last_date_header = nil, -- the last HTTP Date header seen ...
+    last_date_at = nil,     -- ... and the local time then
   }, Session)
   return self
 end
 
 -- The headers every request carries.
 function Session:_headers(extra)
-  local h = {
-    "Content-Type: application/json",
-    "Accept: application/json, text/event-stream",
-  }
-  if self.protocol_version then h[#h + 1] = "MCP-Protocol-Version: " .. self.protocol_version end
-  if self.session_id then h[#h + 1] = "Mcp-Session-Id: " .. self.session_id end
-  for _, line in ipairs(self.extra_headers) do h[#h + 1] = line end
+  -- the common list is built once per (version, session id) pair
+  local pv, sid = self.protocol_version, self.session_id
+  local h = self._hcache
+  if not h or self._hpv ~= pv or self._hsid ~= sid then
+    h = {
+      "Content-Type: application/json",
+      "Accept: application/json, text/event-stream",
+    }
+    if pv then h[#h + 1] = "MCP-Protocol-Version: " .. pv end
+    if sid then h[#h + 1] = "Mcp-Session-Id: " .. sid end
+    for _, line in ipairs(self.extra_headers) do h[#h + 1] = line end
+    self._hcache, self._hpv, self._hsid = h, pv, sid
+  end
   if extra then
-    for _, line in ipairs(extra) do h[#h + 1] = line end
+    local copy = {}
+    for i, line in ipairs(h) do copy[i] = line end
+    for _, line in ipairs(extra) do copy[#copy + 1] = line end
+    return copy
   end
   return h
 end
@@ -154,8 +165,12 @@ function Session:start_request(method, params, opts)
     rpc_id = rpc_id, method = method, body = body, progress_token = progress_token,
     timeout = timeout, deadline = t + timeout,
     hard_deadline = t + (opts.max_total_timeout or self.max_total_timeout),
-    on_progress = opts.on_progress, done = false, resumes = 0, redirects = 0, notify = opts.notify,
-    replayed = false, retry_ms = 1000,
+    on_progress = opts.on_progress or false, done = false, resumes = 0, redirects = 0,
+    notify = opts.notify or false, replayed = false, retry_ms = 1000,
+    -- every field the op gets later, so the table is never resized
+    tid = false, status = false, headers = false, got_headers = false, sent_session = false,
+    last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
+    url = false, drop_auth = false, is_init = false, on_done = false, callback_error = false,
   }
   if progress_token then self.by_token[progress_token] = op end
   self:_launch(op)
@@ -165,9 +180,16 @@ end
 -- Ends an op. With `keep`, its transfer (an answer stream that is about to
 -- end by itself) runs on as an auxiliary one so the connection stays
 -- reusable; otherwise it is cut.
+-- Marks a waitable (an op, a timer, a gate) done and tells whoever waits.
+function Session:_signal(w)
+  w.done = true
+  local sg = self.signaled
+  sg[#sg + 1] = w
+end
+
 function Session:_finish(op, result, err, keep)
   if op.done then return end
-  op.done = true
+  self:_signal(op)
   op.result, op.err = result, err
   if op.progress_token then self.by_token[op.progress_token] = nil end
   if op.tid then
@@ -184,7 +206,7 @@ end
 function Session:_on_headers(op, item)
   op.status, op.headers, op.got_headers = item.status, item.headers, true
   local h = item.headers or {}
-  if h.date then self.last_date = { header = h.date, at = os.time() } end
+  if h.date then self.last_date_header, self.last_date_at = h.date, os.time() end
   local st = item.status
   if st >= 200 and st < 300 then
     local sid = h["mcp-session-id"]
@@ -352,6 +374,8 @@ function Session:_on_item(op, item)
   -- done
   self.ops[op.tid] = nil
   op.tid = nil
+  if item.event_id then op.last_event_id = item.event_id ~= "" and item.event_id or nil end
+  if item.retry then op.retry_ms = item.retry end
   if item.error then
     return self:_finish(op, nil, errors.new(item.error,
       (item.error == "too_large" and "the answer was too large: " or "the request failed: ") .. item.message))
@@ -400,7 +424,7 @@ end
 function Session:_fire_timers(t)
   for tm in pairs(self.timers) do
     if t >= tm.wake_at then
-      tm.done = true
+      self:_signal(tm)
       self.timers[tm] = nil
     end
   end
@@ -422,8 +446,10 @@ function Session:next_deadline()
     local d = math.min(op.deadline, op.hard_deadline)
     if not soonest or d < soonest then soonest = d end
   end
-  for op in pairs(self.resuming or {}) do
-    if not soonest or op.resume_at < soonest then soonest = op.resume_at end
+  if self.resuming then
+    for op in pairs(self.resuming) do
+      if not soonest or op.resume_at < soonest then soonest = op.resume_at end
+    end
   end
   for tm in pairs(self.timers) do
     if not soonest or tm.wake_at < soonest then soonest = tm.wake_at end
@@ -440,8 +466,11 @@ function Session:pump(max_wait)
   for _, op in pairs(self.ops) do
     if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
   end
-  for op in pairs(self.resuming or {}) do
-    if op.done then self.resuming[op] = nil end
+  local resuming = self.resuming
+  if resuming then
+    for op in pairs(resuming) do
+      if op.done then resuming[op] = nil end
+    end
   end
   self:_fire_timers(t)
   local soonest = t + wait
@@ -451,8 +480,10 @@ function Session:pump(max_wait)
   for tm in pairs(self.timers) do
     soonest = math.min(soonest, tm.wake_at)
   end
-  for op in pairs(self.resuming or {}) do
-    soonest = math.min(soonest, op.resume_at)
+  if resuming then
+    for op in pairs(resuming) do
+      soonest = math.min(soonest, op.resume_at)
+    end
   end
   local ms = math.max(0, math.floor((soonest - t) * 1000 + 0.5))
   local items = self.transport:poll(ms)
@@ -509,7 +540,7 @@ function Session:wait(op)
   else
     while not op.done do
       self:pump(1)
-      if self.after_pump then self.after_pump() end
+      if self.after_pump then self.after_pump() else self.signaled = {} end
     end
   end
   if op.callback_error then error(op.callback_error, 0) end
@@ -529,7 +560,7 @@ function Session:initialize()
     self.init_gate, self.init_err = gate, nil
     local function over(err)
       if err then self.init_err = err else self.initialized = true end
-      gate.done = true
+      self:_signal(gate)
       self.init_gate = nil
     end
     local caps = {}

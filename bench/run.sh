@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The `make bench` driver: bench/run.sh [--smoke]
+#
+# Starts one sandbox, makes one workspace, and runs every client against it
+# in the same run, interleaved round by round (so a drift of the machine or
+# of the server hits every client alike):
+#   libcurl_c, favcrm_lua54, favcrm_luajit, ts_sdk: N sequential list_services
+#     calls after WARMUP, and the same with N=0 (the driver's getrusage of the
+#     two runs gives the CPU of exactly N calls);
+#   favcrm_lua54 call_many at 1, 8 and 64 in flight, and server_ceiling
+#     (libcurl_c, 64 handles on curl multi).
+# Then bench/schema_bench.sh (the schema engineer's), and bench/report.lua
+# turns the raw lines into the table, the JSON and the chart.
+#
+# --smoke: one round of a few hundred calls, written under build/bench/ only;
+# fails on errors, never on slowness.
+# Knobs (environment): BENCH_ROUNDS, BENCH_N, BENCH_WARMUP, BENCH_MANY_N,
+# BENCH_CEILING_N, BENCH_SCHEMA_SECS, BENCH_CLIENTS (space-separated subset).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+if [ $smoke = 1 ]; then
+  rounds=${BENCH_ROUNDS:-1} n=${BENCH_N:-300} warm=${BENCH_WARMUP:-30}
+  many_n=${BENCH_MANY_N:-300} ceil_n=${BENCH_CEILING_N:-600} schema_secs=${BENCH_SCHEMA_SECS:-0.2}
+  out_json=build/bench/smoke-results.json out_png=""
+else
+  rounds=${BENCH_ROUNDS:-5} n=${BENCH_N:-2000} warm=${BENCH_WARMUP:-200}
+  many_n=${BENCH_MANY_N:-2000} ceil_n=${BENCH_CEILING_N:-4000} schema_secs=${BENCH_SCHEMA_SECS:-1}
+  out_json=bench/results.json out_png=bench/results.png
+fi
+clients=${BENCH_CLIENTS:-"libcurl_c favcrm_lua54 favcrm_luajit ts_sdk"}
+
+mkdir -p build/bench
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/favcrm-bench.XXXXXX")
+raw="$tmp/raw.jsonl"
+: > "$raw"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+for f in build/bench/runstat build/bench/libcurl_c build/5.4/favcrm/core.so build/luajit/favcrm/core.so; do
+  [ -e "$f" ] || die "$f is missing (run it through make bench / make bench-smoke)"
+done
+[ -d sandbox/node_modules/@modelcontextprotocol/sdk ] || die "sandbox/node_modules is missing (bash .ci/sandbox-deps.sh)"
+
+# ---- the sandbox (the same start-up as spec/support/run.sh) -----------------
+fifo="$tmp/sandbox.fifo"
+mkfifo "$fifo"
+node sandbox/server.mjs --port 0 --test --quiet --rate 100000/100000 --outbox "$tmp/outbox" \
+  >"$fifo" 2>"$tmp/sandbox.log" &
+server_pid=$!
+pids+=("$server_pid")
+exec {fd}<"$fifo"
+if ! IFS= read -r -t 30 -u "$fd" line1; then
+  echo "bench: the sandbox did not start; its log:" >&2
+  cat "$tmp/sandbox.log" >&2
+  exit 1
+fi
+cat <&"$fd" >>"$tmp/sandbox.log" &
+pids+=("$!")
+exec {fd}<&-
+url=${line1##* }
+base=${url%/mcp}
+
+# A ready workspace; the key lives in this process's environment only.
+acct=$(curl -sS --fail -X POST "$base/_sandbox/accounts" -H 'Content-Type: application/json' \
+  -d '{"email":"bench@example.com"}') || die "POST /_sandbox/accounts failed"
+key=$(printf '%s' "$acct" | sed -n 's/.*"apiKey":"\([^"]*\)".*/\1/p')
+[ -n "$key" ] || die "no apiKey in the /_sandbox/accounts answer"
+export FAVCRM_BENCH_URL="$url" FAVCRM_BENCH_KEY="$key"
+unset acct key
+export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;"
+
+# ---- one measured run --------------------------------------------------------
+# run ROUND CLIENT KIND ARGS... : appends {"round":..,"client":..,"kind":..,
+# "res":<the client's JSON line>,"stat":{wall_ms,user_us,sys_us,maxrss_kb}}
+cmd_for() { # CLIENT -> the command line, in the array `cmd`
+  case "$1" in
+    libcurl_c)     cmd=(build/bench/libcurl_c) ;;
+    favcrm_lua54)  cmd=(env LUA_CPATH="$top/build/5.4/?.so;;" lua5.4 bench/favcrm.lua) ;;
+    favcrm_luajit) cmd=(env LUA_CPATH="$top/build/luajit/?.so;;" luajit bench/favcrm.lua) ;;
+    ts_sdk)        cmd=(node bench/ts_sdk.mjs) ;;
+    *) die "unknown client $1" ;;
+  esac
+}
+run() {
+  local round=$1 client=$2 kind=$3; shift 3
+  local cmd res wall user sys rss rc
+  cmd_for "$client"
+  # runstat (not `env`) must be the direct parent: it reads the child's rusage
+  if [ "${cmd[0]}" = env ]; then
+    res=$(env "${cmd[1]}" build/bench/runstat "$tmp/stat" -- "${cmd[@]:2}" "$@" 2>"$tmp/err")
+  else
+    res=$(build/bench/runstat "$tmp/stat" -- "${cmd[@]}" "$@" 2>"$tmp/err")
+  fi
+  rc=$?
+  if [ $rc -ne 0 ] || [ -z "$res" ]; then
+    echo "bench: $client $kind ($*) failed (exit $rc):" >&2
+    cat "$tmp/err" >&2
+    echo "bench: the sandbox log ends with:" >&2
+    tail -20 "$tmp/sandbox.log" >&2
+    exit 1
+  fi
+  read -r wall user sys rss rc < "$tmp/stat"
+  printf '{"round":%d,"client":"%s","kind":"%s","res":%s,"stat":{"wall_ms":%s,"user_us":%s,"sys_us":%s,"maxrss_kb":%s}}\n' \
+    "$round" "$client" "$kind" "$res" "$wall" "$user" "$sys" "$rss" >> "$raw"
+}
+
+echo "bench: sandbox at $url; $rounds round(s) of $n calls after $warm warm-up; clients: $clients"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench: load average before: $load_before"
+
+# Warm the server (its JIT) before anything counts.
+run 0 libcurl_c warmup seq 2000 200
+run 0 favcrm_lua54 warmup seq 500 50
+
+for r in $(seq 1 "$rounds"); do
+  printf 'bench: round %d/%d:' "$r" "$rounds"
+  for c in $clients; do
+    printf ' %s' "$c"
+    run "$r" "$c" seq seq "$n" "$warm"
+    run "$r" "$c" base seq 0 "$warm"
+  done
+  printf ' call_many'
+  for k in 1 8 64; do
+    run "$r" favcrm_lua54 "c$k" many "$many_n" "$warm" "$k"
+  done
+  printf ' ceiling'
+  run "$r" libcurl_c ceiling multi "$ceil_n" "$warm" 64
+  echo
+done
+echo "bench: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- schema (bench/schema_bench.sh belongs to the schema engineer) ----------
+schema_out="$tmp/schema.txt"
+: > "$schema_out"
+if [ -f bench/schema_bench.sh ] && [ "${BENCH_SKIP_SCHEMA:-0}" != 1 ]; then
+  echo "bench: bench/schema_bench.sh $schema_secs"
+  if ! bash bench/schema_bench.sh "$schema_secs" > "$schema_out" 2>"$tmp/schema.err"; then
+    echo "bench: bench/schema_bench.sh failed (schema.* left out):" >&2
+    cat "$tmp/schema.err" >&2
+    : > "$schema_out"
+  fi
+fi
+
+# ---- report ------------------------------------------------------------------
+meta="$tmp/meta.json"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+{
+  printf '{"date":"%s",' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  printf '"cpu":"%s","cores":%s,' "${cpu//\"/}" "$(nproc)"
+  printf '"mem_mb":%s,' "$(awk '/MemTotal/ {printf "%d", $2/1024}' /proc/meminfo)"
+  printf '"kernel":"%s",' "$(uname -sr)"
+  printf '"lua54":"%s",' "$(lua5.4 -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  printf '"luajit":"%s",' "$(luajit -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  printf '"node":"%s",' "$(node -v)"
+  printf '"libcurl":"%s",' "$(curl-config --version 2>/dev/null || pkg-config --modversion libcurl)"
+  printf '"mcp_sdk":"%s",' "$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' sandbox/node_modules/@modelcontextprotocol/sdk/package.json | head -1)"
+  printf '"rounds":%d,"n":%d,"warmup":%d,"many_n":%d,"ceiling_n":%d,"smoke":%s,' \
+    "$rounds" "$n" "$warm" "$many_n" "$ceil_n" "$([ $smoke = 1 ] && echo true || echo false)"
+  printf '"loadavg_before":"%s","loadavg_after":"%s"}\n' "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$meta"
+
+# kept, so bench/report.lua can be rerun on them: see bench/README.md
+tag=""
+[ $smoke = 1 ] && tag=smoke-
+cp "$raw" "build/bench/${tag}raw.jsonl"
+cp "$meta" "build/bench/${tag}meta.json"
+cp "$schema_out" "build/bench/${tag}schema.txt"
+LUA_CPATH="$top/build/5.4/?.so;;" lua5.4 bench/report.lua "$raw" "$meta" "$schema_out" "$out_json" "$out_png"

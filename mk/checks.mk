@@ -1,0 +1,130 @@
+# Sanitizers, valgrind and fuzzing (issue 8). None of these is part of
+# `make test`; .ci/checks.sh runs the first two for Lua 5.4.
+#
+#   make asan       ASan+UBSan build in build/5.4-asan, whole spec suite
+#   make valgrind   the spec suite's busted process under valgrind (Lua 5.4)
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (default 60)
+#
+# The sanitized module is loaded by a stock Lua, so the ASan runtime is
+# LD_PRELOADed by a small wrapper that stands in for the Lua binary; child Lua
+# processes the specs start (FAVCRM_LUA_BIN) go through it too. Reports from
+# every process land in $(ASAN_BUILD)/reports/ and fail the target.
+
+CHECK_LUA      ?= 5.4
+CHECK_LUA_BIN  ?= lua$(CHECK_LUA)
+ASAN_CC        ?= $(CC)
+ASAN_BUILD     ?= build/$(CHECK_LUA)-asan
+ASAN_SAN       ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_LIB        = $(shell $(ASAN_CC) -print-file-name=libasan.so)
+ASAN_WRAP       = $(ASAN_BUILD)/lua
+# extra busted arguments (spec files, --filter=...) for asan and valgrind
+SPECS          ?=
+
+VG_BUILD       ?= build/$(CHECK_LUA)-vg
+VG_WRAP         = $(VG_BUILD)/lua
+VALGRIND       ?= valgrind
+VG_FLAGS       ?= --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+                  --show-leak-kinds=definite --track-fds=no --num-callers=30 \
+                  --suppressions=$(CURDIR)/mk/valgrind.supp
+# The suite under valgrind: everything but the official JSON Schema test
+# suite (3,000 cases of pure validator work that the fuzzer and the ASan run
+# cover), which alone would triple the time. VG_SPECS=spec runs all of it.
+VG_SPECS       ?= $(filter-out spec/schema_suite_spec.lua,$(wildcard spec/*_spec.lua))
+
+FUZZ_CC        ?= clang
+FUZZ_SECONDS   ?= 60
+FUZZ_BUILD     ?= build/fuzz
+FUZZ_LUA_PC    ?= lua5.4
+FUZZ_FLAGS      = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                  -fno-omit-frame-pointer -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc \
+                  $(shell $(PKG_CONFIG) --cflags $(FUZZ_LUA_PC)) $(CURL_CFLAGS) $(PCRE2_CFLAGS)
+FUZZ_LIBS       = $(shell $(PKG_CONFIG) --libs $(FUZZ_LUA_PC)) $(CURL_LIBS) $(PCRE2_LIBS) -lm -ldl
+FUZZ_TARGETS    = sse schema rpc
+# Leak checks (LSan after each input) only for sse: the Lua targets keep one
+# state whose caches grow, which would make LSan scan after every input and
+# run 50 times slower; their leaks are valgrind's job (`make valgrind`).
+FUZZ_CORE_SRCS  = $(wildcard csrc/*.c)
+
+.PHONY: asan valgrind fuzz fuzz-build checks-help
+
+# ---- ASan + UBSan -------------------------------------------------------------
+$(ASAN_WRAP): Makefile mk/checks.mk
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '#!/bin/sh' \
+	  '# Lua with the ASan runtime preloaded (made by mk/checks.mk)' \
+	  'export LD_PRELOAD="$(ASAN_LIB)$${LD_PRELOAD:+ $$LD_PRELOAD}"' \
+	  'export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/asan"' \
+	  'export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/ubsan"' \
+	  'exec $(CHECK_LUA_BIN) "$$@"' >$@
+	@chmod +x $@
+
+asan:
+	@bash .ci/deps.sh $(CHECK_LUA)
+	@test -e "$(ASAN_LIB)" || { echo "asan: $(ASAN_CC) has no libasan.so (install libasan8 / libclang-rt-14-dev)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory module LUA=$(CHECK_LUA) CC=$(ASAN_CC) BUILD=$(ASAN_BUILD) \
+	  SAN='$(ASAN_SAN)' OPT='-O1 -g'
+	@$(MAKE) --no-print-directory $(ASAN_WRAP)
+	@rm -rf $(ASAN_BUILD)/reports && mkdir -p $(ASAN_BUILD)/reports
+	@start=$$(date +%s); \
+	bash spec/support/run.sh $(CURDIR)/$(ASAN_WRAP) $(ASAN_BUILD) $(SPECS); rc=$$?; \
+	if ls $(ASAN_BUILD)/reports/* >/dev/null 2>&1; then \
+	  echo "asan: sanitizer reports:" >&2; cat $(ASAN_BUILD)/reports/* >&2; rc=1; fi; \
+	echo "asan: $$(( $$(date +%s) - start )) s, $$([ $$rc = 0 ] && echo clean || echo FAILED)"; \
+	exit $$rc
+
+# ---- valgrind -------------------------------------------------------------------
+# The wrapper runs busted (its first argument) under valgrind and every other
+# Lua the specs start (FAVCRM_LUA_BIN children) plainly.
+$(VG_WRAP): Makefile mk/checks.mk
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '#!/bin/sh' \
+	  '# Lua; busted itself under valgrind (made by mk/checks.mk)' \
+	  'case "$$1" in' \
+	  '  */busted) exec $(VALGRIND) $(VG_FLAGS) --log-file=$(CURDIR)/$(VG_BUILD)/valgrind.%p.log $(CHECK_LUA_BIN) "$$@" ;;' \
+	  '  *) exec $(CHECK_LUA_BIN) "$$@" ;;' \
+	  'esac' >$@
+	@chmod +x $@
+
+valgrind:
+	@bash .ci/deps.sh $(CHECK_LUA) valgrind
+	@$(MAKE) --no-print-directory module LUA=$(CHECK_LUA) BUILD=$(VG_BUILD) OPT='-O1 -g'
+	@$(MAKE) --no-print-directory $(VG_WRAP)
+	@rm -f $(VG_BUILD)/valgrind.*.log
+	@start=$$(date +%s); \
+	bash spec/support/run.sh $(CURDIR)/$(VG_WRAP) $(VG_BUILD) $(or $(SPECS),$(VG_SPECS)); rc=$$?; \
+	for f in $(VG_BUILD)/valgrind.*.log; do \
+	  [ -e "$$f" ] || continue; \
+	  grep -E "ERROR SUMMARY|definitely lost" "$$f"; \
+	  if ! grep -q "ERROR SUMMARY: 0 errors" "$$f"; then cat "$$f" >&2; rc=1; fi; \
+	done; \
+	echo "valgrind: $$(( $$(date +%s) - start )) s, $$([ $$rc = 0 ] && echo clean || echo FAILED)"; \
+	exit $$rc
+
+# ---- libFuzzer --------------------------------------------------------------------
+# Each target links the module's C sources and Lua 5.4 statically into one
+# program; fuzz/harness.c opens favcrm.core and lua-cjson in a Lua state.
+$(FUZZ_BUILD)/sse_fuzz: fuzz/sse_fuzz.c csrc/sse.c csrc/sse.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/sse_fuzz.c csrc/sse.c
+
+$(FUZZ_BUILD)/%_fuzz: fuzz/%_fuzz.c fuzz/harness.c fuzz/harness.h $(wildcard csrc/*.c csrc/*.h) lua/favcrm/session.lua
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFAV_TOP='"$(CURDIR)"' -o $@ $< fuzz/harness.c $(FUZZ_CORE_SRCS) $(FUZZ_LIBS)
+
+fuzz-build: $(addprefix $(FUZZ_BUILD)/,$(addsuffix _fuzz,$(FUZZ_TARGETS)))
+
+fuzz: fuzz-build
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes/$$t; \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  leaks=0; [ $$t = sse ] && leaks=1; \
+	  ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(FUZZ_BUILD)/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=20 -detect_leaks=$$leaks \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ \
+	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t >$(FUZZ_BUILD)/$$t.log 2>&1 || rc=1; \
+	  grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb" $(FUZZ_BUILD)/$$t.log; \
+	  grep -E "^#[0-9]+" $(FUZZ_BUILD)/$$t.log | tail -1 | grep -oE "cov: [0-9]+ ft: [0-9]+" ; \
+	  if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:" $(FUZZ_BUILD)/$$t.log; then \
+	    echo "fuzz $$t: CRASH, see $(FUZZ_BUILD)/$$t.log and $(FUZZ_BUILD)/crashes/$$t/" >&2; \
+	    grep -A30 -E "ERROR:|runtime error:" $(FUZZ_BUILD)/$$t.log | head -60 >&2; rc=1; fi; \
+	done; exit $$rc
