@@ -182,7 +182,7 @@ static void *fav_schema_alloc(lua_State *L, size_t n, size_t sz) {
 
 static char *fav_schema_strdup(lua_State *L, const char *s, size_t len) {
   char *p = (char *)fav_schema_alloc(L, len + 1, 1);
-  memcpy(p, s, len);
+  if (len) memcpy(p, s, len); /* s may be NULL when len is 0 */
   p[len] = '\0';
   return p;
 }

@@ -118,6 +118,7 @@ static sse_ud *sse_check(lua_State *L, int open) {
 static void sse_push_events(lua_State *L, sse_ud *u) {
   size_t i;
   int list, id_slot;
+  const char *arena = u->arena ? u->arena : ""; /* NULL when every event was empty */
   luaL_checkstack(L, 6, "favcrm.SSEParser");
   lua_createtable(L, u->nrecs > 0x7fffffff ? 0x7fffffff : (int)u->nrecs, 0);
   list = lua_gettop(L);
@@ -126,13 +127,13 @@ static void sse_push_events(lua_State *L, sse_ud *u) {
   for (i = 0; i < u->nrecs; i++) {
     const sse_rec *r = &u->recs[i];
     lua_createtable(L, 0, 4);
-    lua_pushlstring(L, u->arena + r->data_off, r->data_len);
+    lua_pushlstring(L, arena + r->data_off, r->data_len);
     lua_setfield(L, -2, "data");
     if (r->type_off == SSE_NO_TYPE) lua_pushliteral(L, "message");
-    else lua_pushlstring(L, u->arena + r->type_off, r->type_len);
+    else lua_pushlstring(L, arena + r->type_off, r->type_len);
     lua_setfield(L, -2, "event");
     if (i == 0 || r->id_off != u->recs[i - 1].id_off) {
-      lua_pushlstring(L, u->arena + r->id_off, r->id_len);
+      lua_pushlstring(L, arena + r->id_off, r->id_len);
       lua_replace(L, id_slot);
     }
     lua_pushvalue(L, id_slot);

@@ -24,12 +24,17 @@ VG_BUILD       ?= build/$(CHECK_LUA)-vg
 VG_WRAP         = $(VG_BUILD)/lua
 VALGRIND       ?= valgrind
 VG_FLAGS       ?= --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-                  --show-leak-kinds=definite --track-fds=no --num-callers=30 \
+                  --show-leak-kinds=definite --track-fds=no --num-callers=30 --child-silent-after-fork=yes \
                   --suppressions=$(CURDIR)/mk/valgrind.supp
 # The suite under valgrind: everything but the official JSON Schema test
 # suite (3,000 cases of pure validator work that the fuzzer and the ASan run
 # cover), which alone would triple the time. VG_SPECS=spec runs all of it.
 VG_SPECS       ?= $(filter-out spec/schema_suite_spec.lua,$(wildcard spec/*_spec.lua))
+# Under valgrind posix_spawn falls back to fork+exec, so a program that does
+# not exist shows as a child exiting 127, not as ENOENT from spawn: the one
+# spec that asserts the ENOENT message is left out there.
+VG_BUSTED_ARGS ?= '--filter-out=a program that cannot start'
+
 
 FUZZ_CC        ?= clang
 FUZZ_SECONDS   ?= 60
@@ -74,7 +79,9 @@ asan:
 
 # ---- valgrind -------------------------------------------------------------------
 # The wrapper runs busted (its first argument) under valgrind and every other
-# Lua the specs start (FAVCRM_LUA_BIN children) plainly.
+# Lua the specs start (FAVCRM_LUA_BIN children) plainly. A process busted
+# forks is valgrind's until it execs: it writes a report file without a
+# summary, which is removed; only reports with a summary are judged.
 $(VG_WRAP): Makefile mk/checks.mk
 	@mkdir -p $(dir $@)
 	@printf '%s\n' '#!/bin/sh' \
@@ -91,12 +98,13 @@ valgrind:
 	@$(MAKE) --no-print-directory $(VG_WRAP)
 	@rm -f $(VG_BUILD)/valgrind.*.log
 	@start=$$(date +%s); \
-	bash spec/support/run.sh $(CURDIR)/$(VG_WRAP) $(VG_BUILD) $(or $(SPECS),$(VG_SPECS)); rc=$$?; \
-	for f in $(VG_BUILD)/valgrind.*.log; do \
-	  [ -e "$$f" ] || continue; \
-	  grep -E "ERROR SUMMARY|definitely lost" "$$f"; \
+	bash spec/support/run.sh $(CURDIR)/$(VG_WRAP) $(VG_BUILD) $(VG_BUSTED_ARGS) $(or $(SPECS),$(VG_SPECS)); rc=$$?; \
+	n=0; for f in $(VG_BUILD)/valgrind.*.log; do \
+	  grep -q "ERROR SUMMARY" "$$f" 2>/dev/null || { rm -f "$$f"; continue; }; \
+	  n=$$((n + 1)); grep -E "ERROR SUMMARY|definitely lost" "$$f"; \
 	  if ! grep -q "ERROR SUMMARY: 0 errors" "$$f"; then cat "$$f" >&2; rc=1; fi; \
 	done; \
+	[ $$n -gt 0 ] || { echo "valgrind: no valgrind report was written" >&2; rc=1; }; \
 	echo "valgrind: $$(( $$(date +%s) - start )) s, $$([ $$rc = 0 ] && echo clean || echo FAILED)"; \
 	exit $$rc
 

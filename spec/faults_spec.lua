@@ -519,3 +519,30 @@ end
     end)
   end)
 end)
+
+-- Inputs the fuzzers (fuzz/, `make fuzz`) found to trip a sanitizer. They
+-- pass on any build; under `make asan` (UBSan) they failed before the fix.
+describe("fuzz regressions", function()
+  it("an SSE feed whose events are all empty (no arena yet) gives empty strings", function()
+    -- csrc/sse_lua.c sse_push_events: NULL + 0 (UBSan: applying zero offset to null pointer)
+    local p = core.sse_parser(64)
+    local evs = assert(p:feed("data\n\n"))
+    assert.equal(1, #evs)
+    assert.equal("", evs[1].data)
+    assert.equal("message", evs[1].event)
+    assert.equal("", evs[1].id)
+    evs = assert(p:feed("event:\ndata:\nid:\n\n"))
+    assert.equal("", evs[1].data)
+    assert.equal("message", evs[1].event) -- an empty type is "message" (WHATWG)
+    p:close()
+  end)
+
+  it("compiling a schema whose root has no location string copies nothing from NULL", function()
+    -- csrc/schema.c fav_schema_strdup: memcpy(p, NULL, 0) (UBSan: null pointer passed as argument 2)
+    local schema = require("favcrm.schema")
+    for _, s in ipairs({ { type = "string" }, true, false, {} }) do
+      local v = assert(schema.compile(s))
+      assert.is_boolean((v:validate("x")))
+    end
+  end)
+end)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# CI: the memory-safety checks of issue 8, for Lua 5.4: the whole spec suite
+# under ASan+UBSan, the spec suite under valgrind (busted's process; see
+# VG_SPECS in mk/checks.mk for what it leaves out and why), and a short
+# libFuzzer smoke run of each fuzz target. .ci/run calls this after the
+# `make test` runs. Budget on the CI machine (2 cores): see docs/LIMITS.md
+# and the timings `make asan` / `make valgrind` print.
+#   FUZZ_SECONDS=0 skips the fuzz smoke run (default 10 s a target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+# valgrind, clang with libFuzzer, and what the TLS and secrets specs use
+bash .ci/deps.sh 5.4 valgrind clang libclang-rt-14-dev nginx openssl strace
+bash .ci/sandbox-deps.sh
+
+echo "== make asan (Lua 5.4)"
+make --no-print-directory asan
+
+echo "== make valgrind (Lua 5.4)"
+make --no-print-directory valgrind
+
+fuzz_seconds=${FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" != 0 ]; then
+  echo "== make fuzz FUZZ_SECONDS=$fuzz_seconds"
+  make --no-print-directory fuzz FUZZ_SECONDS="$fuzz_seconds"
+fi
