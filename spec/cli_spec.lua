@@ -8,32 +8,9 @@ local sandbox = require("spec.support.sandbox")
 local keys = require("spec.support.keys")
 
 local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
-local TMP = (os.getenv("FAVCRM_SPEC_TMP") or "/tmp") .. "/cli"
-os.execute("mkdir -p '" .. TMP .. "'")
-
-local n = 0
-local function tmpname(what)
-  n = n + 1
-  return string.format("%s/%s-%d-%d", TMP, what, os.time(), n)
-end
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local files = require("spec.support.files")
+local _, tmpname = files.tmpdir("cli")
+local q, slurp, spit = files.q, files.slurp, files.spit
 
 -- A fresh config folder per test, so saved keys never leak between tests.
 local xdg

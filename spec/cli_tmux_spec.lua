@@ -6,34 +6,11 @@ local sandbox = require("spec.support.sandbox")
 local keys = require("spec.support.keys")
 
 local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
-local TMP = (os.getenv("FAVCRM_SPEC_TMP") or "/tmp") .. "/tmux"
-os.execute("mkdir -p '" .. TMP .. "'")
+local files = require("spec.support.files")
+local _, tmpname = files.tmpdir("tmux")
 local HAVE_TMUX = os.execute("command -v tmux >/dev/null 2>&1")
 HAVE_TMUX = HAVE_TMUX == true or HAVE_TMUX == 0
-
-local n = 0
-local function tmpname(what)
-  n = n + 1
-  return string.format("%s/%s-%d-%d", TMP, what, os.time(), n)
-end
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local q, slurp, spit = files.q, files.slurp, files.spit
 
 local socket, xdg
 
@@ -97,9 +74,8 @@ local describe_tmux = HAVE_TMUX and describe or pending
 describe_tmux("favcrm in a terminal (tmux)", function()
   before_each(function()
     sandbox.reset()
-    n = n + 1
-    socket = "favcrm-spec-" .. os.time() .. "-" .. n
     xdg = tmpname("xdg")
+    socket = "favcrm-spec-" .. xdg:match("[^/]+$")
     os.execute("mkdir -p " .. q(xdg))
   end)
 

@@ -7,32 +7,9 @@ local serve = require("favcrm.mcp_serve")
 local sandbox = require("spec.support.sandbox")
 
 local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
-local TMP = (os.getenv("FAVCRM_SPEC_TMP") or "/tmp") .. "/mcp"
-os.execute("mkdir -p '" .. TMP .. "'")
-
-local n = 0
-local function tmpname(what)
-  n = n + 1
-  return string.format("%s/%s-%d-%d", TMP, what, os.time(), n)
-end
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local files = require("spec.support.files")
+local _, tmpname = files.tmpdir("mcp")
+local q, slurp, spit = files.q, files.slurp, files.spit
 
 local xdg
 
