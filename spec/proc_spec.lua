@@ -1,0 +1,63 @@
+-- favcrm.core spawn: the child process under the stdio transport.
+local core = require("favcrm.core")
+
+local function alive(pid)
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+    or os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0
+end
+
+describe("favcrm.core spawn()", function()
+  it("moves lines both ways and gives stderr apart", function()
+    local p = assert(core.spawn({ "sh", "-c", 'while read l; do echo "got:$l"; echo "e:$l" >&2; done' }))
+    assert(p:write("a\nb\n"))
+    local lines, err = {}, ""
+    while #lines < 2 or #err < 6 do
+      local r = p:poll(2000)
+      for _, l in ipairs(r.lines) do lines[#lines + 1] = l end
+      err = err .. (r.stderr or "")
+      assert.is_false(r.eof)
+    end
+    assert.same({ "got:a", "got:b" }, lines)
+    assert.equal("e:a\ne:b\n", err)
+    assert.equal(0, p:close(1000))
+  end)
+
+  it("passes env on top of the parent's environment, and can remove a name", function()
+    local p = assert(core.spawn({ "sh", "-c", 'echo "$FAV_X:${HOME:+home}:${PATH:+path}"' },
+      { FAV_X = "x1", HOME = false }))
+    local r
+    repeat r = p:poll(2000) until #r.lines > 0 or r.eof
+    assert.equal("x1::path", r.lines[1])
+    p:close(1000)
+  end)
+
+  it("closes stdin, then TERMs, then KILLs a child that will not end, and reaps it", function()
+    local p = assert(core.spawn({ "sh", "-c", "trap '' TERM; while :; do sleep 1; done" }))
+    local pid = p:pid()
+    assert.is_true(alive(pid))
+    local t0 = core.monotonic()
+    local status = p:close(150)
+    assert.is_nil(status) -- killed, not exited
+    assert.is_true(core.monotonic() - t0 < 5)
+    assert.is_false(alive(pid))
+  end)
+
+  it("survives writing to a child that is gone (no SIGPIPE)", function()
+    local p = assert(core.spawn({ "true" }))
+    local r
+    repeat r = p:poll(2000) until r.eof
+    for _ = 1, 50 do p:write(string.rep("x", 65536)) end
+    p:poll(10)
+    assert.equal(0, p:close(1000))
+  end)
+
+  it("returns nil, err for a program that cannot start (missing), and raises on misuse", function()
+    local p, err = core.spawn({ "/nonexistent/prog" })
+    assert.is_nil(p)
+    assert.equal("network", err.code)
+    assert.matches("cannot start /nonexistent/prog", err.message, 1, true)
+    assert.has_error(function() core.spawn({}) end)
+    assert.has_error(function() core.spawn({ 1 }) end,
+      "bad argument #1 to 'spawn' (item 1 of the command is not a string)")
+  end)
+end)
