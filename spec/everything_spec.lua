@@ -86,6 +86,37 @@ for _, t in ipairs(transports) do
   end)
 end
 
+-- A scripted stdio server: answers initialize with `version`, then echoes
+-- tools/list as one tool, then reads forever.
+local function scripted(version)
+  return { "sh", "-c",
+    "read line; echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"" .. version
+      .. "\",\"capabilities\":{},\"serverInfo\":{\"name\":\"old\",\"version\":\"1\"}}}'; "
+      .. "read n; read req; echo '{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[]}}'; "
+      .. "while read x; do :; done" }
+end
+
+describe("protocol version negotiation", function()
+  for _, v in ipairs({ "2025-06-18", "2025-03-26", "2024-11-05" }) do
+    it("accepts a server that answers " .. v, function()
+      local c = favcrm.new({ command = scripted(v) })
+      assert.same({}, assert(c:tools()))
+      assert.equal(v, c.session.protocol_version)
+      c:close()
+    end)
+  end
+
+  it("refuses a version it does not speak, with code protocol", function()
+    local c = favcrm.new({ command = scripted("1999-01-01") })
+    local tools, err = c:tools()
+    assert.is_nil(tools)
+    assert.equal("protocol", err.code)
+    assert.equal("the server speaks MCP protocol version 1999-01-01, which this client does not support",
+      err.message)
+    c:close()
+  end)
+end)
+
 describe("the stdio transport", function()
   it("reports a server that dies mid-call as network, with its last words", function()
     local c = favcrm.new({ command = { "sh", "-c",
