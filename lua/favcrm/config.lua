@@ -240,26 +240,18 @@ function M.resolve(opts)
     end
     return file
   end
-  if opts.api_key ~= nil then
-    r.api_key, r.key_source = opts.api_key, "option"
-  elseif env("FAVCRM_API_KEY") then
-    r.api_key, r.key_source = env("FAVCRM_API_KEY"), "FAVCRM_API_KEY"
-  elseif env("FAVCRM_MCP_TOKEN") then
-    r.api_key, r.key_source = env("FAVCRM_MCP_TOKEN"), "FAVCRM_MCP_TOKEN"
-  elseif cfg().api_key and cfg().api_key ~= "" then
-    r.api_key, r.key_source = cfg().api_key, "config file"
+  -- each value: the option, then the environment in order, then the file
+  local function pick(opt, names, file_key, default)
+    if opt ~= nil then return opt, "option" end
+    for _, name in ipairs(names) do
+      if env(name) then return env(name), name end
+    end
+    local v = cfg()[file_key]
+    if v and v ~= "" then return v, "config file" end
+    if default then return default, "default" end
   end
-  if opts.url ~= nil then
-    r.url, r.url_source = opts.url, "option"
-  elseif env("FAVCRM_MCP_URL") then
-    r.url, r.url_source = env("FAVCRM_MCP_URL"), "FAVCRM_MCP_URL"
-  elseif env("FAVCRM_MCP_ENDPOINT") then
-    r.url, r.url_source = env("FAVCRM_MCP_ENDPOINT"), "FAVCRM_MCP_ENDPOINT"
-  elseif cfg().url and cfg().url ~= "" then
-    r.url, r.url_source = cfg().url, "config file"
-  else
-    r.url, r.url_source = M.DEFAULT_URL, "default"
-  end
+  r.api_key, r.key_source = pick(opts.api_key, { "FAVCRM_API_KEY", "FAVCRM_MCP_TOKEN" }, "api_key")
+  r.url, r.url_source = pick(opts.url, { "FAVCRM_MCP_URL", "FAVCRM_MCP_ENDPOINT" }, "url", M.DEFAULT_URL)
   if opts.timeout == nil and env("FAVCRM_TIMEOUT_MS") then
     local ms = tonumber(env("FAVCRM_TIMEOUT_MS"))
     if ms and ms > 0 then r.timeout = ms / 1000 end

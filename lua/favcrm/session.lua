@@ -195,7 +195,7 @@ function Session:_finish(op, result, err, keep)
   if op.tid then
     self.ops[op.tid] = nil
     -- a resumed GET stream may stay open after our answer: cut it
-    if keep and op.http_method ~= "GET" then self.aux[op.tid] = true else self.transport:cancel(op.tid) end
+    if keep and op.http_method ~= "GET" then self.aux[op.tid] = "stream" else self.transport:cancel(op.tid) end
     op.tid = nil
   end
   if op.on_done then op.on_done(op) end
@@ -610,6 +610,14 @@ function Session:close()
   self.closed = true
   for tid in pairs(self.ops) do pcall(self.transport.cancel, self.transport, tid) end
   self.ops = {}
+  -- answer streams that outlive their answer are cut; notifications and
+  -- answers we sent may finish (bounded below)
+  for tid, kind in pairs(self.aux) do
+    if kind == "stream" then
+      pcall(self.transport.cancel, self.transport, tid)
+      self.aux[tid] = nil
+    end
+  end
   if self.session_id then
     local ok, tid = pcall(self.transport.start, self.transport, {
       method = "DELETE", url = self.url, headers = self:_headers(), auth = self.auth,
