@@ -177,9 +177,6 @@ function Session:start_request(method, params, opts)
   return op
 end
 
--- Ends an op. With `keep`, its transfer (an answer stream that is about to
--- end by itself) runs on as an auxiliary one so the connection stays
--- reusable; otherwise it is cut.
 -- Marks a waitable (an op, a timer, a gate) done and tells whoever waits.
 function Session:_signal(w)
   w.done = true
@@ -187,6 +184,9 @@ function Session:_signal(w)
   sg[#sg + 1] = w
 end
 
+-- Ends an op. With `keep`, its transfer (an answer stream that is about to
+-- end by itself) runs on as an auxiliary one so the connection stays
+-- reusable; otherwise it is cut.
 function Session:_finish(op, result, err, keep)
   if op.done then return end
   self:_signal(op)
@@ -201,19 +201,17 @@ function Session:_finish(op, result, err, keep)
   if op.on_done then op.on_done(op) end
 end
 
--- Interprets the HTTP status of an op's response once its headers arrive.
--- Returns true when the op is handled (finished or relaunched).
+-- Records an op's response headers as they arrive. A non-2xx status is
+-- acted on at "done", once the body (which may explain it) is in.
 function Session:_on_headers(op, item)
   op.status, op.headers, op.got_headers = item.status, item.headers, true
   local h = item.headers or {}
   if h.date then self.last_date_header, self.last_date_at = h.date, os.time() end
   local st = item.status
-  if st >= 200 and st < 300 then
+  if op.is_init and st >= 200 and st < 300 then
     local sid = h["mcp-session-id"]
-    if op.is_init and sid and sid ~= "" then self.session_id = sid end
-    return false
+    if sid and sid ~= "" then self.session_id = sid end
   end
-  return false -- the body may explain; decided at "done"
 end
 
 local function rpc_error_message(body)
