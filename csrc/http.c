@@ -638,6 +638,19 @@ fail:
   return 2;
 }
 
+/* Sets event_id and retry (where a reconnect would resume, and after how
+ * long) on the item table at the top of the stack. Can raise (memory). */
+static void push_resume_point(lua_State *L, const qitem *q) {
+  if (q->event_id) {
+    lua_pushstring(L, q->event_id);
+    lua_setfield(L, -2, "event_id");
+  }
+  if (q->retry >= 0) {
+    lua_pushinteger(L, (lua_Integer)q->retry);
+    lua_setfield(L, -2, "retry");
+  }
+}
+
 /* Pushes one queued item as a table. Can raise (memory); q stays owned by
  * the caller's queue until this returns. */
 static void push_item(lua_State *L, const qitem *q) {
@@ -686,14 +699,7 @@ static void push_item(lua_State *L, const qitem *q) {
       lua_setfield(L, -2, "data");
       lua_pushstring(L, q->event);
       lua_setfield(L, -2, "event");
-      if (q->event_id) {
-        lua_pushstring(L, q->event_id);
-        lua_setfield(L, -2, "event_id");
-      }
-      if (q->retry >= 0) {
-        lua_pushinteger(L, (lua_Integer)q->retry);
-        lua_setfield(L, -2, "retry");
-      }
+      push_resume_point(L, q);
       break;
     case Q_DONE:
       lua_pushliteral(L, "done");
@@ -708,14 +714,7 @@ static void push_item(lua_State *L, const qitem *q) {
         lua_pushlstring(L, q->data, q->len);
         lua_setfield(L, -2, "body");
       }
-      if (q->event_id) {
-        lua_pushstring(L, q->event_id);
-        lua_setfield(L, -2, "event_id");
-      }
-      if (q->retry >= 0) {
-        lua_pushinteger(L, (lua_Integer)q->retry);
-        lua_setfield(L, -2, "retry");
-      }
+      push_resume_point(L, q);
       if (q->err_code) {
         lua_pushstring(L, q->err_code);
         lua_setfield(L, -2, "error");
