@@ -42,9 +42,10 @@ $(MODULE): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(SAN) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
-# Installs missing Debian packages (as root) or prints the exact command.
+# Installs missing Debian packages (as root) or prints the exact command;
+# .ci/deps.sh is the one list (`bash .ci/deps.sh 5.4 test --list` prints it).
 deps:
-	@bash .ci/deps.sh $(LUA)
+	@bash .ci/deps.sh $(LUA) test
 
 sandbox-deps:
 	@bash .ci/sandbox-deps.sh
@@ -53,11 +54,14 @@ test: deps sandbox-deps
 	@$(MAKE) --no-print-directory module
 	@bash spec/support/run.sh $(LUA_BIN) $(BUILD)
 
-demo: deps sandbox-deps
+demo:
+	@bash .ci/deps.sh $(LUA) demo
+	@bash .ci/sandbox-deps.sh
 	@$(MAKE) --no-print-directory module
 	@bash examples/demo.sh $(LUA_BIN) $(BUILD)
 
 lint:
+	@bash .ci/deps.sh $(LUA) lint
 	luacheck --no-color -q $(wildcard lua spec examples bench bin/favcrm)
 
 clean:

@@ -1,7 +1,14 @@
 --- examples/agent_loop.lua: a minimal agent loop that wires the signup
 -- recipe to a chat on stdin/stdout.
 --
---   FAVCRM_MCP_URL=http://127.0.0.1:PORT/mcp lua examples/agent_loop.lua
+-- From a checkout, after `make demo` (or `make`, `make sandbox-deps`), with
+-- the sandbox running in another terminal (`node sandbox/server.mjs --test`:
+-- it prints its URL and the outbox folder where the code arrives):
+--
+--   FAVCRM_MCP_URL=http://127.0.0.1:8765/mcp LUA_PATH='lua/?.lua;lua/?/init.lua;;' \
+--     LUA_CPATH='build/5.4/?.so;;' lua5.4 examples/agent_loop.lua
+--
+-- After `luarocks make` the LUA_PATH and LUA_CPATH settings are not needed.
 --
 -- Type as the user; the "agent" answers. Once signed up, "services" lists
 -- the workspace's services and "delete service svc_..." goes through the

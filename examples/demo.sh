@@ -15,6 +15,9 @@ if [ ! -f "$build/favcrm/core.so" ]; then
   echo "demo.sh: $build/favcrm/core.so is missing; run 'make demo' (or 'make module') first" >&2
   exit 1
 fi
+# a Node.js the sandbox can run on (20+), first on PATH
+nodedir=$(bash .ci/node.sh) || exit 1
+export PATH="$nodedir:$PATH"
 if [ ! -d sandbox/node_modules ]; then
   echo "demo.sh: the sandbox's packages are missing; run 'make sandbox-deps' (or 'make demo')" >&2
   exit 1

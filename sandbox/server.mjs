@@ -2,6 +2,7 @@
 // favcrm-sandbox: a local FavCRM-compatible MCP server (Streamable HTTP) built
 // on the official MCP TypeScript SDK. See README.md for flags, tools, error
 // signalling, the /_sandbox/ control endpoints and the fault list.
+import './lib/nodecheck.mjs'; // first: refuses a Node.js older than 20 before the SDK loads
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';

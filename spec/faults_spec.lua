@@ -6,6 +6,7 @@
 local favcrm = require("favcrm")
 local core = require("favcrm.core")
 local socket = require("socket")
+local cjson = require("cjson")
 local sandbox = require("spec.support.sandbox")
 
 -- Small timeouts: a case that hangs fails by itself in a few seconds.
@@ -287,6 +288,22 @@ describe("the fault matrix", function()
       sandbox.fault({ fault = "status", status = 503, count = 1, match_tool = "sandbox_echo" })
       assert.equal(5, (c:call("sandbox_echo", { value = 5 })))
       assert.equal(2, calls_of("sandbox_echo") - before)
+      assert_clean(c)
+    end)
+
+    it("HTTP 400 with a JSON-RPC error: the server's error.data reaches the message and err.data", function()
+      local c = client()
+      assert(c:tools())
+      sandbox.fault({ fault = "status", status = 400, count = 1, match_tool = "sandbox_echo",
+        body = { jsonrpc = "2.0", id = cjson.null,
+                 error = { code = -32700, message = "Parse error", data = "ReferenceError: crypto is not defined" } } })
+      local data, err = c:call("sandbox_echo", { value = 1 })
+      assert.is_nil(data)
+      assert.equal("http", err.code)
+      assert.equal(400, err.status)
+      assert.equal(-32700, err.rpc_code)
+      assert.equal("ReferenceError: crypto is not defined", err.data)
+      assert.equal("HTTP 400: Parse error (ReferenceError: crypto is not defined)", err.message)
       assert_clean(c)
     end)
 

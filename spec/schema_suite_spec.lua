@@ -1,6 +1,6 @@
 -- The official JSON-Schema-Test-Suite (draft7 and draft2020-12) through
--- favcrm.schema. The suite lives in ../shared/json-schema-test-suite beside
--- the repository (or $FAVCRM_SHARED/json-schema-test-suite).
+-- favcrm.schema. The suite's data is in spec/fixtures/json-schema-test-suite
+-- (MIT licensed; its LICENSE and SOURCE.md say where it comes from).
 local cjson = require("cjson")
 local schema = require("favcrm.schema")
 
@@ -9,8 +9,7 @@ local function repo_root()
   return src:match("^(.*)/spec/[^/]*$") or "."
 end
 
-local SHARED = os.getenv("FAVCRM_SHARED") or (repo_root() .. "/../shared")
-local SUITE = SHARED .. "/json-schema-test-suite"
+local SUITE = repo_root() .. "/spec/fixtures/json-schema-test-suite"
 
 local function read(path)
   local f = io.open(path, "rb")
@@ -147,7 +146,8 @@ end
 
 describe("favcrm.schema against the JSON-Schema-Test-Suite", function()
   it("finds the suite (" .. SUITE .. ")", function()
-    assert.is_truthy(read(SUITE .. "/tests/draft7/type.json"), "set FAVCRM_SHARED or put shared/ beside the repo")
+    assert.is_truthy(read(SUITE .. "/tests/draft7/type.json"),
+      "spec/fixtures/json-schema-test-suite is missing from the checkout")
   end)
 
   for _, draft in ipairs({ "draft7", "draft2020-12" }) do

@@ -214,10 +214,22 @@ function Session:_on_headers(op, item)
   end
 end
 
+-- A JSON-RPC error's message with its `data` when that is text (the
+-- server's own explanation, as "crypto is not defined" from a sandbox on a
+-- Node too old for its SDK), the data cut to 300 bytes.
+local function rpc_error_text(e)
+  local text = tostring(e.message or "unknown")
+  if type(e.data) == "string" and e.data ~= "" and e.data ~= text then
+    text = text .. " (" .. (#e.data > 300 and e.data:sub(1, 300) .. "..." or e.data) .. ")"
+  end
+  return text
+end
+
+-- The JSON-RPC error in an HTTP error body: its text, code and data.
 local function rpc_error_message(body)
   local msg = body and cjson.decode(body)
   if type(msg) == "table" and type(msg.error) == "table" and type(msg.error.message) == "string" then
-    return msg.error.message, msg.error.code
+    return rpc_error_text(msg.error), msg.error.code, msg.error.data
   end
 end
 
@@ -225,7 +237,7 @@ end
 function Session:_on_http_error(op, item)
   local st = op.status or item.status
   local h = op.headers or {}
-  local smsg = rpc_error_message(item.body)
+  local smsg, rpc_code, rpc_data = rpc_error_message(item.body)
   local detail = smsg and (": " .. smsg) or ""
   if st == 404 and op.sent_session and not op.replayed and not op.is_init then
     -- the server forgot our session: start a new one and replay once
@@ -267,7 +279,7 @@ function Session:_on_http_error(op, item)
       { status = st, retry_after = ra }))
   end
   return self:_finish(op, nil, errors.new("http", "HTTP " .. tostring(st) .. detail,
-    { status = st, retry_after = tonumber(h["retry-after"]) }))
+    { status = st, retry_after = tonumber(h["retry-after"]), rpc_code = rpc_code, data = rpc_data }))
 end
 
 -- Answers a request the server sent us inside a response stream.
@@ -346,7 +358,7 @@ function Session:_on_message(op, msg)
     if msg.error ~= nil then
       local e = type(msg.error) == "table" and msg.error or {}
       return self:_finish(op, nil, errors.new("protocol",
-        "the server answered with an error: " .. tostring(e.message or "unknown"),
+        "the server answered with an error: " .. rpc_error_text(e),
         { rpc_code = e.code, data = e.data }), true)
     end
     return self:_finish(op, msg.result, nil, true)

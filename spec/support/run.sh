@@ -9,6 +9,10 @@ build=${2:?usage: run.sh LUA_BIN BUILD_DIR}
 shift 2
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
+bash spec/support/preflight.sh "$lua_bin" "$build" || exit 1
+# a Node.js the sandbox can run on (20+), first on PATH
+nodedir=$(bash .ci/node.sh) || exit 1
+export PATH="$nodedir:$PATH"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/favcrm-spec.XXXXXX")
 pids=()
 cleanup() {
