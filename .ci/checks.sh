@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 # valgrind, clang with libFuzzer, and what the TLS and secrets specs use
-bash .ci/deps.sh 5.4 valgrind clang libclang-rt-14-dev nginx openssl strace
+bash .ci/deps.sh 5.4 test checks
 bash .ci/sandbox-deps.sh
 
 echo "== make asan (Lua 5.4)"
