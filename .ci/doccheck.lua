@@ -105,7 +105,6 @@ local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 -- ---------------------------------------------------------------- sources
 local modules = {}   -- name -> { file=, var=, defs = { name -> def }, requires = { local -> module } }
 local classes = {}   -- name -> { file=, var=, defs = { name -> def }, fields = { name -> def } }
-local files = {}     -- rel path -> { lines=, bind = { var -> class } }
 local problems = {}
 
 local function block_above(lines, n)
@@ -132,7 +131,6 @@ for _, rel in ipairs(sources) do
   local text = read(root .. "/" .. rel)
   local L = lines_of(text)
   local F = { lines = L, bind = {}, localfn = {}, requires = {} }
-  files[rel] = F
   local mvar
   for n, l in ipairs(L) do
     local r = l:match("^return%s+([%a_][%w_]*)%s*$")
@@ -405,7 +403,8 @@ if list_all then
 end
 for _, p in ipairs(problems) do io.stderr:write("doccheck: ", p, "\n") end
 if #waiting > 0 then
-  print("doccheck: " .. #waiting .. " public functions still to document (listed in " .. pending_path:gsub("^%./", "") .. "):")
+  print("doccheck: " .. #waiting .. " public functions still to document (listed in "
+    .. pending_path:gsub("^%./", "") .. "):")
   for _, n in ipairs(waiting) do print("  " .. n .. "  -- " .. public[n].why) end
 end
 if #stale > 0 then
@@ -416,9 +415,6 @@ if #bad > 0 then
   io.stderr:write("doccheck: " .. #bad .. " undocumented public functions:\n")
   for _, n in ipairs(bad) do io.stderr:write(show(n), "\n") end
 end
-local files_list = {}
-for f in pairs(pending_files) do files_list[#files_list + 1] = f end
-table.sort(files_list)
 print(string.format("doccheck: %d public functions, %d documented, %d pending, %d undocumented%s",
   #order, ok, #waiting, #bad, #problems > 0 and (", " .. #problems .. " problems in the docs") or ""))
 os.exit((#bad > 0 or #problems > 0) and 1 or 0)
