@@ -47,7 +47,7 @@ M.OPTIONS = {
 -- `signup.start` or `team_invite.start`; feed it the user's words with
 -- `flow:handle(text)`.
 ---@class favcrm.recipes.Flow
----@field state string need_fields, need_code, done, key_rejected, stopped, ...
+---@field state string need_fields, awaiting_code, done, key_rejected or stopped
 ---@field reason? string why a stopped flow stopped
 ---@field fields table the fields gathered so far
 ---@field workspace? table the workspace once done (its key masked)
