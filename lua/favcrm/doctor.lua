@@ -24,6 +24,9 @@ local function brief(err)
 end
 
 --- client:doctor() -> report (never raises; see README for the fields)
+-- Behind `client:doctor`.
+---@param self favcrm.Client
+---@return table report `ok`, `problems`, `reachable`, `authenticated`, ...
 function M.doctor(self)
   local r = {
     url = self.url,

@@ -85,6 +85,10 @@ end
 --- fnvim.run(client, fn, callback): runs fn(client) as an async handle
 -- (fn may call client:call, :tools, :doctor, ...) and hands what it
 -- returns to callback on the main loop.
+---@param client favcrm.Client
+---@param fn fun(client: favcrm.Client): any, any runs as an async handle
+---@param callback fun(a: any, b: any) gets what fn returned, on the main loop
+---@return nil
 function M.run(client, fn, callback)
   if type(fn) ~= "function" then error("bad argument #2 to 'run' (function expected)", 2) end
   if type(callback) ~= "function" then error("bad argument #3 to 'run' (function expected)", 2) end
@@ -101,6 +105,11 @@ end
 
 --- fnvim.call(client, name, args, callback): client:call without blocking;
 -- callback(data, err_or_result) runs on the main loop.
+---@param client favcrm.Client
+---@param name string the tool's name
+---@param args? table the tool's arguments
+---@param callback fun(data: any, err_or_result: any) runs on the main loop
+---@return nil
 function M.call(client, name, args, callback)
   if type(callback) ~= "function" then error("bad argument #4 to 'call' (function expected)", 2) end
   return M.run(client, function(c) return c:call(name, args) end, callback)

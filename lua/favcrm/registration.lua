@@ -52,6 +52,9 @@ end
 
 --- registration.check_request(fields) -> args (ready to send) or nil, err.
 -- Raises only when `fields` is not a table.
+---@param fields table email, organisationName, industry, country, timezone
+---@return table|nil args the arguments to send
+---@return favcrm.Error|nil err `invalid_arguments` with `field`
 function M.check_request(fields)
   local args = {}
   for k, v in pairs(fields) do
@@ -115,6 +118,11 @@ function M.check_request(fields)
 end
 
 --- client:request(fields) -> request or nil, err
+-- Behind `client:request`.
+---@param self favcrm.Client
+---@param fields table the signup fields
+---@return table|nil request `request_id`, `masked_email`, `expires_at`, `ttl`, ...
+---@return favcrm.Error|nil err
 function M.request(self, fields)
   if type(fields) ~= "table" then
     error("bad argument #1 to 'request' (table of fields expected, got " .. type(fields) .. ")", 2)
@@ -150,6 +158,9 @@ function M.request(self, fields)
 end
 
 --- registration.normalise_code(code) -> "123456" or nil, err
+---@param code string|number what the user typed (`123 456`)
+---@return string|nil code six digits
+---@return favcrm.Error|nil err
 function M.normalise_code(code)
   if type(code) == "number" and code == math.floor(code) and code >= 0 then
     code = string.format("%06d", code)
@@ -171,6 +182,13 @@ end
 --- client:verify(request_or_id, code [, opts]) -> workspace or nil, err
 -- opts.save: write the key to the config file; opts.store(secret,
 -- workspace): hand it to the caller's store instead.
+-- Behind `client:verify`.
+---@param self favcrm.Client
+---@param req table|string the request (from `client:request`) or its id
+---@param code string|number the e-mailed code
+---@param opts? table `save`, `store`
+---@return table|nil workspace with `api_key` a favcrm.Secret
+---@return favcrm.Error|nil err
 function M.verify(self, req, code, opts)
   local id = type(req) == "table" and req.request_id or req
   if type(id) ~= "string" or id == "" then

@@ -11,9 +11,15 @@
 -- made it (cosockets cannot outlive their request): make one per request.
 local M = {}
 
+--- A transport on OpenResty's cosockets, for `favcrm.new({ transport = ... })`.
+---@class favcrm.resty.Transport
 local Transport = {}
 Transport.__index = Transport
 
+--- The response `transport:request` returns.
+---@class favcrm.resty.Response
+---@field status integer the HTTP status
+---@field headers table<string, string> lower-case name to value
 local Response = {}
 Response.__index = Response
 
@@ -21,6 +27,8 @@ Response.__index = Response
 -- keepalive_ms (default 60000), ssl_verify (default true); socket and
 -- sleep replace ngx.socket.tcp and ngx.sleep (a host with the same socket
 -- API, or the specs, which drive this code with LuaSocket).
+---@param opts? table `pool_size`, `keepalive_ms`, `ssl_verify`, `socket`, `sleep`
+---@return favcrm.resty.Transport transport
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("bad argument #1 to 'new' (table expected)", 2) end
@@ -42,12 +50,18 @@ local function parse_url(url)
   return scheme, host, port, path
 end
 
+--- Waits without blocking the worker (ngx.sleep).
+---@param ms number milliseconds
+---@return nil
 function Transport:sleep(ms)
   self.sleep_fn(ms / 1000)
 end
 
 --- transport:request(req) -> response or nil, message (see
 -- favcrm.transport.custom for the shape)
+---@param req table `method`, `url`, `headers` (list of "Name: value"), `body`, `timeout_ms`
+---@return favcrm.resty.Response|nil response
+---@return string|nil message on failure
 function Transport:request(req)
   local scheme, host, port, path = parse_url(req.url)
   if not scheme then return nil, "cannot parse URL " .. tostring(req.url) end
@@ -133,6 +147,9 @@ function Response:_finish(clean)
   self.sock = nil
 end
 
+--- The next chunk of the body.
+---@return string|nil chunk nil at the end, or with a message on failure
+---@return string|nil message
 function Response:read()
   local sock = self.sock
   if not sock then return nil end
@@ -187,6 +204,8 @@ function Response:read()
   return nil, "reading the body failed: " .. tostring(err)
 end
 
+--- Ends the body early; the connection is closed, not pooled.
+---@return nil
 function Response:close()
   self:_finish(false)
 end

@@ -20,10 +20,15 @@ local errors = require("favcrm.errors")
 
 local M = {}
 
---- schema.compile(schema [, opts]) -> validator | nil, err
--- schema: a table (decoded JSON Schema), a boolean, or a JSON string.
 local DRAFTS = { draft7 = true, ["draft-07"] = true, ["2020-12"] = true, draft2020 = true, ["draft2020-12"] = true }
 
+--- Compiles a JSON Schema into a validator.
+-- schema.compile(schema [, opts]) -> validator | nil, err
+-- schema: a table (decoded JSON Schema), a boolean, or a JSON string.
+---@param schema table|boolean|string a decoded schema, a boolean, or JSON text
+---@param opts? table `draft`, `all_errors`, `formats`, `max_depth`, `remotes`, `resolve_remote`, `base_uri`
+---@return favcrm.Validator|nil validator
+---@return favcrm.Error|nil err `invalid_schema` with `schema_path`
 function M.compile(schema, opts)
   local ts = type(schema)
   if ts ~= "table" and ts ~= "string" and ts ~= "boolean" then

@@ -18,6 +18,8 @@ local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
   Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
 
 --- util.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") -> epoch seconds or nil
+---@param s string an HTTP date
+---@return integer|nil seconds
 function M.parse_http_date(s)
   if type(s) ~= "string" then return nil end
   local d, mon, y, hh, mm, ss = s:match("^%a+, (%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
@@ -28,6 +30,8 @@ end
 
 --- util.parse_iso8601("2026-05-11T12:00:00.000Z") -> epoch seconds or nil
 -- (a `Z` or `+hh:mm` / `-hh:mm` offset is required).
+---@param s string an ISO 8601 timestamp with an offset
+---@return number|nil seconds
 function M.parse_iso8601(s)
   if type(s) ~= "string" then return nil end
   local y, mo, d, hh, mm, ss, rest = s:match("^(%d%d%d%d)-(%d%d)-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
@@ -50,6 +54,8 @@ function M.parse_iso8601(s)
 end
 
 --- util.trim(s) -> s without leading and trailing white space
+---@param s string
+---@return string
 function M.trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
@@ -71,6 +77,8 @@ UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW]]):gmatch("%u%u") do
 end
 
 --- util.is_country("HK") -> true for an assigned ISO 3166-1 alpha-2 code
+---@param code string
+---@return boolean
 function M.is_country(code)
   return COUNTRIES[code] == true
 end
@@ -78,6 +86,7 @@ end
 local ZONEINFO = { "/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo" }
 
 --- util.tz_database() -> the folder of the system's tz database, or nil
+---@return string|nil folder
 function M.tz_database()
   local dir = os.getenv("TZDIR")
   local list = dir and { dir } or ZONEINFO
@@ -94,6 +103,8 @@ end
 
 --- util.is_timezone("Asia/Hong_Kong") -> true, false, or nil when the
 -- system has no tz database to ask.
+---@param name string an IANA zone name
+---@return boolean|nil
 function M.is_timezone(name)
   if type(name) ~= "string" or not name:match("^[%w_+-]+[%w_+/-]*$") or name:find("%.%.")
     or name:find("//") then

@@ -43,13 +43,21 @@ M.OPTIONS = {
   max_requests = "number", message = "string",
 }
 
+--- A conversation (signup, team invite) as a resumable state machine, from
+-- `signup.start` or `team_invite.start`; feed it the user's words with
+-- `flow:handle(text)`.
+---@class favcrm.recipes.Flow
+---@field state string need_fields, awaiting_code, done, key_rejected or stopped
+---@field reason? string why a stopped flow stopped
+---@field fields table the fields gathered so far
+---@field workspace? table the workspace once done (its key masked)
 local Flow = {}
 Flow.__index = Flow
 M.Flow = Flow
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Text helpers
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 local function int(n)
   return math.floor((tonumber(n) or 0) + 0.5)
@@ -156,9 +164,9 @@ function M.find_email(text)
   return e
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Construction, snapshots
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 local function check_opts(opts, fname)
   if opts == nil then return {} end
@@ -200,6 +208,12 @@ local function new_flow(kind, client, opts)
 end
 
 --- flow.start(kind, client, fields, opts, fname) -> flow (raises on misuse)
+---@param kind table the recipe (`signup.kind`, `team_invite.kind`)
+---@param client favcrm.Client
+---@param fields? table the fields known up front
+---@param opts? table flow options
+---@param fname string the caller's name, for error messages
+---@return favcrm.recipes.Flow flow
 function M.start(kind, client, fields, opts, fname)
   fname = fname or (kind.name .. ".start")
   check_client(client, fname)
@@ -228,6 +242,12 @@ end
 
 --- flow.resume(kind, client, snapshot, opts, fname) -> flow (raises on a
 -- snapshot that is not one of this kind's)
+---@param kind table the recipe
+---@param client favcrm.Client
+---@param snap table a snapshot of this kind
+---@param opts? table flow options
+---@param fname string the caller's name, for error messages
+---@return favcrm.recipes.Flow flow
 function M.resume(kind, client, snap, opts, fname)
   fname = fname or (kind.name .. ".resume")
   check_client(client, fname)
@@ -262,6 +282,7 @@ end
 
 --- flow:snapshot() -> a plain table (strings, numbers, booleans, tables of
 -- them; no key, no function) that resume() continues from.
+---@return table snapshot
 function Flow:snapshot()
   return {
     v = M.SNAPSHOT_VERSION, kind = self.kind.name, state = self.state, reason = self.reason,
@@ -272,17 +293,20 @@ function Flow:snapshot()
 end
 
 --- flow:now() -> epoch seconds on the flow's clock (opts.clock, else the client's)
+---@return number seconds since the epoch
 function Flow:now()
   if self.opts.clock then return self.opts.clock() end
   return self.client:now()
 end
 
 --- flow:reply() -> what to tell the user now
+---@return string reply
 function Flow:reply()
   return self.last
 end
 
 --- flow:finished() -> true in done, key_rejected and stopped
+---@return boolean finished
 function Flow:finished()
   return M.TERMINAL[self.state] == true
 end
@@ -299,14 +323,17 @@ function Flow:_stop(reason, text)
 end
 
 --- flow:stop(reason [, text]) -> reply. Ends the flow (state stopped).
+---@param reason string why (kept in `flow.reason`)
+---@param text? string what to say instead of the default
+---@return string reply
 function Flow:stop(reason, text)
   return self:_stop(reason or "cancelled", text or
     "OK, I've stopped here. Nothing more will be sent; you can start again whenever you like.")
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- The turn
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- The user's words without e-mail addresses, URLs and tokens, whose digits
 -- are not a code.
@@ -315,6 +342,8 @@ local function without_addresses(text)
 end
 
 --- flow:handle(text) -> the next reply. Raises when text is not a string.
+---@param text string the user's words
+---@return string reply
 function Flow:handle(text)
   if type(text) ~= "string" then
     error("bad argument #1 to 'handle' (the user's message, a string, expected; got " .. type(text) .. ")", 2)
@@ -387,9 +416,9 @@ function Flow:_bad_field(err)
   return self:_say(self.kind.bad_field(self, field, was, err))
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Sending the code (step 1)
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 function Flow:_max_requests()
   return int(self.opts.max_requests or 3)
@@ -468,9 +497,9 @@ function Flow:_fail(err, phase, hooked)
     .. again)
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Waiting for the code (step 2)
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 function Flow:_cooldown()
   return tonumber(self.opts.resend_cooldown) or 60
@@ -578,9 +607,9 @@ function Flow:_on_offer(text)
   return self:_say("Shall I send a new code to " .. self:_where() .. "? Please answer yes or no.")
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- After the code: store, check, report
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 local function default_store(client)
   return function(secret)
@@ -648,6 +677,8 @@ end
 
 --- flow:check() -> reply: (re)runs doctor and list_services with the key.
 -- In done or key_rejected; a refused key moves the flow to key_rejected.
+---@param first? boolean true for the check right after the key was stored
+---@return string reply
 function Flow:check(first)
   local facts = self:_checks()
   if not facts then
@@ -742,9 +773,9 @@ function M.secret_from(data, tool)
   return core.secret(key)
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- The terminal driver
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 local RUN_OPTIONS = { ask = "function", say = "function", fields = "table", prompt = "string",
   max_turns = "number" }

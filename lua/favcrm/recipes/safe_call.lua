@@ -93,6 +93,12 @@ end
 --- safe_call.summary(tool, args [, target, id, id_field]) -> the sentence
 -- shown to the user: the tool's title, the target (its name and id when it
 -- was looked up) and the other arguments.
+---@param tool table the tool (from `client:describe`)
+---@param args? table the call's arguments
+---@param target? table the record the call acts on, when looked up
+---@param id? string|number that record's id
+---@param id_field? string the argument that holds the id
+---@return string sentence
 function M.summary(tool, args, target, id, id_field)
   local ann = type(tool.annotations) == "table" and tool.annotations or {}
   local title = ann.title or tool.title or tool.name
@@ -112,6 +118,9 @@ function M.summary(tool, args, target, id, id_field)
 end
 
 --- safe_call.plan_message(name, check) -> the words for a plan refusal
+---@param name string the tool's name
+---@param check table the plan check (`plan_required` details)
+---@return string words
 function M.plan_message(name, check)
   local ua = type(check.upgradeAction) == "table" and check.upgradeAction or {}
   local need = check.requiredPlan or (type(ua.arguments) == "table" and ua.arguments.plan) or "a higher"
@@ -157,6 +166,12 @@ local function report(client, name, err)
 end
 
 --- safe_call.run(client, name, args, opts) -> payload, result | nil, err
+---@param client favcrm.Client
+---@param name string the tool's name
+---@param args? table the tool's arguments
+---@param opts? table `confirm`, `on_confirm`, and the options of `client:call`
+---@return any|nil payload the call's payload
+---@return table|favcrm.Error result the whole result, or the error
 function M.run(client, name, args, opts)
   if type(client) ~= "table" or type(client.call) ~= "function" then
     error("bad argument #1 to 'safe_call.run' (favcrm client expected, got " .. type(client) .. ")", 2)

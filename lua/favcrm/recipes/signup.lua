@@ -190,6 +190,9 @@ end
 --- signup.parse(text [, asking]) -> the fields found in the user's words
 -- (email, organisationName, industry, country, timezone). `asking` is the
 -- field just asked for: a bare answer is taken as that field.
+---@param text string the user's words
+---@param asking? string the field just asked for
+---@return table fields the fields found (email, organisationName, industry, country, timezone)
 function M.parse(text, asking)
   local found = {}
   found.email = flow.find_email(text)
@@ -201,6 +204,9 @@ function M.parse(text, asking)
   return found
 end
 
+--- The business as the flow words it: `Name (industry, country, time zone Z)`.
+---@param fields table signup fields
+---@return string text
 local function describe(fields)
   local bits = {}
   if fields.industry then bits[#bits + 1] = fields.industry end
@@ -335,11 +341,19 @@ M.kind = kind
 --- signup.start(client, fields [, opts]) -> flow. fields: as client:request
 -- takes them (email, organisationName, industry, country, timezone), any of
 -- them missing; missing required ones are asked for.
+---@param client favcrm.Client
+---@param fields? table signup fields (any may be missing)
+---@param opts? table flow options (clock, store, on_expiry, ...)
+---@return favcrm.recipes.Flow flow
 function M.start(client, fields, opts)
   return flow.start(kind, client, fields, opts, "signup.start")
 end
 
 --- signup.resume(client, snapshot [, opts]) -> flow, continuing a snapshot
+---@param client favcrm.Client
+---@param snap table what `flow:snapshot()` returned
+---@param opts? table flow options
+---@return favcrm.recipes.Flow flow
 function M.resume(client, snap, opts)
   return flow.resume(kind, client, snap, opts, "signup.resume")
 end
@@ -348,6 +362,9 @@ end
 -- message =, prompt =, max_turns = (default 40), store =, clock =, ...})
 -- -> flow. Drives a flow in a terminal or script until it is finished, the
 -- user stops answering (ask returns nil), or max_turns is reached.
+---@param client favcrm.Client
+---@param opts table `ask`, `say`, `fields`, `message`, `prompt`, `max_turns`, and the flow options
+---@return favcrm.recipes.Flow flow
 function M.run(client, opts)
   return flow.run(kind, client, opts, "signup.run")
 end

@@ -33,6 +33,9 @@ local kind = {
 }
 
 --- team_invite.parse(text [, asking]) -> {token =, name =} as found
+---@param text string the user's words
+---@param asking? string the field just asked for
+---@return table fields `token` and `name` as found
 function M.parse(text, asking)
   local found = {}
   found.token = text:match("%f[%w](inv_[%w]+)")
@@ -161,16 +164,27 @@ M.kind = kind
 
 --- team_invite.start(client, {token =, name =} [, opts]) -> flow (a missing
 -- token is asked for). Options as signup.start.
+---@param client favcrm.Client
+---@param fields? table `token`, `name`
+---@param opts? table flow options
+---@return favcrm.recipes.Flow flow
 function M.start(client, fields, opts)
   return flow.start(kind, client, fields, opts, "team_invite.start")
 end
 
 --- team_invite.resume(client, snapshot [, opts]) -> flow
+---@param client favcrm.Client
+---@param snap table what `flow:snapshot()` returned
+---@param opts? table flow options
+---@return favcrm.recipes.Flow flow
 function M.resume(client, snap, opts)
   return flow.resume(kind, client, snap, opts, "team_invite.resume")
 end
 
 --- team_invite.run(client, {ask =, say =, ...}) -> flow (see signup.run)
+---@param client favcrm.Client
+---@param opts table `ask`, `say`, ... as for signup.run
+---@return favcrm.recipes.Flow flow
 function M.run(client, opts)
   return flow.run(kind, client, opts, "team_invite.run")
 end
