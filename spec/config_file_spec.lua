@@ -165,6 +165,15 @@ describe("favcrm.config file", function()
       assert.equal("[s]\nk = 1", tail)
     end)
 
+    it("keeps numbers, booleans and dates as raw text, and refuses a word without quotes", function()
+      local text = "d = 1979-05-27 07:32:00Z\nf = -1.5e6\ni = -inf\nh = 0xDEAD\nb = true # c\n"
+      local v = assert(config.parse(text))
+      assert.same({ raw = "d = 1979-05-27 07:32:00Z" }, v.d)
+      assert.same({ raw = "b = true # c" }, v.b)
+      local _, err = config.parse("url = https://x/mcp\n")
+      assert.equal("config file line 1: a value that is not TOML (text needs quotes)", err.message)
+    end)
+
     it("rejects a duplicate key in the same table, naming the line", function()
       for _, text in ipairs({
         'api_key = "fav_mcp_a"\napi_key = "fav_mcp_b"\n',
@@ -316,6 +325,17 @@ describe("favcrm.config file", function()
   end)
 
   describe("load()", function()
+    it("refuses a file over 1 MiB", function()
+      local path = fresh()
+      spit(path, "# " .. string.rep("x", 1024 * 1024) .. "\n")
+      local v, err = config.load(path)
+      assert.is_nil(v)
+      assert.equal("config_error", err.code)
+      assert.matches("larger than 1 MiB", err.message, 1, true)
+      spit(path, "# " .. string.rep("x", 1024 * 1024 - 4) .. "\n")
+      assert.same({}, assert(config.load(path)))
+    end)
+
     it("of a folder says what is wrong instead of 'nil'", function()
       local _, dir = fresh()
       local v, err = config.load(dir)

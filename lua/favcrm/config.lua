@@ -321,7 +321,7 @@ function M.parse(text)
         local t = s:match("^ %d%d:[^%s,%]}#]+", i + #tok)
         if t then tok = tok .. t end
       end
-      if not tok or not scalar_ok(tok) then
+      if not tok or not scalar_ok((tok:gsub(" ", "T", 1))) then
         fail(tok and "a value that is not TOML (text needs quotes)" or "no value after '='")
       end
       i = i + #tok
