@@ -1,5 +1,6 @@
 /* fs.c: files and clocks for favcrm.core: write_file_atomic, mkdir_p,
- * stat, chmod, unlink, now, monotonic, getpid, isatty, read_secret_line.
+ * stat, chmod, unlink, lock_file, now, monotonic, getpid, geteuid, isatty,
+ * read_secret_line.
  *
  * Runtime failures return nil, err with err = {code=, message="<path>:
  * <strerror>", errno=}; code is "not_found" (ENOENT, for stat, chmod and
@@ -24,6 +25,8 @@
 
 #define FS_SECRET_LINE_MAX 4096 /* read_secret_line's cap, in bytes */
 #define FS_TMP_ATTEMPTS 16      /* temp names tried before giving up */
+#define FS_LOCK_MT "favcrm.FileLock"
+#define FS_LOCK_TIMEOUT 10.0    /* lock_file's default wait, in seconds */
 
 /* Pushes nil and an error table {code, message = "<what>: <strerror(e)>"
  * (or just <what> when e is 0), errno = e}. Returns 2. Can raise (memory):
@@ -249,6 +252,79 @@ static int fs_unlink(lua_State *L) {
   return 1;
 }
 
+typedef struct {
+  int fd; /* the lock file, or -1 once unlocked */
+} fs_lock;
+
+/* lock:unlock(), __gc, __close: releases the lock (closes the lock file;
+ * the file itself stays). Idempotent; never raises on a lock. */
+static int fs_lock_release(lua_State *L) {
+  fs_lock *lk = (fs_lock *)luaL_checkudata(L, 1, FS_LOCK_MT);
+  if (lk->fd >= 0) {
+    close(lk->fd); /* closing drops every fcntl lock this process holds on it */
+    lk->fd = -1;
+  }
+  return 0;
+}
+
+/* Tries to take an exclusive fcntl write lock on fd until the monotonic
+ * deadline; polls every 1..20 ms. Returns 0, ETIMEDOUT or an errno. Makes
+ * no Lua call. */
+static int fs_lock_wait(int fd, double deadline) {
+  long pause_ns = 1000000L;
+  for (;;) {
+    struct flock fl;
+    struct timespec now, ts;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET; /* l_start = l_len = 0: the whole file */
+    if (fcntl(fd, F_SETLK, &fl) == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno != EACCES && errno != EAGAIN) return errno;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((double)now.tv_sec + (double)now.tv_nsec / 1e9 >= deadline) return ETIMEDOUT;
+    ts.tv_sec = 0;
+    ts.tv_nsec = pause_ns;
+    nanosleep(&ts, NULL);
+    if (pause_ns < 20000000L) pause_ns *= 2;
+  }
+}
+
+/* core.lock_file(path [, timeout]): takes the lock file's path (created
+ * 0600 if missing; a symlink is refused) and the seconds to wait (default
+ * 10, finite, >= 0); waits for an exclusive lock on it, shared with every
+ * process that locks the same file this way. Returns a lock (lock:unlock(),
+ * also on collection and __close), or nil, err (code "timeout" when another
+ * process held it all along, else "io"). Raises on bad arguments. */
+static int fs_lock_file(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, NULL);
+  lua_Number timeout = luaL_optnumber(L, 2, FS_LOCK_TIMEOUT);
+  struct timespec now;
+  fs_lock *lk;
+  int e;
+  luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "timeout must be within 0..86400 seconds");
+  lk = (fs_lock *)lua_newuserdatauv(L, sizeof *lk, 0);
+  lk->fd = -1;
+  luaL_setmetatable(L, FS_LOCK_MT);
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  lk->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lk->fd < 0) return fs_error(L, "io", path, errno);
+  e = fs_lock_wait(lk->fd, (double)now.tv_sec + (double)now.tv_nsec / 1e9 + (double)timeout);
+  if (e != 0) {
+    close(lk->fd);
+    lk->fd = -1;
+    if (e == ETIMEDOUT) return fs_error(L, "timeout", "another process holds the lock on the config file", 0);
+    return fs_error(L, "io", path, e);
+  }
+  return 1;
+}
+
+/* core.geteuid(): the effective user id, an integer. */
+static int fs_geteuid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)geteuid());
+  return 1;
+}
+
 /* Pushes clock id's time in seconds as a float. */
 static int fs_push_clock(lua_State *L, clockid_t id) {
   struct timespec ts;
@@ -369,6 +445,8 @@ static const luaL_Reg fs_funcs[] = {
   {"stat", fs_stat},
   {"chmod", fs_chmod},
   {"unlink", fs_unlink},
+  {"lock_file", fs_lock_file},
+  {"geteuid", fs_geteuid},
   {"now", fs_now},
   {"monotonic", fs_monotonic},
   {"getpid", fs_getpid},
@@ -380,6 +458,16 @@ static const luaL_Reg fs_funcs[] = {
 /* Takes the module table at the top; adds the functions above. Leaves the
  * stack as found. Can raise (memory). */
 int fav_fs_open(lua_State *L) {
+  static const luaL_Reg lock_methods[] = {{"unlock", fs_lock_release}, {NULL, NULL}};
+  if (luaL_newmetatable(L, FS_LOCK_MT)) {
+    luaL_newlib(L, lock_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, fs_lock_release);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, fs_lock_release);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
   luaL_setfuncs(L, fs_funcs, 0);
   return 0;
 }

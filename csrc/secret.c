@@ -83,18 +83,34 @@ const char *fav_secret_get(lua_State *L, int idx, size_t *len) {
   return s->bytes;
 }
 
-/* Pushes the masked form of len bytes at p: the first 8 and the last 4
- * with "..." between, or "****" for 12 bytes or fewer. Can raise (memory). */
+#define SECRET_PUBLIC_PREFIX "fav_mcp_" /* the same in every key: not secret */
+#define SECRET_PREFIX_LEN 8
+#define SECRET_MASK_TAIL 4                /* the secret bytes a mask shows */
+#define SECRET_MASK_MIN 12                /* a secret part this short shows none */
+
+/* Pushes the masked form of len bytes at p. The rule: the public prefix
+ * "fav_mcp_" is kept when the text starts with it; the rest (the secret
+ * part) is shown only as "..." and its last 4 bytes, and only when it is
+ * longer than 12 bytes, so a mask never shows more than 4 secret bytes nor
+ * as much as a third of them; a shorter text is "****". A real key gives
+ * "fav_mcp_...cdef"; a 13-byte "fav_mcp_abcde" gives "****".
+ * Can raise (memory). */
 static void secret_push_masked(lua_State *L, const char *p, size_t len) {
-  char out[8 + 3 + 4];
-  if (len <= 12) {
+  char out[SECRET_PREFIX_LEN + 3 + SECRET_MASK_TAIL];
+  size_t pre = 0, o;
+  if (len >= SECRET_PREFIX_LEN && memcmp(p, SECRET_PUBLIC_PREFIX, SECRET_PREFIX_LEN) == 0)
+    pre = SECRET_PREFIX_LEN;
+  if (len - pre <= SECRET_MASK_MIN) {
     lua_pushliteral(L, "****");
     return;
   }
-  memcpy(out, p, 8);
-  memcpy(out + 8, "...", 3);
-  memcpy(out + 11, p + len - 4, 4);
-  lua_pushlstring(L, out, sizeof out);
+  memcpy(out, p, pre);
+  o = pre;
+  memcpy(out + o, "...", 3);
+  o += 3;
+  memcpy(out + o, p + len - SECRET_MASK_TAIL, SECRET_MASK_TAIL);
+  o += SECRET_MASK_TAIL;
+  lua_pushlstring(L, out, o);
   fav_wipe(out, sizeof out);
 }
 

@@ -81,7 +81,7 @@ describe("favcrm.config", function()
       write(path, "garbage here\n")
       local ok, err = config.save({ url = "http://x/mcp" }, path)
       assert.is_nil(ok)
-      assert.equal("invalid_arguments", err.code)
+      assert.equal("config_error", err.code)
       assert.equal("garbage here\n", read(path))
     end)
 
@@ -115,9 +115,10 @@ describe("favcrm.config", function()
       local p = io.popen("ls -A " .. path:match("^(.*)/"))
       local listing = p:read("*a")
       p:close()
-      -- at most the killed writers' temp files, never a second config
+      -- at most the killed writers' temp files and the lock file, never a second config
       for name in listing:gmatch("[^\n]+") do
-        assert.is_true(name == "config.toml" or name:find("^%.config%.toml%.tmp") ~= nil, name)
+        assert.is_true(name == "config.toml" or name == ".config.toml.lock"
+          or name:find("^%.config%.toml%.tmp") ~= nil, name)
       end
     end)
   end)

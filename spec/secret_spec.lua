@@ -24,8 +24,10 @@ describe("favcrm.core secret", function()
       assert.are.equal("****", tostring(core.secret("abcdefghijkl")))
     end)
 
-    it("shows the first 8 and last 4 bytes from 13 bytes on", function()
-      assert.are.equal("abcdefgh...jklm", tostring(core.secret("abcdefghijklm")))
+    it("shows the public fav_mcp_ prefix and the last 4 of more than 12 other bytes, no other byte", function()
+      assert.are.equal("...jklm", tostring(core.secret("abcdefghijklm")))
+      assert.are.equal("****", tostring(core.secret("fav_mcp_abcdefghijkl")))
+      assert.are.equal("fav_mcp_...jklm", tostring(core.secret("fav_mcp_abcdefghijklm")))
     end)
 
     it("holds a copy of the bytes, NUL bytes included", function()

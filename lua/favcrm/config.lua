@@ -34,84 +34,436 @@ local function utf8_char(cp)
     0x80 + math.floor(cp / 64) % 64, 0x80 + cp % 64)
 end
 
--- Parses a TOML basic or literal string at the start of s; returns the value
--- and the rest, or nil.
-local function toml_string(s)
-  if s:sub(1, 1) == "'" then
-    local v, rest = s:match("^'([^']*)'(.*)$")
-    return v, rest
-  end
-  if s:sub(1, 1) ~= '"' then return nil end
-  local out, i = {}, 2
-  while i <= #s do
-    local c = s:sub(i, i)
-    if c == '"' then return table.concat(out), s:sub(i + 1) end
-    if c == "\\" then
-      local e = s:sub(i + 1, i + 1)
-      if ESC[e] then
-        out[#out + 1] = ESC[e]
-        i = i + 2
-      elseif e == "u" or e == "U" then
-        local n = e == "u" and 4 or 8
-        local hex = s:sub(i + 2, i + 1 + n)
-        if not hex:match("^%x+$") or #hex ~= n then return nil end
-        out[#out + 1] = utf8_char(tonumber(hex, 16))
-        i = i + 2 + n
-      else
-        return nil
-      end
-    else
-      out[#out + 1] = c
-      i = i + 1
-    end
-  end
-  return nil
-end
-
---- config.parse(text) -> table of the top-level string keys (other values
--- and tables are kept as raw lines so a save writes them back untouched).
-function M.parse(text)
-  local values, order, lineno, section, tail = {}, {}, 0, nil, {}
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    lineno = lineno + 1
-    local l = line:gsub("^%s+", ""):gsub("\r$", "")
-    if section or l:sub(1, 1) == "[" then
-      section = true
-      tail[#tail + 1] = line
-    elseif l ~= "" and l:sub(1, 1) ~= "#" and not section then
-      local key, rest = l:match("^([%w_-]+)%s*=%s*(.*)$")
-      if not key then
-        return nil, errors.new("invalid_arguments", "config file line " .. lineno .. ": not 'key = value'",
-          { line = lineno })
-      end
-      local v, after = toml_string(rest)
-      if v ~= nil then
-        after = after:gsub("^%s+", "")
-        if after ~= "" and after:sub(1, 1) ~= "#" then
-          return nil, errors.new("invalid_arguments", "config file line " .. lineno .. ": text after the value",
-            { line = lineno })
-        end
-        values[key] = v
-      else
-        values[key] = { raw = line }
-      end
-      order[#order + 1] = key
-    end
-  end
-  while tail[#tail] == "" do tail[#tail] = nil end
-  return values, order, table.concat(tail, "\n")
-end
-
-local function read_file(path)
-  local f, msg = io.open(path, "rb")
-  if not f then return nil, msg end
-  local s = f:read("*a")
-  f:close()
+-- A key as people write it in messages (never a value: values may be secrets).
+local function show_key(parts)
+  local s = table.concat(parts, ".")
+  if #s > 60 then s = s:sub(1, 57) .. "..." end
   return s
 end
 
+-- A bare scalar (number, boolean, date or time), loosely checked: enough
+-- to tell a value from a word that needed quotes.
+local function scalar_ok(tok)
+  return tok == "true" or tok == "false" or tok:match("^[%+%-]?%d[%w_%.%+%-:]*$") ~= nil
+    or tok:match("^[%+%-]?inf$") ~= nil or tok:match("^[%+%-]?nan$") ~= nil
+end
+
+--- config.parse(text) -> values, order, tail: a TOML 1.0 reader for the
+-- config file. `values` holds the top-level keys: strings decoded (basic,
+-- literal and multi-line, any escape), other values as `{raw = text}` so a
+-- save writes them back untouched; `order` lists the top-level keys as
+-- they came; `tail` is the text from the first table header on (kept
+-- as it is, but checked). A UTF-8 byte order mark and CRLF line ends are
+-- accepted. Malformed TOML (an invalid escape or code point, a duplicate
+-- key or table, a word without quotes, ...) gives nil, err with code
+-- `config_error`, `line`, and a message naming the line, never a value.
+function M.parse(text)
+  if type(text) ~= "string" then
+    error("bad argument #1 to 'parse' (string expected, got " .. type(text) .. ")", 2)
+  end
+  local s, i, line = text, 1, 1
+  if s:sub(1, 3) == "\239\187\191" then i = 4 end
+  local values, order, tail_at = {}, {}, nil
+  local defs, current = {}, "" -- key paths ("\0"-joined) -> "value"|"table"|"implicit"|"array"
+
+  local function fail(msg, at)
+    error({ toml = true, line = at or line, msg = msg }, 0)
+  end
+  local function skip_ws()
+    i = s:find("[^ \t]", i) or #s + 1
+  end
+  local function newline()
+    local c = s:sub(i, i)
+    if c == "\n" then i = i + 1
+    elseif c == "\r" and s:sub(i + 1, i + 1) == "\n" then i = i + 2
+    else return false end
+    line = line + 1
+    return true
+  end
+  local function skip_comment()
+    if s:sub(i, i) == "#" then i = s:find("[\r\n]", i) or #s + 1 end
+  end
+  -- after a value or header: blanks, a comment, then a line end or the end.
+  -- Returns the index of the line's last character.
+  local function end_of_line(what)
+    skip_ws()
+    skip_comment()
+    local last = i - 1
+    if i <= #s and not newline() then fail("text after the " .. what) end
+    return last
+  end
+
+  local function hex_escape(u)
+    local n = u == "u" and 4 or 8
+    local hex = s:sub(i, i + n - 1)
+    if #hex ~= n or not hex:match("^%x+$") then fail("a \\" .. u .. " escape needs " .. n .. " hex digits") end
+    local cp = tonumber(hex, 16)
+    if cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then
+      fail("a \\" .. u .. " escape outside Unicode (a code point is at most 10FFFF and not D800-DFFF)")
+    end
+    i = i + n
+    return utf8_char(cp)
+  end
+
+  -- the body of a basic string, i just past the opening quote(s)
+  local function basic(multi)
+    local out, start = {}, line
+    if multi then newline() end -- a newline right after """ is trimmed
+    while true do
+      local j = s:find('["\\%c]', i) or #s + 1
+      if j > i then out[#out + 1] = s:sub(i, j - 1) end
+      i = j
+      local c = s:sub(i, i)
+      if c == "" then
+        fail("a string that starts here does not end", start)
+      elseif c == '"' then
+        if not multi then
+          i = i + 1
+          return table.concat(out)
+        end
+        local q = s:match('^"+', i)
+        if #q >= 3 then
+          if #q > 5 then fail("too many quotes at the end of a \"\"\" string") end
+          out[#out + 1] = string.rep('"', #q - 3)
+          i = i + #q
+          return table.concat(out)
+        end
+        out[#out + 1] = q
+        i = i + #q
+      elseif c == "\\" then
+        local e = s:sub(i + 1, i + 1)
+        local k = s:find("[^ \t]", i + 1) or #s + 1
+        if multi and (s:sub(k, k) == "\n" or s:sub(k, k + 1) == "\r\n") then
+          i = k -- a line-ending backslash: drop the line end and the blanks after it
+          while true do
+            skip_ws()
+            if not newline() then break end
+          end
+        elseif ESC[e] then
+          out[#out + 1] = ESC[e]
+          i = i + 2
+        elseif e == "u" or e == "U" then
+          i = i + 2
+          out[#out + 1] = hex_escape(e)
+        else
+          fail("an invalid escape (after \\ comes one of b t n f r \" \\ u U)")
+        end
+      elseif c == "\t" then
+        out[#out + 1] = c
+        i = i + 1
+      elseif multi and (c == "\n" or s:sub(i, i + 1) == "\r\n") then
+        newline()
+        out[#out + 1] = "\n"
+      elseif c == "\n" or c == "\r" then
+        fail('a string must end on the line it starts on (use """ for several lines)')
+      else
+        fail("a control character in a string (write it as an escape)")
+      end
+    end
+  end
+
+  -- the body of a literal string, i just past the opening quote(s)
+  local function literal(multi)
+    local out, start = {}, line
+    if multi then newline() end
+    while true do
+      local j = s:find("['%c]", i) or #s + 1
+      if j > i then out[#out + 1] = s:sub(i, j - 1) end
+      i = j
+      local c = s:sub(i, i)
+      if c == "" then
+        fail("a string that starts here does not end", start)
+      elseif c == "'" then
+        if not multi then
+          i = i + 1
+          return table.concat(out)
+        end
+        local q = s:match("^'+", i)
+        if #q >= 3 then
+          if #q > 5 then fail("too many quotes at the end of a ''' string") end
+          out[#out + 1] = string.rep("'", #q - 3)
+          i = i + #q
+          return table.concat(out)
+        end
+        out[#out + 1] = q
+        i = i + #q
+      elseif c == "\t" then
+        out[#out + 1] = c
+        i = i + 1
+      elseif multi and (c == "\n" or s:sub(i, i + 1) == "\r\n") then
+        newline()
+        out[#out + 1] = "\n"
+      elseif c == "\n" or c == "\r" then
+        fail("a string must end on the line it starts on (use ''' for several lines)")
+      else
+        fail("a control character in a string")
+      end
+    end
+  end
+
+  local function simple_key()
+    local c = s:sub(i, i)
+    if s:sub(i, i + 2) == '"""' or s:sub(i, i + 2) == "'''" then fail("a key cannot be a multi-line string") end
+    if c == '"' then
+      i = i + 1
+      return basic(false)
+    elseif c == "'" then
+      i = i + 1
+      return literal(false)
+    end
+    local k = s:match("^[%w_%-]+", i)
+    if not k then fail("not 'key = value'") end
+    i = i + #k
+    return k
+  end
+
+  local function key()
+    local parts = { simple_key() }
+    while true do
+      skip_ws()
+      if s:sub(i, i) ~= "." then return parts end
+      i = i + 1
+      skip_ws()
+      parts[#parts + 1] = simple_key()
+    end
+  end
+
+  -- Records a key path defined in the table `base`; raises on a duplicate.
+  local function define(base, parts, at)
+    local path = base
+    for n = 1, #parts - 1 do
+      path = path .. "\0" .. parts[n]
+      if defs[path] == "value" then
+        local head = {}
+        for m = 1, n do head[m] = parts[m] end
+        fail("'" .. show_key(head) .. "' is already a value", at)
+      end
+      defs[path] = defs[path] or "implicit"
+    end
+    path = path .. "\0" .. parts[#parts]
+    if defs[path] then fail("duplicate key '" .. show_key(parts) .. "'", at) end
+    defs[path] = "value"
+  end
+
+  local value
+  local function blanks_and_comments()
+    while true do
+      skip_ws()
+      skip_comment()
+      if i > #s or not newline() then return end
+    end
+  end
+  local function array(start)
+    i = i + 1
+    while true do
+      blanks_and_comments()
+      if s:sub(i, i) == "]" then
+        i = i + 1
+        return
+      end
+      if i > #s then fail("an array that starts here does not end", start) end
+      value(start)
+      blanks_and_comments()
+      local c = s:sub(i, i)
+      i = i + 1
+      if c == "]" then return end
+      if c ~= "," then fail("expected ',' or ']' in an array") end
+    end
+  end
+  local function inline_table(start)
+    i = i + 1
+    local seen = {}
+    skip_ws()
+    if s:sub(i, i) == "}" then
+      i = i + 1
+      return
+    end
+    while true do
+      skip_ws()
+      local parts = key()
+      local kp = table.concat(parts, "\0")
+      if seen[kp] then fail("duplicate key '" .. show_key(parts) .. "'") end
+      seen[kp] = true
+      skip_ws()
+      if s:sub(i, i) ~= "=" then fail("expected '=' in an inline table") end
+      i = i + 1
+      skip_ws()
+      value(start)
+      skip_ws()
+      local c = s:sub(i, i)
+      i = i + 1
+      if c == "}" then return end
+      if c ~= "," then fail("expected ',' or '}' in an inline table") end
+    end
+  end
+  -- A value; returns the decoded string, or nil for any other kind.
+  value = function(start)
+    local c, c3 = s:sub(i, i), s:sub(i, i + 2)
+    if c3 == '"""' then
+      i = i + 3
+      return basic(true)
+    elseif c == '"' then
+      i = i + 1
+      return basic(false)
+    elseif c3 == "'''" then
+      i = i + 3
+      return literal(true)
+    elseif c == "'" then
+      i = i + 1
+      return literal(false)
+    elseif c == "[" then
+      array(start)
+    elseif c == "{" then
+      inline_table(start)
+    else
+      local tok = s:match("^[^%s,%]}#]+", i)
+      if tok and tok:match("^%d%d%d%d%-%d%d%-%d%d$") then -- a date, maybe a space, then a time
+        local t = s:match("^ %d%d:[^%s,%]}#]+", i + #tok)
+        if t then tok = tok .. t end
+      end
+      if not tok or not scalar_ok((tok:gsub(" ", "T", 1))) then
+        fail(tok and "a value that is not TOML (text needs quotes)" or "no value after '='")
+      end
+      i = i + #tok
+    end
+  end
+
+  local function header(ls)
+    local at = line
+    local arr = s:sub(i, i + 1) == "[["
+    i = i + (arr and 2 or 1)
+    skip_ws()
+    local parts = key()
+    skip_ws()
+    local close = arr and "]]" or "]"
+    if s:sub(i, i + #close - 1) ~= close then fail("a table header must end with " .. close) end
+    i = i + #close
+    end_of_line("table header")
+    tail_at = tail_at or ls
+    local path = ""
+    for n = 1, #parts - 1 do
+      path = path .. "\0" .. parts[n]
+      if defs[path] == "value" then fail("'" .. show_key(parts) .. "' is inside a value", at) end
+      defs[path] = defs[path] or "implicit"
+    end
+    path = path .. "\0" .. parts[#parts]
+    local was = defs[path]
+    if arr then
+      if was and was ~= "array" then fail("duplicate table [[" .. show_key(parts) .. "]]", at) end
+      for k in pairs(defs) do -- a new element: its keys start afresh
+        if k:sub(1, #path + 1) == path .. "\0" then defs[k] = nil end
+      end
+      defs[path] = "array"
+    else
+      if was and was ~= "implicit" then fail("duplicate table [" .. show_key(parts) .. "]", at) end
+      defs[path] = "table"
+    end
+    current = path
+  end
+
+  local function key_value(ls)
+    local at = line
+    local parts = key()
+    skip_ws()
+    if s:sub(i, i) ~= "=" then fail("not 'key = value'") end
+    i = i + 1
+    skip_ws()
+    define(current, parts, at)
+    local v = value(at)
+    local last = end_of_line("value")
+    if tail_at then return end
+    local name = #parts == 1 and parts[1] or table.concat(parts, "\0")
+    if type(v) == "string" and #parts == 1 then
+      values[name] = v
+    else
+      values[name] = { raw = (s:sub(ls, last):gsub("\r\n", "\n")) }
+    end
+    order[#order + 1] = name
+  end
+
+  local ok, perr = pcall(function()
+    while i <= #s do
+      local ls = i
+      skip_ws()
+      skip_comment()
+      local c = s:sub(i, i)
+      if c == "" then break end
+      if not newline() then
+        if c == "[" then header(ls) else key_value(ls) end
+      end
+    end
+  end)
+  if not ok then
+    if type(perr) ~= "table" or not perr.toml then error(perr, 0) end
+    return nil, errors.new("config_error", "config file line " .. perr.line .. ": " .. perr.msg, { line = perr.line })
+  end
+  local tail = tail_at and (s:sub(tail_at):gsub("\r\n", "\n"):gsub("\n+$", "")) or ""
+  return values, order, tail
+end
+
+local MAX_FILE = 1024 * 1024 -- a config file larger than this is refused
+
+-- The whole file, or nil, config_error (with the system's reason).
+local function read_file(path)
+  local f, msg = io.open(path, "rb")
+  if not f then return nil, errors.new("config_error", "cannot read the config file: " .. tostring(msg)) end
+  local s, rmsg = f:read(MAX_FILE + 1)
+  f:close()
+  if s == nil and rmsg then
+    return nil, errors.new("config_error", "cannot read the config file " .. path .. ": " .. tostring(rmsg))
+  end
+  s = s or ""
+  if #s > MAX_FILE then
+    return nil, errors.new("config_error", "the config file " .. path .. " is larger than 1 MiB; it was not used")
+  end
+  return s
+end
+
+local function folder_of(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == nil then return "." end
+  if dir == "" then return "/" end
+  return dir
+end
+
+-- bit `b` (a power of two) of n
+local function bit(n, b) return math.floor(n / b) % 2 == 1 end
+
+--- config.permission_problem([path]) -> nil, or a config_error (with a
+-- `hint` holding the fix) when the config folder or file can be written
+-- by other users (group or others) or is owned by a user other than the
+-- effective one. load() and save() refuse such a file: whoever can write
+-- it can choose where the key is sent. A file others can only read is
+-- reported by file_mode_problem() instead (the Rust CLI writes 0644).
+function M.permission_problem(path)
+  if path == nil then path = M.path() end
+  if type(path) ~= "string" then return nil end
+  local euid = core.geteuid()
+  local dir = folder_of(path)
+  local function check(p, what, fix_mode)
+    local st = core.stat(p)
+    if not st then return nil end
+    if st.uid ~= euid then
+      local fix = "chown " .. euid .. " " .. p
+      return errors.new("config_error", string.format(
+        "the config %s %s is owned by another user (uid %d, this program runs as uid %d), so it was not used;"
+        .. " if it is yours, run: %s (or remove it)", what, p, st.uid, euid, fix),
+        { path = p, hint = "if it is yours, run: " .. fix .. "; else remove it" })
+    end
+    if bit(st.mode, 16) or bit(st.mode, 2) then -- group or others may write
+      local fix = string.format("chmod %s %s", fix_mode, p)
+      return errors.new("config_error", string.format(
+        "the config %s %s has mode %o: other users can write it, so it was not used; run: %s",
+        what, p, st.mode, fix), { path = p, hint = "run: " .. fix })
+    end
+  end
+  return check(dir, "folder", "700") or check(path, "file", "600")
+end
+
 --- config.load([path]) -> {api_key=, url=, ...} (an empty table when there
--- is no file), or nil, err when the file is unreadable or malformed.
+-- is no file), or nil, err (code `config_error`) when the file is
+-- unreadable, malformed, a folder, or writable by (or owned by) another
+-- user; the message says what is wrong, never a value.
 function M.load(path)
   if path ~= nil and type(path) ~= "string" then
     error("bad argument #1 to 'load' (string expected, got " .. type(path) .. ")", 2)
@@ -121,10 +473,20 @@ function M.load(path)
     path, err = M.path()
     if not path then return nil, err end
   end
-  local st = core.stat(path)
-  if not st then return {} end
-  local text, msg = read_file(path)
-  if not text then return nil, errors.new("io", "cannot read the config file: " .. tostring(msg)) end
+  local st, serr = core.stat(path)
+  if not st then
+    if serr.code == "not_found" then return {} end
+    return nil, errors.new("config_error", "cannot read the config file: " .. tostring(serr.message))
+  end
+  if st.type == "dir" then
+    return nil, errors.new("config_error", path .. " is a folder, not a config file")
+  elseif st.type ~= "file" then
+    return nil, errors.new("config_error", path .. " is not a regular file")
+  end
+  local perm = M.permission_problem(path)
+  if perm then return nil, perm end
+  local text, rerr = read_file(path)
+  if not text then return nil, rerr end
   local values, perr = M.parse(text)
   if not values then
     perr.message = path .. ": " .. perr.message
@@ -145,46 +507,24 @@ local function quote(s)
   end) .. '"'
 end
 
---- config.save{api_key=, url=}[, path]: merges into the file (other keys
--- and sections kept), written to a temp file in the same folder, fsynced,
--- mode 0600, renamed into place; the folder is created 0700. `api_key` may
--- be a favcrm.secret or a string; `false` removes a key. Returns the path,
--- or nil, err.
-function M.save(fields, path)
-  if type(fields) ~= "table" then
-    error("bad argument #1 to 'save' (table expected, got " .. type(fields) .. ")", 2)
-  end
-  for k, v in pairs(fields) do
-    if k ~= "api_key" and k ~= "url" then
-      error("bad argument #1 to 'save' (unknown field '" .. tostring(k) .. "')", 2)
-    end
-    if not (v == false or type(v) == "string" or (k == "api_key" and core.is_secret(v))) then
-      error("bad argument #1 to 'save' (field '" .. k .. "' must be a string"
-        .. (k == "api_key" and " or a favcrm.secret" or "") .. ")", 2)
-    end
-  end
-  if path ~= nil and type(path) ~= "string" then
-    error("bad argument #2 to 'save' (string expected, got " .. type(path) .. ")", 2)
-  end
-  local err
-  if not path then
-    path, err = M.path()
-    if not path then return nil, err end
-  end
-  local dir = path:match("^(.*)/[^/]*$")
-  if dir and dir ~= "" then
-    local ok, merr = core.mkdir_p(dir, tonumber("700", 8))
-    if not ok then return nil, errors.wrap(merr) end
-  end
+-- The read-merge-write part of save(), run while the lock is held.
+local function save_locked(fields, path)
   local values, order, tail = {}, {}, ""
-  if core.stat(path) then
-    local text, msg = read_file(path)
-    if not text then return nil, errors.new("io", "cannot read the config file: " .. tostring(msg)) end
-    values, order, tail = M.parse(text)
-    if not values then
-      return nil, errors.new("invalid_arguments", path .. ": " .. order.message
-        .. " (fix or remove the file; it was left as it was)")
+  local st = core.stat(path)
+  if st then
+    if st.type ~= "file" then
+      return nil, errors.new("config_error", path .. " is " .. (st.type == "dir" and "a folder" or "not a regular file")
+        .. ", not a config file; nothing was saved")
     end
+    local text, rerr = read_file(path)
+    if not text then return nil, rerr end
+    local perr
+    values, perr, tail = M.parse(text)
+    if not values then
+      return nil, errors.new("config_error", path .. ": " .. perr.message
+        .. " (fix or remove the file; it was left as it was)", { line = perr.line })
+    end
+    order = perr
   end
   for _, k in ipairs({ "api_key", "url" }) do
     local v = fields[k]
@@ -203,7 +543,7 @@ function M.save(fields, path)
         lines[#lines + 1] = v.raw
       elseif v ~= false and v ~= nil then
         local s = type(v) == "string" and v or v:reveal()
-        lines[#lines + 1] = k .. " = " .. quote(s)
+        lines[#lines + 1] = (k:match("^[%w_%-]+$") and k or quote(k)) .. " = " .. quote(s)
       end
     end
   end
@@ -211,6 +551,65 @@ function M.save(fields, path)
   local ok, werr = core.write_file_atomic(path, text, tonumber("600", 8))
   if not ok then return nil, errors.wrap(werr) end
   return path
+end
+
+--- config.save{api_key=, url=}[, path[, opts]]: merges into the file (other
+-- keys and sections kept), written to a temp file in the same folder,
+-- fsynced, mode 0600, renamed into place; the folder is created 0700.
+-- `api_key` may be a favcrm.secret or a string; `false` removes a key.
+-- Concurrent saves (other processes too) are serialised by an fcntl lock
+-- on `.<name>.lock` beside the file, and each re-reads the file under the
+-- lock, so saves of different fields all survive; opts.lock_timeout (s,
+-- default 10) bounds the wait. A folder or file others can write or own is
+-- refused (see permission_problem). Returns the path, or nil, err.
+function M.save(fields, path, opts)
+  if type(fields) ~= "table" then
+    error("bad argument #1 to 'save' (table expected, got " .. type(fields) .. ")", 2)
+  end
+  for k, v in pairs(fields) do
+    if k ~= "api_key" and k ~= "url" then
+      error("bad argument #1 to 'save' (unknown field '" .. tostring(k) .. "')", 2)
+    end
+    if not (v == false or type(v) == "string" or (k == "api_key" and core.is_secret(v))) then
+      error("bad argument #1 to 'save' (field '" .. k .. "' must be a string"
+        .. (k == "api_key" and " or a favcrm.secret" or "") .. ")", 2)
+    end
+  end
+  if path ~= nil and type(path) ~= "string" then
+    error("bad argument #2 to 'save' (string expected, got " .. type(path) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'save' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local lock_timeout = opts and opts.lock_timeout or 10
+  if type(lock_timeout) ~= "number" or not (lock_timeout >= 0 and lock_timeout <= 86400) then
+    error("bad argument #3 to 'save' (lock_timeout must be a number of seconds within 0..86400)", 2)
+  end
+  local err
+  if not path then
+    path, err = M.path()
+    if not path then return nil, err end
+  end
+  local dir = folder_of(path)
+  local ok, merr = core.mkdir_p(dir, tonumber("700", 8))
+  if not ok then return nil, errors.wrap(merr) end
+  local perm = M.permission_problem(path)
+  if perm then
+    perm.message = perm.message:gsub(", so it was not used;", "; nothing was saved;")
+    return nil, perm
+  end
+  local lock, lerr = core.lock_file(dir .. "/." .. path:match("[^/]*$") .. ".lock", lock_timeout)
+  if not lock then
+    if lerr.code == "timeout" then
+      return nil, errors.new("timeout", "another process kept the config file " .. path
+        .. " locked for " .. lock_timeout .. " s; nothing was saved")
+    end
+    return nil, errors.wrap(lerr)
+  end
+  local okc, res, serr = pcall(save_locked, fields, path)
+  lock:unlock()
+  if not okc then error(res, 0) end
+  return res, serr
 end
 
 --- config.file_mode_problem([path]) -> a message when the config file can

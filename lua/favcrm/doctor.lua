@@ -104,12 +104,20 @@ function M.doctor(self)
     r.internal_error = { code = "protocol", message = tostring(crash) }
     problem("internal", tostring(crash), "this is a bug in favcrm-lua; please report it")
   end
-  local okp, mode_problem = pcall(config.file_mode_problem)
-  if okp and mode_problem then
-    problem("config_file", mode_problem, "run: chmod 600 " .. tostring(config.path()))
+  -- a config folder or file others can write or own: refused by config.load,
+  -- reported here whether or not this client needed the file
+  local okperm, perm = pcall(config.permission_problem)
+  if okperm and perm then
+    problem("config_permissions", perm, perm.hint)
+  else
+    local okp, mode_problem = pcall(config.file_mode_problem)
+    if okp and mode_problem then
+      problem("config_file", mode_problem, "run: chmod 600 " .. tostring(config.path()))
+    end
   end
-  if self.config_error then
-    problem("config_file", self.config_error.message, "fix or remove the config file")
+  local cerr = self.config_error
+  if cerr and not (okperm and perm and type(cerr) == "table" and cerr.message == perm.message) then
+    problem("config_file", cerr, type(cerr) == "table" and cerr.hint or "fix or remove the config file")
   end
   r.ok = #r.problems == 0
   return r
