@@ -54,6 +54,7 @@ build = {
     ["favcrm.resty"] = "lua/favcrm/resty.lua",
     ["favcrm.transport.custom"] = "lua/favcrm/transport/custom.lua",
     ["favcrm.transport.stdio"] = "lua/favcrm/transport/stdio.lua",
+    ["favcrm.url"] = "lua/favcrm/url.lua",
     ["favcrm.util"] = "lua/favcrm/util.lua",
   },
   install = {

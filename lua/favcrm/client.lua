@@ -5,6 +5,7 @@ local errors = require("favcrm.errors")
 local Session = require("favcrm.session")
 local config = require("favcrm.config")
 local util = require("favcrm.util")
+local urls = require("favcrm.url")
 
 local Client = {}
 Client.__index = Client
@@ -21,6 +22,7 @@ local OPTIONS = {
   on_progress = "function", on_log = "function", on_confirm = "function",
   transport = "table|userdata", validate = "boolean", client_name = "string",
   clock = "function", max_retry_wait = "number", command = "table", env = "table", on_stderr = "function",
+  getenv = "function", labels = "table",
 }
 
 local function check_opts(opts)
@@ -49,9 +51,9 @@ local function check_opts(opts)
     error("favcrm.new: option 'api_key' must be a string or a favcrm.secret", 3)
   end
   if opts.url then
-    local scheme = opts.url:match("^(%a[%w+.-]*)://[^/?#]+")
-    if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
-      error("favcrm.new: option 'url' must be an http:// or https:// URL (got '" .. opts.url .. "')", 3)
+    local ok, why = urls.check(opts.url)
+    if not ok then
+      error("favcrm.new: option 'url' " .. why .. " (got '" .. urls.redact(opts.url) .. "')", 3)
     end
   end
   return opts
@@ -79,14 +81,13 @@ local function header_list(h)
   return list
 end
 
---- Client.new(opts): no I/O; the session starts with the first call.
+--- Client.new(opts) -> client, or nil, err when the configuration found
+-- outside opts is unusable (a bad URL in the environment or the config
+-- file: `config_error` naming the source). No I/O; the session starts with
+-- the first call. opts.getenv replaces os.getenv; opts.labels names the
+-- sources of option values (e.g. {url = "--url"}), see config.resolve.
 function Client.new(opts)
   opts = check_opts(opts)
-  local resolved = config.resolve(opts)
-  local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
-  if type(key) == "string" then key = core.secret(key) end
-  local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
-    .. "; " .. core.curl_version() .. ")")
   if opts.command then
     if opts.transport or opts.url then
       error("favcrm.new: option 'command' cannot go with 'url' or 'transport'", 3)
@@ -94,10 +95,15 @@ function Client.new(opts)
     if type(opts.command[1]) ~= "string" then
       error("favcrm.new: option 'command' must be a list like {\"prog\", \"arg\"}", 3)
     end
-    url = "stdio:" .. opts.command[1]
   elseif opts.env or opts.on_stderr then
     error("favcrm.new: options 'env' and 'on_stderr' go with 'command'", 3)
   end
+  local resolved, rerr = config.resolve(opts, opts.getenv)
+  if not resolved then return nil, rerr end
+  local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
+  if type(key) == "string" then key = core.secret(key) end
+  local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
+    .. "; " .. core.curl_version() .. ")")
   local transport
   if opts.command then
     transport = require("favcrm.transport.stdio").new({ command = opts.command, env = opts.env,
@@ -134,7 +140,7 @@ function Client.new(opts)
   }, Client)
   self.session = Session.new({
     transport = transport, url = url, auth = key, headers = header_list(opts.headers),
-    timeout = opts.timeout or resolved.timeout, max_total_timeout = opts.max_total_timeout,
+    timeout = resolved.timeout, max_total_timeout = opts.max_total_timeout,
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
     on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
     on_progress = opts.on_progress, on_log = opts.on_log,
@@ -174,6 +180,39 @@ function Client:server_time()
   local t = util.parse_http_date(s.last_date_header)
   if not t then return nil end
   return t + (os.time() - s.last_date_at)
+end
+
+--- client:endpoint() -> url, source: where calls go and where that came
+-- from ("option", "--url", "FAVCRM_MCP_URL", "config file", "default", or
+-- "command" for a stdio server, whose url is only a name: "stdio:PROG").
+function Client:endpoint()
+  return self.url, self.url_source
+end
+
+--- client:savable_url() -> the URL to write into the config file, or nil
+-- when the client does not talk to a URL (a stdio server).
+function Client:savable_url()
+  if self.url_source == "command" then return nil end
+  return self.url
+end
+
+--- client:auth_source() -> where the API key came from ("option",
+-- "FAVCRM_API_KEY", "config file", "login", "signup", ...), or nil.
+function Client:auth_source()
+  if self.session.auth == nil then return nil end
+  return self.key_source
+end
+
+--- client:masked_api_key() -> the key as printed (`fav_mcp_...cdef`), or nil
+function Client:masked_api_key()
+  local k = self.session.auth
+  return k ~= nil and tostring(k) or nil
+end
+
+--- client:config_problem() -> the error met reading the config file (it
+-- was skipped), or nil.
+function Client:config_problem()
+  return self.config_error
 end
 
 --- client:has_api_key() -> boolean
@@ -254,6 +293,12 @@ local function suggestions(name, list)
     if scored[i].d <= math.max(3, math.floor(#name / 3)) then out[#out + 1] = scored[i].n end
   end
   return out
+end
+
+--- client:cached_tool(name) -> the tool table from the cached tools/list,
+-- or nil (no I/O: nil before the list was fetched or for an unknown name).
+function Client:cached_tool(name)
+  return self.tool_cache and self.tool_cache.byname[name] or nil
 end
 
 --- client:describe(name) -> the tool table or nil, err (`unknown_tool`).

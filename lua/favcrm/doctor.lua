@@ -25,12 +25,13 @@ end
 
 --- client:doctor() -> report (never raises; see README for the fields)
 function M.doctor(self)
+  local url, url_source = self:endpoint()
   local r = {
-    url = self.url,
-    url_source = self.url_source,
+    url = url,
+    url_source = url_source,
     reachable = false,
     authenticated = false,
-    auth_source = self.key_source,
+    auth_source = self:auth_source(),
     problems = {},
   }
   local function problem(what, err, hint)
@@ -105,8 +106,8 @@ function M.doctor(self)
   if okp and mode_problem then
     problem("config_file", mode_problem, "run: chmod 600 " .. tostring(config.path()))
   end
-  if self.config_error then
-    problem("config_file", self.config_error.message, "fix or remove the config file")
+  if self:config_problem() then
+    problem("config_file", self:config_problem().message, "fix or remove the config file")
   end
   r.ok = #r.problems == 0
   return r

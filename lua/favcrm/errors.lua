@@ -11,7 +11,7 @@ M.CODES = {
   confirmation_required = true, timeout = true, network = true, tls = true,
   http = true, protocol = true, session_expired = true, too_large = true,
   cancelled = true, invalid_schema = true, io = true, not_found = true,
-  no_terminal = true,
+  no_terminal = true, config_error = true, spawn = true,
 }
 
 local mt = {}

@@ -435,7 +435,7 @@ function Server:initialize(params)
     protocolVersion = v,
     capabilities = { tools = { listChanged = false } },
     serverInfo = { name = "favcrm", title = "FavCRM (favcrm-lua)", version = self.version },
-    instructions = "FavCRM's CRM tools, proxied from " .. tostring(self.client.url) .. ". Call favcrm_doctor "
+    instructions = "FavCRM's CRM tools, proxied from " .. tostring((self.client:endpoint())) .. ". Call favcrm_doctor "
       .. "to check the connection. To sign a new business up, call register_organisation_request, then "
       .. "register_organisation_verify with the 6-digit code the owner receives by e-mail.",
   }
@@ -482,7 +482,7 @@ function Server:call_tool(params)
     return res, M.result_guide(M.DOCTOR_TOOL, res)
   end
   local data, res = self.client:call(name, args, { confirm = true })
-  local tool = self.client.tool_cache and self.client.tool_cache.byname[name] or nil
+  local tool = self.client:cached_tool(name)
   if data == nil and errors.is(res) then
     local err = res
     if err.code == "unknown_tool" then
@@ -574,8 +574,8 @@ function M.serve(client, io_t, opts)
     log = function(text) err_out:write("favcrm mcp serve: ", text, "\n") end,
     getenv = io_t.getenv, version = opts.version,
   })
-  server.log("serving on stdio; FavCRM at " .. tostring(client.url) .. " ("
-    .. (client:has_api_key() and ("key from " .. tostring(client.key_source)) or "no API key") .. ")")
+  server.log("serving on stdio; FavCRM at " .. tostring((client:endpoint())) .. " ("
+    .. (client:has_api_key() and ("key from " .. tostring(client:auth_source())) or "no API key") .. ")")
   while true do
     local line = io_t.stdin:read("*l")
     if line == nil then break end

@@ -8,6 +8,7 @@
 local cjson = require("cjson.safe")
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
+local urls = require("favcrm.url")
 
 local Session = {}
 Session.__index = Session
@@ -25,23 +26,7 @@ local DRAIN_MS = 1000
 local now = core.monotonic
 local null = cjson.null
 
-local function origin(url)
-  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme then return nil end
-  scheme = scheme:lower()
-  local host = authority:gsub("^.*@", ""):lower()
-  if not host:find(":%d+$") then host = host .. (scheme == "https" and ":443" or ":80") end
-  return scheme .. "://" .. host
-end
-Session._origin = origin
-
-local function resolve(base, loc)
-  if loc:find("^%a[%w+.-]*://") then return loc end
-  local o = base:match("^(%a[%w+.-]*://[^/?#]*)")
-  if loc:sub(1, 2) == "//" then return base:match("^(%a[%w+.-]*:)") .. loc end
-  if loc:sub(1, 1) == "/" then return o .. loc end
-  return (base:gsub("[^/]*$", "")) .. loc
-end
+Session._origin = urls.origin
 
 --- Session.new(opts): no I/O. opts.transport is required; the rest are
 -- those of favcrm.new that concern the protocol.
@@ -242,12 +227,13 @@ function Session:_on_http_error(op, item)
       return self:_finish(op, nil, errors.new("http", "too many redirects", { status = st }))
     end
     op.redirects = op.redirects + 1
-    local target = resolve(op.url or self.url, h.location)
-    if not target:lower():find("^https?://") then
-      return self:_finish(op, nil, errors.new("http", "refused a redirect to a URL that is not http(s): "
-        .. target:match("^[%w+.-]*:?"), { status = st }))
+    local target = urls.resolve(op.url or self.url, h.location)
+    local ok_url, why = urls.check(target)
+    if not ok_url then
+      return self:_finish(op, nil, errors.new("http", "refused a redirect: its target " .. why .. " (got "
+        .. (target:match("^[%w+.-]*:") or "a relative reference") .. "...)", { status = st }))
     end
-    if origin(target) ~= origin(self.url) then op.drop_auth = true end
+    if urls.origin(target) ~= urls.origin(self.url) then op.drop_auth = true end
     op.url = target
     return self:_launch(op)
   elseif st == 401 or st == 403 then
