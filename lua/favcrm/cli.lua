@@ -12,7 +12,7 @@ local core = require("favcrm.core")
 local config = require("favcrm.config")
 local errors = require("favcrm.errors")
 local util = require("favcrm.util")
-local json = require("favcrm.mcp_serve")
+local json = require("favcrm.json")
 
 local G = json.guide
 
@@ -676,7 +676,7 @@ function C.tool_call(ctx, args)
     return ctx:fail(res)
   end
   local tool = client:cached_tool(name)
-  local guide = json.result_guide(tool, res).child("structuredContent")
+  local guide = json.guide.result(tool, res).child("structuredContent")
   if type(res) == "table" and type(res.structuredContent) == "table" and res.structuredContent.data ~= nil then
     guide = guide and guide.child("data")
   end

@@ -1,5 +1,5 @@
 --- favcrm.client: the client object behind favcrm.new (DESIGN.md layer 2).
-local cjson = require("cjson.safe")
+local json = require("favcrm.json")
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
 local Session = require("favcrm.session")
@@ -258,7 +258,7 @@ function Client:_fetch_tools()
       end
     end
     cursor = res.nextCursor
-    if cursor == cjson.null then cursor = nil end
+    if cursor == json.null then cursor = nil end
   until cursor == nil
   self.tool_cache = { list = list, byname = byname }
   return list
@@ -317,52 +317,6 @@ function Client:describe(name)
     { tool = name, suggestions = near })
 end
 
--- Marks empty tables the schema calls arrays, so they go out as [].
-local function mark_arrays(value, schema, sentinel, depth)
-  if type(value) ~= "table" or type(schema) ~= "table" or depth > 64 then return value, false end
-  local st = schema.type
-  local is_array = st == "array" or (type(st) == "table" and (function()
-    local a, o = false, false
-    for _, x in ipairs(st) do a = a or x == "array"; o = o or x == "object" end
-    return a and not o
-  end)())
-  if next(value) == nil then
-    if is_array then return sentinel, true end
-    return value, false
-  end
-  local changed, out = false, nil
-  local function set(k, v)
-    if not out then
-      out = {}
-      for kk, vv in pairs(value) do out[kk] = vv end
-    end
-    out[k] = v
-  end
-  if type(schema.properties) == "table" then
-    for k, sub in pairs(schema.properties) do
-      if value[k] ~= nil then
-        local nv, ch = mark_arrays(value[k], sub, sentinel, depth + 1)
-        if ch then set(k, nv); changed = true end
-      end
-    end
-  end
-  if type(schema.items) == "table" and value[1] ~= nil then
-    for i, v in ipairs(value) do
-      local nv, ch = mark_arrays(v, schema.items, sentinel, depth + 1)
-      if ch then set(i, nv); changed = true end
-    end
-  end
-  return out or value, changed
-end
-
--- An empty table the schema calls an array is sent through cjson as this
--- string and turned into [] in the encoded text (lua-cjson 2.1.0 has no
--- empty-array marker). A NUL byte and a random tail make a clash impossible
--- in practice; the tail has no pattern magic characters.
-local SENTINEL_TAIL = "favcrm_empty_array_" .. tostring(os.time()) .. tostring(math.random(1, 1e9))
-local SENTINEL = "\0" .. SENTINEL_TAIL
-local SENTINEL_JSON = '"\\u0000' .. SENTINEL_TAIL .. '"'
-
 local function payload_of(result)
   local sc = result.structuredContent
   if type(sc) == "table" then
@@ -371,7 +325,7 @@ local function payload_of(result)
   end
   local c = type(result.content) == "table" and result.content[1]
   if type(c) == "table" and c.type == "text" and type(c.text) == "string" then
-    local v = cjson.decode(c.text)
+    local v = json.decode_plain(c.text)
     if v ~= nil then return v end
     return c.text
   end
@@ -477,16 +431,14 @@ function Client:call(name, args, opts)
       end
     end
   end
-  local marked, changed = args, false
-  if next(args) ~= nil then marked, changed = mark_arrays(args, tool.inputSchema, SENTINEL, 0) end
+  -- empty tables the inputSchema calls arrays go out as []
+  local marked = args
+  if next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
   local params = { name = name, arguments = marked }
   local ok_init, ierr = self.session:initialize()
   if not ok_init then return nil, ierr end
   local op_opts = { timeout = opts.timeout, max_total_timeout = opts.max_total_timeout,
     on_progress = opts.on_progress }
-  if changed then
-    op_opts.rewrite = function(body) return (body:gsub(SENTINEL_JSON, "[]")) end
-  end
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).

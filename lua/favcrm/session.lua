@@ -5,7 +5,7 @@
 --
 -- Every request is an "op" pumped by `Session:pump`, so one blocking call,
 -- many calls at once and an event loop all share the same machinery.
-local cjson = require("cjson.safe")
+local json = require("favcrm.json")
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
 local urls = require("favcrm.url")
@@ -24,7 +24,7 @@ local MAX_REDIRECTS = 3
 local DRAIN_MS = 1000
 
 local now = core.monotonic
-local null = cjson.null
+local null = json.null
 
 Session._origin = urls.origin
 
@@ -92,7 +92,7 @@ end
 -- Sends a message we do not wait for (a notification, or our answer to a
 -- server request). Its outcome only matters as far as the transport goes.
 function Session:_send_aux(msg)
-  local body = cjson.encode(msg)
+  local body = json.wire(msg)
   local tid, err = self.transport:start({
     method = "POST", url = self.url, headers = self:_headers(), body = body,
     auth = self.auth, timeout_ms = 10000,
@@ -139,11 +139,10 @@ function Session:start_request(method, params, opts)
     msg.params._meta = msg.params._meta or {}
     msg.params._meta.progressToken = progress_token
   end
-  local body, jerr = cjson.encode(msg)
+  local body, jerr = json.wire(msg)
   if not body then
     error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 3)
   end
-  if opts.rewrite then body = opts.rewrite(body) end
   local t = now()
   local timeout = opts.timeout or self.timeout
   local op = {
@@ -200,7 +199,7 @@ function Session:_on_headers(op, item)
 end
 
 local function rpc_error_message(body)
-  local msg = body and cjson.decode(body)
+  local msg = body and json.decode_plain(body)
   if type(msg) == "table" and type(msg.error) == "table" and type(msg.error.message) == "string" then
     return msg.error.message, msg.error.code
   end
@@ -349,7 +348,7 @@ function Session:_on_item(op, item)
     if item.retry then op.retry_ms = item.retry end
     if not (op.status and op.status >= 200 and op.status < 300) then return end
     if item.event ~= "message" or item.data == "" then return end -- priming events carry no data
-    local msg = cjson.decode(item.data)
+    local msg = json.decode_plain(item.data)
     if msg == nil then
       return self:_finish(op, nil, errors.new("protocol", "an SSE event held invalid JSON"))
     end
@@ -385,7 +384,7 @@ function Session:_on_item(op, item)
     return self:_finish(op, nil, errors.new("protocol",
       "unexpected Content-Type '" .. ct .. "' (expected JSON or an event stream)"))
   end
-  local msg = cjson.decode(item.body)
+  local msg = json.decode_plain(item.body)
   if msg == nil then
     return self:_finish(op, nil, errors.new("protocol", "the server's answer is not valid JSON"))
   end

@@ -2,7 +2,7 @@
 -- (newline-delimited JSON-RPC), with the same start/poll/cancel/close shape
 -- as the HTTP transport, so the session cannot tell them apart: each request
 -- looks like an event stream that carries its answer and then ends.
-local cjson = require("cjson.safe")
+local json = require("favcrm.json")
 local core = require("favcrm.core")
 
 local Stdio = {}
@@ -65,7 +65,7 @@ function Stdio:start(req)
     push(self, { type = "done", id = tid, error = "network", message = self.dead })
     return tid
   end
-  local msg = cjson.decode(req.body or "")
+  local msg = json.decode_plain(req.body or "")
   if type(msg) ~= "table" then return nil, "the request body is not JSON" end
   local ok, werr = self.proc:write(req.body .. "\n")
   if not ok then
@@ -87,7 +87,7 @@ function Stdio:start(req)
 end
 
 function Stdio:_line(line)
-  local msg = cjson.decode(line)
+  local msg = json.decode_plain(line)
   if type(msg) ~= "table" then return end -- not JSON-RPC: ignored, as the spec allows logging only on stderr
   if msg.method == nil and msg.id ~= nil then
     local tid = self.by_rpc[tostring(msg.id)]
