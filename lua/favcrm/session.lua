@@ -360,8 +360,10 @@ function Session:_on_item(op, item)
   if item.event_id then op.last_event_id = item.event_id ~= "" and item.event_id or nil end
   if item.retry then op.retry_ms = item.retry end
   if item.error then
-    return self:_finish(op, nil, errors.new(item.error,
-      (item.error == "too_large" and "the answer was too large: " or "the request failed: ") .. item.message))
+    -- the transport's code, kept as it is (errors.wrap flags one not in the list)
+    return self:_finish(op, nil, errors.wrap({ code = item.error,
+      message = (item.error == "too_large" and "the answer was too large: " or "the request failed: ")
+        .. tostring(item.message) }))
   end
   local st = op.status or item.status
   if not st or st < 200 or st >= 300 then return self:_on_http_error(op, item) end

@@ -48,7 +48,12 @@ local SSE_HEADERS = { ["content-type"] = "text/event-stream" }
 function Stdio:_ensure()
   if self.proc or self.dead then return end
   local proc, err = core.spawn(self.command, self.env, self.max_event_bytes)
-  if proc then self.proc = proc else self.dead = tostring(err and err.message or err) end
+  if proc then
+    self.proc = proc
+  else
+    -- never started: `spawn` (whatever code the C core gave it)
+    self.dead, self.dead_code = tostring(err and err.message or err), "spawn"
+  end
 end
 
 function Stdio:start(req)
@@ -62,7 +67,7 @@ function Stdio:start(req)
     return tid
   end
   if self.dead then
-    push(self, { type = "done", id = tid, error = "network", message = self.dead })
+    push(self, { type = "done", id = tid, error = self.dead_code or "network", message = self.dead })
     return tid
   end
   local msg = json.decode_plain(req.body or "")
