@@ -50,6 +50,7 @@ build = {
     ["favcrm.recipes.team_invite"] = "lua/favcrm/recipes/team_invite.lua",
     ["favcrm.registration"] = "lua/favcrm/registration.lua",
     ["favcrm.session"] = "lua/favcrm/session.lua",
+    ["favcrm.scheduler"] = "lua/favcrm/scheduler.lua",
     ["favcrm.schema"] = "lua/favcrm/schema.lua",
     ["favcrm.nvim"] = "lua/favcrm/nvim.lua",
     ["favcrm.resty"] = "lua/favcrm/resty.lua",
