@@ -54,6 +54,7 @@ build = {
     ["favcrm.schema"] = "lua/favcrm/schema.lua",
     ["favcrm.nvim"] = "lua/favcrm/nvim.lua",
     ["favcrm.resty"] = "lua/favcrm/resty.lua",
+    ["favcrm.transport"] = "lua/favcrm/transport/init.lua",
     ["favcrm.transport.custom"] = "lua/favcrm/transport/custom.lua",
     ["favcrm.transport.stdio"] = "lua/favcrm/transport/stdio.lua",
     ["favcrm.url"] = "lua/favcrm/url.lua",

@@ -110,12 +110,9 @@ function Client.new(opts)
       on_stderr = opts.on_stderr, max_event_bytes = opts.max_event_bytes })
   end
   if opts.transport then
-    -- our own transports have start/poll; a user's object has request()
-    if type(opts.transport.start) == "function" and type(opts.transport.poll) == "function" then
-      transport = opts.transport
-    else
-      transport = require("favcrm.transport.custom").new(opts.transport, opts)
-    end
+    -- session-level transports are used as they are; a user's object with
+    -- request() is wrapped (favcrm.transport says what each must do)
+    transport = require("favcrm.transport").wrap(opts.transport, opts)
   end
   transport = transport or core.http_new({
     user_agent = ua,

@@ -1,7 +1,8 @@
 --- favcrm.session: the MCP session over a transport (DESIGN.md layer 3).
 -- Protocol decisions live here; bytes, sockets and SSE framing live in the
--- transport (csrc/http.c, or a Lua-supplied one with the same shape:
--- `start(req) -> id`, `poll(ms) -> items`, `cancel(id)`, `close()`).
+-- transport (csrc/http.c, transport/stdio.lua, transport/custom.lua): the
+-- contract they all implement is written once in favcrm.transport
+-- (lua/favcrm/transport/init.lua).
 --
 -- Every request is an "op" pumped by `Session:pump`, so one blocking call,
 -- many calls at once and an event loop all share the same machinery.
