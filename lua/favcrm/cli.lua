@@ -12,7 +12,7 @@ local core = require("favcrm.core")
 local config = require("favcrm.config")
 local errors = require("favcrm.errors")
 local util = require("favcrm.util")
-local json = require("favcrm.mcp_serve")
+local json = require("favcrm.json")
 
 local G = json.guide
 
@@ -84,7 +84,7 @@ end
 
 local function exit_for(err)
   local code = type(err) == "table" and err.code or nil
-  if code == "invalid_arguments" or code == "usage" then return EXIT.usage end
+  if code == "invalid_arguments" or code == "usage" or code == "config_error" then return EXIT.usage end
   if code == "unauthorized" or code == "no_key" then return EXIT.auth end
   if code == "rate_limited" then return EXIT.rate_limited end
   return EXIT.failure
@@ -238,42 +238,28 @@ function Ctx:env(name)
   return nil
 end
 
---- ctx:client() -> client or nil, exit code (the error is reported)
+--- ctx:client() -> client or nil, exit code (the error is reported). The
+-- key, the URL and the timeout come from favcrm.config.resolve (through
+-- favcrm.new): flags first, then the environment, then the config file.
 function Ctx:client()
   if self._client then return self._client end
   local f = self.flags
-  local file, ferr = config.load()
-  if not file then
-    self:warn("the config file could not be read (" .. tostring(ferr and ferr.message) .. "); ignoring it")
-    file = {}
-  end
-  local url, url_source
-  if f.url then url, url_source = f.url, "--url"
-  elseif self:env("FAVCRM_MCP_URL") then url, url_source = self:env("FAVCRM_MCP_URL"), "FAVCRM_MCP_URL"
-  elseif self:env("FAVCRM_MCP_ENDPOINT") then
-    url, url_source = self:env("FAVCRM_MCP_ENDPOINT"), "FAVCRM_MCP_ENDPOINT"
-  elseif type(file.url) == "string" and file.url ~= "" then url, url_source = file.url, "config file"
-  else url, url_source = config.DEFAULT_URL, "default" end
-  local key, key_source
-  if f["api-key"] then key, key_source = f["api-key"], "--api-key"
-  elseif self:env("FAVCRM_API_KEY") then key, key_source = self:env("FAVCRM_API_KEY"), "FAVCRM_API_KEY"
-  elseif self:env("FAVCRM_MCP_TOKEN") then key, key_source = self:env("FAVCRM_MCP_TOKEN"), "FAVCRM_MCP_TOKEN"
-  elseif type(file.api_key) == "string" and file.api_key ~= "" then key, key_source = file.api_key, "config file"
-  end
-  if self.login_key then key, key_source = self.login_key, "login" end
-  local secret = key and (core.is_secret(key) and key or core.secret(key)) or nil
+  local key = self.login_key or f["api-key"]
+  local opts = {
+    url = f.url, api_key = key and (core.is_secret(key) and key or core.secret(key)) or nil,
+    timeout = self.timeout, client_name = "favcrm-cli", getenv = self.getenv,
+    labels = { url = "--url", api_key = self.login_key and "login" or "--api-key", timeout = "--timeout" },
+  }
   key = nil -- luacheck: ignore 311
-  local opts = { url = url, api_key = secret, client_name = "favcrm-cli" }
-  if self.timeout then opts.timeout = self.timeout
-  elseif tonumber(self:env("FAVCRM_TIMEOUT_MS") or "") and tonumber(self:env("FAVCRM_TIMEOUT_MS")) > 0 then
-    opts.timeout = tonumber(self:env("FAVCRM_TIMEOUT_MS")) / 1000
-  end
-  local ok, client = pcall(favcrm.new, opts)
+  local ok, client, err = pcall(favcrm.new, opts)
   if not ok then
     return nil, self:fail({ code = "usage", message = tostring(client):gsub("^[^:]*:%d+: ", "") }, EXIT.usage)
   end
-  client.url_source = url_source
-  if secret then client:set_api_key(secret, key_source) end
+  if not client then return nil, self:fail(err) end
+  local cerr = client:config_problem()
+  if cerr then
+    self:warn("the config file could not be read (" .. tostring(cerr.message) .. "); ignoring it")
+  end
   self._client = client
   return client
 end
@@ -689,8 +675,8 @@ function C.tool_call(ctx, args)
     end
     return ctx:fail(res)
   end
-  local tool = client.tool_cache and client.tool_cache.byname[name]
-  local guide = json.result_guide(tool, res).child("structuredContent")
+  local tool = client:cached_tool(name)
+  local guide = json.guide.result(tool, res).child("structuredContent")
   if type(res) == "table" and type(res.structuredContent) == "table" and res.structuredContent.data ~= nil then
     guide = guide and guide.child("data")
   end
@@ -796,8 +782,9 @@ function C.whoami(ctx)
   end
   ctx:say(tostring(who.email) .. (type(who.name) == "string" and (" (" .. who.name .. ")") or "") .. ", user "
     .. tostring(who.userId) .. ", role " .. tostring(who.role))
-  ctx:say("key: " .. tostring(client.session.auth) .. " from " .. tostring(client.key_source) .. "; endpoint: "
-    .. tostring(client.url))
+  local url, url_source = client:endpoint()
+  ctx:say("key: " .. tostring(client:masked_api_key()) .. " from " .. tostring(client:auth_source()) .. "; endpoint: "
+    .. tostring(url) .. " (" .. tostring(url_source) .. ")")
   local rows = {}
   for _, c in ipairs(type(who.companies) == "table" and who.companies or {}) do
     rows[#rows + 1] = { (c.current and "* " or "  ") .. tostring(c.name), tostring(c.companyId),

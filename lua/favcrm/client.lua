@@ -1,10 +1,11 @@
 --- favcrm.client: the client object behind favcrm.new (DESIGN.md layer 2).
-local cjson = require("cjson.safe")
+local json = require("favcrm.json")
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
 local Session = require("favcrm.session")
 local config = require("favcrm.config")
 local util = require("favcrm.util")
+local urls = require("favcrm.url")
 
 local Client = {}
 Client.__index = Client
@@ -21,6 +22,7 @@ local OPTIONS = {
   on_progress = "function", on_log = "function", on_confirm = "function",
   transport = "table|userdata", validate = "boolean", client_name = "string",
   clock = "function", max_retry_wait = "number", command = "table", env = "table", on_stderr = "function",
+  getenv = "function", labels = "table",
 }
 
 local function check_opts(opts)
@@ -49,9 +51,9 @@ local function check_opts(opts)
     error("favcrm.new: option 'api_key' must be a string or a favcrm.secret", 3)
   end
   if opts.url then
-    local scheme = opts.url:match("^(%a[%w+.-]*)://[^/?#]+")
-    if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
-      error("favcrm.new: option 'url' must be an http:// or https:// URL (got '" .. opts.url .. "')", 3)
+    local ok, why = urls.check(opts.url)
+    if not ok then
+      error("favcrm.new: option 'url' " .. why .. " (got '" .. urls.redact(opts.url) .. "')", 3)
     end
   end
   return opts
@@ -79,14 +81,13 @@ local function header_list(h)
   return list
 end
 
---- Client.new(opts): no I/O; the session starts with the first call.
+--- Client.new(opts) -> client, or nil, err when the configuration found
+-- outside opts is unusable (a bad URL in the environment or the config
+-- file: `config_error` naming the source). No I/O; the session starts with
+-- the first call. opts.getenv replaces os.getenv; opts.labels names the
+-- sources of option values (e.g. {url = "--url"}), see config.resolve.
 function Client.new(opts)
   opts = check_opts(opts)
-  local resolved = config.resolve(opts)
-  local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
-  if type(key) == "string" then key = core.secret(key) end
-  local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
-    .. "; " .. core.curl_version() .. ")")
   if opts.command then
     if opts.transport or opts.url then
       error("favcrm.new: option 'command' cannot go with 'url' or 'transport'", 3)
@@ -94,22 +95,24 @@ function Client.new(opts)
     if type(opts.command[1]) ~= "string" then
       error("favcrm.new: option 'command' must be a list like {\"prog\", \"arg\"}", 3)
     end
-    url = "stdio:" .. opts.command[1]
   elseif opts.env or opts.on_stderr then
     error("favcrm.new: options 'env' and 'on_stderr' go with 'command'", 3)
   end
+  local resolved, rerr = config.resolve(opts, opts.getenv)
+  if not resolved then return nil, rerr end
+  local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
+  if type(key) == "string" then key = core.secret(key) end
+  local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
+    .. "; " .. core.curl_version() .. ")")
   local transport
   if opts.command then
     transport = require("favcrm.transport.stdio").new({ command = opts.command, env = opts.env,
       on_stderr = opts.on_stderr, max_event_bytes = opts.max_event_bytes })
   end
   if opts.transport then
-    -- our own transports have start/poll; a user's object has request()
-    if type(opts.transport.start) == "function" and type(opts.transport.poll) == "function" then
-      transport = opts.transport
-    else
-      transport = require("favcrm.transport.custom").new(opts.transport, opts)
-    end
+    -- session-level transports are used as they are; a user's object with
+    -- request() is wrapped (favcrm.transport says what each must do)
+    transport = require("favcrm.transport").wrap(opts.transport, opts)
   end
   transport = transport or core.http_new({
     user_agent = ua,
@@ -134,7 +137,7 @@ function Client.new(opts)
   }, Client)
   self.session = Session.new({
     transport = transport, url = url, auth = key, headers = header_list(opts.headers),
-    timeout = opts.timeout or resolved.timeout, max_total_timeout = opts.max_total_timeout,
+    timeout = resolved.timeout, max_total_timeout = opts.max_total_timeout,
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
     on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
     on_progress = opts.on_progress, on_log = opts.on_log,
@@ -174,6 +177,39 @@ function Client:server_time()
   local t = util.parse_http_date(s.last_date_header)
   if not t then return nil end
   return t + (os.time() - s.last_date_at)
+end
+
+--- client:endpoint() -> url, source: where calls go and where that came
+-- from ("option", "--url", "FAVCRM_MCP_URL", "config file", "default", or
+-- "command" for a stdio server, whose url is only a name: "stdio:PROG").
+function Client:endpoint()
+  return self.url, self.url_source
+end
+
+--- client:savable_url() -> the URL to write into the config file, or nil
+-- when the client does not talk to a URL (a stdio server).
+function Client:savable_url()
+  if self.url_source == "command" then return nil end
+  return self.url
+end
+
+--- client:auth_source() -> where the API key came from ("option",
+-- "FAVCRM_API_KEY", "config file", "login", "signup", ...), or nil.
+function Client:auth_source()
+  if self.session.auth == nil then return nil end
+  return self.key_source
+end
+
+--- client:masked_api_key() -> the key as printed (`fav_mcp_...cdef`), or nil
+function Client:masked_api_key()
+  local k = self.session.auth
+  return k ~= nil and tostring(k) or nil
+end
+
+--- client:config_problem() -> the error met reading the config file (it
+-- was skipped), or nil.
+function Client:config_problem()
+  return self.config_error
 end
 
 --- client:has_api_key() -> boolean
@@ -219,7 +255,7 @@ function Client:_fetch_tools()
       end
     end
     cursor = res.nextCursor
-    if cursor == cjson.null then cursor = nil end
+    if cursor == json.null then cursor = nil end
   until cursor == nil
   self.tool_cache = { list = list, byname = byname }
   return list
@@ -256,6 +292,12 @@ local function suggestions(name, list)
   return out
 end
 
+--- client:cached_tool(name) -> the tool table from the cached tools/list,
+-- or nil (no I/O: nil before the list was fetched or for an unknown name).
+function Client:cached_tool(name)
+  return self.tool_cache and self.tool_cache.byname[name] or nil
+end
+
 --- client:describe(name) -> the tool table or nil, err (`unknown_tool`).
 function Client:describe(name)
   check_self(self, "describe")
@@ -272,52 +314,6 @@ function Client:describe(name)
     { tool = name, suggestions = near })
 end
 
--- Marks empty tables the schema calls arrays, so they go out as [].
-local function mark_arrays(value, schema, sentinel, depth)
-  if type(value) ~= "table" or type(schema) ~= "table" or depth > 64 then return value, false end
-  local st = schema.type
-  local is_array = st == "array" or (type(st) == "table" and (function()
-    local a, o = false, false
-    for _, x in ipairs(st) do a = a or x == "array"; o = o or x == "object" end
-    return a and not o
-  end)())
-  if next(value) == nil then
-    if is_array then return sentinel, true end
-    return value, false
-  end
-  local changed, out = false, nil
-  local function set(k, v)
-    if not out then
-      out = {}
-      for kk, vv in pairs(value) do out[kk] = vv end
-    end
-    out[k] = v
-  end
-  if type(schema.properties) == "table" then
-    for k, sub in pairs(schema.properties) do
-      if value[k] ~= nil then
-        local nv, ch = mark_arrays(value[k], sub, sentinel, depth + 1)
-        if ch then set(k, nv); changed = true end
-      end
-    end
-  end
-  if type(schema.items) == "table" and value[1] ~= nil then
-    for i, v in ipairs(value) do
-      local nv, ch = mark_arrays(v, schema.items, sentinel, depth + 1)
-      if ch then set(i, nv); changed = true end
-    end
-  end
-  return out or value, changed
-end
-
--- An empty table the schema calls an array is sent through cjson as this
--- string and turned into [] in the encoded text (lua-cjson 2.1.0 has no
--- empty-array marker). A NUL byte and a random tail make a clash impossible
--- in practice; the tail has no pattern magic characters.
-local SENTINEL_TAIL = "favcrm_empty_array_" .. tostring(os.time()) .. tostring(math.random(1, 1e9))
-local SENTINEL = "\0" .. SENTINEL_TAIL
-local SENTINEL_JSON = '"\\u0000' .. SENTINEL_TAIL .. '"'
-
 local function payload_of(result)
   local sc = result.structuredContent
   if type(sc) == "table" then
@@ -326,7 +322,7 @@ local function payload_of(result)
   end
   local c = type(result.content) == "table" and result.content[1]
   if type(c) == "table" and c.type == "text" and type(c.text) == "string" then
-    local v = cjson.decode(c.text)
+    local v = json.decode_plain(c.text)
     if v ~= nil then return v end
     return c.text
   end
@@ -432,16 +428,14 @@ function Client:call(name, args, opts)
       end
     end
   end
-  local marked, changed = args, false
-  if next(args) ~= nil then marked, changed = mark_arrays(args, tool.inputSchema, SENTINEL, 0) end
+  -- empty tables the inputSchema calls arrays go out as []
+  local marked = args
+  if next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
   local params = { name = name, arguments = marked }
   local ok_init, ierr = self.session:initialize()
   if not ok_init then return nil, ierr end
   local op_opts = { timeout = opts.timeout, max_total_timeout = opts.max_total_timeout,
     on_progress = opts.on_progress }
-  if changed then
-    op_opts.rewrite = function(body) return (body:gsub(SENTINEL_JSON, "[]")) end
-  end
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
@@ -488,208 +482,9 @@ function Client:call(name, args, opts)
   return payload_of(result), result
 end
 
--- ---- many calls at once, and event loops ---------------------------------
---
--- An async call runs the same code as client:call inside a coroutine of its
--- own; wherever the blocking path would pump the transport it yields the op
--- it waits for, and client:step() resumes it once that op is done. So the
--- checks, the shared initialize and tools/list, and the error mapping are
--- one piece of code for both paths.
-
-local Handle = {}
-Handle.__index = Handle
-
---- handle:done() -> true once the call has finished
-function Handle:done()
-  return self.finished == true
-end
-
---- handle:result() -> payload, result | nil, err (raises what the call
--- raised: a misuse or a callback's error). Before done(): nil, nil.
-function Handle:result()
-  if self.raised ~= nil then error(self.raised, 0) end
-  return self.value, self.err
-end
-
---- handle:wait([timeout_s]) -> payload, result | nil, err: steps the client
--- until this call is done (or returns nil, err `timeout` after timeout_s).
-function Handle:wait(timeout)
-  local deadline = timeout and core.monotonic() + timeout
-  while not self.finished do
-    if deadline and core.monotonic() >= deadline then
-      return nil, errors.new("timeout", "the call was not done within " .. timeout .. " s")
-    end
-    self.client:step(0.05)
-  end
-  return self:result()
-end
-
-function Client:_resume(h, ...)
-  local ok, a, b = coroutine.resume(h.co, ...)
-  if not ok then
-    h.finished, h.raised = true, a
-  elseif coroutine.status(h.co) == "dead" then
-    h.finished, h.value, h.err = true, a, b
-  else
-    -- it waits for `a`: resume it when `a` is signalled (or at once if it
-    -- already is), never by scanning every handle
-    h.waiting = a
-    if a.done then
-      self.ready[#self.ready + 1] = h
-    else
-      local list = self.waiters[a]
-      if not list then
-        list = {}
-        self.waiters[a] = list
-      end
-      list[#list + 1] = h
-    end
-    return
-  end
-  self.handles[h] = nil
-  if h.on_done then h.on_done(h) end
-end
-
-function Client:_resume_ready()
-  local s = self.session
-  while true do
-    local sig = s.signaled
-    if #sig > 0 then
-      s.signaled = {}
-      for _, w in ipairs(sig) do
-        local list = self.waiters[w]
-        if list then
-          self.waiters[w] = nil
-          for _, h in ipairs(list) do self.ready[#self.ready + 1] = h end
-        end
-      end
-    end
-    if #self.ready == 0 then return end
-    local ready = self.ready
-    self.ready = {}
-    for _, h in ipairs(ready) do
-      if h.waiting and h.waiting.done then
-        h.waiting = nil
-        self:_resume(h)
-      end
-    end
-  end
-end
-
---- client:call_async(name, args, opts) -> handle. Misuse raises at once;
--- everything else happens in client:step(). opts.on_done(handle) is called
--- when it finishes.
-function Client:call_async(name, args, opts)
-  check_self(self, "call_async")
-  if type(name) ~= "string" or name == "" then
-    error("bad argument #1 to 'call_async' (tool name expected, got " .. type(name) .. ")", 2)
-  end
-  if args ~= nil and type(args) ~= "table" then
-    error("bad argument #2 to 'call_async' (table of arguments expected, got " .. type(args) .. ")", 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'call_async' (table of options expected, got " .. type(opts) .. ")", 2)
-  end
-  local h = self:async(function() return self:call(name, args, opts) end, opts)
-  h.name = name
-  return h
-end
-
---- client:async(fn [, opts]) -> handle: runs fn(client) the way call_async
--- runs a call, so anything built on the client (doctor, tools, a recipe
--- step) can run without blocking. opts.on_done(handle) when it finishes.
--- On PUC Lua 5.1 the code in fn must not wait inside a pcall.
-function Client:async(fn, opts)
-  check_self(self, "async")
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'async' (function expected, got " .. type(fn) .. ")", 2)
-  end
-  local h = setmetatable({ client = self, finished = false, on_done = opts and opts.on_done }, Handle)
-  h.co = coroutine.create(function() return fn(self) end)
-  self.session.async_cos[h.co] = true
-  self.handles[h] = true
-  self:_resume(h)
-  return h
-end
-
---- client:step([timeout_s]) -> number of async calls still running. Moves
--- every transfer on, waiting at most timeout_s (default 0) for the network.
-function Client:step(timeout)
-  check_self(self, "step")
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("bad argument #1 to 'step' (number of seconds expected, got " .. type(timeout) .. ")", 2)
-  end
-  self:_resume_ready()
-  self.session:pump(timeout or 0)
-  self:_resume_ready()
-  local n = 0
-  for _ in pairs(self.handles) do n = n + 1 end
-  return n
-end
-
---- client:pending() -> number of async calls still running
-function Client:pending()
-  local n = 0
-  for _ in pairs(self.handles) do n = n + 1 end
-  return n
-end
-
---- client:call_many(calls [, opts]) -> results, errs. calls is a list of
--- {name, args[, opts]}; results[i] is the payload of call i or nil, and
--- errs[i] its error. opts.concurrency (default 16) bounds how many are in
--- flight at once.
-function Client:call_many(calls, opts)
-  check_self(self, "call_many")
-  if type(calls) ~= "table" then
-    error("bad argument #1 to 'call_many' (list of {name, args} expected, got " .. type(calls) .. ")", 2)
-  end
-  opts = opts or {}
-  local limit = opts.concurrency or 16
-  if type(limit) ~= "number" or limit < 1 then
-    error("bad argument #2 to 'call_many' (concurrency must be a number >= 1)", 2)
-  end
-  for i, c in ipairs(calls) do
-    if type(c) ~= "table" or type(c[1]) ~= "string" then
-      error("bad argument #1 to 'call_many' (item " .. i .. " is not {name, args})", 2)
-    end
-  end
-  local results, errs, running, nexti, n = {}, {}, 0, 1, #calls
-  local function launch()
-    while running < limit and nexti <= n do
-      local i = nexti
-      nexti = nexti + 1
-      running = running + 1
-      local c = calls[i]
-      self:call_async(c[1], c[2], setmetatable({ on_done = function(h)
-        running = running - 1
-        if h.raised ~= nil then error(h.raised, 0) end
-        results[i], errs[i] = h.value, (h.value == nil) and h.err or nil
-      end }, { __index = c[3] }))
-    end
-  end
-  launch()
-  while running > 0 do
-    self:step(1)
-    launch()
-  end
-  return results, errs
-end
-
---- client:watch() -> {fds = {{fd=, read=, write=}, ...}, timeout_ms = n}:
--- the sockets an event loop should watch and when it should call step()
--- at the latest (-1: no timer needed). See favcrm.nvim for the wiring.
-function Client:watch()
-  check_self(self, "watch")
-  local t = self.session.transport
-  local fds, timeout_ms = {}, -1
-  if t.fds then fds, timeout_ms = t:fds() end
-  local d = self.session:next_deadline()
-  if d then
-    local ms = math.max(0, math.floor((d - core.monotonic()) * 1000))
-    if timeout_ms < 0 or ms < timeout_ms then timeout_ms = ms end
-  end
-  return { fds = fds, timeout_ms = timeout_ms }
-end
+-- Many calls at once and event loops (call_async, async, step, pending,
+-- call_many, watch) live in favcrm.scheduler, installed on Client here.
+require("favcrm.scheduler").install(Client, check_self)
 
 local registration = require("favcrm.registration")
 local doctor = require("favcrm.doctor")

@@ -3,6 +3,7 @@
 -- with top-level `api_key` and `url`), and where the key and URL come from.
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
+local urls = require("favcrm.url")
 
 local M = {}
 
@@ -624,12 +625,31 @@ function M.file_mode_problem(path)
   end
 end
 
---- config.resolve(opts) -> {url=, url_source=, api_key=, key_source=, timeout=}
--- Key: option, FAVCRM_API_KEY, FAVCRM_MCP_TOKEN, config file. URL: option,
--- FAVCRM_MCP_URL, FAVCRM_MCP_ENDPOINT, config file, the hosted endpoint.
--- A malformed config file is reported in `config_error` and skipped.
-function M.resolve(opts)
+--- config.resolve([opts [, getenv]]) -> r, or nil, err when the URL is bad.
+-- The one lookup chain for the key, the URL and the timeout; the client,
+-- the CLI and doctor all use it.
+--   key: opts.api_key, FAVCRM_API_KEY, FAVCRM_MCP_TOKEN, the config file
+--   URL: opts.url, FAVCRM_MCP_URL, FAVCRM_MCP_ENDPOINT, the config file,
+--        the hosted endpoint (config.DEFAULT_URL)
+--   timeout: opts.timeout, FAVCRM_TIMEOUT_MS
+-- r = {api_key=, key_source=, url=, url_source=, timeout=, timeout_source=,
+-- config_error=}. A source is "option" (or opts.labels.url / .api_key /
+-- .timeout, e.g. "--url"), the variable's name, "config file" or "default".
+-- With opts.command (a stdio server) url is "stdio:PROG" and url_source
+-- "command": a name for messages, not a URL, and never saved.
+-- `getenv` (default os.getenv) reads the environment. A malformed config
+-- file is reported in `config_error` and skipped. The URL is checked by
+-- favcrm.url.check whatever its source; a bad one gives nil and an error:
+-- `invalid_arguments` when it came from opts, else `config_error`, with
+-- `source` naming where it came from.
+function M.resolve(opts, getenv)
   opts = opts or {}
+  getenv = getenv or os.getenv
+  local labels = opts.labels or {}
+  local function getvar(name)
+    local v = getenv(name)
+    if v ~= nil and v ~= "" then return v end
+  end
   local r = {}
   local file, ferr
   local function cfg()
@@ -640,22 +660,40 @@ function M.resolve(opts)
     return file
   end
   -- each value: the option, then the environment in order, then the file
-  local function pick(opt, names, file_key, default)
-    if opt ~= nil then return opt, "option" end
+  local function pick(key, names, file_key, default)
+    if opts[key] ~= nil then return opts[key], labels[key] or "option" end
     for _, name in ipairs(names) do
-      if env(name) then return env(name), name end
+      if getvar(name) then return getvar(name), name end
     end
-    local v = cfg()[file_key]
+    local v = file_key and cfg()[file_key]
     if v and v ~= "" then return v, "config file" end
     if default then return default, "default" end
   end
-  r.api_key, r.key_source = pick(opts.api_key, { "FAVCRM_API_KEY", "FAVCRM_MCP_TOKEN" }, "api_key")
-  r.url, r.url_source = pick(opts.url, { "FAVCRM_MCP_URL", "FAVCRM_MCP_ENDPOINT" }, "url", M.DEFAULT_URL)
-  if opts.timeout == nil and env("FAVCRM_TIMEOUT_MS") then
-    local ms = tonumber(env("FAVCRM_TIMEOUT_MS"))
-    if ms and ms > 0 then r.timeout = ms / 1000 end
+  r.api_key, r.key_source = pick("api_key", { "FAVCRM_API_KEY", "FAVCRM_MCP_TOKEN" }, "api_key")
+  if opts.command ~= nil then
+    -- a stdio server has no URL: this name is for messages, never saved
+    r.url, r.url_source = "stdio:" .. tostring(opts.command[1]), "command"
+  else
+    r.url, r.url_source = pick("url", { "FAVCRM_MCP_URL", "FAVCRM_MCP_ENDPOINT" }, "url", M.DEFAULT_URL)
+  end
+  local t, tsrc = pick("timeout", { "FAVCRM_TIMEOUT_MS" })
+  if tsrc == "FAVCRM_TIMEOUT_MS" then
+    local ms = tonumber(t)
+    if ms and ms > 0 then r.timeout, r.timeout_source = ms / 1000, tsrc end
+  elseif t ~= nil then
+    r.timeout, r.timeout_source = t, tsrc
   end
   r.config_error = ferr
+  local ok, why = true, nil
+  if r.url_source ~= "command" then ok, why = urls.check(r.url) end
+  if not ok then
+    local from = r.url_source
+    if from == "config file" then
+      from = "the config file's url" .. (M.path() and (" (" .. M.path() .. ")") or "")
+    end
+    return nil, errors.new(opts.url ~= nil and "invalid_arguments" or "config_error",
+      from .. " " .. why .. " (got '" .. urls.redact(r.url) .. "')", { source = r.url_source, field = "url" })
+  end
   return r
 end
 

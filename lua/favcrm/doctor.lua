@@ -28,12 +28,13 @@ end
 ---@param self favcrm.Client
 ---@return table report `ok`, `problems`, `reachable`, `authenticated`, ...
 function M.doctor(self)
+  local url, url_source = self:endpoint()
   local r = {
-    url = self.url,
-    url_source = self.url_source,
+    url = url,
+    url_source = url_source,
     reachable = false,
     authenticated = false,
-    auth_source = self.key_source,
+    auth_source = self:auth_source(),
     problems = {},
   }
   local function problem(what, err, hint)
@@ -115,7 +116,7 @@ function M.doctor(self)
       problem("config_file", mode_problem, "run: chmod 600 " .. tostring(config.path()))
     end
   end
-  local cerr = self.config_error
+  local cerr = self:config_problem()
   if cerr and not (okperm and perm and type(cerr) == "table" and cerr.message == perm.message) then
     problem("config_file", cerr, type(cerr) == "table" and cerr.hint or "fix or remove the config file")
   end

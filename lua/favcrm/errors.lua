@@ -2,26 +2,57 @@
 -- An error is a table with `code` (a short stable string), `message` (for
 -- people; never holds a secret) and fields that fit the code (`status`,
 -- `retry_after`, `path`, `keyword`, `upgrade_action`, `hint`, ...).
+-- Recipes and programs branch on `code`, never on the message.
+--
+-- M.CODES is the one list of codes (docs/ERRORS.md says the same, and
+-- spec/errors_spec.lua checks that they agree). A new code is added to both,
+-- never invented ad hoc: errors.new raises on a code not in the list.
 local M = {}
 
+--- code -> what it means
 M.CODES = {
-  invalid_arguments = true, expired_code = true, wrong_code = true,
-  existing_account = true, rate_limited = true, unauthorized = true,
-  plan_required = true, unknown_tool = true, tool_error = true,
-  confirmation_required = true, timeout = true, network = true, tls = true,
-  http = true, protocol = true, session_expired = true, too_large = true,
-  cancelled = true, invalid_schema = true, io = true, not_found = true,
-  no_terminal = true, config_error = true,
+  -- the caller's input
+  invalid_arguments = "bad input: a field, an option or a tool argument fails its check; nothing was sent",
+  config_error = "the configuration found outside the call's options (environment, config file) is unusable",
+  confirmation_required = "the tool is destructive and no confirmation was given; nothing was sent",
+  -- registration and the server's answers
+  expired_code = "the e-mailed code is older than its 10-minute lifetime",
+  wrong_code = "the e-mailed code does not match",
+  existing_account = "an account already exists for this e-mail address",
+  rate_limited = "the server limits the rate; `retry_after` says how many seconds to wait",
+  unauthorized = "the API key is missing, unknown, revoked, or may not do this",
+  plan_required = "the workspace's plan does not include this; `upgrade_action` says how to get it",
+  unknown_tool = "the server has no tool of that name; `suggestions` lists near names",
+  tool_error = "the tool ran and reported a failure the client has no narrower code for",
+  not_found = "what the tool was asked about does not exist (a server answer), or a local file is missing",
+  -- transport and protocol
+  timeout = "the call's deadline passed",
+  network = "the connection failed or dropped (DNS, refused, reset, a stdio server that ended)",
+  tls = "TLS failed: certificate, verification or handshake",
+  http = "an HTTP status the protocol does not expect; `status` holds it",
+  protocol = "the server broke the MCP or JSON-RPC rules, or answered something unusable",
+  session_expired = "the server forgot the MCP session and a fresh one failed too",
+  too_large = "an answer, an event or an input went over its bound",
+  cancelled = "the call or the prompt was cancelled (by the user, or an empty input)",
+  spawn = "the stdio server process could not be started",
+  -- local resources
+  io = "a local file or terminal operation failed (config file, atomic write, folder creation)",
+  no_terminal = "a secret had to be typed but there is no terminal to read it from",
+  invalid_schema = "a JSON Schema does not compile",
+  -- the favcrm command line only
+  usage = "favcrm CLI: a bad command line (exit status 1)",
+  no_key = "favcrm CLI: the command needs an API key and none is configured (exit status 3)",
 }
 
 local mt = {}
 mt.__index = mt
 mt.__tostring = function(e)
-  return "favcrm: " .. e.code .. ": " .. e.message
+  return "favcrm: " .. tostring(e.code) .. ": " .. tostring(e.message)
 end
 M.mt = mt
 
---- Makes an error object. `fields` (optional) are copied in.
+--- errors.new(code, message [, fields]) -> error object. `fields`
+-- (optional) are copied in. Raises on a code not in M.CODES (a bug).
 function M.new(code, message, fields)
   if not M.CODES[code] then error("favcrm.errors.new: unknown error code '" .. tostring(code) .. "'", 2) end
   local e = { code = code, message = message }
@@ -33,17 +64,28 @@ function M.new(code, message, fields)
   return setmetatable(e, mt)
 end
 
---- Gives a plain error table from the C core ({code=, message=, ...}) the
--- error metatable, in place, and returns it.
+--- errors.wrap(t) -> t: gives a plain error table from the C core
+-- ({code=, message=, ...}) the error metatable, in place. A code that is not
+-- in M.CODES is a bug in the C core: the code is kept as it came (so the bug
+-- can be found, and nothing branches on a made-up code), the message says
+-- so, and `unlisted = true` marks it. With FAVCRM_DEBUG set in the
+-- environment it raises instead, so specs and developers see it at once.
 function M.wrap(t)
   if type(t) == "table" and getmetatable(t) == nil then
-    if not M.CODES[t.code] then t.code = "io" end
+    if not M.CODES[t.code] then
+      if os.getenv("FAVCRM_DEBUG") then
+        error("favcrm.errors.wrap: the C core used an unlisted error code '" .. tostring(t.code) .. "'", 2)
+      end
+      t.unlisted = true
+      t.message = tostring(t.message) .. " (unlisted error code '" .. tostring(t.code)
+        .. "': a bug in favcrm-lua, please report it)"
+    end
     setmetatable(t, mt)
   end
   return t
 end
 
---- True when `v` is an error object made here.
+--- errors.is(v) -> true when `v` is an error object made here
 function M.is(v)
   return getmetatable(v) == mt
 end

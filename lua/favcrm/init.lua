@@ -16,7 +16,9 @@ local M = {
   config = config,
 }
 
---- favcrm.new(opts) -> client. No I/O until the first call.
+--- favcrm.new(opts) -> client, or nil, err (`config_error`) when the
+-- environment or the config file names an unusable URL. Misuse raises.
+-- No I/O until the first call.
 function M.new(opts)
   return Client.new(opts)
 end
@@ -28,10 +30,13 @@ M.mask_email = core.mask_email
 
 local default_client
 
---- favcrm.default() -> the module-level client, built from the environment.
+--- favcrm.default() -> the module-level client, built from the environment
+-- and the config file, or nil, err when they name an unusable URL.
 function M.default()
   if default_client == nil or default_client.closed then
-    default_client = Client.new()
+    local c, err = Client.new()
+    if not c then return nil, err end
+    default_client = c
   end
   return default_client
 end
@@ -47,27 +52,37 @@ function M.call(name, args, opts)
   if type(name) ~= "string" or name == "" then
     error("bad argument #1 to 'call' (tool name expected, got " .. type(name) .. ")", 2)
   end
-  return M.default():call(name, args, opts)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:call(name, args, opts)
 end
 
 --- favcrm.request(fields) on the default client.
 function M.request(fields)
-  return M.default():request(fields)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:request(fields)
 end
 
 --- favcrm.verify(request_or_id, code [, opts]) on the default client.
 function M.verify(req, code, opts)
-  return M.default():verify(req, code, opts)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:verify(req, code, opts)
 end
 
 --- favcrm.doctor() on the default client.
 function M.doctor()
-  return M.default():doctor()
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:doctor()
 end
 
 --- favcrm.tools() on the default client.
 function M.tools()
-  return M.default():tools()
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:tools()
 end
 
 return M

@@ -14,11 +14,11 @@
 --                passed on and the MCP host asks its user.
 --   anything else: -32601; notifications are ignored; EOF: exit 0.
 --
--- JSON here goes through M.encode, which keeps empty arrays as `[]` (lua-cjson
+-- JSON goes through favcrm.json, which keeps empty arrays as `[]` (lua-cjson
 -- 2.1.0 turns every empty table into `{}`) by following a *guide*: the JSON
 -- Schema of the value, or the same value decoded again with its empty arrays
--- marked (M.decode).
-local cjson = require("cjson.safe")
+-- marked (json.decode).
+local json = require("favcrm.json")
 local errors = require("favcrm.errors")
 
 local M = {}
@@ -28,262 +28,21 @@ M.LATEST = M.PROTOCOL_VERSIONS[1]
 M.DOCTOR_FIELDS = { "mcpEndpointStatus", "authStatus", "toolCount", "organisationContext", "planStatus",
   "whatsappStatus" }
 
-local null = cjson.null
+local null = json.null
 
 ---------------------------------------------------------------------------
--- JSON that keeps empty arrays
+-- JSON (favcrm.json owns it; these names stay for existing callers)
 ---------------------------------------------------------------------------
 
---- M.ARRAY: the metatable M.decode gives the empty arrays it finds.
-local ARRAY = { __name = "favcrm.json_array" }
-M.ARRAY = ARRAY
-
-local SENTINEL = "\0favcrm-empty-array"
-local SENTINEL_JSON = '"\\u0000favcrm-empty-array"'
-
-local function restore(v, depth)
-  if v == SENTINEL then return setmetatable({}, ARRAY) end
-  if type(v) ~= "table" or depth > 200 then return v end
-  for k, x in pairs(v) do
-    if x == SENTINEL or type(x) == "table" then v[k] = restore(x, depth + 1) end
-  end
-  return v
-end
-
---- M.decode(text) -> value (empty arrays carry the ARRAY metatable) or nil, msg
-function M.decode(text)
-  if type(text) ~= "string" then return nil, "not a string" end
-  local out, last, i, n = {}, 1, 1, #text
-  while i <= n do
-    local c = text:find('["%[]', i)
-    if not c then break end
-    if text:byte(c) == 34 then -- a string: skip it, escapes included
-      local j = c + 1
-      while true do
-        local q = text:find('["\\]', j)
-        if not q then return nil, "unterminated string" end
-        if text:byte(q) == 92 then j = q + 2 else j = q + 1; break end
-      end
-      i = j
-    else
-      local close = text:match("^%[%s*%]()", c)
-      if close then
-        out[#out + 1] = text:sub(last, c - 1)
-        out[#out + 1] = SENTINEL_JSON
-        last, i = close, close
-      else
-        i = c + 1
-      end
-    end
-  end
-  out[#out + 1] = text:sub(last)
-  local v, err = cjson.decode(table.concat(out))
-  if v == nil then return nil, err end
-  return restore(v, 0)
-end
-
--- Guides: {array = bool, child = function(key) -> guide or nil}.
-local G = {}
-M.guide = G
-
---- G.list(elem): an array whose items follow elem
-function G.list(elem)
-  return { array = true, child = function() return elem end }
-end
-
---- G.map(elem): an object whose values follow elem
-function G.map(elem)
-  return { array = false, child = function() return elem end }
-end
-
---- G.struct(fields [, array]): an object (or array) with named children
-function G.struct(fields, array)
-  return { array = array == true, child = function(k) return fields[k] end }
-end
-
---- G.marked(value): follows a value from M.decode
-function G.marked(v)
-  if type(v) ~= "table" then return nil end
-  return { array = getmetatable(v) == ARRAY, child = function(k) return G.marked(v[k]) end }
-end
-
---- G.either(a, b): an array when either says so; children from both
-function G.either(a, b)
-  if a == nil then return b end
-  if b == nil then return a end
-  return { array = a.array or b.array, child = function(k) return G.either(a.child(k), b.child(k)) end }
-end
-
-local function schema_types(s)
-  local t = s.type
-  if type(t) == "string" then return { [t] = true } end
-  local set = {}
-  if type(t) == "table" then
-    for _, x in ipairs(t) do set[x] = true end
-    return set
-  end
-  for _, key in ipairs({ "anyOf", "oneOf", "allOf" }) do
-    if type(s[key]) == "table" then
-      for _, sub in ipairs(s[key]) do
-        if type(sub) == "table" then
-          for x in pairs(schema_types(sub)) do set[x] = true end
-        end
-      end
-    end
-  end
-  return set
-end
-
---- G.schema(s): a value that the JSON Schema s describes
-function G.schema(s)
-  if type(s) ~= "table" then return nil end
-  local types = schema_types(s)
-  local function sub(k)
-    if type(k) == "number" then
-      if type(s.prefixItems) == "table" and s.prefixItems[k] then return G.schema(s.prefixItems[k]) end
-      if type(s.items) == "table" then
-        if s.items[1] ~= nil then return G.schema(s.items[k]) end
-        return G.schema(s.items)
-      end
-      return nil
-    end
-    if type(s.properties) == "table" and type(s.properties[k]) == "table" then return G.schema(s.properties[k]) end
-    if type(s.additionalProperties) == "table" then return G.schema(s.additionalProperties) end
-    for _, key in ipairs({ "anyOf", "oneOf", "allOf" }) do
-      if type(s[key]) == "table" then
-        for _, alt in ipairs(s[key]) do
-          local g = G.schema(alt)
-          local c = g and g.child(k)
-          if c then return c end
-        end
-      end
-    end
-    return nil
-  end
-  return { array = types.array == true and types.object == nil, child = sub }
-end
-
--- A JSON Schema document itself (a tool's inputSchema, outputSchema).
-local SCHEMA_ARRAYS = { required = true, enum = true, type = true, allOf = true, anyOf = true, oneOf = true,
-  prefixItems = true, examples = true }
-local SCHEMA_MAPS = { properties = true, patternProperties = true, ["$defs"] = true, definitions = true,
-  dependentSchemas = true }
-local SCHEMA_ONE = { items = true, additionalProperties = true, ["not"] = true, ["if"] = true, ["then"] = true,
-  ["else"] = true, contains = true, propertyNames = true, additionalItems = true, unevaluatedItems = true,
-  unevaluatedProperties = true }
-local schemadoc
-schemadoc = {
-  array = false,
-  child = function(k)
-    if SCHEMA_MAPS[k] then return G.map(schemadoc) end
-    if SCHEMA_ONE[k] then return schemadoc end
-    if k == "allOf" or k == "anyOf" or k == "oneOf" or k == "prefixItems" then return G.list(schemadoc) end
-    if SCHEMA_ARRAYS[k] then return G.list(nil) end
-    return nil
-  end,
-}
-G.schemadoc = schemadoc
-
-local function is_sequence(t)
-  local n = 0
-  for k in pairs(t) do
-    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then return false end
-    n = n + 1
-  end
-  return n > 0 and t[n] ~= nil
-end
-
-local function encode_into(v, guide, buf, indent, depth)
-  local tv = type(v)
-  if v == nil or v == null then
-    buf[#buf + 1] = "null"
-  elseif tv == "boolean" then
-    buf[#buf + 1] = v and "true" or "false"
-  elseif tv == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then
-      buf[#buf + 1] = "null"
-    elseif v % 1 == 0 and v > -1e15 and v < 1e15 then
-      buf[#buf + 1] = string.format("%d", v)
-    else
-      buf[#buf + 1] = string.format("%.17g", v)
-    end
-  elseif tv == "string" then
-    buf[#buf + 1] = (cjson.encode(v):gsub("\\/", "/"))
-  elseif tv == "table" then
-    if depth > 100 then error("favcrm: JSON nested too deep", 0) end
-    local nl, pad, pad_in, colon = "", "", "", ":"
-    if indent then
-      nl = "\n"
-      pad = string.rep(indent, depth)
-      pad_in = pad .. indent
-      colon = ": "
-    end
-    if next(v) == nil then
-      local as_array = getmetatable(v) == ARRAY or (guide ~= nil and guide.array)
-      buf[#buf + 1] = as_array and "[]" or "{}"
-    elseif is_sequence(v) then
-      buf[#buf + 1] = "[" .. nl
-      for i = 1, #v do
-        if i > 1 then buf[#buf + 1] = "," .. nl end
-        buf[#buf + 1] = pad_in
-        encode_into(v[i], guide and guide.child(i), buf, indent, depth + 1)
-      end
-      buf[#buf + 1] = nl .. pad .. "]"
-    else
-      local keys = {}
-      for k in pairs(v) do
-        local tk = type(k)
-        if tk ~= "string" and tk ~= "number" then error("favcrm: cannot encode a " .. tk .. " key as JSON", 0) end
-        keys[#keys + 1] = k
-      end
-      table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-      buf[#buf + 1] = "{" .. nl
-      for i, k in ipairs(keys) do
-        if i > 1 then buf[#buf + 1] = "," .. nl end
-        buf[#buf + 1] = pad_in .. (cjson.encode(tostring(k)):gsub("\\/", "/")) .. colon
-        encode_into(v[k], guide and guide.child(k), buf, indent, depth + 1)
-      end
-      buf[#buf + 1] = nl .. pad .. "}"
-    end
-  else
-    -- a favcrm.Secret, a function, ...: never encoded (and never shown)
-    error("favcrm: cannot encode a " .. tv .. " as JSON", 0)
-  end
-end
-
---- M.encode(value [, guide [, indent]]) -> JSON text. Raises on a value JSON
--- cannot hold (a secret, a function). Keys are sorted; indent (a string)
--- pretty-prints.
-function M.encode(v, guide, indent)
-  local buf = {}
-  encode_into(v, guide, buf, indent, 0)
-  return table.concat(buf)
-end
-
----------------------------------------------------------------------------
--- Guides for MCP messages
----------------------------------------------------------------------------
-
-local TOOL = G.struct({ inputSchema = schemadoc, outputSchema = schemadoc })
-local TOOLS_LIST = G.struct({ tools = G.list(TOOL) })
-
---- M.result_guide(tool, result): a tools/call result, its payload guided by
--- the tool's outputSchema and by the JSON text in content[1].
-function M.result_guide(tool, result)
-  local from_text
-  local c = type(result) == "table" and type(result.content) == "table" and result.content[1]
-  if type(c) == "table" and c.type == "text" and type(c.text) == "string" then
-    local v = M.decode(c.text)
-    if v ~= nil then from_text = G.marked(v) end
-  end
-  local sc = G.struct({ data = from_text })
-  if type(result) == "table" and type(result.structuredContent) == "table"
-    and result.structuredContent.data == nil then
-    sc = from_text
-  end
-  local by_schema = type(tool) == "table" and G.schema(tool.outputSchema) or nil
-  return G.struct({ content = G.list(nil), structuredContent = G.either(by_schema, sc) })
-end
+M.ARRAY = json.ARRAY
+M.decode = json.decode
+M.encode = json.encode
+M.guide = json.guide
+M.result_guide = json.guide.result
+local ARRAY = json.ARRAY
+local is_sequence = json.is_sequence
+local G = json.guide
+local TOOLS_LIST = G.tools_list
 
 ---------------------------------------------------------------------------
 -- favcrm_doctor
@@ -435,7 +194,7 @@ function Server:initialize(params)
     protocolVersion = v,
     capabilities = { tools = { listChanged = false } },
     serverInfo = { name = "favcrm", title = "FavCRM (favcrm-lua)", version = self.version },
-    instructions = "FavCRM's CRM tools, proxied from " .. tostring(self.client.url) .. ". Call favcrm_doctor "
+    instructions = "FavCRM's CRM tools, proxied from " .. tostring((self.client:endpoint())) .. ". Call favcrm_doctor "
       .. "to check the connection. To sign a new business up, call register_organisation_request, then "
       .. "register_organisation_verify with the 6-digit code the owner receives by e-mail.",
   }
@@ -482,7 +241,7 @@ function Server:call_tool(params)
     return res, M.result_guide(M.DOCTOR_TOOL, res)
   end
   local data, res = self.client:call(name, args, { confirm = true })
-  local tool = self.client.tool_cache and self.client.tool_cache.byname[name] or nil
+  local tool = self.client:cached_tool(name)
   if data == nil and errors.is(res) then
     local err = res
     if err.code == "unknown_tool" then
@@ -574,8 +333,8 @@ function M.serve(client, io_t, opts)
     log = function(text) err_out:write("favcrm mcp serve: ", text, "\n") end,
     getenv = io_t.getenv, version = opts.version,
   })
-  server.log("serving on stdio; FavCRM at " .. tostring(client.url) .. " ("
-    .. (client:has_api_key() and ("key from " .. tostring(client.key_source)) or "no API key") .. ")")
+  server.log("serving on stdio; FavCRM at " .. tostring((client:endpoint())) .. " ("
+    .. (client:has_api_key() and ("key from " .. tostring(client:auth_source())) or "no API key") .. ")")
   while true do
     local line = io_t.stdin:read("*l")
     if line == nil then break end

@@ -245,7 +245,7 @@ function M.verify(self, req, code, opts)
       ws.store_error = serr or errors.new("io", "the store callback failed")
     end
   elseif opts.save then
-    local path, serr = config.save({ api_key = secret, url = self.url }, opts.config_path)
+    local path, serr = config.save({ api_key = secret, url = self:savable_url() }, opts.config_path)
     if path then ws.saved_to = path else ws.save_error = serr end
   end
   return ws

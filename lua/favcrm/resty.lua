@@ -9,6 +9,8 @@
 -- (set lua_ssl_trusted_certificate in nginx.conf), and keep-alive through
 -- the cosocket pool. A client built with it belongs to the request that
 -- made it (cosockets cannot outlive their request): make one per request.
+local urls = require("favcrm.url")
+
 local M = {}
 
 --- A transport on OpenResty's cosockets, for `favcrm.new({ transport = ... })`.
@@ -41,13 +43,13 @@ function M.new(opts)
   }, Transport)
 end
 
+-- The URL rule is favcrm.url's (checked when the client was made and on
+-- every redirect); a bracketed IPv6 host is not supported here.
 local function parse_url(url)
-  local scheme, host, port, path = url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
-  if not scheme then return nil end
-  if host:sub(1, 1) == "[" then return nil end
-  port = tonumber(port) or (scheme == "https" and 443 or 80)
-  if path == "" then path = "/" end
-  return scheme, host, port, path
+  if not urls.check(url) then return nil end
+  local p = urls.parse(url)
+  if p.host:sub(1, 1) == "[" then return nil end
+  return p.scheme, p.host, p.port, p.path
 end
 
 --- Waits without blocking the worker (ngx.sleep).

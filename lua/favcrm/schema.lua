@@ -15,7 +15,7 @@
 -- 200), remotes = { [uri] = schema }, resolve_remote = function(uri) ->
 -- schema | nil, base_uri = "retrieval URI of the root schema".
 local core = require("favcrm.core")
-local cjson = require("cjson")
+local json = require("favcrm.json")
 local errors = require("favcrm.errors")
 
 local M = {}
@@ -42,9 +42,9 @@ function M.compile(schema, opts)
       .. tostring(opts.draft) .. ")", 2)
   end
   if ts == "string" then
-    local ok, decoded = pcall(cjson.decode, schema)
-    if not ok then
-      return nil, errors.new("invalid_schema", "invalid schema at /: not valid JSON (" .. tostring(decoded) .. ")",
+    local decoded, derr = json.decode_plain(schema)
+    if decoded == nil then
+      return nil, errors.new("invalid_schema", "invalid schema at /: not valid JSON (" .. tostring(derr) .. ")",
         { schema_path = "" })
     end
     schema = decoded

@@ -1,13 +1,15 @@
 --- favcrm.session: the MCP session over a transport (DESIGN.md layer 3).
 -- Protocol decisions live here; bytes, sockets and SSE framing live in the
--- transport (csrc/http.c, or a Lua-supplied one with the same shape:
--- `start(req) -> id`, `poll(ms) -> items`, `cancel(id)`, `close()`).
+-- transport (csrc/http.c, transport/stdio.lua, transport/custom.lua): the
+-- contract they all implement is written once in favcrm.transport
+-- (lua/favcrm/transport/init.lua).
 --
 -- Every request is an "op" pumped by `Session:pump`, so one blocking call,
 -- many calls at once and an event loop all share the same machinery.
-local cjson = require("cjson.safe")
+local json = require("favcrm.json")
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
+local urls = require("favcrm.url")
 
 local Session = {}
 Session.__index = Session
@@ -23,25 +25,9 @@ local MAX_REDIRECTS = 3
 local DRAIN_MS = 1000
 
 local now = core.monotonic
-local null = cjson.null
+local null = json.null
 
-local function origin(url)
-  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme then return nil end
-  scheme = scheme:lower()
-  local host = authority:gsub("^.*@", ""):lower()
-  if not host:find(":%d+$") then host = host .. (scheme == "https" and ":443" or ":80") end
-  return scheme .. "://" .. host
-end
-Session._origin = origin
-
-local function resolve(base, loc)
-  if loc:find("^%a[%w+.-]*://") then return loc end
-  local o = base:match("^(%a[%w+.-]*://[^/?#]*)")
-  if loc:sub(1, 2) == "//" then return base:match("^(%a[%w+.-]*:)") .. loc end
-  if loc:sub(1, 1) == "/" then return o .. loc end
-  return (base:gsub("[^/]*$", "")) .. loc
-end
+Session._origin = urls.origin
 
 --- Session.new(opts): no I/O. opts.transport is required; the rest are
 -- those of favcrm.new that concern the protocol.
@@ -107,7 +93,7 @@ end
 -- Sends a message we do not wait for (a notification, or our answer to a
 -- server request). Its outcome only matters as far as the transport goes.
 function Session:_send_aux(msg)
-  local body = cjson.encode(msg)
+  local body = json.wire(msg)
   local tid, err = self.transport:start({
     method = "POST", url = self.url, headers = self:_headers(), body = body,
     auth = self.auth, timeout_ms = 10000,
@@ -154,11 +140,10 @@ function Session:start_request(method, params, opts)
     msg.params._meta = msg.params._meta or {}
     msg.params._meta.progressToken = progress_token
   end
-  local body, jerr = cjson.encode(msg)
+  local body, jerr = json.wire(msg)
   if not body then
     error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 3)
   end
-  if opts.rewrite then body = opts.rewrite(body) end
   local t = now()
   local timeout = opts.timeout or self.timeout
   local op = {
@@ -227,7 +212,7 @@ end
 
 -- The JSON-RPC error in an HTTP error body: its text, code and data.
 local function rpc_error_message(body)
-  local msg = body and cjson.decode(body)
+  local msg = body and json.decode_plain(body)
   if type(msg) == "table" and type(msg.error) == "table" and type(msg.error.message) == "string" then
     return rpc_error_text(msg.error), msg.error.code, msg.error.data
   end
@@ -254,12 +239,13 @@ function Session:_on_http_error(op, item)
       return self:_finish(op, nil, errors.new("http", "too many redirects", { status = st }))
     end
     op.redirects = op.redirects + 1
-    local target = resolve(op.url or self.url, h.location)
-    if not target:lower():find("^https?://") then
-      return self:_finish(op, nil, errors.new("http", "refused a redirect to a URL that is not http(s): "
-        .. target:match("^[%w+.-]*:?"), { status = st }))
+    local target = urls.resolve(op.url or self.url, h.location)
+    local ok_url, why = urls.check(target)
+    if not ok_url then
+      return self:_finish(op, nil, errors.new("http", "refused a redirect: its target " .. why .. " (got "
+        .. (target:match("^[%w+.-]*:") or "a relative reference") .. "...)", { status = st }))
     end
-    if origin(target) ~= origin(self.url) then op.drop_auth = true end
+    if urls.origin(target) ~= urls.origin(self.url) then op.drop_auth = true end
     op.url = target
     return self:_launch(op)
   elseif st == 401 or st == 403 then
@@ -375,7 +361,7 @@ function Session:_on_item(op, item)
     if item.retry then op.retry_ms = item.retry end
     if not (op.status and op.status >= 200 and op.status < 300) then return end
     if item.event ~= "message" or item.data == "" then return end -- priming events carry no data
-    local msg = cjson.decode(item.data)
+    local msg = json.decode_plain(item.data)
     if msg == nil then
       return self:_finish(op, nil, errors.new("protocol", "an SSE event held invalid JSON"))
     end
@@ -387,8 +373,10 @@ function Session:_on_item(op, item)
   if item.event_id then op.last_event_id = item.event_id ~= "" and item.event_id or nil end
   if item.retry then op.retry_ms = item.retry end
   if item.error then
-    return self:_finish(op, nil, errors.new(item.error,
-      (item.error == "too_large" and "the answer was too large: " or "the request failed: ") .. item.message))
+    -- the transport's code, kept as it is (errors.wrap flags one not in the list)
+    return self:_finish(op, nil, errors.wrap({ code = item.error,
+      message = (item.error == "too_large" and "the answer was too large: " or "the request failed: ")
+        .. tostring(item.message) }))
   end
   local st = op.status or item.status
   if not st or st < 200 or st >= 300 then return self:_on_http_error(op, item) end
@@ -411,7 +399,7 @@ function Session:_on_item(op, item)
     return self:_finish(op, nil, errors.new("protocol",
       "unexpected Content-Type '" .. ct .. "' (expected JSON or an event stream)"))
   end
-  local msg = cjson.decode(item.body)
+  local msg = json.decode_plain(item.body)
   if msg == nil then
     return self:_finish(op, nil, errors.new("protocol", "the server's answer is not valid JSON"))
   end

@@ -613,7 +613,7 @@ end
 
 local function default_store(client)
   return function(secret)
-    return config.save({ api_key = secret, url = client.url })
+    return config.save({ api_key = secret, url = client:savable_url() })
   end
 end
 

@@ -1,7 +1,8 @@
 --- favcrm.transport.custom: carries the session over a transport written
 -- in Lua (an OpenResty cosocket, a Neovim libuv socket, ...). The session,
 -- the SSE parsing and the validation stay ours; the user's object only moves
--- bytes:
+-- bytes. It implements the session-level contract of favcrm.transport over
+-- the request-level one (written out there; in short):
 --
 --   t:request{method=, url=, headers={"Name: value", ...}, body=,
 --             timeout_ms=} -> response, or nil, message

@@ -2,7 +2,7 @@
 -- (newline-delimited JSON-RPC), with the same start/poll/cancel/close shape
 -- as the HTTP transport, so the session cannot tell them apart: each request
 -- looks like an event stream that carries its answer and then ends.
-local cjson = require("cjson.safe")
+local json = require("favcrm.json")
 local core = require("favcrm.core")
 
 local Stdio = {}
@@ -48,7 +48,12 @@ local SSE_HEADERS = { ["content-type"] = "text/event-stream" }
 function Stdio:_ensure()
   if self.proc or self.dead then return end
   local proc, err = core.spawn(self.command, self.env, self.max_event_bytes)
-  if proc then self.proc = proc else self.dead = tostring(err and err.message or err) end
+  if proc then
+    self.proc = proc
+  else
+    -- never started: `spawn` (whatever code the C core gave it)
+    self.dead, self.dead_code = tostring(err and err.message or err), "spawn"
+  end
 end
 
 function Stdio:start(req)
@@ -62,10 +67,10 @@ function Stdio:start(req)
     return tid
   end
   if self.dead then
-    push(self, { type = "done", id = tid, error = "network", message = self.dead })
+    push(self, { type = "done", id = tid, error = self.dead_code or "network", message = self.dead })
     return tid
   end
-  local msg = cjson.decode(req.body or "")
+  local msg = json.decode_plain(req.body or "")
   if type(msg) ~= "table" then return nil, "the request body is not JSON" end
   local ok, werr = self.proc:write(req.body .. "\n")
   if not ok then
@@ -87,7 +92,7 @@ function Stdio:start(req)
 end
 
 function Stdio:_line(line)
-  local msg = cjson.decode(line)
+  local msg = json.decode_plain(line)
   if type(msg) ~= "table" then return end -- not JSON-RPC: ignored, as the spec allows logging only on stderr
   if msg.method == nil and msg.id ~= nil then
     local tid = self.by_rpc[tostring(msg.id)]

@@ -1,0 +1,221 @@
+--- favcrm.scheduler: many calls at once, and event loops. The methods
+-- client:call_async, :async, :step, :pending, :call_many and :watch, and
+-- the handles they return, are defined here and installed on the client
+-- class by favcrm.client (the public API is the client's).
+--
+-- The client keeps three tables for it: `handles` (running handles),
+-- `waiters` (waitable -> handles waiting on it) and `ready` (handles to
+-- resume); the session calls client:_resume_ready() after each pump.
+local core = require("favcrm.core")
+local errors = require("favcrm.errors")
+
+local M = {}
+
+--- scheduler.install(Client, check_self): defines the methods on Client.
+function M.install(Client, check_self)
+  -- ---- many calls at once, and event loops ---------------------------------
+  --
+  -- An async call runs the same code as client:call inside a coroutine of its
+  -- own; wherever the blocking path would pump the transport it yields the op
+  -- it waits for, and client:step() resumes it once that op is done. So the
+  -- checks, the shared initialize and tools/list, and the error mapping are
+  -- one piece of code for both paths.
+
+  local Handle = {}
+  Handle.__index = Handle
+
+  --- handle:done() -> true once the call has finished
+  function Handle:done()
+    return self.finished == true
+  end
+
+  --- handle:result() -> payload, result | nil, err (raises what the call
+  -- raised: a misuse or a callback's error). Before done(): nil, nil.
+  function Handle:result()
+    if self.raised ~= nil then error(self.raised, 0) end
+    return self.value, self.err
+  end
+
+  --- handle:wait([timeout_s]) -> payload, result | nil, err: steps the client
+  -- until this call is done (or returns nil, err `timeout` after timeout_s).
+  function Handle:wait(timeout)
+    local deadline = timeout and core.monotonic() + timeout
+    while not self.finished do
+      if deadline and core.monotonic() >= deadline then
+        return nil, errors.new("timeout", "the call was not done within " .. timeout .. " s")
+      end
+      self.client:step(0.05)
+    end
+    return self:result()
+  end
+
+  function Client:_resume(h, ...)
+    local ok, a, b = coroutine.resume(h.co, ...)
+    if not ok then
+      h.finished, h.raised = true, a
+    elseif coroutine.status(h.co) == "dead" then
+      h.finished, h.value, h.err = true, a, b
+    else
+      -- it waits for `a`: resume it when `a` is signalled (or at once if it
+      -- already is), never by scanning every handle
+      h.waiting = a
+      if a.done then
+        self.ready[#self.ready + 1] = h
+      else
+        local list = self.waiters[a]
+        if not list then
+          list = {}
+          self.waiters[a] = list
+        end
+        list[#list + 1] = h
+      end
+      return
+    end
+    self.handles[h] = nil
+    if h.on_done then h.on_done(h) end
+  end
+
+  function Client:_resume_ready()
+    local s = self.session
+    while true do
+      local sig = s.signaled
+      if #sig > 0 then
+        s.signaled = {}
+        for _, w in ipairs(sig) do
+          local list = self.waiters[w]
+          if list then
+            self.waiters[w] = nil
+            for _, h in ipairs(list) do self.ready[#self.ready + 1] = h end
+          end
+        end
+      end
+      if #self.ready == 0 then return end
+      local ready = self.ready
+      self.ready = {}
+      for _, h in ipairs(ready) do
+        if h.waiting and h.waiting.done then
+          h.waiting = nil
+          self:_resume(h)
+        end
+      end
+    end
+  end
+
+  --- client:call_async(name, args, opts) -> handle. Misuse raises at once;
+  -- everything else happens in client:step(). opts.on_done(handle) is called
+  -- when it finishes.
+  function Client:call_async(name, args, opts)
+    check_self(self, "call_async")
+    if type(name) ~= "string" or name == "" then
+      error("bad argument #1 to 'call_async' (tool name expected, got " .. type(name) .. ")", 2)
+    end
+    if args ~= nil and type(args) ~= "table" then
+      error("bad argument #2 to 'call_async' (table of arguments expected, got " .. type(args) .. ")", 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+      error("bad argument #3 to 'call_async' (table of options expected, got " .. type(opts) .. ")", 2)
+    end
+    local h = self:async(function() return self:call(name, args, opts) end, opts)
+    h.name = name
+    return h
+  end
+
+  --- client:async(fn [, opts]) -> handle: runs fn(client) the way call_async
+  -- runs a call, so anything built on the client (doctor, tools, a recipe
+  -- step) can run without blocking. opts.on_done(handle) when it finishes.
+  -- On PUC Lua 5.1 the code in fn must not wait inside a pcall.
+  function Client:async(fn, opts)
+    check_self(self, "async")
+    if type(fn) ~= "function" then
+      error("bad argument #1 to 'async' (function expected, got " .. type(fn) .. ")", 2)
+    end
+    local h = setmetatable({ client = self, finished = false, on_done = opts and opts.on_done }, Handle)
+    h.co = coroutine.create(function() return fn(self) end)
+    self.session.async_cos[h.co] = true
+    self.handles[h] = true
+    self:_resume(h)
+    return h
+  end
+
+  --- client:step([timeout_s]) -> number of async calls still running. Moves
+  -- every transfer on, waiting at most timeout_s (default 0) for the network.
+  function Client:step(timeout)
+    check_self(self, "step")
+    if timeout ~= nil and type(timeout) ~= "number" then
+      error("bad argument #1 to 'step' (number of seconds expected, got " .. type(timeout) .. ")", 2)
+    end
+    self:_resume_ready()
+    self.session:pump(timeout or 0)
+    self:_resume_ready()
+    local n = 0
+    for _ in pairs(self.handles) do n = n + 1 end
+    return n
+  end
+
+  --- client:pending() -> number of async calls still running
+  function Client:pending()
+    local n = 0
+    for _ in pairs(self.handles) do n = n + 1 end
+    return n
+  end
+
+  --- client:call_many(calls [, opts]) -> results, errs. calls is a list of
+  -- {name, args[, opts]}; results[i] is the payload of call i or nil, and
+  -- errs[i] its error. opts.concurrency (default 16) bounds how many are in
+  -- flight at once.
+  function Client:call_many(calls, opts)
+    check_self(self, "call_many")
+    if type(calls) ~= "table" then
+      error("bad argument #1 to 'call_many' (list of {name, args} expected, got " .. type(calls) .. ")", 2)
+    end
+    opts = opts or {}
+    local limit = opts.concurrency or 16
+    if type(limit) ~= "number" or limit < 1 then
+      error("bad argument #2 to 'call_many' (concurrency must be a number >= 1)", 2)
+    end
+    for i, c in ipairs(calls) do
+      if type(c) ~= "table" or type(c[1]) ~= "string" then
+        error("bad argument #1 to 'call_many' (item " .. i .. " is not {name, args})", 2)
+      end
+    end
+    local results, errs, running, nexti, n = {}, {}, 0, 1, #calls
+    local function launch()
+      while running < limit and nexti <= n do
+        local i = nexti
+        nexti = nexti + 1
+        running = running + 1
+        local c = calls[i]
+        self:call_async(c[1], c[2], setmetatable({ on_done = function(h)
+          running = running - 1
+          if h.raised ~= nil then error(h.raised, 0) end
+          results[i], errs[i] = h.value, (h.value == nil) and h.err or nil
+        end }, { __index = c[3] }))
+      end
+    end
+    launch()
+    while running > 0 do
+      self:step(1)
+      launch()
+    end
+    return results, errs
+  end
+
+  --- client:watch() -> {fds = {{fd=, read=, write=}, ...}, timeout_ms = n}:
+  -- the sockets an event loop should watch and when it should call step()
+  -- at the latest (-1: no timer needed). See favcrm.nvim for the wiring.
+  function Client:watch()
+    check_self(self, "watch")
+    local t = self.session.transport
+    local fds, timeout_ms = {}, -1
+    if t.fds then fds, timeout_ms = t:fds() end
+    local d = self.session:next_deadline()
+    if d then
+      local ms = math.max(0, math.floor((d - core.monotonic()) * 1000))
+      if timeout_ms < 0 or ms < timeout_ms then timeout_ms = ms end
+    end
+    return { fds = fds, timeout_ms = timeout_ms }
+  end
+  M.Handle = Handle
+end
+
+return M

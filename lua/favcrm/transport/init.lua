@@ -1,0 +1,78 @@
+--- favcrm.transport: the one contract between the MCP session and the
+-- things that move its bytes. Every transport implements it: the libcurl
+-- one in C (core.http_new), favcrm.transport.stdio (a child process),
+-- favcrm.transport.custom (wraps a user's request-level object, which is how
+-- favcrm.resty and a Neovim libuv socket plug in).
+--
+-- # The session-level contract (what the session calls)
+--
+--   t:start(req) -> id | nil, message
+--       req = {method = "POST"|"GET"|"DELETE", url = an http(s) URL checked
+--       by favcrm.url (or stdio:PROG), headers = {"Name: value", ...},
+--       body = string|nil, auth = favcrm.secret|nil (sent as Authorization:
+--       Bearer; never logged), timeout_ms = the time left of the call's one
+--       deadline, in whole milliseconds}. No waiting. nil, message only when
+--       the request cannot even be queued (the session reports `network`).
+--   t:poll(ms) -> {item, ...}: waits at most ms (0: not at all) and returns
+--       what happened, in order, for any id:
+--         {type="headers", id=, status=, headers={lower-case name = value}, sse=bool}
+--         {type="event", id=, data=, event=, event_id=, retry=}   (SSE)
+--         {type="done", id=, status=, body=, sse=, event_id=, retry=}
+--         {type="done", id=, error=CODE, message=}  a failure; CODE is one of
+--           favcrm.errors.CODES (network, timeout, tls, too_large, spawn,
+--           invalid_arguments); the session keeps it as it is.
+--   t:cancel(id): forgets a request (no item for it after this). Idempotent.
+--   t:close(): frees everything; idempotent; also what __gc does. No I/O
+--       that can block past a small bound.
+--   t:fds() -> {{fd=, read=, write=}, ...}, timeout_ms (optional: for event
+--       loops, see client:watch()).
+--
+-- # The request-level contract (what a user's Lua transport implements)
+--
+--   t:request{method=, url=, headers={"Name: value", ...}, body=,
+--             timeout_ms=} -> response, or nil, message
+--   response.status (number), response.headers ({lower-case name = value})
+--   response:read() -> next body chunk (string), or nil at the end, or
+--                      nil, message on failure
+--   response:close()            (optional: give the connection back)
+--   t:sleep(ms)                 (optional: wait without blocking the host)
+-- timeout_ms is the time left of the call's deadline; request() and each
+-- read() must return within it. favcrm.transport.custom turns such an
+-- object into a session-level transport.
+local M = {}
+
+M.SESSION_METHODS = { "start", "poll", "cancel", "close" }
+M.REQUEST_METHODS = { "request" }
+
+local function missing(t, names)
+  if type(t) ~= "table" and type(t) ~= "userdata" then return "it is a " .. type(t) end
+  for _, name in ipairs(names) do
+    local ok, f = pcall(function() return t[name] end)
+    if not ok or type(f) ~= "function" then return "it has no " .. name .. "() method" end
+  end
+end
+
+--- transport.is_session_level(t) -> true when t has start/poll/cancel/close
+function M.is_session_level(t)
+  return missing(t, M.SESSION_METHODS) == nil
+end
+
+--- transport.check(t [, kind]) -> t, or raises naming what is missing.
+-- kind is "session" (default) or "request".
+function M.check(t, kind)
+  local why = missing(t, kind == "request" and M.REQUEST_METHODS or M.SESSION_METHODS)
+  if why then
+    error("favcrm.transport: not a " .. (kind or "session") .. "-level transport: " .. why, 2)
+  end
+  return t
+end
+
+--- transport.wrap(t, opts) -> a session-level transport: t itself when it
+-- has the session-level methods, else t wrapped by favcrm.transport.custom
+-- (which raises when t has no request method).
+function M.wrap(t, opts)
+  if M.is_session_level(t) then return t end
+  return require("favcrm.transport.custom").new(t, opts)
+end
+
+return M
