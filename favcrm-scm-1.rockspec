@@ -28,7 +28,7 @@ build = {
   modules = {
     ["favcrm.core"] = {
       sources = {
-        "csrc/compat.c", "csrc/core.c", "csrc/fs.c", "csrc/http.c", "csrc/proc.c",
+        "csrc/compat.c", "csrc/core.c", "csrc/fs.c", "csrc/http.c", "csrc/proc.c", "csrc/util.c",
         "csrc/schema.c", "csrc/secret.c", "csrc/sse.c", "csrc/sse_lua.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

@@ -6,6 +6,7 @@
 #define FAV_FAVCRM_H
 
 #include "compat.h"
+#include "util.h"
 
 #define FAV_VERSION "0.1.0"
 

@@ -7,6 +7,10 @@
  * has ended; :close([grace_ms]) closes stdin, waits, then sends SIGTERM and
  * SIGKILL, and reaps the child. It is also __gc and __close.
  *
+ * Failures return nil, err (util.h's fav_pushfail): codes "spawn" (the
+ * program cannot start; err.errno), "io" (write: stdin closed),
+ * "too_large" (write: over 256 MiB queued). Misuse raises.
+ *
  * Buffers are malloc'd and owned by the userdata; Lua values are built only
  * after the I/O is done, so a raising push leaks nothing.
  */
@@ -28,52 +32,19 @@ extern char **environ;
 
 #define FAV_PROC_MT "favcrm.Process"
 
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-} buf;
-
 typedef struct fav_proc {
   pid_t pid;
   int in, out, err;     /* parent's ends; -1 when closed */
-  buf wq;               /* bytes waiting for the child's stdin */
+  fav_buf wq;               /* bytes waiting for the child's stdin */
   size_t woff;
-  buf line;             /* the stdout line being read */
-  buf lines;            /* complete lines, each followed by '\n' */
-  buf errb;             /* stderr bytes not yet handed out */
+  fav_buf line;             /* the stdout line being read */
+  fav_buf lines;            /* complete lines, each followed by '\n' */
+  fav_buf errb;             /* stderr bytes not yet handed out */
   size_t max_line;
   int exited, status;   /* reaped, and how */
   int too_large;        /* a stdout line crossed max_line */
   int broken;           /* writing to stdin failed (EPIPE) */
 } fav_proc;
-
-static int buf_add(buf *b, const char *s, size_t n, size_t limit) {
-  if (b->len + n > limit) return 0;
-  if (b->len + n > b->cap) {
-    size_t nc = b->cap ? b->cap : 4096;
-    char *p;
-    while (nc < b->len + n) nc *= 2;
-    p = realloc(b->p, nc);
-    if (!p) return 0;
-    b->p = p;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  return 1;
-}
-
-static void buf_free(buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
 
 static void close_fd(int *fd) {
   if (*fd >= 0) close(*fd);
@@ -142,18 +113,18 @@ static void pump_io(fav_proc *p) {
       ssize_t i, start = 0;
       for (i = 0; i < n; i++) {
         if (tmp[i] != '\n') continue;
-        if (!buf_add(&p->line, tmp + start, (size_t)(i - start), p->max_line)) p->too_large = 1;
+        if (fav_buf_add(&p->line, tmp + start, (size_t)(i - start), p->max_line)) p->too_large = 1;
         if (!p->too_large) {
           size_t l = p->line.len;
           if (l && p->line.p[l - 1] == '\r') l--;
-          if (!buf_add(&p->lines, p->line.p ? p->line.p : "", l, (size_t)-1) ||
-              !buf_add(&p->lines, "\n", 1, (size_t)-1))
+          if (fav_buf_add(&p->lines, p->line.p ? p->line.p : "", l, (size_t)-1) ||
+              fav_buf_add(&p->lines, "\n", 1, (size_t)-1))
             p->too_large = 1;
         }
         p->line.len = 0;
         start = i + 1;
       }
-      if (start < n && !buf_add(&p->line, tmp + start, (size_t)(n - start), p->max_line)) p->too_large = 1;
+      if (start < n && fav_buf_add(&p->line, tmp + start, (size_t)(n - start), p->max_line)) p->too_large = 1;
     } else if (n == 0) {
       close_fd(&p->out);
     } else if (errno == EINTR) {
@@ -173,7 +144,7 @@ static void pump_io(fav_proc *p) {
         memmove(p->errb.p, p->errb.p + drop, p->errb.len - drop);
         p->errb.len -= drop;
       }
-      buf_add(&p->errb, tmp, (size_t)n, 65536 + sizeof tmp);
+      fav_buf_add(&p->errb, tmp, (size_t)n, 65536 + sizeof tmp);
     } else if (n == 0) {
       close_fd(&p->err);
     } else if (errno == EINTR) {
@@ -276,7 +247,7 @@ static int fav_proc_spawn(lua_State *L) {
   memset(p, 0, sizeof *p);
   p->in = p->out = p->err = -1;
   p->pid = -1;
-  p->max_line = (size_t)luaL_optinteger(L, 3, 8L * 1024 * 1024);
+  p->max_line = (size_t)luaL_optinteger(L, 3, (lua_Integer)FAV_MAX_EVENT_BYTES);
   luaL_setmetatable(L, FAV_PROC_MT);
 
   /* From here on nothing raises until the result is pushed. */
@@ -323,34 +294,23 @@ syserr: {
     for (i = 0; i < 6; i++)
       if (fds[i] >= 0) close(fds[i]);
     p->in = p->out = p->err = -1;
-    lua_pushnil(L);
-    lua_createtable(L, 0, 3);
-    lua_pushliteral(L, "network");
-    lua_setfield(L, -2, "code");
-    lua_pushfstring(L, "cannot start %s: %s", argv[0], strerror(e));
-    lua_setfield(L, -2, "message");
+    fav_pushfail(L, FAV_ESPAWN, "cannot start %s: %s", argv[0], strerror(e));
     lua_pushinteger(L, e);
     lua_setfield(L, -2, "errno");
     return 2;
   }
 }
 
-/* proc:write(s) -> true, or nil, err when stdin is closed. Queues s and
- * writes what the pipe takes now. */
+/* proc:write(s) -> true, or nil, err: err.code "io" when the child's
+ * stdin is closed, "too_large" past 256 MiB of unwritten input. Queues s
+ * and writes what the pipe takes now. Raises on misuse and memory. */
 static int fav_proc_write(lua_State *L) {
   fav_proc *p = check_proc(L);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  if (p->in < 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "the process's stdin is closed");
-    return 2;
-  }
-  if (!buf_add(&p->wq, s, n, (size_t)256 << 20)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "too much unwritten input for the process");
-    return 2;
-  }
+  if (p->in < 0) return fav_pushfail(L, FAV_EIO, "the process's stdin is closed");
+  if (fav_buf_add(&p->wq, s, n, (size_t)256 << 20) != 0)
+    return fav_pushfail(L, FAV_ETOO_LARGE, "too much unwritten input for the process");
   pump_io(p);
   lua_pushboolean(L, 1);
   return 1;
@@ -362,11 +322,11 @@ static int fav_proc_write(lua_State *L) {
 static int fav_proc_poll(lua_State *L) {
   fav_proc *p = check_proc(L);
   double wait = luaL_optnumber(L, 2, 0);
-  double deadline = now_ms() + wait;
+  double deadline = fav_monotonic_ms() + wait;
   int n = 0;
   pump_io(p);
   while (p->lines.len == 0 && p->errb.len == 0 && (p->out >= 0 || p->err >= 0)) {
-    double left = deadline - now_ms();
+    double left = deadline - fav_monotonic_ms();
     if (left <= 0) break;
     wait_io(p, (int)(left < 1 ? 1 : left));
     pump_io(p);
@@ -410,13 +370,13 @@ static int fav_proc_poll(lua_State *L) {
 
 /* Waits up to ms for the child to end, draining its output. */
 static void wait_exit(fav_proc *p, int ms) {
-  double deadline = now_ms() + ms;
+  double deadline = fav_monotonic_ms() + ms;
   for (;;) {
     double left;
     pump_io(p);
     try_reap(p, 0);
     if (p->exited) return;
-    left = deadline - now_ms();
+    left = deadline - fav_monotonic_ms();
     if (left <= 0) return;
     if (p->out >= 0 || p->err >= 0) {
       wait_io(p, (int)(left < 5 ? left + 1 : 5));
@@ -448,10 +408,10 @@ static int fav_proc_close(lua_State *L) {
   close_fd(&p->in);
   close_fd(&p->out);
   close_fd(&p->err);
-  buf_free(&p->wq);
-  buf_free(&p->line);
-  buf_free(&p->lines);
-  buf_free(&p->errb);
+  fav_buf_free(&p->wq);
+  fav_buf_free(&p->line);
+  fav_buf_free(&p->lines);
+  fav_buf_free(&p->errb);
   if (p->exited && WIFEXITED(p->status)) lua_pushinteger(L, WEXITSTATUS(p->status));
   else lua_pushnil(L);
   return 1;
@@ -513,14 +473,7 @@ int fav_proc_open(lua_State *L) {
     {"kill", fav_proc_kill},
     {"fds", fav_proc_fds},
     {NULL, NULL}};
-  if (luaL_newmetatable(L, FAV_PROC_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, fav_proc_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, fav_proc_gc);
-    lua_setfield(L, -2, "__close");
-  }
+  fav_newclass(L, FAV_PROC_MT, methods, NULL, fav_proc_gc);
   lua_pop(L, 1);
   lua_pushcfunction(L, fav_proc_spawn);
   lua_setfield(L, -2, "spawn");

@@ -999,33 +999,22 @@ typedef struct fav_cc {
   int nwl, nk;
 } fav_cc;
 
-/* Raises an invalid_schema error object {code, message, schema_path}. */
+/* Raises an invalid_schema error object {code, message = "invalid schema
+ * at <path>: <text>", schema_path = <loc>/<kw>} (util.h's fav_pusherror). */
 static int fav_schema_bad(fav_cc *c, const char *loc, const char *kw, const char *fmt, ...) {
   lua_State *L = c->L;
+  const char *path, *text;
   va_list ap;
   luaL_checkstack(L, 8, NULL);
-  lua_createtable(L, 0, 3);
-  lua_pushliteral(L, "invalid_schema");
-  lua_setfield(L, -2, "code");
   if (kw) lua_pushfstring(L, "%s/%s", loc, kw);
   else lua_pushstring(L, loc);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "schema_path");
+  path = lua_tostring(L, -1);
   va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
+  text = lua_pushvfstring(L, fmt, ap);
   va_end(ap);
-  /* message: "invalid schema at <path>: <text>" */
-  lua_pushliteral(L, "invalid schema at ");
+  fav_pusherror(L, FAV_EINVALID_SCHEMA, "invalid schema at %s: %s", *path ? path : "/", text);
   lua_pushvalue(L, -3);
-  if (lua_rawlen(L, -1) == 0) {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "/");
-  }
-  lua_pushliteral(L, ": ");
-  lua_pushvalue(L, -4);
-  lua_concat(L, 4);
-  lua_setfield(L, -4, "message");
-  lua_pop(L, 2);
+  lua_setfield(L, -2, "schema_path");
   return lua_error(L);
 }
 
@@ -3236,12 +3225,7 @@ static int fav_schema_compile_l(lua_State *L) {
     lua_getfield(L, -1, "decode");
     lua_pushvalue(L, 1);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-      lua_pushnil(L);
-      lua_createtable(L, 0, 3);
-      lua_pushliteral(L, "invalid_schema");
-      lua_setfield(L, -2, "code");
-      lua_pushfstring(L, "invalid schema at /: not valid JSON (%s)", lua_tostring(L, -3));
-      lua_setfield(L, -2, "message");
+      fav_pushfail(L, FAV_EINVALID_SCHEMA, "invalid schema at /: not valid JSON (%s)", lua_tostring(L, -1));
       lua_pushliteral(L, "");
       lua_setfield(L, -2, "schema_path");
       return 2;
@@ -3313,19 +3297,13 @@ int fav_schema_open(lua_State *L) {
     {"validate", fav_schema_validate_l},
     {NULL, NULL}
   };
-  if (luaL_newmetatable(L, FAV_SCHEMA_MT)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, fav_schema_validate_l);
-    lua_setfield(L, -2, "__call");
-    lua_pushcfunction(L, fav_schema_gc_l);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, fav_schema_tostring_l);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "favcrm.Validator");
-    lua_setfield(L, -2, "__name");
-  }
+  static const luaL_Reg meta[] = {
+    {"__call", fav_schema_validate_l},
+    {"__gc", fav_schema_gc_l},
+    {"__tostring", fav_schema_tostring_l},
+    {NULL, NULL}
+  };
+  fav_newclass(L, FAV_SCHEMA_MT, methods, meta, NULL);
   lua_pop(L, 1);
   lua_pushcfunction(L, fav_schema_compile_l);
   lua_setfield(L, -2, "schema_compile");

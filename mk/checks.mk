@@ -111,9 +111,9 @@ valgrind:
 # ---- libFuzzer --------------------------------------------------------------------
 # Each target links the module's C sources and Lua 5.4 statically into one
 # program; fuzz/harness.c opens favcrm.core and lua-cjson in a Lua state.
-$(FUZZ_BUILD)/sse_fuzz: fuzz/sse_fuzz.c csrc/sse.c csrc/sse.h
+$(FUZZ_BUILD)/sse_fuzz: fuzz/sse_fuzz.c csrc/sse.c csrc/sse.h csrc/util.c csrc/util.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/sse_fuzz.c csrc/sse.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/sse_fuzz.c csrc/sse.c csrc/util.c $(FUZZ_LIBS)
 
 $(FUZZ_BUILD)/%_fuzz: fuzz/%_fuzz.c fuzz/harness.c fuzz/harness.h $(wildcard csrc/*.c csrc/*.h) lua/favcrm/session.lua
 	@mkdir -p $(dir $@)

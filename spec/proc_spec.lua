@@ -54,7 +54,7 @@ describe("favcrm.core spawn()", function()
   it("returns nil, err for a program that cannot start (missing), and raises on misuse", function()
     local p, err = core.spawn({ "/nonexistent/prog" })
     assert.is_nil(p)
-    assert.equal("network", err.code)
+    assert.equal("spawn", err.code)
     assert.matches("cannot start /nonexistent/prog", err.message, 1, true)
     assert.has_error(function() core.spawn({}) end)
     assert.has_error(function() core.spawn({ 1 }) end,
