@@ -423,11 +423,27 @@ static void fav_schema_strlist(fav_cc *c, const char *loc, const char *kw, fav_d
   }
 }
 
-/* Builds node n from the worklist entry at slots e+1..e+7. */
-void fav_schema_build(fav_cc *c, int e) {
+/* One node being built: what fav_build_head reads from the worklist entry
+ * and every fav_build_* keyword reader uses. V, B and LOC are stack slots
+ * (the schema, its base URI, its JSON pointer) valid until
+ * fav_schema_build returns. */
+typedef struct fav_build {
+  fav_cc *c;
+  fav_node *n;   /* the node being filled */
+  fav_node *res; /* the schema resource it belongs to */
+  int V, B, LOC;
+  int draft, depth, isres;
+  const char *loc; /* n->loc */
+} fav_build;
+
+/* Reads the worklist entry at slots e+1..e+7 into b and pushes what the
+ * other builders index (the schema V, its base URI B and location LOC).
+ * Finishes a boolean schema itself and returns 1 then; else fills the
+ * node's res, draft and loc and returns 0. Raises (invalid schema, memory). */
+static int fav_build_head(fav_cc *c, int e, fav_build *b) {
   lua_State *L = c->L;
   fav_node *n, *res;
-  int V, B, LOC, draft, depth, top = lua_gettop(L), isres = 0, t, i;
+  int V, B, LOC, draft, depth, isres = 0, t;
   const char *loc;
   luaL_checkstack(L, 30, "schema too deep");
   lua_rawgeti(L, c->wl, e + 1);
@@ -449,8 +465,7 @@ void fav_schema_build(fav_cc *c, int e) {
     n->boolean = lua_toboolean(L, V) ? 1 : 2;
     n->loc = fav_schema_strdup(L, lua_tostring(L, LOC), lua_rawlen(L, LOC));
     n->res = res;
-    lua_settop(L, top);
-    return;
+    return 1;
   }
   if (lua_type(L, V) != LUA_TTABLE)
     fav_schema_bad(c, lua_tostring(L, LOC), NULL, "a schema must be an object or a boolean, got %s",
@@ -490,6 +505,28 @@ void fav_schema_build(fav_cc *c, int e) {
   n->loc = fav_schema_strdup(L, loc, lua_rawlen(L, LOC));
   loc = n->loc;
 
+  b->c = c;
+  b->n = n;
+  b->res = res;
+  b->V = V;
+  b->B = B;
+  b->LOC = LOC;
+  b->draft = draft;
+  b->depth = depth;
+  b->isres = isres;
+  b->loc = loc;
+  return 0;
+}
+
+/* A 2020-12 resource root's $dynamicAnchor list, and the node's own
+ * $dynamicAnchor. Stack-neutral; raises (invalid schema, memory). */
+static void fav_build_dynamic(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, LOC = b->LOC, draft = b->draft, depth = b->depth, isres = b->isres;
+  int top = lua_gettop(L);
   /* $dynamicAnchor list of a resource root */
   if (isres && draft != 7) {
     lua_pushvalue(L, B);
@@ -520,7 +557,20 @@ void fav_schema_build(fav_cc *c, int e) {
       n->dynanchor = fav_schema_strdup(L, lua_tostring(L, -1), lua_rawlen(L, -1));
     lua_pop(L, 1);
   }
+  lua_settop(L, top);
+}
 
+/* $ref and $dynamicRef. Returns 1 when the node is complete (draft-07:
+ * siblings of $ref are ignored), else 0. Stack-neutral; raises (invalid
+ * schema, memory). */
+static int fav_build_refs(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, draft = b->draft, depth = b->depth;
+  const char *loc = b->loc;
+  int top = lua_gettop(L);
   /* $ref */
   if (fav_schema_field(L, V, "$ref") != LUA_TNIL) {
     int tt, r = lua_gettop(L);
@@ -531,7 +581,7 @@ void fav_schema_build(fav_cc *c, int e) {
     lua_settop(L, r);
     if (draft == 7) { /* draft-07: siblings of $ref are ignored */
       lua_settop(L, top);
-      return;
+      return 1;
     }
   }
   lua_pop(L, 1);
@@ -553,7 +603,18 @@ void fav_schema_build(fav_cc *c, int e) {
     lua_settop(L, r);
   }
   lua_pop(L, 1);
+  lua_settop(L, top);
+  return 0;
+}
 
+/* type, enum and const. Stack-neutral; raises (invalid schema, memory). */
+static void fav_build_type(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  int V = b->V;
+  const char *loc = b->loc;
+  int top = lua_gettop(L), t, i;
   /* type */
   t = fav_schema_field(L, V, "type");
   if (t == LUA_TSTRING) {
@@ -597,7 +658,18 @@ void fav_schema_build(fav_cc *c, int e) {
   lua_rawget(L, V);
   if (!lua_isnil(L, -1)) n->const_k = fav_schema_const(c);
   lua_pop(L, 1);
+  lua_settop(L, top);
+}
 
+/* minimum, maximum, exclusiveMinimum/Maximum (draft-04 booleans
+ * tolerated), multipleOf. Stack-neutral; raises (invalid schema). */
+static void fav_build_number(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  int V = b->V;
+  const char *loc = b->loc;
+  int top = lua_gettop(L), t;
   /* numbers */
   if (fav_schema_field(L, V, "minimum") != LUA_TNIL) n->minimum = fav_schema_number(c, loc, "minimum"), n->numkw |= NK_MIN;
   lua_pop(L, 1);
@@ -624,7 +696,18 @@ void fav_schema_build(fav_cc *c, int e) {
   }
   lua_pop(L, 1);
   if (n->numkw) n->cat |= CAT_NUM;
+  lua_settop(L, top);
+}
 
+/* minLength, maxLength, pattern, format. Stack-neutral; raises (invalid
+ * schema, memory, a bad regex). */
+static void fav_build_string(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  int V = b->V;
+  const char *loc = b->loc;
+  int top = lua_gettop(L), t, i;
   /* strings */
   if (fav_schema_field(L, V, "minLength") != LUA_TNIL) n->minlen = fav_schema_count(c, loc, "minLength");
   lua_pop(L, 1);
@@ -643,7 +726,20 @@ void fav_schema_build(fav_cc *c, int e) {
   lua_pop(L, 1);
   n->strutf = n->minlen > 0 || n->maxlen != (size_t)-1 || n->pattern >= 0;
   if (n->strutf || n->format) n->cat |= CAT_STR;
+  lua_settop(L, top);
+}
 
+/* prefixItems, items, additionalItems, contains, min/maxContains,
+ * min/maxItems, uniqueItems, unevaluatedItems. Stack-neutral; raises
+ * (invalid schema, memory). */
+static void fav_build_array(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, LOC = b->LOC, draft = b->draft, depth = b->depth;
+  const char *loc = b->loc;
+  int top = lua_gettop(L), t;
   /* arrays */
   {
     int hasprefix = 0;
@@ -690,70 +786,93 @@ void fav_schema_build(fav_cc *c, int e) {
   }
   if (n->nprefix || n->items || n->contains || n->minitems || n->maxitems != (size_t)-1 || n->unique)
     n->cat |= CAT_ARR;
+  lua_settop(L, top);
+}
 
+/* properties and required, and the hash table of the names they know.
+ * Stack-neutral; raises (invalid schema, memory). */
+static void fav_build_properties(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, LOC = b->LOC, draft = b->draft, depth = b->depth;
+  const char *loc = b->loc;
+  int top = lua_gettop(L), i;
   /* objects */
-  {
-    int np = 0, nr = 0, pt = 0, rt = 0;
-    if (fav_schema_field(L, V, "properties") != LUA_TNIL) {
-      pt = lua_gettop(L);
-      if (lua_type(L, pt) != LUA_TTABLE) fav_schema_bad(c, loc, "properties", "properties must be an object");
-      lua_pushnil(L);
-      while (lua_next(L, pt)) {
-        np++;
-        lua_pop(L, 1);
-      }
-    }
-    if (fav_schema_field(L, V, "required") != LUA_TNIL) {
-      rt = lua_gettop(L);
-      if (!fav_schema_isarr(L, rt)) fav_schema_bad(c, loc, "required", "required must be an array of strings");
-      nr = (int)lua_rawlen(L, rt);
-    }
-    if (np + nr > 0) n->keys = (fav_pent *)fav_schema_alloc(L, (size_t)(np + nr), sizeof(fav_pent));
-    if (pt) {
-      lua_pushnil(L);
-      while (lua_next(L, pt)) {
-        size_t kl;
-        const char *k;
-        fav_node *cn;
-        if (lua_type(L, -2) != LUA_TSTRING) fav_schema_bad(c, loc, "properties", "property names must be strings");
-        k = lua_tolstring(L, -2, &kl);
-        cn = fav_schema_child(c, LOC, B, draft, res, depth, "properties", k, kl, -1);
-        fav_schema_addkey(n, k, kl, cn, -1, L);
-        lua_pop(L, 1);
-      }
-    }
-    if (rt) {
-      n->req = (char **)fav_schema_alloc(L, (size_t)nr, sizeof(char *));
-      for (i = 0; i < nr; i++) {
-        size_t kl;
-        const char *k;
-        lua_rawgeti(L, rt, i + 1);
-        if (lua_type(L, -1) != LUA_TSTRING) fav_schema_bad(c, loc, "required", "required must be an array of strings");
-        k = lua_tolstring(L, -1, &kl);
-        n->req[i] = fav_schema_strdup(L, k, kl);
-        n->nreq = i + 1;
-        if (nr <= 64) fav_schema_addkey(n, k, kl, NULL, i, L);
-        lua_pop(L, 1);
-      }
-      lua_pushvalue(L, rt);
-      n->req_k = fav_schema_const(c);
+  int np = 0, nr = 0, pt = 0, rt = 0;
+  if (fav_schema_field(L, V, "properties") != LUA_TNIL) {
+    pt = lua_gettop(L);
+    if (lua_type(L, pt) != LUA_TTABLE) fav_schema_bad(c, loc, "properties", "properties must be an object");
+    lua_pushnil(L);
+    while (lua_next(L, pt)) {
+      np++;
       lua_pop(L, 1);
     }
-    if (rt) lua_pop(L, 1);
-    else lua_pop(L, 1);
-    lua_pop(L, 1); /* properties (or nil) */
-    if (n->nkeys) {
-      uint32_t size = 4;
-      while (size < (uint32_t)n->nkeys * 2) size <<= 1;
-      n->ktab = (int *)fav_schema_alloc(L, size, sizeof(int));
-      n->kmask = size - 1;
-      for (i = 0; i < n->nkeys; i++) {
-        uint32_t h = n->keys[i].h & n->kmask;
-        while (n->ktab[h]) h = (h + 1) & n->kmask;
-        n->ktab[h] = i + 1;
-      }
+  }
+  if (fav_schema_field(L, V, "required") != LUA_TNIL) {
+    rt = lua_gettop(L);
+    if (!fav_schema_isarr(L, rt)) fav_schema_bad(c, loc, "required", "required must be an array of strings");
+    nr = (int)lua_rawlen(L, rt);
+  }
+  if (np + nr > 0) n->keys = (fav_pent *)fav_schema_alloc(L, (size_t)(np + nr), sizeof(fav_pent));
+  if (pt) {
+    lua_pushnil(L);
+    while (lua_next(L, pt)) {
+      size_t kl;
+      const char *k;
+      fav_node *cn;
+      if (lua_type(L, -2) != LUA_TSTRING) fav_schema_bad(c, loc, "properties", "property names must be strings");
+      k = lua_tolstring(L, -2, &kl);
+      cn = fav_schema_child(c, LOC, B, draft, res, depth, "properties", k, kl, -1);
+      fav_schema_addkey(n, k, kl, cn, -1, L);
+      lua_pop(L, 1);
     }
   }
+  if (rt) {
+    n->req = (char **)fav_schema_alloc(L, (size_t)nr, sizeof(char *));
+    for (i = 0; i < nr; i++) {
+      size_t kl;
+      const char *k;
+      lua_rawgeti(L, rt, i + 1);
+      if (lua_type(L, -1) != LUA_TSTRING) fav_schema_bad(c, loc, "required", "required must be an array of strings");
+      k = lua_tolstring(L, -1, &kl);
+      n->req[i] = fav_schema_strdup(L, k, kl);
+      n->nreq = i + 1;
+      if (nr <= 64) fav_schema_addkey(n, k, kl, NULL, i, L);
+      lua_pop(L, 1);
+    }
+    lua_pushvalue(L, rt);
+    n->req_k = fav_schema_const(c);
+    lua_pop(L, 1);
+  }
+  if (rt) lua_pop(L, 1);
+  else lua_pop(L, 1);
+  lua_pop(L, 1); /* properties (or nil) */
+  if (n->nkeys) {
+    uint32_t size = 4;
+    while (size < (uint32_t)n->nkeys * 2) size <<= 1;
+    n->ktab = (int *)fav_schema_alloc(L, size, sizeof(int));
+    n->kmask = size - 1;
+    for (i = 0; i < n->nkeys; i++) {
+      uint32_t h = n->keys[i].h & n->kmask;
+      while (n->ktab[h]) h = (h + 1) & n->kmask;
+      n->ktab[h] = i + 1;
+    }
+  }
+  lua_settop(L, top);
+}
+
+/* patternProperties, additionalProperties, propertyNames,
+ * min/maxProperties. Stack-neutral; raises (invalid schema, memory). */
+static void fav_build_object(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, LOC = b->LOC, draft = b->draft, depth = b->depth;
+  const char *loc = b->loc;
+  int top = lua_gettop(L);
   if (fav_schema_field(L, V, "patternProperties") != LUA_TNIL) {
     int pp = lua_gettop(L), cnt = 0;
     if (lua_type(L, pp) != LUA_TTABLE)
@@ -794,80 +913,85 @@ void fav_schema_build(fav_cc *c, int e) {
   lua_pop(L, 1);
   if (fav_schema_field(L, V, "maxProperties") != LUA_TNIL) n->maxprops = fav_schema_count(c, loc, "maxProperties");
   lua_pop(L, 1);
-  {
-    /* dependencies (draft-07, also read in 2020-12), dependentRequired,
-     * dependentSchemas */
-    static const char *const dk[] = {"dependencies", "dependentRequired", "dependentSchemas"};
-    int d, nreq = 0, nsch = 0, tabs[3] = {0, 0, 0};
-    for (d = 0; d < 3; d++) {
-      if (d > 0 && draft == 7) break;
-      if (fav_schema_field(L, V, dk[d]) == LUA_TTABLE) {
-        tabs[d] = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, tabs[d])) {
-          if (d == 1 || (d == 0 && lua_type(L, -1) == LUA_TTABLE && fav_schema_isarr(L, -1) &&
-                         lua_rawlen(L, -1) > 0)) nreq++;
-          else nsch++;
-          lua_pop(L, 1);
-        }
-      } else if (!lua_isnil(L, -1)) {
-        fav_schema_bad(c, loc, dk[d], "%s must be an object", dk[d]);
-      }
-    }
-    if (nreq) n->depreq = (fav_dep *)fav_schema_alloc(L, (size_t)nreq, sizeof(fav_dep));
-    if (nsch) n->depsch = (fav_dep *)fav_schema_alloc(L, (size_t)nsch, sizeof(fav_dep));
-    for (d = 0; d < 3; d++) {
-      if (!tabs[d]) continue;
+  lua_settop(L, top);
+}
+
+/* dependencies (draft-07, also read in 2020-12), dependentRequired,
+ * dependentSchemas. Stack-neutral; raises (invalid schema, memory). */
+static void fav_build_dependencies(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, LOC = b->LOC, draft = b->draft, depth = b->depth;
+  const char *loc = b->loc;
+  int top = lua_gettop(L);
+  /* dependencies (draft-07, also read in 2020-12), dependentRequired,
+   * dependentSchemas */
+  static const char *const dk[] = {"dependencies", "dependentRequired", "dependentSchemas"};
+  int d, nreq = 0, nsch = 0, tabs[3] = {0, 0, 0};
+  for (d = 0; d < 3; d++) {
+    if (d > 0 && draft == 7) break;
+    if (fav_schema_field(L, V, dk[d]) == LUA_TTABLE) {
+      tabs[d] = lua_gettop(L);
       lua_pushnil(L);
       while (lua_next(L, tabs[d])) {
-        size_t kl;
-        const char *k;
-        if (lua_type(L, -2) != LUA_TSTRING) fav_schema_bad(c, loc, dk[d], "%s keys must be strings", dk[d]);
-        k = lua_tolstring(L, -2, &kl);
-        if (d == 1 || (d == 0 && lua_type(L, -1) == LUA_TTABLE && fav_schema_isarr(L, -1) && lua_rawlen(L, -1) > 0)) {
-          fav_dep *dp = &n->depreq[n->ndepreq];
-          dp->name = fav_schema_strdup(L, k, kl);
-          dp->len = kl;
-          n->ndepreq++;
-          n->depreq_kw = dk[d];
-          fav_schema_strlist(c, loc, dk[d], dp);
-        } else {
-          fav_dep *dp = &n->depsch[n->ndepsch];
-          fav_node *cn;
-          if (d == 0 && lua_type(L, -1) == LUA_TTABLE && fav_schema_isarr(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushboolean(L, 1); /* dependencies: [] requires nothing */
-          }
-          cn = fav_schema_child(c, LOC, B, draft, res, depth, dk[d], k, kl, -1);
-          dp->name = fav_schema_strdup(L, k, kl);
-          dp->len = kl;
-          dp->node = cn;
-          n->ndepsch++;
-          n->depsch_kw = dk[d];
-        }
+        if (d == 1 || (d == 0 && lua_type(L, -1) == LUA_TTABLE && fav_schema_isarr(L, -1) &&
+                       lua_rawlen(L, -1) > 0)) nreq++;
+        else nsch++;
         lua_pop(L, 1);
       }
+    } else if (!lua_isnil(L, -1)) {
+      fav_schema_bad(c, loc, dk[d], "%s must be an object", dk[d]);
     }
-    lua_settop(L, top + 0);
-    /* restore the locals we index below */
   }
-  /* the stack was reset: re-push the entry values we still need */
-  lua_rawgeti(L, c->wl, e + 2);
-  V = lua_gettop(L);
-  lua_pushvalue(L, V);
-  lua_rawget(L, c->info);
-  if (lua_istable(L, -1)) {
-    t = lua_gettop(L);
-    lua_rawgeti(L, t, 1);
-    B = lua_gettop(L);
-    lua_rawgeti(L, t, 2);
-    LOC = lua_gettop(L);
-  } else {
-    lua_rawgeti(L, c->wl, e + 3);
-    B = lua_gettop(L);
-    lua_rawgeti(L, c->wl, e + 4);
-    LOC = lua_gettop(L);
+  if (nreq) n->depreq = (fav_dep *)fav_schema_alloc(L, (size_t)nreq, sizeof(fav_dep));
+  if (nsch) n->depsch = (fav_dep *)fav_schema_alloc(L, (size_t)nsch, sizeof(fav_dep));
+  for (d = 0; d < 3; d++) {
+    if (!tabs[d]) continue;
+    lua_pushnil(L);
+    while (lua_next(L, tabs[d])) {
+      size_t kl;
+      const char *k;
+      if (lua_type(L, -2) != LUA_TSTRING) fav_schema_bad(c, loc, dk[d], "%s keys must be strings", dk[d]);
+      k = lua_tolstring(L, -2, &kl);
+      if (d == 1 || (d == 0 && lua_type(L, -1) == LUA_TTABLE && fav_schema_isarr(L, -1) && lua_rawlen(L, -1) > 0)) {
+        fav_dep *dp = &n->depreq[n->ndepreq];
+        dp->name = fav_schema_strdup(L, k, kl);
+        dp->len = kl;
+        n->ndepreq++;
+        n->depreq_kw = dk[d];
+        fav_schema_strlist(c, loc, dk[d], dp);
+      } else {
+        fav_dep *dp = &n->depsch[n->ndepsch];
+        fav_node *cn;
+        if (d == 0 && lua_type(L, -1) == LUA_TTABLE && fav_schema_isarr(L, -1)) {
+          lua_pop(L, 1);
+          lua_pushboolean(L, 1); /* dependencies: [] requires nothing */
+        }
+        cn = fav_schema_child(c, LOC, B, draft, res, depth, dk[d], k, kl, -1);
+        dp->name = fav_schema_strdup(L, k, kl);
+        dp->len = kl;
+        dp->node = cn;
+        n->ndepsch++;
+        n->depsch_kw = dk[d];
+      }
+      lua_pop(L, 1);
+    }
   }
+  lua_settop(L, top);
+  lua_settop(L, top);
+}
+
+/* unevaluatedProperties and the node's object flags (set once every
+ * object keyword is read). Stack-neutral; raises (invalid schema). */
+static void fav_build_object_tail(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, LOC = b->LOC, draft = b->draft, depth = b->depth;
+  int top = lua_gettop(L);
   if (draft != 7) {
     if (fav_schema_field(L, V, "unevaluatedProperties") != LUA_TNIL)
       n->uprops = fav_schema_child(c, LOC, B, draft, res, depth, "unevaluatedProperties", NULL, 0, -1);
@@ -878,7 +1002,18 @@ void fav_schema_build(fav_cc *c, int e) {
   if (n->nkeys || n->npat || n->addl || n->pnames || n->minprops || n->maxprops != (size_t)-1 || n->nreq ||
       n->ndepreq || n->ndepsch)
     n->cat |= CAT_OBJ;
+  lua_settop(L, top);
+}
 
+/* allOf, anyOf, oneOf, not, if/then/else, and the node's needs_kind flag
+ * (set last: it reads every category). Stack-neutral; raises. */
+static void fav_build_applicators(fav_build *b) {
+  fav_cc *c = b->c;
+  lua_State *L = b->c->L;
+  fav_node *n = b->n;
+  fav_node *res = b->res;
+  int V = b->V, B = b->B, LOC = b->LOC, draft = b->draft, depth = b->depth;
+  int top = lua_gettop(L);
   /* applicators */
   if (fav_schema_field(L, V, "allOf") != LUA_TNIL) fav_schema_children(c, LOC, B, draft, res, depth, "allOf", &n->allof, &n->nallof);
   lua_pop(L, 1);
@@ -900,4 +1035,29 @@ void fav_schema_build(fav_cc *c, int e) {
   n->needs_kind = (n->types & (FT_ARR | FT_OBJ)) != 0 || (n->cat & (CAT_ARR | CAT_OBJ)) != 0 || n->uitems ||
                   n->uprops;
   lua_settop(L, top);
+}
+
+/* Builds node n from the worklist entry at slots e+1..e+7: one reader per
+ * keyword family, in the order the evaluation relies on (object flags
+ * after every object keyword, needs_kind last). Leaves the stack as found;
+ * raises (invalid schema, memory, a remote resolver's error). */
+void fav_schema_build(fav_cc *c, int e) {
+  fav_build b;
+  int top = lua_gettop(c->L);
+  luaL_checkstack(c->L, 30, "schema too deep");
+  if (fav_build_head(c, e, &b) == 0) {
+    fav_build_dynamic(&b);
+    if (fav_build_refs(&b) == 0) {
+      fav_build_type(&b);
+      fav_build_number(&b);
+      fav_build_string(&b);
+      fav_build_array(&b);
+      fav_build_properties(&b);
+      fav_build_object(&b);
+      fav_build_dependencies(&b);
+      fav_build_object_tail(&b);
+      fav_build_applicators(&b);
+    }
+  }
+  lua_settop(c->L, top);
 }
