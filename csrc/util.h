@@ -15,10 +15,12 @@
  * linker inside core.so, hidden from everything that loads it, whatever
  * flags the build passes (luarocks' builtin type passes no
  * -fvisibility=hidden). */
+#ifndef FAV_API
 #if defined(__GNUC__)
 #define FAV_API __attribute__((visibility("hidden")))
 #else
 #define FAV_API
+#endif
 #endif
 
 /* The one default cap on one event (an SSE event over HTTP, a line of a
