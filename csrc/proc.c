@@ -5,7 +5,17 @@
  * :write(s) queues bytes for its stdin, :poll(ms) moves bytes both ways and
  * returns the complete stdout lines, the stderr bytes and whether the child
  * has ended; :close([grace_ms]) closes stdin, waits, then sends SIGTERM and
- * SIGKILL, and reaps the child. It is also __gc and __close.
+ * SIGKILL, and reaps the child. __close is close with a 200 ms grace.
+ *
+ * __gc never waits: a collected Process whose child still runs sends it
+ * SIGKILL, closes the pipes and reaps it with WNOHANG. A child not dead
+ * yet at that instant is handed to the state's reaper (a small array in a
+ * userdata, upvalue of spawn and __gc, one per Lua state: no global), which
+ * reaps it with WNOHANG at the next spawn or collection and when the state
+ * closes. Only children the reaper cannot hold (more than FAV_PROC_GRAVE
+ * killed and not yet dead at once) stay zombies until the host process
+ * exits or waits for them. Double-forking would have avoided zombies but
+ * costs the exit status and the pid that :poll, :kill and :close use.
  *
  * Failures return nil, err (util.h's fav_pushfail): codes "spawn" (the
  * program cannot start; err.errno), "io" (write: stdin closed),
@@ -31,6 +41,14 @@
 extern char **environ;
 
 #define FAV_PROC_MT "favcrm.Process"
+#define FAV_PROC_REAPER_MT "favcrm.ProcessReaper"
+#define FAV_PROC_GRAVE 64 /* killed children the reaper holds at once */
+
+/* The killed children not reaped yet (see the header comment). */
+typedef struct fav_reaper {
+  pid_t pids[FAV_PROC_GRAVE];
+  int n;
+} fav_reaper;
 
 typedef struct fav_proc {
   pid_t pid;
@@ -168,6 +186,23 @@ static void wait_io(fav_proc *p, int ms) {
   while (poll(fds, (nfds_t)n, ms) < 0 && errno == EINTR) {}
 }
 
+/* Reaps (WNOHANG) every child r holds that has ended; keeps the others.
+ * Never blocks, never raises. */
+static void reaper_sweep(fav_reaper *r) {
+  int i = 0;
+  while (i < r->n) {
+    pid_t w;
+    int st;
+    do w = waitpid(r->pids[i], &st, WNOHANG);
+    while (w < 0 && errno == EINTR);
+    if (w == 0) {
+      i++;
+    } else { /* reaped, or not our child any more */
+      r->pids[i] = r->pids[--r->n];
+    }
+  }
+}
+
 static fav_proc *check_proc(lua_State *L) {
   return luaL_checkudata(L, 1, FAV_PROC_MT);
 }
@@ -175,7 +210,8 @@ static fav_proc *check_proc(lua_State *L) {
 /* core.spawn(argv, env [, max_line]) -> process, or nil, err. argv is a
  * list of strings (argv[1] is looked up in PATH); env, when given, is a
  * table of extra NAME = value pairs on top of this process's environment
- * (a value of false removes the name). Misuse raises. */
+ * (a value of false removes the name). Upvalue 1: the reaper, swept first.
+ * Misuse raises. */
 static int fav_proc_spawn(lua_State *L) {
   fav_proc *p;
   size_t i, argc, envc = 0;
@@ -187,6 +223,7 @@ static int fav_proc_spawn(lua_State *L) {
   int rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  reaper_sweep((fav_reaper *)lua_touserdata(L, lua_upvalueindex(1)));
   argc = lua_rawlen(L, 1);
   if (argc == 0) return luaL_argerror(L, 1, "the command list is empty");
   lua_settop(L, 3);
@@ -417,11 +454,43 @@ static int fav_proc_close(lua_State *L) {
   return 1;
 }
 
-/* __gc: close with a short grace. */
-static int fav_proc_gc(lua_State *L) {
+/* __close(proc [, err]): close with a 200 ms grace (the error object a
+ * to-be-closed variable passes is ignored). Never raises. */
+static int fav_proc_close_scope(lua_State *L) {
   lua_settop(L, 1);
   lua_pushinteger(L, 200);
   return fav_proc_close(L);
+}
+
+/* __gc (upvalue 1: the reaper): SIGKILL to a child still running, pipes
+ * closed, buffers freed, a WNOHANG reap; a child not dead yet goes to the
+ * reaper. Never waits, never raises. Idempotent (then close() is a no-op). */
+static int fav_proc_gc(lua_State *L) {
+  fav_proc *p = luaL_checkudata(L, 1, FAV_PROC_MT);
+  fav_reaper *r = (fav_reaper *)lua_touserdata(L, lua_upvalueindex(1));
+  if (p->pid > 0 && !p->exited) {
+    kill(p->pid, SIGKILL);
+    try_reap(p, 0);
+    if (!p->exited && r != NULL && r->n < FAV_PROC_GRAVE) r->pids[r->n++] = p->pid;
+    p->exited = 1; /* ours no more: the reaper (or the host) reaps it */
+    p->status = 0;
+    p->pid = -1;
+  }
+  if (r != NULL) reaper_sweep(r);
+  close_fd(&p->in);
+  close_fd(&p->out);
+  close_fd(&p->err);
+  fav_buf_free(&p->wq);
+  fav_buf_free(&p->line);
+  fav_buf_free(&p->lines);
+  fav_buf_free(&p->errb);
+  return 0;
+}
+
+/* The reaper's __gc (the Lua state closes): a last WNOHANG sweep. */
+static int fav_proc_reaper_gc(lua_State *L) {
+  reaper_sweep((fav_reaper *)lua_touserdata(L, 1));
+  return 0;
 }
 
 /* proc:pid() -> the child's process id */
@@ -473,9 +542,19 @@ int fav_proc_open(lua_State *L) {
     {"kill", fav_proc_kill},
     {"fds", fav_proc_fds},
     {NULL, NULL}};
-  fav_newclass(L, FAV_PROC_MT, methods, NULL, fav_proc_gc);
+  static const luaL_Reg meta[] = {{"__close", fav_proc_close_scope}, {NULL, NULL}};
+  fav_reaper *r = (fav_reaper *)lua_newuserdatauv(L, sizeof *r, 0); /* the state's reaper */
+  memset(r, 0, sizeof *r);
+  luaL_newmetatable(L, FAV_PROC_REAPER_MT);
+  lua_pushcfunction(L, fav_proc_reaper_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  fav_newclass(L, FAV_PROC_MT, methods, meta, NULL);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, fav_proc_gc, 1);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  lua_pushcfunction(L, fav_proc_spawn);
+  lua_pushcclosure(L, fav_proc_spawn, 1);
   lua_setfield(L, -2, "spawn");
   return 0;
 }

@@ -59,7 +59,10 @@ static int fav_schema_validate_l(lua_State *L) {
   return 2;
 }
 
-static int fav_schema_gc_l(lua_State *L) {
+/* validator:close(), __gc, __close: frees the compiled program (nodes,
+ * regexes, PCRE2 contexts). Idempotent; a closed validator raises when
+ * used. Raises only if the argument is not a validator. */
+static int fav_schema_close_l(lua_State *L) {
   fav_prog *P = (fav_prog *)luaL_checkudata(L, 1, FAV_SCHEMA_MT);
   fav_schema_freeprog(P);
   return 0;
@@ -237,15 +240,15 @@ static int fav_schema_compile_l(lua_State *L) {
 int fav_schema_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"validate", fav_schema_validate_l},
+    {"close", fav_schema_close_l},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
     {"__call", fav_schema_validate_l},
-    {"__gc", fav_schema_gc_l},
     {"__tostring", fav_schema_tostring_l},
     {NULL, NULL}
   };
-  fav_newclass(L, FAV_SCHEMA_MT, methods, meta, NULL);
+  fav_newclass(L, FAV_SCHEMA_MT, methods, meta, fav_schema_close_l);
   lua_pop(L, 1);
   lua_pushcfunction(L, fav_schema_compile_l);
   lua_setfield(L, -2, "schema_compile");

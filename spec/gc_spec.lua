@@ -174,6 +174,28 @@ describe("garbage collection", function()
       held = nil -- luacheck: ignore
       full_gc()
     end)
+
+    it("close, __gc and double close in every order; a closed one raises when used", function()
+      churn(60, function(i)
+        local v = assert(core.schema_compile({ type = "string", pattern = "^a" }))
+        assert.is_true((v:validate("abc")))
+        if i % 3 == 0 then v:close() v:close()
+        elseif i % 3 == 1 then v:close() end
+        -- i % 3 == 2: left to __gc
+        if i % 3 ~= 2 then
+          assert.matches("favcrm.Validator %(closed%)", tostring(v))
+          assert.has_error(function() v:validate("abc") end,
+            "attempt to use a closed or unfinished validator")
+        end
+      end)
+    end)
+
+    it("have __close, the same function as close and __gc", function()
+      local mt = getmetatable(assert(core.schema_compile({ type = "string" })))
+      assert.is_function(mt.__index.close)
+      assert.equal(mt.__index.close, mt.__close)
+      assert.equal(mt.__index.close, mt.__gc)
+    end)
   end)
 
   describe("secrets", function()

@@ -51,6 +51,41 @@ describe("favcrm.core spawn()", function()
     assert.equal(0, p:close(1000))
   end)
 
+  it("__gc does not wait: a child that ignores TERM is killed at once and reaped later", function()
+    local p = assert(core.spawn({ "sh", "-c", 'trap "" TERM; echo up; while :; do read x; done' }))
+    local r = p:poll(5000)
+    assert.same({ "up" }, r.lines) -- the trap is set
+    local pid = p:pid()
+    p = nil -- luacheck: ignore
+    local t0 = core.monotonic()
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local took = core.monotonic() - t0
+    -- close() would have waited 200 ms, TERMed, waited 200 ms, KILLed
+    assert.is_true(took < 0.15, ("__gc took %.3f s"):format(took))
+    -- the next spawn sweeps the reaper: the child ends up reaped (gone from
+    -- the process table, not a zombie)
+    local deadline = core.monotonic() + 5
+    local gone
+    repeat
+      local q = assert(core.spawn({ "true" }))
+      q:close(1000)
+      local f = io.open("/proc/" .. pid .. "/stat")
+      local stat = f and f:read("*a")
+      if f then f:close() end
+      gone = stat == nil or not stat:match("^%d+ %b() ") -- no such process
+      if stat and stat:match("^%d+ %b() Z") then gone = false end
+    until gone or core.monotonic() > deadline
+    assert.is_true(gone, "child " .. pid .. " was not reaped")
+  end)
+
+  it("has __close, and a __gc that is not the waiting close()", function()
+    local mt = getmetatable(assert(core.spawn({ "true" })))
+    assert.is_function(mt.__close)
+    assert.is_function(mt.__gc)
+    assert.are_not.equal(mt.__gc, mt.__index.close) -- __gc never waits
+  end)
+
   it("returns nil, err for a program that cannot start (missing), and raises on misuse", function()
     local p, err = core.spawn({ "/nonexistent/prog" })
     assert.is_nil(p)
