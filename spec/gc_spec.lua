@@ -190,11 +190,16 @@ describe("garbage collection", function()
       end)
     end)
 
-    it("have __close, the same function as close and __gc", function()
-      local mt = getmetatable(assert(core.schema_compile({ type = "string" })))
-      assert.is_function(mt.__index.close)
-      assert.equal(mt.__index.close, mt.__close)
-      assert.equal(mt.__index.close, mt.__gc)
+    it("have __close and __gc that close them like close()", function()
+      for _, mm in ipairs({ "__close", "__gc" }) do
+        local v = assert(core.schema_compile({ type = "string" }))
+        local f = getmetatable(v)[mm]
+        assert.is_function(f)
+        f(v)
+        f(v)
+        assert.matches("favcrm.Validator %(closed%)", tostring(v))
+        v:close()
+      end
     end)
   end)
 
