@@ -379,16 +379,21 @@ static fav_http *check_http(lua_State *L) {
   return h;
 }
 
-static long opt_ms(lua_State *L, int t, const char *k, long def) {
-  long v = def;
+/* Field k of the options table at t as a count of bytes or connections:
+ * def when nil; raises "bad option 'k' (...)" unless it is a finite number
+ * >= 0 (v - v is NaN for NaN and both infinities); clamps at 2^40 (no
+ * cast of an out-of-range double). */
+static long opt_count(lua_State *L, int t, const char *k, long def) {
+  double v = (double)def;
   lua_getfield(L, t, k);
   if (!lua_isnil(L, -1)) {
     if (!lua_isnumber(L, -1)) luaL_error(L, "bad option '%s' (number expected, got %s)", k, luaL_typename(L, -1));
-    v = (long)lua_tonumber(L, -1);
-    if (v < 0) luaL_error(L, "bad option '%s' (must not be negative)", k);
+    v = (double)lua_tonumber(L, -1);
+    if (v - v != 0 || v < 0) luaL_error(L, "bad option '%s' (must be a finite number >= 0)", k);
+    if (v > 1099511627776.0) v = 1099511627776.0;
   }
   lua_pop(L, 1);
-  return v;
+  return (long)v;
 }
 
 static char *opt_str_dup(lua_State *L, int t, const char *k) {
@@ -405,7 +410,10 @@ static char *opt_str_dup(lua_State *L, int t, const char *k) {
   return s;
 }
 
-/* core.http_new([opts]) -> favcrm.Http. Raises on bad options. The
+/* core.http_new([opts]) -> favcrm.Http. opts: max_response_bytes,
+ * max_event_bytes (default FAV_MAX_EVENT_BYTES), connect_timeout_ms
+ * (default 10000), max_connections, user_agent, ca_file. Raises on bad
+ * options (a time that is NaN, infinite or negative included). The
  * userdata exists, zeroed, with its metatable before anything is acquired. */
 static int fav_http_new(lua_State *L) {
   fav_http *h;
@@ -416,9 +424,9 @@ static int fav_http_new(lua_State *L) {
   memset(h, 0, sizeof *h);
   h->closed = 1; /* until the handle exists */
   luaL_setmetatable(L, FAV_HTTP_MT);
-  h->max_response = (size_t)opt_ms(L, 1, "max_response_bytes", 32L * 1024 * 1024);
-  h->max_event = (size_t)opt_ms(L, 1, "max_event_bytes", (long)FAV_MAX_EVENT_BYTES);
-  h->connect_timeout_ms = opt_ms(L, 1, "connect_timeout_ms", 10000);
+  h->max_response = (size_t)opt_count(L, 1, "max_response_bytes", 32L * 1024 * 1024);
+  h->max_event = (size_t)opt_count(L, 1, "max_event_bytes", (long)FAV_MAX_EVENT_BYTES);
+  h->connect_timeout_ms = (long)fav_optfield_ms(L, 1, "connect_timeout_ms", 10000);
   h->multi = curl_multi_init();
   if (!h->multi) luaL_error(L, "curl_multi_init failed");
   h->closed = 0;
@@ -426,7 +434,7 @@ static int fav_http_new(lua_State *L) {
   h->ca_file = opt_str_dup(L, 1, "ca_file");
   /* keep as many idle connections as calls may be in flight, so that
    * call_many at high concurrency reuses them instead of reconnecting */
-  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)opt_ms(L, 1, "max_connections", 128));
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, opt_count(L, 1, "max_connections", 128));
   h->next_id = 1;
   return 1;
 }
@@ -552,7 +560,7 @@ static int fav_http_start(lua_State *L) {
     }
   }
   lua_pop(L, 1);
-  timeout_ms = opt_ms(L, 2, "timeout_ms", 0);
+  timeout_ms = (long)fav_optfield_ms(L, 2, "timeout_ms", 0);
 
   /* From here on nothing raises until the transfer is owned by h. */
   t = calloc(1, sizeof *t);
@@ -704,11 +712,14 @@ static void push_item(lua_State *L, const qitem *q) {
 
 /* http:poll([timeout_ms]) -> list of items (may be empty). Waits at most
  * timeout_ms (default 0) for something to happen; with nothing in flight
- * it simply waits (the session uses that to pace a reconnect). Can raise (memory) only
- * while building the result, when no C resource is in flux. */
+ * it simply waits (the session uses that to pace a reconnect). Raises a
+ * bad-argument error when timeout_ms is NaN, infinite or negative (a huge
+ * finite one is clamped to FAV_MS_MAX, about 24.8 days); otherwise can
+ * raise (memory) only while building the result, when no C resource is in
+ * flux. */
 static int fav_http_poll(lua_State *L) {
   fav_http *h = check_http(L);
-  double wait = luaL_optnumber(L, 2, 0);
+  double wait = fav_optms(L, 2, 0); /* finite, >= 0, clamped */
   double deadline = fav_monotonic_ms() + wait;
   int running = 0, n = 0;
   for (;;) {
@@ -718,7 +729,7 @@ static int fav_http_poll(lua_State *L) {
     if (h->qhead) break;
     left = deadline - fav_monotonic_ms();
     if (left <= 0) break;
-    curl_multi_poll(h->multi, NULL, 0, (int)(left < 1 ? 1 : left), NULL);
+    curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
   }
   lua_newtable(L);
   while (h->qhead) {

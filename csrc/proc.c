@@ -355,17 +355,19 @@ static int fav_proc_write(lua_State *L) {
 
 /* proc:poll([ms]) -> {lines = {...}, stderr = s|nil, eof = bool,
  * exited = bool, status = n|nil, signal = n|nil, too_large = bool}.
- * Waits at most ms (default 0) when nothing is ready. */
+ * Waits at most ms (default 0) when nothing is ready. Raises a bad-argument
+ * error when ms is NaN, infinite or negative; a huge ms is clamped
+ * (FAV_MS_MAX). */
 static int fav_proc_poll(lua_State *L) {
   fav_proc *p = check_proc(L);
-  double wait = luaL_optnumber(L, 2, 0);
+  double wait = fav_optms(L, 2, 0); /* finite, >= 0, clamped */
   double deadline = fav_monotonic_ms() + wait;
   int n = 0;
   pump_io(p);
   while (p->lines.len == 0 && p->errb.len == 0 && (p->out >= 0 || p->err >= 0)) {
     double left = deadline - fav_monotonic_ms();
     if (left <= 0) break;
-    wait_io(p, (int)(left < 1 ? 1 : left));
+    wait_io(p, fav_ms_int(left < 1 ? 1 : left));
     pump_io(p);
   }
   lua_createtable(L, 0, 6);
@@ -416,7 +418,7 @@ static void wait_exit(fav_proc *p, int ms) {
     left = deadline - fav_monotonic_ms();
     if (left <= 0) return;
     if (p->out >= 0 || p->err >= 0) {
-      wait_io(p, (int)(left < 5 ? left + 1 : 5));
+      wait_io(p, left < 5 ? fav_ms_int(left + 1) : 5);
     } else {
       struct timespec ts = {0, 2000000}; /* no pipe left to wait on: 2 ms */
       nanosleep(&ts, NULL);
@@ -425,11 +427,12 @@ static void wait_exit(fav_proc *p, int ms) {
 }
 
 /* proc:close([grace_ms]) -> exit status or nil: closes stdin, waits
- * grace_ms (default 2000) for the child to end, then SIGTERM, waits again,
- * then SIGKILL; always reaps. Idempotent; never raises. */
+ * grace_ms (default 2000; clamped like every time, util.h) for the child to
+ * end, then SIGTERM, waits again, then SIGKILL; always reaps. Idempotent.
+ * Raises only on a bad grace_ms (NaN, infinite, negative), before acting. */
 static int fav_proc_close(lua_State *L) {
   fav_proc *p = luaL_checkudata(L, 1, FAV_PROC_MT);
-  int grace = (int)luaL_optinteger(L, 2, 2000);
+  int grace = fav_ms_int(fav_optms(L, 2, 2000));
   if (p->pid > 0 && !p->exited) {
     close_fd(&p->in);
     wait_exit(p, grace);

@@ -86,6 +86,18 @@ describe("favcrm.core spawn()", function()
     assert.are_not.equal(mt.__gc, mt.__index.close) -- __gc never waits
   end)
 
+  it("poll() and close() refuse a NaN, infinite or negative time and clamp a huge one", function()
+    local p = assert(core.spawn({ "sh", "-c", "read x; echo got:$x" }))
+    assert.has_error(function() p:poll(math.huge) end, "bad argument #1 to 'poll' (time must be finite)")
+    assert.has_error(function() p:poll(0 / 0) end, "bad argument #1 to 'poll' (time is NaN)")
+    assert.has_error(function() p:poll(-1) end, "bad argument #1 to 'poll' (time must not be negative)")
+    assert.has_error(function() p:close(math.huge) end, "bad argument #1 to 'close' (time must be finite)")
+    assert(p:write("x\n"))
+    local r = p:poll(1e300) -- clamped; returns with the line
+    assert.same({ "got:x" }, r.lines)
+    assert.equal(0, p:close(1e300))
+  end)
+
   it("returns nil, err for a program that cannot start (missing), and raises on misuse", function()
     local p, err = core.spawn({ "/nonexistent/prog" })
     assert.is_nil(p)
