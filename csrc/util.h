@@ -81,7 +81,19 @@ FAV_API void fav_newclass(struct lua_State *L, const char *name, const struct lu
                           const struct luaL_Reg *meta, int (*close)(struct lua_State *));
 
 /* The error codes C can produce: one list (X-macro), in DESIGN.md's order;
- * io, not_found, no_terminal and invalid_schema are the C-only ones. */
+ * io, not_found, no_terminal and invalid_schema are the C-only ones.
+ * Who returns what (as err.code of nil, err, or a "done" item's error):
+ *   core.write_file_atomic, mkdir_p      io
+ *   core.stat, chmod, unlink             not_found (ENOENT), io
+ *   core.read_secret_line                no_terminal, too_large, cancelled, io
+ *   core.spawn                           spawn (was network before issue 13)
+ *   proc:write                           io (stdin closed), too_large (was a
+ *                                        bare string before issue 13)
+ *   parser:feed (core.sse_parser)        too_large
+ *   core.schema_compile                  invalid_schema
+ *   http "done" items (error=)           timeout, tls, invalid_arguments
+ *                                        (bad URL/scheme), network, too_large
+ * Misuse raises instead (luaL_argerror / luaL_error), never a code. */
 #define FAV_ERRORS(X)                 \
   X(INVALID_ARGUMENTS, "invalid_arguments") \
   X(TIMEOUT, "timeout")               \
