@@ -7,6 +7,16 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+/* Functions shared between units: hidden from core.so's users (util.h
+ * defines the same). */
+#ifndef FAV_API
+#if defined(__GNUC__)
+#define FAV_API __attribute__((visibility("hidden")))
+#else
+#define FAV_API
+#endif
+#endif
+
 #if !defined(LUA_VERSION_NUM) || LUA_VERSION_NUM < 501
 #error "favcrm needs Lua 5.1 or newer"
 #endif
@@ -31,8 +41,8 @@
   (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
 
 #ifdef FAV_NEED_51_AUX
-void fav_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
-void *fav_compat_testudata(lua_State *L, int i, const char *tname);
+FAV_API void fav_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
+FAV_API void *fav_compat_testudata(lua_State *L, int i, const char *tname);
 #define luaL_setfuncs fav_compat_setfuncs
 #define luaL_testudata fav_compat_testudata
 #define luaL_setmetatable(L, t) (luaL_getmetatable((L), (t)), lua_setmetatable((L), -2))
@@ -41,7 +51,7 @@ void *fav_compat_testudata(lua_State *L, int i, const char *tname);
 
 #if LUA_VERSION_NUM < 503
 #define lua_isinteger(L, i) fav_compat_isinteger((L), (i))
-int fav_compat_isinteger(lua_State *L, int i);
+FAV_API int fav_compat_isinteger(lua_State *L, int i);
 #endif
 
 #if LUA_VERSION_NUM < 504

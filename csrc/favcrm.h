@@ -1,11 +1,15 @@
 /* favcrm.h: the units of favcrm.core and how core.c opens them.
  * Each fav_<unit>_open(L) takes the module table at the top of the stack,
  * adds its functions to it, registers its metatables, and leaves the stack
- * as it found it. Any of them can raise (out of memory) while loading. */
+ * as it found it. Any of them can raise (out of memory) while loading.
+ * Only luaopen_favcrm_core (FAV_EXPORT) leaves core.so; every function
+ * shared between units is FAV_API (util.h): hidden even when the build
+ * passes no -fvisibility=hidden (luarocks' builtin type). */
 #ifndef FAV_FAVCRM_H
 #define FAV_FAVCRM_H
 
 #include "compat.h"
+#include "util.h"
 
 #define FAV_VERSION "0.1.0"
 
@@ -15,11 +19,11 @@
 #define FAV_EXPORT
 #endif
 
-int fav_http_open(lua_State *L);   /* http.c:   Streamable HTTP on libcurl */
-int fav_sse_open(lua_State *L);    /* sse_lua.c: the SSE parser for Lua    */
-int fav_secret_open(lua_State *L); /* secret.c: favcrm.Secret              */
-int fav_schema_open(lua_State *L); /* schema.c: JSON Schema validator      */
-int fav_proc_open(lua_State *L);   /* proc.c:   child processes (stdio)    */
-int fav_fs_open(lua_State *L);     /* fs.c:     atomic 0600 files, clocks  */
+FAV_API int fav_http_open(lua_State *L);   /* http.c:   Streamable HTTP on libcurl */
+FAV_API int fav_sse_open(lua_State *L);    /* sse_lua.c: the SSE parser for Lua    */
+FAV_API int fav_secret_open(lua_State *L); /* secret.c: favcrm.Secret              */
+FAV_API int fav_schema_open(lua_State *L); /* schema_lua.c: JSON Schema validator  */
+FAV_API int fav_proc_open(lua_State *L);   /* proc.c:   child processes (stdio)    */
+FAV_API int fav_fs_open(lua_State *L);     /* fs.c:     atomic 0600 files, clocks  */
 
 #endif

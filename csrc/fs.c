@@ -28,30 +28,26 @@
 #define FS_LOCK_MT "favcrm.FileLock"
 #define FS_LOCK_TIMEOUT 10.0    /* lock_file's default wait, in seconds */
 
-/* Pushes nil and an error table {code, message = "<what>: <strerror(e)>"
- * (or just <what> when e is 0), errno = e}. Returns 2. Can raise (memory):
- * call it only once every descriptor is closed. */
-static int fs_error(lua_State *L, const char *code, const char *what, int e) {
+/* Pushes nil and an error table {code = e, message = "<what>: <strerror(e)>"
+ * (or just <what> when err is 0), errno = err} (util.h's fav_pushfail).
+ * Returns 2. Can raise (memory): call it only once every descriptor is
+ * closed. */
+static int fs_error(lua_State *L, fav_err e, const char *what, int err) {
   char msg[256];
-  lua_pushnil(L);
-  lua_createtable(L, 0, 3);
-  lua_pushstring(L, code);
-  lua_setfield(L, -2, "code");
-  if (e != 0) {
-    if (strerror_r(e, msg, sizeof msg) != 0) snprintf(msg, sizeof msg, "error %d", e);
-    lua_pushfstring(L, "%s: %s", what, msg);
+  if (err != 0) {
+    if (strerror_r(err, msg, sizeof msg) != 0) snprintf(msg, sizeof msg, "error %d", err);
+    fav_pushfail(L, e, "%s: %s", what, msg);
   } else {
-    lua_pushstring(L, what);
+    fav_pushfail(L, e, "%s", what);
   }
-  lua_setfield(L, -2, "message");
-  lua_pushinteger(L, (lua_Integer)e);
+  lua_pushinteger(L, (lua_Integer)err);
   lua_setfield(L, -2, "errno");
   return 2;
 }
 
 /* fs_error with code "not_found" for ENOENT, else "io". Returns 2. */
 static int fs_errno(lua_State *L, const char *path, int e) {
-  return fs_error(L, e == ENOENT ? "not_found" : "io", path, e);
+  return fs_error(L, e == ENOENT ? FAV_ENOT_FOUND : FAV_EIO, path, e);
 }
 
 /* The path at idx: a string without NUL bytes. Raises otherwise. */
@@ -157,13 +153,13 @@ static int fs_write_file_atomic(lua_State *L) {
     fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
     if (fd >= 0 || errno != EEXIST) break;
   }
-  if (fd < 0) return fs_error(L, "io", path, errno);
+  if (fd < 0) return fs_error(L, FAV_EIO, path, errno);
   /* fd is open: no Lua call until it is closed */
   e = fs_fill_tmp(fd, mode, data, dlen);
   if (e == 0 && rename(tmp, path) != 0) e = errno;
   if (e != 0) {
     unlink(tmp);
-    return fs_error(L, "io", path, e);
+    return fs_error(L, FAV_EIO, path, e);
   }
   dfd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
   if (dfd < 0) {
@@ -173,7 +169,7 @@ static int fs_write_file_atomic(lua_State *L) {
     if (e == EINVAL || e == EROFS) e = 0; /* folder fsync not supported */
     close(dfd);
   }
-  if (e != 0) return fs_error(L, "io", path, e);
+  if (e != 0) return fs_error(L, FAV_EIO, path, e);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -207,7 +203,7 @@ static int fs_mkdir_p(lua_State *L) {
       buf[i] = '\0';
       e = fs_mkdir1(buf, mode);
       buf[i] = c;
-      if (e != 0) return fs_error(L, "io", path, e);
+      if (e != 0) return fs_error(L, FAV_EIO, path, e);
     }
   }
   lua_pushboolean(L, 1);
@@ -267,22 +263,21 @@ static int fs_lock_release(lua_State *L) {
   return 0;
 }
 
-/* Tries to take an exclusive fcntl write lock on fd until the monotonic
- * deadline; polls every 1..20 ms. Returns 0, ETIMEDOUT or an errno. Makes
+/* Tries to take an exclusive fcntl write lock on fd until deadline (in
+ * fav_monotonic_ms() milliseconds); polls every 1..20 ms. Returns 0, ETIMEDOUT or an errno. Makes
  * no Lua call. */
 static int fs_lock_wait(int fd, double deadline) {
   long pause_ns = 1000000L;
   for (;;) {
     struct flock fl;
-    struct timespec now, ts;
+    struct timespec ts;
     memset(&fl, 0, sizeof fl);
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET; /* l_start = l_len = 0: the whole file */
     if (fcntl(fd, F_SETLK, &fl) == 0) return 0;
     if (errno == EINTR) continue;
     if (errno != EACCES && errno != EAGAIN) return errno;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if ((double)now.tv_sec + (double)now.tv_nsec / 1e9 >= deadline) return ETIMEDOUT;
+    if (fav_monotonic_ms() >= deadline) return ETIMEDOUT;
     ts.tv_sec = 0;
     ts.tv_nsec = pause_ns;
     nanosleep(&ts, NULL);
@@ -299,22 +294,21 @@ static int fs_lock_wait(int fd, double deadline) {
 static int fs_lock_file(lua_State *L) {
   const char *path = fs_checkpath(L, 1, NULL);
   lua_Number timeout = luaL_optnumber(L, 2, FS_LOCK_TIMEOUT);
-  struct timespec now;
+  double start = fav_monotonic_ms();
   fs_lock *lk;
   int e;
   luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "timeout must be within 0..86400 seconds");
   lk = (fs_lock *)lua_newuserdatauv(L, sizeof *lk, 0);
   lk->fd = -1;
   luaL_setmetatable(L, FS_LOCK_MT);
-  clock_gettime(CLOCK_MONOTONIC, &now);
   lk->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lk->fd < 0) return fs_error(L, "io", path, errno);
-  e = fs_lock_wait(lk->fd, (double)now.tv_sec + (double)now.tv_nsec / 1e9 + (double)timeout);
+  if (lk->fd < 0) return fs_error(L, FAV_EIO, path, errno);
+  e = fs_lock_wait(lk->fd, start + (double)timeout * 1000.0);
   if (e != 0) {
     close(lk->fd);
     lk->fd = -1;
-    if (e == ETIMEDOUT) return fs_error(L, "timeout", "another process holds the lock on the config file", 0);
-    return fs_error(L, "io", path, e);
+    if (e == ETIMEDOUT) return fs_error(L, FAV_ETIMEOUT, "another process holds the lock on the config file", 0);
+    return fs_error(L, FAV_EIO, path, e);
   }
   return 1;
 }
@@ -325,19 +319,21 @@ static int fs_geteuid(lua_State *L) {
   return 1;
 }
 
-/* Pushes clock id's time in seconds as a float. */
-static int fs_push_clock(lua_State *L, clockid_t id) {
+/* core.now(): wall-clock seconds since the epoch, a float. Raises only if
+ * the clock fails. */
+static int fs_now(lua_State *L) {
   struct timespec ts;
-  if (clock_gettime(id, &ts) != 0) return luaL_error(L, "clock_gettime failed");
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return luaL_error(L, "clock_gettime failed");
   lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
   return 1;
 }
 
-/* core.now(): wall-clock seconds since the epoch, a float. */
-static int fs_now(lua_State *L) { return fs_push_clock(L, CLOCK_REALTIME); }
-
-/* core.monotonic(): monotonic seconds (arbitrary origin), a float. */
-static int fs_monotonic(lua_State *L) { return fs_push_clock(L, CLOCK_MONOTONIC); }
+/* core.monotonic(): monotonic seconds (arbitrary origin), a float, from
+ * the module's one monotonic clock (util.h). Never raises. */
+static int fs_monotonic(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)(fav_monotonic_ms() / 1000.0));
+  return 1;
+}
 
 /* core.getpid(): the process id, an integer. */
 static int fs_getpid(lua_State *L) {
@@ -408,11 +404,11 @@ static int fs_read_secret_line(lua_State *L) {
   buf = fav_secret_pushbuf(L, FS_SECRET_LINE_MAX); /* index 2 */
   sidx = lua_gettop(L);
   fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) return fs_error(L, "no_terminal", "/dev/tty", errno);
+  if (fd < 0) return fs_error(L, FAV_ENO_TERMINAL, "/dev/tty", errno);
   if (tcgetattr(fd, &old) != 0) {
     e = errno;
     close(fd);
-    return fs_error(L, "no_terminal", "/dev/tty", e);
+    return fs_error(L, FAV_ENO_TERMINAL, "/dev/tty", e);
   }
   quiet = old;
   quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHOE | ECHOK);
@@ -420,7 +416,7 @@ static int fs_read_secret_line(lua_State *L) {
   if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
     e = errno;
     close(fd);
-    return fs_error(L, "io", "/dev/tty", e);
+    return fs_error(L, FAV_EIO, "/dev/tty", e);
   }
   /* echo is off: no Lua call until the terminal is restored */
   e = fs_write_all(fd, prompt, plen);
@@ -430,10 +426,10 @@ static int fs_read_secret_line(lua_State *L) {
   close(fd);
   if (e != 0) {
     fav_wipe(buf, FS_SECRET_LINE_MAX);
-    if (e == FS_LINE_TOO_LONG) return fs_error(L, "too_large", "input line longer than 4096 bytes", 0);
-    if (e == EINTR) return fs_error(L, "cancelled", "input interrupted", 0);
-    if (e == FS_LINE_EOF) return fs_error(L, "cancelled", "end of input", 0);
-    return fs_error(L, "io", "/dev/tty", e);
+    if (e == FS_LINE_TOO_LONG) return fs_error(L, FAV_ETOO_LARGE, "input line longer than 4096 bytes", 0);
+    if (e == EINTR) return fs_error(L, FAV_ECANCELLED, "input interrupted", 0);
+    if (e == FS_LINE_EOF) return fs_error(L, FAV_ECANCELLED, "end of input", 0);
+    return fs_error(L, FAV_EIO, "/dev/tty", e);
   }
   fav_secret_setlen(L, sidx, n);
   return 1;
@@ -459,14 +455,7 @@ static const luaL_Reg fs_funcs[] = {
  * stack as found. Can raise (memory). */
 int fav_fs_open(lua_State *L) {
   static const luaL_Reg lock_methods[] = {{"unlock", fs_lock_release}, {NULL, NULL}};
-  if (luaL_newmetatable(L, FS_LOCK_MT)) {
-    luaL_newlib(L, lock_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, fs_lock_release);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, fs_lock_release);
-    lua_setfield(L, -2, "__close");
-  }
+  fav_newclass(L, FS_LOCK_MT, lock_methods, NULL, fs_lock_release);
   lua_pop(L, 1);
   luaL_setfuncs(L, fs_funcs, 0);
   return 0;

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <sys/select.h>
 
 #define FAV_HTTP_MT "favcrm.Http"
@@ -56,16 +55,14 @@ typedef struct transfer {
   char *body;
   size_t body_len;
   long status;
-  char *rhdr;      /* response headers collected so far */
-  size_t rhdr_len, rhdr_cap;
+  fav_buf rhdr;    /* response headers collected so far */
   int headers_sent;/* the Q_HEADERS item is queued */
   int headers_done;/* the final header block ended with its blank line */
   int sse;         /* the response is text/event-stream */
   fav_sse parser;  /* used when sse is set */
   int parser_on;
   unsigned long id_seq; /* the parser's id_seq last handed on */
-  char *rbody;     /* a non-SSE body */
-  size_t rbody_len, rbody_cap;
+  fav_buf rbody;   /* a non-SSE body */
   size_t received; /* all body bytes, SSE included */
   const char *fail_code; /* set by a callback that aborted the transfer */
   char fail_msg[160];
@@ -126,12 +123,6 @@ static void queue_push(fav_http *h, qitem *q) {
   h->qtail = q;
 }
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Zeroes every header line before the list is freed: one of them may hold
  * the API key. */
 static void wipe_slist(struct curl_slist *l) {
@@ -139,31 +130,15 @@ static void wipe_slist(struct curl_slist *l) {
     if (l->data) fav_wipe(l->data, strlen(l->data));
 }
 
-static void fail(transfer *t, const char *code, const char *msg) {
+/* Records the first failure of t (code from util.h's list; msg copied,
+ * truncated to fit). Later failures are ignored. Never raises. */
+static void fail(transfer *t, fav_err code, const char *msg) {
   if (t->fail_code) return;
-  t->fail_code = code;
+  t->fail_code = fav_errname(code);
   snprintf(t->fail_msg, sizeof t->fail_msg, "%s", msg);
 }
 
 /* ---- curl callbacks (C only, never Lua) ------------------------------ */
-
-static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n, size_t limit) {
-  if (*len + n > limit) return 0;
-  if (*len + n + 1 > *cap) {
-    size_t nc = *cap ? *cap : 1024;
-    char *p;
-    while (nc < *len + n + 1) nc *= 2;
-    if (nc > limit + 1) nc = limit + 1;
-    p = realloc(*buf, nc);
-    if (!p) return 0;
-    *buf = p;
-    *cap = nc;
-  }
-  memcpy(*buf + *len, s, n);
-  *len += n;
-  (*buf)[*len] = '\0';
-  return 1;
-}
 
 static void queue_headers(transfer *t) {
   qitem *q;
@@ -173,9 +148,9 @@ static void queue_headers(transfer *t) {
   if (!q) return;
   q->status = t->status;
   q->sse = t->sse;
-  if (t->rhdr) {
-    q->headers = dupmem(t->rhdr, t->rhdr_len);
-    q->headers_len = q->headers ? t->rhdr_len : 0;
+  if (t->rhdr.p) {
+    q->headers = dupmem(t->rhdr.p, t->rhdr.len);
+    q->headers_len = q->headers ? t->rhdr.len : 0;
   }
   queue_push(t->owner, q);
 }
@@ -200,7 +175,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
     /* a new header block (after a 1xx): start over */
     const char *sp = memchr(buf, ' ', len);
     t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-    t->rhdr_len = 0;
+    t->rhdr.len = 0;
     return len;
   }
   if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
@@ -208,7 +183,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
       t->headers_done = 1;
       /* headers complete: decide whether the body is SSE */
       const char *ct = NULL;
-      char *p = t->rhdr;
+      char *p = t->rhdr.p;
       while (p && *p) {
         char *e = strchr(p, '\n');
         if (strncmp(p, "content-type:", 13) == 0) ct = p + 13;
@@ -231,9 +206,9 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   for (i = 0; i < (size_t)(colon - buf); i++)
     if (buf[i] >= 'A' && buf[i] <= 'Z') buf[i] = (char)(buf[i] - 'A' + 'a');
   if (!wanted_header(buf, (size_t)(colon - buf))) return len;
-  if (!append(&t->rhdr, &t->rhdr_len, &t->rhdr_cap, buf, nl, FAV_MAX_HEADER_BYTES) ||
-      !append(&t->rhdr, &t->rhdr_len, &t->rhdr_cap, "\n", 1, FAV_MAX_HEADER_BYTES)) {
-    fail(t, "too_large", "response headers over 64 KiB");
+  if (fav_buf_add(&t->rhdr, buf, nl, FAV_MAX_HEADER_BYTES) != 0 ||
+      fav_buf_add(&t->rhdr, "\n", 1, FAV_MAX_HEADER_BYTES) != 0) {
+    fail(t, FAV_ETOO_LARGE, "response headers over 64 KiB");
     return 0;
   }
   return len;
@@ -271,7 +246,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
   if (!t->headers_sent) queue_headers(t);
   t->received += len;
   if (t->received > h->max_response) {
-    fail(t, "too_large", "response body over max_response_bytes");
+    fail(t, FAV_ETOO_LARGE, "response body over max_response_bytes");
     return 0;
   }
   if (t->sse && t->status >= 200 && t->status < 300) {
@@ -282,14 +257,14 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
     }
     rc = fav_sse_feed(&t->parser, buf, len, on_sse_event, t);
     if (rc == FAV_SSE_TOO_LARGE) {
-      fail(t, "too_large", "one SSE event over max_event_bytes");
+      fail(t, FAV_ETOO_LARGE, "one SSE event over max_event_bytes");
       return 0;
     }
-    if (rc != FAV_SSE_OK) { fail(t, "network", "out of memory"); return 0; }
+    if (rc != FAV_SSE_OK) { fail(t, FAV_ENETWORK, "out of memory"); return 0; }
     return t->fail_code ? 0 : len;
   }
-  if (!append(&t->rbody, &t->rbody_len, &t->rbody_cap, buf, len, h->max_response)) {
-    fail(t, "too_large", "response body over max_response_bytes");
+  if (fav_buf_add(&t->rbody, buf, len, h->max_response) != 0) {
+    fail(t, FAV_ETOO_LARGE, "response body over max_response_bytes");
     return 0;
   }
   return len;
@@ -310,8 +285,8 @@ static void transfer_free(fav_http *h, transfer *t) {
   wipe_slist(t->hdrs);
   curl_slist_free_all(t->hdrs);
   free(t->body);
-  free(t->rhdr);
-  free(t->rbody);
+  fav_buf_free(&t->rhdr);
+  fav_buf_free(&t->rbody);
   if (t->parser_on) fav_sse_free(&t->parser);
   free(t);
 }
@@ -322,9 +297,10 @@ static void unlink_transfer(fav_http *h, transfer *t) {
   if (*pp) *pp = t->next;
 }
 
-static const char *classify(CURLcode rc) {
+/* The error code (util.h) for a failed curl transfer. Never raises. */
+static fav_err classify(CURLcode rc) {
   switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_OPERATION_TIMEDOUT: return FAV_ETIMEOUT;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_CERTPROBLEM:
@@ -337,11 +313,11 @@ static const char *classify(CURLcode rc) {
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
     case CURLE_USE_SSL_FAILED:
-      return "tls";
+      return FAV_ETLS;
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
-      return "invalid_arguments";
-    default: return "network";
+      return FAV_EINVALID_ARGUMENTS;
+    default: return FAV_ENETWORK;
   }
 }
 
@@ -350,7 +326,7 @@ static void finish(fav_http *h, transfer *t, CURLcode rc) {
   qitem *q = qitem_new(h, Q_DONE, t->id);
   unlink_transfer(h, t);
   if (rc == CURLE_OK && !t->headers_done)
-    fail(t, "network", "the connection closed before the response headers were complete");
+    fail(t, FAV_ENETWORK, "the connection closed before the response headers were complete");
   if (q) {
     if (!t->headers_sent && rc == CURLE_OK && !t->fail_code) queue_headers(t);
     q->status = t->status;
@@ -361,15 +337,16 @@ static void finish(fav_http *h, transfer *t, CURLcode rc) {
       q->err_msg = dupmem(t->fail_msg, strlen(t->fail_msg));
     } else if (rc != CURLE_OK) {
       char msg[256];
-      q->err_code = classify(rc);
+      q->err_code = fav_errname(classify(rc));
       snprintf(msg, sizeof msg, "%s", curl_easy_strerror(rc));
       q->err_msg = dupmem(msg, strlen(msg));
     } else if (t->sse && t->parser_on) {
       /* a clean end of the stream: an event cut short is dropped */
-    } else if (t->rbody) {
-      q->data = t->rbody;
-      q->len = t->rbody_len;
-      t->rbody = NULL;
+    } else if (t->rbody.p) {
+      q->data = t->rbody.p;
+      q->len = t->rbody.len;
+      t->rbody.p = NULL;
+      t->rbody.len = t->rbody.cap = 0;
     }
     if (t->parser_on) {
       /* where a reconnect would resume from */
@@ -402,16 +379,21 @@ static fav_http *check_http(lua_State *L) {
   return h;
 }
 
-static long opt_ms(lua_State *L, int t, const char *k, long def) {
-  long v = def;
+/* Field k of the options table at t as a count of bytes or connections:
+ * def when nil; raises "bad option 'k' (...)" unless it is a finite number
+ * >= 0 (v - v is NaN for NaN and both infinities); clamps at 2^40 (no
+ * cast of an out-of-range double). */
+static long opt_count(lua_State *L, int t, const char *k, long def) {
+  double v = (double)def;
   lua_getfield(L, t, k);
   if (!lua_isnil(L, -1)) {
     if (!lua_isnumber(L, -1)) luaL_error(L, "bad option '%s' (number expected, got %s)", k, luaL_typename(L, -1));
-    v = (long)lua_tonumber(L, -1);
-    if (v < 0) luaL_error(L, "bad option '%s' (must not be negative)", k);
+    v = (double)lua_tonumber(L, -1);
+    if (v - v != 0 || v < 0) luaL_error(L, "bad option '%s' (must be a finite number >= 0)", k);
+    if (v > 1099511627776.0) v = 1099511627776.0;
   }
   lua_pop(L, 1);
-  return v;
+  return (long)v;
 }
 
 static char *opt_str_dup(lua_State *L, int t, const char *k) {
@@ -428,7 +410,10 @@ static char *opt_str_dup(lua_State *L, int t, const char *k) {
   return s;
 }
 
-/* core.http_new([opts]) -> favcrm.Http. Raises on bad options. The
+/* core.http_new([opts]) -> favcrm.Http. opts: max_response_bytes,
+ * max_event_bytes (default FAV_MAX_EVENT_BYTES), connect_timeout_ms
+ * (default 10000), max_connections, user_agent, ca_file. Raises on bad
+ * options (a time that is NaN, infinite or negative included). The
  * userdata exists, zeroed, with its metatable before anything is acquired. */
 static int fav_http_new(lua_State *L) {
   fav_http *h;
@@ -439,9 +424,9 @@ static int fav_http_new(lua_State *L) {
   memset(h, 0, sizeof *h);
   h->closed = 1; /* until the handle exists */
   luaL_setmetatable(L, FAV_HTTP_MT);
-  h->max_response = (size_t)opt_ms(L, 1, "max_response_bytes", 32L * 1024 * 1024);
-  h->max_event = (size_t)opt_ms(L, 1, "max_event_bytes", 8L * 1024 * 1024);
-  h->connect_timeout_ms = opt_ms(L, 1, "connect_timeout_ms", 10000);
+  h->max_response = (size_t)opt_count(L, 1, "max_response_bytes", 32L * 1024 * 1024);
+  h->max_event = (size_t)opt_count(L, 1, "max_event_bytes", (long)FAV_MAX_EVENT_BYTES);
+  h->connect_timeout_ms = (long)fav_optfield_ms(L, 1, "connect_timeout_ms", 10000);
   h->multi = curl_multi_init();
   if (!h->multi) luaL_error(L, "curl_multi_init failed");
   h->closed = 0;
@@ -449,7 +434,7 @@ static int fav_http_new(lua_State *L) {
   h->ca_file = opt_str_dup(L, 1, "ca_file");
   /* keep as many idle connections as calls may be in flight, so that
    * call_many at high concurrency reuses them instead of reconnecting */
-  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)opt_ms(L, 1, "max_connections", 128));
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, opt_count(L, 1, "max_connections", 128));
   h->next_id = 1;
   return 1;
 }
@@ -575,7 +560,7 @@ static int fav_http_start(lua_State *L) {
     }
   }
   lua_pop(L, 1);
-  timeout_ms = opt_ms(L, 2, "timeout_ms", 0);
+  timeout_ms = (long)fav_optfield_ms(L, 2, "timeout_ms", 0);
 
   /* From here on nothing raises until the transfer is owned by h. */
   t = calloc(1, sizeof *t);
@@ -727,21 +712,24 @@ static void push_item(lua_State *L, const qitem *q) {
 
 /* http:poll([timeout_ms]) -> list of items (may be empty). Waits at most
  * timeout_ms (default 0) for something to happen; with nothing in flight
- * it simply waits (the session uses that to pace a reconnect). Can raise (memory) only
- * while building the result, when no C resource is in flux. */
+ * it simply waits (the session uses that to pace a reconnect). Raises a
+ * bad-argument error when timeout_ms is NaN, infinite or negative (a huge
+ * finite one is clamped to FAV_MS_MAX, about 24.8 days); otherwise can
+ * raise (memory) only while building the result, when no C resource is in
+ * flux. */
 static int fav_http_poll(lua_State *L) {
   fav_http *h = check_http(L);
-  double wait = luaL_optnumber(L, 2, 0);
-  double deadline = now_ms() + wait;
+  double wait = fav_optms(L, 2, 0); /* finite, >= 0, clamped */
+  double deadline = fav_monotonic_ms() + wait;
   int running = 0, n = 0;
   for (;;) {
     double left;
     curl_multi_perform(h->multi, &running);
     drain_info(h);
     if (h->qhead) break;
-    left = deadline - now_ms();
+    left = deadline - fav_monotonic_ms();
     if (left <= 0) break;
-    curl_multi_poll(h->multi, NULL, 0, (int)(left < 1 ? 1 : left), NULL);
+    curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
   }
   lua_newtable(L);
   while (h->qhead) {
@@ -850,16 +838,8 @@ int fav_http_open(lua_State *L) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
     curl_ready = 1;
   }
-  if (luaL_newmetatable(L, FAV_HTTP_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, fav_http_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, fav_http_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, fav_http_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {{"__tostring", fav_http_tostring}, {NULL, NULL}};
+  fav_newclass(L, FAV_HTTP_MT, methods, meta, fav_http_close);
   lua_pop(L, 1);
   lua_pushcfunction(L, fav_http_new);
   lua_setfield(L, -2, "http_new");

@@ -5,7 +5,21 @@
  * :write(s) queues bytes for its stdin, :poll(ms) moves bytes both ways and
  * returns the complete stdout lines, the stderr bytes and whether the child
  * has ended; :close([grace_ms]) closes stdin, waits, then sends SIGTERM and
- * SIGKILL, and reaps the child. It is also __gc and __close.
+ * SIGKILL, and reaps the child. __close is close with a 200 ms grace.
+ *
+ * __gc never waits: a collected Process whose child still runs sends it
+ * SIGKILL, closes the pipes and reaps it with WNOHANG. A child not dead
+ * yet at that instant is handed to the state's reaper (a small array in a
+ * userdata, upvalue of spawn and __gc, one per Lua state: no global), which
+ * reaps it with WNOHANG at the next spawn or collection and when the state
+ * closes. Only children the reaper cannot hold (more than FAV_PROC_GRAVE
+ * killed and not yet dead at once) stay zombies until the host process
+ * exits or waits for them. Double-forking would have avoided zombies but
+ * costs the exit status and the pid that :poll, :kill and :close use.
+ *
+ * Failures return nil, err (util.h's fav_pushfail): codes "spawn" (the
+ * program cannot start; err.errno), "io" (write: stdin closed),
+ * "too_large" (write: over 256 MiB queued). Misuse raises.
  *
  * Buffers are malloc'd and owned by the userdata; Lua values are built only
  * after the I/O is done, so a raising push leaks nothing.
@@ -27,53 +41,28 @@
 extern char **environ;
 
 #define FAV_PROC_MT "favcrm.Process"
+#define FAV_PROC_REAPER_MT "favcrm.ProcessReaper"
+#define FAV_PROC_GRAVE 64 /* killed children the reaper holds at once */
 
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-} buf;
+/* The killed children not reaped yet (see the header comment). */
+typedef struct fav_reaper {
+  pid_t pids[FAV_PROC_GRAVE];
+  int n;
+} fav_reaper;
 
 typedef struct fav_proc {
   pid_t pid;
   int in, out, err;     /* parent's ends; -1 when closed */
-  buf wq;               /* bytes waiting for the child's stdin */
+  fav_buf wq;               /* bytes waiting for the child's stdin */
   size_t woff;
-  buf line;             /* the stdout line being read */
-  buf lines;            /* complete lines, each followed by '\n' */
-  buf errb;             /* stderr bytes not yet handed out */
+  fav_buf line;             /* the stdout line being read */
+  fav_buf lines;            /* complete lines, each followed by '\n' */
+  fav_buf errb;             /* stderr bytes not yet handed out */
   size_t max_line;
   int exited, status;   /* reaped, and how */
   int too_large;        /* a stdout line crossed max_line */
   int broken;           /* writing to stdin failed (EPIPE) */
 } fav_proc;
-
-static int buf_add(buf *b, const char *s, size_t n, size_t limit) {
-  if (b->len + n > limit) return 0;
-  if (b->len + n > b->cap) {
-    size_t nc = b->cap ? b->cap : 4096;
-    char *p;
-    while (nc < b->len + n) nc *= 2;
-    p = realloc(b->p, nc);
-    if (!p) return 0;
-    b->p = p;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  return 1;
-}
-
-static void buf_free(buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
 
 static void close_fd(int *fd) {
   if (*fd >= 0) close(*fd);
@@ -142,18 +131,18 @@ static void pump_io(fav_proc *p) {
       ssize_t i, start = 0;
       for (i = 0; i < n; i++) {
         if (tmp[i] != '\n') continue;
-        if (!buf_add(&p->line, tmp + start, (size_t)(i - start), p->max_line)) p->too_large = 1;
+        if (fav_buf_add(&p->line, tmp + start, (size_t)(i - start), p->max_line)) p->too_large = 1;
         if (!p->too_large) {
           size_t l = p->line.len;
           if (l && p->line.p[l - 1] == '\r') l--;
-          if (!buf_add(&p->lines, p->line.p ? p->line.p : "", l, (size_t)-1) ||
-              !buf_add(&p->lines, "\n", 1, (size_t)-1))
+          if (fav_buf_add(&p->lines, p->line.p ? p->line.p : "", l, (size_t)-1) ||
+              fav_buf_add(&p->lines, "\n", 1, (size_t)-1))
             p->too_large = 1;
         }
         p->line.len = 0;
         start = i + 1;
       }
-      if (start < n && !buf_add(&p->line, tmp + start, (size_t)(n - start), p->max_line)) p->too_large = 1;
+      if (start < n && fav_buf_add(&p->line, tmp + start, (size_t)(n - start), p->max_line)) p->too_large = 1;
     } else if (n == 0) {
       close_fd(&p->out);
     } else if (errno == EINTR) {
@@ -173,7 +162,7 @@ static void pump_io(fav_proc *p) {
         memmove(p->errb.p, p->errb.p + drop, p->errb.len - drop);
         p->errb.len -= drop;
       }
-      buf_add(&p->errb, tmp, (size_t)n, 65536 + sizeof tmp);
+      fav_buf_add(&p->errb, tmp, (size_t)n, 65536 + sizeof tmp);
     } else if (n == 0) {
       close_fd(&p->err);
     } else if (errno == EINTR) {
@@ -197,6 +186,23 @@ static void wait_io(fav_proc *p, int ms) {
   while (poll(fds, (nfds_t)n, ms) < 0 && errno == EINTR) {}
 }
 
+/* Reaps (WNOHANG) every child r holds that has ended; keeps the others.
+ * Never blocks, never raises. */
+static void reaper_sweep(fav_reaper *r) {
+  int i = 0;
+  while (i < r->n) {
+    pid_t w;
+    int st;
+    do w = waitpid(r->pids[i], &st, WNOHANG);
+    while (w < 0 && errno == EINTR);
+    if (w == 0) {
+      i++;
+    } else { /* reaped, or not our child any more */
+      r->pids[i] = r->pids[--r->n];
+    }
+  }
+}
+
 static fav_proc *check_proc(lua_State *L) {
   return luaL_checkudata(L, 1, FAV_PROC_MT);
 }
@@ -204,7 +210,8 @@ static fav_proc *check_proc(lua_State *L) {
 /* core.spawn(argv, env [, max_line]) -> process, or nil, err. argv is a
  * list of strings (argv[1] is looked up in PATH); env, when given, is a
  * table of extra NAME = value pairs on top of this process's environment
- * (a value of false removes the name). Misuse raises. */
+ * (a value of false removes the name). Upvalue 1: the reaper, swept first.
+ * Misuse raises. */
 static int fav_proc_spawn(lua_State *L) {
   fav_proc *p;
   size_t i, argc, envc = 0;
@@ -216,6 +223,7 @@ static int fav_proc_spawn(lua_State *L) {
   int rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  reaper_sweep((fav_reaper *)lua_touserdata(L, lua_upvalueindex(1)));
   argc = lua_rawlen(L, 1);
   if (argc == 0) return luaL_argerror(L, 1, "the command list is empty");
   lua_settop(L, 3);
@@ -276,7 +284,7 @@ static int fav_proc_spawn(lua_State *L) {
   memset(p, 0, sizeof *p);
   p->in = p->out = p->err = -1;
   p->pid = -1;
-  p->max_line = (size_t)luaL_optinteger(L, 3, 8L * 1024 * 1024);
+  p->max_line = (size_t)luaL_optinteger(L, 3, (lua_Integer)FAV_MAX_EVENT_BYTES);
   luaL_setmetatable(L, FAV_PROC_MT);
 
   /* From here on nothing raises until the result is pushed. */
@@ -323,34 +331,23 @@ syserr: {
     for (i = 0; i < 6; i++)
       if (fds[i] >= 0) close(fds[i]);
     p->in = p->out = p->err = -1;
-    lua_pushnil(L);
-    lua_createtable(L, 0, 3);
-    lua_pushliteral(L, "network");
-    lua_setfield(L, -2, "code");
-    lua_pushfstring(L, "cannot start %s: %s", argv[0], strerror(e));
-    lua_setfield(L, -2, "message");
+    fav_pushfail(L, FAV_ESPAWN, "cannot start %s: %s", argv[0], strerror(e));
     lua_pushinteger(L, e);
     lua_setfield(L, -2, "errno");
     return 2;
   }
 }
 
-/* proc:write(s) -> true, or nil, err when stdin is closed. Queues s and
- * writes what the pipe takes now. */
+/* proc:write(s) -> true, or nil, err: err.code "io" when the child's
+ * stdin is closed, "too_large" past 256 MiB of unwritten input. Queues s
+ * and writes what the pipe takes now. Raises on misuse and memory. */
 static int fav_proc_write(lua_State *L) {
   fav_proc *p = check_proc(L);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  if (p->in < 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "the process's stdin is closed");
-    return 2;
-  }
-  if (!buf_add(&p->wq, s, n, (size_t)256 << 20)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "too much unwritten input for the process");
-    return 2;
-  }
+  if (p->in < 0) return fav_pushfail(L, FAV_EIO, "the process's stdin is closed");
+  if (fav_buf_add(&p->wq, s, n, (size_t)256 << 20) != 0)
+    return fav_pushfail(L, FAV_ETOO_LARGE, "too much unwritten input for the process");
   pump_io(p);
   lua_pushboolean(L, 1);
   return 1;
@@ -358,17 +355,19 @@ static int fav_proc_write(lua_State *L) {
 
 /* proc:poll([ms]) -> {lines = {...}, stderr = s|nil, eof = bool,
  * exited = bool, status = n|nil, signal = n|nil, too_large = bool}.
- * Waits at most ms (default 0) when nothing is ready. */
+ * Waits at most ms (default 0) when nothing is ready. Raises a bad-argument
+ * error when ms is NaN, infinite or negative; a huge ms is clamped
+ * (FAV_MS_MAX). */
 static int fav_proc_poll(lua_State *L) {
   fav_proc *p = check_proc(L);
-  double wait = luaL_optnumber(L, 2, 0);
-  double deadline = now_ms() + wait;
+  double wait = fav_optms(L, 2, 0); /* finite, >= 0, clamped */
+  double deadline = fav_monotonic_ms() + wait;
   int n = 0;
   pump_io(p);
   while (p->lines.len == 0 && p->errb.len == 0 && (p->out >= 0 || p->err >= 0)) {
-    double left = deadline - now_ms();
+    double left = deadline - fav_monotonic_ms();
     if (left <= 0) break;
-    wait_io(p, (int)(left < 1 ? 1 : left));
+    wait_io(p, fav_ms_int(left < 1 ? 1 : left));
     pump_io(p);
   }
   lua_createtable(L, 0, 6);
@@ -410,16 +409,16 @@ static int fav_proc_poll(lua_State *L) {
 
 /* Waits up to ms for the child to end, draining its output. */
 static void wait_exit(fav_proc *p, int ms) {
-  double deadline = now_ms() + ms;
+  double deadline = fav_monotonic_ms() + ms;
   for (;;) {
     double left;
     pump_io(p);
     try_reap(p, 0);
     if (p->exited) return;
-    left = deadline - now_ms();
+    left = deadline - fav_monotonic_ms();
     if (left <= 0) return;
     if (p->out >= 0 || p->err >= 0) {
-      wait_io(p, (int)(left < 5 ? left + 1 : 5));
+      wait_io(p, left < 5 ? fav_ms_int(left + 1) : 5);
     } else {
       struct timespec ts = {0, 2000000}; /* no pipe left to wait on: 2 ms */
       nanosleep(&ts, NULL);
@@ -428,11 +427,12 @@ static void wait_exit(fav_proc *p, int ms) {
 }
 
 /* proc:close([grace_ms]) -> exit status or nil: closes stdin, waits
- * grace_ms (default 2000) for the child to end, then SIGTERM, waits again,
- * then SIGKILL; always reaps. Idempotent; never raises. */
+ * grace_ms (default 2000; clamped like every time, util.h) for the child to
+ * end, then SIGTERM, waits again, then SIGKILL; always reaps. Idempotent.
+ * Raises only on a bad grace_ms (NaN, infinite, negative), before acting. */
 static int fav_proc_close(lua_State *L) {
   fav_proc *p = luaL_checkudata(L, 1, FAV_PROC_MT);
-  int grace = (int)luaL_optinteger(L, 2, 2000);
+  int grace = fav_ms_int(fav_optms(L, 2, 2000));
   if (p->pid > 0 && !p->exited) {
     close_fd(&p->in);
     wait_exit(p, grace);
@@ -448,20 +448,52 @@ static int fav_proc_close(lua_State *L) {
   close_fd(&p->in);
   close_fd(&p->out);
   close_fd(&p->err);
-  buf_free(&p->wq);
-  buf_free(&p->line);
-  buf_free(&p->lines);
-  buf_free(&p->errb);
+  fav_buf_free(&p->wq);
+  fav_buf_free(&p->line);
+  fav_buf_free(&p->lines);
+  fav_buf_free(&p->errb);
   if (p->exited && WIFEXITED(p->status)) lua_pushinteger(L, WEXITSTATUS(p->status));
   else lua_pushnil(L);
   return 1;
 }
 
-/* __gc: close with a short grace. */
-static int fav_proc_gc(lua_State *L) {
+/* __close(proc [, err]): close with a 200 ms grace (the error object a
+ * to-be-closed variable passes is ignored). Never raises. */
+static int fav_proc_close_scope(lua_State *L) {
   lua_settop(L, 1);
   lua_pushinteger(L, 200);
   return fav_proc_close(L);
+}
+
+/* __gc (upvalue 1: the reaper): SIGKILL to a child still running, pipes
+ * closed, buffers freed, a WNOHANG reap; a child not dead yet goes to the
+ * reaper. Never waits, never raises. Idempotent (then close() is a no-op). */
+static int fav_proc_gc(lua_State *L) {
+  fav_proc *p = luaL_checkudata(L, 1, FAV_PROC_MT);
+  fav_reaper *r = (fav_reaper *)lua_touserdata(L, lua_upvalueindex(1));
+  if (p->pid > 0 && !p->exited) {
+    kill(p->pid, SIGKILL);
+    try_reap(p, 0);
+    if (!p->exited && r != NULL && r->n < FAV_PROC_GRAVE) r->pids[r->n++] = p->pid;
+    p->exited = 1; /* ours no more: the reaper (or the host) reaps it */
+    p->status = 0;
+    p->pid = -1;
+  }
+  if (r != NULL) reaper_sweep(r);
+  close_fd(&p->in);
+  close_fd(&p->out);
+  close_fd(&p->err);
+  fav_buf_free(&p->wq);
+  fav_buf_free(&p->line);
+  fav_buf_free(&p->lines);
+  fav_buf_free(&p->errb);
+  return 0;
+}
+
+/* The reaper's __gc (the Lua state closes): a last WNOHANG sweep. */
+static int fav_proc_reaper_gc(lua_State *L) {
+  reaper_sweep((fav_reaper *)lua_touserdata(L, 1));
+  return 0;
 }
 
 /* proc:pid() -> the child's process id */
@@ -513,16 +545,19 @@ int fav_proc_open(lua_State *L) {
     {"kill", fav_proc_kill},
     {"fds", fav_proc_fds},
     {NULL, NULL}};
-  if (luaL_newmetatable(L, FAV_PROC_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, fav_proc_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, fav_proc_gc);
-    lua_setfield(L, -2, "__close");
-  }
+  static const luaL_Reg meta[] = {{"__close", fav_proc_close_scope}, {NULL, NULL}};
+  fav_reaper *r = (fav_reaper *)lua_newuserdatauv(L, sizeof *r, 0); /* the state's reaper */
+  memset(r, 0, sizeof *r);
+  luaL_newmetatable(L, FAV_PROC_REAPER_MT);
+  lua_pushcfunction(L, fav_proc_reaper_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  fav_newclass(L, FAV_PROC_MT, methods, meta, NULL);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, fav_proc_gc, 1);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  lua_pushcfunction(L, fav_proc_spawn);
+  lua_pushcclosure(L, fav_proc_spawn, 1);
   lua_setfield(L, -2, "spawn");
   return 0;
 }

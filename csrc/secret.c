@@ -263,8 +263,6 @@ static const luaL_Reg secret_methods[] = {
 
 static const luaL_Reg secret_meta[] = {
   {"__tostring", secret_mask},
-  {"__gc", secret_close},
-  {"__close", secret_close},
   {"__eq", secret_eq},
   {"__concat", secret_concat},
   {"__len", secret_len},
@@ -283,13 +281,7 @@ static const luaL_Reg secret_funcs[] = {
  * metatable and adds secret, is_secret, mask_key, mask_email. Leaves the stack as
  * found. Can raise (memory). */
 int fav_secret_open(lua_State *L) {
-  luaL_newmetatable(L, FAV_SECRET_MT);
-  luaL_setfuncs(L, secret_meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, secret_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushliteral(L, FAV_SECRET_MT);
-  lua_setfield(L, -2, "__name");
+  fav_newclass(L, FAV_SECRET_MT, secret_methods, secret_meta, secret_close);
   lua_pushliteral(L, FAV_SECRET_MT);
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);

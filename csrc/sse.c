@@ -1,53 +1,12 @@
 /* sse.c: the event-stream parser declared in sse.h. Pure C: no Lua, no
- * globals, no abort(); every allocation is bounded by max_event_bytes + 1. */
+ * globals, no abort(); every allocation is bounded by max_event_bytes + 1
+ * (the buffers are util.h's fav_buf). */
 #include "sse.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static const unsigned char sse_bom[3] = {0xEF, 0xBB, 0xBF};
-
-/* Makes room for need bytes in b, growing by doubling but never past limit.
- * Returns 0, or -1 when need > limit or memory fails (b unchanged). */
-static int sse_buf_reserve(fav_sse_buf *b, size_t need, size_t limit) {
-  size_t ncap;
-  char *np;
-  if (need <= b->cap) return 0;
-  if (need > limit) return -1;
-  ncap = b->cap ? b->cap : 64;
-  while (ncap < need) ncap = ncap > limit / 2 ? limit : ncap * 2;
-  if (ncap > limit) ncap = limit;
-  np = (char *)realloc(b->p, ncap);
-  if (np == NULL) return -1;
-  b->p = np;
-  b->cap = ncap;
-  return 0;
-}
-
-/* Replaces b's contents with n bytes of s, NUL-terminated. 0 or -1. */
-static int sse_buf_set(fav_sse_buf *b, const char *s, size_t n, size_t limit) {
-  if (sse_buf_reserve(b, n + 1, limit) != 0) return -1;
-  if (n) memcpy(b->p, s, n);
-  b->p[n] = '\0';
-  b->len = n;
-  return 0;
-}
-
-/* Appends n bytes of s to b (not terminated). 0 or -1. */
-static int sse_buf_append(fav_sse_buf *b, const char *s, size_t n, size_t limit) {
-  if (n == 0) return 0;
-  if (sse_buf_reserve(b, b->len + n, limit) != 0) return -1;
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  return 0;
-}
-
-/* Frees b's memory and empties it. */
-static void sse_buf_free(fav_sse_buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
 
 /* Enters the sticky error state st and returns it. */
 static int sse_fail(fav_sse *p, int st) {
@@ -85,7 +44,7 @@ static int sse_dispatch(fav_sse *p, fav_sse_cb cb, void *ud) {
     ev.data = p->data.p;
     ev.data_len = p->data.len;
     if (p->type.len > 0) {
-      ev.event = p->type.p; /* sse_buf_set left it NUL-terminated */
+      ev.event = p->type.p; /* fav_buf_set left it NUL-terminated */
       ev.event_len = p->type.len;
     } else {
       ev.event = "message";
@@ -123,7 +82,7 @@ static void sse_retry(fav_sse *p, const char *v, size_t n) {
 /* Interprets one complete line (without its line end). Returns a status. */
 static int sse_line(fav_sse *p, const char *line, size_t n, fav_sse_cb cb, void *ud) {
   const char *colon, *v;
-  size_t name_len, vlen, limit = p->max_event_bytes + 1;
+  size_t name_len, vlen, limit = p->max_event_bytes;
   if (n == 0) return sse_dispatch(p, cb, ud);
   if (line[0] == ':') return FAV_SSE_OK; /* comment */
   colon = (const char *)memchr(line, ':', n);
@@ -142,14 +101,14 @@ static int sse_line(fav_sse *p, const char *line, size_t n, fav_sse_cb cb, void 
   }
   if (name_len == 4 && memcmp(line, "data", 4) == 0) {
     if (p->data.len + vlen + 1 > p->max_event_bytes) return sse_fail(p, FAV_SSE_TOO_LARGE);
-    if (sse_buf_append(&p->data, v, vlen, limit) != 0 ||
-        sse_buf_append(&p->data, "\n", 1, limit) != 0)
+    if (fav_buf_add(&p->data, v, vlen, limit) != 0 ||
+        fav_buf_add(&p->data, "\n", 1, limit) != 0)
       return sse_fail(p, FAV_SSE_NOMEM);
   } else if (name_len == 5 && memcmp(line, "event", 5) == 0) {
-    if (sse_buf_set(&p->type, v, vlen, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
+    if (fav_buf_set(&p->type, v, vlen, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
   } else if (name_len == 2 && memcmp(line, "id", 2) == 0) {
     if (vlen > 0 && memchr(v, '\0', vlen) != NULL) return FAV_SSE_OK;
-    if (sse_buf_set(&p->id, v, vlen, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
+    if (fav_buf_set(&p->id, v, vlen, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
     p->id_dirty = 1;
   } else if (name_len == 5 && memcmp(line, "retry", 5) == 0) {
     sse_retry(p, v, vlen);
@@ -161,7 +120,7 @@ static int sse_line(fav_sse *p, const char *line, size_t n, fav_sse_cb cb, void 
  * partial line, and interprets each. Returns a status. */
 static int sse_scan(fav_sse *p, const char *s, size_t n, fav_sse_cb cb, void *ud) {
   const char *end = s + n;
-  size_t limit = p->max_event_bytes + 1;
+  size_t limit = p->max_event_bytes;
   while (s < end) {
     const char *q;
     size_t span;
@@ -180,14 +139,14 @@ static int sse_scan(fav_sse *p, const char *s, size_t n, fav_sse_cb cb, void *ud
         p->data.len > p->max_event_bytes - p->line.len - span)
       return sse_fail(p, FAV_SSE_TOO_LARGE);
     if (q == end) {
-      if (sse_buf_append(&p->line, s, span, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
+      if (fav_buf_add(&p->line, s, span, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
       break;
     }
     if (*q == '\r') p->cr_pending = 1;
     if (p->line.len == 0) {
       st = sse_line(p, s, span, cb, ud); /* whole line in this chunk */
     } else {
-      if (sse_buf_append(&p->line, s, span, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
+      if (fav_buf_add(&p->line, s, span, limit) != 0) return sse_fail(p, FAV_SSE_NOMEM);
       st = sse_line(p, p->line.p, p->line.len, cb, ud);
       p->line.len = 0;
     }
@@ -236,11 +195,11 @@ void fav_sse_reset(fav_sse *p) {
 void fav_sse_free(fav_sse *p) {
   size_t max = p->max_event_bytes;
   unsigned long seq = p->id_seq + 1; /* the id changes (to "") */
-  sse_buf_free(&p->line);
-  sse_buf_free(&p->data);
-  sse_buf_free(&p->type);
-  sse_buf_free(&p->id);
-  sse_buf_free(&p->last_id);
+  fav_buf_free(&p->line);
+  fav_buf_free(&p->data);
+  fav_buf_free(&p->type);
+  fav_buf_free(&p->id);
+  fav_buf_free(&p->last_id);
   fav_sse_init(p, max);
   p->id_seq = seq;
 }

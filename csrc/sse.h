@@ -31,8 +31,11 @@
 
 #include <stddef.h>
 
-/* Default cap when fav_sse_init is given 0: 4 MiB. */
-#define FAV_SSE_DEFAULT_MAX_EVENT_BYTES ((size_t)4 << 20)
+#include "util.h"
+
+/* Default cap when fav_sse_init is given 0: the module-wide default,
+ * FAV_MAX_EVENT_BYTES (8 MiB). */
+#define FAV_SSE_DEFAULT_MAX_EVENT_BYTES FAV_MAX_EVENT_BYTES
 /* Largest retry value reported; longer ones are clamped to it (ms). */
 #define FAV_SSE_RETRY_MAX 2147483647L
 
@@ -64,11 +67,9 @@ typedef struct fav_sse_event {
  * parser (fav_sse_feed returns FAV_SSE_ABORTED). It must not longjmp. */
 typedef int (*fav_sse_cb)(void *ud, const fav_sse_event *ev);
 
-/* A growable byte buffer, at most max_event_bytes + 1 bytes allocated. */
-typedef struct fav_sse_buf {
-  char *p;
-  size_t len, cap;
-} fav_sse_buf;
+/* A growable byte buffer (util.h), at most max_event_bytes + 1 bytes
+ * allocated. */
+typedef fav_buf fav_sse_buf;
 
 /* The parser. Fields are visible so it can be embedded (e.g. in a Lua
  * userdata); treat them as private and use the functions below. */
@@ -89,29 +90,29 @@ typedef struct fav_sse {
 } fav_sse;
 
 /* Prepares p; allocates nothing. max_event_bytes 0 means the default. */
-void fav_sse_init(fav_sse *p, size_t max_event_bytes);
+FAV_API void fav_sse_init(fav_sse *p, size_t max_event_bytes);
 
 /* Parses len bytes of buf, calling cb(ud, ev) for each event dispatched.
  * Returns FAV_SSE_OK or the (sticky) error state; once in an error state
  * it consumes nothing and returns that state again. cb may be NULL. */
-int fav_sse_feed(fav_sse *p, const char *buf, size_t len, fav_sse_cb cb, void *ud);
+FAV_API int fav_sse_feed(fav_sse *p, const char *buf, size_t len, fav_sse_cb cb, void *ud);
 
 /* The stream ended (or a new one starts on reconnect): discards the
  * incomplete line and event, re-arms the BOM check and clears the error
  * state. Keeps the last event id and the last retry, as a reconnecting
  * client needs them. Keeps the buffers' memory for reuse. */
-void fav_sse_reset(fav_sse *p);
+FAV_API void fav_sse_reset(fav_sse *p);
 
 /* Releases all memory; p is then as after fav_sse_init (reusable). */
-void fav_sse_free(fav_sse *p);
+FAV_API void fav_sse_free(fav_sse *p);
 
 /* The last event id string (NUL-terminated, "" when none); *len if non-NULL. */
-const char *fav_sse_last_event_id(const fav_sse *p, size_t *len);
+FAV_API const char *fav_sse_last_event_id(const fav_sse *p, size_t *len);
 
 /* The last retry (ms) seen on the stream, or -1. */
-long fav_sse_retry(const fav_sse *p);
+FAV_API long fav_sse_retry(const fav_sse *p);
 
 /* A short English description of a status code. */
-const char *fav_sse_strstatus(int status);
+FAV_API const char *fav_sse_strstatus(int status);
 
 #endif

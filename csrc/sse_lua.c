@@ -32,28 +32,11 @@ typedef struct sse_ud {
   size_t nrecs, recs_cap;
 } sse_ud;
 
-/* Grows *pp (elements of size sz) so that it holds need elements. Doubles;
- * guards overflow. Returns 0 or -1 (memory; *pp unchanged). */
-static int sse_grow(void **pp, size_t *cap, size_t need, size_t sz) {
-  size_t ncap = *cap ? *cap : 16;
-  void *np;
-  if (need <= *cap) return 0;
-  while (ncap < need) {
-    if (ncap > ((size_t)-1) / 2 / sz) return -1;
-    ncap *= 2;
-  }
-  np = realloc(*pp, ncap * sz);
-  if (np == NULL) return -1;
-  *pp = np;
-  *cap = ncap;
-  return 0;
-}
-
 /* Copies n bytes into the arena; *off gets their offset. 0 or -1. */
 static int sse_arena_put(sse_ud *u, const char *s, size_t n, size_t *off) {
   void *a = u->arena;
   if (u->arena_len > ((size_t)-1) - n) return -1;
-  if (sse_grow(&a, &u->arena_cap, u->arena_len + n, 1) != 0) return -1;
+  if (fav_grow(&a, &u->arena_cap, u->arena_len + n, 1) != 0) return -1;
   u->arena = (char *)a;
   if (n) memcpy(u->arena + u->arena_len, s, n);
   *off = u->arena_len;
@@ -67,7 +50,7 @@ static int sse_collect(void *ud, const fav_sse_event *ev) {
   sse_ud *u = (sse_ud *)ud;
   sse_rec r;
   void *recs = u->recs;
-  if (sse_grow(&recs, &u->recs_cap, u->nrecs + 1, sizeof(sse_rec)) != 0) return 1;
+  if (fav_grow(&recs, &u->recs_cap, u->nrecs + 1, sizeof(sse_rec)) != 0) return 1;
   u->recs = (sse_rec *)recs;
   if (sse_arena_put(u, ev->data, ev->data_len, &r.data_off) != 0) return 1;
   r.data_len = ev->data_len;
@@ -167,13 +150,8 @@ static int sse_feed(lua_State *L) {
   sse_push_events(L, u);
   sse_queue_clear(u, 0);
   if (st == FAV_SSE_OK) return 1;
-  lua_pushnil(L);
-  lua_createtable(L, 0, 4);
-  lua_pushliteral(L, "too_large");
-  lua_setfield(L, -2, "code");
-  lua_pushfstring(L, "SSE event larger than %d bytes",
-                  (int)(u->sse.max_event_bytes > 0x7fffffff ? 0x7fffffff : u->sse.max_event_bytes));
-  lua_setfield(L, -2, "message");
+  fav_pushfail(L, FAV_ETOO_LARGE, "SSE event larger than %d bytes",
+               (int)(u->sse.max_event_bytes > 0x7fffffff ? 0x7fffffff : u->sse.max_event_bytes));
   lua_pushnumber(L, (lua_Number)u->sse.max_event_bytes);
   lua_setfield(L, -2, "max_event_bytes");
   lua_pushvalue(L, -3); /* the events before the error */
@@ -238,7 +216,7 @@ static int sse_tostring(lua_State *L) {
 }
 
 /* core.sse_parser([max_event_bytes]): takes an optional positive integer
- * (default FAV_SSE_DEFAULT_MAX_EVENT_BYTES, 4 MiB); returns a new parser.
+ * (default FAV_MAX_EVENT_BYTES, 8 MiB); returns a new parser.
  * Raises on a bad argument or when memory fails. */
 static int sse_new(lua_State *L) {
   lua_Number max = luaL_optnumber(L, 1, (lua_Number)FAV_SSE_DEFAULT_MAX_EVENT_BYTES);
@@ -264,18 +242,8 @@ static const luaL_Reg sse_methods[] = {
 /* Takes the module table at the top; registers the favcrm.SSEParser
  * metatable and adds sse_parser. Leaves the stack as found. Can raise. */
 int fav_sse_open(lua_State *L) {
-  luaL_newmetatable(L, SSE_MT);
-  lua_pushliteral(L, SSE_MT);
-  lua_setfield(L, -2, "__name");
-  lua_newtable(L);
-  luaL_setfuncs(L, sse_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, sse_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, sse_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, sse_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__tostring", sse_tostring}, {NULL, NULL}};
+  fav_newclass(L, SSE_MT, sse_methods, meta, sse_close);
   lua_pop(L, 1);
   lua_pushcfunction(L, sse_new);
   lua_setfield(L, -2, "sse_parser");

@@ -1,7 +1,8 @@
 # Sanitizers, valgrind and fuzzing (issue 8). None of these is part of
 # `make test`; .ci/checks.sh runs the first two for Lua 5.4.
 #
-#   make asan       ASan+UBSan build in build/5.4-asan, whole spec suite
+#   make asan       ASan+UBSan (+float-cast-overflow; clang) build in
+#                   build/5.4-asan, whole spec suite
 #   make valgrind   the spec suite's busted process under valgrind (Lua 5.4)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (default 60)
 #
@@ -12,10 +13,21 @@
 
 CHECK_LUA      ?= 5.4
 CHECK_LUA_BIN  ?= lua$(CHECK_LUA)
-ASAN_CC        ?= $(CC)
+# clang by default (issue 14: float-cast-overflow catches a time cast from a
+# double that does not fit). With clang the module links the shared ASan
+# runtime (-shared-libasan), which the wrapper preloads; with gcc, libasan.so.
+ASAN_CC        ?= clang
 ASAN_BUILD     ?= build/$(CHECK_LUA)-asan
-ASAN_SAN       ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-ASAN_LIB        = $(shell $(ASAN_CC) -print-file-name=libasan.so)
+ifneq ($(findstring clang,$(ASAN_CC)),)
+ASAN_RT        ?= libclang_rt.asan-$(shell uname -m).so
+ASAN_SHARED     = -shared-libasan
+else
+ASAN_RT        ?= libasan.so
+ASAN_SHARED     =
+endif
+ASAN_SAN       ?= -fsanitize=address,undefined,float-cast-overflow \
+                  -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer $(ASAN_SHARED)
+ASAN_LIB        = $(shell $(ASAN_CC) -print-file-name=$(ASAN_RT))
 ASAN_WRAP       = $(ASAN_BUILD)/lua
 # extra busted arguments (spec files, --filter=...) for asan and valgrind
 SPECS          ?=
@@ -111,9 +123,9 @@ valgrind:
 # ---- libFuzzer --------------------------------------------------------------------
 # Each target links the module's C sources and Lua 5.4 statically into one
 # program; fuzz/harness.c opens favcrm.core and lua-cjson in a Lua state.
-$(FUZZ_BUILD)/sse_fuzz: fuzz/sse_fuzz.c csrc/sse.c csrc/sse.h
+$(FUZZ_BUILD)/sse_fuzz: fuzz/sse_fuzz.c csrc/sse.c csrc/sse.h csrc/util.c csrc/util.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/sse_fuzz.c csrc/sse.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/sse_fuzz.c csrc/sse.c csrc/util.c $(FUZZ_LIBS)
 
 $(FUZZ_BUILD)/%_fuzz: fuzz/%_fuzz.c fuzz/harness.c fuzz/harness.h $(wildcard csrc/*.c csrc/*.h) lua/favcrm/session.lua
 	@mkdir -p $(dir $@)

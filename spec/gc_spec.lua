@@ -174,6 +174,33 @@ describe("garbage collection", function()
       held = nil -- luacheck: ignore
       full_gc()
     end)
+
+    it("close, __gc and double close in every order; a closed one raises when used", function()
+      churn(60, function(i)
+        local v = assert(core.schema_compile({ type = "string", pattern = "^a" }))
+        assert.is_true((v:validate("abc")))
+        if i % 3 == 0 then v:close() v:close()
+        elseif i % 3 == 1 then v:close() end
+        -- i % 3 == 2: left to __gc
+        if i % 3 ~= 2 then
+          assert.matches("favcrm.Validator %(closed%)", tostring(v))
+          assert.has_error(function() v:validate("abc") end,
+            "attempt to use a closed or unfinished validator")
+        end
+      end)
+    end)
+
+    it("have __close and __gc that close them like close()", function()
+      for _, mm in ipairs({ "__close", "__gc" }) do
+        local v = assert(core.schema_compile({ type = "string" }))
+        local f = getmetatable(v)[mm]
+        assert.is_function(f)
+        f(v)
+        f(v)
+        assert.matches("favcrm.Validator %(closed%)", tostring(v))
+        v:close()
+      end
+    end)
   end)
 
   describe("secrets", function()

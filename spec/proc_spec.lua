@@ -51,10 +51,61 @@ describe("favcrm.core spawn()", function()
     assert.equal(0, p:close(1000))
   end)
 
+  it("__gc does not wait: a child that ignores TERM is killed at once and reaped later", function()
+    local p = assert(core.spawn({ "sh", "-c", 'trap "" TERM; echo up; while :; do read x; done' }))
+    local r = p:poll(5000)
+    assert.same({ "up" }, r.lines) -- the trap is set
+    local pid = p:pid()
+    local function collect()
+      local t0 = core.monotonic()
+      collectgarbage("collect")
+      collectgarbage("collect")
+      return core.monotonic() - t0
+    end
+    local base = collect() -- what a collection costs here (valgrind: a lot)
+    p = nil -- luacheck: ignore
+    local took = collect() - base
+    -- close() would have waited 200 ms, TERMed, waited 200 ms, KILLed
+    assert.is_true(took < 0.3, ("__gc took %.3f s more than a collection"):format(took))
+    -- the next spawn sweeps the reaper: the child ends up reaped (gone from
+    -- the process table, not a zombie)
+    local deadline = core.monotonic() + 5
+    local gone
+    repeat
+      local q = assert(core.spawn({ "true" }))
+      q:close(1000)
+      local f = io.open("/proc/" .. pid .. "/stat")
+      local stat = f and f:read("*a")
+      if f then f:close() end
+      gone = stat == nil or not stat:match("^%d+ %b() ") -- no such process
+      if stat and stat:match("^%d+ %b() Z") then gone = false end
+    until gone or core.monotonic() > deadline
+    assert.is_true(gone, "child " .. pid .. " was not reaped")
+  end)
+
+  it("has __close, and a __gc that is not the waiting close()", function()
+    local mt = getmetatable(assert(core.spawn({ "true" })))
+    assert.is_function(mt.__close)
+    assert.is_function(mt.__gc)
+    assert.are_not.equal(mt.__gc, mt.__index.close) -- __gc never waits
+  end)
+
+  it("poll() and close() refuse a NaN, infinite or negative time and clamp a huge one", function()
+    local p = assert(core.spawn({ "sh", "-c", "read x; echo got:$x" }))
+    assert.has_error(function() p:poll(math.huge) end, "bad argument #1 to 'poll' (time must be finite)")
+    assert.has_error(function() p:poll(0 / 0) end, "bad argument #1 to 'poll' (time is NaN)")
+    assert.has_error(function() p:poll(-1) end, "bad argument #1 to 'poll' (time must not be negative)")
+    assert.has_error(function() p:close(math.huge) end, "bad argument #1 to 'close' (time must be finite)")
+    assert(p:write("x\n"))
+    local r = p:poll(1e300) -- clamped; returns with the line
+    assert.same({ "got:x" }, r.lines)
+    assert.equal(0, p:close(1e300))
+  end)
+
   it("returns nil, err for a program that cannot start (missing), and raises on misuse", function()
     local p, err = core.spawn({ "/nonexistent/prog" })
     assert.is_nil(p)
-    assert.equal("network", err.code)
+    assert.equal("spawn", err.code)
     assert.matches("cannot start /nonexistent/prog", err.message, 1, true)
     assert.has_error(function() core.spawn({}) end)
     assert.has_error(function() core.spawn({ 1 }) end,

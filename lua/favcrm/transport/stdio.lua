@@ -74,7 +74,8 @@ function Stdio:start(req)
   if type(msg) ~= "table" then return nil, "the request body is not JSON" end
   local ok, werr = self.proc:write(req.body .. "\n")
   if not ok then
-    push(self, { type = "done", id = tid, error = "network", message = tostring(werr) })
+    local why = type(werr) == "table" and werr.message or werr
+    push(self, { type = "done", id = tid, error = "network", message = tostring(why) })
     return tid
   end
   if msg.method ~= nil and msg.id ~= nil then

@@ -1,0 +1,266 @@
+/* schema.h: private header of the JSON Schema validator (draft-07 and
+ * 2020-12), shared by its units. The validator:
+ * JSON Schema (draft-07 and 2020-12) compiled once into a tree of
+ * C nodes (favcrm.Validator) that walks Lua values directly on the stack.
+ *
+ * Memory: the validator userdata is the fav_prog itself. Every node, string,
+ * array and PCRE2 object is attached to it the moment it is allocated, so a
+ * Lua error raised anywhere in compile (bad schema, out of memory, a remote
+ * resolver that raises) leaks nothing: __gc (or the failure path right after
+ * the protected compile) frees the half-built program. Validation allocates
+ * nothing with malloc: its state lives on the C stack and in Lua values.
+ *
+ * Lua values as JSON: nil and cjson.null (light userdata NULL) are null; a
+ * table whose keys are exactly 1..n is an array, any other non-empty table an
+ * object, the empty table is both. Only raw access (lua_rawget*, lua_next)
+ * touches instances and schemas.
+ *
+ * Units (split the way LPeg splits compiler, VM and tree):
+ *   schema_format.c   the `format` checks (hand-written; `regex` and IDNA
+ *                     hostnames through PCRE2)
+ *   schema_uri.c      URI references (RFC 3986), resources, anchors,
+ *                     $ref / $dynamicRef resolution, remote documents
+ *   schema_compile.c  program memory, keyword readers, one node per schema
+ *   schema_eval.c     validation: walks a Lua value against the nodes
+ *   schema_lua.c      the Lua API: core.schema_compile, favcrm.Validator
+ * Only fav_schema_open (favcrm.h) is used outside; the FAV_API functions
+ * below are shared between the units and hidden from core.so's users. */
+#ifndef FAV_SCHEMA_H
+#define FAV_SCHEMA_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "favcrm.h"
+
+#include <pcre2.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAV_SCHEMA_MT "favcrm.Validator"
+#define FAV_SCHEMA_DEPTH 200    /* default instance and schema nesting limit */
+#define FAV_SCHEMA_DEPTH_MAX 500 /* largest opts.max_depth accepted */
+#define FAV_SCHEMA_EVAL 1000    /* nested node evaluations (C stack bound) */
+#define FAV_SCHEMA_MATCH_LIMIT 1000000
+
+#if LUA_VERSION_NUM >= 504
+#define fav_schema_setuv(L, i) lua_setiuservalue((L), (i), 1)
+#define fav_schema_getuv(L, i) lua_getiuservalue((L), (i), 1)
+#elif LUA_VERSION_NUM >= 502
+#define fav_schema_setuv(L, i) lua_setuservalue((L), (i))
+#define fav_schema_getuv(L, i) lua_getuservalue((L), (i))
+#else
+#define fav_schema_setuv(L, i) lua_setfenv((L), (i))
+#define fav_schema_getuv(L, i) lua_getfenv((L), (i))
+#endif
+
+/* JSON types of an instance, as bits. An integral number is INT|NUM. */
+#define FT_NULL 1u
+#define FT_BOOL 2u
+#define FT_INT 4u
+#define FT_NUM 8u
+#define FT_STR 16u
+#define FT_ARR 32u
+#define FT_OBJ 64u
+#define FT_TAB 128u /* a table not classified (no keyword needed it) */
+#define FT_BAD 256u /* not a JSON value */
+
+/* which numeric keywords a node has */
+#define NK_MIN 1u
+#define NK_MAX 2u
+#define NK_XMIN 4u
+#define NK_XMAX 8u
+#define NK_MULT 16u
+
+/* keyword categories a node has */
+#define CAT_NUM 1u
+#define CAT_STR 2u
+#define CAT_ARR 4u
+#define CAT_OBJ 8u
+#define CAT_APP 16u
+
+enum {
+  FMT_NONE, FMT_EMAIL, FMT_URI, FMT_URIREF, FMT_DATETIME, FMT_DATE, FMT_TIME,
+  FMT_UUID, FMT_IPV4, FMT_IPV6, FMT_HOSTNAME, FMT_REGEX
+};
+
+/* format names as written in schemas, and as nouns in messages
+ * (schema_format.c), indexed by FMT_* */
+FAV_API extern const char *const fav_schema_fmt_names[];
+FAV_API extern const char *const fav_schema_fmt_nouns[];
+
+typedef struct fav_node fav_node;
+
+typedef struct fav_pent { /* a property name the node knows */
+  char *name;
+  size_t len;
+  uint32_t h;
+  fav_node *node; /* properties[name], or NULL */
+  int req;        /* bit in the required set, or -1 */
+} fav_pent;
+
+typedef struct fav_dep { /* dependentRequired / dependentSchemas entry */
+  char *name;
+  size_t len;
+  char **names;
+  size_t *lens;
+  int n;
+  fav_node *node;
+} fav_dep;
+
+typedef struct fav_dyn {
+  char *name;
+  fav_node *node;
+} fav_dyn;
+
+struct fav_node {
+  unsigned char boolean; /* 0 object schema, 1 true, 2 false */
+  unsigned char draft;   /* 7 or 20 */
+  unsigned char needs_kind, strutf, obj_iter, req_hashed, unique, dynbook;
+  unsigned cat, types, numkw;
+  const char *kw;  /* for boolean nodes: the keyword that holds them */
+  char *loc;       /* JSON pointer of this schema ("" root) */
+  fav_node *res;   /* schema resource this node belongs to */
+  fav_node *ref;
+  char *ref_str;
+  fav_node *dynref;
+  char *dynref_name, *dynref_str;
+  char *dynanchor;
+  fav_dyn *dyn;
+  int ndyn;
+  double minimum, maximum, exmin, exmax, mult;
+  size_t minlen, maxlen;
+  int pattern, format;
+  fav_node **prefix;
+  int nprefix;
+  const char *items_kw;
+  fav_node *items, *contains, *uitems;
+  size_t mincontains, maxcontains, minitems, maxitems;
+  fav_pent *keys;
+  int nkeys, *ktab;
+  uint32_t kmask;
+  int *patre;
+  fav_node **patnodes;
+  int npat;
+  fav_node *addl, *pnames, *uprops;
+  char **req;
+  int nreq, req_k;
+  size_t minprops, maxprops;
+  const char *depreq_kw, *depsch_kw;
+  fav_dep *depreq, *depsch;
+  int ndepreq, ndepsch;
+  fav_node **allof, **anyof, **oneof;
+  int nallof, nanyof, noneof;
+  fav_node *not_, *if_, *then_, *else_;
+  int enum_k, enumset_k, const_k;
+};
+
+typedef struct fav_re {
+  pcre2_code *code;
+  char *src;
+  int jit;
+} fav_re;
+
+typedef struct fav_prog { /* the favcrm.Validator userdata */
+  fav_node **nodes;
+  int nnodes, cap;
+  fav_re *re;
+  int nre, recap;
+  pcre2_match_data *md;
+  pcre2_match_context *mctx;
+  pcre2_compile_context *cctx;
+  fav_node *root;
+  pcre2_code *idna[4]; /* \\p{M}, \\p{Greek}, \\p{Hebrew}, Hiragana/Katakana/Han */
+  int all, formats, maxdepth;
+} fav_prog;
+
+
+
+typedef struct fav_cc {
+  lua_State *L;
+  fav_prog *P;
+  int forced;     /* opts.draft, or 0 */
+  int maxdepth;
+  int res;        /* uri -> resource root schema */
+  int anchors;    /* uri#name -> schema */
+  int info;       /* schema table -> {base, loc, resource table, draft} */
+  int dyn;        /* uri -> {name -> schema} ($dynamicAnchor) */
+  int memo;       /* schema table -> node (light userdata) */
+  int wl;         /* worklist, 7 slots an entry */
+  int loaded;     /* uri -> true/false: remote documents asked for */
+  int K;          /* constants (the validator's uservalue) */
+  int remotes, resolver;
+  int nwl, nk;
+} fav_cc;
+
+
+typedef struct fav_seg {
+  const char *s; /* key, or NULL for an array index */
+  size_t len;
+  lua_Integer i; /* 0-based index */
+} fav_seg;
+
+typedef struct fav_ann { /* what in-place subschemas evaluated */
+  int props;             /* stack index: set of evaluated property keys */
+  int citems;            /* stack index: set of 1-based indices (contains) */
+  int all_props, all_items;
+  size_t items; /* leading items evaluated */
+} fav_ann;
+
+typedef struct fav_ref {
+  const fav_node *node;
+  int depth;
+} fav_ref;
+
+typedef struct fav_vs {
+  lua_State *L;
+  fav_prog *P;
+  int K, E;
+  int nerr, all, quiet, fatal, formats;
+  int depth, maxdepth, eval, nscope, nref;
+  const fav_node *scope[FAV_SCHEMA_EVAL];
+  fav_ref refs[FAV_SCHEMA_EVAL];
+  fav_seg path[FAV_SCHEMA_DEPTH_MAX + 2];
+} fav_vs;
+
+/* ASCII classes for formats and URIs (C's ctype depends on the locale).
+ * Take a byte value; never raise. */
+static inline int fav_fmt_isdigit(int c) { return c >= '0' && c <= '9'; }
+static inline int fav_fmt_isalpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static inline int fav_fmt_isalnum(int c) { return fav_fmt_isdigit(c) || fav_fmt_isalpha(c); }
+static inline int fav_fmt_ishex(int c) {
+  return fav_fmt_isdigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Shared between the units; the contract of each is above its definition. */
+
+/* formats (schema_format.c) */
+FAV_API int fav_schema_format(fav_prog *P, int fmt, const char *s, size_t n);
+
+/* URIs, resources and references (schema_uri.c) */
+FAV_API int fav_schema_dialect(fav_cc *c, int s, int draft);
+FAV_API int fav_schema_isarr(lua_State *L, int t);
+FAV_API void fav_schema_pushloc(lua_State *L, int loc, const char *kw, const char *key, size_t klen, lua_Integer i);
+FAV_API void fav_schema_index(fav_cc *c, int s, int base, int loc, int rt, int draft, int depth);
+FAV_API fav_node *fav_schema_node_for(fav_cc *c, int v, int base, int loc, int draft, fav_node *res, int depth,
+                                     const char *kw);
+FAV_API fav_node *fav_schema_ref(fav_cc *c, int r, int b, int draft, fav_node *res, int depth, const char *loc,
+                                const char *kw, int *target);
+
+/* helpers, program memory, node building (schema_compile.c) */
+FAV_API uint32_t fav_schema_hash(const char *s, size_t n);
+FAV_API int fav_schema_field(lua_State *L, int t, const char *k);
+FAV_API const char *fav_schema_numstr(char *buf, size_t sz, double x);
+FAV_API size_t fav_schema_utf8len(const char *str, size_t n);
+FAV_API void fav_schema_freeprog(fav_prog *P);
+FAV_API fav_node *fav_schema_newnode(lua_State *L, fav_prog *P);
+FAV_API int fav_schema_bad(fav_cc *c, const char *loc, const char *kw, const char *fmt, ...);
+FAV_API void fav_schema_build(fav_cc *c, int e);
+
+/* validation (schema_eval.c) */
+FAV_API int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann);
+
+#endif

@@ -1,0 +1,928 @@
+/* schema_eval.c: validation. Walks a Lua value on the stack against the
+ * compiled nodes; allocates nothing with malloc (state on the C stack and
+ * in Lua values). See schema.h. */
+#include "schema.h"
+
+/* ------------------------------------------------------------------ */
+/* Validation                                                           */
+/* ------------------------------------------------------------------ */
+
+
+/* Pushes the JSON Pointer of the current instance location. */
+static void fav_schema_pushpath(fav_vs *v) {
+  luaL_Buffer b;
+  int d;
+  luaL_buffinit(v->L, &b);
+  for (d = 1; d <= v->depth; d++) {
+    const fav_seg *s = &v->path[d];
+    luaL_addchar(&b, '/');
+    if (s->s) {
+      size_t j;
+      for (j = 0; j < s->len; j++) {
+        if (s->s[j] == '~') luaL_addlstring(&b, "~0", 2);
+        else if (s->s[j] == '/') luaL_addlstring(&b, "~1", 2);
+        else luaL_addchar(&b, s->s[j]);
+      }
+    } else {
+      char num[32];
+      snprintf(num, sizeof num, "%ld", (long)s->i);
+      luaL_addstring(&b, num);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+/* Records an error; the message text is at the top (popped). */
+static void fav_schema_record(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen) {
+  lua_State *L = v->L;
+  int msg = lua_gettop(L);
+  if (lua_isnil(L, v->E)) {
+    lua_newtable(L);
+    lua_replace(L, v->E);
+  }
+  lua_createtable(L, 0, 6);
+  fav_schema_pushpath(v);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "path");
+  if (lua_rawlen(L, -1) == 0) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "/");
+  }
+  lua_pushliteral(L, ": ");
+  lua_pushvalue(L, msg);
+  lua_concat(L, 3);
+  lua_setfield(L, -2, "message");
+  lua_pushvalue(L, msg);
+  lua_setfield(L, -2, "reason");
+  lua_pushstring(L, kw);
+  lua_setfield(L, -2, "keyword");
+  if (n->boolean) lua_pushstring(L, n->loc);
+  else lua_pushfstring(L, "%s/%s", n->loc, kw);
+  lua_setfield(L, -2, "schema_path");
+  if (prop) {
+    lua_pushlstring(L, prop, plen);
+    lua_setfield(L, -2, "property");
+  }
+  lua_rawseti(L, v->E, ++v->nerr);
+  lua_settop(L, msg - 1);
+}
+
+/* Records a validation error (not inside anyOf/oneOf/not/if probes). */
+static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
+                            const char *fmt, ...) {
+  va_list ap;
+  if (v->quiet || v->fatal) return;
+  va_start(ap, fmt);
+  lua_pushvfstring(v->L, fmt, ap);
+  va_end(ap);
+  fav_schema_record(v, n, kw, prop, plen);
+}
+
+/* Records an error that ends validation whatever the context (depth
+ * limit, $ref cycle): it replaces any errors gathered so far. */
+static void fav_schema_fatal(fav_vs *v, const fav_node *n, const char *kw, const char *fmt, ...) {
+  va_list ap;
+  if (v->fatal) return;
+  lua_pushnil(v->L);
+  lua_replace(v->L, v->E);
+  v->nerr = 0;
+  va_start(ap, fmt);
+  lua_pushvfstring(v->L, fmt, ap);
+  va_end(ap);
+  fav_schema_record(v, n, kw, NULL, 0);
+  v->fatal = 1;
+}
+
+/* Classifies a table: FT_ARR (keys 1..n, *count = n), FT_OBJ, FT_ARR|FT_OBJ
+ * (empty) or FT_BAD (a key that is not a string or a number). */
+static unsigned fav_schema_kind(lua_State *L, int idx, size_t *count) {
+  size_t n = 0;
+  lua_Number max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      lua_Number k = lua_tonumber(L, -1);
+      if (k >= 1 && k == floor(k)) {
+        n++;
+        if (k > max) max = k;
+        continue;
+      }
+      lua_pop(L, 1);
+      return FT_OBJ;
+    }
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pop(L, 1);
+      return FT_OBJ;
+    }
+    lua_pop(L, 1);
+    return FT_BAD;
+  }
+  if (n == 0) return FT_ARR | FT_OBJ;
+  if ((lua_Number)n == max) {
+    *count = n;
+    return FT_ARR;
+  }
+  return FT_OBJ;
+}
+
+static unsigned fav_schema_jtype(lua_State *L, int idx, size_t *count, int need_kind) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: return FT_NULL;
+    case LUA_TBOOLEAN: return FT_BOOL;
+    case LUA_TNUMBER: {
+      lua_Number x;
+#if LUA_VERSION_NUM >= 503
+      if (lua_isinteger(L, idx)) return FT_INT | FT_NUM;
+#endif
+      x = lua_tonumber(L, idx);
+      return (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+    }
+    case LUA_TSTRING: return FT_STR;
+    case LUA_TTABLE: return need_kind ? fav_schema_kind(L, idx, count) : FT_TAB;
+    case LUA_TLIGHTUSERDATA: return lua_touserdata(L, idx) == NULL ? FT_NULL : FT_BAD;
+    default: return FT_BAD;
+  }
+}
+
+static int fav_schema_isnull(lua_State *L, int i) {
+  return lua_isnil(L, i) || (lua_type(L, i) == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL);
+}
+
+/* JSON equality of the values at a and b (absolute indices). */
+static int fav_schema_equal(lua_State *L, int a, int b, int depth) {
+  int ta = lua_type(L, a), tb = lua_type(L, b);
+  size_t na = 0, nb = 0;
+  if (fav_schema_isnull(L, a) || fav_schema_isnull(L, b)) return fav_schema_isnull(L, a) && fav_schema_isnull(L, b);
+  if (ta != tb) return 0;
+  if (ta != LUA_TTABLE) return lua_rawequal(L, a, b);
+  if (depth > FAV_SCHEMA_DEPTH_MAX || !lua_checkstack(L, 4)) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, a)) {
+    int eq;
+    na++;
+    lua_pushvalue(L, -2);
+    lua_rawget(L, b);
+    eq = !lua_isnil(L, -1) && fav_schema_equal(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
+    lua_pop(L, 2);
+    if (!eq) {
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  lua_pushnil(L);
+  while (lua_next(L, b)) {
+    nb++;
+    lua_pop(L, 1);
+  }
+  return na == nb;
+}
+
+/* Pushes a short JSON-ish rendering of the value at i (for messages). */
+static void fav_schema_pushrepr(lua_State *L, int i) {
+  switch (lua_type(L, i)) {
+    case LUA_TSTRING: lua_pushfstring(L, "\"%s\"", lua_tostring(L, i)); break;
+    case LUA_TNUMBER: {
+      char b[40];
+      lua_pushstring(L, fav_schema_numstr(b, sizeof b, (double)lua_tonumber(L, i)));
+      break;
+    }
+    case LUA_TBOOLEAN: lua_pushstring(L, lua_toboolean(L, i) ? "true" : "false"); break;
+    case LUA_TTABLE: lua_pushliteral(L, "{...}"); break;
+    default: lua_pushliteral(L, "null"); break;
+  }
+}
+
+/* Evaluates child node c on the value at vi, one level down (key or index). */
+static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
+                           lua_Integer i) {
+  int r;
+  if (c->boolean == 1) return 1;
+  if (v->depth >= v->maxdepth) {
+    fav_schema_fatal(v, n, "depth", "exceeds the maximum depth of %d", v->maxdepth);
+    return 0;
+  }
+  v->depth++;
+  v->path[v->depth].s = k;
+  v->path[v->depth].len = kl;
+  v->path[v->depth].i = i;
+  if (c->boolean == 2) {
+    if (!v->quiet && !v->fatal) {
+      if (k && c->kw && (strcmp(c->kw, "additionalProperties") == 0 || strcmp(c->kw, "unevaluatedProperties") == 0)) {
+        lua_pushfstring(v->L, "property \"%s\" is not allowed", k);
+        fav_schema_record(v, c, c->kw, k, kl);
+      } else {
+        lua_pushliteral(v->L, "is not allowed");
+        fav_schema_record(v, c, c->kw ? c->kw : "false", NULL, 0);
+      }
+    }
+    r = 0;
+  } else {
+    r = fav_schema_eval(v, c, vi, NULL);
+  }
+  v->depth--;
+  return r;
+}
+
+static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n) {
+  const fav_re *r = &v->P->re[re];
+  int rc;
+  if (r->jit) rc = pcre2_jit_match(r->code, (PCRE2_SPTR)s, n, 0, 0, v->P->md, v->P->mctx);
+  else rc = pcre2_match(r->code, (PCRE2_SPTR)s, n, 0, PCRE2_NO_UTF_CHECK, v->P->md, v->P->mctx);
+  if (rc >= 0) return 1;
+  return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+}
+
+#define FAV_BAIL()                                        \
+  do {                                                    \
+    ok = 0;                                               \
+    if (!v->all || v->quiet || v->fatal) goto done;       \
+  } while (0)
+
+static int fav_schema_num(fav_vs *v, const fav_node *n, int idx) {
+  lua_State *L = v->L;
+  double x = (double)lua_tonumber(L, idx);
+  char b[40];
+  int ok = 1;
+  if ((n->numkw & NK_MIN) && x < n->minimum) {
+    fav_schema_fail(v, n, "minimum", NULL, 0, "must be >= %s", fav_schema_numstr(b, sizeof b, n->minimum));
+    FAV_BAIL();
+  }
+  if ((n->numkw & NK_MAX) && x > n->maximum) {
+    fav_schema_fail(v, n, "maximum", NULL, 0, "must be <= %s", fav_schema_numstr(b, sizeof b, n->maximum));
+    FAV_BAIL();
+  }
+  if ((n->numkw & NK_XMIN) && x <= n->exmin) {
+    fav_schema_fail(v, n, "exclusiveMinimum", NULL, 0, "must be > %s", fav_schema_numstr(b, sizeof b, n->exmin));
+    FAV_BAIL();
+  }
+  if ((n->numkw & NK_XMAX) && x >= n->exmax) {
+    fav_schema_fail(v, n, "exclusiveMaximum", NULL, 0, "must be < %s", fav_schema_numstr(b, sizeof b, n->exmax));
+    FAV_BAIL();
+  }
+  if (n->numkw & NK_MULT) {
+    int mult;
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, idx) && n->mult == floor(n->mult) && n->mult < 9.2e18) {
+      mult = lua_tointeger(L, idx) % (lua_Integer)n->mult == 0;
+    } else
+#endif
+    {
+      double q = x / n->mult;
+      mult = isfinite(q) && fabs(q - floor(q + 0.5)) <= 1e-9 * (fabs(q) > 1 ? 1 : 1);
+      if (!isfinite(q)) mult = 0;
+    }
+    if (!mult) {
+      fav_schema_fail(v, n, "multipleOf", NULL, 0, "must be a multiple of %s", fav_schema_numstr(b, sizeof b, n->mult));
+      FAV_BAIL();
+    }
+  }
+done:
+  return ok;
+}
+
+static int fav_schema_str(fav_vs *v, const fav_node *n, int idx) {
+  lua_State *L = v->L;
+  size_t len, cps = 0;
+  const char *s = lua_tolstring(L, idx, &len);
+  int ok = 1, fmt = v->formats ? n->format : 0;
+  if (n->strutf || fmt) {
+    cps = fav_schema_utf8len(s, len);
+    if (cps == (size_t)-1) {
+      fav_schema_fail(v, n, "utf8", NULL, 0, "invalid UTF-8 in string");
+      return 0;
+    }
+    if (cps < n->minlen) {
+      fav_schema_fail(v, n, "minLength", NULL, 0, "must be at least %d character%s long", (int)n->minlen,
+                      n->minlen == 1 ? "" : "s");
+      FAV_BAIL();
+    }
+    if (cps > n->maxlen) {
+      fav_schema_fail(v, n, "maxLength", NULL, 0, "must be at most %d character%s long", (int)n->maxlen,
+                      n->maxlen == 1 ? "" : "s");
+      FAV_BAIL();
+    }
+  }
+  if (n->pattern >= 0) {
+    int m = fav_schema_rematch(v, n->pattern, s, len);
+    if (m <= 0) {
+      if (m == 0) fav_schema_fail(v, n, "pattern", NULL, 0, "does not match the pattern %s", v->P->re[n->pattern].src);
+      else fav_schema_fail(v, n, "pattern", NULL, 0, "could not be matched against the pattern %s (match limit)",
+                           v->P->re[n->pattern].src);
+      FAV_BAIL();
+    }
+  }
+  if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
+    fav_schema_fail(v, n, "format", NULL, 0, "must be a valid %s", fav_schema_fmt_nouns[fmt]);
+    FAV_BAIL();
+  }
+done:
+  return ok;
+}
+
+static int fav_schema_unique(fav_vs *v, size_t count, int idx, size_t *di, size_t *dj) {
+  lua_State *L = v->L;
+  size_t i, j;
+  int set, ok = 1;
+  lua_newtable(L);
+  set = lua_gettop(L);
+  for (i = 1; i <= count && ok; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      for (j = 1; j < i; j++) {
+        lua_rawgeti(L, idx, (int)j);
+        if (lua_type(L, -1) == LUA_TTABLE && fav_schema_equal(L, lua_gettop(L) - 1, lua_gettop(L), 0)) {
+          *di = j, *dj = i, ok = 0;
+        }
+        lua_pop(L, 1);
+        if (!ok) break;
+      }
+    } else if (!(lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))) {
+      if (lua_isnil(L, -1)) { /* cannot happen in a sequence; be safe */
+      } else {
+        lua_pushvalue(L, -1);
+        lua_rawget(L, set);
+        if (!lua_isnil(L, -1)) {
+          *di = (size_t)lua_tointeger(L, -1), *dj = i, ok = 0;
+        }
+        lua_pop(L, 1);
+        if (ok) {
+          lua_pushvalue(L, -1);
+          lua_pushinteger(L, (lua_Integer)i);
+          lua_rawset(L, set);
+        }
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, set - 1);
+  return ok;
+}
+
+static int fav_schema_arr(fav_vs *v, const fav_node *n, int idx, size_t count, fav_ann *la) {
+  lua_State *L = v->L;
+  size_t i, np;
+  int ok = 1, r;
+  if (count < n->minitems) {
+    fav_schema_fail(v, n, "minItems", NULL, 0, "must have at least %d item%s", (int)n->minitems,
+                    n->minitems == 1 ? "" : "s");
+    FAV_BAIL();
+  }
+  if (count > n->maxitems) {
+    fav_schema_fail(v, n, "maxItems", NULL, 0, "must have at most %d item%s", (int)n->maxitems,
+                    n->maxitems == 1 ? "" : "s");
+    FAV_BAIL();
+  }
+  np = (size_t)n->nprefix < count ? (size_t)n->nprefix : count;
+  for (i = 0; i < np; i++) {
+    lua_rawgeti(L, idx, (int)(i + 1));
+    r = fav_schema_down(v, n, n->prefix[i], lua_gettop(L), NULL, 0, (lua_Integer)i);
+    lua_pop(L, 1);
+    if (!r) FAV_BAIL();
+  }
+  if (la && np > la->items) la->items = np;
+  if (n->items) {
+    for (i = (size_t)n->nprefix; i < count; i++) {
+      lua_rawgeti(L, idx, (int)(i + 1));
+      r = fav_schema_down(v, n, n->items, lua_gettop(L), NULL, 0, (lua_Integer)i);
+      lua_pop(L, 1);
+      if (!r) FAV_BAIL();
+    }
+    if (la) la->all_items = 1;
+  }
+  if (n->contains) {
+    size_t m = 0;
+    v->quiet++;
+    for (i = 0; i < count; i++) {
+      lua_rawgeti(L, idx, (int)(i + 1));
+      r = fav_schema_down(v, n, n->contains, lua_gettop(L), NULL, 0, (lua_Integer)i);
+      lua_pop(L, 1);
+      if (v->fatal) break;
+      if (r) {
+        m++;
+        if (la) {
+          lua_pushboolean(L, 1);
+          lua_rawseti(L, la->citems, (int)(i + 1));
+        }
+        if (!la && m >= n->mincontains && n->maxcontains == (size_t)-1) break;
+      }
+    }
+    v->quiet--;
+    if (v->fatal) FAV_BAIL();
+    if (m < n->mincontains) {
+      if (n->mincontains == 1)
+        fav_schema_fail(v, n, "contains", NULL, 0, "must contain at least one item matching the contains schema");
+      else
+        fav_schema_fail(v, n, "minContains", NULL, 0, "must contain at least %d items matching the contains schema",
+                        (int)n->mincontains);
+      FAV_BAIL();
+    }
+    if (m > n->maxcontains) {
+      fav_schema_fail(v, n, "maxContains", NULL, 0, "must contain at most %d item%s matching the contains schema",
+                      (int)n->maxcontains, n->maxcontains == 1 ? "" : "s");
+      FAV_BAIL();
+    }
+  }
+  if (n->unique && count > 1) {
+    size_t a = 0, b = 0;
+    if (!fav_schema_unique(v, count, idx, &a, &b)) {
+      fav_schema_fail(v, n, "uniqueItems", NULL, 0, "must not contain duplicate items (items %d and %d are equal)",
+                      (int)a - 1, (int)b - 1);
+      FAV_BAIL();
+    }
+  }
+done:
+  return ok;
+}
+
+static const fav_pent *fav_schema_lookup(const fav_node *n, const char *k, size_t kl) {
+  uint32_t h = fav_schema_hash(k, kl), i = h & n->kmask;
+  int e;
+  while ((e = n->ktab[i]) != 0) {
+    const fav_pent *p = &n->keys[e - 1];
+    if (p->h == h && p->len == kl && memcmp(p->name, k, kl) == 0) return p;
+    i = (i + 1) & n->kmask;
+  }
+  return NULL;
+}
+
+static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la) {
+  lua_State *L = v->L;
+  uint64_t seen = 0;
+  size_t nkeys = 0;
+  int ok = 1, r, i, top = lua_gettop(L);
+  if (!(t & FT_ARR) && n->obj_iter) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      int vi = lua_gettop(L), kt = lua_type(L, vi - 1), matched = 0;
+      const char *k;
+      size_t kl;
+      if (kt == LUA_TSTRING) {
+        k = lua_tolstring(L, vi - 1, &kl);
+      } else if (kt == LUA_TNUMBER) {
+        lua_pushvalue(L, vi - 1);
+        k = lua_tolstring(L, -1, &kl);
+      } else {
+        fav_schema_fail(v, n, "type", NULL, 0, "has a key of type %s, which JSON cannot hold", lua_typename(L, kt));
+        ok = 0;
+        goto done;
+      }
+      nkeys++;
+      if (n->ktab) {
+        const fav_pent *p = fav_schema_lookup(n, k, kl);
+        if (p) {
+          if (p->req >= 0) seen |= (uint64_t)1 << p->req;
+          if (p->node) {
+            matched = 1;
+            r = fav_schema_down(v, n, p->node, vi, k, kl, 0);
+            if (!r) FAV_BAIL();
+          }
+        }
+      }
+      if (n->npat) {
+        if (fav_schema_utf8len(k, kl) == (size_t)-1) {
+          fav_schema_fail(v, n, "utf8", NULL, 0, "invalid UTF-8 in a property name");
+          FAV_BAIL();
+        } else {
+          for (i = 0; i < n->npat; i++) {
+            int m = fav_schema_rematch(v, n->patre[i], k, kl);
+            if (m < 0) {
+              fav_schema_fail(v, n, "patternProperties", k, kl, "property name could not be matched (match limit)");
+              FAV_BAIL();
+            } else if (m) {
+              matched = 1;
+              r = fav_schema_down(v, n, n->patnodes[i], vi, k, kl, 0);
+              if (!r) FAV_BAIL();
+            }
+          }
+        }
+      }
+      if (!matched && n->addl) {
+        matched = 1;
+        r = fav_schema_down(v, n, n->addl, vi, k, kl, 0);
+        if (!r) FAV_BAIL();
+      }
+      if (la && matched && !la->all_props) {
+        lua_pushvalue(L, vi - 1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, la->props);
+      }
+      if (n->pnames) {
+        lua_pushlstring(L, k, kl);
+        v->quiet++;
+        r = fav_schema_eval(v, n->pnames, lua_gettop(L), NULL);
+        v->quiet--;
+        lua_pop(L, 1);
+        if (!r) {
+          fav_schema_fail(v, n, "propertyNames", k, kl, "property name \"%s\" is not valid", k);
+          FAV_BAIL();
+        }
+      }
+      lua_settop(L, vi - 1);
+    }
+  }
+  if (nkeys < n->minprops) {
+    fav_schema_fail(v, n, "minProperties", NULL, 0, "must have at least %d propert%s", (int)n->minprops,
+                    n->minprops == 1 ? "y" : "ies");
+    FAV_BAIL();
+  }
+  if (nkeys > n->maxprops) {
+    fav_schema_fail(v, n, "maxProperties", NULL, 0, "must have at most %d propert%s", (int)n->maxprops,
+                    n->maxprops == 1 ? "y" : "ies");
+    FAV_BAIL();
+  }
+  if (n->nreq) {
+    if (n->req_hashed) {
+      for (i = 0; i < n->nreq; i++) {
+        if (!((seen >> i) & 1)) {
+          fav_schema_fail(v, n, "required", n->req[i], strlen(n->req[i]), "missing required property \"%s\"", n->req[i]);
+          FAV_BAIL();
+        }
+      }
+    } else {
+      lua_rawgeti(L, v->K, n->req_k);
+      for (i = 0; i < n->nreq; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        lua_rawget(L, idx);
+        r = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!r) {
+          fav_schema_fail(v, n, "required", n->req[i], strlen(n->req[i]), "missing required property \"%s\"", n->req[i]);
+          FAV_BAIL();
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  for (i = 0; i < n->ndepreq; i++) {
+    const fav_dep *d = &n->depreq[i];
+    int j;
+    lua_pushlstring(L, d->name, d->len);
+    lua_rawget(L, idx);
+    r = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (r) continue;
+    for (j = 0; j < d->n; j++) {
+      lua_pushlstring(L, d->names[j], d->lens[j]);
+      lua_rawget(L, idx);
+      r = lua_isnil(L, -1);
+      lua_pop(L, 1);
+      if (r) {
+        fav_schema_fail(v, n, n->depreq_kw, d->names[j], d->lens[j],
+                        "missing property \"%s\", required when \"%s\" is present", d->names[j], d->name);
+        FAV_BAIL();
+      }
+    }
+  }
+  for (i = 0; i < n->ndepsch; i++) {
+    const fav_dep *d = &n->depsch[i];
+    lua_pushlstring(L, d->name, d->len);
+    lua_rawget(L, idx);
+    r = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (r) continue;
+    if (!fav_schema_eval(v, d->node, idx, la)) FAV_BAIL();
+  }
+done:
+  lua_settop(L, top);
+  return ok;
+}
+
+static void fav_schema_ann_new(lua_State *L, fav_ann *a) {
+  lua_newtable(L);
+  a->props = lua_gettop(L);
+  lua_newtable(L);
+  a->citems = lua_gettop(L);
+  a->all_props = a->all_items = 0;
+  a->items = 0;
+}
+
+static void fav_schema_ann_merge(lua_State *L, fav_ann *d, const fav_ann *s) {
+  if (s->all_props) d->all_props = 1;
+  if (s->all_items) d->all_items = 1;
+  if (s->items > d->items) d->items = s->items;
+  if (!d->all_props) {
+    lua_pushnil(L);
+    while (lua_next(L, s->props)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, d->props);
+    }
+  }
+  if (!d->all_items) {
+    lua_pushnil(L);
+    while (lua_next(L, s->citems)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, d->citems);
+    }
+  }
+}
+
+/* Follows a $ref/$dynamicRef to `to`, refusing a cycle without progress. */
+static int fav_schema_follow(fav_vs *v, const fav_node *from, const fav_node *to, int idx, fav_ann *la,
+                             const char *kw, const char *ref) {
+  int i, r;
+  for (i = v->nref - 1; i >= 0 && v->refs[i].depth == v->depth; i--) {
+    if (v->refs[i].node == to) {
+      fav_schema_fatal(v, from, kw, "%s cycle without progress: \"%s\" leads back to itself on the same value", kw, ref);
+      return 0;
+    }
+  }
+  if (v->nref >= FAV_SCHEMA_EVAL) {
+    fav_schema_fatal(v, from, "depth", "schema recursion is too deep");
+    return 0;
+  }
+  v->refs[v->nref].node = to;
+  v->refs[v->nref].depth = v->depth;
+  v->nref++;
+  r = fav_schema_eval(v, to, idx, la);
+  v->nref--;
+  return r;
+}
+
+/* Evaluates an in-place branch quietly; merges its annotations into la
+ * when it passes. */
+static int fav_schema_probe(fav_vs *v, const fav_node *c, int idx, fav_ann *la) {
+  lua_State *L = v->L;
+  int r, top = lua_gettop(L);
+  fav_ann tmp;
+  v->quiet++;
+  if (la) {
+    fav_schema_ann_new(L, &tmp);
+    r = fav_schema_eval(v, c, idx, &tmp);
+    if (r) fav_schema_ann_merge(L, la, &tmp);
+  } else {
+    r = fav_schema_eval(v, c, idx, NULL);
+  }
+  v->quiet--;
+  lua_settop(L, top);
+  return r;
+}
+
+static int fav_schema_app(fav_vs *v, const fav_node *n, int idx, fav_ann *la) {
+  int ok = 1, r, i;
+  if (n->ref) {
+    if (!fav_schema_follow(v, n, n->ref, idx, la, "$ref", n->ref_str)) FAV_BAIL();
+  }
+  if (n->dynref) {
+    const fav_node *to = n->dynref;
+    if (n->dynbook) {
+      int s, d;
+      for (s = 0; s < v->nscope; s++) {
+        const fav_node *rs = v->scope[s];
+        for (d = 0; d < rs->ndyn; d++) {
+          if (strcmp(rs->dyn[d].name, n->dynref_name) == 0) {
+            to = rs->dyn[d].node;
+            goto found;
+          }
+        }
+      }
+    }
+  found:
+    if (!fav_schema_follow(v, n, to, idx, la, "$dynamicRef", n->dynref_str)) FAV_BAIL();
+  }
+  for (i = 0; i < n->nallof; i++) {
+    if (!fav_schema_eval(v, n->allof[i], idx, la)) FAV_BAIL();
+  }
+  if (n->nanyof) {
+    int any = 0;
+    for (i = 0; i < n->nanyof && !v->fatal; i++) {
+      if (fav_schema_probe(v, n->anyof[i], idx, la)) {
+        any = 1;
+        if (!la) break;
+      }
+    }
+    if (!any) {
+      fav_schema_fail(v, n, "anyOf", NULL, 0, "must match at least one of the anyOf schemas");
+      FAV_BAIL();
+    }
+  }
+  if (n->noneof) {
+    int m = 0, a = -1, b = -1;
+    for (i = 0; i < n->noneof && !v->fatal; i++) {
+      if (fav_schema_probe(v, n->oneof[i], idx, m == 0 ? la : NULL)) {
+        m++;
+        if (a < 0) a = i;
+        else if (b < 0) b = i;
+        if (m > 1) break;
+      }
+    }
+    if (m == 0) {
+      fav_schema_fail(v, n, "oneOf", NULL, 0, "must match exactly one of the oneOf schemas (it matches none)");
+      FAV_BAIL();
+    } else if (m > 1) {
+      fav_schema_fail(v, n, "oneOf", NULL, 0, "must match exactly one of the oneOf schemas (it matches schemas %d and %d)", a, b);
+      FAV_BAIL();
+    }
+  }
+  if (n->not_) {
+    v->quiet++;
+    r = fav_schema_eval(v, n->not_, idx, NULL);
+    v->quiet--;
+    if (r && !v->fatal) {
+      fav_schema_fail(v, n, "not", NULL, 0, "must not match the schema in not");
+      FAV_BAIL();
+    }
+  }
+  if (n->if_) {
+    r = fav_schema_probe(v, n->if_, idx, la);
+    if (v->fatal) FAV_BAIL();
+    if (r && n->then_) {
+      if (!fav_schema_eval(v, n->then_, idx, la)) FAV_BAIL();
+    } else if (!r && n->else_) {
+      if (!fav_schema_eval(v, n->else_, idx, la)) FAV_BAIL();
+    }
+  }
+done:
+  return ok;
+}
+
+static int fav_schema_uneval(fav_vs *v, const fav_node *n, int idx, unsigned t, size_t count, fav_ann *la) {
+  lua_State *L = v->L;
+  int ok = 1, r, top = lua_gettop(L);
+  if (n->uitems && (t & FT_ARR)) {
+    size_t i;
+    for (i = 0; i < count; i++) {
+      if (la->all_items || i < la->items) continue;
+      lua_rawgeti(L, la->citems, (int)(i + 1));
+      r = lua_isnil(L, -1);
+      lua_pop(L, 1);
+      if (!r) continue;
+      lua_rawgeti(L, idx, (int)(i + 1));
+      r = fav_schema_down(v, n, n->uitems, lua_gettop(L), NULL, 0, (lua_Integer)i);
+      lua_pop(L, 1);
+      if (!r) FAV_BAIL();
+    }
+    la->all_items = 1;
+  }
+  if (n->uprops && (t & FT_OBJ) && !(t & FT_ARR) && !la->all_props) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      int vi = lua_gettop(L);
+      const char *k;
+      size_t kl;
+      lua_pushvalue(L, vi - 1);
+      lua_rawget(L, la->props);
+      r = lua_isnil(L, -1);
+      lua_pop(L, 1);
+      if (r) {
+        lua_pushvalue(L, vi - 1);
+        k = lua_tolstring(L, -1, &kl);
+        r = fav_schema_down(v, n, n->uprops, vi, k, kl, 0);
+        if (!r) FAV_BAIL();
+      }
+      lua_settop(L, vi - 1);
+    }
+  }
+  if (n->uprops) la->all_props = 1;
+done:
+  lua_settop(L, top);
+  return ok;
+}
+
+/* Evaluates node n against the value at absolute index idx. ann, when not
+ * NULL, collects what n evaluated (for unevaluated* of an enclosing node).
+ * Returns 1 valid, 0 invalid. Leaves the stack as found. Raises only on
+ * out-of-memory. */
+int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
+  lua_State *L = v->L;
+  int ok = 1, top, pushed = 0;
+  unsigned t;
+  size_t count = 0;
+  fav_ann local, *la = ann;
+  if (n->boolean) {
+    if (n->boolean == 1) return 1;
+    if (!v->quiet && !v->fatal) {
+      lua_pushliteral(L, "is not allowed");
+      fav_schema_record(v, n, n->kw ? n->kw : "false", NULL, 0);
+    }
+    return 0;
+  }
+  if (v->eval >= FAV_SCHEMA_EVAL || !lua_checkstack(L, 16)) {
+    fav_schema_fatal(v, n, "depth", "schema evaluation is too deep");
+    return 0;
+  }
+  v->eval++;
+  top = lua_gettop(L);
+  if (n->res && (v->nscope == 0 || v->scope[v->nscope - 1] != n->res)) {
+    v->scope[v->nscope++] = n->res;
+    pushed = 1;
+  }
+  t = fav_schema_jtype(L, idx, &count, n->needs_kind);
+  if (t & FT_BAD) {
+    fav_schema_fail(v, n, "type", NULL, 0, "is a Lua %s, not a JSON value", luaL_typename(L, idx));
+    ok = 0;
+    goto done;
+  }
+  if (n->uprops || n->uitems) {
+    fav_schema_ann_new(L, &local);
+    la = &local;
+  }
+  if (n->types && !(n->types & t)) {
+    static const char *const tn[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
+    char want[80];
+    const char *got;
+    int k;
+    want[0] = '\0';
+    for (k = 0; k < 7; k++) {
+      if (k == 2 && (n->types & FT_NUM)) continue;
+      if (n->types & (1u << k)) {
+        if (want[0]) strcat(want, " or ");
+        strcat(want, tn[k]);
+      }
+    }
+    got = (t & FT_ARR) ? "array" : (t & FT_OBJ) ? "object" : (t & FT_TAB) ? "table" : (t & FT_INT) ? "integer"
+        : (t & FT_NUM) ? "number" : (t & FT_STR) ? "string" : (t & FT_BOOL) ? "boolean" : "null";
+    fav_schema_fail(v, n, "type", NULL, 0, "must be %s, got %s", want, got);
+    FAV_BAIL();
+  }
+  if (n->enum_k) {
+    int found = 0;
+    if (n->enumset_k && lua_type(L, idx) != LUA_TTABLE) {
+      lua_rawgeti(L, v->K, n->enumset_k);
+      if (lua_isnil(L, idx)) lua_pushlightuserdata(L, NULL);
+      else lua_pushvalue(L, idx);
+      lua_rawget(L, -2);
+      found = !lua_isnil(L, -1);
+      lua_pop(L, 2);
+    }
+    if (!found && (lua_type(L, idx) == LUA_TTABLE || !n->enumset_k)) {
+      int i, a;
+      lua_rawgeti(L, v->K, n->enum_k);
+      a = lua_gettop(L);
+      for (i = 1;; i++) {
+        lua_rawgeti(L, a, i);
+        if (lua_isnil(L, -1)) {
+          lua_pop(L, 1);
+          break;
+        }
+        found = fav_schema_equal(L, idx, lua_gettop(L), 0);
+        lua_pop(L, 1);
+        if (found) break;
+      }
+      lua_pop(L, 1);
+    }
+    if (!found) {
+      if (!v->quiet && !v->fatal) {
+        luaL_Buffer b;
+        int i, a;
+        lua_rawgeti(L, v->K, n->enum_k);
+        a = lua_gettop(L);
+        luaL_buffinit(L, &b);
+        luaL_addstring(&b, "must be one of: ");
+        for (i = 1; i <= 20 && i <= (int)lua_rawlen(L, a); i++) {
+          if (i > 1) luaL_addstring(&b, ", ");
+          lua_rawgeti(L, a, i);
+          fav_schema_pushrepr(L, lua_gettop(L));
+          lua_remove(L, -2);
+          luaL_addvalue(&b);
+        }
+        if (lua_rawlen(L, a) > 20) luaL_addstring(&b, ", ...");
+        luaL_pushresult(&b);
+        lua_remove(L, a);
+        fav_schema_record(v, n, "enum", NULL, 0);
+      }
+      FAV_BAIL();
+    }
+  }
+  if (n->const_k) {
+    int eq;
+    lua_rawgeti(L, v->K, n->const_k);
+    eq = fav_schema_equal(L, idx, lua_gettop(L), 0);
+    if (!eq && !v->quiet && !v->fatal) {
+      fav_schema_pushrepr(L, lua_gettop(L));
+      lua_pushfstring(L, "must be equal to %s", lua_tostring(L, -1));
+      lua_remove(L, -2);
+      lua_remove(L, -2);
+      fav_schema_record(v, n, "const", NULL, 0);
+    } else {
+      lua_pop(L, 1);
+    }
+    if (!eq) FAV_BAIL();
+  }
+  if ((t & FT_NUM) && (n->cat & CAT_NUM)) {
+    if (!fav_schema_num(v, n, idx)) FAV_BAIL();
+  }
+  if (t == FT_STR && (n->cat & CAT_STR)) {
+    if (!fav_schema_str(v, n, idx)) FAV_BAIL();
+  }
+  if ((t & FT_ARR) && (n->cat & CAT_ARR)) {
+    if (!fav_schema_arr(v, n, idx, count, la)) FAV_BAIL();
+  }
+  if ((t & FT_OBJ) && (n->cat & CAT_OBJ)) {
+    if (!fav_schema_obj(v, n, idx, t, la)) FAV_BAIL();
+  }
+  if (n->cat & CAT_APP) {
+    if (!fav_schema_app(v, n, idx, la)) FAV_BAIL();
+  }
+  if (la != ann) {
+    if (!fav_schema_uneval(v, n, idx, t, count, la)) FAV_BAIL();
+    if (ann) fav_schema_ann_merge(L, ann, la);
+  }
+done:
+  lua_settop(L, top);
+  if (pushed) v->nscope--;
+  v->eval--;
+  return ok;
+}

@@ -1,0 +1,152 @@
+-- favcrm.core http_new(): the C HTTP object (csrc/http.c) on its own,
+-- against the sandbox over loopback (FAVCRM_SANDBOX_URL).
+local core = require("favcrm.core")
+
+local URL = assert(os.getenv("FAVCRM_SANDBOX_URL"), "run through spec/support/run.sh")
+
+local PING = '{"jsonrpc":"2.0","id":1,"method":"ping"}'
+local HEADERS = { "Content-Type: application/json", "Accept: application/json, text/event-stream" }
+
+-- Polls h until transfer id is done (at most 10 s); returns its items by type.
+local function run(h, id)
+  local got, deadline = { headers = {}, event = {} }, core.monotonic() + 10
+  repeat
+    for _, item in ipairs(h:poll(1000)) do
+      assert.equal(id, item.id)
+      if item.type == "done" then got.done = item
+      else table.insert(got[item.type], item) end
+    end
+  until got.done or core.monotonic() > deadline
+  assert.is_table(got.done, "no done item within 10 s")
+  return got
+end
+
+describe("favcrm.core http_new()", function()
+  local h
+  before_each(function() h = core.http_new() end)
+  after_each(function() h:close() end)
+
+  describe("request", function()
+    it("POSTs a body and hands back headers then done", function()
+      local id = assert(h:start({ url = URL, body = PING, headers = HEADERS }))
+      assert.equal(1, h:active())
+      local got = run(h, id)
+      assert.equal(1, #got.headers)
+      assert.is_number(got.headers[1].status)
+      assert.is_table(got.headers[1].headers)
+      assert.is_nil(got.done.error)
+      assert.equal(got.headers[1].status, got.done.status)
+      assert.equal(0, h:active())
+    end)
+
+    it("ends a transfer to a closed port with error 'network'", function()
+      local id = assert(h:start({ url = "http://127.0.0.1:1/mcp", body = PING }))
+      local got = run(h, id)
+      assert.equal("network", got.done.error)
+      assert.is_string(got.done.message)
+    end)
+
+    it("ends a transfer to a malformed URL with error 'invalid_arguments'", function()
+      local id = assert(h:start({ url = "http://[::1/mcp", body = PING }))
+      local got = run(h, id)
+      assert.equal("invalid_arguments", got.done.error)
+    end)
+
+    it("cancels a transfer silently and says false for an unknown id", function()
+      local id = assert(h:start({ url = URL, body = PING, headers = HEADERS }))
+      assert.is_true(h:cancel(id))
+      assert.is_false(h:cancel(id))
+      assert.same({}, h:poll(0))
+      assert.equal(0, h:active())
+    end)
+
+    it("raises on a bad request", function()
+      assert.has_error(function() h:start({ body = PING }) end, "bad request field 'url' (string expected)")
+      assert.has_error(function() h:start({ url = URL, method = "PUT" }) end,
+        "bad request field 'method' (POST, GET or DELETE expected)")
+      assert.has_error(function() h:start({ url = URL, headers = { "A: b\r\nC: d" } }) end,
+        "bad request field 'headers' (item 1 is not a one-line string)")
+    end)
+  end)
+
+  describe("close()", function()
+    it("is idempotent, frees transfers in flight, and a closed object raises when used", function()
+      assert(h:start({ url = URL, body = PING, headers = HEADERS }))
+      assert.equal("favcrm.Http (open)", tostring(h))
+      h:close()
+      h:close()
+      assert.equal("favcrm.Http (closed)", tostring(h))
+      assert.has_error(function() h:poll(0) end, "favcrm.Http is closed")
+      assert.has_error(function() h:start({ url = URL }) end, "favcrm.Http is closed")
+    end)
+
+    it("is __gc and __close too", function()
+      local mt = getmetatable(h)
+      for _, mm in ipairs({ "__gc", "__close" }) do
+        local o = core.http_new()
+        mt[mm](o)
+        mt[mm](o)
+        assert.equal("favcrm.Http (closed)", tostring(o))
+      end
+    end)
+  end)
+
+  describe("times", function()
+    it("poll() refuses a NaN, infinite or negative wait, naming the argument", function()
+      assert.has_error(function() h:poll(math.huge) end, "bad argument #1 to 'poll' (time must be finite)")
+      assert.has_error(function() h:poll(-math.huge) end, "bad argument #1 to 'poll' (time must be finite)")
+      assert.has_error(function() h:poll(-1) end, "bad argument #1 to 'poll' (time must not be negative)")
+      assert.has_error(function() h:poll(0 / 0) end, "bad argument #1 to 'poll' (time is NaN)")
+    end)
+
+    it("poll() clamps a huge finite wait and still returns as soon as something happens", function()
+      local id = assert(h:start({ url = URL, body = PING, headers = HEADERS }))
+      local t0 = core.monotonic()
+      local items = h:poll(1e300)
+      assert.is_true(core.monotonic() - t0 < 10)
+      assert.is_true(#items >= 1)
+      assert.equal(id, items[1].id)
+      if items[#items].type ~= "done" then run(h, id) end
+    end)
+
+    it("http_new() refuses a NaN, infinite or negative connect_timeout_ms and clamps a huge one", function()
+      assert.has_error(function() core.http_new({ connect_timeout_ms = math.huge }) end,
+        "bad option 'connect_timeout_ms' (time must be finite)")
+      assert.has_error(function() core.http_new({ connect_timeout_ms = -5 }) end,
+        "bad option 'connect_timeout_ms' (time must not be negative)")
+      assert.has_error(function() core.http_new({ connect_timeout_ms = 0 / 0 }) end,
+        "bad option 'connect_timeout_ms' (time is NaN)")
+      assert.has_error(function() core.http_new({ connect_timeout_ms = "soon" }) end,
+        "bad option 'connect_timeout_ms' (number expected, got string)")
+      local big = core.http_new({ connect_timeout_ms = 1e300 })
+      local id = assert(big:start({ url = URL, body = PING, headers = HEADERS }))
+      assert.is_nil(run(big, id).done.error)
+      big:close()
+    end)
+
+    it("start() refuses a bad timeout_ms and clamps a huge one", function()
+      assert.has_error(function() h:start({ url = URL, timeout_ms = math.huge }) end,
+        "bad option 'timeout_ms' (time must be finite)")
+      assert.has_error(function() h:start({ url = URL, timeout_ms = 0 / 0 }) end,
+        "bad option 'timeout_ms' (time is NaN)")
+      assert.has_error(function() h:start({ url = URL, timeout_ms = -1 }) end,
+        "bad option 'timeout_ms' (time must not be negative)")
+      local id = assert(h:start({ url = URL, body = PING, headers = HEADERS, timeout_ms = 1e300 }))
+      assert.is_nil(run(h, id).done.error)
+    end)
+
+    it("refuses a size option that is not a finite number >= 0", function()
+      assert.has_error(function() core.http_new({ max_event_bytes = math.huge }) end,
+        "bad option 'max_event_bytes' (must be a finite number >= 0)")
+      assert.has_error(function() core.http_new({ max_response_bytes = 0 / 0 }) end,
+        "bad option 'max_response_bytes' (must be a finite number >= 0)")
+      assert.has_error(function() core.http_new({ max_connections = -1 }) end,
+        "bad option 'max_connections' (must be a finite number >= 0)")
+      core.http_new({ max_response_bytes = 1e300 }):close() -- clamped
+    end)
+  end)
+
+  it("uses core.MAX_EVENT_BYTES (8 MiB) as the one max_event_bytes default", function()
+    assert.equal(8 * 1024 * 1024, core.MAX_EVENT_BYTES)
+  end)
+end)
