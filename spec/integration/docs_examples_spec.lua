@@ -104,7 +104,7 @@ for _, doc in ipairs({ "README.md", "examples/README.md" }) do
       assert.is_true(#blocks > 0)
       for _, b in ipairs(blocks) do
         assert.is_truthy(expectation(b.code), doc .. ":" .. b.line .. ": no expectation for this block in "
-          .. "spec/docs_examples_spec.lua")
+          .. "spec/integration/docs_examples_spec.lua")
       end
     end)
     for _, b in ipairs(blocks) do

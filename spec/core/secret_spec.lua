@@ -1,4 +1,4 @@
--- spec/secret_spec.lua: favcrm.Secret, core.mask_key, core.mask_email (csrc/secret.c)
+-- spec/core/secret_spec.lua: favcrm.Secret, core.mask_key, core.mask_email (csrc/secret.c)
 local core = require("favcrm.core")
 
 local KEY = "fav_mcp_0123456789abcdef"

@@ -1,4 +1,4 @@
--- spec/fs_spec.lua: files and clocks of favcrm.core (csrc/fs.c)
+-- spec/core/fs_spec.lua: files and clocks of favcrm.core (csrc/fs.c)
 local core = require("favcrm.core")
 
 local function oct(s) return tonumber(s, 8) end

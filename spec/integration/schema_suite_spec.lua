@@ -6,7 +6,7 @@ local schema = require("favcrm.schema")
 
 local function repo_root()
   local src = debug.getinfo(1, "S").source:sub(2)
-  return src:match("^(.*)/spec/[^/]*$") or "."
+  return src:match("^(.*)/spec/integration/[^/]*$") or "."
 end
 
 local SUITE = repo_root() .. "/spec/fixtures/json-schema-test-suite"

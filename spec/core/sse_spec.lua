@@ -1,4 +1,4 @@
--- spec/sse_spec.lua: core.sse_parser, the WHATWG event-stream parser (csrc/sse.c)
+-- spec/core/sse_spec.lua: core.sse_parser, the WHATWG event-stream parser (csrc/sse.c)
 local core = require("favcrm.core")
 
 local BOM = "\239\187\191"

@@ -1,0 +1,103 @@
+-- favcrm.session (lua/favcrm/session.lua): the MCP session on its own, over
+-- the C HTTP transport, against the sandbox: the handshake, requests and
+-- their errors, a lost session, and close.
+local core = require("favcrm.core")
+local Session = require("favcrm.session")
+local sandbox = require("spec.support.sandbox")
+
+local function new_session(opts)
+  opts = opts or {}
+  return Session.new({
+    transport = core.http_new({ connect_timeout_ms = 2000 }),
+    url = opts.url or sandbox.url(),
+    auth = opts.auth,
+    timeout = opts.timeout or 5,
+    max_total_timeout = 10,
+    client_info = { name = "session-spec", version = "0" },
+  })
+end
+
+describe("favcrm.session", function()
+  before_each(function() sandbox.reset() end)
+
+  describe("Session.new()", function()
+    it("does no I/O", function()
+      local before = sandbox.stats().requests
+      local s = new_session()
+      assert.is_false(s.initialized)
+      assert.equal(before, sandbox.stats().requests)
+      s:close()
+    end)
+  end)
+
+  describe("initialize()", function()
+    it("negotiates the version, keeps the session id and the server's info, once", function()
+      local s = new_session()
+      assert.is_true((s:initialize()))
+      assert.equal("2025-11-25", s.protocol_version)
+      assert.is_string(s.session_id)
+      assert.equal("favcrm-sandbox", s.server_info.name)
+      assert.is_table(s.server_capabilities.tools)
+      local inits = sandbox.stats().by_method.initialize
+      assert.is_true((s:initialize()))
+      assert.equal(inits, sandbox.stats().by_method.initialize)
+      s:close()
+    end)
+
+    it("returns nil, network when nothing listens", function()
+      local socket = require("socket")
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      local _, port = srv:getsockname()
+      srv:close()
+      local s = new_session({ url = "http://127.0.0.1:" .. port .. "/mcp" })
+      local ok, err = s:initialize()
+      assert.is_nil(ok)
+      assert.equal("network", err.code)
+      s:close()
+    end)
+  end)
+
+  describe("request()", function()
+    it("sends the session id and protocol version after the handshake", function()
+      local s = new_session()
+      local res = assert(s:request("tools/list", {}))
+      assert.is_table(res.tools)
+      local h = sandbox.stats().last_headers
+      assert.equal(s.session_id, h["mcp-session-id"])
+      assert.equal("2025-11-25", h["mcp-protocol-version"])
+      s:close()
+    end)
+
+    it("turns a JSON-RPC error into protocol with the server's code", function()
+      local s = new_session()
+      local res, err = s:request("no/such/method", {})
+      assert.is_nil(res)
+      assert.equal("protocol", err.code)
+      assert.equal(-32601, err.rpc_code)
+      s:close()
+    end)
+
+    it("starts a new session and replays once when the server forgot it (404)", function()
+      local s = new_session()
+      assert(s:initialize())
+      local first = s.session_id
+      sandbox.fault({ fault = "session_lost", count = 1, match_method = "tools/list" })
+      local res = assert(s:request("tools/list", {}))
+      assert.is_table(res.tools)
+      assert.are_not.equal(first, s.session_id)
+      assert.equal(1, sandbox.stats().session_lost)
+      s:close()
+    end)
+  end)
+
+  describe("close()", function()
+    it("ends the session on the server, and is idempotent", function()
+      local s = new_session()
+      assert(s:initialize())
+      local before = sandbox.stats().deleted_sessions
+      s:close()
+      s:close()
+      assert.equal(before + 1, sandbox.stats().deleted_sessions)
+    end)
+  end)
+end)
