@@ -7,15 +7,9 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-/* Functions shared between units: hidden from core.so's users (util.h
- * defines the same). */
-#ifndef FAV_API
-#if defined(__GNUC__)
-#define FAV_API __attribute__((visibility("hidden")))
-#else
-#define FAV_API
-#endif
-#endif
+/* FAV_API (functions shared between units, hidden from core.so's users)
+ * comes from util.h. */
+#include "util.h"
 
 #if !defined(LUA_VERSION_NUM) || LUA_VERSION_NUM < 501
 #error "favcrm needs Lua 5.1 or newer"

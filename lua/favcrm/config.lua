@@ -106,32 +106,36 @@ function M.parse(text)
     return utf8_char(cp)
   end
 
-  -- the body of a basic string, i just past the opening quote(s)
-  local function basic(multi)
+  -- the body of a string, i just past the opening quote(s): quote is '"'
+  -- (a basic string, with escapes) or "'" (a literal string, without)
+  local function quoted(quote, multi)
+    local escapes = quote == '"'
+    local stop = escapes and '["\\%c]' or "['%c]"
+    local three = string.rep(quote, 3)
     local out, start = {}, line
-    if multi then newline() end -- a newline right after """ is trimmed
+    if multi then newline() end -- a newline right after the opening quotes is trimmed
     while true do
-      local j = s:find('["\\%c]', i) or #s + 1
+      local j = s:find(stop, i) or #s + 1
       if j > i then out[#out + 1] = s:sub(i, j - 1) end
       i = j
       local c = s:sub(i, i)
       if c == "" then
         fail("a string that starts here does not end", start)
-      elseif c == '"' then
+      elseif c == quote then
         if not multi then
           i = i + 1
           return table.concat(out)
         end
-        local q = s:match('^"+', i)
+        local q = s:match("^" .. quote .. "+", i)
         if #q >= 3 then
-          if #q > 5 then fail("too many quotes at the end of a \"\"\" string") end
-          out[#out + 1] = string.rep('"', #q - 3)
+          if #q > 5 then fail("too many quotes at the end of a " .. three .. " string") end
+          out[#out + 1] = string.rep(quote, #q - 3)
           i = i + #q
           return table.concat(out)
         end
         out[#out + 1] = q
         i = i + #q
-      elseif c == "\\" then
+      elseif escapes and c == "\\" then
         local e = s:sub(i + 1, i + 1)
         local k = s:find("[^ \t]", i + 1) or #s + 1
         if multi and (s:sub(k, k) == "\n" or s:sub(k, k + 1) == "\r\n") then
@@ -156,51 +160,14 @@ function M.parse(text)
         newline()
         out[#out + 1] = "\n"
       elseif c == "\n" or c == "\r" then
-        fail('a string must end on the line it starts on (use """ for several lines)')
+        fail("a string must end on the line it starts on (use " .. three .. " for several lines)")
       else
-        fail("a control character in a string (write it as an escape)")
+        fail("a control character in a string" .. (escapes and " (write it as an escape)" or ""))
       end
     end
   end
-
-  -- the body of a literal string, i just past the opening quote(s)
-  local function literal(multi)
-    local out, start = {}, line
-    if multi then newline() end
-    while true do
-      local j = s:find("['%c]", i) or #s + 1
-      if j > i then out[#out + 1] = s:sub(i, j - 1) end
-      i = j
-      local c = s:sub(i, i)
-      if c == "" then
-        fail("a string that starts here does not end", start)
-      elseif c == "'" then
-        if not multi then
-          i = i + 1
-          return table.concat(out)
-        end
-        local q = s:match("^'+", i)
-        if #q >= 3 then
-          if #q > 5 then fail("too many quotes at the end of a ''' string") end
-          out[#out + 1] = string.rep("'", #q - 3)
-          i = i + #q
-          return table.concat(out)
-        end
-        out[#out + 1] = q
-        i = i + #q
-      elseif c == "\t" then
-        out[#out + 1] = c
-        i = i + 1
-      elseif multi and (c == "\n" or s:sub(i, i + 1) == "\r\n") then
-        newline()
-        out[#out + 1] = "\n"
-      elseif c == "\n" or c == "\r" then
-        fail("a string must end on the line it starts on (use ''' for several lines)")
-      else
-        fail("a control character in a string")
-      end
-    end
-  end
+  local function basic(multi) return quoted('"', multi) end
+  local function literal(multi) return quoted("'", multi) end
 
   local function simple_key()
     local c = s:sub(i, i)

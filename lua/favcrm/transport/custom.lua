@@ -28,7 +28,7 @@ local function new(t, opts)
   end
   return setmetatable({
     t = t,
-    max_event = opts.max_event_bytes or 8 * 1024 * 1024,
+    max_event = opts.max_event_bytes or core.MAX_EVENT_BYTES,
     max_response = opts.max_response_bytes or 32 * 1024 * 1024,
     open = {},   -- id -> {res=, parser=, body={}, size=}
     order = {},  -- open ids, oldest first
