@@ -82,6 +82,11 @@ function Ctx:json_out(value, guide)
   self.stdout:write(json.encode(value, guide, "  "), "\n")
 end
 
+--- cli.exit_for(err) -> the exit status for an error: usage (1) for bad
+-- input or configuration, auth (3) without a usable key, rate_limited (4),
+-- failure (2) for the rest (cli.EXIT names them).
+---@param err favcrm.Error|string|nil the error
+---@return integer status
 local function exit_for(err)
   local code = type(err) == "table" and err.code or nil
   if code == "invalid_arguments" or code == "usage" or code == "config_error" then return EXIT.usage end
@@ -194,6 +199,9 @@ end
 ---------------------------------------------------------------------------
 
 --- cli.parse(argv) -> {flags = {}, pos = {}} or nil, message
+---@param argv string[] the arguments (without the program name)
+---@return table|nil parsed {flags = {}, pos = {}}
+---@return string|nil message what is wrong with the command line
 function M.parse(argv)
   local flags, pos = {}, {}
   local i, n = 1, #argv
@@ -1022,6 +1030,9 @@ end
 
 --- cli.main(argv [, io_t]) -> exit code. io_t: {stdout=, stderr=, stdin=,
 -- isatty=fn(fd), getenv=fn(name)}; each defaults to the process's own.
+---@param argv string[] the arguments (without the program name)
+---@param io_t? table stdout, stderr, stdin, isatty, getenv
+---@return integer status the exit status
 function M.main(argv, io_t)
   local d = default_io()
   io_t = io_t or {}
