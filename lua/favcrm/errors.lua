@@ -26,7 +26,10 @@
 
 local M = {}
 
---- code -> what it means
+--- The one list of error codes: code -> what it means (docs/ERRORS.md
+-- says the same).
+---@class favcrm.ErrorCodes
+---@field [string] string the meaning of a code
 M.CODES = {
   -- the caller's input
   invalid_arguments = "bad input: a field, an option or a tool argument fails its check; nothing was sent",

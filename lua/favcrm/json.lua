@@ -17,9 +17,9 @@ local M = {}
 local null = cjson.null
 M.null = null
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- JSON that keeps empty arrays
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- json.ARRAY: the metatable that marks an empty table as a JSON array.
 -- It is lua-cjson's `empty_array_mt` when the installed cjson has one (so
@@ -386,9 +386,9 @@ end
 -- for the network path (no marking of empty arrays).
 M.decode_plain = cjson.decode
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Guides for MCP messages
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- G.tool: a tool of tools/list; G.tools_list: a tools/list result
 G.tool = G.struct({ inputSchema = schemadoc, outputSchema = schemadoc })
