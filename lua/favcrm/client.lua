@@ -93,7 +93,7 @@ end
 -- file: `config_error` naming the source). No I/O; the session starts with
 -- the first call. opts.getenv replaces os.getenv; opts.labels names the
 -- sources of option values (e.g. {url = "--url"}), see config.resolve.
----@param opts? table the options of favcrm.new (url, api_key, timeout, headers, transport, command, on_* callbacks, ...)
+---@param opts? table favcrm.new's options (url, api_key, timeout, headers, transport, command, on_*, ...)
 ---@return favcrm.Client|nil client
 ---@return favcrm.Error|nil err `config_error` (or `invalid_arguments`) naming the source
 function Client.new(opts)

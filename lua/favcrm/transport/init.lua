@@ -43,15 +43,17 @@ local M = {}
 
 --- A request-level transport: what a user's Lua transport implements
 -- (`transport = t` in favcrm.new); favcrm.transport.custom drives it.
+-- `t:request(req)` sends req = {method=, url=, headers={"Name: value", ...},
+-- body=, timeout_ms=} and returns the response, or nil, message.
 ---@class favcrm.Transport
----@field request fun(self: favcrm.Transport, req: table): favcrm.Response|nil, string|nil sends req = {method=, url=, headers={"Name: value", ...}, body=, timeout_ms=}; the response, or nil, message
+---@field request fun(self: favcrm.Transport, req: table): favcrm.Response?, string? sends a request
 ---@field sleep? fun(self: favcrm.Transport, ms: integer) waits without blocking the host
 
 --- The answer of favcrm.Transport's request().
 ---@class favcrm.Response
 ---@field status integer the HTTP status
 ---@field headers table lower-case name -> value
----@field read fun(self: favcrm.Response): string|nil, string|nil the next body chunk; nil at the end; nil, message on failure
+---@field read fun(self: favcrm.Response): string?, string? next chunk; nil at the end; nil, message
 ---@field close? fun(self: favcrm.Response) gives the connection back
 
 --- A session-level transport: what the session calls (core.http_new,
