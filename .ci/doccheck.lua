@@ -22,12 +22,18 @@
 -- Names starting with "_" are private and never public.
 --
 -- Where a class lives: a `---@class Name` comment directly above `local V =`
--- binds V in that file to Name; CLASS_HINTS below covers the classes not
--- annotated yet. Methods are `function V:m(...)`; module functions are
+-- (indented too, inside a function) binds V in that file to Name; so does a
+-- `---@param V favcrm.Name` of a function (a capitalised favcrm class: its
+-- methods may be defined on a parameter, as favcrm.scheduler's
+-- install(Client) does). Methods are `function V:m(...)`, also indented
+-- (defined inside a function); module functions are
 -- `function M.f(...)`, `M.f = function(...)`, `M.f = local_function` or
 -- `M.f = mod.g` where `mod = require("favcrm.x")` (then favcrm.x's g must
 -- be documented), with M the name the file returns. A class may also name a
 -- method as `---@field m fun(...)` (an interface such as a transport).
+-- A module value that is not a function (`M.CODES = {...}`) is public only
+-- when the docs name it (`favcrm.errors.CODES`), and then needs just a
+-- description line above it.
 --
 -- Documented means: the comment block right above the definition has a
 -- description line (`--- text`), at least one `---@` annotation, and a
@@ -35,7 +41,8 @@
 -- own `@type`, `@alias` and `@module` are refused in `---@` form: LDoc would
 -- read them as its own tags (config.ld explains the translation).
 --
--- The pending file (default .ci/doc-pending.txt) lists names still to do,
+-- The pending file (default .ci/doc-pending.txt; empty now, kept for the
+-- next restructuring) lists names still to do,
 -- one per line (`favcrm.Client:call`, `favcrm.config.load`), and source
 -- files whose LDoc warnings are tolerated (a line with a "/"). Pending names
 -- are reported but do not fail; a pending name that is now documented is
@@ -54,13 +61,6 @@ local RECEIVERS = {
 local ALIASES = {
   signup = "favcrm.recipes.signup", team_invite = "favcrm.recipes.team_invite",
   safe_call = "favcrm.recipes.safe_call", schema = "favcrm.schema", fnvim = "favcrm.nvim",
-}
-
--- class -> { file, local variable } for classes without a ---@class yet
-local CLASS_HINTS = {
-  ["favcrm.Client"] = { "lua/favcrm/client.lua", "Client" },
-  ["favcrm.Handle"] = { "lua/favcrm/client.lua", "Handle" },
-  ["favcrm.recipes.Flow"] = { "lua/favcrm/recipes/flow.lua", "Flow" },
 }
 
 local root, pending_path, list_all = ".", nil, false
@@ -103,7 +103,7 @@ end
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- ---------------------------------------------------------------- sources
-local modules = {}   -- name -> { file=, var=, defs = { name -> def }, requires = { local -> module } }
+local modules = {}   -- name -> { file=, var=, defs = { name -> def }, values = { name -> def } }
 local classes = {}   -- name -> { file=, var=, defs = { name -> def }, fields = { name -> def } }
 local problems = {}
 
@@ -135,40 +135,45 @@ for _, rel in ipairs(sources) do
   for n, l in ipairs(L) do
     local r = l:match("^return%s+([%a_][%w_]*)%s*$")
     if r then mvar = r end
-    local cls = l:match("^%-%-%-@class%s+([%w_.]+)")
+    local cls = l:match("^%s*%-%-%-@class%s+([%w_.]+)")
     if cls then
       local j = n + 1
       local fields = {}
       while L[j] and L[j]:match("^%s*%-%-") do
-        local f, ty = L[j]:match("^%-%-%-@field%s+([%w_]+)%??%s+(%S+)")
+        local f, ty = L[j]:match("^%s*%-%-%-@field%s+([%w_]+)%??%s+(%S+)")
         if f then fields[f] = { line = j, fun = ty:match("^fun") ~= nil, file = rel } end
         j = j + 1
       end
-      local v = L[j] and L[j]:match("^local%s+([%a_][%w_]*)%s*=")
+      local v = L[j] and L[j]:match("^%s*local%s+([%a_][%w_]*)%s*=")
       classes[cls] = classes[cls] or { defs = {}, fields = {} }
       classes[cls].file, classes[cls].fields = rel, fields
       if v then classes[cls].var = v; F.bind[v] = cls end
+    end
+    if l:match("^%s*local%s+function") or l:match("^%s*function") then
+      for _, b in ipairs(block_above(L, n)) do
+        local pv, pc = b:match("^%s*%-%-%-@param%s+([%a_][%w_]*)%s+(favcrm%.[%w_.]*%u[%w_]*)%s*")
+        if pv and pc:match("%.%u[%w_]*$") then F.bind[pv] = pc end
+      end
     end
     local lf, lp = l:match("^local%s+function%s+([%a_][%w_]*)%s*%(([^)]*)%)")
     if lf then F.localfn[lf] = { line = n, params = lp } end
     local rl, rm = l:match("^local%s+([%a_][%w_]*)%s*=%s*require%s*%(?%s*[\"']([%w_.]+)[\"']%s*%)?%s*$")
     if rl then F.requires[rl] = rm end
   end
-  for cname, hint in pairs(CLASS_HINTS) do
-    if hint[1] == rel and not (classes[cname] and classes[cname].var) then
-      classes[cname] = classes[cname] or { defs = {}, fields = {} }
-      classes[cname].file, classes[cname].var = rel, hint[2]
-      F.bind[hint[2]] = cname
-    end
-  end
   local mname = module_name(rel, text)
   if mname and mvar then
-    modules[mname] = { file = rel, var = mvar, defs = {} }
+    modules[mname] = { file = rel, var = mvar, defs = {}, values = {} }
   end
   -- definitions
   for n, l in ipairs(L) do
     local owner, sep, name, params = l:match("^function%s+([%a_][%w_]*)([.:])([%a_][%w_]*)%s*%(([^)]*)%)")
-    local def
+    local def, value
+    if not owner then
+      -- a method defined inside a function (on a bound local or parameter)
+      owner, name, params = l:match("^%s+function%s+([%a_][%w_]*):([%a_][%w_]*)%s*%(([^)]*)%)")
+      if owner and not F.bind[owner] then owner = nil end
+      sep = ":"
+    end
     if owner then
       def = { file = rel, line = n, params = params, method = sep == ":" }
     else
@@ -182,12 +187,16 @@ for _, rel in ipairs(sources) do
         elseif lfn then def = { file = rel, line = lfn.line, params = lfn.params }
         elseif am and F.requires[am] then
           def = { file = rel, line = n, alias = F.requires[am] .. "." .. af, params = "" }
+        elseif rhs:match("^{") or rhs:match("^[\"'%d]") or rhs == "true" or rhs == "false" then
+          def, value = { file = rel, line = n, params = "", value = true }, true
         end
       end
     end
     if def and not name:match("^_") then
       def.block = block_above(L, def.line)
-      if mname and owner == mvar and not def.method then modules[mname].defs[name] = def end
+      if mname and owner == mvar and not def.method then
+        if value then modules[mname].values[name] = def else modules[mname].defs[name] = def end
+      end
       local cls = F.bind[owner]
       if cls and def.method then classes[cls].defs[name] = def end
     end
@@ -232,6 +241,7 @@ local function undocumented(def, seen)
     end
   end
   if not desc then return "no description comment above it" end
+  if def.value then return nil end -- a table or constant: the description is enough
   if not tags then return "no ---@ annotation (---@param/---@return)" end
   for p in def.params:gmatch("[^,%s]+") do
     if p ~= "self" and not documented[p] then return "parameter '" .. p .. "' has no ---@param" end
@@ -370,7 +380,7 @@ for _, name in ipairs(order) do
     else def = cl.defs[meth] or cl.fields[meth] end
   else
     local mod, fn = name:match("^(.+)%.([%w_]+)$")
-    def = modules[mod] and modules[mod].defs[fn]
+    def = modules[mod] and (modules[mod].defs[fn] or modules[mod].values[fn])
   end
   if not why then
     if not def then why = "not found in the sources"

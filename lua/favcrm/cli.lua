@@ -53,9 +53,9 @@ local ALL_FLAGS = {
 for k, v in pairs(GLOBAL_FLAGS) do ALL_FLAGS[k] = v end
 local ALIASES = { h = "help", y = "yes", V = "version", ["organization-name"] = "organisation-name" }
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Output
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local Ctx = {}
 Ctx.__index = Ctx
@@ -82,6 +82,11 @@ function Ctx:json_out(value, guide)
   self.stdout:write(json.encode(value, guide, "  "), "\n")
 end
 
+--- cli.exit_for(err) -> the exit status for an error: usage (1) for bad
+-- input or configuration, auth (3) without a usable key, rate_limited (4),
+-- failure (2) for the rest (cli.EXIT names them).
+---@param err favcrm.Error|string|nil the error
+---@return integer status
 local function exit_for(err)
   local code = type(err) == "table" and err.code or nil
   if code == "invalid_arguments" or code == "usage" or code == "config_error" then return EXIT.usage end
@@ -189,11 +194,14 @@ local function mmss(s)
   return string.format("%d:%02d", math.floor(s / 60), s % 60)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Arguments
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- cli.parse(argv) -> {flags = {}, pos = {}} or nil, message
+---@param argv string[] the arguments (without the program name)
+---@return table|nil parsed {flags = {}, pos = {}}
+---@return string|nil message what is wrong with the command line
 function M.parse(argv)
   local flags, pos = {}, {}
   local i, n = 1, #argv
@@ -228,9 +236,9 @@ function M.parse(argv)
   return { flags = flags, pos = pos }
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The client
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 function Ctx:env(name)
   local v = self.getenv(name)
@@ -269,9 +277,9 @@ function Ctx:need_key(client)
   return false, self:fail({ code = "no_key", message = "no API key is configured" }, EXIT.auth)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Commands
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local C = {}
 
@@ -829,9 +837,9 @@ function C.mcp_serve(ctx)
   return res
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The command tree
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local TREE = {
   sub = {
@@ -1022,6 +1030,9 @@ end
 
 --- cli.main(argv [, io_t]) -> exit code. io_t: {stdout=, stderr=, stdin=,
 -- isatty=fn(fd), getenv=fn(name)}; each defaults to the process's own.
+---@param argv string[] the arguments (without the program name)
+---@param io_t? table stdout, stderr, stdin, isatty, getenv
+---@return integer status the exit status
 function M.main(argv, io_t)
   local d = default_io()
   io_t = io_t or {}

@@ -7,6 +7,13 @@ local config = require("favcrm.config")
 local util = require("favcrm.util")
 local urls = require("favcrm.url")
 
+--- A connection to a FavCRM MCP server, from `favcrm.new`: tool calls,
+-- the signup pair, doctor, and (favcrm.scheduler) many calls at once.
+-- Expected failures come back as `nil, err` (a `favcrm.Error`); misuse raises.
+-- Also a to-be-closed value (`local c <close> = favcrm.new()`).
+---@class favcrm.Client
+---@field url string where calls go (for a stdio server, `stdio:PROG`); read-only
+---@field closed? boolean true once `close()` ran
 local Client = {}
 Client.__index = Client
 
@@ -86,6 +93,9 @@ end
 -- file: `config_error` naming the source). No I/O; the session starts with
 -- the first call. opts.getenv replaces os.getenv; opts.labels names the
 -- sources of option values (e.g. {url = "--url"}), see config.resolve.
+---@param opts? table favcrm.new's options (url, api_key, timeout, headers, transport, command, on_*, ...)
+---@return favcrm.Client|nil client
+---@return favcrm.Error|nil err `config_error` (or `invalid_arguments`) naming the source
 function Client.new(opts)
   opts = check_opts(opts)
   if opts.command then
@@ -154,6 +164,9 @@ local function check_self(self, fname)
 end
 
 --- client:set_api_key(key): the key (string or favcrm.secret) for later calls.
+---@param key string|favcrm.Secret the API key
+---@param source? string where it came from, for auth_source() (default "option")
+---@return nil
 function Client:set_api_key(key, source)
   check_self(self, "set_api_key")
   if type(key) == "string" then key = core.secret(key)
@@ -165,12 +178,14 @@ function Client:set_api_key(key, source)
 end
 
 --- client:now() -> the client's clock (epoch seconds; opts.clock or os.time)
+---@return number now epoch seconds
 function Client:now()
   return self.clock()
 end
 
 --- client:server_time() -> the server's clock now (from the last HTTP Date
 -- header, advanced by the local time since), or nil before any answer.
+---@return number|nil time the server's epoch seconds, nil before any answer
 function Client:server_time()
   local s = self.session
   if not s.last_date_header then return nil end
@@ -182,12 +197,15 @@ end
 --- client:endpoint() -> url, source: where calls go and where that came
 -- from ("option", "--url", "FAVCRM_MCP_URL", "config file", "default", or
 -- "command" for a stdio server, whose url is only a name: "stdio:PROG").
+---@return string url where calls go
+---@return string source where the URL came from
 function Client:endpoint()
   return self.url, self.url_source
 end
 
 --- client:savable_url() -> the URL to write into the config file, or nil
 -- when the client does not talk to a URL (a stdio server).
+---@return string|nil url the URL to save, nil for a stdio server
 function Client:savable_url()
   if self.url_source == "command" then return nil end
   return self.url
@@ -195,12 +213,14 @@ end
 
 --- client:auth_source() -> where the API key came from ("option",
 -- "FAVCRM_API_KEY", "config file", "login", "signup", ...), or nil.
+---@return string|nil source where the key came from, nil without a key
 function Client:auth_source()
   if self.session.auth == nil then return nil end
   return self.key_source
 end
 
 --- client:masked_api_key() -> the key as printed (`fav_mcp_...cdef`), or nil
+---@return string|nil masked the masked key, nil without a key
 function Client:masked_api_key()
   local k = self.session.auth
   return k ~= nil and tostring(k) or nil
@@ -208,16 +228,21 @@ end
 
 --- client:config_problem() -> the error met reading the config file (it
 -- was skipped), or nil.
+---@return favcrm.Error|nil err the `config_error` met reading the config file
 function Client:config_problem()
   return self.config_error
 end
 
 --- client:has_api_key() -> boolean
+---@return boolean has true when a key is set
 function Client:has_api_key()
   return self.session.auth ~= nil
 end
 
 --- client:tools() -> list of tool tables (all pages), cached for the session.
+---@param opts? table `refresh = true` fetches the list again
+---@return table[]|nil tools the tools (tables with name, description, inputSchema, ...)
+---@return favcrm.Error|nil err
 function Client:tools(opts)
   check_self(self, "tools")
   if self.tool_cache and not (opts and opts.refresh) then return self.tool_cache.list end
@@ -294,11 +319,16 @@ end
 
 --- client:cached_tool(name) -> the tool table from the cached tools/list,
 -- or nil (no I/O: nil before the list was fetched or for an unknown name).
+---@param name string the tool's name
+---@return table|nil tool the tool table, nil when not cached
 function Client:cached_tool(name)
   return self.tool_cache and self.tool_cache.byname[name] or nil
 end
 
 --- client:describe(name) -> the tool table or nil, err (`unknown_tool`).
+---@param name string the tool's name
+---@return table|nil tool the tool table
+---@return favcrm.Error|nil err `unknown_tool` (with `suggestions`), or the error of tools/list
 function Client:describe(name)
   check_self(self, "describe")
   if type(name) ~= "string" then
@@ -392,6 +422,13 @@ local function first_error(errs)
 end
 
 --- client:call(name, args, opts) -> payload, result | nil, err
+-- Validates args against the tool's inputSchema, asks before a destructive
+-- tool, retries read-only tools after a 5xx or a dropped connection.
+---@param name string the tool's name
+---@param args? table the tool's arguments (default {})
+---@param opts? table confirm, on_confirm, validate, timeout, max_total_timeout, max_retry_wait, on_progress
+---@return any payload structuredContent.data, else structuredContent, else the text parsed as JSON, else the text
+---@return table|favcrm.Error result the whole tools/call result; on failure the error
 function Client:call(name, args, opts)
   check_self(self, "call")
   if type(name) ~= "string" or name == "" then
@@ -490,24 +527,34 @@ local registration = require("favcrm.registration")
 local doctor = require("favcrm.doctor")
 
 --- client:request(fields) -> request or nil, err (see favcrm.registration)
+---@param fields table email, organisationName, ... (see favcrm.registration)
+---@return table|nil request the pending signup request
+---@return favcrm.Error|nil err
 function Client:request(fields)
   check_self(self, "request")
   return registration.request(self, fields)
 end
 
 --- client:verify(request_or_id, code [, opts]) -> workspace or nil, err
+---@param req table|string the request from request(), or its id
+---@param code string the e-mailed code ("123 456" works too)
+---@param opts? table `save = true` writes the key to the config file
+---@return table|nil workspace the new workspace (its key in a favcrm.Secret)
+---@return favcrm.Error|nil err
 function Client:verify(req, code, opts)
   check_self(self, "verify")
   return registration.verify(self, req, code, opts)
 end
 
 --- client:doctor() -> report (never raises)
+---@return table report url, reachable, latency_ms, authenticated, ok, problems, ...
 function Client:doctor()
   check_self(self, "doctor")
   return doctor.doctor(self)
 end
 
 --- client:close(): ends the session (DELETE) and frees everything. Idempotent.
+---@return nil
 function Client:close()
   if getmetatable(self) ~= Client then error("bad self to 'close'", 2) end
   if self.closed then return end

@@ -15,6 +15,8 @@ local function env(name)
 end
 
 --- config.path() -> the config file's path, or nil, err when no home is known.
+---@return string|nil path
+---@return favcrm.Error|nil err
 function M.path()
   local xdg = env("XDG_CONFIG_HOME")
   if xdg then return xdg .. "/favcrm/config.toml" end
@@ -58,6 +60,10 @@ end
 -- accepted. Malformed TOML (an invalid escape or code point, a duplicate
 -- key or table, a word without quotes, ...) gives nil, err with code
 -- `config_error`, `line`, and a message naming the line, never a value.
+---@param text string the file's text
+---@return table|nil values
+---@return string[]|favcrm.Error order the keys in file order; on failure the error
+---@return string|nil tail
 function M.parse(text)
   if type(text) ~= "string" then
     error("bad argument #1 to 'parse' (string expected, got " .. type(text) .. ")", 2)
@@ -403,6 +409,8 @@ local function bit(n, b) return math.floor(n / b) % 2 == 1 end
 -- effective one. load() and save() refuse such a file: whoever can write
 -- it can choose where the key is sent. A file others can only read is
 -- reported by file_mode_problem() instead (the Rust CLI writes 0644).
+---@param path? string the file (default config.path())
+---@return favcrm.Error|nil err
 function M.permission_problem(path)
   if path == nil then path = M.path() end
   if type(path) ~= "string" then return nil end
@@ -432,6 +440,9 @@ end
 -- is no file), or nil, err (code `config_error`) when the file is
 -- unreadable, malformed, a folder, or writable by (or owned by) another
 -- user; the message says what is wrong, never a value.
+---@param path? string the file (default config.path())
+---@return table|nil values api_key, url, ... (strings)
+---@return favcrm.Error|nil err
 function M.load(path)
   if path ~= nil and type(path) ~= "string" then
     error("bad argument #1 to 'load' (string expected, got " .. type(path) .. ")", 2)
@@ -530,6 +541,11 @@ end
 -- lock, so saves of different fields all survive; opts.lock_timeout (s,
 -- default 10) bounds the wait. A folder or file others can write or own is
 -- refused (see permission_problem). Returns the path, or nil, err.
+---@param fields table api_key (string, favcrm.Secret or false), url (string or false), ...
+---@param path? string the file (default config.path())
+---@param opts? table lock_timeout (seconds, default 10)
+---@return string|nil path the file written
+---@return favcrm.Error|nil err
 function M.save(fields, path, opts)
   if type(fields) ~= "table" then
     error("bad argument #1 to 'save' (table expected, got " .. type(fields) .. ")", 2)
@@ -582,6 +598,8 @@ end
 
 --- config.file_mode_problem([path]) -> a message when the config file can
 -- be read or written by others, else nil.
+---@param path? string the file (default config.path())
+---@return string|nil message
 function M.file_mode_problem(path)
   path = path or M.path()
   if not path then return nil end
@@ -609,6 +627,10 @@ end
 -- favcrm.url.check whatever its source; a bad one gives nil and an error:
 -- `invalid_arguments` when it came from opts, else `config_error`, with
 -- `source` naming where it came from.
+---@param opts? table api_key, url, timeout, command, labels (the options of favcrm.new)
+---@param getenv? fun(name: string): string|nil reads the environment (default os.getenv)
+---@return table|nil r api_key, key_source, url, url_source, timeout, timeout_source, config_error
+---@return favcrm.Error|nil err
 function M.resolve(opts, getenv)
   opts = opts or {}
   getenv = getenv or os.getenv

@@ -7,9 +7,29 @@
 -- M.CODES is the one list of codes (docs/ERRORS.md says the same, and
 -- spec/errors_spec.lua checks that they agree). A new code is added to both,
 -- never invented ad hoc: errors.new raises on a code not in the list.
+
+--- An expected failure, as `nil, err` gives it; `tostring(err)` is
+-- `favcrm: CODE: message`. Other fields fit the code.
+---@class favcrm.Error
+---@field code string one of favcrm.errors.CODES (docs/ERRORS.md)
+---@field message string for people; never holds a secret
+---@field status? integer the HTTP status (`http`)
+---@field retry_after? integer seconds to wait (`rate_limited`)
+---@field upgrade_action? string how to get the plan (`plan_required`)
+---@field suggestions? string[] near tool names (`unknown_tool`)
+---@field tool? string the tool's name, for a tool's failure
+---@field path? string JSON Pointer of the failing value (`invalid_arguments`)
+---@field keyword? string the schema keyword that failed
+---@field source? string where a bad setting came from (`config_error`)
+---@field hint? string what to do about it
+---@field unlisted? boolean the C core used a code not in the list (a bug)
+
 local M = {}
 
---- code -> what it means
+--- The one list of error codes: code -> what it means (docs/ERRORS.md
+-- says the same).
+---@class favcrm.ErrorCodes
+---@field [string] string the meaning of a code
 M.CODES = {
   -- the caller's input
   invalid_arguments = "bad input: a field, an option or a tool argument fails its check; nothing was sent",
@@ -53,6 +73,10 @@ M.mt = mt
 
 --- errors.new(code, message [, fields]) -> error object. `fields`
 -- (optional) are copied in. Raises on a code not in M.CODES (a bug).
+---@param code string a code of M.CODES
+---@param message string for people; no secrets
+---@param fields? table more fields (code and message win)
+---@return favcrm.Error err
 function M.new(code, message, fields)
   if not M.CODES[code] then error("favcrm.errors.new: unknown error code '" .. tostring(code) .. "'", 2) end
   local e = { code = code, message = message }
@@ -70,6 +94,8 @@ end
 -- can be found, and nothing branches on a made-up code), the message says
 -- so, and `unlisted = true` marks it. With FAVCRM_DEBUG set in the
 -- environment it raises instead, so specs and developers see it at once.
+---@param t any an error table from the C core (anything else is returned as is)
+---@return any t the same value
 function M.wrap(t)
   if type(t) == "table" and getmetatable(t) == nil then
     if not M.CODES[t.code] then
@@ -86,6 +112,8 @@ function M.wrap(t)
 end
 
 --- errors.is(v) -> true when `v` is an error object made here
+---@param v any
+---@return boolean is
 function M.is(v)
   return getmetatable(v) == mt
 end

@@ -19,6 +19,9 @@ local M = {
 --- favcrm.new(opts) -> client, or nil, err (`config_error`) when the
 -- environment or the config file names an unusable URL. Misuse raises.
 -- No I/O until the first call.
+---@param opts? table url, api_key, timeout, headers, transport, command, on_* callbacks, ... (README.md)
+---@return favcrm.Client|nil client
+---@return favcrm.Error|nil err `config_error` naming the source
 function M.new(opts)
   return Client.new(opts)
 end
@@ -32,6 +35,8 @@ local default_client
 
 --- favcrm.default() -> the module-level client, built from the environment
 -- and the config file, or nil, err when they name an unusable URL.
+---@return favcrm.Client|nil client
+---@return favcrm.Error|nil err
 function M.default()
   if default_client == nil or default_client.closed then
     local c, err = Client.new()
@@ -42,12 +47,18 @@ function M.default()
 end
 
 --- favcrm.reset_default(): closes and forgets the module-level client.
+---@return nil
 function M.reset_default()
   if default_client then default_client:close() end
   default_client = nil
 end
 
 --- favcrm.call(name, args, opts) on the default client.
+---@param name string the tool's name
+---@param args? table the tool's arguments
+---@param opts? table client:call's options
+---@return any payload
+---@return table|favcrm.Error result the whole result; on failure the error
 function M.call(name, args, opts)
   if type(name) ~= "string" or name == "" then
     error("bad argument #1 to 'call' (tool name expected, got " .. type(name) .. ")", 2)
@@ -58,6 +69,9 @@ function M.call(name, args, opts)
 end
 
 --- favcrm.request(fields) on the default client.
+---@param fields table email, organisationName, ...
+---@return table|nil request
+---@return favcrm.Error|nil err
 function M.request(fields)
   local c, err = M.default()
   if not c then return nil, err end
@@ -65,6 +79,11 @@ function M.request(fields)
 end
 
 --- favcrm.verify(request_or_id, code [, opts]) on the default client.
+---@param req table|string the request, or its id
+---@param code string the e-mailed code
+---@param opts? table `save = true` writes the key to the config file
+---@return table|nil workspace
+---@return favcrm.Error|nil err
 function M.verify(req, code, opts)
   local c, err = M.default()
   if not c then return nil, err end
@@ -72,6 +91,8 @@ function M.verify(req, code, opts)
 end
 
 --- favcrm.doctor() on the default client.
+---@return table|nil report see client:doctor()
+---@return favcrm.Error|nil err when the default client cannot be built
 function M.doctor()
   local c, err = M.default()
   if not c then return nil, err end
@@ -79,6 +100,8 @@ function M.doctor()
 end
 
 --- favcrm.tools() on the default client.
+---@return table[]|nil tools
+---@return favcrm.Error|nil err
 function M.tools()
   local c, err = M.default()
   if not c then return nil, err end

@@ -17,9 +17,9 @@ local M = {}
 local null = cjson.null
 M.null = null
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- JSON that keeps empty arrays
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- json.ARRAY: the metatable that marks an empty table as a JSON array.
 -- It is lua-cjson's `empty_array_mt` when the installed cjson has one (so
@@ -45,6 +45,9 @@ local function restore(v, depth)
 end
 
 --- json.decode(text) -> value (empty arrays carry the ARRAY metatable) or nil, msg
+---@param text string JSON text
+---@return any value
+---@return string|nil msg why the text is not JSON
 function M.decode(text)
   if type(text) ~= "string" then return nil, "not a string" end
   local out, last, i, n = {}, 1, 1, #text
@@ -81,27 +84,39 @@ local G = {}
 M.guide = G
 
 --- G.list(elem): an array whose items follow elem
+---@param elem table|nil the items' guide
+---@return table guide
 function G.list(elem)
   return { array = true, child = function() return elem end }
 end
 
 --- G.map(elem): an object whose values follow elem
+---@param elem table|nil the values' guide
+---@return table guide
 function G.map(elem)
   return { array = false, child = function() return elem end }
 end
 
 --- G.struct(fields [, array]): an object (or array) with named children
+---@param fields table name -> guide
+---@param array? boolean true for an array
+---@return table guide
 function G.struct(fields, array)
   return { array = array == true, child = function(k) return fields[k] end }
 end
 
 --- G.marked(value): follows a value from M.decode
+---@param v any a value from json.decode
+---@return table|nil guide
 function G.marked(v)
   if type(v) ~= "table" then return nil end
   return { array = getmetatable(v) == ARRAY, child = function(k) return G.marked(v[k]) end }
 end
 
 --- G.either(a, b): an array when either says so; children from both
+---@param a table|nil a guide
+---@param b table|nil a guide
+---@return table|nil guide
 function G.either(a, b)
   if a == nil then return b end
   if b == nil then return a end
@@ -129,6 +144,8 @@ local function schema_types(s)
 end
 
 --- G.schema(s): a value that the JSON Schema s describes
+---@param s table|nil a JSON Schema
+---@return table|nil guide
 function G.schema(s)
   if type(s) ~= "table" then return nil end
   local types = schema_types(s)
@@ -250,6 +267,10 @@ end
 --- json.encode(value [, guide [, indent]]) -> JSON text. Raises on a value JSON
 -- cannot hold (a secret, a function). Keys are sorted; indent (a string)
 -- pretty-prints.
+---@param v any the value
+---@param guide? table which empty tables are arrays
+---@param indent? string pretty-prints with it
+---@return string text
 function M.encode(v, guide, indent)
   local buf = {}
   encode_into(v, guide, buf, indent, 0)
@@ -258,11 +279,15 @@ end
 
 
 --- json.array([t]) -> t (default {}) marked as a JSON array
+---@param t? table the table (default {})
+---@return table t
 function M.array(t)
   return setmetatable(t or {}, ARRAY)
 end
 
 --- json.is_array(t) -> true when t is a table marked as a JSON array
+---@param t any
+---@return boolean is
 function M.is_array(t)
   return type(t) == "table" and getmetatable(t) == ARRAY
 end
@@ -311,6 +336,10 @@ end
 --- json.mark_arrays(value, schema) -> value, changed: the empty tables the
 -- JSON Schema calls arrays get json.ARRAY. The caller's tables are never
 -- changed: what changes is copied (only along the changed paths).
+---@param value any the value
+---@param schema table|nil a JSON Schema
+---@return any value
+---@return boolean changed
 function M.mark_arrays(value, schema)
   return mark(value, schema, 0)
 end
@@ -341,6 +370,9 @@ end
 
 --- json.wire(value) -> compact JSON text, or nil, message (a secret, a
 -- function, a cycle). Marked empty arrays are written as `[]`.
+---@param v any the value
+---@return string|nil text
+---@return string|nil message
 function M.wire(v)
   if M.HAS_EMPTY_ARRAY_MT then return cjson.encode(v) end
   local swapped, changed = swap(v, 0)
@@ -354,9 +386,9 @@ end
 -- for the network path (no marking of empty arrays).
 M.decode_plain = cjson.decode
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Guides for MCP messages
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- G.tool: a tool of tools/list; G.tools_list: a tools/list result
 G.tool = G.struct({ inputSchema = schemadoc, outputSchema = schemadoc })
@@ -364,6 +396,9 @@ G.tools_list = G.struct({ tools = G.list(G.tool) })
 
 --- G.result(tool, result): a tools/call result, its payload guided by
 -- the tool's outputSchema and by the JSON text in content[1].
+---@param tool table|nil the tool (its outputSchema)
+---@param result table a tools/call result
+---@return table guide
 function G.result(tool, result)
   local from_text
   local c = type(result) == "table" and type(result.content) == "table" and result.content[1]

@@ -30,9 +30,9 @@ M.DOCTOR_FIELDS = { "mcpEndpointStatus", "authStatus", "toolCount", "organisatio
 
 local null = json.null
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- JSON (favcrm.json owns it; these names stay for existing callers)
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 M.ARRAY = json.ARRAY
 M.decode = json.decode
@@ -44,9 +44,9 @@ local is_sequence = json.is_sequence
 local G = json.guide
 local TOOLS_LIST = G.tools_list
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- favcrm_doctor
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 M.DOCTOR_TOOL = {
   name = "favcrm_doctor",
@@ -85,6 +85,9 @@ end
 
 --- M.doctor_fields(report [, org_id]) -> the six fields the seed's
 -- provisioner reads, from a client:doctor() report.
+---@param r table a client:doctor() report
+---@param org_id? string the organisation's id
+---@return table fields
 function M.doctor_fields(r, org_id)
   local out = {
     mcpEndpointStatus = r.reachable and "active" or "unreachable",
@@ -130,14 +133,17 @@ function M.doctor_fields(r, org_id)
   return out
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The server
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local Server = {}
 Server.__index = Server
 
 --- M.new(client [, opts]) -> server. opts: log(text), getenv(name), version.
+---@param client favcrm.Client the client the tools run on
+---@param opts? table log, getenv, version
+---@return table server
 function M.new(client, opts)
   opts = opts or {}
   return setmetatable({
@@ -166,6 +172,9 @@ end
 -- with an outputSchema loses its structuredContent (MCP clients such as the
 -- official SDK validate any structuredContent against the outputSchema, and
 -- an error payload never matches); the payload is kept as a second text item.
+---@param tool table the tool (its outputSchema)
+---@param result table an isError tools/call result
+---@return table result
 function M.error_for_schema(tool, result)
   if type(tool) ~= "table" or type(tool.outputSchema) ~= "table" or result.structuredContent == nil then
     return result
@@ -262,6 +271,9 @@ end
 
 --- server:handle(msg) -> response table and its result guide, or nil (a
 -- notification or a response needs no answer).
+---@param msg table a decoded JSON-RPC message
+---@return table|nil response
+---@return table|nil guide the result's JSON guide
 function Server:handle(msg)
   if type(msg) ~= "table" or getmetatable(msg) == ARRAY then
     return rpc_error(null, -32600, "Invalid Request: a JSON-RPC message is an object")
@@ -295,6 +307,8 @@ function Server:handle(msg)
 end
 
 --- server:handle_line(line) -> the answer's JSON text, or nil
+---@param line string one line of JSON
+---@return string|nil answer
 function Server:handle_line(line)
   line = line:gsub("\r$", "")
   if line:match("^%s*$") then return nil end
@@ -326,6 +340,10 @@ end
 
 --- M.serve(client, io_t [, opts]) -> 0: reads lines from io_t.stdin until
 -- EOF, answers on io_t.stdout, logs to io_t.stderr.
+---@param client favcrm.Client the client the tools run on
+---@param io_t table stdin, stdout, stderr
+---@param opts? table as for M.new
+---@return integer status 0
 function M.serve(client, io_t, opts)
   opts = opts or {}
   local err_out = io_t.stderr

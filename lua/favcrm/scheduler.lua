@@ -12,6 +12,9 @@ local errors = require("favcrm.errors")
 local M = {}
 
 --- scheduler.install(Client, check_self): defines the methods on Client.
+---@param Client favcrm.Client the client class (favcrm.client's metatable)
+---@param check_self fun(self: any, fname: string) raises on a bad or closed self
+---@return nil
 function M.install(Client, check_self)
   -- ---- many calls at once, and event loops ---------------------------------
   --
@@ -21,16 +24,24 @@ function M.install(Client, check_self)
   -- checks, the shared initialize and tools/list, and the error mapping are
   -- one piece of code for both paths.
 
+  --- One call running in the background, from client:call_async or
+  -- client:async; client:step() moves it on.
+  ---@class favcrm.Handle
+  ---@field client favcrm.Client the client it runs on
+  ---@field name? string the tool's name (call_async only)
   local Handle = {}
   Handle.__index = Handle
 
   --- handle:done() -> true once the call has finished
+  ---@return boolean done true once the call has finished
   function Handle:done()
     return self.finished == true
   end
 
   --- handle:result() -> payload, result | nil, err (raises what the call
   -- raised: a misuse or a callback's error). Before done(): nil, nil.
+  ---@return any payload the call's payload, or nil
+  ---@return table|favcrm.Error|nil result the whole result, or the error
   function Handle:result()
     if self.raised ~= nil then error(self.raised, 0) end
     return self.value, self.err
@@ -38,6 +49,9 @@ function M.install(Client, check_self)
 
   --- handle:wait([timeout_s]) -> payload, result | nil, err: steps the client
   -- until this call is done (or returns nil, err `timeout` after timeout_s).
+  ---@param timeout? number seconds to wait at most (default: no bound)
+  ---@return any payload the call's payload, or nil
+  ---@return table|favcrm.Error|nil result the whole result, or the error
   function Handle:wait(timeout)
     local deadline = timeout and core.monotonic() + timeout
     while not self.finished do
@@ -104,6 +118,10 @@ function M.install(Client, check_self)
   --- client:call_async(name, args, opts) -> handle. Misuse raises at once;
   -- everything else happens in client:step(). opts.on_done(handle) is called
   -- when it finishes.
+  ---@param name string the tool's name
+  ---@param args? table the tool's arguments
+  ---@param opts? table client:call's options, and on_done(handle)
+  ---@return favcrm.Handle handle
   function Client:call_async(name, args, opts)
     check_self(self, "call_async")
     if type(name) ~= "string" or name == "" then
@@ -124,6 +142,9 @@ function M.install(Client, check_self)
   -- runs a call, so anything built on the client (doctor, tools, a recipe
   -- step) can run without blocking. opts.on_done(handle) when it finishes.
   -- On PUC Lua 5.1 the code in fn must not wait inside a pcall.
+  ---@param fn fun(client: favcrm.Client): any, any the code to run
+  ---@param opts? table on_done(handle)
+  ---@return favcrm.Handle handle
   function Client:async(fn, opts)
     check_self(self, "async")
     if type(fn) ~= "function" then
@@ -139,6 +160,8 @@ function M.install(Client, check_self)
 
   --- client:step([timeout_s]) -> number of async calls still running. Moves
   -- every transfer on, waiting at most timeout_s (default 0) for the network.
+  ---@param timeout? number seconds to wait at most for the network (default 0)
+  ---@return integer running async calls still running
   function Client:step(timeout)
     check_self(self, "step")
     if timeout ~= nil and type(timeout) ~= "number" then
@@ -153,6 +176,7 @@ function M.install(Client, check_self)
   end
 
   --- client:pending() -> number of async calls still running
+  ---@return integer running async calls still running
   function Client:pending()
     local n = 0
     for _ in pairs(self.handles) do n = n + 1 end
@@ -163,6 +187,10 @@ function M.install(Client, check_self)
   -- {name, args[, opts]}; results[i] is the payload of call i or nil, and
   -- errs[i] its error. opts.concurrency (default 16) bounds how many are in
   -- flight at once.
+  ---@param calls table[] a list of {name, args[, opts]}
+  ---@param opts? table concurrency (default 16)
+  ---@return table results results[i]: the payload of call i, or nil
+  ---@return table errs errs[i]: the error of call i, or nil
   function Client:call_many(calls, opts)
     check_self(self, "call_many")
     if type(calls) ~= "table" then
@@ -203,6 +231,7 @@ function M.install(Client, check_self)
   --- client:watch() -> {fds = {{fd=, read=, write=}, ...}, timeout_ms = n}:
   -- the sockets an event loop should watch and when it should call step()
   -- at the latest (-1: no timer needed). See favcrm.nvim for the wiring.
+  ---@return table watch {fds = {{fd=, read=, write=}, ...}, timeout_ms = n}
   function Client:watch()
     check_self(self, "watch")
     local t = self.session.transport

@@ -11,6 +11,8 @@ local M = {}
 --- url.parse(u) -> {scheme=, host=, port=, path=} or nil. scheme is lower
 -- case; userinfo is dropped; an IPv6 host keeps its brackets; port is a
 -- number (80 or 443 when absent); path includes the query ("/" when empty).
+---@param u string the URL
+---@return table|nil parts scheme, host, port, path
 function M.parse(u)
   if type(u) ~= "string" then return nil end
   local scheme, authority, rest = u:match("^(%a[%w+.-]*)://([^/?#]*)(.*)$")
@@ -31,12 +33,17 @@ end
 
 --- url.redact(u) -> u with any userinfo (user:password@) replaced by `***@`,
 -- fit for a message.
+---@param u string the URL
+---@return string redacted
 function M.redact(u)
   return (tostring(u):gsub("^(%a[%w+.-]*://)[^/?#]*@", "%1***@"))
 end
 
 --- url.check(u) -> true, or nil, reason (a phrase like "must be an http://
 -- or https:// URL"). The caller puts the source and its own code around it.
+---@param u any the value to check
+---@return true|nil ok
+---@return string|nil reason
 function M.check(u)
   if type(u) ~= "string" then return nil, "must be a string" end
   local p = M.parse(u)
@@ -48,6 +55,8 @@ function M.check(u)
 end
 
 --- url.origin(u) -> "scheme://host:port" (the port always written), or nil
+---@param u string the URL
+---@return string|nil origin
 function M.origin(u)
   local p = M.parse(u)
   if not p then return nil end
@@ -57,6 +66,9 @@ end
 --- url.resolve(base, ref) -> ref made absolute against base (RFC 3986
 -- enough for a Location header: absolute, scheme-relative, absolute path,
 -- relative path).
+---@param base string an absolute URL
+---@param ref string the reference (a Location header)
+---@return string|nil url
 function M.resolve(base, ref)
   if ref:find("^%a[%w+.-]*://") then return ref end
   if ref:sub(1, 2) == "//" then return base:match("^(%a[%w+.-]*:)") .. ref end

@@ -26,6 +26,8 @@ local function tree(module_src)
     .. "```lua\nlocal h = favcrm.greet(\"a\")\n```\n")
   write(dir .. "/lua/favcrm/init.lua", module_src)
   write(dir .. "/lua/favcrm/client.lua", table.concat({
+    "--- A client.",
+    "---@class favcrm.Client",
     "local Client = {}",
     "--- Ends the client.",
     "---@return nil",
@@ -91,6 +93,52 @@ describe(".ci/doccheck.lua", function()
     rc, out = sh(LUA .. " .ci/doccheck.lua --root " .. d)
     assert.are.equal(0, rc, out)
     assert.matches("remove from the pending list", out)
+  end)
+
+  it("finds methods defined inside a function on a ---@param-bound class", function()
+    local d = tree(DOCUMENTED); dirs[#dirs + 1] = d
+    write(d .. "/docs/X.md", "`client:step(0)` and `h:done()`\n")
+    local function sched(step_doc)
+      return table.concat({
+        "local M = {}",
+        "--- Installs the methods.",
+        "---@param Client favcrm.Client the class",
+        "---@return nil",
+        "function M.install(Client)",
+        "  --- A running call.",
+        "  ---@class favcrm.Handle",
+        "  local Handle = {}",
+        "  --- Whether it finished.",
+        "  ---@return boolean",
+        "  function Handle:done() return true end",
+        step_doc,
+        "  function Client:step(timeout) return timeout, Handle end",
+        "end",
+        "return M", "" }, "\n")
+    end
+    write(d .. "/lua/favcrm/scheduler.lua", sched("  -- steps"))
+    local rc, out = sh(LUA .. " .ci/doccheck.lua --root " .. d)
+    assert.are.equal(1, rc, out)
+    assert.matches("favcrm.Client:step", out)
+    assert.matches("scheduler.lua:13", out)
+    write(d .. "/lua/favcrm/scheduler.lua", sched("  --- Steps.\n  ---@param timeout? number s"))
+    rc, out = sh(LUA .. " .ci/doccheck.lua --root " .. d)
+    assert.are.equal(0, rc, out)
+    assert.matches("4 public functions, 4 documented", out)
+  end)
+
+  it("needs a description on a module value the docs name", function()
+    local d = tree(DOCUMENTED); dirs[#dirs + 1] = d
+    write(d .. "/docs/X.md", "`favcrm.CODES` lists them\n")
+    local src = DOCUMENTED:gsub("return M", "M.CODES = {\n  a = 1,\n}\nreturn M")
+    write(d .. "/lua/favcrm/init.lua", src)
+    local rc, out = sh(LUA .. " .ci/doccheck.lua --root " .. d)
+    assert.are.equal(1, rc, out)
+    assert.matches("favcrm.CODES%s+no description", out)
+    write(d .. "/lua/favcrm/init.lua", (src:gsub("M.CODES", "--- The codes.\nM.CODES")))
+    rc, out = sh(LUA .. " .ci/doccheck.lua --root " .. d)
+    assert.are.equal(0, rc, out)
+    assert.matches("3 public functions, 3 documented", out)
   end)
 
   it("fails on a receiver it does not know", function()

@@ -19,6 +19,11 @@ local core = require("favcrm.core")
 local Custom = {}
 Custom.__index = Custom
 
+--- custom.new(t, opts) -> a session-level transport that drives the
+-- request-level object t (raises when t has no request method).
+---@param t favcrm.Transport the user's transport
+---@param opts? table favcrm.new's options
+---@return favcrm.SessionTransport transport
 local function new(t, opts)
   if type(t) ~= "table" and type(t) ~= "userdata" then
     error("favcrm.new: option 'transport' must be an object with a request method", 3)

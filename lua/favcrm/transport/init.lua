@@ -41,6 +41,30 @@
 -- object into a session-level transport.
 local M = {}
 
+--- A request-level transport: what a user's Lua transport implements
+-- (`transport = t` in favcrm.new); favcrm.transport.custom drives it.
+-- `t:request(req)` sends req = {method=, url=, headers={"Name: value", ...},
+-- body=, timeout_ms=} and returns the response, or nil, message.
+---@class favcrm.Transport
+---@field request fun(self: favcrm.Transport, req: table): favcrm.Response?, string? sends a request
+---@field sleep? fun(self: favcrm.Transport, ms: integer) waits without blocking the host
+
+--- The answer of favcrm.Transport's request().
+---@class favcrm.Response
+---@field status integer the HTTP status
+---@field headers table lower-case name -> value
+---@field read fun(self: favcrm.Response): string?, string? next chunk; nil at the end; nil, message
+---@field close? fun(self: favcrm.Response) gives the connection back
+
+--- A session-level transport: what the session calls (core.http_new,
+-- favcrm.transport.stdio, favcrm.transport.custom).
+---@class favcrm.SessionTransport
+---@field start fun(self: favcrm.SessionTransport, req: table): integer|nil, string|nil queues a request; its id
+---@field poll fun(self: favcrm.SessionTransport, ms: integer): table[] waits at most ms; the items that happened
+---@field cancel fun(self: favcrm.SessionTransport, id: integer) forgets a request
+---@field close fun(self: favcrm.SessionTransport) frees everything
+---@field fds? fun(self: favcrm.SessionTransport): table[], integer the sockets and timeout for an event loop
+
 M.SESSION_METHODS = { "start", "poll", "cancel", "close" }
 M.REQUEST_METHODS = { "request" }
 
@@ -53,12 +77,17 @@ local function missing(t, names)
 end
 
 --- transport.is_session_level(t) -> true when t has start/poll/cancel/close
+---@param t any
+---@return boolean is
 function M.is_session_level(t)
   return missing(t, M.SESSION_METHODS) == nil
 end
 
 --- transport.check(t [, kind]) -> t, or raises naming what is missing.
 -- kind is "session" (default) or "request".
+---@param t any the transport
+---@param kind? string "session" (default) or "request"
+---@return favcrm.SessionTransport|favcrm.Transport t
 function M.check(t, kind)
   local why = missing(t, kind == "request" and M.REQUEST_METHODS or M.SESSION_METHODS)
   if why then
@@ -70,6 +99,9 @@ end
 --- transport.wrap(t, opts) -> a session-level transport: t itself when it
 -- has the session-level methods, else t wrapped by favcrm.transport.custom
 -- (which raises when t has no request method).
+---@param t favcrm.SessionTransport|favcrm.Transport the transport
+---@param opts? table favcrm.new's options
+---@return favcrm.SessionTransport t
 function M.wrap(t, opts)
   if M.is_session_level(t) then return t end
   return require("favcrm.transport.custom").new(t, opts)
