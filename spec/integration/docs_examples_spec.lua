@@ -113,7 +113,9 @@ for _, doc in ipairs({ "README.md", "examples/README.md" }) do
         local path = tmpname("block") .. ".lua"
         files.spit(path, b.code)
         local env, email = env_for(b.code)
-        local status, lines = converse({ LUA, path }, env, email)
+        -- stdout line-buffered, as on the terminal the blocks are written for
+        -- (Lua 5.1 and LuaJIT would otherwise hold "Code?" back from a pipe)
+        local status, lines = converse({ LUA, "-e", "io.stdout:setvbuf('line')", path }, env, email)
         local out = table.concat(lines, "\n") .. "\n"
         assert.equal(0, status, doc .. ":" .. b.line .. " failed; it printed:\n" .. out)
         assert.matches(expectation(b.code), out)
