@@ -24,6 +24,9 @@
 #define FAV_HTTP_MT "favcrm.Http"
 #define FAV_MAX_HEADER_BYTES (64 * 1024)
 #define FAV_IDLE_EASY 8
+/* connections kept open per client (curl's cache): as many as call_many
+ * runs at once in the bench (concurrency 64), so those reuse them */
+#define FAV_MAX_CONNECTIONS 64
 
 typedef enum { Q_HEADERS, Q_EVENT, Q_DONE } qkind;
 
@@ -56,6 +59,7 @@ typedef struct transfer {
   size_t body_len;
   long status;
   fav_buf rhdr;    /* response headers collected so far */
+  size_t hdr_bytes;/* all header bytes received, every block, kept or not */
   int headers_sent;/* the Q_HEADERS item is queued */
   int headers_done;/* the final header block ended with its blank line */
   int sse;         /* the response is text/event-stream */
@@ -171,6 +175,11 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   transfer *t = ud;
   size_t len = size * n, i, nl;
   char *colon;
+  t->hdr_bytes += len;
+  if (t->hdr_bytes > FAV_MAX_HEADER_BYTES) {
+    fail(t, FAV_ETOO_LARGE, "response headers over 64 KiB");
+    return 0;
+  }
   if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
     /* a new header block (after a 1xx): start over */
     const char *sp = memchr(buf, ' ', len);
@@ -434,7 +443,7 @@ static int fav_http_new(lua_State *L) {
   h->ca_file = opt_str_dup(L, 1, "ca_file");
   /* keep as many idle connections as calls may be in flight, so that
    * call_many at high concurrency reuses them instead of reconnecting */
-  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, opt_count(L, 1, "max_connections", 128));
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, opt_count(L, 1, "max_connections", FAV_MAX_CONNECTIONS));
   h->next_id = 1;
   return 1;
 }

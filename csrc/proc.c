@@ -43,6 +43,12 @@ extern char **environ;
 #define FAV_PROC_MT "favcrm.Process"
 #define FAV_PROC_REAPER_MT "favcrm.ProcessReaper"
 #define FAV_PROC_GRAVE 64 /* killed children the reaper holds at once */
+/* Complete stdout lines held for one :poll at most: past either bound the
+ * pipe is left unread until :poll hands them out (the child then blocks on
+ * its write), so a server that writes without end costs bounded memory.
+ * One read may overshoot by its buffer (16 KiB). */
+#define FAV_PROC_QUEUE_BYTES ((size_t)1 << 20)
+#define FAV_PROC_QUEUE_LINES 1024
 
 /* The killed children not reaped yet (see the header comment). */
 typedef struct fav_reaper {
@@ -57,6 +63,7 @@ typedef struct fav_proc {
   size_t woff;
   fav_buf line;             /* the stdout line being read */
   fav_buf lines;            /* complete lines, each followed by '\n' */
+  size_t nlines;            /* how many lines holds */
   fav_buf errb;             /* stderr bytes not yet handed out */
   size_t max_line;
   int exited, status;   /* reaped, and how */
@@ -125,7 +132,7 @@ static void pump_io(fav_proc *p) {
     }
   }
   if (p->woff == p->wq.len) p->woff = p->wq.len = 0;
-  while (p->out >= 0) {
+  while (p->out >= 0 && p->lines.len < FAV_PROC_QUEUE_BYTES && p->nlines < FAV_PROC_QUEUE_LINES) {
     n = read(p->out, tmp, sizeof tmp);
     if (n > 0) {
       ssize_t i, start = 0;
@@ -138,6 +145,8 @@ static void pump_io(fav_proc *p) {
           if (fav_buf_add(&p->lines, p->line.p ? p->line.p : "", l, (size_t)-1) ||
               fav_buf_add(&p->lines, "\n", 1, (size_t)-1))
             p->too_large = 1;
+          else
+            p->nlines++;
         }
         p->line.len = 0;
         start = i + 1;
@@ -383,6 +392,7 @@ static int fav_proc_poll(lua_State *L) {
   }
   lua_setfield(L, -2, "lines");
   p->lines.len = 0;
+  p->nlines = 0;
   if (p->errb.len) {
     lua_pushlstring(L, p->errb.p, p->errb.len);
     lua_setfield(L, -2, "stderr");
@@ -412,6 +422,9 @@ static void wait_exit(fav_proc *p, int ms) {
   double deadline = fav_monotonic_ms() + ms;
   for (;;) {
     double left;
+    /* nobody reads lines any more: drop them, so the pipe keeps draining */
+    p->lines.len = 0;
+    p->nlines = 0;
     pump_io(p);
     try_reap(p, 0);
     if (p->exited) return;

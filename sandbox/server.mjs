@@ -85,7 +85,7 @@ let routedSeq = 0;
 let faults = [];
 let stats;
 function resetStats() {
-    stats = { requests: 0, by_method: {}, by_http_method: {}, last_headers: null, last_request: null, last_tool_name: null, last_tool_arguments: null, sessions_open: 0, sessions_created: 0, deleted_sessions: 0, session_lost: 0, cancelled: [], faults_applied: [], server_request_answers: [], last_server_request_answer: null, unauthorized: 0 };
+    stats = { requests: 0, by_method: {}, by_http_method: {}, last_headers: null, last_request: null, last_tool_name: null, last_tool_arguments: null, sessions_open: 0, sessions_created: 0, deleted_sessions: 0, session_lost: 0, cancelled: [], faults_applied: [], server_request_answers: [], last_server_request_answer: null, unauthorized: 0, connections: 0, connections_open: 0 };
 }
 resetStats();
 const bump = (o, k) => { o[k] = (o[k] || 0) + 1; };
@@ -457,6 +457,12 @@ const server = http.createServer(async (req, res) => {
         if (!res.headersSent) sendJson(res, 500, { jsonrpc: '2.0', error: { code: -32603, message: 'Internal error' }, id: null });
         else res.destroy();
     }
+});
+server.on('connection', sock => {
+    const st = stats;
+    st.connections++;
+    st.connections_open++;
+    sock.on('close', () => { st.connections_open--; });
 });
 server.keepAliveTimeout = 65000;
 server.headersTimeout = 66000;

@@ -117,7 +117,8 @@ function Client.new(opts)
   local transport
   if opts.command then
     transport = require("favcrm.transport.stdio").new({ command = opts.command, env = opts.env,
-      on_stderr = opts.on_stderr, max_event_bytes = opts.max_event_bytes })
+      on_stderr = opts.on_stderr, max_event_bytes = opts.max_event_bytes,
+      max_response_bytes = opts.max_response_bytes })
   end
   if opts.transport then
     -- session-level transports are used as they are; a user's object with

@@ -23,6 +23,12 @@ Session.SUPPORTED_VERSIONS = {
 local MAX_RESUMES = 3
 local MAX_REDIRECTS = 3
 local DRAIN_MS = 1000
+-- Our answers to server requests and our notifications: at most
+-- AUX_IN_FLIGHT on the wire at once (each holds a pooled connection), the
+-- rest wait in order; a server whose requests outrun AUX_QUEUE waiting
+-- answers is flooding us, and the call that carried them ends (protocol).
+local AUX_IN_FLIGHT = 4
+local AUX_QUEUE = 256
 
 local now = core.monotonic
 local null = json.null
@@ -52,6 +58,8 @@ function Session.new(opts)
     next_rpc = 0,
     ops = {},        -- transfer id -> op
     aux = {},        -- transfer id -> true (answers and notifications we sent)
+    aux_sending = 0, -- how many of those are "send" (see _send_aux)
+    aux_queue = {},  -- bodies waiting for one of them to end, oldest first
     by_token = {},   -- progress token -> op
     async_cos = setmetatable({}, { __mode = "k" }), -- coroutines of async handles
     timers = {},     -- pseudo-ops that are done at wake_at (Session:sleep)
@@ -92,14 +100,39 @@ end
 
 -- Sends a message we do not wait for (a notification, or our answer to a
 -- server request). Its outcome only matters as far as the transport goes.
+-- At most AUX_IN_FLIGHT are sent at once; the others wait in aux_queue.
 function Session:_send_aux(msg)
   local body = json.wire(msg)
+  if self.aux_sending >= AUX_IN_FLIGHT then
+    local q = self.aux_queue
+    q[#q + 1] = body
+    return true
+  end
+  return self:_start_aux(body)
+end
+
+function Session:_start_aux(body)
   local tid, err = self.transport:start({
     method = "POST", url = self.url, headers = self:_headers(), body = body,
     auth = self.auth, timeout_ms = 10000,
   })
-  if tid then self.aux[tid] = true end
+  if tid then
+    self.aux[tid] = "send"
+    self.aux_sending = self.aux_sending + 1
+  end
   return tid, err
+end
+
+-- An auxiliary transfer ended: forget it, and send the next waiting body.
+function Session:_aux_done(tid)
+  local kind = self.aux[tid]
+  self.aux[tid] = nil
+  if kind ~= "send" then return end
+  self.aux_sending = self.aux_sending - 1
+  local q = self.aux_queue
+  if q[1] ~= nil and self.aux_sending < AUX_IN_FLIGHT then
+    self:_start_aux(table.remove(q, 1))
+  end
 end
 
 -- Starts (or restarts) the op's HTTP exchange.
@@ -321,6 +354,11 @@ function Session:_on_message(op, msg)
     return
   end
   if msg.method ~= nil and msg.id ~= nil and msg.id ~= null then
+    if #self.aux_queue >= AUX_QUEUE then
+      self.aux_queue = {} -- answers to the stream being cut: moot
+      return self:_finish(op, nil, errors.new("protocol", "the server sent requests faster than they can be "
+        .. "answered (" .. AUX_QUEUE .. " answers waiting)"))
+    end
     return self:_answer_server_request(op, msg)
   end
   if msg.method ~= nil then
@@ -494,7 +532,7 @@ function Session:pump(max_wait)
         self.resuming[op] = true
       end
     elseif self.aux[item.id] and item.type == "done" then
-      self.aux[item.id] = nil
+      self:_aux_done(item.id)
     end
   end
   self:_fire_timers(now())
@@ -522,7 +560,7 @@ function Session:drain(ms)
   while next(self.aux) ~= nil and now() < deadline do
     local items = self.transport:poll(math.max(1, math.floor((deadline - now()) * 1000)))
     for _, item in ipairs(items) do
-      if item.type == "done" then self.aux[item.id] = nil end
+      if item.type == "done" then self:_aux_done(item.id) end
       local op = self.ops[item.id]
       if op then self:_on_item(op, item) end
     end

@@ -3,7 +3,7 @@
 export const FAULTS = new Set([
     'close_mid_headers', 'close_mid_body', 'drip', 'sse_truncated', 'sse_huge_event', 'huge_body',
     'invalid_json', 'unknown_id', 'duplicate_id', 'missing_jsonrpc', 'bad_content_type', 'status',
-    'session_lost', 'redirect', 'server_request', 'invalid_utf8',
+    'session_lost', 'redirect', 'server_request', 'invalid_utf8', 'server_request_flood', 'huge_headers',
 ]);
 
 const MiB = 1024 * 1024;
@@ -180,6 +180,44 @@ export async function applyFault(f, ctx) {
             const r = await ctx.compute();
             for (const one of Array.isArray(r) ? r : [r]) res.write(sseEvent(one));
             res.end();
+            return;
+        }
+        case 'server_request_flood': {
+            // `count` server requests in one answer stream, written as fast as
+            // the socket takes them, then (if the client still listens after
+            // wait_ms) the real response.
+            res.writeHead(200, baseHeaders(req, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }));
+            const count = f.count ?? 20000;
+            const waitMs = f.wait_ms ?? 10000;
+            let batch = '';
+            for (let i = 0; i < count && !res.destroyed; i++) {
+                batch += sseEvent(ctx.registerServerRequest(f.method ?? 'ping', f.params ?? {}, waitMs).message);
+                if (batch.length >= 16384 || i === count - 1) {
+                    const ok = res.write(batch);
+                    batch = '';
+                    if (!ok) await drained(res);
+                }
+            }
+            if (res.destroyed) return;
+            await new Promise(resolve => {
+                const timer = setTimeout(resolve, waitMs);
+                res.on('close', () => { clearTimeout(timer); resolve(); });
+            });
+            if (res.destroyed) return;
+            const r = await ctx.compute();
+            for (const one of Array.isArray(r) ? r : [r]) res.write(sseEvent(one));
+            res.end();
+            return;
+        }
+        case 'huge_headers': {
+            // the real JSON response behind about `bytes` bytes of headers
+            const bytes = f.bytes ?? 256 * 1024;
+            const text = JSON.stringify(await ctx.compute());
+            const headers = baseHeaders(req, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+            const value = 'x'.repeat(1000);
+            for (let i = 0; i * 1010 < bytes; i++) headers[`x-junk-${i}`] = value;
+            res.writeHead(200, headers);
+            res.end(text);
             return;
         }
         default:

@@ -9,13 +9,20 @@ local Stdio = {}
 Stdio.__index = Stdio
 
 local STDERR_KEEP = 8192
+local MAX_RESPONSE = 32 * 1024 * 1024
 
 --- stdio.new{command = {prog, args...}, env = {NAME = value}, on_stderr =,
--- max_event_bytes =, grace_ms =} -> transport, or nil, err
+-- max_event_bytes =, max_response_bytes =, grace_ms =} -> transport, or nil, err
+-- Like an HTTP event stream, an open request is charged every stdout byte
+-- that arrives while it is the oldest one (the server's requests,
+-- notifications and stray lines ride on it) plus its answer; past
+-- max_response_bytes (default 32 MiB) it ends with too_large.
 -- The child starts with the first request (favcrm.new does no I/O).
 local function new(opts)
   return setmetatable({
     command = opts.command, env = opts.env, max_event_bytes = opts.max_event_bytes,
+    max_response = opts.max_response_bytes or MAX_RESPONSE,
+    charged = {}, -- transfer id -> stdout bytes charged to it
     name = opts.command[1],
     on_stderr = opts.on_stderr,
     grace_ms = opts.grace_ms or 2000,
@@ -38,6 +45,7 @@ local function forget(self, tid)
   if rpc == nil then return end
   self.open[tid] = nil
   self.by_rpc[rpc] = nil
+  self.charged[tid] = nil
   for i, t in ipairs(self.order) do
     if t == tid then table.remove(self.order, i) break end
   end
@@ -92,11 +100,30 @@ function Stdio:start(req)
   return tid
 end
 
+-- Charges n bytes to open request tid; true when that ended it (too_large).
+function Stdio:_charge(tid, n)
+  local total = (self.charged[tid] or 0) + n + 1
+  if total <= self.max_response then
+    self.charged[tid] = total
+    return false
+  end
+  push(self, { type = "done", id = tid, error = "too_large",
+    message = "the server wrote more than max_response_bytes (" .. self.max_response .. ") during one request" })
+  forget(self, tid)
+  return true
+end
+
 function Stdio:_line(line)
   local msg = json.decode_plain(line)
+  if type(msg) ~= "table" or msg.method ~= nil or msg.id == nil then
+    -- not an answer: charged to the oldest open request, which carries it
+    local tid = self.order[1]
+    if tid and self:_charge(tid, #line) then return end
+  end
   if type(msg) ~= "table" then return end -- not JSON-RPC: ignored, as the spec allows logging only on stderr
   if msg.method == nil and msg.id ~= nil then
     local tid = self.by_rpc[tostring(msg.id)]
+    if tid and self:_charge(tid, #line) then return end
     if tid then
       push(self, { type = "event", id = tid, data = line, event = "message" })
       push(self, { type = "done", id = tid, status = 200, sse = true })
