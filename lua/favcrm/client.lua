@@ -461,7 +461,7 @@ function Client:call(name, args, opts)
   end
   if tries > 0 and rerr then rerr.retries = tries end
   if not result then
-    if rerr.code == "protocol" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
+    if rerr.code == "invalid_arguments" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
       return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'", { tool = name })
     end
     return nil, rerr
