@@ -343,6 +343,8 @@ function Session:_on_message(op, msg)
         if cb then cb(p) end
       end
     elseif msg.method == "notifications/message" then
+      -- a server's log line: the key it may echo is masked (errors.redact)
+      if type(p.data) == "string" then p.data = errors.redact(p.data) end
       if self.cb.log then self.cb.log(p) end
     end
     return
