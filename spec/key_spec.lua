@@ -61,7 +61,8 @@ describe("the API key", function()
       local key = assert(core.read_secret_file(arg and os.getenv("KEY_FILE")))
       local function run(env)
         local seen = {}
-        local c = assert(favcrm.new({ command = { "sh", "-c", "env >&2; echo \"key=$FAVCRM_API_KEY\" >&2; exit 3" }, env = env, timeout = 5,
+        local sh = "env >&2; echo \"key=$FAVCRM_API_KEY\" >&2; exit 3"
+        local c = assert(favcrm.new({ command = { "sh", "-c", sh }, env = env, timeout = 5,
           on_stderr = function(chunk) seen[#seen + 1] = chunk end }))
         local _, err = c:call("anything", {}, { validate = false })
         c:close()
