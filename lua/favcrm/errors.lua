@@ -59,6 +59,7 @@ local protected = setmetatable({}, { __mode = "k" }) -- favcrm.Secret -> true
 
 --- errors.protect(secret): masks this secret's text in every later message
 -- while the secret is alive and open (clients protect their key).
+---@param secret any a favcrm.Secret (anything else is ignored)
 function M.protect(secret)
   if has_core and core.is_secret(secret) then protected[secret] = true end
 end
@@ -71,6 +72,8 @@ end
 --- errors.redact(text) -> text with the protected keys and anything shaped
 -- like a key (fav_mcp_ followed by key characters) masked. Other values
 -- come back as they are.
+---@param text any the text to redact
+---@return any text the redacted text (a non-string as it came)
 function M.redact(text)
   if type(text) ~= "string" then return text end
   if has_core and next(protected) ~= nil then
