@@ -121,7 +121,77 @@ static int fs_fill_tmp(int fd, mode_t mode, const char *data, size_t len) {
   return e;
 }
 
-/* core.write_file_atomic(path, data [, mode]): takes a path, a string and
+/* Writes the TOML basic-string form of the n bytes at p ('"' ... '"', with
+ * \" \\ and the control bytes as \uXXXX) to out, or only counts when out
+ * is NULL. Returns its length. Makes no Lua call. */
+static size_t fs_toml_quote(char *out, const char *p, size_t n) {
+  size_t i, o = 0;
+  if (out) out[o] = '"';
+  o++;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == '"' || c == '\\') {
+      if (out) { out[o] = '\\'; out[o + 1] = (char)c; }
+      o += 2;
+    } else if (c < 0x20 || c == 0x7f) {
+      if (out) snprintf(out + o, 7, "\\u%04X", c);
+      o += 6;
+    } else {
+      if (out) out[o] = (char)c;
+      o++;
+    }
+  }
+  if (out) out[o] = '"';
+  return o + 1;
+}
+
+/* The data argument of write_file_atomic, at index 2: a string, or a list
+ * of strings and open favcrm.Secrets, each secret written as a quoted TOML
+ * string from its own bytes (so a key goes to the file without ever being
+ * a Lua string). A list is assembled into a userdata that replaces it at
+ * index 2; *wipe is set then, and the caller wipes the bytes once written.
+ * Raises on a bad item. */
+static const char *fs_data(lua_State *L, size_t *len, int *wipe) {
+  size_t i, n, total = 0, o = 0;
+  char *buf;
+  *wipe = 0;
+  if (lua_type(L, 2) == LUA_TSTRING) return lua_tolstring(L, 2, len);
+  luaL_argcheck(L, lua_istable(L, 2), 2, "string or list of strings and secrets expected");
+  n = lua_rawlen(L, 2);
+  for (i = 1; i <= n; i++) {
+    size_t l;
+    const char *sp;
+    lua_rawgeti(L, 2, (int)i);
+    if (lua_type(L, -1) == LUA_TSTRING) total += lua_rawlen(L, -1);
+    else if ((sp = fav_secret_get(L, -1, &l)) != NULL) total += fs_toml_quote(NULL, sp, l);
+    else luaL_argerror(L, 2, "list items must be strings or open secrets");
+    lua_pop(L, 1);
+  }
+  buf = lua_newuserdatauv(L, total + 1, 0);
+  for (i = 1; i <= n; i++) {
+    size_t l;
+    const char *sp;
+    lua_rawgeti(L, 2, (int)i);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      sp = lua_tolstring(L, -1, &l);
+      memcpy(buf + o, sp, l);
+      o += l;
+    } else {
+      sp = fav_secret_get(L, -1, &l);
+      o += fs_toml_quote(buf + o, sp, l);
+    }
+    lua_pop(L, 1);
+  }
+  buf[o] = '\0';
+  lua_replace(L, 2);
+  *wipe = 1;
+  *len = o;
+  return buf;
+}
+
+/* core.write_file_atomic(path, data [, mode]): takes a path, data (a string,
+ * or a list of strings and secrets: see fs_data; the assembled bytes are
+ * wiped once written) and
  * permission bits (default 0600); writes data to ".<name>.tmp.<pid>.<rand>"
  * in path's folder (O_CREAT|O_EXCL, exact mode), fsyncs it, renames it over
  * path and fsyncs the folder. Returns true, or nil, err (code "io"; the
@@ -131,13 +201,12 @@ static int fs_write_file_atomic(lua_State *L) {
   const char *path = fs_checkpath(L, 1, &plen);
   const char *data, *slash, *base, *dir, *tmp = NULL;
   mode_t mode;
-  int fd = -1, e = 0, dfd;
+  int fd = -1, e = 0, dfd, wipe;
   unsigned attempt;
   char rnd[17];
-  luaL_checktype(L, 2, LUA_TSTRING);
-  data = lua_tolstring(L, 2, &dlen);
   mode = fs_checkmode(L, 3, 1, 0600);
   lua_settop(L, 3);
+  data = fs_data(L, &dlen, &wipe);
   slash = strrchr(path, '/');
   base = slash ? slash + 1 : path;
   luaL_argcheck(L, *base != '\0', 1, "path must name a file, not a folder");
@@ -156,6 +225,7 @@ static int fs_write_file_atomic(lua_State *L) {
   if (fd < 0) return fs_error(L, FAV_EIO, path, errno);
   /* fd is open: no Lua call until it is closed */
   e = fs_fill_tmp(fd, mode, data, dlen);
+  if (wipe) fav_wipe((void *)data, dlen);
   if (e == 0 && rename(tmp, path) != 0) e = errno;
   if (e != 0) {
     unlink(tmp);
@@ -435,6 +505,32 @@ static int fs_read_secret_line(lua_State *L) {
   return 1;
 }
 
+/* core.read_secret_file(path): reads the first line of the file (at most
+ * 4096 bytes, without its line end) straight into a new favcrm.Secret and
+ * returns it, or nil, err ("not_found", "too_large", "io"). The key never
+ * becomes a Lua string. Raises on a bad path or memory failure. */
+static int fs_read_secret_file(lua_State *L) {
+  const char *path = fs_checkpath(L, 1, NULL);
+  size_t n = 0;
+  char *buf;
+  int fd, e;
+  lua_settop(L, 1);
+  buf = fav_secret_pushbuf(L, FS_SECRET_LINE_MAX); /* index 2 */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return fs_errno(L, path, errno);
+  e = fs_read_line(fd, buf, FS_SECRET_LINE_MAX, &n);
+  close(fd);
+  if (e == FS_LINE_EOF) e = 0, n = 0;
+  if (e != 0) {
+    fav_wipe(buf, FS_SECRET_LINE_MAX);
+    if (e == FS_LINE_TOO_LONG) return fs_error(L, FAV_ETOO_LARGE, "the first line is longer than 4096 bytes", 0);
+    return fs_error(L, FAV_EIO, path, e);
+  }
+  fav_secret_setlen(L, 2, n);
+  lua_settop(L, 2);
+  return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
   {"write_file_atomic", fs_write_file_atomic},
   {"mkdir_p", fs_mkdir_p},
@@ -448,6 +544,7 @@ static const luaL_Reg fs_funcs[] = {
   {"getpid", fs_getpid},
   {"isatty", fs_isatty},
   {"read_secret_line", fs_read_secret_line},
+  {"read_secret_file", fs_read_secret_file},
   {NULL, NULL}
 };
 

@@ -89,6 +89,45 @@ typedef struct fav_http {
 
 static int curl_ready = 0;
 
+/* ---- libcurl's memory: wiped when freed ------------------------------ *
+ * libcurl copies the Authorization line into its own buffers (the header
+ * list, the request it sends); freed memory keeps its bytes until reused.
+ * favcrm gives libcurl an allocator whose free (and realloc, which moves)
+ * zeroes the block first, so nothing libcurl had is left in the heap. It
+ * only takes effect when favcrm is the first to initialise libcurl in the
+ * process (docs/LIMITS.md). Needs malloc_usable_size (glibc, musl). */
+#if defined(__GLIBC__) || defined(__linux__)
+#include <malloc.h>
+#define FAV_WIPING_ALLOC 1
+
+static void *wa_malloc(size_t n) { return malloc(n); }
+static void *wa_calloc(size_t a, size_t b) { return calloc(a, b); }
+static char *wa_strdup(const char *p) {
+  size_t n = strlen(p) + 1;
+  char *q = malloc(n);
+  if (q) memcpy(q, p, n);
+  return q;
+}
+static void wa_free(void *p) {
+  if (!p) return;
+  fav_wipe(p, malloc_usable_size(p));
+  free(p);
+}
+static void *wa_realloc(void *p, size_t n) {
+  size_t old;
+  void *q;
+  if (!p) return malloc(n);
+  if (n == 0) n = 1;
+  old = malloc_usable_size(p);
+  if (n <= old) return p; /* fits: the block stays where it is */
+  q = malloc(n);
+  if (!q) return NULL;
+  memcpy(q, p, old);
+  wa_free(p);
+  return q;
+}
+#endif
+
 /* ---- small helpers (no Lua) ---------------------------------------- */
 
 static char *dupmem(const char *s, size_t n) {
@@ -844,7 +883,12 @@ int fav_http_open(lua_State *L) {
     {"close", fav_http_close},
     {NULL, NULL}};
   if (!curl_ready) {
+#ifdef FAV_WIPING_ALLOC
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wa_malloc, wa_free, wa_realloc, wa_strdup, wa_calloc) != CURLE_OK)
+      return luaL_error(L, "curl_global_init failed");
+#else
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
+#endif
     curl_ready = 1;
   }
   static const luaL_Reg meta[] = {{"__tostring", fav_http_tostring}, {NULL, NULL}};

@@ -212,6 +212,21 @@ static void reaper_sweep(fav_reaper *r) {
   }
 }
 
+/* True when the environment entry name (n bytes) holds a FavCRM secret a
+ * child must not inherit: FAVCRM_API_KEY, FAVCRM_MCP_TOKEN, and any other
+ * FAVCRM_* name with KEY, TOKEN, SECRET or PASSWORD in it. Never raises. */
+static int secret_env_name(const char *name, size_t n) {
+  static const char *const words[] = {"KEY", "TOKEN", "SECRET", "PASSWORD", NULL};
+  int i;
+  if (n < 7 || memcmp(name, "FAVCRM_", 7) != 0) return 0;
+  for (i = 0; words[i]; i++) {
+    size_t w = strlen(words[i]), j;
+    for (j = 7; j + w <= n; j++)
+      if (memcmp(name + j, words[i], w) == 0) return 1;
+  }
+  return 0;
+}
+
 static fav_proc *check_proc(lua_State *L) {
   return luaL_checkudata(L, 1, FAV_PROC_MT);
 }
@@ -219,8 +234,10 @@ static fav_proc *check_proc(lua_State *L) {
 /* core.spawn(argv, env [, max_line]) -> process, or nil, err. argv is a
  * list of strings (argv[1] is looked up in PATH); env, when given, is a
  * table of extra NAME = value pairs on top of this process's environment
- * (a value of false removes the name). Upvalue 1: the reaper, swept first.
- * Misuse raises. */
+ * (a value of false removes the name). The child never inherits a FavCRM
+ * secret (FAVCRM_API_KEY, FAVCRM_MCP_TOKEN, other FAVCRM_*KEY/TOKEN/SECRET/
+ * PASSWORD names: see secret_env_name): only env can pass one on.
+ * Upvalue 1: the reaper, swept first. Misuse raises. */
 static int fav_proc_spawn(lua_State *L) {
   fav_proc *p;
   size_t i, argc, envc = 0;
@@ -236,6 +253,10 @@ static int fav_proc_spawn(lua_State *L) {
   argc = lua_rawlen(L, 1);
   if (argc == 0) return luaL_argerror(L, 1, "the command list is empty");
   lua_settop(L, 3);
+  if (lua_isnil(L, 2)) { /* no env: this process's, secrets scrubbed */
+    lua_newtable(L);
+    lua_replace(L, 2);
+  }
   /* argv and envp live in Lua-owned memory (userdata anchored on the
    * stack), so a raise while building them leaks nothing */
   argv = lua_newuserdatauv(L, sizeof(char *) * (argc + 1), 0); /* 4 */
@@ -284,7 +305,7 @@ static int fav_proc_spawn(lua_State *L) {
       lua_rawget(L, 2);
       overridden = !lua_isnil(L, -1);
       lua_pop(L, 1);
-      if (!overridden) envp[envc++] = *e;
+      if (!overridden && !secret_env_name(*e, nl)) envp[envc++] = *e;
     }
     envp[envc] = NULL;
     for (k = envc; k <= nenv; k++) envp[k] = NULL;

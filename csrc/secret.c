@@ -9,7 +9,12 @@
  * Masking is by bytes: API keys are ASCII. */
 #include "secret.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #if defined(__GLIBC__) && defined(__USE_MISC) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
@@ -35,6 +40,66 @@ void fav_wipe(void *p, size_t n) {
 #endif
 }
 
+/* ---- no core dumps while a secret is alive ----------------------------
+ * A core file would hold every open secret. From the first open secret to
+ * the last one's close, the process makes no core dump: RLIMIT_CORE's soft
+ * limit is 0 and, on Linux, PR_SET_DUMPABLE is 0 (which also keeps pipe
+ * core handlers such as systemd-coredump away, and other same-user
+ * processes from ptrace and /proc/PID/mem). Both are restored when the
+ * last secret is closed. Opt out with FAVCRM_ALLOW_CORE_DUMPS=1 in the
+ * environment (read at the first secret) or core.core_dumps(true). */
+static long live_secrets = 0;
+static int dumps_optout = -1; /* -1: not decided yet */
+static int dumps_blocked = 0;
+static struct rlimit saved_core;
+static int saved_dumpable = 1;
+
+static void dumps_block(void) {
+  struct rlimit off;
+  if (dumps_optout < 0) {
+    const char *v = getenv("FAVCRM_ALLOW_CORE_DUMPS");
+    dumps_optout = v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+  }
+  if (dumps_optout || dumps_blocked) return;
+  if (getrlimit(RLIMIT_CORE, &saved_core) == 0) {
+    off = saved_core;
+    off.rlim_cur = 0;
+    setrlimit(RLIMIT_CORE, &off);
+  }
+#ifdef __linux__
+  saved_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+  if (saved_dumpable < 0) saved_dumpable = 1;
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
+  dumps_blocked = 1;
+}
+
+static void dumps_restore(void) {
+  if (!dumps_blocked) return;
+  setrlimit(RLIMIT_CORE, &saved_core);
+#ifdef __linux__
+  prctl(PR_SET_DUMPABLE, (unsigned long)saved_dumpable, 0, 0, 0);
+#endif
+  dumps_blocked = 0;
+}
+
+/* core.core_dumps([allow]) -> allowed, blocked_now. With a boolean, sets
+ * the opt-out: true allows core dumps while secrets are alive (restoring
+ * the limits at once), false blocks them again from the next secret on
+ * (at once when one is alive). Returns whether they are allowed and
+ * whether they are blocked right now. */
+static int secret_core_dumps(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    dumps_optout = lua_toboolean(L, 1);
+    if (dumps_optout) dumps_restore();
+    else if (live_secrets > 0) dumps_block();
+  }
+  lua_pushboolean(L, dumps_optout == 1);
+  lua_pushboolean(L, dumps_blocked);
+  return 2;
+}
+
 /* The secret at idx or NULL (not a secret). Never raises. */
 static secret_ud *secret_test(lua_State *L, int idx) {
   return (secret_ud *)luaL_testudata(L, idx, FAV_SECRET_MT);
@@ -53,9 +118,11 @@ char *fav_secret_pushbuf(lua_State *L, size_t cap) {
   s = (secret_ud *)lua_newuserdatauv(L, sizeof(secret_ud) + cap + 1, 0);
   s->len = 0;
   s->cap = cap;
-  s->closed = 0;
+  s->closed = 1; /* open (and counted) once the metatable is set */
   memset(s->bytes, 0, cap + 1);
   luaL_setmetatable(L, FAV_SECRET_MT);
+  s->closed = 0;
+  if (live_secrets++ == 0) dumps_block();
   return s->bytes;
 }
 
@@ -142,6 +209,7 @@ static int secret_close(lua_State *L) {
     fav_wipe(s->bytes, s->cap + 1);
     s->len = 0;
     s->closed = 1;
+    if (--live_secrets == 0) dumps_restore();
   }
   return 0;
 }
@@ -199,6 +267,42 @@ static int secret_mask_key(lua_State *L) {
   }
   if (secret_test(L, 1) != NULL) return secret_mask(L);
   return luaL_argerror(L, 1, "string or favcrm.Secret expected");
+}
+
+/* core.redact(text, secret...) -> text with every occurrence of each open
+ * secret's bytes (of 8 bytes or more) replaced by its mask
+ * ("fav_mcp_...cdef"); the same string when none occurs. Arguments after
+ * text that are not open secrets are skipped. The secret's bytes never
+ * become a Lua string. Raises when text is not a string. */
+static int secret_redact(lua_State *L) {
+  int i, top = lua_gettop(L);
+  luaL_checktype(L, 1, LUA_TSTRING);
+  for (i = 2; i <= top; i++) {
+    secret_ud *s = secret_test(L, i);
+    size_t tlen, k, from = 0;
+    const char *t;
+    luaL_Buffer b;
+    int found = 0;
+    if (s == NULL || s->closed || s->len < 8) continue;
+    t = lua_tolstring(L, 1, &tlen);
+    for (k = 0; k + s->len <= tlen; k++) {
+      if (t[k] != s->bytes[0] || memcmp(t + k, s->bytes, s->len) != 0) continue;
+      if (!found) luaL_buffinit(L, &b);
+      found = 1;
+      luaL_addlstring(&b, t + from, k - from);
+      secret_push_masked(L, s->bytes, s->len);
+      luaL_addvalue(&b);
+      k += s->len - 1;
+      from = k + 1;
+    }
+    if (found) {
+      luaL_addlstring(&b, t + from, tlen - from);
+      luaL_pushresult(&b);
+      lua_replace(L, 1);
+    }
+  }
+  lua_settop(L, 1);
+  return 1;
 }
 
 /* core.is_secret(v): true when v is a favcrm.Secret (open or closed),
@@ -274,6 +378,8 @@ static const luaL_Reg secret_funcs[] = {
   {"is_secret", secret_is_secret},
   {"mask_key", secret_mask_key},
   {"mask_email", secret_mask_email},
+  {"redact", secret_redact},
+  {"core_dumps", secret_core_dumps},
   {NULL, NULL}
 };
 

@@ -99,5 +99,68 @@ describe("favcrm.json", function()
       assert.is_nil(text)
       assert.is_string(err)
     end)
+
+    -- lua-cjson prints 14 significant digits: 123456789012345 left as
+    -- 123456789012340 (issue 14).
+    it("writes every integer Lua holds exactly as its exact digits", function()
+      local cases = {
+        { 123456789012345, "123456789012345" }, { -123456789012345, "-123456789012345" },
+        { 99999999999999, "99999999999999" }, { 2 ^ 53, "9007199254740992" }, { -2 ^ 53, "-9007199254740992" },
+        { 1e15, "1000000000000000" }, { 2 ^ 63, nil },
+      }
+      if math.type then -- 5.3+: 64-bit integers
+        cases[#cases + 1] = { math.maxinteger, "9223372036854775807" }
+        cases[#cases + 1] = { math.mininteger, "-9223372036854775808" }
+        cases[#cases + 1] = { 9007199254740993, "9007199254740993" }
+        cases[#cases + 1] = { 1234567890123456789, "1234567890123456789" }
+      end
+      for _, c in ipairs(cases) do
+        local text = assert(json.wire({ n = c[1], list = { c[1] }, e = json.array() }))
+        if c[2] then
+          assert.matches('"n":' .. c[2]:gsub("%-", "%%-") .. "[,}]", text)
+          assert.matches("%[" .. c[2]:gsub("%-", "%%-") .. "%]", text)
+          assert.equal(c[2], json.encode(c[1]))
+        end
+        assert.matches('"e":%[%]', text)
+      end
+      -- nothing else changes: small integers, fractions, strings shaped like the marker
+      assert.equal('[1,-2,0.5,"123456789012345"]', json.wire({ 1, -2, 0.5, "123456789012345" }))
+    end)
+
+    it("leaves the caller's table untouched", function()
+      local v = { n = 123456789012345, sub = { m = 2 ^ 53 } }
+      assert(json.wire(v))
+      assert.equal(123456789012345, v.n)
+      assert.equal(2 ^ 53, v.sub.m)
+    end)
+  end)
+
+  describe("on the wire (sandbox)", function()
+    local favcrm = require("favcrm")
+    local sandbox = require("spec.support.sandbox")
+
+    it("a 15-digit integer and 2^53 reach the server exactly", function()
+      local c = favcrm.new({ url = sandbox.url(), api_key = sandbox.account(), timeout = 10 })
+      for _, n in ipairs({ 123456789012345, -123456789012345, 2 ^ 53 - 1, 2 ^ 53 }) do
+        local data = assert(c:call("sandbox_echo", { value = n }))
+        -- the server echoes what it parsed; JSON numbers there are doubles too
+        assert.equal(string.format("%.0f", n), string.format("%.0f", data))
+      end
+      c:close()
+    end)
+
+    it("a JSON-RPC error code comes back as an integer; -32602 is invalid_arguments", function()
+      local c = favcrm.new({ url = sandbox.url(), api_key = sandbox.account(), timeout = 10 })
+      local res, err = c.session:request("tools/call", { name = "no_such_tool_here", arguments = {} })
+      assert.is_nil(res)
+      assert.equal("invalid_arguments", err.code)
+      assert.equal(-32602, err.rpc_code)
+      if math.type then assert.equal("integer", math.type(err.rpc_code)) end
+      assert.equal("-32602", tostring(err.rpc_code))
+      -- the client still turns an unknown tool into unknown_tool
+      local _, uerr = c:call("no_such_tool_here", {}, { validate = false })
+      assert.equal("unknown_tool", uerr.code)
+      c:close()
+    end)
   end)
 end)

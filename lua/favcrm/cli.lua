@@ -75,7 +75,7 @@ function Ctx:say(...)
 end
 
 function Ctx:warn(text)
-  self.stderr:write(self:paint("favcrm: warning: ", "yellow", "stderr"), text, "\n")
+  self.stderr:write(self:paint("favcrm: warning: ", "yellow", "stderr"), errors.redact(text), "\n")
 end
 
 function Ctx:json_out(value, guide)
@@ -132,10 +132,17 @@ function Ctx:fail(err, code)
   if code == EXIT.usage and err.code == "usage" and self.usage_of then
     lines[#lines + 1] = "  see: favcrm " .. self.usage_of .. " --help"
   end
-  self.stderr:write(table.concat(lines, "\n"), "\n")
+  -- what a server or a child sent may hold the key: errors.redact masks it
+  self.stderr:write(errors.redact(table.concat(lines, "\n")), "\n")
   if self.flags and self.flags.json then
-    self:json_out({ ok = false, error = { code = err.code, message = err.message, hint = hint,
-      retryAfter = err.retry_after, field = err.field, suggestions = err.suggestions, exit = code } },
+    local sugg = err.suggestions
+    if type(sugg) == "table" then
+      sugg = {}
+      for i, s in ipairs(err.suggestions) do sugg[i] = errors.redact(s) end
+    end
+    self:json_out({ ok = false, error = { code = err.code, message = errors.redact(err.message),
+      hint = errors.redact(hint), retryAfter = err.retry_after, field = errors.redact(err.field),
+      suggestions = sugg, exit = code } },
       G.struct({ error = G.struct({ suggestions = G.list(nil) }) }))
   end
   return code

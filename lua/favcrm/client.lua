@@ -54,6 +54,10 @@ local function check_opts(opts)
       error("favcrm.new: option '" .. k .. "' must be a positive number", 3)
     end
   end
+  if opts.user_agent and opts.user_agent:find("[%c]") then
+    -- a CR or LF would start a header of the caller's choosing
+    error("favcrm.new: option 'user_agent' holds a line break or another control character", 3)
+  end
   if opts.api_key ~= nil and type(opts.api_key) == "userdata" and not core.is_secret(opts.api_key) then
     error("favcrm.new: option 'api_key' must be a string or a favcrm.secret", 3)
   end
@@ -70,7 +74,16 @@ local function header_list(h)
   local list = {}
   for k, v in pairs(h or {}) do
     if type(k) == "number" then
-      list[#list + 1] = tostring(v)
+      -- the list form, {"Name: value", ...}: the same checks as the map form
+      local name = type(v) == "string" and v:match("^([^:]*):") or nil
+      if not name or name:find("^%s*$") or name:find("[%c%s]") or v:find("[\r\n%z]") then
+        error("favcrm.new: option 'headers' item " .. tostring(k)
+          .. " must be one line \"Name: value\" (a name without spaces, no line break)", 4)
+      end
+      if name:lower() == "authorization" then
+        error("favcrm.new: do not pass Authorization in 'headers'; use the 'api_key' option", 4)
+      end
+      list[#list + 1] = v
     else
       if type(k) ~= "string" or type(v) ~= "string" then
         error("favcrm.new: option 'headers' must map header names to strings", 4)
@@ -112,6 +125,14 @@ function Client.new(opts)
   if not resolved then return nil, rerr end
   local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
   if type(key) == "string" then key = core.secret(key) end
+  errors.protect(key)
+  if type(opts.api_key) == "string" then
+    -- keep no plain copy: the client's options hold the secret instead
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.api_key = key
+    opts = copy
+  end
   local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
     .. "; " .. core.curl_version() .. ")")
   local transport
@@ -174,6 +195,7 @@ function Client:set_api_key(key, source)
   elseif not core.is_secret(key) then
     error("bad argument #1 to 'set_api_key' (string or favcrm.secret expected, got " .. type(key) .. ")", 2)
   end
+  errors.protect(key)
   self.session.auth = key
   self.key_source = source or "option"
 end
@@ -499,7 +521,7 @@ function Client:call(name, args, opts)
   end
   if tries > 0 and rerr then rerr.retries = tries end
   if not result then
-    if rerr.code == "protocol" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
+    if rerr.code == "invalid_arguments" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
       return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'", { tool = name })
     end
     return nil, rerr

@@ -512,22 +512,31 @@ local function save_locked(fields, path)
       values[k] = v
     end
   end
-  local lines = { "# favcrm: written by favcrm-lua. Keep this file private (mode 0600)." }
+  -- the file's text as a list of strings and secrets: core.write_file_atomic
+  -- writes a secret quoted from its own bytes, so the key never becomes a
+  -- Lua string on its way to the file
+  local parts = { "# favcrm: written by favcrm-lua. Keep this file private (mode 0600).\n" }
   local seen = {}
   for _, k in ipairs(order) do
     if not seen[k] then
       seen[k] = true
       local v = values[k]
       if type(v) == "table" then
-        lines[#lines + 1] = v.raw
+        parts[#parts + 1] = v.raw .. "\n"
       elseif v ~= false and v ~= nil then
-        local s = type(v) == "string" and v or v:reveal()
-        lines[#lines + 1] = (k:match("^[%w_%-]+$") and k or quote(k)) .. " = " .. quote(s)
+        local name = (k:match("^[%w_%-]+$") and k or quote(k)) .. " = "
+        if type(v) == "string" then
+          parts[#parts + 1] = name .. quote(v) .. "\n"
+        else
+          parts[#parts + 1] = name
+          parts[#parts + 1] = v
+          parts[#parts + 1] = "\n"
+        end
       end
     end
   end
-  local text = table.concat(lines, "\n") .. "\n" .. (tail ~= "" and ("\n" .. tail .. "\n") or "")
-  local ok, werr = core.write_file_atomic(path, text, tonumber("600", 8))
+  if tail ~= "" then parts[#parts + 1] = "\n" .. tail .. "\n" end
+  local ok, werr = core.write_file_atomic(path, parts, tonumber("600", 8))
   if not ok then return nil, errors.wrap(werr) end
   return path
 end

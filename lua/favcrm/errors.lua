@@ -7,6 +7,7 @@
 -- M.CODES is the one list of codes (docs/ERRORS.md says the same, and
 -- spec/errors_spec.lua checks that they agree). A new code is added to both,
 -- never invented ad hoc: errors.new raises on a code not in the list.
+local has_core, core = pcall(require, "favcrm.core")
 
 --- An expected failure, as `nil, err` gives it; `tostring(err)` is
 -- `favcrm: CODE: message`. Other fields fit the code.
@@ -64,6 +65,55 @@ M.CODES = {
   no_key = "favcrm CLI: the command needs an API key and none is configured (exit status 3)",
 }
 
+---------------------------------------------------------------------------
+-- The redactor: every message built from what a server or a child sent
+-- passes it (errors.new and errors.wrap run it on `message`, `hint` and a
+-- text `data`; the CLI on what it prints for errors and warnings). It masks
+-- the keys of the live clients (errors.protect) wherever they occur, and
+-- anything shaped like a FavCRM key (fav_mcp_...). What a person asked to
+-- see (`--show-key`) does not go through it.
+---------------------------------------------------------------------------
+
+local protected = setmetatable({}, { __mode = "k" }) -- favcrm.Secret -> true
+
+--- errors.protect(secret): masks this secret's text in every later message
+-- while the secret is alive and open (clients protect their key).
+---@param secret any a favcrm.Secret (anything else is ignored)
+function M.protect(secret)
+  if has_core and core.is_secret(secret) then protected[secret] = true end
+end
+
+local function mask_token(tok)
+  if has_core then return core.mask_key(tok) end
+  return "fav_mcp_****"
+end
+
+--- errors.redact(text) -> text with the protected keys and anything shaped
+-- like a key (fav_mcp_ followed by key characters) masked. Other values
+-- come back as they are.
+---@param text any the text to redact
+---@return any text the redacted text (a non-string as it came)
+function M.redact(text)
+  if type(text) ~= "string" then return text end
+  if has_core and next(protected) ~= nil then
+    local list = {}
+    for s in pairs(protected) do
+      if s:is_closed() then protected[s] = nil else list[#list + 1] = s end
+    end
+    if #list > 0 then text = core.redact(text, (table.unpack or unpack)(list)) end
+  end
+  if text:find("fav_mcp_", 1, true) then
+    text = text:gsub("fav_mcp_[%w_%-]+", mask_token)
+  end
+  return text
+end
+
+local function redact_fields(e)
+  e.message = M.redact(e.message)
+  if type(e.hint) == "string" then e.hint = M.redact(e.hint) end
+  if type(e.data) == "string" then e.data = M.redact(e.data) end
+end
+
 local mt = {}
 mt.__index = mt
 mt.__tostring = function(e)
@@ -72,7 +122,8 @@ end
 M.mt = mt
 
 --- errors.new(code, message [, fields]) -> error object. `fields`
--- (optional) are copied in. Raises on a code not in M.CODES (a bug).
+-- (optional) are copied in; message, hint and a text data are redacted
+-- (errors.redact). Raises on a code not in M.CODES (a bug).
 ---@param code string a code of M.CODES
 ---@param message string for people; no secrets
 ---@param fields? table more fields (code and message win)
@@ -85,6 +136,7 @@ function M.new(code, message, fields)
       if e[k] == nil then e[k] = v end
     end
   end
+  redact_fields(e)
   return setmetatable(e, mt)
 end
 
@@ -106,6 +158,7 @@ function M.wrap(t)
       t.message = tostring(t.message) .. " (unlisted error code '" .. tostring(t.code)
         .. "': a bug in favcrm-lua, please report it)"
     end
+    redact_fields(t)
     setmetatable(t, mt)
   end
   return t

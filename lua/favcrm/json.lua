@@ -206,6 +206,17 @@ local function is_sequence(t)
 end
 M.is_sequence = is_sequence
 
+-- The exact decimal text of an integral number: a 5.3+ integer as it is
+-- (up to 2^63-1), a float (5.1/LuaJIT numbers, or 5.3+ floats) through %.0f,
+-- which prints a double's exact value (every integer up to 2^53, and the
+-- integral doubles beyond it). v is finite, integral and within +-2^63.
+local math_type = math.type
+local function int_text(v)
+  if math_type and math_type(v) == "integer" then return string.format("%d", v) end
+  return string.format("%.0f", v)
+end
+M.int_text = int_text
+
 local function encode_into(v, guide, buf, indent, depth)
   local tv = type(v)
   if v == nil or v == null then
@@ -215,8 +226,8 @@ local function encode_into(v, guide, buf, indent, depth)
   elseif tv == "number" then
     if v ~= v or v == math.huge or v == -math.huge then
       buf[#buf + 1] = "null"
-    elseif v % 1 == 0 and v > -1e15 and v < 1e15 then
-      buf[#buf + 1] = string.format("%d", v)
+    elseif v % 1 == 0 and v >= -2 ^ 63 and v < 2 ^ 63 then
+      buf[#buf + 1] = int_text(v)
     else
       buf[#buf + 1] = string.format("%.17g", v)
     end
@@ -344,19 +355,39 @@ function M.mark_arrays(value, schema)
   return mark(value, schema, 0)
 end
 
--- Replaces marked empty arrays by SENTINEL in a copy (only along the paths
--- that hold one); returns the value and whether anything was replaced.
-local function swap(v, depth)
-  if type(v) ~= "table" or depth > 200 then return v, false end
-  if next(v) == nil then
-    if getmetatable(v) == ARRAY then return SENTINEL, true end
+-- lua-cjson writes numbers with 14 significant digits: 123456789012345
+-- would leave as 123456789012340. An integral number from 1e14 on travels
+-- through cjson as a string (INT_PREFIX .. its exact digits) and becomes
+-- the bare number in the text.
+local INT_TAIL = "favcrm_int_" .. tostring(os.time()) .. tostring(math.random(1, 1e9)) .. "_"
+local INT_PREFIX = "\0" .. INT_TAIL
+local INT_JSON = '"\\u0000' .. INT_TAIL .. '(%-?%d+)"'
+local BIG = 1e14
+
+-- Replaces, in a copy (only along the paths that change), marked empty
+-- arrays by SENTINEL (when `arrays`) and integral numbers cjson would round
+-- by INT_PREFIX strings; returns the value and whether anything changed
+-- (1: arrays only, 2: an integer too).
+local function swap(v, depth, arrays)
+  local tv = type(v)
+  if tv == "number" then
+    if v % 1 == 0 and (v >= BIG or v <= -BIG) and v >= -2 ^ 63 and v < 2 ^ 63 then
+      return INT_PREFIX .. int_text(v), 2
+    end
     return v, false
   end
-  local out
+  if tv ~= "table" or depth > 200 then return v, false end
+  if next(v) == nil then
+    if arrays and getmetatable(v) == ARRAY then return SENTINEL, 1 end
+    return v, false
+  end
+  local out, changed = nil, false
   for k, x in pairs(v) do
-    if type(x) == "table" then
-      local nx, ch = swap(x, depth + 1)
+    local tx = type(x)
+    if tx == "table" or tx == "number" then
+      local nx, ch = swap(x, depth + 1, arrays)
       if ch then
+        if ch == 2 or not changed then changed = ch end
         if not out then
           out = {}
           for kk, vv in pairs(v) do out[kk] = vv end
@@ -365,20 +396,25 @@ local function swap(v, depth)
       end
     end
   end
-  return out or v, out ~= nil
+  if out and getmetatable(v) == ARRAY then setmetatable(out, ARRAY) end
+  return out or v, changed
 end
 
 --- json.wire(value) -> compact JSON text, or nil, message (a secret, a
--- function, a cycle). Marked empty arrays are written as `[]`.
+-- function, a cycle). Marked empty arrays are written as `[]`; every
+-- integer Lua holds exactly is written exactly (all 5.3+ integers, and
+-- every integral double, so 2^53 on 5.1 and LuaJIT).
 ---@param v any the value
 ---@return string|nil text
 ---@return string|nil message
 function M.wire(v)
-  if M.HAS_EMPTY_ARRAY_MT then return cjson.encode(v) end
-  local swapped, changed = swap(v, 0)
+  local swapped, changed = swap(v, 0, not M.HAS_EMPTY_ARRAY_MT)
   local text, err = cjson.encode(swapped)
   if not text then return nil, err end
-  if changed then text = text:gsub(SENTINEL_JSON, "[]") end
+  if changed then
+    if not M.HAS_EMPTY_ARRAY_MT then text = text:gsub(SENTINEL_JSON, "[]") end
+    if changed == 2 then text = text:gsub(INT_JSON, "%1") end
+  end
   return text
 end
 

@@ -243,11 +243,21 @@ local function rpc_error_text(e)
   return text
 end
 
+-- A JSON-RPC error code as an integer (lua-cjson decodes -32602 as the
+-- float -32602.0 on 5.3+); anything else as it came.
+local function rpc_code_of(c)
+  if type(c) == "number" and c % 1 == 0 and c >= -2 ^ 53 and c <= 2 ^ 53 then
+    return math.tointeger and math.tointeger(c) or c
+  end
+  return c
+end
+Session._rpc_code_of = rpc_code_of
+
 -- The JSON-RPC error in an HTTP error body: its text, code and data.
 local function rpc_error_message(body)
   local msg = body and json.decode_plain(body)
   if type(msg) == "table" and type(msg.error) == "table" and type(msg.error.message) == "string" then
-    return rpc_error_text(msg.error), msg.error.code, msg.error.data
+    return rpc_error_text(msg.error), rpc_code_of(msg.error.code), msg.error.data
   end
 end
 
@@ -371,6 +381,8 @@ function Session:_on_message(op, msg)
         if cb then cb(p) end
       end
     elseif msg.method == "notifications/message" then
+      -- a server's log line: the key it may echo is masked (errors.redact)
+      if type(p.data) == "string" then p.data = errors.redact(p.data) end
       if self.cb.log then self.cb.log(p) end
     end
     return
@@ -381,9 +393,11 @@ function Session:_on_message(op, msg)
     end
     if msg.error ~= nil then
       local e = type(msg.error) == "table" and msg.error or {}
-      return self:_finish(op, nil, errors.new("protocol",
+      local code = rpc_code_of(e.code)
+      -- -32602 "Invalid params": the server refused the arguments
+      return self:_finish(op, nil, errors.new(code == -32602 and "invalid_arguments" or "protocol",
         "the server answered with an error: " .. rpc_error_text(e),
-        { rpc_code = e.code, data = e.data }), true)
+        { rpc_code = code, data = e.data }), true)
     end
     return self:_finish(op, msg.result, nil, true)
   end
