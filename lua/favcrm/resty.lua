@@ -48,6 +48,7 @@ Response.__index = Response
 local entries = {}
 local ssl_sessions, n_ssl_sessions = {}, 0 -- pool name -> TLS session
 local MAX_SSL_SESSIONS = 256
+local DRAIN_MS = 50
 
 local function forget_entry(i)
   local e = table.remove(entries, i)
@@ -340,9 +341,22 @@ function Response:read()
   return nil, "reading the body failed: " .. tostring(err)
 end
 
---- Ends the body early; the connection is closed, not pooled.
+--- Ends the body early. What is left of a body with a known end (an
+-- answer stream whose last event came: its end is usually already here) is
+-- read, at most 64 KiB within DRAIN_MS, so the connection goes back to the
+-- pool; otherwise it is closed.
 ---@return nil
 function Response:close()
+  local sock = self.sock
+  if sock and self.keep and (self.chunked or self.left) then
+    sock:settimeouts(DRAIN_MS, DRAIN_MS, DRAIN_MS)
+    local budget = 65536
+    while self.sock and budget > 0 do
+      local chunk = self:read()
+      if not chunk then break end -- read() has pooled or closed it
+      budget = budget - #chunk
+    end
+  end
   self:_finish(false)
 end
 

@@ -137,8 +137,10 @@ function Session:start_request(method, params, opts)
   opts = opts or {}
   local rpc_id
   if not opts.notify then
-    self.next_rpc = self.next_rpc + 1
-    rpc_id = self.next_rpc
+    -- ids are unique per MCP session, which clients may share (opts.shared)
+    local counter = self.shared or self
+    counter.next_rpc = (counter.next_rpc or 0) + 1
+    rpc_id = counter.next_rpc
   end
   local msg = { jsonrpc = "2.0", id = rpc_id, method = method, params = params }
   local progress_token
