@@ -81,7 +81,8 @@ end
 -- oldest forgotten first); socket and sleep replace ngx.socket.tcp and
 -- ngx.sleep (a host with the same socket API, or the specs, which drive
 -- this code with LuaSocket).
----@param opts? table `pool_size`, `keepalive_ms`, `ssl_verify`, `server_name`, `ca_file`, `shared`, `max_shared`, `socket`, `sleep`
+---@param opts? table `pool_size`, `keepalive_ms`, `ssl_verify`, `server_name`, `ca_file`,
+--- `shared`, `max_shared`, `socket`, `sleep`
 ---@return favcrm.resty.Transport transport
 function M.new(opts)
   opts = opts or {}
