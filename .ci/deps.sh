@@ -10,6 +10,8 @@
 #   lint     luacheck (`make lint`)
 #   docs     LDoc (`make docs`)
 #   checks   clang, valgrind and libFuzzer's runtime (`make asan valgrind fuzz`)
+#   bench    what `make bench` adds: nginx with its Lua module and wrk
+#            (bench/openresty.sh; use it with luajit)
 #   --list   print the packages for the roles given and exit
 # Anything else is taken as an extra Debian package name.
 #
@@ -42,11 +44,12 @@ test="$demo lua-busted lua-socket luarocks git curl openssl nginx tmux strace pr
 lint="lua-check"
 docs="lua-ldoc"
 checks="$lp clang libclang-rt-14-dev valgrind"
+bench="$lp lua5.4 lua-cjson curl nginx libnginx-mod-http-lua wrk"
 
 roles=() extra=() list=
 for a in "$@"; do
   case "$a" in
-    build|demo|test|lint|docs|checks) roles+=("$a") ;;
+    build|demo|test|lint|docs|checks|bench) roles+=("$a") ;;
     --list) list=1 ;;
     *) extra+=("$a") ;;
   esac
@@ -56,7 +59,7 @@ want=""
 needs_node=
 for r in "${roles[@]}"; do
   want="$want ${!r}"
-  case "$r" in demo|test) needs_node=1 ;; esac
+  case "$r" in demo|test|bench) needs_node=1 ;; esac
 done
 want="$want ${extra[*]:-}"
 # shellcheck disable=SC2086

@@ -1,4 +1,5 @@
 --- bench/report.lua RAW META SCHEMA_TXT OUT_JSON [OUT_PNG]
+--- bench/report.lua --merge OUT_JSON KEY FILE
 -- Turns bench/run.sh's raw lines into medians, prints the table and the
 -- ratios against issue 9's targets, writes OUT_JSON and (when gnuplot is
 -- there and OUT_PNG is given) the chart.
@@ -13,6 +14,50 @@ local function slurp(p)
   local s = f:read("a")
   f:close()
   return s
+end
+
+-- ---- JSON with sorted keys (diffs of results.json stay readable) --------------
+local function encode(v, ind)
+  ind = ind or ""
+  local t = type(v)
+  if t == "table" then
+    local n = #v
+    if n > 0 or next(v) == nil then
+      if next(v) == nil then return "{}" end
+      local parts = {}
+      for i = 1, n do parts[i] = encode(v[i], ind .. "  ") end
+      local flat = "[" .. table.concat(parts, ", ") .. "]"
+      if #flat < 80 then return flat end
+      return "[\n" .. ind .. "  " .. table.concat(parts, ",\n" .. ind .. "  ") .. "\n" .. ind .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = ind .. "  " .. cjson.encode(tostring(k)) .. ": " .. encode(v[k], ind .. "  ")
+    end
+    return "{\n" .. table.concat(parts, ",\n") .. "\n" .. ind .. "}"
+  elseif t == "number" then
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
+    return string.format("%.6g", v)
+  elseif v == nil then
+    return "null"
+  end
+  return cjson.encode(v)
+end
+-- bench/report.lua --merge OUT_JSON KEY FILE: sets KEY of OUT_JSON to the
+-- JSON in FILE (another bench's figures, e.g. bench/openresty.sh's), the
+-- rest of OUT_JSON kept, written in the same sorted form.
+if arg[1] == "--merge" then
+  local out, key, file = arg[2], arg[3], arg[4]
+  local results = cjson.decode(slurp(out) or "{}")
+  results[key] = cjson.decode((assert(slurp(file), "cannot read " .. tostring(file))))
+  local f = assert(io.open(out, "w"))
+  f:write(encode(results), "\n")
+  f:close()
+  print("wrote " .. key .. " into " .. out)
+  return
 end
 
 local CLIENTS = { "libcurl_c", "favcrm_lua54", "favcrm_luajit", "ts_sdk" }
@@ -194,35 +239,10 @@ end
 results.targets = targets
 results.meta = meta
 
--- ---- JSON with sorted keys (diffs of results.json stay readable) --------------
-local function encode(v, ind)
-  ind = ind or ""
-  local t = type(v)
-  if t == "table" then
-    local n = #v
-    if n > 0 or next(v) == nil then
-      if next(v) == nil then return "{}" end
-      local parts = {}
-      for i = 1, n do parts[i] = encode(v[i], ind .. "  ") end
-      local flat = "[" .. table.concat(parts, ", ") .. "]"
-      if #flat < 80 then return flat end
-      return "[\n" .. ind .. "  " .. table.concat(parts, ",\n" .. ind .. "  ") .. "\n" .. ind .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = k end
-    table.sort(keys)
-    local parts = {}
-    for _, k in ipairs(keys) do
-      parts[#parts + 1] = ind .. "  " .. cjson.encode(tostring(k)) .. ": " .. encode(v[k], ind .. "  ")
-    end
-    return "{\n" .. table.concat(parts, ",\n") .. "\n" .. ind .. "}"
-  elseif t == "number" then
-    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
-    return string.format("%.6g", v)
-  elseif v == nil then
-    return "null"
-  end
-  return cjson.encode(v)
+-- the figures other benches merged in (bench/openresty.sh) stay
+do
+  local ok, old = pcall(cjson.decode, slurp(out_json) or "{}")
+  if ok and type(old) == "table" then results.openresty = old.openresty end
 end
 local f = assert(io.open(out_json, "w"))
 f:write(encode(results), "\n")

@@ -8,7 +8,7 @@ BENCH_CC     ?= $(CC)
 BENCH_CFLAGS ?= -O2 -g -Wall -Wextra
 BENCH_BINS   = $(BENCH_DIR)/runstat $(BENCH_DIR)/libcurl_c
 
-.PHONY: bench bench-smoke bench-build bench-deps
+.PHONY: bench bench-smoke bench-build bench-deps bench-openresty bench-openresty-deps
 
 $(BENCH_DIR)/runstat: bench/runstat.c
 	@mkdir -p $(dir $@)
@@ -35,10 +35,23 @@ bench-build: $(BENCH_BINS)
 	@$(MAKE) --no-print-directory LUA=5.4 module
 	@$(MAKE) --no-print-directory LUA=luajit module
 
-bench: bench-deps
+bench: bench-deps bench-openresty-deps
 	@$(MAKE) --no-print-directory bench-build
 	@bash bench/run.sh
+	@bash bench/openresty.sh
 
-bench-smoke: bench-deps
+bench-smoke: bench-deps bench-openresty-deps
 	@$(MAKE) --no-print-directory bench-build
 	@bash bench/run.sh --smoke
+	@bash bench/openresty.sh --smoke
+
+# favcrm.resty in nginx against nginx's proxy_pass, with wrk (issue 19):
+# nginx, its Lua module and wrk (.ci/deps.sh's bench role).
+bench-openresty-deps:
+	@bash .ci/deps.sh luajit bench
+	@bash .ci/sandbox-deps.sh
+
+bench-openresty: bench-openresty-deps
+	@$(MAKE) --no-print-directory LUA=5.4 module
+	@$(MAKE) --no-print-directory LUA=luajit module
+	@bash bench/openresty.sh

@@ -121,6 +121,16 @@ function Client.new(opts)
   elseif opts.env or opts.on_stderr then
     error("favcrm.new: options 'env' and 'on_stderr' go with 'command'", 3)
   end
+  -- Inside nginx the libcurl and stdio transports would hold the worker
+  -- (every request it serves) for the whole call: refused outside the
+  -- phases that run before it serves (init, init_worker).
+  local ngx_ = rawget(_G, "ngx")
+  local phase = not opts.transport and type(ngx_) == "table" and type(ngx_.get_phase) == "function"
+    and ngx_.get_phase()
+  if phase and phase ~= "init" and phase ~= "init_worker" then
+    error("favcrm.new: inside nginx (" .. tostring(phase) .. " phase) the default transport would block "
+      .. "the worker for the whole call; pass transport = require(\"favcrm.resty\").new()", 3)
+  end
   local resolved, rerr = config.resolve(opts, opts.getenv)
   if not resolved then return nil, rerr end
   local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
@@ -167,7 +177,19 @@ function Client.new(opts)
     waiters = {},  -- waitable -> handles waiting on it
     ready = {},    -- handles to resume
   }, Client)
+  -- a transport that keeps sessions per process (favcrm.resty) gives the
+  -- state shared by clients of this endpoint and identity
+  local ut = opts.transport
+  local shared = type(ut) == "table" and type(ut.shared_state) == "function" and ut:shared_state({
+    url = url, auth = key, headers = header_list(opts.headers), client_name = opts.client_name,
+    callbacks = (opts.on_elicit and "e" or "") .. (opts.on_sample and "s" or "") .. (opts.on_roots and "r" or ""),
+  }) or nil
+  if shared then
+    self.shared, self.validators = shared, shared.validators
+    self.tool_cache = shared.tools
+  end
   self.session = Session.new({
+    shared = shared,
     transport = transport, url = url, auth = key, headers = header_list(opts.headers),
     timeout = resolved.timeout, max_total_timeout = opts.max_total_timeout,
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
@@ -198,6 +220,12 @@ function Client:set_api_key(key, source)
   errors.protect(key)
   self.session.auth = key
   self.key_source = source or "option"
+  if self.shared then
+    -- the shared session and tools belong to the old identity: start afresh
+    local s = self.session
+    if s.session_id == self.shared.session_id then s.session_id, s.initialized, s.protocol_version = nil, false, nil end
+    s.shared, self.shared, self.tool_cache, self.validators = nil, nil, nil, {}
+  end
 end
 
 --- client:now() -> the client's clock (epoch seconds; opts.clock or os.time)
@@ -306,6 +334,7 @@ function Client:_fetch_tools()
     if cursor == json.null then cursor = nil end
   until cursor == nil
   self.tool_cache = { list = list, byname = byname }
+  if self.shared then self.shared.tools = self.tool_cache end
   return list
 end
 

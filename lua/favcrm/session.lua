@@ -66,7 +66,15 @@ function Session.new(opts)
     signaled = {},   -- waitables done since the owner last looked (see _signal)
     last_date_header = nil, -- the last HTTP Date header seen ...
     last_date_at = nil,     -- ... and the local time then
+    shared = opts.shared,   -- state kept across sessions (favcrm.resty), or nil
   }, Session)
+  local sh = opts.shared
+  if sh and sh.initialized then
+    -- a session this process negotiated before: no initialize round trip
+    self.session_id, self.protocol_version = sh.session_id, sh.protocol_version
+    self.server_info, self.server_capabilities = sh.server_info, sh.server_capabilities
+    self.instructions, self.initialized = sh.instructions, true
+  end
   return self
 end
 
@@ -162,8 +170,10 @@ function Session:start_request(method, params, opts)
   opts = opts or {}
   local rpc_id
   if not opts.notify then
-    self.next_rpc = self.next_rpc + 1
-    rpc_id = self.next_rpc
+    -- ids are unique per MCP session, which clients may share (opts.shared)
+    local counter = self.shared or self
+    counter.next_rpc = (counter.next_rpc or 0) + 1
+    rpc_id = counter.next_rpc
   end
   local msg = { jsonrpc = "2.0", id = rpc_id, method = method, params = params }
   local progress_token
@@ -270,6 +280,8 @@ function Session:_on_http_error(op, item)
   if st == 404 and op.sent_session and not op.replayed and not op.is_init then
     -- the server forgot our session: start a new one and replay once
     op.replayed = true
+    local sh = self.shared
+    if sh and sh.initialized and sh.session_id == op.sent_session then sh.initialized = false end
     self.session_id, self.initialized, self.protocol_version = nil, false, nil
     local ok, err = self:initialize()
     if not ok then return self:_finish(op, nil, err) end
@@ -610,6 +622,12 @@ function Session:initialize()
     self.init_gate, self.init_err = gate, nil
     local function over(err)
       if err then self.init_err = err else self.initialized = true end
+      local sh = self.shared
+      if not err and sh and not sh.initialized then
+        sh.session_id, sh.protocol_version = self.session_id, self.protocol_version
+        sh.server_info, sh.server_capabilities = self.server_info, self.server_capabilities
+        sh.instructions, sh.initialized = self.instructions, true
+      end
       self:_signal(gate)
       self.init_gate = nil
     end
@@ -653,8 +671,9 @@ function Session:request(method, params, opts)
   return self:wait(self:start_request(method, params, opts))
 end
 
---- Session:close(): ends the session on the server (DELETE; 405 is fine)
--- and frees the transport. Never raises; idempotent.
+--- Session:close(): ends the session on the server (DELETE; 405 is fine),
+-- unless it is the one shared through opts.shared, and frees the
+-- transport. Never raises; idempotent.
 function Session:close()
   if self.closed then return end
   self.closed = true
@@ -668,7 +687,9 @@ function Session:close()
       self.aux[tid] = nil
     end
   end
-  if self.session_id then
+  local sh = self.shared
+  if self.session_id and not (sh and sh.initialized and sh.session_id == self.session_id) then
+    -- (a shared session lives on for the next clients)
     local ok, tid = pcall(self.transport.start, self.transport, {
       method = "DELETE", url = self.url, headers = self:_headers(), auth = self.auth,
       timeout_ms = 2000,

@@ -10,9 +10,18 @@ local function new()
 end
 
 function Sock:settimeouts(connect_ms, send_ms, read_ms)
-  self.s:settimeout(math.max(connect_ms, send_ms, read_ms) / 1000)
+  self.timeout = math.max(connect_ms, send_ms, read_ms) / 1000
+  self.s:settimeout(self.timeout)
 end
-function Sock:connect(host, port) return self.s:connect(host, port) end
+-- nginx wants an IPv6 literal in brackets; LuaSocket wants it bare
+function Sock:connect(host, port)
+  local v6 = host:match("^%[(.*)%]$")
+  if v6 then
+    self.s = socket.tcp6()
+    self.s:settimeout(self.timeout)
+  end
+  return self.s:connect(v6 or host, port)
+end
 function Sock:getreusedtimes() return self.reused end
 function Sock.sslhandshake() return nil, "no TLS in this shim" end
 function Sock:send(data) return self.s:send(data) end

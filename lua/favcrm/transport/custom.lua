@@ -5,7 +5,8 @@
 -- the request-level one (written out there; in short):
 --
 --   t:request{method=, url=, headers={"Name: value", ...}, body=,
---             timeout_ms=} -> response, or nil, message
+--             timeout_ms=} -> response, or nil, message [, code]
+--                      (code "tls" or "timeout"; otherwise network)
 --   response.status (number), response.headers ({lower-case name = value})
 --   response:read() -> next body chunk (string), or nil at the end, or
 --                      nil, message on failure
@@ -66,7 +67,7 @@ function Custom:start(req)
     local key = type(req.auth) == "string" and req.auth or req.auth:reveal()
     headers[#headers + 1] = "Authorization: Bearer " .. key
   end
-  local ok, res, err = pcall(self.t.request, self.t, {
+  local ok, res, err, code = pcall(self.t.request, self.t, {
     method = req.method or "POST", url = req.url, headers = headers,
     body = req.body, timeout_ms = req.timeout_ms,
   })
@@ -75,7 +76,9 @@ function Custom:start(req)
     return id
   end
   if not res then
-    push(self, { type = "done", id = id, error = "network", message = tostring(err or "request failed") })
+    -- a third result "tls" or "timeout" names the failure; anything else is network
+    code = (code == "tls" or code == "timeout") and code or "network"
+    push(self, { type = "done", id = id, error = code, message = tostring(err or "request failed") })
     return id
   end
   local h = res.headers or {}

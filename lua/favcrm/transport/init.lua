@@ -30,7 +30,8 @@
 -- # The request-level contract (what a user's Lua transport implements)
 --
 --   t:request{method=, url=, headers={"Name: value", ...}, body=,
---             timeout_ms=} -> response, or nil, message
+--             timeout_ms=} -> response, or nil, message [, code]
+--                      (code "tls" or "timeout"; otherwise network)
 --   response.status (number), response.headers ({lower-case name = value})
 --   response:read() -> next body chunk (string), or nil at the end, or
 --                      nil, message on failure
