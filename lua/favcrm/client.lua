@@ -29,7 +29,7 @@ local OPTIONS = {
   on_progress = "function", on_log = "function", on_confirm = "function",
   transport = "table|userdata", validate = "boolean", client_name = "string",
   clock = "function", max_retry_wait = "number", command = "table", env = "table", on_stderr = "function",
-  getenv = "function", labels = "table",
+  getenv = "function", labels = "table", listen = "boolean",
 }
 
 local function check_opts(opts)
@@ -194,7 +194,7 @@ function Client.new(opts)
     timeout = resolved.timeout, max_total_timeout = opts.max_total_timeout,
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
     on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
-    on_progress = opts.on_progress, on_log = opts.on_log,
+    on_progress = opts.on_progress, on_log = opts.on_log, listen = opts.listen,
   })
   self.session.after_pump = function() self:_resume_ready() end
   return self

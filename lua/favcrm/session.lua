@@ -46,6 +46,8 @@ function Session.new(opts)
     timeout = opts.timeout or 60,
     max_total_timeout = opts.max_total_timeout or 600,
     client_info = opts.client_info,
+    listen_opt = opts.listen,     -- nil (auto), true or false: the standalone stream
+    listen = nil,                 -- that stream's state (see _listen_start)
     cb = {
       elicit = opts.on_elicit, sample = opts.on_sample, roots = opts.on_roots,
       progress = opts.on_progress, log = opts.on_log,
@@ -559,9 +561,12 @@ function Session:pump(max_wait)
       end
     elseif self.aux[item.id] and item.type == "done" then
       self:_aux_done(item.id)
+    elseif self.listen then
+      self:_listen_item(item)
     end
   end
   self:_fire_timers(now())
+  if self.listen then self:_listen_tick() end
   -- reconnects that are due
   if self.resuming then
     local t2 = now()
@@ -588,7 +593,8 @@ function Session:drain(ms)
     for _, item in ipairs(items) do
       if item.type == "done" then self:_aux_done(item.id) end
       local op = self.ops[item.id]
-      if op then self:_on_item(op, item) end
+      if op then self:_on_item(op, item)
+      elseif self.listen then self:_listen_item(item) end
     end
   end
 end
@@ -630,6 +636,7 @@ function Session:initialize()
       end
       self:_signal(gate)
       self.init_gate = nil
+      if not err then self:_listen_start() end
     end
     local caps = {}
     if self.cb.elicit then caps.elicitation = {} end
@@ -677,6 +684,7 @@ end
 function Session:close()
   if self.closed then return end
   self.closed = true
+  self:_listen_stop()
   for tid in pairs(self.ops) do pcall(self.transport.cancel, self.transport, tid) end
   self.ops = {}
   -- answer streams that outlive their answer are cut; notifications and
@@ -699,6 +707,148 @@ function Session:close()
   pcall(self.drain, self, 2000)
   self.session_id = nil
   pcall(self.transport.close, self.transport)
+end
+
+-- ---- the standalone stream (Streamable HTTP, issue 15) ----------------------
+--
+-- After initialize the client may open a GET event stream on which the
+-- server sends requests and notifications that belong to no call (an
+-- elicitation a tool asks for without tying it to the call, a log line at
+-- idle). It is opened when there is something to receive there: opts.listen
+-- = true, or (auto) an on_elicit/on_sample/on_roots/on_log callback with the
+-- libcurl transport (a request-level transport, as one per OpenResty
+-- request, opens none unless told). At most one; a 405 (and a 404, 401, 403
+-- or other 4xx) means no stream: none is opened again until the next
+-- initialize. A stream that ends is reopened after its SSE `retry` (default
+-- LISTEN_RETRY_MS) with Last-Event-ID; a failure waits twice as long each
+-- time (at most LISTEN_MAX_BACKOFF s) and after LISTEN_MAX_FAILURES in a row
+-- the stream is given up. Nothing runs between calls in a blocking client:
+-- what arrives is handled at the next pump (a call, step(), watch()).
+-- It is not an op (no deadline, never waited on): the pump hands its items
+-- to _listen_item and reopens it from _listen_tick once its timer is due.
+local LISTEN_RETRY_MS = 1000
+local LISTEN_MAX_BACKOFF = 30
+local LISTEN_MAX_FAILURES = 8
+
+function Session:_wants_listen()
+  if self.listen_opt ~= nil then return self.listen_opt == true end
+  local cb = self.cb
+  return type(self.transport) == "userdata"
+    and (cb.elicit or cb.sample or cb.roots or cb.log) ~= nil
+end
+
+--- Session:_listen_start(): opens the standalone stream when wanted (after
+-- initialize). Idempotent: at most one stream.
+function Session:_listen_start()
+  if self.closed or not self:_wants_listen() then return end
+  local l = self.listen
+  if l and not l.stopped then return end
+  self.listen = {
+    -- the fields _on_message and _finish read on an op
+    rpc_id = false, done = false, tid = false, progress_token = false, on_done = false,
+    callback_error = false, method = "the standalone stream",
+    status = false, headers = false, last_event_id = false,
+    retry_ms = LISTEN_RETRY_MS, failures = 0, timer = false, stopped = false, opened = 0,
+  }
+  self:_listen_launch()
+end
+
+function Session:_listen_launch()
+  local l = self.listen
+  local h = {}
+  for _, line in ipairs(self:_headers()) do
+    local name = (line:match("^([^:]*):") or ""):lower()
+    if name ~= "accept" and name ~= "content-type" then h[#h + 1] = line end
+  end
+  h[#h + 1] = "Accept: text/event-stream"
+  if l.last_event_id then h[#h + 1] = "Last-Event-ID: " .. l.last_event_id end
+  l.status, l.headers, l.done = false, false, false
+  local tid = self.transport:start({
+    method = "GET", url = self.url, headers = h, auth = self.auth,
+    timeout_ms = self:_hard_timeout_ms(),
+  })
+  if not tid then return self:_listen_again(true) end
+  l.tid = tid
+  l.opened = l.opened + 1
+end
+
+-- Schedules the next attempt (a failure backs off), or gives up.
+function Session:_listen_again(failed)
+  local l = self.listen
+  l.tid = false
+  local delay = l.retry_ms / 1000
+  if failed then
+    l.failures = l.failures + 1
+    if l.failures >= LISTEN_MAX_FAILURES then return self:_listen_stop() end
+    delay = math.min(math.max(delay, 1) * 2 ^ (l.failures - 1), LISTEN_MAX_BACKOFF)
+  end
+  l.timer = { done = false, wake_at = now() + delay }
+  self.timers[l.timer] = true
+end
+
+--- Session:_listen_stop(): closes the standalone stream for good (until the
+-- next initialize opens another).
+function Session:_listen_stop()
+  local l = self.listen
+  if not l then return end
+  l.stopped = true
+  if l.tid then pcall(self.transport.cancel, self.transport, l.tid) end
+  l.tid = false
+  if l.timer then self.timers[l.timer] = nil end
+  l.timer = false
+end
+
+-- One transport item; false when it is not the standalone stream's.
+function Session:_listen_item(item)
+  local l = self.listen
+  if not l or not l.tid or item.id ~= l.tid then return false end
+  if item.type == "headers" then
+    l.status, l.headers = item.status, item.headers or {}
+    return true
+  end
+  if item.event_id then l.last_event_id = item.event_id ~= "" and item.event_id or false end
+  if item.retry then l.retry_ms = item.retry end
+  local ok_status = l.status and l.status >= 200 and l.status < 300
+  if item.type == "event" then
+    if not ok_status or item.event ~= "message" or item.data == "" then return true end
+    l.failures = 0
+    local msg = json.decode_plain(item.data)
+    if msg ~= nil then self:_on_message(l, msg) end
+    if l.done then self:_listen_stop() end -- _on_message ended it (a flood)
+    return true
+  end
+  -- done
+  l.tid = false
+  local st = l.status or item.status
+  if item.error then return self:_listen_again(true) end
+  if st and st >= 200 and st < 300 then
+    -- a 2xx that is not an event stream is not one we can read
+    local ct = l.headers and l.headers["content-type"] or ""
+    if not item.sse and not ct:lower():find("^text/event%-stream") then return self:_listen_stop() end
+    return self:_listen_again(false)
+  end
+  if st and st >= 500 then return self:_listen_again(true) end
+  -- 405: the server offers no stream; 404: the session is gone (the next
+  -- call starts another, and its initialize a new stream); 4xx: refused
+  return self:_listen_stop()
+end
+
+-- Reopens the stream once its timer is due (from pump).
+function Session:_listen_tick()
+  local l = self.listen
+  if l.stopped or not l.timer or self.closed then return end
+  if now() >= l.timer.wake_at then
+    self.timers[l.timer] = nil
+    l.timer = false
+    self:_listen_launch()
+  end
+end
+
+--- Session:listening() -> true while the standalone stream is open or
+-- about to be reopened.
+function Session:listening()
+  local l = self.listen
+  return l ~= nil and not l.stopped and (l.tid ~= false or l.timer ~= false)
 end
 
 return Session

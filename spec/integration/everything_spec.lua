@@ -64,6 +64,24 @@ for _, t in ipairs(transports) do
       c:close()
     end)
 
+    if name == "Streamable HTTP" then
+      -- issue 15: the server asks roots/list on no call's stream, so only the
+      -- standalone GET stream opened after initialize carries it
+      it("answers the roots/list it asks outside a call, on the standalone stream", function()
+        local asked = 0
+        local c = make({ timeout = 10, on_roots = function()
+          asked = asked + 1
+          return { { uri = "file:///tmp/favcrm-roots-spec", name = "spec root" } }
+        end })
+        local data = assert(c:call("get-roots-list", {}))
+        assert.is_true(asked >= 1)
+        local text = type(data) == "string" and data or require("favcrm.json").encode(data)
+        assert.matches("favcrm-roots-spec", text, 1, true)
+        assert.is_true(c.session:listening())
+        c:close()
+      end)
+    end
+
     it("answers its sampling request through on_sample", function()
       local c = make({ on_sample = function(p)
         return { role = "assistant", model = "spec-model",

@@ -1,0 +1,107 @@
+-- The client under test of the official MCP conformance suite (client mode):
+--   conformance client --command "lua5.4 conformance/client.lua" --scenario NAME
+-- The suite starts a test server per scenario, appends its URL to the
+-- command and names the scenario in MCP_CONFORMANCE_SCENARIO. This program
+-- does what the scenario expects through favcrm-lua's public API only
+-- (favcrm.new, client:tools(), client:call(), the on_* callbacks), the way
+-- the suite's own TypeScript everything-client does with the official SDK.
+-- No FavCRM API key: the environment and the config file are not read.
+-- Exit status 0 when the flow ran; the suite's checks decide pass/fail.
+local favcrm = require("favcrm")
+
+local url = arg[1]
+local scenario = os.getenv("MCP_CONFORMANCE_SCENARIO") or ""
+if not url then
+  io.stderr:write("usage: MCP_CONFORMANCE_SCENARIO=NAME lua conformance/client.lua SERVER_URL\n")
+  os.exit(2)
+end
+
+local function log(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+  io.stderr:write("[client] ", table.concat(parts, " "), "\n")
+end
+
+local function check(v, err)
+  if v == nil then
+    log("FAILED:", err and (err.code .. ": " .. tostring(err.message)) or "?")
+    os.exit(1)
+  end
+  return v
+end
+
+-- a client that sees only the option given here (no FAVCRM_* variables, no config file)
+local function new_client(opts)
+  opts = opts or {}
+  opts.url = url
+  opts.getenv = function() return nil end
+  opts.timeout = opts.timeout or 20
+  return check(favcrm.new(opts))
+end
+
+local handlers = {}
+
+-- initialize, tools_call: list the tools and call the first with {a=2, b=3}
+local function basic()
+  local c = new_client()
+  local tools = check(c:tools())
+  log("tools:", #tools)
+  if tools[1] then
+    -- the arguments are the suite's, not the tool's: no local validation
+    local _, res = c:call(tools[1].name, { a = 2, b = 3 }, { validate = false, confirm = true })
+    log("called", tools[1].name, res and (res.code or "ok") or "?")
+  end
+  c:close()
+end
+handlers["initialize"] = basic
+handlers["tools_call"] = basic
+
+-- json-schema-ref-no-deref: list the tools only (a network $ref must not be fetched)
+handlers["json-schema-ref-no-deref"] = function()
+  local c = new_client()
+  check(c:tools())
+  c:close()
+end
+
+-- json-schema-2020-12-preservation: echo the focal tool's inputSchema as we hold it
+handlers["json-schema-2020-12-preservation"] = function()
+  local c = new_client()
+  check(c:tools())
+  local focal = check(c:describe("json_schema_2020_12_tool"))
+  check(c:call("json_schema_echo", { schema = focal.inputSchema }, { confirm = true }))
+  c:close()
+end
+
+-- elicitation-sep1034-client-defaults: accept with no content; the library
+-- fills the requested schema's defaults (SEP-1034)
+handlers["elicitation-sep1034-client-defaults"] = function()
+  local c = new_client({
+    on_elicit = function(params)
+      log("elicitation:", params.message)
+      return { action = "accept", content = {} }
+    end,
+  })
+  check(c:tools())
+  check(c:call("test_client_elicitation_defaults", {}, { confirm = true }))
+  c:close()
+end
+
+-- sse-retry: the call's stream is closed before the answer; the client
+-- reconnects (GET, Last-Event-ID) after the stream's retry delay
+handlers["sse-retry"] = function()
+  local c = new_client()
+  check(c:tools())
+  check(c:call("test_reconnection", {}, { confirm = true }))
+  c:close()
+end
+
+-- auth/*: the plain flow; favcrm-lua has no OAuth, so these are listed in
+-- conformance/expected-failures.txt (the server's 401 ends the flow)
+local h = handlers[scenario] or (scenario:find("^auth/") and basic)
+if not h then
+  log("no handler for scenario '" .. scenario .. "'")
+  os.exit(3)
+end
+h()
+log("done:", scenario)
+os.exit(0)
