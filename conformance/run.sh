@@ -3,7 +3,9 @@
 # conformance/client.lua on one Lua build:
 #   conformance/run.sh LUA_BIN BUILD_DIR SCENARIO@SPEC-VERSION...
 # (`make conformance` passes the list of mk/conformance.mk.) Prints one line
-# per scenario and "N passed, N failed"; exits 1 when a scenario failed that
+# per scenario, then "conformance: N passed, N failed" where failed counts
+# the unexpected outcomes (FAIL, XPASS; expected failures are listed with
+# their reason just before it); exits 1 when a scenario failed that
 # conformance/expected-failures.txt does not list, or one it lists passed.
 # Each scenario's results: build/conformance/<scenario>/ (checks.json,
 # the client's stdout.txt/stderr.txt) and build/conformance/<scenario>.log.
@@ -75,5 +77,7 @@ for item in "$@"; do
     fi
   fi
 done
-echo "$passed passed, $failed failed ($xfail of them expected, listed in conformance/expected-failures.txt)"
+echo "conformance: $xfail scenarios failed as expected (conformance/expected-failures.txt says why)"
+# the closing line counts the unexpected outcomes (FAIL, XPASS) as failed
+echo "conformance: $passed passed, $bad failed"
 [ $bad -eq 0 ]
