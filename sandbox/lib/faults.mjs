@@ -3,7 +3,7 @@
 export const FAULTS = new Set([
     'close_mid_headers', 'close_mid_body', 'drip', 'sse_truncated', 'sse_huge_event', 'huge_body',
     'invalid_json', 'unknown_id', 'duplicate_id', 'missing_jsonrpc', 'bad_content_type', 'status',
-    'session_lost', 'redirect', 'server_request', 'invalid_utf8',
+    'session_lost', 'redirect', 'server_request', 'invalid_utf8', 'silent',
 ]);
 
 const MiB = 1024 * 1024;
@@ -83,7 +83,14 @@ export async function applyFault(f, ctx) {
         case 'sse_truncated': {
             res.writeHead(200, baseHeaders(req, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }));
             res.write(sseEvent({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', logger: 'favcrm-sandbox', data: 'stream will end without a response' } }));
+            // with event_id (and retry): the stream ends resumable, asking the client to wait retry ms
+            if (f.event_id) res.write(`${f.retry !== undefined ? `retry: ${f.retry}\n` : ''}id: ${f.event_id}\ndata: \n\n`);
             res.end();
+            return;
+        }
+        case 'silent': {
+            // reads the request, never answers; the socket stays open until the client goes
+            await new Promise(resolve => { res.on('close', resolve); sock.on('close', resolve); });
             return;
         }
         case 'sse_huge_event': {
