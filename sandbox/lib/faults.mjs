@@ -145,6 +145,7 @@ export async function applyFault(f, ctx) {
             return;
         }
         case 'status': {
+            if (f.delay_ms) await new Promise(resolve => setTimeout(resolve, f.delay_ms));
             const status = f.status ?? 503;
             let body = f.body;
             let ctype = f.content_type;
