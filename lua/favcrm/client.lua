@@ -156,7 +156,8 @@ local function check_call_opts(opts, fname, level)
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0 or v == math.huge
         or (v == 0 and k ~= "max_retry_wait")) then
-      error("bad argument #3 to '" .. fname .. "' (option '" .. k .. "' must be a positive finite number of seconds, got "
+      error("bad argument #3 to '" .. fname .. "' (option '" .. k
+        .. "' must be a positive finite number of seconds, got "
         .. (type(v) == "number" and tostring(v) or type(v)) .. ")", level + 1)
     end
   end

@@ -178,7 +178,7 @@ function M.install(Client, check_self)
     end
     opts = opts or {}
     local limit = opts.concurrency or 16
-    if type(limit) ~= "number" or not (limit >= 1) then
+    if type(limit) ~= "number" or limit ~= limit or limit < 1 then
       error("bad argument #2 to 'call_many' (option 'concurrency' must be a number >= 1, got "
         .. (type(limit) == "number" and tostring(limit) or type(limit)) .. ")", 2)
     end

@@ -609,7 +609,7 @@ function Session:wait(op, budget)
 end
 
 -- Calls fn once the initialization `gate` is over (at once if it is).
-function Session:_after_init(gate, fn)
+function Session._after_init(_, gate, fn)
   if gate.done then return fn() end
   gate.after[#gate.after + 1] = fn
 end
