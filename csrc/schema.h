@@ -221,6 +221,8 @@ typedef struct fav_vs {
   int K, E;
   int nerr, all, quiet, fatal, formats;
   int depth, maxdepth, eval, nscope, nref;
+  double deadline;   /* fav_monotonic_ms() by which validation must end; 0: none */
+  unsigned ticks;    /* work done since the clock was last read */
   const fav_node *scope[FAV_SCHEMA_EVAL];
   fav_ref refs[FAV_SCHEMA_EVAL];
   fav_seg path[FAV_SCHEMA_DEPTH_MAX + 2];

@@ -224,6 +224,19 @@ static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int 
   return r;
 }
 
+/* Past the validation's deadline (checked every `every` units of work):
+ * records the fatal `timeout` error and returns 1. */
+static int fav_schema_late(fav_vs *v, const fav_node *n, unsigned every) {
+  if (v->deadline <= 0) return 0;
+  if (v->fatal) return 1;
+  v->ticks += every;
+  if (v->ticks < 256) return 0;
+  v->ticks = 0;
+  if (fav_monotonic_ms() < v->deadline) return 0;
+  fav_schema_fatal(v, n, "timeout", "validation did not finish within the call's deadline");
+  return 1;
+}
+
 static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n) {
   const fav_re *r = &v->P->re[re];
   int rc;
@@ -304,7 +317,9 @@ static int fav_schema_str(fav_vs *v, const fav_node *n, int idx) {
     }
   }
   if (n->pattern >= 0) {
-    int m = fav_schema_rematch(v, n->pattern, s, len);
+    int m;
+    if (fav_schema_late(v, n, 256)) return 0;
+    m = fav_schema_rematch(v, n->pattern, s, len);
     if (m <= 0) {
       if (m == 0) fav_schema_fail(v, n, "pattern", NULL, 0, "does not match the pattern %s", v->P->re[n->pattern].src);
       else fav_schema_fail(v, n, "pattern", NULL, 0, "could not be matched against the pattern %s (match limit)",
@@ -320,43 +335,129 @@ done:
   return ok;
 }
 
-static int fav_schema_unique(fav_vs *v, size_t count, int idx, size_t *di, size_t *dj) {
+/* A hash of the JSON value at i such that equal values (fav_schema_equal)
+ * hash alike: objects and arrays sum their (key, value) pairs, so the order
+ * of lua_next does not matter. */
+static uint64_t fav_schema_mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+static uint64_t fav_schema_vhash(lua_State *L, int i, int depth) {
+  if (fav_schema_isnull(L, i)) return 0x6E756C6Cull;
+  switch (lua_type(L, i)) {
+    case LUA_TBOOLEAN: return lua_toboolean(L, i) ? 0x74727565ull : 0x66616C73ull;
+    case LUA_TNUMBER: {
+      double x = (double)lua_tonumber(L, i);
+      uint64_t u;
+      if (x == 0) x = 0; /* -0 */
+      if (x != x) return 0x4E614Eull;
+      memcpy(&u, &x, sizeof u);
+      return fav_schema_mix(u ^ 0x6E756Dull);
+    }
+    case LUA_TSTRING: {
+      size_t n, k;
+      const unsigned char *s = (const unsigned char *)lua_tolstring(L, i, &n);
+      uint64_t h = 0xCBF29CE484222325ull ^ n;
+      for (k = 0; k < n; k++) h = (h ^ s[k]) * 0x100000001B3ull;
+      return fav_schema_mix(h);
+    }
+    case LUA_TTABLE: {
+      uint64_t h = 0x7461626Cull;
+      if (depth > FAV_SCHEMA_DEPTH_MAX || !lua_checkstack(L, 4)) return h;
+      lua_pushnil(L);
+      while (lua_next(L, i)) {
+        int top = lua_gettop(L);
+        h += fav_schema_mix(fav_schema_vhash(L, top - 1, depth + 1) * 31 + fav_schema_vhash(L, top, depth + 1));
+        lua_pop(L, 1);
+      }
+      return fav_schema_mix(h);
+    }
+    default: return 1;
+  }
+}
+
+typedef struct fav_hidx {
+  uint64_t h;
+  size_t i;
+} fav_hidx;
+
+static int fav_schema_hidx_cmp(const void *a, const void *b) {
+  const fav_hidx *x = (const fav_hidx *)a, *y = (const fav_hidx *)b;
+  if (x->h != y->h) return x->h < y->h ? -1 : 1;
+  return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* The first item (in order) equal to an earlier one: *dj, and the first
+ * earlier one it equals: *di. Scalars go through a Lua table, tables
+ * through hashes sorted once (n log n), compared only when hashes agree. */
+static int fav_schema_unique(fav_vs *v, const fav_node *node, size_t count, int idx, size_t *di, size_t *dj) {
   lua_State *L = v->L;
-  size_t i, j;
-  int set, ok = 1;
+  size_t i, j, nt = 0, bi = 0, bj = 0;
+  int set;
+  fav_hidx *hs;
   lua_newtable(L);
   set = lua_gettop(L);
-  for (i = 1; i <= count && ok; i++) {
+  hs = (fav_hidx *)lua_newuserdata(L, count * sizeof *hs); /* collected, never freed by hand */
+  for (i = 1; i <= count; i++) {
     lua_rawgeti(L, idx, (int)i);
     if (lua_type(L, -1) == LUA_TTABLE) {
-      for (j = 1; j < i; j++) {
-        lua_rawgeti(L, idx, (int)j);
-        if (lua_type(L, -1) == LUA_TTABLE && fav_schema_equal(L, lua_gettop(L) - 1, lua_gettop(L), 0)) {
-          *di = j, *dj = i, ok = 0;
-        }
-        lua_pop(L, 1);
-        if (!ok) break;
+      hs[nt].h = fav_schema_vhash(L, lua_gettop(L), 0);
+      hs[nt].i = i;
+      nt++;
+    } else if (!bj && !lua_isnil(L, -1) && !(lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))) {
+      lua_pushvalue(L, -1);
+      lua_rawget(L, set);
+      if (!lua_isnil(L, -1)) {
+        bi = (size_t)lua_tointeger(L, -1), bj = i;
       }
-    } else if (!(lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))) {
-      if (lua_isnil(L, -1)) { /* cannot happen in a sequence; be safe */
-      } else {
+      lua_pop(L, 1);
+      if (!bj) {
         lua_pushvalue(L, -1);
-        lua_rawget(L, set);
-        if (!lua_isnil(L, -1)) {
-          *di = (size_t)lua_tointeger(L, -1), *dj = i, ok = 0;
-        }
-        lua_pop(L, 1);
-        if (ok) {
-          lua_pushvalue(L, -1);
-          lua_pushinteger(L, (lua_Integer)i);
-          lua_rawset(L, set);
-        }
+        lua_pushinteger(L, (lua_Integer)i);
+        lua_rawset(L, set);
       }
     }
     lua_pop(L, 1);
+    if (fav_schema_late(v, node, 1)) break;
+  }
+  if (nt > 1 && !v->fatal) {
+    size_t a = 0, b;
+    qsort(hs, nt, sizeof *hs, fav_schema_hidx_cmp);
+    while (a < nt && !v->fatal) {
+      for (b = a + 1; b < nt && hs[b].h == hs[a].h; b++) {
+      }
+      /* a run of equal hashes, in item order: the first item equal to an earlier one */
+      for (i = a + 1; i < b && !v->fatal; i++) {
+        if (bj && hs[i].i >= bj) break;
+        lua_rawgeti(L, idx, (int)hs[i].i);
+        for (j = a; j < i; j++) {
+          int eq;
+          if (fav_schema_late(v, node, 16)) break;
+          lua_rawgeti(L, idx, (int)hs[j].i);
+          eq = fav_schema_equal(L, lua_gettop(L) - 1, lua_gettop(L), 0);
+          lua_pop(L, 1);
+          if (eq) {
+            bi = hs[j].i, bj = hs[i].i;
+            break;
+          }
+        }
+        lua_pop(L, 1);
+      }
+      a = b;
+    }
   }
   lua_settop(L, set - 1);
-  return ok;
+  if (v->fatal) return 0;
+  if (bj) {
+    *di = bi, *dj = bj;
+    return 0;
+  }
+  return 1;
 }
 
 static int fav_schema_arr(fav_vs *v, const fav_node *n, int idx, size_t count, fav_ann *la) {
@@ -425,7 +526,7 @@ static int fav_schema_arr(fav_vs *v, const fav_node *n, int idx, size_t count, f
   }
   if (n->unique && count > 1) {
     size_t a = 0, b = 0;
-    if (!fav_schema_unique(v, count, idx, &a, &b)) {
+    if (!fav_schema_unique(v, n, count, idx, &a, &b)) {
       fav_schema_fail(v, n, "uniqueItems", NULL, 0, "must not contain duplicate items (items %d and %d are equal)",
                       (int)a - 1, (int)b - 1);
       FAV_BAIL();
@@ -799,6 +900,7 @@ int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
     }
     return 0;
   }
+  if (fav_schema_late(v, n, 1)) return 0;
   if (v->eval >= FAV_SCHEMA_EVAL || !lua_checkstack(L, 16)) {
     fav_schema_fatal(v, n, "depth", "schema evaluation is too deep");
     return 0;

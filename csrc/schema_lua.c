@@ -13,11 +13,25 @@ static fav_prog *fav_schema_check(lua_State *L) {
   return P;
 }
 
-/* validator:validate(value) / validator(value) -> true | false, errors */
+/* validator:validate(value [, opts]) / validator(value) -> true | false,
+ * errors. opts.deadline: core.monotonic() seconds by which validation must
+ * end; past it, one error with keyword "timeout". */
 static int fav_schema_validate_l(lua_State *L) {
   fav_prog *P = fav_schema_check(L);
   fav_vs vs, *v = &vs; /* on the C stack: nothing to free if we raise */
   int ok;
+  v->deadline = 0;
+  if (lua_type(L, 3) == LUA_TTABLE) {
+    lua_getfield(L, 3, "deadline");
+    if (!lua_isnil(L, -1)) {
+      double d = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : NAN;
+      if (!isfinite(d)) luaL_error(L, "bad option 'deadline' (finite number of seconds expected)");
+      v->deadline = d * 1000.0;
+      if (v->deadline <= 0) v->deadline = 1e-9; /* already over */
+    }
+    lua_pop(L, 1);
+  }
+  v->ticks = 0;
   lua_settop(L, 2);
   fav_schema_getuv(L, 1); /* 3: constants */
   lua_pushnil(L);         /* 4: errors */

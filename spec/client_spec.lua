@@ -30,7 +30,7 @@ describe("favcrm.new()", function()
 
   it("rejects a non-positive timeout", function()
     assert.has_error(function() favcrm.new({ timeout = 0 }) end,
-      "favcrm.new: option 'timeout' must be a positive number")
+      "favcrm.new: option 'timeout' must be a positive finite number (got 0)")
   end)
 
   it("rejects a URL that is not http(s)", function()

@@ -90,7 +90,7 @@ describe("client:call_many()", function()
     assert.has_error(function() c:call_many({ { "x" }, "y" }) end,
       "bad argument #1 to 'call_many' (item 2 is not {name, args})")
     assert.has_error(function() c:call_many({}, { concurrency = 0 }) end,
-      "bad argument #2 to 'call_many' (concurrency must be a number >= 1)")
+      "bad argument #2 to 'call_many' (option 'concurrency' must be a number >= 1, got 0)")
     c:close()
   end)
 end)

@@ -50,8 +50,8 @@ local function check_opts(opts)
       error("favcrm.new: option '" .. k .. "' must be a " .. want:gsub("|", " or ")
         .. " (got " .. type(v) .. ")", 3)
     end
-    if want == "number" and (v ~= v or v < 0 or (v == 0 and k ~= "max_retry_wait")) then
-      error("favcrm.new: option '" .. k .. "' must be a positive number", 3)
+    if want == "number" and (v ~= v or v < 0 or v == math.huge or (v == 0 and k ~= "max_retry_wait")) then
+      error("favcrm.new: option '" .. k .. "' must be a positive finite number (got " .. tostring(v) .. ")", 3)
     end
   end
   if opts.user_agent and opts.user_agent:find("[%c]") then
@@ -197,8 +197,26 @@ function Client.new(opts)
     on_progress = opts.on_progress, on_log = opts.on_log, listen = opts.listen,
   })
   self.session.after_pump = function() self:_resume_ready() end
+  self.session.forget = function(w) self.waiters[w] = nil end
   return self
 end
+
+-- The options of one call that are times (seconds): each, when given, a
+-- finite number > 0 (max_retry_wait may be 0). Misuse raises, naming it.
+local CALL_TIMES = { "timeout", "max_total_timeout", "max_retry_wait" }
+local function check_call_opts(opts, fname, level)
+  if opts == nil then return end
+  for _, k in ipairs(CALL_TIMES) do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0 or v == math.huge
+        or (v == 0 and k ~= "max_retry_wait")) then
+      error("bad argument #3 to '" .. fname .. "' (option '" .. k
+        .. "' must be a positive finite number of seconds, got "
+        .. (type(v) == "number" and tostring(v) or type(v)) .. ")", level + 1)
+    end
+  end
+end
+Client._check_call_opts = check_call_opts
 
 local function check_self(self, fname)
   if getmetatable(self) ~= Client then
@@ -296,30 +314,38 @@ end
 ---@return favcrm.Error|nil err
 function Client:tools(opts)
   check_self(self, "tools")
-  if self.tool_cache and not (opts and opts.refresh) then return self.tool_cache.list end
+  check_call_opts(opts, "tools", 2)
+  return self:_tools(opts and opts.refresh, self.session:budget(opts and opts.timeout, opts and opts.max_total_timeout))
+end
+
+-- client:tools() within a call's budget (Session:budget).
+function Client:_tools(refresh, budget)
+  if self.tool_cache and not refresh then return self.tool_cache.list end
   if self.tools_loading then
     -- another flow is fetching the list: wait for it and share it
-    self.session:wait(self.tools_loading)
+    local loading = self.tools_loading
+    local _, werr = self.session:wait(loading, budget)
+    if werr then return nil, werr end
     if self.tool_cache then return self.tool_cache.list end
-    return nil, self.tools_loading.err
+    return nil, loading.err
   end
   local loading = { done = false }
   self.tools_loading = loading
-  local list, err = self:_fetch_tools()
+  local list, err = self:_fetch_tools(budget)
   self.tools_loading = nil
   loading.err = err
   self.session:_signal(loading)
   return list, err
 end
 
-function Client:_fetch_tools()
+function Client:_fetch_tools(budget)
   local list, byname, cursor, pages = {}, {}, nil, 0
   repeat
     pages = pages + 1
     if pages > 1000 then
       return nil, errors.new("protocol", "tools/list never ended (over 1000 pages)")
     end
-    local res, err = self.session:request("tools/list", cursor and { cursor = cursor } or nil)
+    local res, err = self.session:request("tools/list", cursor and { cursor = cursor } or nil, { budget = budget })
     if not res then return nil, err end
     if type(res.tools) ~= "table" then
       return nil, errors.new("protocol", "tools/list answered without a tools array")
@@ -386,7 +412,11 @@ function Client:describe(name)
   if type(name) ~= "string" then
     error("bad argument #1 to 'describe' (tool name expected, got " .. type(name) .. ")", 2)
   end
-  local list, err = self:tools()
+  return self:_describe(name, self.session:budget())
+end
+
+function Client:_describe(name, budget)
+  local list, err = self:_tools(false, budget)
   if not list then return nil, err end
   local t = self.tool_cache.byname[name]
   if t then return t end
@@ -492,9 +522,13 @@ function Client:call(name, args, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #3 to 'call' (table of options expected, got " .. type(opts) .. ")", 2)
   end
+  check_call_opts(opts, "call", 2)
   opts = opts or {}
   args = args or {}
-  local tool, err = self:describe(name)
+  -- the call's one deadline: everything below spends from it
+  local session = self.session
+  local budget = session:budget(opts.timeout, opts.max_total_timeout)
+  local tool, err = self:_describe(name, budget)
   if not tool then return nil, err end
   local ann = type(tool.annotations) == "table" and tool.annotations or {}
   if ann.destructiveHint == true and opts.confirm ~= true then
@@ -507,9 +541,13 @@ function Client:call(name, args, opts)
   if self.validate and opts.validate ~= false then
     local v = self:_validator(tool, "inputSchema")
     if v then
-      local ok, errs = v:validate(args)
+      local ok, errs = v:validate(args, { deadline = session.left(budget) + core.monotonic() })
       if not ok then
         local e = first_error(errs)
+        if e.keyword == "timeout" then
+          return nil, errors.new("timeout", name .. ": checking the arguments did not finish within the call's "
+            .. "timeout of " .. budget.timeout .. " s", { tool = name })
+        end
         local path = e.path or ""
         return nil, errors.new("invalid_arguments",
           name .. ": " .. (path ~= "" and path or "/") .. ": " .. tostring(e.reason or e.message),
@@ -521,10 +559,9 @@ function Client:call(name, args, opts)
   local marked = args
   if next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
   local params = { name = name, arguments = marked }
-  local ok_init, ierr = self.session:initialize()
+  local ok_init, ierr = session:initialize(budget)
   if not ok_init then return nil, ierr end
-  local op_opts = { timeout = opts.timeout, max_total_timeout = opts.max_total_timeout,
-    on_progress = opts.on_progress }
+  local op_opts = { budget = budget, on_progress = opts.on_progress }
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
@@ -533,17 +570,18 @@ function Client:call(name, args, opts)
   local result, rerr
   local tries, waited = 0, false
   while true do
-    result, rerr = self.session:wait(self.session:start_request("tools/call", params, op_opts))
+    result, rerr = session:wait(session:start_request("tools/call", params, op_opts))
     if result then break end
     local transient = rerr.code == "network"
       or (rerr.code == "http" and (rerr.status == 500 or rerr.status == 502 or rerr.status == 503))
-    if transient and read_only and tries < 2 then
+    -- a wait that would outlast the deadline is not started: the error stands
+    if transient and read_only and tries < 2 and 0.25 * 2 ^ tries < session.left(budget) then
       tries = tries + 1
-      self.session:sleep(0.25 * 2 ^ (tries - 1))
+      session:sleep(0.25 * 2 ^ (tries - 1))
     elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
-      and rerr.retry_after <= max_retry_wait then
+      and rerr.retry_after <= max_retry_wait and rerr.retry_after < session.left(budget) then
       waited = true
-      self.session:sleep(rerr.retry_after)
+      session:sleep(rerr.retry_after)
     else
       break
     end
@@ -559,9 +597,13 @@ function Client:call(name, args, opts)
   if self.validate and opts.validate ~= false and type(result.structuredContent) == "table" then
     local v = self:_validator(tool, "outputSchema")
     if v then
-      local ok, errs = v:validate(result.structuredContent)
+      local ok, errs = v:validate(result.structuredContent, { deadline = session.left(budget) + core.monotonic() })
       if not ok then
         local e = first_error(errs)
+        if e.keyword == "timeout" then
+          return nil, errors.new("timeout", name .. ": checking the result against the tool's outputSchema did not "
+            .. "finish within the call's timeout of " .. budget.timeout .. " s", { tool = name })
+        end
         return nil, errors.new("protocol", name .. ": the result does not match the tool's outputSchema at "
           .. (e.path ~= "" and e.path or "/") .. ": " .. tostring(e.reason or e.message),
           { tool = name, path = e.path })

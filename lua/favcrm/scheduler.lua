@@ -53,6 +53,9 @@ function M.install(Client, check_self)
   ---@return any payload the call's payload, or nil
   ---@return table|favcrm.Error|nil result the whole result, or the error
   function Handle:wait(timeout)
+    if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 or timeout == math.huge) then
+      error("bad argument #1 to 'wait' (finite number of seconds >= 0 expected, got " .. tostring(timeout) .. ")", 2)
+    end
     local deadline = timeout and core.monotonic() + timeout
     while not self.finished do
       if deadline and core.monotonic() >= deadline then
@@ -70,18 +73,21 @@ function M.install(Client, check_self)
     elseif coroutine.status(h.co) == "dead" then
       h.finished, h.value, h.err = true, a, b
     else
-      -- it waits for `a`: resume it when `a` is signalled (or at once if it
-      -- already is), never by scanning every handle
-      h.waiting = a
-      if a.done then
+      -- it waits for `a` (or `b`, the timer of its deadline): resume it when
+      -- either is signalled (or at once if one is), never by scanning every
+      -- handle
+      h.waiting, h.waiting2 = a, b
+      if a.done or (b and b.done) then
         self.ready[#self.ready + 1] = h
       else
-        local list = self.waiters[a]
-        if not list then
-          list = {}
-          self.waiters[a] = list
+        for _, w in ipairs({ a, b }) do
+          local list = self.waiters[w]
+          if not list then
+            list = {}
+            self.waiters[w] = list
+          end
+          list[#list + 1] = h
         end
-        list[#list + 1] = h
       end
       return
     end
@@ -107,8 +113,8 @@ function M.install(Client, check_self)
       local ready = self.ready
       self.ready = {}
       for _, h in ipairs(ready) do
-        if h.waiting and h.waiting.done then
-          h.waiting = nil
+        if h.waiting and (h.waiting.done or (h.waiting2 and h.waiting2.done)) then
+          h.waiting, h.waiting2 = nil, nil
           self:_resume(h)
         end
       end
@@ -124,6 +130,7 @@ function M.install(Client, check_self)
   ---@return favcrm.Handle handle
   function Client:call_async(name, args, opts)
     check_self(self, "call_async")
+    Client._check_call_opts(opts, "call_async", 2)
     if type(name) ~= "string" or name == "" then
       error("bad argument #1 to 'call_async' (tool name expected, got " .. type(name) .. ")", 2)
     end
@@ -164,8 +171,9 @@ function M.install(Client, check_self)
   ---@return integer running async calls still running
   function Client:step(timeout)
     check_self(self, "step")
-    if timeout ~= nil and type(timeout) ~= "number" then
-      error("bad argument #1 to 'step' (number of seconds expected, got " .. type(timeout) .. ")", 2)
+    if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 or timeout == math.huge) then
+      error("bad argument #1 to 'step' (finite number of seconds >= 0 expected, got "
+        .. (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")", 2)
     end
     self:_resume_ready()
     self.session:pump(timeout or 0)
@@ -198,8 +206,9 @@ function M.install(Client, check_self)
     end
     opts = opts or {}
     local limit = opts.concurrency or 16
-    if type(limit) ~= "number" or limit < 1 then
-      error("bad argument #2 to 'call_many' (concurrency must be a number >= 1)", 2)
+    if type(limit) ~= "number" or limit ~= limit or limit < 1 then
+      error("bad argument #2 to 'call_many' (option 'concurrency' must be a number >= 1, got "
+        .. (type(limit) == "number" and tostring(limit) or type(limit)) .. ")", 2)
     end
     for i, c in ipairs(calls) do
       if type(c) ~= "table" or type(c[1]) ~= "string" then

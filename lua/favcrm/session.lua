@@ -29,6 +29,9 @@ local DRAIN_MS = 1000
 -- answers is flooding us, and the call that carried them ends (protocol).
 local AUX_IN_FLIGHT = 4
 local AUX_QUEUE = 256
+-- after a blocking call times out, how long its notifications/cancelled
+-- may take to leave (the rest is finished by later pumps or close())
+local CANCEL_DRAIN_MS = 100
 
 local now = core.monotonic
 local null = json.null
@@ -108,6 +111,22 @@ function Session:_hard_timeout_ms()
   return math.floor((self.max_total_timeout + 5) * 1000)
 end
 
+--- Session:budget(timeout, max_total_timeout) -> the one deadline of a
+-- public call: {timeout, deadline, hard}. Everything the call does (its
+-- initialize, tools/list, retries and their waits, resumes, validation)
+-- spends from it; progress of its requests moves `deadline` on, never past
+-- `hard`.
+function Session:budget(timeout, max_total)
+  local t = now()
+  timeout = timeout or self.timeout
+  return { timeout = timeout, deadline = t + timeout, hard = t + (max_total or self.max_total_timeout) }
+end
+
+--- Session.left(budget) -> seconds left (<= 0: over)
+function Session.left(b)
+  return math.min(b.deadline, b.hard) - now()
+end
+
 -- Sends a message we do not wait for (a notification, or our answer to a
 -- server request). Its outcome only matters as far as the transport goes.
 -- At most AUX_IN_FLIGHT are sent at once; the others wait in aux_queue.
@@ -153,7 +172,8 @@ function Session:_launch(op)
     headers = self:_headers(op.extra_headers),
     body = op.http_method == "GET" and nil or op.body,
     auth = self.auth,
-    timeout_ms = self:_hard_timeout_ms(),
+    -- the time left, and a second more, so our own deadline ends it first
+    timeout_ms = math.max(1, math.floor((op.hard_deadline - now()) * 1000) + 1000),
   }
   if op.drop_auth then req.auth = nil end -- never to another origin
   op.sent_session = self.session_id
@@ -167,7 +187,9 @@ function Session:_launch(op)
 end
 
 --- Session:start_request(method, params, opts) -> op. No waiting.
--- opts: timeout, max_total_timeout, on_progress, notify (no id).
+-- opts: timeout, max_total_timeout, on_progress, notify (no id), budget
+-- (Session:budget, shared by the requests of one public call: it replaces
+-- timeout and max_total_timeout).
 function Session:start_request(method, params, opts)
   opts = opts or {}
   local rpc_id
@@ -189,18 +211,17 @@ function Session:start_request(method, params, opts)
   if not body then
     error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 3)
   end
-  local t = now()
-  local timeout = opts.timeout or self.timeout
+  local b = opts.budget or self:budget(opts.timeout, opts.max_total_timeout)
   local op = {
     rpc_id = rpc_id, method = method, body = body, progress_token = progress_token,
-    timeout = timeout, deadline = t + timeout,
-    hard_deadline = t + (opts.max_total_timeout or self.max_total_timeout),
+    timeout = b.timeout, deadline = b.deadline, hard_deadline = b.hard, budget = b,
     on_progress = opts.on_progress or false, done = false, resumes = 0, redirects = 0,
     notify = opts.notify or false, replayed = false, retry_ms = 1000,
     -- every field the op gets later, so the table is never resized
     tid = false, status = false, headers = false, got_headers = false, sent_session = false,
     last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
     url = false, drop_auth = false, is_init = false, on_done = false, callback_error = false,
+    reinit = false,
   }
   if progress_token then self.by_token[progress_token] = op end
   self:_launch(op)
@@ -280,14 +301,25 @@ function Session:_on_http_error(op, item)
   local smsg, rpc_code, rpc_data = rpc_error_message(item.body)
   local detail = smsg and (": " .. smsg) or ""
   if st == 404 and op.sent_session and not op.replayed and not op.is_init then
-    -- the server forgot our session: start a new one and replay once
+    -- the server forgot our session: start a new one and replay once. The
+    -- op waits for it among the ops without a transfer (its deadline still
+    -- checked), so no pump blocks on the new initialize
     op.replayed = true
     local sh = self.shared
     if sh and sh.initialized and sh.session_id == op.sent_session then sh.initialized = false end
-    self.session_id, self.initialized, self.protocol_version = nil, false, nil
-    local ok, err = self:initialize()
-    if not ok then return self:_finish(op, nil, err) end
-    return self:_launch(op)
+    if self.session_id == op.sent_session then
+      self.session_id, self.initialized, self.protocol_version = nil, false, nil
+    end
+    op.reinit, op.resume_at = true, math.huge
+    self.resuming = self.resuming or {}
+    self.resuming[op] = true
+    return self:_after_init(self:_start_init(), function()
+      if op.done then return end
+      self.resuming[op] = nil
+      op.reinit, op.resume_at = false, nil
+      if not self.initialized then return self:_finish(op, nil, self.init_err) end
+      return self:_launch(op)
+    end)
   elseif st == 404 and op.sent_session then
     return self:_finish(op, nil, errors.new("session_expired",
       "the server no longer knows this session and a fresh one failed too", { status = st }))
@@ -391,6 +423,7 @@ function Session:_on_message(op, msg)
       local target = self.by_token[p.progressToken]
       if target and not target.done then
         target.deadline = math.min(now() + target.timeout, target.hard_deadline)
+        target.budget.deadline = target.deadline
         local cb = target.on_progress or self.cb.progress
         if cb then cb(p) end
       end
@@ -502,6 +535,16 @@ function Session:sleep(seconds)
   self:wait(tm)
 end
 
+-- Every op waiting without a transfer (to resume, or for a new session)
+-- whose deadline has come: timed out.
+function Session:_expire_idle(t)
+  local resuming = self.resuming
+  if not resuming then return end
+  for op in pairs(resuming) do
+    if not op.done and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+  end
+end
+
 --- Session:next_deadline() -> the monotonic time by which pump() should
 -- run again (a timeout or a reconnect), or nil.
 function Session:next_deadline()
@@ -512,7 +555,8 @@ function Session:next_deadline()
   end
   if self.resuming then
     for op in pairs(self.resuming) do
-      if not soonest or op.resume_at < soonest then soonest = op.resume_at end
+      local d = math.min(op.resume_at or math.huge, op.deadline, op.hard_deadline)
+      if not soonest or d < soonest then soonest = d end
     end
   end
   for tm in pairs(self.timers) do
@@ -530,6 +574,7 @@ function Session:pump(max_wait)
   for _, op in pairs(self.ops) do
     if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
   end
+  self:_expire_idle(t)
   local resuming = self.resuming
   if resuming then
     for op in pairs(resuming) do
@@ -546,7 +591,7 @@ function Session:pump(max_wait)
   end
   if resuming then
     for op in pairs(resuming) do
-      soonest = math.min(soonest, op.resume_at)
+      soonest = math.min(soonest, op.resume_at or math.huge, op.deadline, op.hard_deadline)
     end
   end
   local ms = math.max(0, math.floor((soonest - t) * 1000 + 0.5))
@@ -555,7 +600,7 @@ function Session:pump(max_wait)
     local op = self.ops[item.id]
     if op then
       self:_on_item(op, item)
-      if op.resume_at and not op.done and not op.tid then
+      if op.resume_at and not op.done and not op.tid and not op.reinit then
         self.resuming = self.resuming or {}
         self.resuming[op] = true
       end
@@ -599,32 +644,56 @@ function Session:drain(ms)
   end
 end
 
---- Session:wait(op): pumps until op is done; returns result or nil, err.
-function Session:wait(op)
+--- Session:wait(op [, budget]): pumps until op is done; returns result or
+-- nil, err. With a budget, a waitable that is not an op (a gate, a timer)
+-- is waited for at most until the budget's deadline (an op has its own).
+function Session:wait(op, budget)
   local co = coroutine.running()
-  if co and self.async_cos[co] then
-    -- inside an async handle: the client's step() resumes us when op is done
-    while not op.done do coroutine.yield(op) end
+  local async = co and self.async_cos[co]
+  local tm
+  if budget and not op.done and not op.method then
+    tm = { done = false, wake_at = math.min(budget.deadline, budget.hard) }
+    self.timers[tm] = true
+  end
+  if async then
+    -- inside an async handle: the client's step() resumes us when op (or
+    -- the budget's timer) is done
+    while not op.done and not (tm and tm.done) do coroutine.yield(op, tm) end
   else
-    while not op.done do
+    while not op.done and not (tm and tm.done) do
       self:pump(1)
       if self.after_pump then self.after_pump() else self.signaled = {} end
     end
   end
+  if tm then
+    self.timers[tm] = nil
+    if self.forget then self.forget(tm) end
+    if not op.done then
+      return nil, errors.new("timeout", "the call did not finish within its timeout of " .. budget.timeout .. " s")
+    end
+  end
   if op.callback_error then error(op.callback_error, 0) end
-  if op.err and op.err.code == "timeout" then self:drain(DRAIN_MS) end
+  -- our notifications/cancelled gets a moment to leave (a blocking call only)
+  if op.err and op.err.code == "timeout" and not async then self:drain(CANCEL_DRAIN_MS) end
   return op.result, op.err
 end
 
---- Session:initialize() -> true or nil, err. Idempotent.
-function Session:initialize()
-  if self.initialized then return true end
+-- Calls fn once the initialization `gate` is over (at once if it is).
+function Session._after_init(_, gate, fn)
+  if gate.done then return fn() end
+  gate.after[#gate.after + 1] = fn
+end
+
+-- Starts the initialization (or joins the one under way); returns its gate
+-- ({done}), without waiting.
+function Session:_start_init()
   local gate = self.init_gate
+  if self.initialized then return { done = true, after = {} } end
   if not gate then
     -- one initialization, shared by every flow that needs it; it is over
     -- (gate.done) once the server has taken notifications/initialized too,
     -- because some servers only finish setting up a session then
-    gate = { done = false }
+    gate = { done = false, after = {} }
     self.init_gate, self.init_err = gate, nil
     local function over(err)
       if err then self.init_err = err else self.initialized = true end
@@ -637,6 +706,7 @@ function Session:initialize()
       self:_signal(gate)
       self.init_gate = nil
       if not err then self:_listen_start() end
+      for _, fn in ipairs(gate.after) do fn() end
     end
     local caps = {}
     if self.cb.elicit then caps.elicitation = {} end
@@ -666,14 +736,25 @@ function Session:initialize()
     end
     if op.done then op.on_done(op) end
   end
-  self:wait(gate)
+  return gate
+end
+
+--- Session:initialize([budget]) -> true or nil, err. Idempotent. The
+-- initialization runs on the client's timeout; a caller waits for it at
+-- most until its budget's deadline.
+function Session:initialize(budget)
+  if self.initialized then return true end
+  local gate = self:_start_init()
+  local _, err = self:wait(gate, budget)
+  if err then return nil, err end
   if self.initialized then return true end
   return nil, self.init_err
 end
 
 --- Session:request(method, params, opts) -> result or nil, err (blocking).
+-- opts.budget (Session:budget) bounds the initialize too.
 function Session:request(method, params, opts)
-  local ok, err = self:initialize()
+  local ok, err = self:initialize(opts and opts.budget)
   if not ok then return nil, err end
   return self:wait(self:start_request(method, params, opts))
 end

@@ -4,6 +4,7 @@ export const FAULTS = new Set([
     'close_mid_headers', 'close_mid_body', 'drip', 'sse_truncated', 'sse_huge_event', 'huge_body',
     'invalid_json', 'unknown_id', 'duplicate_id', 'missing_jsonrpc', 'bad_content_type', 'status',
     'session_lost', 'redirect', 'server_request', 'invalid_utf8', 'server_request_flood', 'huge_headers',
+    'silent',
 ]);
 
 const MiB = 1024 * 1024;
@@ -83,7 +84,14 @@ export async function applyFault(f, ctx) {
         case 'sse_truncated': {
             res.writeHead(200, baseHeaders(req, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }));
             res.write(sseEvent({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', logger: 'favcrm-sandbox', data: 'stream will end without a response' } }));
+            // with event_id (and retry): the stream ends resumable, asking the client to wait retry ms
+            if (f.event_id) res.write(`${f.retry !== undefined ? `retry: ${f.retry}\n` : ''}id: ${f.event_id}\ndata: \n\n`);
             res.end();
+            return;
+        }
+        case 'silent': {
+            // reads the request, never answers; the socket stays open until the client goes
+            await new Promise(resolve => { res.on('close', resolve); sock.on('close', resolve); });
             return;
         }
         case 'sse_huge_event': {
@@ -138,6 +146,7 @@ export async function applyFault(f, ctx) {
             return;
         }
         case 'status': {
+            if (f.delay_ms) await new Promise(resolve => setTimeout(resolve, f.delay_ms));
             const status = f.status ?? 503;
             let body = f.body;
             let ctype = f.content_type;
