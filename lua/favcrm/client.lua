@@ -223,9 +223,10 @@ function Client:tools(opts)
   if self.tool_cache and not (opts and opts.refresh) then return self.tool_cache.list end
   if self.tools_loading then
     -- another flow is fetching the list: wait for it and share it
-    self.session:wait(self.tools_loading)
+    local loading = self.tools_loading
+    self.session:wait(loading)
     if self.tool_cache then return self.tool_cache.list end
-    return nil, self.tools_loading.err
+    return nil, loading.err
   end
   local loading = { done = false }
   self.tools_loading = loading
