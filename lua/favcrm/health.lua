@@ -18,6 +18,7 @@ local SIGNUP_ADVICE = ":FavCRM signup creates a workspace and saves its key"
 
 -- Where favcrm.core was (or would be) loaded from.
 local function core_path()
+  if package.preload["favcrm.core"] then return "package.preload" end
   local found = vim.api.nvim_get_runtime_file("lua/favcrm/core.so", false)[1]
   if found then return found end
   return package.searchpath and package.searchpath("favcrm.core", package.cpath) or nil

@@ -145,7 +145,13 @@ end
 -- lua-cjson is installed for Neovim's LuaJIT: a package searcher placed
 -- last, so an installed cjson still wins.
 local function cjson_from_vim()
-  local j = vim.json
+  -- an instance of its own, with lua-cjson's usual settings (Neovim's
+  -- writes {} as [] and escapes "/")
+  local j = vim.json.new and vim.json.new() or vim.json
+  if j ~= vim.json then
+    j.encode_empty_table_as_object(true)
+    j.encode_escape_forward_slash(false)
+  end
   local safe = setmetatable({
     decode = function(text)
       local ok, v = pcall(j.decode, text)

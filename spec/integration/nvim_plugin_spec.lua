@@ -59,7 +59,7 @@ local function scenario(name, opts)
   local r = cjson.decode(rf:read("*a"))
   rf:close()
   assert(r.error == nil, r.error)
-  return r, tmp
+  return r, tmp, printed
 end
 
 local function text(lines) return table.concat(lines or {}, "\n") end
@@ -118,7 +118,7 @@ describe("the Neovim plugin", function()
     it("completes subcommands and tool names", function()
       assert.same({ "call", "doctor", "login", "logout", "signup", "tools" }, r.subcommands)
       assert.same({ "login", "logout" }, r.sub_lo)
-      assert.same({ "sandbox_echo" }, r.tool_completion)
+      assert.same({ "sandbox_echo", "sandbox_echo_args", "sandbox_elicit" }, r.tool_completion)
     end)
 
     it("doctor shows the report in favcrm://doctor", function()
@@ -162,7 +162,7 @@ describe("the Neovim plugin", function()
   describe(":FavCRM signup", function()
     it("holds the conversation through vim.ui.input and reads the code with inputsecret", function()
       local email = string.format("nvim%d.%d@example.com", os.time(), math.random(1, 1e6))
-      local r, tmp = scenario("signup", { env = { FAVCRM_NVIM_EMAIL = email } })
+      local r, tmp, screen = scenario("signup", { env = { FAVCRM_NVIM_EMAIL = email } })
       assert.equal("done", r.state, text(r.lines))
       assert.is_true(r.ok)
       assert.same({ "FavCRM> ", "FavCRM> " }, r.prompts)
@@ -175,6 +175,10 @@ describe("the Neovim plugin", function()
       assert.is_nil(t:find(r.code, 1, true), t)
       assert.is_nil(r.messages:find(r.code, 1, true), r.messages)
       for _, h in ipairs(r.histories) do assert.is_nil(h:find(r.code, 1, true), h) end
+      assert.is_nil(screen:find(r.code, 1, true), screen)
+      assert.matches("Code from the e-mail: ******", screen, 1, true)
+      -- the history check sees what input() typed the same way records
+      assert.same({ "typed into input()" }, r.histories)
       -- the key was saved, and the next command used it
       local f = assert(io.open(tmp .. "/home/.config/favcrm/config.toml"))
       assert.matches("api_key", f:read("*a"))

@@ -12,8 +12,20 @@ vim.cmd("set rtp^=" .. vim.fn.fnameescape(top))
 vim.cmd("runtime plugin/favcrm.lua")
 
 local cjson = require("cjson")
-local sandbox = require("spec.support.sandbox")
 local uv = vim.uv or vim.loop
+
+-- The sandbox's control endpoints through curl(1): LuaSocket cannot load
+-- inside Neovim (its C symbol socket_connect resolves to Neovim's own).
+local sandbox = {}
+local base = assert(os.getenv("FAVCRM_SANDBOX_URL")):match("^(https?://[^/]+)")
+local function control(path)
+  local p = assert(io.popen("curl -sf " .. base .. path))
+  local body = p:read("*a")
+  p:close()
+  return cjson.decode(body)
+end
+function sandbox.stats() return control("/_sandbox/stats") end
+function sandbox.outbox(to) return control("/_sandbox/outbox?to=" .. to) end
 
 local result = {}
 local function finish()
@@ -40,6 +52,10 @@ local function favcrm(args)
   vim.cmd("FavCRM " .. args)
   wait(20000, function() return done end, ":FavCRM " .. args)
   pcall(vim.api.nvim_del_autocmd, id)
+  -- what the command scheduled (its messages) runs before this marker
+  local flushed = false
+  vim.schedule(function() flushed = true end)
+  wait(5000, function() return flushed end, "the scheduled messages")
   local last = commands.last
   return { command = last.command, ok = last.ok, lines = last.buf and buf_lines(last.buf) or nil,
     name = last.buf and vim.api.nvim_buf_get_name(last.buf) or nil }
@@ -85,19 +101,25 @@ function scenarios.signup()
     result.prompts[#result.prompts + 1] = opts.prompt
     on_confirm(table.remove(answers, 1))
   end
+  -- the real inputsecret(), reading the code typed ahead as a person would
   local code_prompts = 0
+  local real_inputsecret = vim.fn.inputsecret
   vim.fn.inputsecret = function(prompt)
     code_prompts = code_prompts + 1
     result.code_prompt = prompt
     for _, m in ipairs(sandbox.outbox(email)) do
       if m.code then result.code = m.code end
     end
-    return result.code
+    vim.api.nvim_feedkeys(result.code .. "\r", "t", false)
+    return real_inputsecret(prompt)
   end
   local r = favcrm("signup")
   result.ok, result.lines = r.ok, r.lines
   result.code_prompts = code_prompts
   result.state = commands.signup_flow.state
+  -- the history records input() lines: one typed the same way shows up
+  vim.api.nvim_feedkeys("typed into input()\r", "t", false)
+  result.input_seen = vim.fn.input("> ")
   result.histories = histories()
   result.messages = vim.fn.execute("messages")
   -- the saved key is what the next command uses
@@ -140,13 +162,13 @@ function scenarios.calls()
   result.failed = failed
 
   -- cancel: the call is in flight (the sandbox has it), then :cancel()
-  local before = #sandbox.stats().cancelled
+  local st0 = sandbox.stats()
+  local before, calls0 = #st0.cancelled, st0.by_method["tools/call"] or 0
   local cancelled
   local h = fnvim.call(client, "sandbox_slow", { ms = 10000 }, function(payload, err)
     cancelled = { payload = payload == nil and "nil" or payload, code = err and err.code,
       message = err and err.message }
   end)
-  local calls0 = sandbox.stats().by_method["tools/call"] or 0
   wait(10000, function() return (sandbox.stats().by_method["tools/call"] or 0) > calls0 end,
     "the sandbox to receive the slow call")
   local t1 = uv.hrtime()

@@ -12,8 +12,10 @@ M.SUBCOMMANDS = { "doctor", "signup", "tools", "call", "login", "logout" }
 
 local state = { client = nil, tool_names = nil, loading = nil }
 
+-- Scheduled: an error message written inside a command would be raised as
+-- an exception in whatever ran the command.
 local function notify(msg, level)
-  vim.notify("FavCRM: " .. msg, level or vim.log.levels.INFO)
+  vim.schedule(function() vim.notify("FavCRM: " .. msg, level or vim.log.levels.INFO) end)
 end
 
 --- M.client() -> the client the commands share (from the environment and
