@@ -87,6 +87,15 @@ local function driver(client)
     arm()
   end
 
+  -- the poll handles go before curl closes their sockets: libuv aborts on
+  -- a watched fd that was closed under it
+  d.stop = stop
+  local close = client.close
+  client.close = function(self, ...)
+    if self == client then stop() end
+    return close(self, ...)
+  end
+
   d.kick = function()
     if not d.active then d.active = true end
     tick()

@@ -59,6 +59,7 @@ local function scenario(name, opts)
   local r = cjson.decode(rf:read("*a"))
   rf:close()
   assert(r.error == nil, r.error)
+  assert(ok, "nvim did not exit cleanly: " .. printed)
   return r, tmp, printed
 end
 
