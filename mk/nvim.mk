@@ -4,7 +4,8 @@
 # runtimepath loader finds `require("favcrm.core")`. Plugin managers run it
 # in the plugin folder: lazy.nvim `build = "make nvim"`, packer `run = "make nvim"`.
 # The file is replaced by a rename, so a Neovim that has the old one loaded
-# keeps a valid mapping.
+# keeps a valid mapping. The help tags (doc/tags, not checked in) are
+# generated too.
 
 NVIM       ?= nvim
 NVIM_LUA   ?= $(shell $(NVIM) --version 2>/dev/null | grep -q '^LuaJIT' && echo luajit || \
@@ -18,3 +19,6 @@ nvim:
 	  exit 1; }
 	@cp build/nvim/favcrm/core.so lua/favcrm/.core.so.tmp && mv -f lua/favcrm/.core.so.tmp lua/favcrm/core.so
 	@echo "make nvim: lua/favcrm/core.so built for Neovim's $(NVIM_LUA)"
+	@if $(NVIM) --version >/dev/null 2>&1; then \
+	  $(NVIM) --headless -u NONE -i NONE -n -c 'helptags doc' -c 'qa!' </dev/null && echo "make nvim: doc/tags generated"; \
+	fi

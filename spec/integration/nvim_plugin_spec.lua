@@ -225,27 +225,47 @@ describe("the Neovim plugin", function()
       local ok, out = sh("cd " .. q(dir) .. " && make nvim")
       assert(ok, out)
       assert.matches("make nvim: lua/favcrm/core.so built for Neovim's luajit", out, 1, true)
+      assert.matches("make nvim: doc/tags generated", out, 1, true)
       -- no package.path, no cpath: only the runtimepath (the pack folder)
       local res = tmp .. "/result.txt"
-      local lua_check = table.concat({
-        "local core = require('favcrm.core')",
-        "local f = io.open(" .. string.format("%q", res) .. ", 'w')",
-        "f:write(vim.api.nvim_get_runtime_file('lua/favcrm/core.so', false)[1], '\\n')",
-        "vim.cmd('FavCRM doctor')",
-        "vim.wait(20000, function() return require('favcrm.nvim.commands').last ~= nil end, 5)",
-        "local last = require('favcrm.nvim.commands').last",
-        "f:write(table.concat(vim.api.nvim_buf_get_lines(last.buf, 0, -1, false), '\\n'))",
-        "f:close()",
-      }, " ")
+      local check = assert(io.open(tmp .. "/check.lua", "w"))
+      check:write([[
+local out = assert(io.open(]] .. string.format("%q", res) .. [[, "w"))
+local core = require("favcrm.core")
+out:write(vim.api.nvim_get_runtime_file("lua/favcrm/core.so", false)[1], "\n")
+-- every tag the help file defines or links to opens
+local doc = vim.api.nvim_get_runtime_file("doc/favcrm.txt", false)[1]
+local text = table.concat(vim.fn.readfile(doc), "\n")
+local bad, n = {}, 0
+for tag in text:gmatch("%*([^%s%*|]+)%*") do
+  n = n + 1
+  if not pcall(vim.cmd, "help " .. vim.fn.escape(tag, " ")) then bad[#bad + 1] = tag end
+end
+for tag in text:gmatch("|([^%s|]+)|") do
+  n = n + 1
+  if not pcall(vim.cmd, "help " .. vim.fn.escape(tag, " ")) then bad[#bad + 1] = tag end
+end
+vim.cmd("silent! helpclose")
+out:write("help tags checked: ", n, ", unresolved: ", table.concat(bad, " "), "\n")
+vim.cmd("FavCRM doctor")
+vim.wait(20000, function() return require("favcrm.nvim.commands").last ~= nil end, 5)
+local last = require("favcrm.nvim.commands").last
+out:write(table.concat(vim.api.nvim_buf_get_lines(last.buf, 0, -1, false), "\n"))
+out:close()
+]])
+      check:close()
       ok, out = sh("HOME=" .. q(tmp .. "/home") .. " XDG_CONFIG_HOME=" .. q(tmp .. "/home/.config")
         .. " FAVCRM_MCP_URL=" .. q(sandbox.url()) .. " timeout 60 nvim --headless -u NONE -i NONE -n"
         .. " --cmd " .. q("set packpath=" .. tmp .. " rtp=$VIMRUNTIME")
         .. " --cmd " .. q("lua package.path = '' package.cpath = ''")
-        .. " -c packloadall -c " .. q("lua " .. lua_check) .. " -c 'qa!' </dev/null")
+        .. " -c packloadall -c " .. q("luafile " .. tmp .. "/check.lua") .. " -c 'qa!' </dev/null")
       assert(ok, out)
       local f = assert(io.open(res), "nvim wrote nothing: " .. out)
       local got = f:read("*a")
       f:close()
+      local checked, unresolved = got:match("help tags checked: (%d+), unresolved: ([^\n]*)")
+      assert.is_true(tonumber(checked) >= 25, got)
+      assert.equal("", unresolved)
       assert.equal(dir .. "/lua/favcrm/core.so", got:match("^[^\n]*"))
       assert.matches("## favcrm: server", got, 1, true)
       assert.matches("  - OK reachable: " .. sandbox.url(), got, 1, true)
