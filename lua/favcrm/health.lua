@@ -176,7 +176,7 @@ end
 ---@param sections table what health.sections() or health.run() returned
 ---@return table lines
 function M.lines(sections)
-  local label = { ok = "OK", warn = "WARNING", error = "ERROR", info = "INFO" }
+  local label = { ok = "OK", warn = "WARNING", ["error"] = "ERROR", info = "INFO" }
   local out = {}
   for _, s in ipairs(sections) do
     out[#out + 1] = "## " .. s.title
