@@ -62,7 +62,7 @@ demo:
 
 lint:
 	@bash .ci/deps.sh $(LUA) lint
-	luacheck --no-color -q $(wildcard lua spec examples bench bin/favcrm conformance/client.lua)
+	luacheck --no-color -q $(wildcard lua plugin spec examples bench bin/favcrm conformance/client.lua)
 
 clean:
 	rm -rf build

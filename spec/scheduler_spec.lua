@@ -147,3 +147,60 @@ describe("client:call_async() and client:step()", function()
     c:close()
   end)
 end)
+
+describe("handle:cancel()", function()
+  -- steps the client until the sandbox has seen n tools/call requests
+  local function until_called(c, n)
+    for _ = 1, 500 do
+      c:step(0.01)
+      if (sandbox.stats().by_method["tools/call"] or 0) >= n then return end
+    end
+    error("the sandbox never saw the call")
+  end
+
+  it("finishes the handle with `cancelled`, cuts the request and tells the server", function()
+    local c = client()
+    assert(c:tools())
+    sandbox.control("POST", "/_sandbox/stats/reset", {})
+    local done_with
+    local h = c:call_async("sandbox_slow", { ms = 5000 }, { on_done = function(hd) done_with = hd end })
+    local other = c:call_async("sandbox_slow", { ms = 50 })
+    until_called(c, 2)
+    assert.is_true(h:cancel("the user pressed <C-c>"))
+    assert.is_true(h:done())
+    assert.equal(h, done_with)
+    local data, err = h:result()
+    assert.is_nil(data)
+    assert.equal("cancelled", err.code)
+    assert.equal("the user pressed <C-c>", err.message)
+    assert.is_false(h:cancel())
+    assert.equal(50, (other:wait(10)).sleptMs)
+    c:close() -- lets the notification finish
+    local st = sandbox.stats()
+    assert.equal(1, #st.cancelled)
+  end)
+
+  it("cancels a call still waiting for initialize; the shared start-up finishes for the others", function()
+    local c = client()
+    sandbox.control("POST", "/_sandbox/stats/reset", {})
+    local h = c:call_async("sandbox_echo", { value = 1 })
+    local other = c:call_async("sandbox_echo", { value = 2 })
+    assert.is_true(h:cancel())
+    assert.equal("cancelled", select(2, h:result()).code)
+    assert.equal(2, (other:wait(10)))
+    assert.equal(3, (c:call("sandbox_echo", { value = 3 })))
+    c:close()
+    local st = sandbox.stats()
+    -- the cancelled handle's own tools/call was cut before it went out
+    assert.equal(2, st.by_method["tools/call"])
+    assert.equal(1, st.by_method["tools/list"])
+  end)
+
+  it("raises on a reason that is not a string", function()
+    local c = client()
+    local h = c:call_async("sandbox_echo", { value = 1 })
+    assert.has_error(function() h:cancel(1) end, "bad argument #1 to 'cancel' (string expected, got number)")
+    h:wait(10)
+    c:close()
+  end)
+end)

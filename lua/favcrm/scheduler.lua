@@ -66,8 +66,51 @@ function M.install(Client, check_self)
     return self:result()
   end
 
+  -- Ends a request a cancelled handle started: its transfer is cut and the
+  -- server is told (notifications/cancelled), as on a timeout.
+  -- tools/list is left to finish: other handles may wait for the list.
+  local function cut(client, op, err)
+    if op.method == "tools/list" then return end
+    local s = client.session
+    s:_finish(op, nil, err)
+    if op.rpc_id and not op.notify and not op.is_init then
+      s:_send_aux({ jsonrpc = "2.0", method = "notifications/cancelled",
+        params = { requestId = op.rpc_id, reason = err.message } })
+    end
+  end
+
+  --- handle:cancel([reason]) -> true, or false when the call had already
+  -- finished. The handle finishes at once with nil, err `cancelled` (its
+  -- on_done runs); the request in flight is cut and the server gets
+  -- notifications/cancelled (sent by the next client:step). The code the
+  -- handle ran goes on to its end in later steps, so shared work (the tool
+  -- list, initialize) is finished for the other handles; every other request
+  -- it starts from then on is cut at once.
+  ---@param reason? string why, sent to the server (default "cancelled by the client")
+  ---@return boolean cancelled
+  function Handle:cancel(reason)
+    if self.finished then return false end
+    if reason ~= nil and type(reason) ~= "string" then
+      error("bad argument #1 to 'cancel' (string expected, got " .. type(reason) .. ")", 2)
+    end
+    local client = self.client
+    local err = errors.new("cancelled", reason or "cancelled by the client")
+    self.cancelled = err
+    self.finished, self.value, self.err = true, nil, err
+    client.handles[self] = nil
+    local w = self.waiting
+    if w and w.rpc_id and not w.done then cut(client, w, err) end
+    if self.on_done then self.on_done(self) end
+    return true
+  end
+
   function Client:_resume(h, ...)
     local ok, a, b = coroutine.resume(h.co, ...)
+    if h.cancelled then
+      -- already finished for its caller: run the code on, quietly
+      if not ok or coroutine.status(h.co) == "dead" then return end
+      if a.rpc_id and not a.done then cut(self, a, h.cancelled) end
+    end
     if not ok then
       h.finished, h.raised = true, a
     elseif coroutine.status(h.co) == "dead" then

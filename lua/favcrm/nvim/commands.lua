@@ -1,0 +1,348 @@
+--- favcrm.nvim.commands: what `:FavCRM {subcommand}` does (plugin/favcrm.lua
+-- defines the command and calls M.run). Every network step runs through
+-- favcrm.nvim, so the editor never waits; results go to a scratch buffer
+-- (`favcrm://doctor`, `favcrm://tools`, `favcrm://call`, `favcrm://signup`).
+-- When a subcommand is over, `User FavCRMDone` fires and M.last says how
+-- it went ({command =, ok =, buf =}).
+local fnvim = require("favcrm.nvim")
+
+local M = {}
+
+M.SUBCOMMANDS = { "doctor", "signup", "tools", "call", "login", "logout" }
+
+local state = { client = nil, tool_names = nil, loading = nil }
+
+-- Scheduled: an error message written inside a command would be raised as
+-- an exception in whatever ran the command.
+local function notify(msg, level)
+  vim.schedule(function() vim.notify("FavCRM: " .. msg, level or vim.log.levels.INFO) end)
+end
+
+--- M.client() -> the client the commands share (from the environment and
+-- the config file), made on first use and after logout or signup.
+---@return favcrm.Client
+function M.client()
+  if not state.client or state.client.closed then
+    state.client = require("favcrm").new()
+  end
+  return state.client
+end
+
+--- M.reset(): closes the shared client and forgets the tool names.
+---@return nil
+function M.reset()
+  if state.client then state.client:close() end
+  state.client, state.tool_names, state.loading = nil, nil, nil
+end
+
+local function finished(command, ok, buf)
+  M.last = { command = command, ok = ok, buf = buf }
+  vim.cmd("doautocmd <nomodeline> User FavCRMDone")
+end
+
+--- M.show(name, lines [, filetype]) -> buf: the scratch buffer
+-- `favcrm://name`, made or reused, holding lines, shown in a window.
+---@param name string
+---@param lines table
+---@param filetype? string
+---@return integer buf
+function M.show(name, lines, filetype)
+  local bufname = "favcrm://" .. name
+  local buf
+  for _, b in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_get_name(b) == bufname then buf = b end
+  end
+  if not buf then
+    buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_buf_set_name(buf, bufname)
+  end
+  vim.api.nvim_buf_set_option(buf, "modifiable", true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.api.nvim_buf_set_option(buf, "modifiable", false)
+  vim.api.nvim_buf_set_option(buf, "modified", false)
+  if filetype then vim.api.nvim_buf_set_option(buf, "filetype", filetype) end
+  if vim.fn.bufwinid(buf) == -1 then
+    vim.cmd("botright split")
+    vim.api.nvim_win_set_buf(0, buf)
+  end
+  return buf
+end
+
+local function split_lines(text)
+  local out = {}
+  for line in (tostring(text) .. "\n"):gmatch("([^\n]*)\n") do out[#out + 1] = line end
+  return out
+end
+
+local function error_lines(err)
+  local lines = { "error: " .. tostring(type(err) == "table" and err.code or "error") }
+  lines[#lines + 1] = tostring(type(err) == "table" and err.message or err)
+  if type(err) == "table" and err.hint then lines[#lines + 1] = "hint: " .. err.hint end
+  if type(err) == "table" and err.suggestions then
+    lines[#lines + 1] = "did you mean: " .. table.concat(err.suggestions, ", ")
+  end
+  return lines
+end
+
+-- The shared client, or nil after telling the user why not.
+local function client_or_say(command)
+  local ok, c = pcall(M.client)
+  if ok then return c end
+  notify(tostring(c), vim.log.levels.ERROR)
+  finished(command, false)
+  return nil
+end
+
+-- ---------------------------------------------------------------------------
+
+--- :FavCRM doctor
+function M.doctor()
+  local health = require("favcrm.health")
+  local build = health.build()
+  if not build.ok then
+    local buf = M.show("doctor", health.lines({ build }), "markdown")
+    return finished("doctor", false, buf)
+  end
+  local c = client_or_say("doctor")
+  if not c then return end
+  notify("checking " .. tostring((c:endpoint())) .. " ...")
+  return fnvim.run(c, function(cl) return cl:doctor() end, function(report)
+    local sections = { build }
+    for _, s in ipairs(health.sections(report)) do sections[#sections + 1] = s end
+    local buf = M.show("doctor", health.lines(sections), "markdown")
+    finished("doctor", report.ok, buf)
+  end)
+end
+
+--- :FavCRM tools
+function M.tools()
+  local c = client_or_say("tools")
+  if not c then return end
+  return fnvim.run(c, function(cl) return cl:tools() end, function(list, err)
+    if not list then
+      notify(tostring(err), vim.log.levels.ERROR)
+      return finished("tools", false, M.show("tools", error_lines(err)))
+    end
+    local names, lines = {}, {}
+    for _, t in ipairs(list) do
+      names[#names + 1] = t.name
+      local about = tostring(t.description or ""):match("^[^\n]*")
+      lines[#lines + 1] = t.name .. (about ~= "" and ("  " .. about) or "")
+    end
+    state.tool_names = names
+    finished("tools", true, M.show("tools", lines))
+  end)
+end
+
+--- :FavCRM call {tool} [{json}]
+function M.call(tool, json_text)
+  if not tool or tool == "" then
+    notify("usage: :FavCRM call {tool} [{json arguments}]", vim.log.levels.ERROR)
+    return finished("call", false)
+  end
+  local json = require("favcrm.json")
+  local args = {}
+  if json_text and json_text:match("%S") then
+    local v, jerr = json.decode(json_text)
+    if type(v) ~= "table" then
+      notify("the arguments are not a JSON object: " .. tostring(jerr or json_text), vim.log.levels.ERROR)
+      return finished("call", false)
+    end
+    args = v
+  end
+  local c = client_or_say("call")
+  if not c then return end
+  M.pending = fnvim.call(c, tool, args, function(payload, err)
+    M.pending = nil
+    if err then
+      notify(tool .. ": " .. tostring(err), vim.log.levels.ERROR)
+      return finished("call", false, M.show("call", error_lines(err)))
+    end
+    local text = type(payload) == "table" and json.encode(payload, nil, "  ") or tostring(payload)
+    finished("call", true, M.show("call", split_lines(text), type(payload) == "table" and "json" or nil))
+  end)
+  return M.pending
+end
+
+--- :FavCRM login (OAuth is another issue: until it lands, this says so)
+function M.login()
+  notify("login with OAuth is not available yet. Use :FavCRM signup for a new workspace, "
+    .. "or set FAVCRM_API_KEY (or `favcrm login` in a terminal) for an existing one.", vim.log.levels.WARN)
+  finished("login", false)
+end
+
+--- :FavCRM logout: removes the saved key from the config file
+function M.logout()
+  local config = require("favcrm.config")
+  local path, perr = config.path()
+  if not path then
+    notify(tostring(perr), vim.log.levels.ERROR)
+    return finished("logout", false)
+  end
+  local file = config.load() or {}
+  local had = type(file.api_key) == "string" and file.api_key ~= ""
+  if had then
+    local ok, serr = config.save({ api_key = false })
+    if not ok then
+      notify(tostring(serr), vim.log.levels.ERROR)
+      return finished("logout", false)
+    end
+  end
+  M.reset()
+  local msg = had and ("removed the API key from " .. path
+    .. ". The key itself works until you revoke it in the portal (Settings > MCP Keys).")
+    or ("no API key was saved in " .. path .. ".")
+  local env = os.getenv("FAVCRM_API_KEY") and "FAVCRM_API_KEY" or (os.getenv("FAVCRM_MCP_TOKEN") and "FAVCRM_MCP_TOKEN")
+  if env then msg = msg .. " " .. env .. " is still set in the environment, so a key is still configured." end
+  notify(msg, env and vim.log.levels.WARN or vim.log.levels.INFO)
+  finished("logout", true)
+end
+
+-- ---------------------------------------------------------------------------
+-- :FavCRM signup: the signup recipe's conversation through vim.ui.input.
+
+--- M.ask_code(prompt, on_answer): reads the e-mailed code with
+-- inputsecret(): typed as stars, kept in no history, never echoed.
+---@param prompt string
+---@param on_answer fun(answer: string|nil)
+---@return nil
+function M.ask_code(prompt, on_answer)
+  local ok, v = pcall(vim.fn.inputsecret, prompt)
+  vim.cmd("redraw")
+  if not ok or v == "" then return on_answer(nil) end
+  return on_answer(v)
+end
+
+--- :FavCRM signup
+function M.signup()
+  local c = client_or_say("signup")
+  if not c then return end
+  local signup = require("favcrm.recipes.signup")
+  local log = {}
+  local buf
+  local function say(who, text)
+    for i, line in ipairs(split_lines(text)) do log[#log + 1] = (i == 1 and (who .. ": ") or "  ") .. line end
+    log[#log + 1] = ""
+    buf = M.show("signup", log, "markdown")
+  end
+  local turn
+  local function over(f)
+    M.signup_flow = f
+    if f.state == "done" then M.reset() end
+    finished("signup", f.state == "done", buf)
+  end
+  local function step(f, fn)
+    fnvim.run(c, fn, function(_, err)
+      if err then say("FavCRM", tostring(err)) end
+      turn(f)
+    end)
+  end
+  turn = function(f)
+    say("FavCRM", f:reply())
+    if f:finished() then return over(f) end
+    local function answer(text)
+      if text == nil then
+        say("FavCRM", f:stop("no_answer"))
+        return over(f)
+      end
+      return step(f, function()
+        local ok, e = pcall(f.handle, f, text)
+        if not ok then return nil, e end
+      end)
+    end
+    if f.state == "awaiting_code" then
+      -- the code: never in a history, the messages or the buffer
+      vim.schedule(function()
+        M.ask_code("Code from the e-mail: ", function(code)
+          if code then say("you", "(the code, not shown)") end
+          answer(code)
+        end)
+      end)
+    else
+      vim.schedule(function()
+        vim.ui.input({ prompt = "FavCRM> " }, function(text)
+          if text then say("you", text) end
+          answer(text)
+        end)
+      end)
+    end
+  end
+  local f
+  fnvim.run(c, function(cl)
+    f = signup.start(cl, {}, {})
+    return f
+  end, function(flow, err)
+    if not flow then
+      notify(tostring(err), vim.log.levels.ERROR)
+      return finished("signup", false)
+    end
+    turn(flow)
+  end)
+end
+
+-- ---------------------------------------------------------------------------
+
+--- M.tool_names() -> the tool names known (after :FavCRM tools, or fetched
+-- in the background on the first completion)
+---@return table names
+function M.tool_names()
+  if state.tool_names then return state.tool_names end
+  if not state.loading then
+    local ok, c = pcall(M.client)
+    if ok then
+      state.loading = fnvim.run(c, function(cl) return cl:tools() end, function(list)
+        state.loading = nil
+        if type(list) == "table" then
+          local names = {}
+          for _, t in ipairs(list) do names[#names + 1] = t.name end
+          state.tool_names = names
+        end
+      end)
+    end
+  end
+  return {}
+end
+
+--- M.complete(arglead, cmdline) -> candidates for :FavCRM's completion
+---@param arglead string
+---@param cmdline string
+---@return table candidates
+function M.complete(arglead, cmdline)
+  local words = {}
+  for w in cmdline:gmatch("%S+") do words[#words + 1] = w end
+  if arglead ~= "" then words[#words] = nil end -- the word being typed
+  local pool
+  if #words <= 1 then
+    pool = M.SUBCOMMANDS
+  elseif #words == 2 and words[2] == "call" then
+    pool = M.tool_names()
+  else
+    return {}
+  end
+  local out = {}
+  for _, v in ipairs(pool) do
+    if v:sub(1, #arglead) == arglead then out[#out + 1] = v end
+  end
+  table.sort(out)
+  return out
+end
+
+--- M.run(args): `:FavCRM {args}`
+---@param args string what follows :FavCRM
+---@return nil
+function M.run(args)
+  local sub, rest = (args or ""):match("^%s*(%S*)%s*(.-)%s*$")
+  if sub == "doctor" then return M.doctor() end
+  if sub == "signup" then return M.signup() end
+  if sub == "tools" then return M.tools() end
+  if sub == "call" then
+    local tool, json_text = rest:match("^(%S*)%s*(.-)$")
+    return M.call(tool, json_text)
+  end
+  if sub == "login" then return M.login() end
+  if sub == "logout" then return M.logout() end
+  notify((sub == "" and "a subcommand is needed" or ("unknown subcommand '" .. sub .. "'"))
+    .. "; one of: " .. table.concat(M.SUBCOMMANDS, ", "), vim.log.levels.ERROR)
+end
+
+return M
