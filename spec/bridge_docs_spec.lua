@@ -43,7 +43,8 @@ describe("docs/BRIDGE.md", function()
   end)
 
   it("names every host the issue asks for", function()
-    for _, host in ipairs({ "mcp-config.json", "Claude Desktop", "mcphub.nvim", "servers.json", "codecompanion.nvim" }) do
+    for _, host in ipairs({ "mcp-config.json", "Claude Desktop", "mcphub.nvim", "servers.json",
+      "codecompanion.nvim" }) do
       assert.is_truthy(text:find(host, 1, true), host)
     end
   end)
