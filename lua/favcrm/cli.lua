@@ -835,7 +835,8 @@ function C.mcp_serve(ctx)
   if not client then return code end
   local serve = require("favcrm.mcp_serve")
   local ok, res = pcall(serve.serve, client, { stdin = ctx.stdin, stdout = ctx.stdout, stderr = ctx.stderr,
-    getenv = ctx.getenv }, { version = favcrm.VERSION })
+    getenv = ctx.getenv }, { version = favcrm.VERSION, save = not ctx.flags["no-save"],
+    show_key = ctx.flags["show-key"] == true })
   client:close()
   if not ok then
     ctx.stderr:write("favcrm mcp serve: internal error: ", tostring(res), "\n")
@@ -968,11 +969,14 @@ local TREE = {
       about = "MCP for clients that spawn processes.",
       sub = {
         serve = {
-          run = C.mcp_serve, flags = {},
-          usage = "favcrm mcp serve",
+          run = C.mcp_serve, flags = { "no-save", "show-key" },
+          usage = "favcrm mcp serve [--no-save] [--show-key]",
           about = "A stdio MCP server (newline-delimited JSON-RPC on stdin/stdout; logs on stderr) that proxies "
             .. "FavCRM's tools with the saved or environment key and adds favcrm_doctor. The signup pair "
-            .. "works without a key. Ends with exit 0 when stdin closes.",
+            .. "works without a key; when a verify (signup or team invite) succeeds, the bridge uses the new key "
+            .. "at once, saves it to the config file (mode 0600) unless --no-save, and hands the agent the "
+            .. "result with the key masked unless --show-key. Ends with exit 0 when stdin closes. "
+            .. "See docs/BRIDGE.md for host set-ups.",
           example = "{\"mcpServers\": {\"favcrm\": {\"command\": \"favcrm\", \"args\": [\"mcp\", \"serve\"]}}}",
         },
       },

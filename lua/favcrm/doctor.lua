@@ -61,6 +61,13 @@ function M.doctor(self)
     else
       r.latency_ms = math.floor((t1 - t0) * 1000 * 10 + 0.5) / 10
       r.ping_error = brief(perr)
+      -- a session opened earlier says nothing about now: a server gone
+      -- since (connection refused, no answer) is unreachable
+      if type(perr) == "table" and (perr.code == "network" or perr.code == "timeout" or perr.code == "tls") then
+        r.reachable_error = brief(perr)
+        problem("reachable", perr)
+        return
+      end
     end
     r.reachable = true
     local info = s.server_info or {}

@@ -12,7 +12,35 @@
 --                become isError results; an unknown tool is -32602.
 --                Destructive tools are not gated here: their annotations are
 --                passed on and the MCP host asks its user.
---   anything else: -32601; notifications are ignored; EOF: exit 0.
+--   anything else: -32601; EOF: exit 0.
+--
+-- A bridge, not just a proxy of tools/call:
+--   keys         a verify that issues a key (register_organisation_verify,
+--                accept_team_invite_verify) makes the bridge take the key up
+--                at once (client:set_api_key) for every later call, save it
+--                to the config file (config.save: 0600, atomic) unless
+--                opts.save == false (--no-save), and hand the host the
+--                result with the key masked (fav_mcp_...cdef) unless
+--                opts.show_key (--show-key). Their descriptions say so.
+--   progress     a tools/call with params._meta.progressToken gets the
+--                upstream's notifications/progress under the host's token.
+--   logging      the upstream's notifications/message go to the host
+--                (capability `logging`; logging/setLevel filters them here).
+--   server requests  elicitation/create, sampling/createMessage and
+--                roots/list from the upstream are sent on to the host when
+--                the host declared the capability at initialize (the bridge
+--                declares it upstream only then); the bridge waits for the
+--                host's answer, keeping what else the host sends meanwhile
+--                for later.
+--   cancellation notifications/cancelled for a request not started yet, or
+--                for the call that waits on a forwarded server request,
+--                drops that request's answer (and answers the forwarded
+--                request `cancel`). The client API has no way to abort a
+--                call already on the wire, so such a call runs to its end
+--                upstream; the host simply gets no answer.
+--   outages      every tools/call and favcrm_doctor goes through the client,
+--                which opens a new session when the old one is gone: a
+--                restarted upstream needs no restart of the bridge.
 --
 -- JSON goes through favcrm.json, which keeps empty arrays as `[]` (lua-cjson
 -- 2.1.0 turns every empty table into `{}`) by following a *guide*: the JSON
@@ -20,6 +48,8 @@
 -- marked (json.decode).
 local json = require("favcrm.json")
 local errors = require("favcrm.errors")
+local config = require("favcrm.config")
+local core = require("favcrm.core")
 
 local M = {}
 
@@ -29,6 +59,24 @@ M.DOCTOR_FIELDS = { "mcpEndpointStatus", "authStatus", "toolCount", "organisatio
   "whatsappStatus" }
 
 local null = json.null
+
+--- The tools whose success hands out a new API key.
+M.KEY_TOOLS = { register_organisation_verify = "signup", accept_team_invite_verify = "team invite" }
+
+--- What the bridge adds to those tools' descriptions.
+---@param save boolean whether the key is saved
+---@param show boolean whether the whole key is shown
+---@return string note
+function M.key_note(save, show)
+  return " Through `favcrm mcp serve`: on success the bridge takes the new API key up at once for every later "
+    .. "call (no restart, no config edit, no Authorization header to set)"
+    .. (save and ", saves it to the FavCRM config file (mode 0600)" or " (it is not saved: --no-save)")
+    .. (show and ", and returns it whole (--show-key)." or ", and returns it masked (fav_mcp_...cdef), so the "
+      .. "key never enters this conversation: you need not handle it.")
+end
+
+local LOG_LEVELS = { debug = 0, info = 1, notice = 2, warning = 3, error = 4, critical = 5, alert = 6,
+  emergency = 7 }
 
 -- ------------------------------------------------------------------------
 -- JSON (favcrm.json owns it; these names stay for existing callers)
@@ -146,12 +194,88 @@ Server.__index = Server
 ---@return table server
 function M.new(client, opts)
   opts = opts or {}
-  return setmetatable({
+  local self = setmetatable({
     client = client,
     log = opts.log or function() end,
     getenv = opts.getenv or os.getenv,
     version = opts.version or "0",
+    save = opts.save ~= false,
+    show_key = opts.show_key == true,
+    config_path = opts.config_path,
+    send = opts.send or function() end,       -- a message to the host
+    read_line = opts.read_line or function() return nil end, -- the host's next line
+    backlog = {},   -- host lines read while waiting for an answer
+    cancelled = {}, -- host request ids cancelled
+    next_id = 0,
+    log_level = nil,
   }, Server)
+  -- the upstream's log lines go to the host (when it has not set a higher level)
+  client.session.cb.log = function(p) self:forward_log(p) end
+  return self
+end
+
+function Server:forward_log(p)
+  if type(p) ~= "table" then return end
+  local lvl = LOG_LEVELS[p.level] or 1
+  if self.log_level and lvl < (LOG_LEVELS[self.log_level] or 0) then return end
+  self:notify("notifications/message", { level = p.level or "info", logger = p.logger, data = p.data })
+end
+
+function Server:notify(method, params)
+  self.send({ jsonrpc = "2.0", method = method, params = params })
+end
+
+--- server:next_line() -> the host's next line: kept ones first.
+function Server:next_line()
+  local l = table.remove(self.backlog, 1)
+  if l ~= nil then return l end
+  return self.read_line()
+end
+
+-- Sends a request to the host and waits for its answer; what else comes
+-- meanwhile is kept for later (a cancellation of the waiting call is noted).
+-- Returns result, or nil and the error object (or "eof"/"cancelled").
+function Server:ask_host(method, params)
+  self.next_id = self.next_id + 1
+  local id = "favcrm-bridge-" .. self.next_id
+  self.send({ jsonrpc = "2.0", id = id, method = method, params = params })
+  while true do
+    local line = self.read_line()
+    if line == nil then return nil, "eof" end
+    local msg = M.decode((line:gsub("\r$", "")))
+    if type(msg) == "table" and msg.id == id and msg.method == nil then
+      if msg.error ~= nil then return nil, msg.error end
+      return msg.result
+    end
+    if type(msg) == "table" and msg.method == "notifications/cancelled" and type(msg.params) == "table" then
+      self.cancelled[msg.params.requestId] = true
+      if self.current_id ~= nil and msg.params.requestId == self.current_id then return nil, "cancelled" end
+    else
+      self.backlog[#self.backlog + 1] = line
+    end
+  end
+end
+
+-- The handlers the upstream session gets for the capabilities the host has.
+function Server:wire_capabilities(caps)
+  if type(caps) ~= "table" then caps = {} end
+  local cb = self.client.session.cb
+  local function forward(method, fallback)
+    return function(params)
+      local res, err = self:ask_host(method, params)
+      if res ~= nil then return res end
+      self.log(method .. ": the host gave no answer (" .. (type(err) == "table" and tostring(err.message)
+        or tostring(err)) .. ")")
+      return fallback and fallback(err) or nil
+    end
+  end
+  -- the upstream session is opened lazily, after this: its initialize
+  -- declares exactly these
+  cb.elicit = caps.elicitation ~= nil and forward("elicitation/create", function(err)
+    return { action = err == "cancelled" and "cancel" or "decline" }
+  end) or nil
+  cb.sample = caps.sampling ~= nil and forward("sampling/createMessage") or nil
+  cb.roots = caps.roots ~= nil and forward("roots/list") or nil
 end
 
 local RPC_ERROR = G.struct({ data = G.struct({ suggestions = G.list(nil) }) })
@@ -199,13 +323,17 @@ function Server:initialize(params)
   local ci = type(params) == "table" and type(params.clientInfo) == "table" and params.clientInfo or {}
   self.log("initialize from " .. tostring(ci.name or "a client") .. " (protocol " .. tostring(asked)
     .. ", answered " .. v .. ")")
+  if not self.client.session.initialized then
+    self:wire_capabilities(type(params) == "table" and params.capabilities or nil)
+  end
   return {
     protocolVersion = v,
-    capabilities = { tools = { listChanged = false } },
+    capabilities = { tools = { listChanged = false }, logging = {} },
     serverInfo = { name = "favcrm", title = "FavCRM (favcrm-lua)", version = self.version },
     instructions = "FavCRM's CRM tools, proxied from " .. tostring((self.client:endpoint())) .. ". Call favcrm_doctor "
       .. "to check the connection. To sign a new business up, call register_organisation_request, then "
-      .. "register_organisation_verify with the 6-digit code the owner receives by e-mail.",
+      .. "register_organisation_verify with the 6-digit code the owner receives by e-mail; the bridge then uses the "
+      .. "new key itself (you never handle it).",
   }
 end
 
@@ -214,7 +342,15 @@ function Server:list_tools()
   local tools = { M.DOCTOR_TOOL }
   if remote then
     for _, t in ipairs(remote) do
-      if t.name ~= M.DOCTOR_TOOL.name then tools[#tools + 1] = t end
+      if t.name ~= M.DOCTOR_TOOL.name then
+        if M.KEY_TOOLS[t.name] then
+          local c = {}
+          for k, val in pairs(t) do c[k] = val end
+          c.description = tostring(t.description or "") .. M.key_note(self.save, self.show_key)
+          t = c
+        end
+        tools[#tools + 1] = t
+      end
     end
   else
     self.log("tools/list: the FavCRM server could not be reached (" .. tostring(err and err.message)
@@ -249,8 +385,18 @@ function Server:call_tool(params)
     local res = self:doctor()
     return res, M.result_guide(M.DOCTOR_TOOL, res)
   end
-  local data, res = self.client:call(name, args, { confirm = true })
+  local meta = type(params._meta) == "table" and params._meta or nil
+  local token = meta and meta.progressToken
+  local on_progress
+  if type(token) == "string" or type(token) == "number" then
+    on_progress = function(p)
+      self:notify("notifications/progress", { progressToken = token, progress = p.progress, total = p.total,
+        message = p.message })
+    end
+  end
+  local data, res = self.client:call(name, args, { confirm = true, on_progress = on_progress })
   local tool = self.client:cached_tool(name)
+  if data ~= nil and M.KEY_TOOLS[name] then res = self:take_key(name, res) end
   if data == nil and errors.is(res) then
     local err = res
     if err.code == "unknown_tool" then
@@ -269,6 +415,80 @@ function Server:call_tool(params)
   return res, M.result_guide(tool, res)
 end
 
+-- Replaces every copy of `whole` inside the strings of v (deeply) with `by`.
+local function replace_all(v, whole, by)
+  if type(v) == "string" then
+    local out, i = {}, 1
+    while true do
+      local a, b = v:find(whole, i, true)
+      if not a then break end
+      out[#out + 1] = v:sub(i, a - 1)
+      out[#out + 1] = by
+      i = b + 1
+    end
+    if i == 1 then return v end
+    out[#out + 1] = v:sub(i)
+    return table.concat(out)
+  elseif type(v) == "table" then
+    local c = setmetatable({}, getmetatable(v))
+    for k, x in pairs(v) do c[k] = replace_all(x, whole, by) end
+    return c
+  end
+  return v
+end
+
+--- server:take_key(name, result) -> result: a successful verify's key is
+-- taken up, saved (unless save = false) and masked (unless show_key).
+---@param name string the tool that succeeded
+---@param res table its tools/call result
+---@return table result what the host gets
+function Server:take_key(name, res)
+  local sc = type(res) == "table" and res.structuredContent or nil
+  local d = type(sc) == "table" and (type(sc.data) == "table" and sc.data or sc) or nil
+  local key = d and d.apiKey
+  if type(key) ~= "string" and type(res.content) == "table" and type(res.content[1]) == "table" then
+    local parsed = M.decode(tostring(res.content[1].text or ""))
+    if type(parsed) == "table" then
+      local pd = type(parsed.data) == "table" and parsed.data or parsed
+      key = pd.apiKey
+    end
+  end
+  if type(key) ~= "string" or key:sub(1, 8) ~= "fav_mcp_" or #key < 16 then
+    self.log(name .. " succeeded without an API key (fav_mcp_...) in its result")
+    return res
+  end
+  local secret = core.secret(key)
+  errors.protect(secret)
+  self.client:set_api_key(secret, M.KEY_TOOLS[name])
+  local notes = { "favcrm mcp serve took the new API key up: every later call in this session uses it." }
+  if self.save then
+    local path, serr = config.save({ api_key = secret, url = self.client:savable_url() }, self.config_path)
+    if path then
+      notes[#notes + 1] = "It was saved to " .. path .. " (mode 0600); later sessions use it too."
+      self.log(name .. ": the new key is in use and saved to " .. path)
+    else
+      notes[#notes + 1] = "It could not be saved (" .. tostring(serr and serr.message) .. "): it is used in this "
+        .. "session only."
+      self.log(name .. ": the new key is in use; saving it failed: " .. tostring(serr and serr.message))
+    end
+  else
+    notes[#notes + 1] = "It was not saved (--no-save): it is used in this session only."
+    self.log(name .. ": the new key is in use (not saved: --no-save)")
+  end
+  if not self.show_key then
+    res = replace_all(res, key, core.mask_key(secret))
+    notes[#notes + 1] = "The key is shown masked; you need not store it or set any Authorization header."
+  end
+  key = nil -- luacheck: ignore 311
+  local content = {}
+  for i, c in ipairs(type(res.content) == "table" and res.content or {}) do content[i] = c end
+  content[#content + 1] = { type = "text", text = table.concat(notes, " ") }
+  local out = {}
+  for k, v in pairs(res) do out[k] = v end
+  out.content = content
+  return out
+end
+
 --- server:handle(msg) -> response table and its result guide, or nil (a
 -- notification or a response needs no answer).
 ---@param msg table a decoded JSON-RPC message
@@ -283,19 +503,41 @@ function Server:handle(msg)
     if id ~= nil and (msg.result ~= nil or msg.error ~= nil) then return nil end -- a response: not ours
     return rpc_error(id == nil and null or id, -32600, "Invalid Request: no method")
   end
-  if id == nil then return nil end -- a notification (initialized, cancelled, ...): nothing to say
+  if id == nil then -- a notification: nothing to say
+    if method == "notifications/cancelled" and type(msg.params) == "table" and msg.params.requestId ~= nil then
+      self.cancelled[msg.params.requestId] = true
+    end
+    return nil
+  end
   if type(id) ~= "string" and type(id) ~= "number" then
     return rpc_error(null, -32600, "Invalid Request: the id must be a string or a number")
   end
   local params = msg.params
+  if self.cancelled[id] then -- cancelled before it started: no answer (MCP's cancellation rules)
+    self.cancelled[id] = nil
+    self.log(method .. " " .. tostring(id) .. " was cancelled before it started; not run")
+    return nil
+  end
   if method == "initialize" then
     return { jsonrpc = "2.0", id = id, result = self:initialize(params) }
   elseif method == "ping" then
     return { jsonrpc = "2.0", id = id, result = {} }
   elseif method == "tools/list" then
     return { jsonrpc = "2.0", id = id, result = self:list_tools() }, TOOLS_LIST
+  elseif method == "logging/setLevel" then
+    local lvl = type(params) == "table" and params.level
+    if not LOG_LEVELS[lvl] then return rpc_error(id, -32602, "logging/setLevel: unknown level") end
+    self.log_level = lvl
+    return { jsonrpc = "2.0", id = id, result = {} }
   elseif method == "tools/call" then
+    self.current_id = id
     local ok, res, guide = pcall(self.call_tool, self, params)
+    self.current_id = nil
+    if self.cancelled[id] then
+      self.cancelled[id] = nil
+      self.log("tools/call " .. tostring(id) .. " was cancelled by the host; its answer is dropped")
+      return nil
+    end
     if not ok then
       self.log("tools/call failed: " .. tostring(res))
       return rpc_error(id, -32603, "Internal error while calling the tool")
@@ -347,14 +589,22 @@ end
 function M.serve(client, io_t, opts)
   opts = opts or {}
   local err_out = io_t.stderr
+  local function send(msg)
+    local ok, text = pcall(M.encode, msg)
+    if not ok then return end
+    io_t.stdout:write(text, "\n")
+    io_t.stdout:flush()
+  end
   local server = M.new(client, {
-    log = function(text) err_out:write("favcrm mcp serve: ", text, "\n") end,
-    getenv = io_t.getenv, version = opts.version,
+    log = function(text) err_out:write("favcrm mcp serve: ", errors.redact(text), "\n") end,
+    getenv = io_t.getenv, version = opts.version, save = opts.save, show_key = opts.show_key,
+    config_path = opts.config_path, send = send,
+    read_line = function() return io_t.stdin:read("*l") end,
   })
   server.log("serving on stdio; FavCRM at " .. tostring((client:endpoint())) .. " ("
     .. (client:has_api_key() and ("key from " .. tostring(client:auth_source())) or "no API key") .. ")")
   while true do
-    local line = io_t.stdin:read("*l")
+    local line = server:next_line()
     if line == nil then break end
     local out = server:handle_line(line)
     if out then

@@ -1,0 +1,344 @@
+-- `favcrm mcp serve` as an agent host meets it (issue 18): the seed's
+-- provisioner flow through the official MCP TypeScript SDK client over
+-- stdio against a key-less bridge, the forwarding (progress, logging,
+-- elicitation, sampling, roots, cancellation) and an upstream restart during
+-- a favcrm_doctor health-check loop. The host is
+-- spec/support/mcp_bridge_client.mjs, run with core.spawn so the spec can
+-- act on the world while the host waits ({"wait": LABEL} steps).
+local cjson = require("cjson")
+local core = require("favcrm.core")
+local socket = require("socket")
+local sandbox = require("spec.support.sandbox")
+local keys = require("spec.support.keys")
+local files = require("spec.support.files")
+
+local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
+local _, tmpname = files.tmpdir("bridge")
+local slurp, q = files.slurp, files.q
+
+-- host(plan, env [, on_wait]) -> report, everything the host received (text)
+-- on_wait(label) -> the line handed back to the host (default "go").
+local function host(plan, env, on_wait)
+  local received = tmpname("received")
+  local p = assert(core.spawn({ "node", "spec/support/mcp_bridge_client.mjs", LUA, cjson.encode(plan), received },
+    env))
+  local report, err = nil, {}
+  while not report do
+    local r = p:poll(2000)
+    for _, line in ipairs(r.lines) do
+      local m = cjson.decode(line)
+      if m.waiting then
+        p:write(tostring(on_wait and on_wait(m.waiting) or "go") .. "\n")
+      elseif m.report then
+        report = m.report
+      end
+    end
+    if r.stderr then err[#err + 1] = r.stderr end
+    if r.exited then break end
+  end
+  p:close(2000)
+  assert(report, "the host printed no report: " .. table.concat(err))
+  assert(report.fatal == nil, tostring(report.fatal) .. "\n" .. tostring(report.stderr))
+  return report, slurp(received) or ""
+end
+
+local function new_xdg()
+  local d = tmpname("xdg")
+  os.execute("mkdir -p " .. q(d))
+  return d
+end
+
+local function mode_of(path)
+  local h = io.popen("stat -c %a " .. q(path))
+  local m = h:read("*l")
+  h:close()
+  return m
+end
+
+-- the key the bridge saved, from the config file (never printed)
+local function saved_key(xdg)
+  local text = slurp(xdg .. "/favcrm/config.toml")
+  if not text then return nil end
+  return text:match('api_key%s*=%s*"(fav_mcp_[^"]+)"')
+end
+
+local function step(report, name, nth)
+  local seen = 0
+  for _, s in ipairs(report.steps) do
+    if s.call == name then
+      seen = seen + 1
+      if seen == (nth or 1) then return s end
+    end
+  end
+  error("no step " .. name)
+end
+
+local function code_for(email, url)
+  local mails = sandbox.outbox(email, url)
+  return assert(mails[#mails] and mails[#mails].code, "no code e-mailed to " .. email)
+end
+
+describe("favcrm mcp serve as an agent host meets it", function()
+  before_each(function() sandbox.reset() end)
+
+  it("carries the seed's provisioner flow to a working key-less bridge; the agent never gets the key", function()
+    local xdg = new_xdg()
+    local email = "provisioner@example.com"
+    local report, received = host({ steps = {
+      { list = true },
+      { call = "favcrm_doctor" },
+      { call = "register_organisation_request", arguments = { email = email, organisationName = "Bridge Studio",
+        industry = "fitness", country = "HK", timezone = "Asia/Hong_Kong" } },
+      { wait = "code" },
+      { call = "register_organisation_verify", arguments = { requestId = "$last.requestId", code = "$var:code" } },
+      { call = "favcrm_doctor" },
+      { call = "list_services" },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = xdg }, function(label)
+      assert.equal("code", label)
+      return code_for(email)
+    end)
+    local key = saved_key(xdg)
+    assert.is_string(key, "the bridge saved no key")
+    keys.remember(key)
+    assert.equal("600", mode_of(xdg .. "/favcrm/config.toml"))
+
+    local listed = {}
+    for _, t in ipairs(report.steps[1].list) do listed[t.name] = t end
+    assert.is_truthy(listed.register_organisation_verify.description:find("masked (fav_mcp_...cdef)", 1, true))
+    assert.is_truthy(listed.accept_team_invite_verify.description:find("takes the new API key up", 1, true))
+
+    assert.equal("missing", step(report, "favcrm_doctor").structuredContent.authStatus)
+    local v = step(report, "register_organisation_verify")
+    assert.is_false(v.isError)
+    local masked = v.structuredContent.data.apiKey
+    assert.equal(core.mask_key(key), masked)
+    assert.equal("fav_mcp_", masked:sub(1, 8))
+    assert.is_truthy(table.concat(v.texts, "\n"):find("took the new API key up", 1, true))
+
+    local d = step(report, "favcrm_doctor", 2).structuredContent
+    for _, f in ipairs({ "mcpEndpointStatus", "authStatus", "toolCount", "organisationContext", "planStatus",
+      "whatsappStatus" }) do
+      assert.is_not_nil(d[f], f)
+    end
+    assert.equal("active", d.mcpEndpointStatus)
+    assert.equal("configured", d.authStatus)
+    assert.is_true(d.toolCount > 40)
+    assert.equal("Bridge Studio", d.organisationContext.name)
+    assert.equal(v.structuredContent.data.organisationId, d.organisationContext.organisationId)
+    assert.equal("free", d.planStatus)
+    assert.equal("not_connected", d.whatsappStatus)
+
+    local ls = step(report, "list_services")
+    assert.is_false(ls.isError)
+    assert.same({ data = {} }, ls.structuredContent)
+
+    -- nothing the agent received holds the whole key; the bridge's log neither
+    assert.is_nil(received:find(key, 1, true))
+    assert.is_nil(cjson.encode(report):find(key, 1, true))
+    assert.is_truthy(received:find(masked, 1, true))
+    assert.is_nil(report.stderr:find(key, 1, true))
+  end)
+
+  it("--no-save keeps the key in the process only; --show-key hands it over whole", function()
+    local xdg = new_xdg()
+    local email = "nosave@example.com"
+    local report, received = host({ serveArgs = { "--no-save", "--show-key" }, steps = {
+      { list = true },
+      { call = "register_organisation_request", arguments = { email = email, organisationName = "No Save Co" } },
+      { wait = "code" },
+      { call = "register_organisation_verify", arguments = { requestId = "$last.requestId", code = "$var:code" } },
+      { call = "favcrm_doctor" },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = xdg }, function() return code_for(email) end)
+    local key = step(report, "register_organisation_verify").structuredContent.data.apiKey
+    keys.remember(key)
+    assert.is_nil(saved_key(xdg))
+    assert.equal(32 + 8, #key)
+    assert.is_truthy(received:find(key, 1, true))
+    assert.equal("configured", step(report, "favcrm_doctor").structuredContent.authStatus)
+    local listed = {}
+    for _, t in ipairs(report.steps[1].list) do listed[t.name] = t end
+    assert.is_truthy(listed.register_organisation_verify.description:find("--no-save", 1, true))
+    assert.is_truthy(listed.register_organisation_verify.description:find("returns it whole", 1, true))
+  end)
+
+  it("a team invite accepted through the bridge is taken up the same way", function()
+    local owner = sandbox.account("inviter@example.com")
+    local xdg = new_xdg()
+    -- the owner's bridge creates the invite (the owner's key from the environment, never argv)
+    local kf = tmpname("kf")
+    files.spit(kf, owner)
+    local inv = host({ steps = {
+      { call = "create_team_member_invite", arguments = { email = "staff@example.com", name = "Sam", role = "staff" } },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg(), FAVCRM_API_KEY = owner })
+    local token = step(inv, "create_team_member_invite").structuredContent.data.inviteToken
+    assert.is_string(token)
+    local report, received = host({ steps = {
+      { call = "accept_team_invite_request", arguments = { token = token } },
+      { wait = "code" },
+      { call = "accept_team_invite_verify", arguments = { token = token, code = "$var:code" } },
+      { call = "favcrm_doctor" },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = xdg }, function() return code_for("staff@example.com") end)
+    local key = saved_key(xdg)
+    assert.is_string(key)
+    keys.remember(key)
+    assert.is_nil(received:find(key, 1, true))
+    local a = step(report, "accept_team_invite_verify")
+    assert.is_false(a.isError, tostring(a.texts and a.texts[1]))
+    assert.equal(core.mask_key(key), a.structuredContent.data.apiKey)
+    local d = step(report, "favcrm_doctor").structuredContent
+    assert.equal("configured", d.authStatus)
+    assert.equal("Sandbox Studio", d.organisationContext.name)
+    assert.equal("staff", d.organisationContext.role)
+  end)
+
+  it("forwards progress, log messages, elicitation, sampling and roots to a host that declares them", function()
+    local report = host({ capabilities = { elicitation = {}, sampling = {}, roots = {} }, steps = {
+      { call = "sandbox_progress", arguments = { steps = 3, delay_ms = 100 }, progress = true },
+      { call = "sandbox_elicit", arguments = { message = "Your name?" } },
+      { call = "sandbox_sample", arguments = { prompt = "hello" } },
+      { call = "sandbox_roots" },
+      { setLevel = "error" },
+      { call = "sandbox_progress", arguments = { steps = 1 } },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() })
+    assert.same({}, report.serverCapabilities.logging)
+    local p = report.steps[1]
+    assert.is_false(p.isError)
+    -- the SDK drops a progress notification that reaches it in the same
+    -- read as the result (it dispatches notifications a microtask later,
+    -- after the result has removed the handler): the last step may be lost
+    assert.is_true(#p.progress >= 2, "progress seen: " .. #p.progress)
+    assert.same({ progress = 1, total = 3, message = "step 1 of 3" }, p.progress[1])
+    assert.same({ progress = 2, total = 3, message = "step 2 of 3" }, p.progress[2])
+    assert.is_true(type(p.structuredContent.data.progressToken) == "string" or
+      type(p.structuredContent.data.progressToken) == "number")
+    assert.equal(1, #report.logs) -- the second sandbox_progress ran after setLevel error
+    assert.equal("favcrm-sandbox", report.logs[1].logger)
+    assert.equal(3, report.logs[1].data.steps)
+    local e = step(report, "sandbox_elicit")
+    assert.is_false(e.isError)
+    assert.same({ action = "accept", content = { name = "Grace", confirm = true, plan = "starter" } },
+      e.structuredContent.data)
+    local s = step(report, "sandbox_sample")
+    assert.is_false(s.isError)
+    assert.equal("sampled: hello", s.structuredContent.data.content.text)
+    local r = step(report, "sandbox_roots")
+    assert.is_false(r.isError)
+    assert.equal("file:///work/project", r.structuredContent.data.roots[1].uri)
+    local methods = {}
+    for _, m in ipairs(report.serverRequests) do methods[#methods + 1] = m.method end
+    assert.same({ "elicitation/create", "sampling/createMessage", "roots/list" }, methods)
+  end)
+
+  it("does not claim capabilities the host lacks: the upstream hears none", function()
+    local report = host({ steps = {
+      { call = "sandbox_elicit", arguments = { message = "Your name?" } },
+      { call = "sandbox_roots" },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() })
+    assert.is_true(step(report, "sandbox_elicit").isError)
+    assert.is_truthy(step(report, "sandbox_elicit").texts[1]:find("elicitation", 1, true))
+    assert.is_true(step(report, "sandbox_roots").isError)
+    assert.equal(0, #report.serverRequests)
+  end)
+
+  it("drops a call the host cancelled before it started (raw JSON-RPC)", function()
+    local input, out = tmpname("in"), tmpname("out")
+    files.spit(input, table.concat({
+      '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},'
+        .. '"clientInfo":{"name":"spec","version":"1"}}}',
+      '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"changed my mind"}}',
+      '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sandbox_progress","arguments":{"steps":1}}}',
+      '{"jsonrpc":"2.0","id":3,"method":"ping"}',
+    }, "\n") .. "\n")
+    os.execute("sh -c " .. q("FAVCRM_MCP_URL=" .. q(sandbox.url()) .. " XDG_CONFIG_HOME=" .. q(new_xdg()) .. " "
+      .. LUA .. " bin/favcrm mcp serve <" .. q(input) .. " >" .. q(out) .. " 2>/dev/null"))
+    local ids = {}
+    for line in (slurp(out) or ""):gmatch("[^\n]+") do ids[#ids + 1] = cjson.decode(line).id end
+    assert.same({ 1, 3 }, ids)
+    assert.is_not.equal("sandbox_progress", sandbox.stats().last_tool_name)
+  end)
+
+  describe("an upstream restart during a favcrm_doctor health-check loop", function()
+    local function free_port()
+      local s = assert(socket.bind("127.0.0.1", 0))
+      local _, port = s:getsockname()
+      s:close()
+      return port
+    end
+    -- starts `node sandbox/server.mjs --port N --test`; ready once it printed its two lines
+    local function start(port, outbox)
+      local p = assert(core.spawn({ "node", "sandbox/server.mjs", "--port", tostring(port), "--test", "--quiet",
+        "--outbox", outbox }))
+      local got = {}
+      while #got < 2 do
+        local r = p:poll(30000)
+        for _, l in ipairs(r.lines) do got[#got + 1] = l end
+        assert(not r.exited and (#got >= 2 or #r.lines > 0 or not r.eof),
+          "the second sandbox did not start: " .. tostring(r.stderr))
+      end
+      local url = got[1]:match("(http://%S+)")
+      assert.equal("http://127.0.0.1:" .. port .. "/mcp", url)
+      return p, url
+    end
+
+    it("reports the outage and turns green again without a bridge restart", function()
+      local port = free_port()
+      local outbox = tmpname("outbox2")
+      local sb, url = start(port, outbox)
+      local xdg = new_xdg()
+      local key = sandbox.account("health@example.com", url)
+      local ok, err = pcall(function()
+        local report = host({ steps = {
+          { call = "favcrm_doctor" },
+          { call = "list_services" },
+          { wait = "kill" },
+          { call = "favcrm_doctor" },
+          { call = "list_services" },
+          { call = "favcrm_doctor" },
+          { wait = "restart" },
+          { call = "favcrm_doctor" },
+          { call = "register_organisation_request", arguments = { email = "again@example.com",
+            organisationName = "Back Again" } },
+          { wait = "code" },
+          { call = "register_organisation_verify", arguments = { requestId = "$last.requestId", code = "$var:code" } },
+          { call = "favcrm_doctor" },
+          { call = "list_services" },
+        } }, { FAVCRM_MCP_URL = url, XDG_CONFIG_HOME = xdg, FAVCRM_API_KEY = key }, function(label)
+          if label == "kill" then
+            sb:close(0) -- SIGTERM, reaped
+          elseif label == "restart" then
+            sb = start(port, outbox)
+          elseif label == "code" then
+            return code_for("again@example.com", url)
+          end
+        end)
+        local d1 = step(report, "favcrm_doctor", 1).structuredContent
+        assert.equal("active", d1.mcpEndpointStatus)
+        assert.equal("configured", d1.authStatus)
+        assert.is_false(step(report, "list_services", 1).isError)
+        -- down: the health check says so, calls fail as tool errors, the bridge lives on
+        for n = 2, 3 do
+          local d = step(report, "favcrm_doctor", n).structuredContent
+          assert.equal("unreachable", d.mcpEndpointStatus)
+          assert.equal("unverified", d.authStatus)
+          assert.equal(0, d.toolCount)
+        end
+        local down = step(report, "list_services", 2)
+        assert.is_true(down.isError)
+        -- back (a fresh sandbox: it forgot the old key, so the agent provisions again)
+        local d4 = step(report, "favcrm_doctor", 4).structuredContent
+        assert.equal("active", d4.mcpEndpointStatus)
+        assert.is_true(d4.toolCount > 40)
+        assert.equal("invalid", d4.authStatus)
+        local d5 = step(report, "favcrm_doctor", 5).structuredContent
+        assert.equal("active", d5.mcpEndpointStatus)
+        assert.equal("configured", d5.authStatus)
+        assert.equal("Back Again", d5.organisationContext.name)
+        assert.is_false(step(report, "list_services", 3).isError)
+        local k2 = saved_key(xdg)
+        keys.remember(k2)
+      end)
+      sb:close(0)
+      assert(ok, err)
+    end)
+  end)
+end)

@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+// An agent host on the official MCP TypeScript SDK (Client +
+// StdioClientTransport) driving `favcrm mcp serve` step by step, for
+// spec/integration/bridge_spec.lua:
+//   node spec/support/mcp_bridge_client.mjs LUA_BIN PLAN_JSON RECEIVED_FILE
+// PLAN_JSON: {"serveArgs": [...], "capabilities": {"elicitation": {}, ...},
+//   "steps": [...]}; a step is {"list": true}, {"call": NAME, "arguments": {...},
+//   "progress": true}, {"setLevel": LEVEL}, or {"wait": LABEL}: the script
+//   prints {"waiting": LABEL} on stdout and goes on when a line arrives on
+//   its stdin (the spec does something to the world meanwhile); the line is
+//   kept, and an argument "$var:LABEL" is replaced by it.
+// "$outbox:EMAIL" and "$last.requestId" work as in mcp_stdio_client.mjs.
+// Every message the bridge sent the host is written, one JSON per line, to
+// RECEIVED_FILE, so the spec can look for a key in all of it. The report,
+// one JSON line, is the last thing on stdout.
+import path from 'node:path';
+import fs from 'node:fs';
+import readline from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const TOP = path.resolve(HERE, '..', '..');
+const SDK = path.join(TOP, 'sandbox', 'node_modules', '@modelcontextprotocol', 'sdk', 'dist', 'esm');
+const imp = p => import(pathToFileURL(path.join(SDK, p)).href);
+const { Client } = await imp('client/index.js');
+const { StdioClientTransport } = await imp('client/stdio.js');
+const T = await imp('types.js');
+
+const [luaBin, planJson, receivedFile] = process.argv.slice(2);
+const plan = JSON.parse(planJson);
+const sandbox = (process.env.FAVCRM_MCP_URL || '').replace(/\/mcp$/, '');
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+async function outboxCode(to, ref) {
+    for (let i = 0; i < 50; i++) {
+        const res = await fetch(`${sandbox}/_sandbox/outbox?to=${encodeURIComponent(to)}`);
+        const mails = await res.json();
+        const m = mails.filter(x => !ref || x.ref === ref).pop();
+        if (m && m.code) return m.code;
+        await new Promise(r => setTimeout(r, 100));
+    }
+    throw new Error(`no code e-mailed to ${to}`);
+}
+
+const transport = new StdioClientTransport({
+    command: luaBin,
+    args: [path.join(TOP, 'bin', 'favcrm'), 'mcp', 'serve', ...(plan.serveArgs ?? [])],
+    env: { ...process.env },
+    stderr: 'pipe',
+});
+const caps = plan.capabilities ?? {};
+const client = new Client({ name: 'favcrm-spec-bridge-host', version: '1.0.0' }, { capabilities: caps });
+const out = { steps: [], logs: [], serverRequests: [] };
+if (caps.elicitation) client.setRequestHandler(T.ElicitRequestSchema, async req => {
+    out.serverRequests.push({ method: 'elicitation/create', message: req.params.message });
+    return { action: 'accept', content: { name: 'Grace', confirm: true } };
+});
+if (caps.sampling) client.setRequestHandler(T.CreateMessageRequestSchema, async req => {
+    out.serverRequests.push({ method: 'sampling/createMessage' });
+    const text = req.params.messages?.[0]?.content?.text ?? '';
+    return { role: 'assistant', model: 'spec-model', content: { type: 'text', text: `sampled: ${text}` } };
+});
+if (caps.roots) client.setRequestHandler(T.ListRootsRequestSchema, async () => {
+    out.serverRequests.push({ method: 'roots/list' });
+    return { roots: [{ uri: 'file:///work/project', name: 'project' }] };
+});
+client.setNotificationHandler(T.LoggingMessageNotificationSchema, n => { out.logs.push(n.params); });
+out.errors = [];
+client.onerror = e => { out.errors.push(String(e && e.message || e)); };
+
+const received = fs.openSync(receivedFile, 'a');
+let stderr = '';
+try {
+    const errStream = transport.stderr;
+    if (errStream) errStream.on('data', d => { stderr += d.toString(); });
+    await client.connect(transport);
+    // everything the bridge sends reaches the host through here
+    const orig = transport.onmessage;
+    transport.onmessage = m => { fs.writeSync(received, JSON.stringify(m) + '\n'); orig?.(m); };
+    out.serverVersion = client.getServerVersion();
+    out.serverCapabilities = client.getServerCapabilities();
+    let last = {};
+    const vars = {};
+    for (const step of plan.steps) {
+        if (step.wait) {
+            process.stdout.write(JSON.stringify({ waiting: step.wait }) + '\n');
+            const r = await lines.next();
+            if (r.done) throw new Error('stdin closed while waiting');
+            vars[step.wait] = r.value;
+            out.steps.push({ waited: step.wait });
+            continue;
+        }
+        if (step.setLevel) {
+            await client.setLoggingLevel(step.setLevel);
+            out.steps.push({ setLevel: step.setLevel });
+            continue;
+        }
+        if (step.list) {
+            const r = await client.listTools();
+            out.steps.push({ list: r.tools.map(t => ({ name: t.name, description: t.description ?? '' })) });
+            continue;
+        }
+        const args = {};
+        for (const [k, v] of Object.entries(step.arguments ?? {})) {
+            if (typeof v === 'string' && v.startsWith('$outbox:')) args[k] = await outboxCode(v.slice(8), last.requestId);
+            else if (typeof v === 'string' && v.startsWith('$var:')) args[k] = vars[v.slice(5)];
+            else if (v === '$last.requestId') args[k] = last.requestId;
+            else args[k] = v;
+        }
+        const progress = [];
+        try {
+            const opts = step.progress ? { onprogress: p => progress.push(p), timeout: 60000 } : { timeout: 60000 };
+            const r = await client.callTool({ name: step.call, arguments: args }, undefined, opts);
+            const sc = r.structuredContent ?? null;
+            const data = sc && typeof sc === 'object' && 'data' in sc ? sc.data : sc;
+            if (data && typeof data === 'object' && !Array.isArray(data)) last = data;
+            out.steps.push({ call: step.call, isError: r.isError === true, structuredContent: sc,
+                texts: (r.content ?? []).map(c => c.text ?? null), progress });
+        } catch (e) {
+            out.steps.push({ call: step.call, thrown: String(e && e.message || e), code: e && e.code });
+        }
+    }
+} catch (e) {
+    out.fatal = String(e && e.stack || e);
+}
+await client.close().catch(() => {});
+fs.closeSync(received);
+out.stderr = stderr;
+process.stdout.write(JSON.stringify({ report: out }) + '\n');
+process.exit(0);
