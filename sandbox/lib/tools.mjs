@@ -477,7 +477,7 @@ export function buildTools(state) {
     add('get_plan_status', 'Get plan status', 'Current plan, limits and usage of the workspace.', obj({}),
         async (a, ctx) => {
             const ws = ctx.ws, p = PLANS[ws.plan];
-            return { plan: ws.plan, status: 'active', limits: p.limits, usage: { services: ws.services.size, contacts: ws.contacts.size, staff: [...state.users.values()].filter(u => u.companyId === ws.companyId).length, whatsappMessagesThisMonth: ws.whatsappSent.length, campaignsThisMonth: ws.campaigns.size }, features: p.features };
+            return { plan: ws.plan, planCode: p.planCode, planId: p.planId, status: 'active', limits: p.limits, usage: { services: ws.services.size, contacts: ws.contacts.size, staff: [...state.users.values()].filter(u => u.companyId === ws.companyId).length, whatsappMessagesThisMonth: ws.whatsappSent.length, campaignsThisMonth: ws.campaigns.size }, features: p.features };
         }, {
             outputSchema: { type: 'object', required: ['data'], properties: { data: { type: 'object', required: ['plan', 'status', 'limits'], properties: { plan: { type: 'string', enum: PLAN_ORDER }, status: { type: 'string' }, limits: { type: 'object', additionalProperties: { type: 'integer' } }, usage: { type: 'object' }, features: { type: 'array', items: { type: 'string' } } } } } },
         });
