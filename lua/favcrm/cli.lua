@@ -748,28 +748,8 @@ function C.tool_call(ctx, args)
   end
   local client, code = ctx:client()
   if not client then return code end
-  local opts = {}
-  if ctx.flags.yes then
-    opts.confirm = true
-  elseif ctx.isatty(0) and ctx.isatty(2) then
-    opts.on_confirm = function(tool)
-      local a = type(tool.annotations) == "table" and tool.annotations or {}
-      ctx.stderr:write(ctx:paint(tool.name .. " is destructive", "red", "stderr") .. " ("
-        .. tostring(tool.title or a.title or tool.name) .. "). Go ahead? [y/N] ")
-      ctx.stderr:flush()
-      local line = ctx.stdin:read("*l")
-      return line ~= nil and line:match("^%s*[Yy]") ~= nil
-    end
-  end
-  local data, res = client:call(name, targs, opts)
-  if data == nil and errors.is(res) then
-    if res.code == "confirmation_required" and not opts.confirm then
-      res.message = name .. " is destructive; not called" .. (opts.on_confirm and "" or
-        " (no terminal to ask on: pass --yes to go ahead)")
-      return ctx:fail(res, EXIT.usage)
-    end
-    return ctx:fail(res)
-  end
+  local data, res = ctx:call_tool(client, name, targs)
+  if data == nil and errors.is(res) then return ctx:fail(res, res.exit) end
   local tool = client:cached_tool(name)
   local guide = json.guide.result(tool, res).child("structuredContent")
   if type(res) == "table" and type(res.structuredContent) == "table" and res.structuredContent.data ~= nil then
@@ -1072,7 +1052,7 @@ function Ctx:call_tool(client, name, args)
   local data, res = client:call(name, args, opts)
   self.in_call = nil
   done()
-  if data == nil and errors.is(res) and res.code == "confirmation_required" and res.tool == name then
+  if data == nil and errors.is(res) and res.code == "confirmation_required" and res.server_code == nil then
     res.message = name .. " is destructive; not called" .. (opts.on_confirm and "" or
       " (no terminal to ask on: pass --yes to go ahead)")
     res.exit = EXIT.usage
