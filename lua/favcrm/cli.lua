@@ -1118,7 +1118,8 @@ end
 function C.plan_status(ctx)
   return ctx:run_tool("get_plan_status", {}, { render = function(c, p)
     if type(p) ~= "table" then return c:show(p) end
-    c:say("Plan: " .. c:paint(tostring(p.plan or p.planCode or "?"), "bold") .. " (" .. tostring(p.status or "?") .. ")")
+    c:say("Plan: " .. c:paint(tostring(p.plan or p.planCode or "?"), "bold") .. " ("
+      .. tostring(p.status or "?") .. ")")
     local rows = {}
     local limits = type(p.limits) == "table" and p.limits or {}
     local usage = type(p.usage) == "table" and p.usage or {}
@@ -1789,7 +1790,7 @@ local function main_help(cols)
   return table.concat(lines, "\n")
 end
 
-local function node_help(node, path, cols)
+local function node_help(node, cols)
   local lines = { wrap(node.usage, cols, "    ", "Usage: "), "", wrap(node.about, cols, "") }
   if node.sub then
     lines[#lines + 1] = ""
@@ -1881,7 +1882,8 @@ local function completion_bash()
   for k in pairs(VALUES) do names[#names + 1] = k end
   table.sort(names)
   for _, k in ipairs(names) do
-    L[#L + 1] = "    --" .. k .. ") COMPREPLY=($(compgen -W \"" .. table.concat(VALUES[k], " ") .. "\" -- \"$cur\")); return ;;"
+    L[#L + 1] = "    --" .. k .. ") COMPREPLY=($(compgen -W \"" .. table.concat(VALUES[k], " ")
+      .. "\" -- \"$cur\")); return ;;"
   end
   L[#L + 1] = "    " .. table.concat(value_flags(), "|") .. ") COMPREPLY=(); return ;;"
   L[#L + 1] = "  esac"
@@ -2028,7 +2030,7 @@ function M.main(argv, io_t)
   end
   if f.help then
     if #rest > 0 and node.sub then return ctx:fail("unknown command: " .. pathname .. " " .. rest[1]) end
-    ctx:say(node == TREE and main_help(ctx:columns()) or node_help(node, pathname, ctx:columns()))
+    ctx:say(node == TREE and main_help(ctx:columns()) or node_help(node, ctx:columns()))
     return EXIT.ok
   end
   if node == TREE then
