@@ -329,7 +329,7 @@ function Ctx:interrupted()
   self.stderr:write("\n", self:paint("favcrm: interrupted", "yellow", "stderr"),
     n > 0 and "; the call was cancelled" or "", "\n")
   if self.flags and self.flags.json then
-    self:json_out({ ok = false, error = { code = "interrupted", message = "interrupted (Ctrl-C)", exit = 130 } })
+    self:json_out({ ok = false, error = { code = "cancelled", message = "interrupted (Ctrl-C)", exit = 130 } })
   end
   return EXIT.interrupted
 end
@@ -1273,7 +1273,7 @@ end
 function C.team_invite_accept_verify(ctx)
   local f = ctx.flags
   if not f.token or not f.code then return ctx:fail("team invite accept-verify needs --token and --code") end
-  local args = copy_flags(ctx, {}, { token = "token", code = "code", name = "name" })
+  local args = { token = f.token, code = f.code, name = f.name }
   local save_problem
   return ctx:run_tool("accept_team_invite_verify", args, { no_auth = true,
     after = function(r, client)
