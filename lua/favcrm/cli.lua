@@ -21,26 +21,26 @@ local M = {}
 M.EXIT = { ok = 0, usage = 1, failure = 2, auth = 3, rate_limited = 4 }
 local EXIT = M.EXIT
 
-local EXIT_HELP = [[
-Exit status:
-  0  success
-  1  usage: a bad command line or bad input (nothing was sent)
-  2  failure: the server or the network said no (details on stderr)
-  3  authentication: no API key, or the key was refused
-  4  rate limited: wait before trying again (the wait is on stderr)]]
+local EXIT_HELP = {
+  { "0", "success" },
+  { "1", "usage: a bad command line or bad input (nothing was sent)" },
+  { "2", "failure: the server or the network said no (details on stderr)" },
+  { "3", "authentication: no API key, or the key was refused" },
+  { "4", "rate limited: wait before trying again (the wait is on stderr)" },
+  { "130", "interrupted (Ctrl-C): the call in flight was cancelled" },
+}
 
-local GLOBAL_HELP = [[
-Global options (any command):
-  --url URL          the FavCRM MCP endpoint (env FAVCRM_MCP_URL; default
-                     https://api.favcrm.io/mcp, or the config file's url)
-  --api-key KEY      the API key (env FAVCRM_API_KEY, then the config file).
-                     Prefer the environment or `favcrm login`: a key in the
-                     command line is visible to other users (ps)
-  --json             print exactly one JSON document on stdout
-  --timeout SECONDS  how long to wait for each answer (default 60)
-  --no-color         no colour (also: NO_COLOR set, or output not a terminal)
-  -h, --help         help for any command
-  --version          the version]]
+local GLOBAL_HELP = {
+  { "--url URL", "the FavCRM MCP endpoint (env FAVCRM_MCP_URL; default https://api.favcrm.io/mcp, or the "
+    .. "config file's url)" },
+  { "--api-key KEY", "the API key (env FAVCRM_API_KEY, then the config file). Prefer the environment or "
+    .. "`favcrm login`: a key in the command line is visible to other users (ps)" },
+  { "--json", "print exactly one JSON document on stdout" },
+  { "--timeout SECONDS", "how long to wait for each answer (default 60)" },
+  { "--no-color", "no colour (also: NO_COLOR set, or output not a terminal)" },
+  { "-h, --help", "help for any command" },
+  { "--version", "the version" },
+}
 
 -- Flags: name -> "value" or "bool". Globals are allowed everywhere.
 local GLOBAL_FLAGS = { url = "value", ["api-key"] = "value", json = "bool", timeout = "value",
@@ -49,6 +49,10 @@ local ALL_FLAGS = {
   email = "value", ["organisation-name"] = "value", industry = "value", country = "value",
   timezone = "value", ["request-id"] = "value", code = "value", ["no-save"] = "bool", ["show-key"] = "bool",
   yes = "bool", token = "value", name = "value",
+  tool = "value", quota = "value", module = "value", delta = "value", ["plan-code"] = "value", ["plan-id"] = "value",
+  ["billing-cycle"] = "value", ["return-url"] = "value", confirm = "bool", role = "value",
+  ["expires-in-hours"] = "value", mode = "value", ["ttl-minutes"] = "value", from = "value", to = "value",
+  status = "value", limit = "value", ["inactive-days"] = "value", ["tier-id"] = "value",
 }
 for k, v in pairs(GLOBAL_FLAGS) do ALL_FLAGS[k] = v end
 local ALIASES = { h = "help", y = "yes", V = "version", ["organization-name"] = "organisation-name" }
@@ -177,19 +181,37 @@ function Ctx:table(header, rows, paint_col)
   for _, r in ipairs(rows) do self:say(line(r)) end
 end
 
-local function wrap(text, cols, indent)
+-- Words of text in lines of at most cols columns (a longer word gets a line
+-- of its own); the first line starts with first (default indent), the rest with indent.
+local function wrap(text, cols, indent, first)
   indent = indent or ""
-  local out, line = {}, indent
+  first = first or indent
+  local out, line, lead = {}, first, #first
   for word in tostring(text):gmatch("%S+") do
-    if #line > #indent and #line + 1 + #word > cols then
+    if #line > lead and #line + 1 + #word > cols then
       out[#out + 1] = line
-      line = indent .. word
+      line, lead = indent .. word, #indent
     else
-      line = line .. (#line > #indent and " " or "") .. word
+      line = line .. (#line > lead and " " or "") .. word
     end
   end
-  if #line > #indent then out[#out + 1] = line end
+  if #line > lead or #out == 0 then out[#out + 1] = line end
   return table.concat(out, "\n")
+end
+
+-- Two columns: names padded to w, descriptions wrapped under each other.
+local function two_columns(items, cols, w)
+  local lines = {}
+  for _, it in ipairs(items) do
+    local name = "  " .. it[1]
+    if #name + 1 > w then
+      lines[#lines + 1] = name
+      lines[#lines + 1] = wrap(it[2], cols, string.rep(" ", w))
+    else
+      lines[#lines + 1] = wrap(it[2], cols, string.rep(" ", w), name .. string.rep(" ", w - #name))
+    end
+  end
+  return table.concat(lines, "\n")
 end
 
 local function iso(t)
@@ -225,7 +247,7 @@ function M.parse(argv)
       if a:sub(2, 2) ~= "-" and #name > 1 then return nil, "unknown option " .. a end
       name = ALIASES[name] or name
       local kind = ALL_FLAGS[name]
-      if not kind then return nil, "unknown option --" .. name end
+      if not kind then return nil, "unknown option " .. a:match("^[^=]*") end
       if kind == "value" then
         if inline == nil then
           i = i + 1
@@ -277,6 +299,39 @@ function Ctx:client()
   end
   self._client = client
   return client
+end
+
+M.EXIT.interrupted = 130
+
+--- After Ctrl-C (the Lua interpreter's "interrupted!" error): each request
+-- still in flight is ended and the server told (notifications/cancelled, as
+-- the session does on a timeout; the session belongs to another module, so
+-- this reaches into it here). Returns 130.
+function Ctx:interrupted()
+  if self.in_call then pcall(self.in_call) end
+  local s = self._client and self._client.session
+  local n = 0
+  if type(s) == "table" and type(s.ops) == "table" then
+    pcall(function()
+      local live = {}
+      for _, op in pairs(s.ops) do
+        if not op.done and op.rpc_id and not op.notify and not op.is_init then live[#live + 1] = op end
+      end
+      for _, op in ipairs(live) do
+        s:_finish(op, nil, errors.new("cancelled", "interrupted"))
+        s:_send_aux({ jsonrpc = "2.0", method = "notifications/cancelled",
+          params = { requestId = op.rpc_id, reason = "interrupted by the user (Ctrl-C)" } })
+        n = n + 1
+      end
+      if n > 0 then s:drain(2000) end
+    end)
+  end
+  self.stderr:write("\n", self:paint("favcrm: interrupted", "yellow", "stderr"),
+    n > 0 and "; the call was cancelled" or "", "\n")
+  if self.flags and self.flags.json then
+    self:json_out({ ok = false, error = { code = "cancelled", message = "interrupted (Ctrl-C)", exit = 130 } })
+  end
+  return EXIT.interrupted
 end
 
 function Ctx:need_key(client)
@@ -410,7 +465,8 @@ function C.signup_verify(ctx)
   if f.json then
     ctx:json_out({ organisationId = ws.organisation_id, companyId = ws.company_id, userId = ws.user_id,
       apiKey = shown, apiKeyShown = f["show-key"] == true, loginUrl = ws.login_url, nextSteps = ws.next_steps,
-      savedTo = ws.saved_to, saveError = save_problem }, G.struct({ nextSteps = G.list(nil) }))
+      apiKeySavedTo = ws.saved_to, saveError = save_problem, nextCommand = "favcrm whoami" },
+      G.struct({ nextSteps = G.list(nil) }))
   else
     ctx:say(ctx:paint("The workspace is ready.", "green"))
     ctx:table({ "FIELD", "VALUE" }, {
@@ -418,13 +474,13 @@ function C.signup_verify(ctx)
       { "API key", shown }, { "saved to", ws.saved_to or (f["no-save"] and "not saved (--no-save)") or "not saved" },
       { "portal", ws.login_url },
     })
-    if type(ws.next_steps) == "string" and ws.next_steps ~= "" then
-      ctx:say("")
-      ctx:say(wrap("Next: " .. ws.next_steps, 78, ""))
-    elseif type(ws.next_steps) == "table" and #ws.next_steps > 0 then
-      ctx:say("")
-      ctx:say("Next steps:")
-      for i, s in ipairs(ws.next_steps) do ctx:say(wrap(i .. ". " .. tostring(s), 78, "  ")) end
+    -- the server's nextSteps speak to an agent ("Set Authorization: Bearer
+    -- <apiKey> ..."); a person gets commands (--json keeps the server's text)
+    ctx:say("")
+    if ws.saved_to then
+      ctx:say("Next: favcrm whoami (the saved key is used from now on), then favcrm tool list.")
+    else
+      ctx:say("Next: export FAVCRM_API_KEY=... (or `favcrm login`), then favcrm whoami.")
     end
     if f["no-save"] and not f["show-key"] then
       ctx:warn("the key was not saved and FavCRM shows it only once; to use it, revoke it in the portal "
@@ -455,13 +511,37 @@ local function brief(v)
   return tostring(v.message or v.code)
 end
 
+local function camel(k)
+  return (k:gsub("_(%l)", string.upper))
+end
+
+-- The report as the Rust CLI's `--json doctor` has it: camelCase keys, each
+-- failed check's message under its own `...Error` key (`error` when the
+-- endpoint cannot be reached), the tools' answers as they came; our extras
+-- (latency, session, problems with codes and hints, ...) in camelCase beside.
+local function doctor_json(r)
+  local out = {}
+  for k, v in pairs(r) do
+    if k:match("_error$") and type(v) == "table" then
+      out[camel(k)] = v.message or v.code
+      out[camel(k) .. "Code"] = v.code
+    else
+      out[camel(k)] = v
+    end
+  end
+  if not r.reachable and type(r.reachable_error) == "table" then
+    out.error = r.reachable_error.message or r.reachable_error.code
+  end
+  return out
+end
+
 function C.doctor(ctx)
   local client, code = ctx:client()
   if not client then return code end
   local r = client:doctor()
   local exit = doctor_exit(r)
   if ctx.flags.json then
-    ctx:json_out(r, G.struct({ problems = G.list(nil) }))
+    ctx:json_out(doctor_json(r), G.struct({ problems = G.list(nil) }))
     return exit
   end
   local function mark(good) return good and ctx:paint("ok  ", "green") or ctx:paint("FAIL", "red") end
@@ -668,28 +748,8 @@ function C.tool_call(ctx, args)
   end
   local client, code = ctx:client()
   if not client then return code end
-  local opts = {}
-  if ctx.flags.yes then
-    opts.confirm = true
-  elseif ctx.isatty(0) and ctx.isatty(2) then
-    opts.on_confirm = function(tool)
-      local a = type(tool.annotations) == "table" and tool.annotations or {}
-      ctx.stderr:write(ctx:paint(tool.name .. " is destructive", "red", "stderr") .. " ("
-        .. tostring(tool.title or a.title or tool.name) .. "). Go ahead? [y/N] ")
-      ctx.stderr:flush()
-      local line = ctx.stdin:read("*l")
-      return line ~= nil and line:match("^%s*[Yy]") ~= nil
-    end
-  end
-  local data, res = client:call(name, targs, opts)
-  if data == nil and errors.is(res) then
-    if res.code == "confirmation_required" and not opts.confirm then
-      res.message = name .. " is destructive; not called" .. (opts.on_confirm and "" or
-        " (no terminal to ask on: pass --yes to go ahead)")
-      return ctx:fail(res, EXIT.usage)
-    end
-    return ctx:fail(res)
-  end
+  local data, res = ctx:call_tool(client, name, targs)
+  if data == nil and errors.is(res) then return ctx:fail(res, res.exit) end
   local tool = client:cached_tool(name)
   local guide = json.guide.result(tool, res).child("structuredContent")
   if type(res) == "table" and type(res.structuredContent) == "table" and res.structuredContent.data ~= nil then
@@ -846,6 +906,507 @@ function C.mcp_serve(ctx)
 end
 
 -- ------------------------------------------------------------------------
+-- The Rust CLI's commands: one tool each (plan, team invite, whatsapp,
+-- orgs, members, bookings, invoices, dashboard). --json prints the tool's
+-- payload as the Rust CLI does; a person gets a table.
+-- ------------------------------------------------------------------------
+
+local function is_list(v)
+  return type(v) == "table" and (getmetatable(v) == json.ARRAY or json.is_sequence(v))
+end
+
+local function cell(v)
+  if v == nil or v == json.null then return "" end
+  if type(v) == "table" then
+    if is_list(v) and #v == 0 then return "" end
+    return json.encode(v)
+  end
+  if type(v) == "number" then return json.encode(v) end
+  return tostring(v)
+end
+
+-- Columns first in a table, when the rows have them.
+local FIRST = { id = 1, name = 2, number = 3, status = 4 }
+
+-- The rows a result holds: the result itself when it is a list, else its
+-- first list under items/results/rows/data (as the Rust CLI picks them).
+local function rows_of(v)
+  if is_list(v) then return v end
+  if type(v) ~= "table" then return nil end
+  for _, k in ipairs({ "items", "results", "rows", "data" }) do
+    if is_list(v[k]) or (type(v[k]) == "table" and next(v[k]) == nil and getmetatable(v[k]) == json.ARRAY) then
+      return v[k]
+    end
+  end
+  return nil
+end
+
+local function flatten(v, prefix, out, depth)
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local val = v[k]
+    if type(val) == "table" and not is_list(val) and next(val) ~= nil and depth < 2 then
+      flatten(val, prefix .. k .. ".", out, depth + 1)
+    else
+      out[#out + 1] = { prefix .. k, cell(val) }
+    end
+  end
+  return out
+end
+
+--- Prints a tool's result for a person: rows as a table, an object as
+-- FIELD/VALUE lines, anything else as text.
+function Ctx:show(v)
+  if type(v) == "table" and next(v) == nil then return self:say("(no rows)") end
+  local rows = rows_of(v)
+  if rows then
+    if #rows == 0 then return self:say("(no rows)") end
+    if type(rows[1]) ~= "table" or is_list(rows[1]) then
+      for _, r in ipairs(rows) do self:say(cell(r)) end
+      return
+    end
+    local cols = {}
+    for k, val in pairs(rows[1]) do
+      if type(val) ~= "table" or (is_list(val) and #val == 0) then cols[#cols + 1] = k end
+    end
+    table.sort(cols, function(a, b)
+      local fa, fb = FIRST[a] or 99, FIRST[b] or 99
+      if fa ~= fb then return fa < fb end
+      return a < b
+    end)
+    while #cols > 8 do table.remove(cols) end
+    local header, out = {}, {}
+    for i, c in ipairs(cols) do header[i] = c:gsub("(%l)(%u)", "%1 %2"):upper() end
+    for _, r in ipairs(rows) do
+      local line = {}
+      for i, c in ipairs(cols) do line[i] = type(r) == "table" and cell(r[c]) or "" end
+      out[#out + 1] = line
+    end
+    self:table(header, out)
+    if type(v) == "table" and v ~= rows and type(v.total) == "number" then
+      self:say(#rows .. " of " .. cell(v.total))
+    end
+    return
+  end
+  if type(v) == "table" then
+    local fields = flatten(v, "", {}, 0)
+    if #fields == 0 then return self:say("(empty)") end
+    return self:table({ "FIELD", "VALUE" }, fields)
+  end
+  if v == nil or v == json.null then return self:say("(no result)") end
+  self:say(cell(v))
+end
+
+-- The JSON guide for a tool's payload (keeps [] and {} apart as the server sent them).
+local function payload_guide(client, name, res)
+  local guide = json.guide.result(client:cached_tool(name), res).child("structuredContent")
+  if type(res) == "table" and type(res.structuredContent) == "table" and res.structuredContent.data ~= nil then
+    guide = guide and guide.child("data")
+  end
+  return guide
+end
+
+-- Progress on stderr while a call runs, when stderr is a terminal: one line,
+-- rewritten in place, cleared when the call ends.
+function Ctx:progress_for(name)
+  if not self.isatty(2) then return nil, function() end end
+  local shown = false
+  local function on_progress(p)
+    local text = "favcrm: " .. name .. ": "
+    if type(p.progress) == "number" then
+      text = text .. cell(p.progress) .. (type(p.total) == "number" and ("/" .. cell(p.total)) or "")
+    end
+    if type(p.message) == "string" and p.message ~= "" then text = text .. " " .. errors.redact(p.message) end
+    self.stderr:write("\r\27[K", self:paint(text:sub(1, 200), "dim", "stderr"))
+    self.stderr:flush()
+    shown = true
+  end
+  return on_progress, function()
+    if shown then
+      self.stderr:write("\r\27[K")
+      self.stderr:flush()
+    end
+  end
+end
+
+-- client:call with the CLI's confirmation (--yes, or a question on a
+-- terminal) and progress on a terminal.
+function Ctx:call_tool(client, name, args)
+  local opts = {}
+  if self.flags.yes then
+    opts.confirm = true
+  elseif self.isatty(0) and self.isatty(2) then
+    opts.on_confirm = function(tool)
+      local a = type(tool.annotations) == "table" and tool.annotations or {}
+      self.stderr:write(self:paint(tool.name .. " is destructive", "red", "stderr") .. " ("
+        .. tostring(tool.title or a.title or tool.name) .. "). Go ahead? [y/N] ")
+      self.stderr:flush()
+      local line = self.stdin:read("*l")
+      return line ~= nil and line:match("^%s*[Yy]") ~= nil
+    end
+  end
+  local done
+  opts.on_progress, done = self:progress_for(name)
+  self.in_call = done
+  local data, res = client:call(name, args, opts)
+  self.in_call = nil
+  done()
+  if data == nil and errors.is(res) and res.code == "confirmation_required" and res.server_code == nil then
+    res.message = name .. " is destructive; not called" .. (opts.on_confirm and "" or
+      " (no terminal to ask on: pass --yes to go ahead)")
+    res.exit = EXIT.usage
+  end
+  return data, res
+end
+
+--- Runs one tool for a command. o: no_auth (the tool needs no key),
+-- render(ctx, data) for a person, after(data, client) -> data (both outputs),
+-- failed(err) -> err (adjusts an error before it is reported).
+function Ctx:run_tool(name, args, o)
+  o = o or {}
+  local client, code = self:client()
+  if not client then return code end
+  if not o.no_auth then
+    local ok, kcode = self:need_key(client)
+    if not ok then return kcode end
+  end
+  local data, res = self:call_tool(client, name, args)
+  if data == nil and errors.is(res) then
+    if o.failed then res = o.failed(res) or res end
+    return self:fail(res, res.exit)
+  end
+  local guide = payload_guide(client, name, res)
+  local exit = EXIT.ok
+  if o.after then data, exit = o.after(data, client) exit = exit or EXIT.ok end
+  if self.flags.json then
+    self:json_out(data, guide)
+  elseif o.render then
+    o.render(self, data)
+  else
+    self:show(data)
+  end
+  return exit
+end
+
+local function count_flag(ctx, flag, min, max)
+  local v = ctx.flags[flag]
+  if v == nil then return nil end
+  local n = tonumber(v)
+  if not n or n % 1 ~= 0 or n < min or (max and n > max) then
+    return nil, ctx:fail("--" .. flag .. " wants a whole number" .. (max and (" from " .. min .. " to " .. max)
+      or (" of at least " .. min)))
+  end
+  return math.floor(n)
+end
+
+-- Copies the flags that are set into args under the tool's names.
+local function copy_flags(ctx, args, map)
+  for flag, field in pairs(map) do
+    if ctx.flags[flag] ~= nil then args[field] = ctx.flags[flag] end
+  end
+  return args
+end
+
+local function one_id(ctx, rest, what)
+  if not rest[1] or rest[2] then return nil, ctx:fail("`favcrm " .. ctx.usage_of .. "` needs exactly one " .. what) end
+  return rest[1]
+end
+
+-- plan -------------------------------------------------------------------
+
+function C.plan_status(ctx)
+  return ctx:run_tool("get_plan_status", {}, { render = function(c, p)
+    if type(p) ~= "table" then return c:show(p) end
+    c:say("Plan: " .. c:paint(tostring(p.plan or p.planCode or "?"), "bold") .. " ("
+      .. tostring(p.status or "?") .. ")")
+    local rows = {}
+    local limits = type(p.limits) == "table" and p.limits or {}
+    local usage = type(p.usage) == "table" and p.usage or {}
+    local names = {}
+    for k in pairs(limits) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      local used = usage[k]
+      if used == nil then used = usage[(k:gsub("PerMonth$", "ThisMonth"))] end
+      rows[#rows + 1] = { k, cell(used), cell(limits[k]) }
+    end
+    if #rows > 0 then
+      c:say("")
+      c:table({ "QUOTA", "USED", "LIMIT" }, rows)
+    end
+    if is_list(p.features) then c:say("") c:say("Modules: " .. table.concat(p.features, ", ")) end
+  end })
+end
+
+function C.plan_check(ctx)
+  local f = ctx.flags
+  if not f.tool and not f.quota and not f.module then
+    return ctx:fail("plan check needs --tool, --quota or --module")
+  end
+  local delta, dcode = count_flag(ctx, "delta", 1)
+  if dcode then return dcode end
+  local args = copy_flags(ctx, {}, { tool = "toolName", quota = "quotaCode", module = "moduleCode" })
+  args.delta = delta or 1
+  return ctx:run_tool("check_plan_operation", args, { render = function(c, r)
+    if type(r) ~= "table" then return c:show(r) end
+    if r.allowed == true then
+      c:say(c:paint("Allowed", "green") .. " on the " .. tostring(r.plan) .. " plan.")
+    else
+      c:say(c:paint("Not allowed", "red") .. " on the " .. tostring(r.plan) .. " plan"
+        .. (r.requiredPlan and ("; it needs " .. tostring(r.requiredPlan)) or "") .. ".")
+    end
+    local rows = {}
+    for _, ch in ipairs(is_list(r.checks) and r.checks or {}) do
+      local what = ch.toolName or ch.quotaCode or ch.moduleCode
+      local note = ch.reason or (ch.kind == "quota" and (cell(ch.used) .. " used of " .. cell(ch.limit)) or "")
+      rows[#rows + 1] = { tostring(ch.kind), tostring(what), ch.allowed == false and "no" or "yes", note }
+    end
+    if #rows > 0 then c:say("") c:table({ "CHECK", "NAME", "ALLOWED", "NOTES" }, rows) end
+    local ua = type(r.upgradeAction) == "table" and r.upgradeAction or nil
+    if ua then
+      local a = type(ua.arguments) == "table" and ua.arguments or {}
+      c:say("")
+      c:say("Upgrade: favcrm plan upgrade --plan-code " .. tostring(a.planCode or a.plan or r.requiredPlan)
+        .. " --confirm")
+    end
+  end })
+end
+
+function C.plan_options(ctx)
+  return ctx:run_tool("list_plan_options", {}, { render = function(c, list)
+    if not is_list(list) then return c:show(list) end
+    local rows = {}
+    for _, p in ipairs(list) do
+      rows[#rows + 1] = { (p.current and "* " or "  ") .. tostring(p.name or p.plan), tostring(p.planCode or ""),
+        tostring(p.planId or ""), cell(p.priceMonthly) .. " " .. tostring(p.currency or "") }
+    end
+    c:table({ "  PLAN", "PLAN CODE", "PLAN ID", "PER MONTH" }, rows)
+    c:say("")
+    c:say("Upgrade: favcrm plan upgrade --plan-code CODE --confirm")
+  end })
+end
+
+local function link_render(c, r)
+  if type(r) == "table" and type(r.url) == "string" then
+    c:say((r.kind == "portal" and "Billing portal: " or "Checkout: ") .. r.url)
+    if r.expiresAt then c:say("Valid until " .. tostring(r.expiresAt) .. ".") end
+    return
+  end
+  c:show(r)
+end
+
+local function not_confirmed(err)
+  if err.code == "confirmation_required" then
+    err.message = "the link was not created: it starts a paid Stripe checkout"
+    err.hint = "run it again with --confirm once the account owner agrees"
+    err.exit = EXIT.usage
+  end
+  return err
+end
+
+function C.plan_upgrade(ctx)
+  local f = ctx.flags
+  if not f["plan-code"] and not f["plan-id"] then
+    return ctx:fail("plan upgrade needs --plan-code or --plan-id (`favcrm plan options` lists them)")
+  end
+  local cycle = f["billing-cycle"] or "monthly"
+  if cycle ~= "monthly" and cycle ~= "yearly" then return ctx:fail("--billing-cycle is monthly or yearly") end
+  local args = copy_flags(ctx, {}, { ["plan-code"] = "planCode", ["plan-id"] = "planId", ["return-url"] = "returnUrl" })
+  args.billingCycle = cycle
+  args.confirm = f.confirm == true
+  return ctx:run_tool("create_plan_upgrade_link", args, { render = link_render, failed = not_confirmed })
+end
+
+function C.plan_portal(ctx)
+  local client, code = ctx:client()
+  if not client then return code end
+  local ok, kcode = ctx:need_key(client)
+  if not ok then return kcode end
+  -- the current plan's code when the server names it (the Rust CLI always sends favcrm-lite)
+  local status = client:call("get_plan_status", {})
+  local plan_code = type(status) == "table" and type(status.planCode) == "string" and status.planCode or "favcrm-lite"
+  local args = copy_flags(ctx, { planCode = plan_code }, { ["return-url"] = "returnUrl" })
+  args.confirm = ctx.flags.confirm == true
+  return ctx:run_tool("create_plan_upgrade_link", args, { render = link_render, failed = function(err)
+    not_confirmed(err)
+    if err.code == "conflict" or err.server_code == "conflict" then
+      err.hint = "the " .. tostring(type(status) == "table" and status.plan or "current") .. " plan has no billing "
+        .. "portal: `favcrm plan upgrade` moves to a paid plan"
+    end
+    return err
+  end })
+end
+
+-- team invite ------------------------------------------------------------
+
+function C.team_invite_create(ctx)
+  local f = ctx.flags
+  if not f.email then return ctx:fail("team invite create needs --email") end
+  local role = f.role or "staff"
+  if role ~= "staff" and role ~= "manager" then return ctx:fail("--role is staff or manager") end
+  local hours, hcode = count_flag(ctx, "expires-in-hours", 1)
+  if hcode then return hcode end
+  local args = copy_flags(ctx, { role = role }, { email = "email", name = "name" })
+  args.expiresInHours = hours
+  return ctx:run_tool("create_team_member_invite", args, { render = function(c, r)
+    if type(r) ~= "table" or not r.inviteToken then return c:show(r) end
+    c:say(c:paint("Invitation created", "green") .. " for " .. tostring(r.email) .. " as " .. tostring(r.role) .. ".")
+    c:table({ "FIELD", "VALUE" }, { { "token", tostring(r.inviteToken) }, { "expires", tostring(r.expiresAt) } })
+    c:say("")
+    c:say("The invitee runs: favcrm team invite accept --token " .. tostring(r.inviteToken))
+  end })
+end
+
+function C.team_invite_accept_request(ctx)
+  if not ctx.flags.token then return ctx:fail("team invite accept-request needs --token") end
+  return ctx:run_tool("accept_team_invite_request", { token = ctx.flags.token }, { no_auth = true,
+    render = function(c, r)
+      if type(r) ~= "table" then return c:show(r) end
+      c:say(c:paint("A 6-digit code is on its way to " .. tostring(r.maskedEmail) .. ".", "green"))
+      if r.expiresAt then c:say("It is valid until " .. tostring(r.expiresAt) .. ".") end
+      c:say("")
+      c:say("Next: favcrm team invite accept-verify --token " .. tostring(ctx.flags.token) .. " --code CODE")
+    end })
+end
+
+function C.team_invite_accept_verify(ctx)
+  local f = ctx.flags
+  if not f.token or not f.code then return ctx:fail("team invite accept-verify needs --token and --code") end
+  local args = { token = f.token, code = f.code, name = f.name }
+  local save_problem
+  return ctx:run_tool("accept_team_invite_verify", args, { no_auth = true,
+    after = function(r, client)
+      if type(r) ~= "table" or type(r.apiKey) ~= "string" then return r end
+      local secret = core.secret(r.apiKey)
+      r.apiKey = nil
+      if not f["no-save"] then
+        local fields = { api_key = secret }
+        local url = client:savable_url()
+        if url and (ctx.flags.url or ctx:env("FAVCRM_MCP_URL")) then fields.url = url end
+        local path, serr = config.save(fields)
+        if path then r.apiKeySavedTo = path else save_problem = serr and (serr.message or tostring(serr)) end
+        r.saveError = save_problem
+      end
+      r.apiKey = f["show-key"] and secret:reveal() or tostring(secret)
+      r.apiKeyShown = f["show-key"] == true
+      r.nextCommand = "favcrm whoami"
+      return r, save_problem and EXIT.failure or EXIT.ok
+    end,
+    render = function(c, r)
+      c:say(c:paint("You have joined the team.", "green"))
+      c:table({ "FIELD", "VALUE" }, {
+        { "user", tostring(r.userId) }, { "company", tostring(r.companyId) }, { "role", tostring(r.role) },
+        { "API key", tostring(r.apiKey) },
+        { "saved to", r.apiKeySavedTo or (f["no-save"] and "not saved (--no-save)") or "not saved" },
+        { "portal", tostring(r.loginUrl) },
+      })
+      c:say("")
+      c:say("Next: favcrm whoami")
+      if f["no-save"] and not f["show-key"] then
+        c:warn("the key was not saved and FavCRM shows it only once; run accept-verify with --show-key to see it")
+      end
+      if save_problem then c:warn("the key could not be saved (" .. tostring(save_problem) .. ")") end
+    end })
+end
+
+-- whatsapp ---------------------------------------------------------------
+
+function C.whatsapp_status(ctx)
+  return ctx:run_tool("get_whatsapp_connection_status", {})
+end
+
+function C.whatsapp_connect(ctx)
+  local mode = ctx.flags.mode or "cloud-api"
+  if mode ~= "cloud-api" and mode ~= "coexistence" then return ctx:fail("--mode is cloud-api or coexistence") end
+  local ttl, tcode = count_flag(ctx, "ttl-minutes", 1)
+  if tcode then return tcode end
+  return ctx:run_tool("create_whatsapp_connect_link",
+    { onboardingMode = mode == "cloud-api" and "cloud_api" or mode, ttlMinutes = ttl }, { render = function(c, r)
+      if type(r) ~= "table" or type(r.url) ~= "string" then return c:show(r) end
+      c:say("Open this link in a browser to connect WhatsApp (" .. mode .. "):")
+      c:say(r.url)
+      if r.expiresAt then c:say("Valid until " .. tostring(r.expiresAt) .. ".") end
+    end })
+end
+
+-- orgs, dashboard ----------------------------------------------------------
+
+function C.orgs_list(ctx)
+  return ctx:run_tool("list_my_companies", {}, { render = function(c, who)
+    local list = type(who) == "table" and (is_list(who) and who or who.companies) or nil
+    if not is_list(list) then return c:show(who) end
+    local rows = {}
+    for _, co in ipairs(list) do
+      rows[#rows + 1] = { (co.current and "* " or "  ") .. tostring(co.name), tostring(co.companyId),
+        tostring(co.organisationId or ""), tostring(co.plan or ""), tostring(co.role or "") }
+    end
+    c:table({ "  COMPANY", "COMPANY ID", "ORGANISATION ID", "PLAN", "ROLE" }, rows)
+  end })
+end
+
+function C.orgs_switch(ctx, rest)
+  local id, code = one_id(ctx, rest, "COMPANY_ID")
+  if not id then return code end
+  return ctx:run_tool("switch_company", { companyId = id })
+end
+
+function C.dashboard(ctx)
+  return ctx:run_tool("get_dashboard_stats", {})
+end
+
+-- members, bookings, invoices -----------------------------------------------
+
+function C.members_search(ctx, rest)
+  if rest[2] then return ctx:fail("members search takes at most one QUERY") end
+  local days, dcode = count_flag(ctx, "inactive-days", 1)
+  if dcode then return dcode end
+  local limit, lcode = count_flag(ctx, "limit", 1, 200)
+  if lcode then return lcode end
+  local args = copy_flags(ctx, {}, { ["tier-id"] = "tierId" })
+  args.search, args.inactiveDays, args.limit = rest[1], days, limit
+  return ctx:run_tool("search_members", args)
+end
+
+local function by_id(tool, field, what)
+  return function(ctx, rest)
+    local id, code = one_id(ctx, rest, what)
+    if not id then return code end
+    return ctx:run_tool(tool, { [field] = id })
+  end
+end
+
+C.members_get = by_id("get_member_profile", "accountId", "ACCOUNT_ID")
+
+function C.bookings_list(ctx)
+  local limit, lcode = count_flag(ctx, "limit", 1, 200)
+  if lcode then return lcode end
+  local args = copy_flags(ctx, {}, { from = "from", to = "to", status = "status" })
+  args.limit = limit
+  return ctx:run_tool("list_bookings", args)
+end
+
+C.bookings_get = by_id("get_booking_detail", "bookingId", "BOOKING_ID")
+function C.bookings_stats(ctx) return ctx:run_tool("get_booking_stats", {}) end
+C.bookings_cancel = by_id("cancel_booking", "bookingId", "BOOKING_ID")
+C.bookings_complete = by_id("complete_booking", "bookingId", "BOOKING_ID")
+C.bookings_confirm = by_id("confirm_booking", "bookingId", "BOOKING_ID")
+
+function C.invoices_list(ctx)
+  local limit, lcode = count_flag(ctx, "limit", 1, 200)
+  if lcode then return lcode end
+  local args = copy_flags(ctx, {}, { status = "status" })
+  args.limit = limit
+  return ctx:run_tool("list_invoices", args)
+end
+
+C.invoices_get = by_id("get_invoice", "invoiceId", "INVOICE_ID")
+C.invoices_send = by_id("mark_invoice_sent", "invoiceId", "INVOICE_ID")
+C.invoices_void = by_id("void_invoice", "invoiceId", "INVOICE_ID")
+function C.invoices_stats(ctx) return ctx:run_tool("get_invoice_stats", {}) end
+
+-- ------------------------------------------------------------------------
 -- The command tree
 -- ------------------------------------------------------------------------
 
@@ -946,13 +1507,21 @@ local TREE = {
       },
     },
     team = {
-      usage = "favcrm team invite accept",
+      usage = "favcrm team invite create|accept|accept-request|accept-verify ...",
       about = "Team membership.",
       sub = {
         invite = {
-          usage = "favcrm team invite accept",
-          about = "Team invitations.",
+          usage = "favcrm team invite create|accept|accept-request|accept-verify ...",
+          about = "Team invitations: an owner or manager creates one; the invitee accepts it (in a conversation, "
+            .. "or in two scripted steps).",
           sub = {
+            create = {
+              run = C.team_invite_create, flags = { "email", "name", "role", "expires-in-hours" },
+              usage = "favcrm team invite create --email E [--name N] [--role staff|manager] [--expires-in-hours H]",
+              about = "Creates a one-time invite token for a teammate (create_team_member_invite); FavCRM "
+                .. "e-mails it to them. The role defaults to staff.",
+              example = "favcrm team invite create --email bo@example.com --name \"Bo Chan\" --role manager",
+            },
             accept = {
               run = C.team_invite_accept, flags = { "token", "name" },
               usage = "favcrm team invite accept [--token inv_...] [--name NAME]",
@@ -960,9 +1529,215 @@ local TREE = {
                 .. "6-digit code, paste it, and your own API key is saved to the config file.",
               example = "favcrm team invite accept --token inv_abc123 --name \"Bo Chan\"",
             },
+            ["accept-request"] = {
+              run = C.team_invite_accept_request, flags = { "token" },
+              usage = "favcrm team invite accept-request --token inv_...",
+              about = "Step 1 of the scripted acceptance: FavCRM e-mails a 6-digit code (valid 10 minutes) to "
+                .. "the invited address. Needs no API key.",
+              example = "favcrm team invite accept-request --token inv_abc123",
+            },
+            ["accept-verify"] = {
+              run = C.team_invite_accept_verify, flags = { "token", "code", "name", "no-save", "show-key" },
+              usage = "favcrm team invite accept-verify --token inv_... --code CODE [--name N] [--no-save] "
+                .. "[--show-key]",
+              about = "Step 2: checks the code and returns your own API key, saved to the config file (mode "
+                .. "0600) unless --no-save and printed masked unless --show-key (--json too).",
+              example = "favcrm team invite accept-verify --token inv_abc123 --code 123456",
+            },
           },
         },
       },
+    },
+    plan = {
+      usage = "favcrm plan status|check|options|upgrade|portal ...",
+      about = "The plan, its quotas and billing.",
+      sub = {
+        status = {
+          run = C.plan_status, flags = {},
+          usage = "favcrm plan status [--json]",
+          about = "Shows the current plan, its payment state, modules and quota usage (get_plan_status).",
+          example = "favcrm plan status",
+        },
+        check = {
+          run = C.plan_check, flags = { "tool", "quota", "module", "delta" },
+          usage = "favcrm plan check [--tool NAME] [--quota CODE] [--module CODE] [--delta N]",
+          about = "Asks whether a planned operation fits the plan (check_plan_operation): a tool, a quota "
+            .. "with the planned increment (--delta, default 1) or a module. Exits 0 either way; the answer "
+            .. "says allowed or not, with the plan needed.",
+          example = "favcrm plan check --tool create_campaign\nfavcrm plan check --quota contacts --delta 200",
+        },
+        options = {
+          run = C.plan_options, flags = {},
+          usage = "favcrm plan options [--json]",
+          about = "Lists the plans the workspace can move to (list_plan_options).",
+          example = "favcrm plan options",
+        },
+        upgrade = {
+          run = C.plan_upgrade, flags = { "plan-code", "plan-id", "billing-cycle", "return-url", "confirm" },
+          usage = "favcrm plan upgrade --plan-code CODE|--plan-id ID [--billing-cycle monthly|yearly] "
+            .. "[--return-url URL] [--confirm]",
+          about = "Creates a Stripe checkout link for a higher plan (create_plan_upgrade_link). It starts a "
+            .. "paid checkout, so nothing is created without --confirm (exit 1).",
+          example = "favcrm plan upgrade --plan-code favcrm-lite --confirm",
+        },
+        portal = {
+          run = C.plan_portal, flags = { "return-url", "confirm" },
+          usage = "favcrm plan portal [--return-url URL] [--confirm]",
+          about = "Creates a Stripe billing portal link for the current paid plan (create_plan_upgrade_link "
+            .. "with the current plan's code). Needs --confirm.",
+          example = "favcrm plan portal --confirm",
+        },
+      },
+    },
+    whatsapp = {
+      usage = "favcrm whatsapp status|connect ...",
+      about = "The WhatsApp Business connection.",
+      sub = {
+        status = {
+          run = C.whatsapp_status, flags = {},
+          usage = "favcrm whatsapp status [--json]",
+          about = "Shows whether a WhatsApp Business number is connected (get_whatsapp_connection_status).",
+          example = "favcrm whatsapp status",
+        },
+        connect = {
+          run = C.whatsapp_connect, flags = { "mode", "ttl-minutes" },
+          usage = "favcrm whatsapp connect [--mode cloud-api|coexistence] [--ttl-minutes M]",
+          about = "Creates a browser link to Meta's Embedded Signup (create_whatsapp_connect_link). cloud-api "
+            .. "(the default) puts a number on the Cloud API; coexistence keeps the WhatsApp Business app on "
+            .. "the same number.",
+          example = "favcrm whatsapp connect --mode coexistence --ttl-minutes 60",
+        },
+      },
+    },
+    orgs = {
+      usage = "favcrm orgs list|switch ...",
+      about = "The companies (organisations) the key's user belongs to.",
+      sub = {
+        list = {
+          run = C.orgs_list, flags = {},
+          usage = "favcrm orgs list [--json]",
+          about = "Lists the user's companies; * marks the active one (list_my_companies).",
+          example = "favcrm orgs list",
+        },
+        switch = {
+          run = C.orgs_switch, flags = {}, args = "COMPANY_ID",
+          usage = "favcrm orgs switch COMPANY_ID",
+          about = "Makes another of the user's companies the active one (switch_company).",
+          example = "favcrm orgs switch co_abc123",
+        },
+      },
+    },
+    dashboard = {
+      run = C.dashboard, flags = {},
+      usage = "favcrm dashboard [--json]",
+      about = "Today's headline numbers for the active company (get_dashboard_stats).",
+      example = "favcrm dashboard",
+    },
+    members = {
+      usage = "favcrm members search|get ...",
+      about = "Members (customers with a loyalty account).",
+      sub = {
+        search = {
+          run = C.members_search, flags = { "inactive-days", "tier-id", "limit" }, args = "[QUERY]",
+          usage = "favcrm members search [QUERY] [--inactive-days N] [--tier-id ID] [--limit N]",
+          about = "Searches members by name, e-mail or phone, or filters them by inactivity and tier "
+            .. "(search_members). Without a filter it lists them (20 by default).",
+          example = "favcrm members search ada\nfavcrm members search --inactive-days 90 --limit 50",
+        },
+        get = {
+          run = C.members_get, flags = {}, args = "ACCOUNT_ID",
+          usage = "favcrm members get ACCOUNT_ID",
+          about = "Shows one member's full profile (get_member_profile).",
+          example = "favcrm members get mem_abc123",
+        },
+      },
+    },
+    bookings = {
+      usage = "favcrm bookings list|get|stats|cancel|complete|confirm ...",
+      about = "Bookings.",
+      sub = {
+        list = {
+          run = C.bookings_list, flags = { "from", "to", "status", "limit" },
+          usage = "favcrm bookings list [--from DATE] [--to DATE] [--status S] [--limit N]",
+          about = "Lists bookings (list_bookings): --from/--to are ISO dates or times, --status one of "
+            .. "pending, confirmed, completed, cancelled, no_show.",
+          example = "favcrm bookings list --from 2026-05-01 --to 2026-06-01 --status confirmed",
+        },
+        get = {
+          run = C.bookings_get, flags = {}, args = "BOOKING_ID",
+          usage = "favcrm bookings get BOOKING_ID",
+          about = "Shows one booking (get_booking_detail).",
+          example = "favcrm bookings get bkg_abc123",
+        },
+        stats = {
+          run = C.bookings_stats, flags = {},
+          usage = "favcrm bookings stats [--json]",
+          about = "Booking counts for the active company (get_booking_stats).",
+          example = "favcrm bookings stats",
+        },
+        cancel = {
+          run = C.bookings_cancel, flags = { "yes" }, args = "BOOKING_ID",
+          usage = "favcrm bookings cancel BOOKING_ID [--yes]",
+          about = "Cancels a booking (cancel_booking, destructive): asks on a terminal; without one it needs "
+            .. "--yes.",
+          example = "favcrm bookings cancel bkg_abc123 --yes",
+        },
+        complete = {
+          run = C.bookings_complete, flags = {}, args = "BOOKING_ID",
+          usage = "favcrm bookings complete BOOKING_ID",
+          about = "Marks a booking completed (complete_booking).",
+          example = "favcrm bookings complete bkg_abc123",
+        },
+        confirm = {
+          run = C.bookings_confirm, flags = {}, args = "BOOKING_ID",
+          usage = "favcrm bookings confirm BOOKING_ID",
+          about = "Confirms a pending booking (confirm_booking).",
+          example = "favcrm bookings confirm bkg_abc123",
+        },
+      },
+    },
+    invoices = {
+      usage = "favcrm invoices list|get|send|void|stats ...",
+      about = "Invoices.",
+      sub = {
+        list = {
+          run = C.invoices_list, flags = { "status", "limit" },
+          usage = "favcrm invoices list [--status S] [--limit N]",
+          about = "Lists invoices (list_invoices); --status is draft, open, sent, paid, void or overdue.",
+          example = "favcrm invoices list --status overdue",
+        },
+        get = {
+          run = C.invoices_get, flags = {}, args = "INVOICE_ID",
+          usage = "favcrm invoices get INVOICE_ID",
+          about = "Shows one invoice (get_invoice).",
+          example = "favcrm invoices get invc_abc123",
+        },
+        send = {
+          run = C.invoices_send, flags = {}, args = "INVOICE_ID",
+          usage = "favcrm invoices send INVOICE_ID",
+          about = "Marks an invoice sent (mark_invoice_sent).",
+          example = "favcrm invoices send invc_abc123",
+        },
+        void = {
+          run = C.invoices_void, flags = { "yes" }, args = "INVOICE_ID",
+          usage = "favcrm invoices void INVOICE_ID [--yes]",
+          about = "Voids an invoice (void_invoice, destructive): asks on a terminal; without one it needs --yes.",
+          example = "favcrm invoices void invc_abc123 --yes",
+        },
+        stats = {
+          run = C.invoices_stats, flags = {},
+          usage = "favcrm invoices stats [--json]",
+          about = "Invoice counts and totals by status (get_invoice_stats).",
+          example = "favcrm invoices stats",
+        },
+      },
+    },
+    completion = {
+      run = function(ctx, rest) return C.completion(ctx, rest) end, flags = {}, args = "SHELL",
+      usage = "favcrm completion bash|zsh|fish",
+      about = "Prints a completion script for bash, zsh or fish, made from the command table.",
+      example = "source <(favcrm completion bash)\nfavcrm completion zsh > \"${fpath[1]}/_favcrm\"\n"
+        .. "favcrm completion fish > ~/.config/fish/completions/favcrm.fish",
     },
     mcp = {
       usage = "favcrm mcp serve",
@@ -986,29 +1761,41 @@ local TREE = {
 
 local ORDER = {
   "signup", "signup request", "signup verify", "doctor", "tool list", "tool describe", "tool call", "login",
-  "logout", "whoami", "config path", "team invite accept", "mcp serve",
+  "logout", "whoami", "config path", "orgs list", "orgs switch", "dashboard", "members search", "members get",
+  "bookings list", "bookings get", "bookings stats", "bookings cancel", "bookings complete", "bookings confirm",
+  "invoices list", "invoices get", "invoices send", "invoices void", "invoices stats", "plan status", "plan check",
+  "plan options", "plan upgrade", "plan portal", "whatsapp status", "whatsapp connect", "team invite create",
+  "team invite accept", "team invite accept-request", "team invite accept-verify", "mcp serve", "completion",
 }
 
-local function main_help()
-  local lines = { "favcrm " .. favcrm.VERSION .. ": sign up for FavCRM and use its CRM tools over MCP.", "",
-    "Usage: favcrm [options] COMMAND ...", "", "Commands:" }
+local function footer(lines, cols)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Global options (any command):"
+  lines[#lines + 1] = two_columns(GLOBAL_HELP, cols, 21)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Exit status:"
+  lines[#lines + 1] = two_columns(EXIT_HELP, cols, 7)
+end
+
+local function main_help(cols)
+  local lines = { wrap("favcrm " .. favcrm.VERSION .. ": sign up for FavCRM and use its CRM tools over MCP.", cols),
+    "", "Usage: favcrm [options] COMMAND ...", "", "Commands:" }
+  local items = {}
   for _, path in ipairs(ORDER) do
     local node = TREE
     for w in path:gmatch("%S+") do node = node.sub[w] end
-    local first = node.about:match("^(.-%.)%s") or node.about
-    lines[#lines + 1] = string.format("  %-20s %s", path, first)
+    items[#items + 1] = { path, node.about:match("^(.-%.)%s") or node.about }
   end
+  lines[#lines + 1] = two_columns(items, cols, 29)
+  footer(lines, cols)
   lines[#lines + 1] = ""
-  lines[#lines + 1] = GLOBAL_HELP
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = EXIT_HELP
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = "`favcrm COMMAND --help` for a command's options and an example."
+  lines[#lines + 1] = wrap("`favcrm COMMAND --help` for a command's options and an example; `favcrm completion "
+    .. "bash|zsh|fish` prints a completion script.", cols)
   return table.concat(lines, "\n")
 end
 
-local function node_help(node, path)
-  local lines = { "Usage: " .. node.usage, "", wrap(node.about, 78, "") }
+local function node_help(node, cols)
+  local lines = { wrap(node.usage, cols, "    ", "Usage: "), "", wrap(node.about, cols, "") }
   if node.sub then
     lines[#lines + 1] = ""
     lines[#lines + 1] = "Commands:"
@@ -1016,7 +1803,7 @@ local function node_help(node, path)
     for k in pairs(node.sub) do names[#names + 1] = k end
     table.sort(names)
     for _, k in ipairs(names) do
-      lines[#lines + 1] = string.format("  %-20s %s", path .. " " .. k, node.sub[k].usage)
+      lines[#lines + 1] = wrap(node.sub[k].usage, cols, "      ", "  ")
     end
   end
   if node.example then
@@ -1024,11 +1811,163 @@ local function node_help(node, path)
     lines[#lines + 1] = "Example:"
     for l in node.example:gmatch("[^\n]+") do lines[#lines + 1] = "  " .. l end
   end
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = GLOBAL_HELP
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = EXIT_HELP
+  footer(lines, cols)
   return table.concat(lines, "\n")
+end
+
+-- The terminal's width for help: COLUMNS, else `tput cols` when stdout is a
+-- terminal, else 80 (at least 40).
+function Ctx:columns()
+  local n = tonumber(self:env("COLUMNS") or "")
+  if not n and self.isatty(1) then
+    local p = io.popen("tput cols 2>/dev/null")
+    if p then
+      n = tonumber((p:read("*a") or ""):match("%d+"))
+      p:close()
+    end
+  end
+  n = math.floor(n or 80)
+  if n < 40 then n = 40 end
+  return n
+end
+
+-- ------------------------------------------------------------------------
+-- Completion scripts, made from the command table
+-- ------------------------------------------------------------------------
+
+local VALUES = {
+  role = { "staff", "manager" }, mode = { "cloud-api", "coexistence" }, ["billing-cycle"] = { "monthly", "yearly" },
+  industry = { "beauty", "fitness", "tutoring", "retail", "hospitality", "services", "other" },
+}
+
+-- Every command path ("" for the top) with its subcommands and options.
+local function command_paths()
+  local out = {}
+  local function walk(node, path)
+    local subs, flags = {}, {}
+    for k in pairs(node.sub or {}) do subs[#subs + 1] = k end
+    table.sort(subs)
+    if path == "" then subs[#subs + 1] = "help" end
+    for _, f in ipairs(node.flags or {}) do flags[#flags + 1] = "--" .. f end
+    table.sort(flags)
+    if path == "completion" then subs = { "bash", "zsh", "fish" } end
+    out[#out + 1] = { path = path, subs = subs, flags = flags }
+    for _, k in ipairs(subs) do
+      if node.sub and node.sub[k] then walk(node.sub[k], path == "" and k or (path .. " " .. k)) end
+    end
+  end
+  walk(TREE, "")
+  return out
+end
+
+local function global_flags()
+  local g = {}
+  for k in pairs(GLOBAL_FLAGS) do g[#g + 1] = "--" .. k end
+  table.sort(g)
+  return g
+end
+
+local function value_flags()
+  local v = {}
+  for k, kind in pairs(ALL_FLAGS) do if kind == "value" then v[#v + 1] = "--" .. k end end
+  table.sort(v)
+  return v
+end
+
+local function completion_bash()
+  local L = { "# bash completion for favcrm (favcrm completion bash); source it, or save it as",
+    "# /etc/bash_completion.d/favcrm", "_favcrm() {",
+    "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" prev=\"${COMP_WORDS[COMP_CWORD-1]}\" cmdpath=\"\" w i",
+    "  for ((i = 1; i < COMP_CWORD; i++)); do", "    w=\"${COMP_WORDS[i]}\"",
+    "    case \"$w\" in -*) continue ;; esac",
+    "    case \"${COMP_WORDS[i-1]}\" in " .. table.concat(value_flags(), "|") .. ") continue ;; esac",
+    "    cmdpath=\"${cmdpath:+$cmdpath }$w\"", "  done", "  case \"$prev\" in" }
+  local names = {}
+  for k in pairs(VALUES) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    L[#L + 1] = "    --" .. k .. ") COMPREPLY=($(compgen -W \"" .. table.concat(VALUES[k], " ")
+      .. "\" -- \"$cur\")); return ;;"
+  end
+  L[#L + 1] = "    " .. table.concat(value_flags(), "|") .. ") COMPREPLY=(); return ;;"
+  L[#L + 1] = "  esac"
+  L[#L + 1] = "  local subs=\"\" flags=\"" .. table.concat(global_flags(), " ") .. "\""
+  L[#L + 1] = "  case \"$cmdpath\" in"
+  for _, c in ipairs(command_paths()) do
+    L[#L + 1] = "    \"" .. c.path .. "\") subs=\"" .. table.concat(c.subs, " ") .. "\"; flags=\"$flags "
+      .. table.concat(c.flags, " ") .. "\" ;;"
+  end
+  L[#L + 1] = "  esac"
+  L[#L + 1] = "  if [[ \"$cur\" == -* ]]; then"
+  L[#L + 1] = "    COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))"
+  L[#L + 1] = "  else"
+  L[#L + 1] = "    COMPREPLY=($(compgen -W \"$subs\" -- \"$cur\"))"
+  L[#L + 1] = "  fi"
+  L[#L + 1] = "}"
+  L[#L + 1] = "complete -F _favcrm favcrm"
+  return table.concat(L, "\n")
+end
+
+local function completion_zsh()
+  local L = { "#compdef favcrm", "# zsh completion for favcrm (favcrm completion zsh): save it as _favcrm in a",
+    "# folder of $fpath, or source it after compinit.", "_favcrm() {",
+    "  local cmdpath=\"\" w i prev=${words[CURRENT-1]}", "  local -a subs flags",
+    "  for ((i = 2; i < CURRENT; i++)); do", "    w=${words[i]}", "    [[ $w == -* ]] && continue",
+    "    case ${words[i-1]} in (" .. table.concat(value_flags(), "|") .. ") continue ;; esac",
+    "    cmdpath=\"${cmdpath:+$cmdpath }$w\"", "  done", "  case $prev in" }
+  local names = {}
+  for k in pairs(VALUES) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    L[#L + 1] = "    (--" .. k .. ") compadd -- " .. table.concat(VALUES[k], " ") .. "; return ;;"
+  end
+  L[#L + 1] = "    (" .. table.concat(value_flags(), "|") .. ") _default; return ;;"
+  L[#L + 1] = "  esac"
+  L[#L + 1] = "  flags=(" .. table.concat(global_flags(), " ") .. ")"
+  L[#L + 1] = "  case $cmdpath in"
+  for _, c in ipairs(command_paths()) do
+    L[#L + 1] = "    (\"" .. c.path .. "\") subs=(" .. table.concat(c.subs, " ") .. "); flags+=("
+      .. table.concat(c.flags, " ") .. ") ;;"
+  end
+  L[#L + 1] = "  esac"
+  L[#L + 1] = "  if [[ ${words[CURRENT]} == -* ]]; then compadd -- $flags; else compadd -- $subs; fi"
+  L[#L + 1] = "}"
+  L[#L + 1] = "if [[ ${funcstack[1]} == _favcrm ]]; then _favcrm \"$@\"; else compdef _favcrm favcrm; fi"
+  return table.concat(L, "\n")
+end
+
+local function completion_fish()
+  local L = { "# fish completion for favcrm (favcrm completion fish): save it as",
+    "# ~/.config/fish/completions/favcrm.fish", "function __favcrm_path",
+    "    set -l toks (commandline -opc)", "    set -e toks[1]", "    set -l out", "    set -l skip 0",
+    "    for t in $toks", "        if test $skip = 1", "            set skip 0", "            continue", "        end",
+    "        switch $t", "            case " .. table.concat(value_flags(), " "), "                set skip 1",
+    "                continue", "            case '-*'", "                continue", "        end",
+    "        set out $out $t", "    end", "    echo (string join ' ' -- $out)", "end",
+    "complete -c favcrm -f" }
+  for _, g in ipairs(global_flags()) do
+    L[#L + 1] = "complete -c favcrm -l " .. g:sub(3) .. (ALL_FLAGS[g:sub(3)] == "value" and " -r" or "")
+  end
+  for _, c in ipairs(command_paths()) do
+    local cond = "-n 'test \"(__favcrm_path)\" = \"" .. c.path .. "\"'"
+    if #c.subs > 0 then L[#L + 1] = "complete -c favcrm " .. cond .. " -a '" .. table.concat(c.subs, " ") .. "'" end
+    for _, f in ipairs(c.flags) do
+      local name = f:sub(3)
+      local line = "complete -c favcrm " .. cond .. " -l " .. name
+      if VALUES[name] then line = line .. " -x -a '" .. table.concat(VALUES[name], " ") .. "'"
+      elseif ALL_FLAGS[name] == "value" then line = line .. " -r" end
+      L[#L + 1] = line
+    end
+  end
+  return table.concat(L, "\n")
+end
+
+function C.completion(ctx, rest)
+  local shell = rest[1]
+  local make = ({ bash = completion_bash, zsh = completion_zsh, fish = completion_fish })[shell or ""]
+  if not make or rest[2] then return ctx:fail("completion needs one SHELL: bash, zsh or fish") end
+  ctx:say(make())
+  return EXIT.ok
 end
 
 local function default_io()
@@ -1095,12 +2034,12 @@ function M.main(argv, io_t)
   end
   if f.help then
     if #rest > 0 and node.sub then return ctx:fail("unknown command: " .. pathname .. " " .. rest[1]) end
-    ctx:say(node == TREE and main_help() or node_help(node, pathname))
+    ctx:say(node == TREE and main_help(ctx:columns()) or node_help(node, ctx:columns()))
     return EXIT.ok
   end
   if node == TREE then
     if pos[1] then return ctx:fail("unknown command: " .. pos[1] .. " (see favcrm --help)") end
-    ctx.stderr:write(main_help(), "\n")
+    ctx.stderr:write(main_help(ctx:columns()), "\n")
     return EXIT.usage
   end
   if not node.run then
@@ -1119,6 +2058,9 @@ function M.main(argv, io_t)
     end
   end
   local ok, code = pcall(node.run, ctx, rest)
+  if not ok and tostring(code):find("interrupted!", 1, true) then
+    code, ok = ctx:interrupted(), true
+  end
   if ctx._client and not ctx._client.closed then pcall(ctx._client.close, ctx._client) end
   if not ok then
     ctx.stderr:write("favcrm: internal error: ", tostring(code), "\n")

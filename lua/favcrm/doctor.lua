@@ -91,7 +91,7 @@ function M.doctor(self)
     end
     if not self:has_api_key() then
       problem("auth", "no API key is configured",
-        "sign up with favcrm.request/verify, or set FAVCRM_API_KEY, or save a key with `favcrm login`")
+        "sign up with `favcrm signup`, save a key with `favcrm login`, or set FAVCRM_API_KEY")
       return
     end
     local companies, cerr = self:call("list_my_companies")

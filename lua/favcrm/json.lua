@@ -217,6 +217,17 @@ local function int_text(v)
 end
 M.int_text = int_text
 
+-- The shortest decimal text that reads back as the same double (0.9, not
+-- 0.90000000000000002): %.15g, %.16g, then %.17g, which always round-trips.
+local function float_text(v)
+  for p = 15, 16 do
+    local s = string.format("%." .. p .. "g", v)
+    if tonumber(s) == v then return s end
+  end
+  return string.format("%.17g", v)
+end
+M.float_text = float_text
+
 local function encode_into(v, guide, buf, indent, depth)
   local tv = type(v)
   if v == nil or v == null then
@@ -229,7 +240,7 @@ local function encode_into(v, guide, buf, indent, depth)
     elseif v % 1 == 0 and v >= -2 ^ 63 and v < 2 ^ 63 then
       buf[#buf + 1] = int_text(v)
     else
-      buf[#buf + 1] = string.format("%.17g", v)
+      buf[#buf + 1] = float_text(v)
     end
   elseif tv == "string" then
     buf[#buf + 1] = (cjson.encode(v):gsub("\\/", "/"))

@@ -29,9 +29,9 @@ export const CURRENCY_BY_COUNTRY = { HK: 'HKD', US: 'USD', GB: 'GBP', SG: 'SGD',
 export const TZ_BY_COUNTRY = { HK: 'Asia/Hong_Kong', US: 'America/New_York', GB: 'Europe/London', SG: 'Asia/Singapore', AU: 'Australia/Sydney', CA: 'America/Toronto', JP: 'Asia/Tokyo', TW: 'Asia/Taipei', CN: 'Asia/Shanghai', NZ: 'Pacific/Auckland', MY: 'Asia/Kuala_Lumpur', IN: 'Asia/Kolkata', DE: 'Europe/Berlin', FR: 'Europe/Paris' };
 
 export const PLANS = {
-    free: { plan: 'free', name: 'Free', priceMonthly: 0, currency: 'USD', limits: { services: 10, contacts: 500, staff: 3, whatsappMessagesPerMonth: 0, campaignsPerMonth: 0 }, features: ['contacts', 'bookings', 'membership', 'invoices'] },
-    starter: { plan: 'starter', name: 'Starter', priceMonthly: 29, currency: 'USD', limits: { services: 100, contacts: 5000, staff: 10, whatsappMessagesPerMonth: 1000, campaignsPerMonth: 10 }, features: ['contacts', 'bookings', 'membership', 'invoices', 'whatsapp', 'campaigns'] },
-    growth: { plan: 'growth', name: 'Growth', priceMonthly: 79, currency: 'USD', limits: { services: 1000, contacts: 50000, staff: 50, whatsappMessagesPerMonth: 10000, campaignsPerMonth: 100 }, features: ['contacts', 'bookings', 'membership', 'invoices', 'whatsapp', 'campaigns', 'api-priority'] },
+    free: { plan: 'free', planCode: 'favcrm-free', planId: 'plan_free', name: 'Free', priceMonthly: 0, currency: 'USD', limits: { services: 10, contacts: 500, staff: 3, whatsappMessagesPerMonth: 0, campaignsPerMonth: 0 }, features: ['contacts', 'bookings', 'membership', 'invoices'] },
+    starter: { plan: 'starter', planCode: 'favcrm-lite', planId: 'plan_starter', name: 'Starter', priceMonthly: 29, currency: 'USD', limits: { services: 100, contacts: 5000, staff: 10, whatsappMessagesPerMonth: 1000, campaignsPerMonth: 10 }, features: ['contacts', 'bookings', 'membership', 'invoices', 'whatsapp', 'campaigns'] },
+    growth: { plan: 'growth', planCode: 'favcrm-growth', planId: 'plan_growth', name: 'Growth', priceMonthly: 79, currency: 'USD', limits: { services: 1000, contacts: 50000, staff: 50, whatsappMessagesPerMonth: 10000, campaignsPerMonth: 100 }, features: ['contacts', 'bookings', 'membership', 'invoices', 'whatsapp', 'campaigns', 'api-priority'] },
 };
 export const PLAN_ORDER = ['free', 'starter', 'growth'];
 

@@ -150,6 +150,16 @@ function slotBusy(ws, start, end, exceptId) {
     return false;
 }
 
+const BOOKING_STATUSES = ['pending', 'confirmed', 'completed', 'cancelled', 'no_show'];
+const isOverdue = (inv, nowMs) => (inv.status === 'open' || inv.status === 'sent') && inv.dueDate && Date.parse(`${inv.dueDate}T23:59:59Z`) < nowMs;
+
+// A plan by its code (favcrm-lite), its id (plan_starter) or its sandbox name (starter).
+function planByRef(ref) {
+    if (!ref) return null;
+    for (const p of PLAN_ORDER) if (PLANS[p].planCode === ref || PLANS[p].planId === ref || p === ref) return p;
+    return null;
+}
+
 function invoiceTotals(items) {
     const subtotal = items.reduce((a, it) => a + (it.quantity ?? 1) * it.unitPrice, 0);
     return Math.round(subtotal * 100) / 100;
@@ -304,8 +314,26 @@ export function buildTools(state) {
             return bk;
         });
     add('list_bookings', 'List bookings', 'List bookings, optionally by status or time range.',
-        obj({ status: s('Filter by status', { enum: ['confirmed', 'cancelled'] }), from: s('From (ISO-8601)', { format: 'date-time' }), to: s('To (ISO-8601)', { format: 'date-time' }), limit: limitProp, offset: offsetProp }),
+        obj({ status: s('Filter by status', { enum: BOOKING_STATUSES }), from: s('From: ISO-8601 date or date-time'), to: s('To: ISO-8601 date or date-time (exclusive)'), limit: limitProp, offset: offsetProp }),
         async (a, ctx) => page([...ctx.ws.bookings.values()].filter(x => (!a.status || x.status === a.status) && (!a.from || Date.parse(x.start) >= Date.parse(a.from)) && (!a.to || Date.parse(x.start) < Date.parse(a.to))), a));
+    add('get_booking_detail', 'Get booking detail', 'One booking by id.', obj({ bookingId: idProp('booking', 'bkg_') }, ['bookingId']),
+        async (a, ctx) => need(ctx.ws.bookings, a.bookingId, 'booking'));
+    add('get_booking_stats', 'Get booking stats', 'Booking counts by status and the next upcoming booking.', obj({}),
+        async (a, ctx) => {
+            const all = [...ctx.ws.bookings.values()];
+            const byStatus = Object.fromEntries(BOOKING_STATUSES.map(st => [st, all.filter(x => x.status === st).length]));
+            const upcoming = all.filter(x => x.status !== 'cancelled' && Date.parse(x.start) >= state.now()).sort((x, y) => Date.parse(x.start) - Date.parse(y.start));
+            return { total: all.length, byStatus, upcoming: upcoming.length, nextBooking: upcoming[0] ?? null };
+        });
+    const bookingMove = (name, title, description, from, to, stamp) => add(name, title, description, obj({ bookingId: idProp('booking', 'bkg_') }, ['bookingId']),
+        async (a, ctx) => {
+            const bk = need(ctx.ws.bookings, a.bookingId, 'booking');
+            if (!from.includes(bk.status)) throw new ToolError('conflict', `The booking is ${bk.status}; it cannot be ${to}.`, { reason: `booking_${bk.status}` });
+            bk.status = to; bk[stamp] = state.nowIso();
+            return bk;
+        }, { annotations: { idempotentHint: false } });
+    bookingMove('confirm_booking', 'Confirm booking', 'Confirm a pending booking.', ['pending'], 'confirmed', 'confirmedAt');
+    bookingMove('complete_booking', 'Complete booking', 'Mark a booking completed.', ['pending', 'confirmed'], 'completed', 'completedAt');
     add('cancel_booking', 'Cancel booking', 'Cancel a booking.', obj({ bookingId: idProp('booking', 'bkg_'), reason: s('Reason', { maxLength: 500 }) }, ['bookingId']),
         async (a, ctx) => {
             const bk = need(ctx.ws.bookings, a.bookingId, 'booking');
@@ -315,11 +343,20 @@ export function buildTools(state) {
         });
 
     // -- membership --
-    add('search_members', 'Search members', 'Search member accounts by name, e-mail or phone (case-insensitive substring).',
-        obj({ query: s('Search text', { minLength: 1, maxLength: 200 }), limit: limitProp }, ['query']),
+    add('search_members', 'Search members', 'Search and filter member accounts: free text over name, e-mail or phone (case-insensitive substring), inactivity, tier. No filter lists all.',
+        obj({ search: s('Search text', { minLength: 1, maxLength: 200 }), query: s('Search text (older name of search)', { minLength: 1, maxLength: 200 }), inactiveDays: i('Members with no activity in the last N days', { minimum: 1, maximum: 3650 }), tierId: s('Membership tier id (tier_...)'), limit: limitProp }),
         async (a, ctx) => {
-            const q = a.query.toLowerCase();
-            return [...ctx.ws.members.values()].filter(m => [m.name, m.email, m.phone].some(f => f && f.toLowerCase().includes(q))).slice(0, a.limit || 50);
+            const q = (a.search ?? a.query ?? '').toLowerCase();
+            const cutoff = a.inactiveDays ? state.now() - a.inactiveDays * 86400e3 : null;
+            return [...ctx.ws.members.values()].filter(m => (!q || [m.name, m.email, m.phone].some(f => f && f.toLowerCase().includes(q)))
+                && (!a.tierId || m.tierId === a.tierId)
+                && (cutoff === null || Date.parse(m.lastActivityAt ?? m.createdAt) < cutoff)).slice(0, a.limit || 20);
+        });
+    add('get_member_profile', 'Get member profile', "One member's full profile: account, tier and bookings.", obj({ accountId: idProp('member account', 'mem_') }, ['accountId']),
+        async (a, ctx) => {
+            const m = need(ctx.ws.members, a.accountId, 'member');
+            const tier = m.tierId ? ctx.ws.tiers.get(m.tierId) ?? null : null;
+            return { ...m, tier, bookings: [...ctx.ws.bookings.values()].filter(x => x.contactId && x.contactId === m.contactId) };
         });
     add('create_account', 'Create member account', 'Create a member (loyalty) account, optionally in a membership tier.',
         obj({ name: s('Member name', { minLength: 1, maxLength: 120 }), email: emailProp('Member e-mail'), phone: s('Phone, E.164', { pattern: '^\\+[1-9][0-9]{6,14}$' }), tierId: s('Membership tier id (tier_...)') }, ['name']),
@@ -354,9 +391,31 @@ export function buildTools(state) {
 
     // -- invoices --
     const itemSchema = { type: 'object', properties: { description: s('Line description', { minLength: 1 }), quantity: n('Quantity (default 1)', { exclusiveMinimum: 0 }), unitPrice: n('Unit price', { minimum: 0 }) }, required: ['description', 'unitPrice'], additionalProperties: false };
-    add('list_invoices', 'List invoices', 'List invoices, optionally by status.', obj({ status: s('Status', { enum: ['open', 'paid', 'void'] }), limit: limitProp, offset: offsetProp }),
-        async (a, ctx) => page([...ctx.ws.invoices.values()].filter(x => !a.status || x.status === a.status), a));
-    add('create_invoice', 'Create invoice', 'Create an open invoice.',
+    add('list_invoices', 'List invoices', 'List invoices, optionally by status.', obj({ status: s('Status (draft is the same as open; overdue is open or sent past its due date)', { enum: ['open', 'draft', 'sent', 'paid', 'void', 'overdue'] }), limit: limitProp, offset: offsetProp }),
+        async (a, ctx) => page([...ctx.ws.invoices.values()].filter(x => !a.status || x.status === a.status
+            || (a.status === 'draft' && x.status === 'open')
+            || (a.status === 'overdue' && isOverdue(x, state.now()))), a));
+    add('get_invoice', 'Get invoice', 'One invoice by id.', obj({ invoiceId: idProp('invoice', 'invc_') }, ['invoiceId']),
+        async (a, ctx) => need(ctx.ws.invoices, a.invoiceId, 'invoice'));
+    add('mark_invoice_sent', 'Mark invoice sent', 'Publish a draft invoice: marks it sent.', obj({ invoiceId: idProp('invoice', 'invc_') }, ['invoiceId']),
+        async (a, ctx) => {
+            const inv = need(ctx.ws.invoices, a.invoiceId, 'invoice');
+            if (inv.status !== 'open' && inv.status !== 'sent') throw new ToolError('conflict', `Invoice is ${inv.status}; only an open (draft) invoice can be sent.`, { reason: `invoice_${inv.status}` });
+            inv.status = 'sent'; inv.sentAt = inv.sentAt ?? state.nowIso();
+            return inv;
+        }, { annotations: { openWorldHint: true } });
+    add('get_invoice_stats', 'Get invoice stats', 'Invoice counts and totals by status.', obj({}),
+        async (a, ctx) => {
+            const all = [...ctx.ws.invoices.values()];
+            const byStatus = {};
+            for (const st of ['open', 'sent', 'paid', 'void']) {
+                const xs = all.filter(x => x.status === st);
+                byStatus[st] = { count: xs.length, total: Math.round(xs.reduce((s2, x) => s2 + x.total, 0) * 100) / 100 };
+            }
+            const overdue = all.filter(x => isOverdue(x, state.now()));
+            return { count: all.length, currency: ctx.ws.currency, byStatus, overdue: { count: overdue.length, total: Math.round(overdue.reduce((s2, x) => s2 + x.total, 0) * 100) / 100 } };
+        });
+    add('create_invoice', 'Create invoice', 'Create an open (draft) invoice.',
         obj({ contactId: s('Contact id (ct_...)'), customerName: s('Customer name', { maxLength: 120 }), items: { type: 'array', items: itemSchema, minItems: 1, maxItems: 100, description: 'Line items' }, dueDate: s('Due date, YYYY-MM-DD', { format: 'date' }) }, ['items']),
         async (a, ctx) => {
             if (a.contactId) need(ctx.ws.contacts, a.contactId, 'contact');
@@ -369,14 +428,14 @@ export function buildTools(state) {
         obj({ invoiceId: idProp('invoice', 'invc_'), method: s('Payment method', { enum: ['cash', 'card', 'bank_transfer', 'other'] }) }, ['invoiceId']),
         async (a, ctx) => {
             const inv = need(ctx.ws.invoices, a.invoiceId, 'invoice');
-            if (inv.status !== 'open') throw new ToolError('conflict', `Invoice is ${inv.status}, not open.`, { reason: `invoice_${inv.status}` });
+            if (inv.status !== 'open' && inv.status !== 'sent') throw new ToolError('conflict', `Invoice is ${inv.status}, not open.`, { reason: `invoice_${inv.status}` });
             inv.status = 'paid'; inv.paidAt = state.nowIso(); inv.paymentMethod = a.method ?? 'other';
             return inv;
         });
     add('void_invoice', 'Void invoice', 'Void an open invoice.', obj({ invoiceId: idProp('invoice', 'invc_'), reason: s('Reason', { maxLength: 500 }) }, ['invoiceId']),
         async (a, ctx) => {
             const inv = need(ctx.ws.invoices, a.invoiceId, 'invoice');
-            if (inv.status !== 'open') throw new ToolError('conflict', `Invoice is ${inv.status}, not open.`, { reason: `invoice_${inv.status}` });
+            if (inv.status !== 'open' && inv.status !== 'sent') throw new ToolError('conflict', `Invoice is ${inv.status}, not open.`, { reason: `invoice_${inv.status}` });
             inv.status = 'void'; inv.voidedAt = state.nowIso(); inv.voidReason = a.reason ?? null;
             return inv;
         });
@@ -396,34 +455,104 @@ export function buildTools(state) {
         }), {
             outputSchema: { type: 'object', required: ['data'], properties: { data: { type: 'object', required: ['userId', 'email', 'companies'], properties: { userId: { type: 'string' }, email: { type: 'string' }, name: { type: ['string', 'null'] }, role: { type: 'string' }, companies: { type: 'array', items: { type: 'object', required: ['companyId', 'name'], properties: { companyId: { type: 'string' }, organisationId: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, plan: { type: 'string' }, current: { type: 'boolean' } } } } } } } },
         });
+    add('switch_company', 'Switch company', "Make one of the user's companies the active one for this key.", obj({ companyId: idProp('company', 'co_') }, ['companyId']),
+        async (a, ctx) => {
+            if (a.companyId !== ctx.ws.companyId) throw new ToolError('not_found', `You are not a member of company ${a.companyId}; list_my_companies lists yours.`, { resource: 'company', id: a.companyId });
+            return { companyId: ctx.ws.companyId, organisationId: ctx.ws.organisationId, name: ctx.ws.name, role: ctx.user.role, switched: true };
+        }, { annotations: { idempotentHint: true } });
+    add('get_dashboard_stats', 'Get dashboard stats', "Today's headline numbers for the active company.", obj({}),
+        async (a, ctx) => {
+            const ws = ctx.ws, today = new Date(state.now()).toISOString().slice(0, 10);
+            const bk = [...ws.bookings.values()], inv = [...ws.invoices.values()];
+            return {
+                date: today, companyId: ws.companyId, currency: ws.currency,
+                bookingsToday: bk.filter(x => x.status !== 'cancelled' && x.start.slice(0, 10) === today).length,
+                upcomingBookings: bk.filter(x => x.status !== 'cancelled' && Date.parse(x.start) >= state.now()).length,
+                members: ws.members.size, contacts: ws.contacts.size, services: ws.services.size,
+                openInvoices: inv.filter(x => x.status === 'open' || x.status === 'sent').length,
+                revenuePaid: Math.round(inv.filter(x => x.status === 'paid').reduce((s2, x) => s2 + x.total, 0) * 100) / 100,
+                plan: ws.plan,
+            };
+        });
     add('get_plan_status', 'Get plan status', 'Current plan, limits and usage of the workspace.', obj({}),
         async (a, ctx) => {
             const ws = ctx.ws, p = PLANS[ws.plan];
-            return { plan: ws.plan, status: 'active', limits: p.limits, usage: { services: ws.services.size, contacts: ws.contacts.size, staff: [...state.users.values()].filter(u => u.companyId === ws.companyId).length, whatsappMessagesThisMonth: ws.whatsappSent.length, campaignsThisMonth: ws.campaigns.size }, features: p.features };
+            return { plan: ws.plan, planCode: p.planCode, planId: p.planId, status: 'active', limits: p.limits, usage: { services: ws.services.size, contacts: ws.contacts.size, staff: [...state.users.values()].filter(u => u.companyId === ws.companyId).length, whatsappMessagesThisMonth: ws.whatsappSent.length, campaignsThisMonth: ws.campaigns.size }, features: p.features };
         }, {
             outputSchema: { type: 'object', required: ['data'], properties: { data: { type: 'object', required: ['plan', 'status', 'limits'], properties: { plan: { type: 'string', enum: PLAN_ORDER }, status: { type: 'string' }, limits: { type: 'object', additionalProperties: { type: 'integer' } }, usage: { type: 'object' }, features: { type: 'array', items: { type: 'string' } } } } } },
         });
-    add('check_plan_operation', 'Check plan operation', 'Preflight a tool against the plan: allowed, or not with an upgradeAction.',
-        obj({ tool: s('Tool name to check, e.g. create_campaign', { minLength: 1 }) }, ['tool']),
+    add('check_plan_operation', 'Check plan operation', 'Preflight a write against the plan: a tool (toolName), a quota (quotaCode with the planned increment delta) or a module (moduleCode). Answers allowed, or not with the required plan and an upgradeAction.',
+        obj({ toolName: s('Tool name to check, e.g. create_campaign', { minLength: 1 }), tool: s('Tool name (older name of toolName)', { minLength: 1 }), quotaCode: s('Quota code, e.g. contacts', { enum: Object.keys(PLANS.free.limits) }), moduleCode: s('Module code, e.g. whatsapp', { minLength: 1 }), delta: i('Planned usage increment (default 1)', { minimum: 1, maximum: 1000000 }) }),
         async (a, ctx) => {
-            if (!ctx.toolNames.has(a.tool)) throw new ToolError('not_found', `No tool named ${a.tool}.`, { resource: 'tool', id: a.tool });
-            if (planAllows(ctx.ws, a.tool)) return { tool: a.tool, allowed: true, plan: ctx.ws.plan };
-            return { tool: a.tool, allowed: false, plan: ctx.ws.plan, requiredPlan: GATED[a.tool].requiredPlan, upgradeAction: upgradeAction(a.tool) };
+            const ws = ctx.ws, toolName = a.toolName ?? a.tool;
+            if (!toolName && !a.quotaCode && !a.moduleCode) throw new ToolError('invalid_arguments', 'Give toolName, quotaCode or moduleCode.', { field: 'toolName' });
+            const out = { allowed: true, plan: ws.plan, planCode: PLANS[ws.plan].planCode, checks: [] };
+            const deny = (check, requiredPlan, reason) => {
+                out.allowed = false;
+                check.allowed = false; check.reason = reason;
+                if (!out.requiredPlan || PLAN_ORDER.indexOf(requiredPlan) > PLAN_ORDER.indexOf(out.requiredPlan)) {
+                    out.requiredPlan = requiredPlan;
+                    out.upgradeAction = { tool: 'create_plan_upgrade_link', reason, url: `${LOGIN_URL}/settings/billing?plan=${requiredPlan}`, arguments: { planCode: PLANS[requiredPlan].planCode, confirm: true } };
+                }
+            };
+            if (toolName) {
+                if (!ctx.toolNames.has(toolName)) throw new ToolError('not_found', `No tool named ${toolName}.`, { resource: 'tool', id: toolName });
+                const c = { kind: 'tool', toolName, allowed: true };
+                out.checks.push(c);
+                out.tool = toolName;
+                if (!planAllows(ws, toolName)) deny(c, GATED[toolName].requiredPlan, `${toolName} needs the ${GATED[toolName].requiredPlan} plan (${GATED[toolName].feature}).`);
+            }
+            if (a.quotaCode) {
+                const delta = a.delta ?? 1, limit = PLANS[ws.plan].limits[a.quotaCode];
+                const used = { services: ws.services.size, contacts: ws.contacts.size, staff: [...state.users.values()].filter(u => u.companyId === ws.companyId).length, whatsappMessagesPerMonth: ws.whatsappSent.length, campaignsPerMonth: ws.campaigns.size }[a.quotaCode];
+                const c = { kind: 'quota', quotaCode: a.quotaCode, used, limit, delta, remaining: Math.max(0, limit - used), allowed: true };
+                out.checks.push(c);
+                if (used + delta > limit) {
+                    const next = PLAN_ORDER.find(p => PLANS[p].limits[a.quotaCode] >= used + delta) ?? 'growth';
+                    deny(c, next, `${a.quotaCode}: ${used} used of ${limit}; ${delta} more does not fit the ${ws.plan} plan.`);
+                }
+            }
+            if (a.moduleCode) {
+                const c = { kind: 'module', moduleCode: a.moduleCode, allowed: true };
+                out.checks.push(c);
+                if (!PLANS[ws.plan].features.includes(a.moduleCode)) {
+                    const next = PLAN_ORDER.find(p => PLANS[p].features.includes(a.moduleCode));
+                    if (!next) throw new ToolError('not_found', `No module named ${a.moduleCode}.`, { resource: 'module', id: a.moduleCode });
+                    deny(c, next, `The ${a.moduleCode} module needs the ${next} plan.`);
+                }
+            }
+            return out;
         }, { annotations: { readOnlyHint: true } });
     add('list_plan_options', 'List plan options', 'Plans that the workspace can move to, with prices and limits.', obj({}),
         async (a, ctx) => PLAN_ORDER.map(p => ({ ...PLANS[p], current: p === ctx.ws.plan })));
-    add('create_plan_upgrade_link', 'Create plan upgrade link', 'Create a Stripe checkout link to upgrade the plan. Needs confirm: true (the user must agree to pay).',
-        obj({ plan: s('Target plan', { enum: ['starter', 'growth'] }), confirm: b('Must be true: the user agreed to the upgrade') }, ['plan']),
+    add('create_plan_upgrade_link', 'Create plan upgrade link', 'Create a Stripe checkout link to move to a higher plan (planCode such as favcrm-lite, or planId), or a Stripe billing portal link when the workspace is already on that paid plan or a higher one. Needs confirm: true (the user must agree).',
+        obj({ planCode: s('Target plan code, e.g. favcrm-lite', { minLength: 1 }), planId: s('Target plan id (plan_...)', { minLength: 1 }), plan: s('Target plan (older form)', { enum: ['starter', 'growth'] }), billingCycle: s('Billing cycle (default monthly)', { enum: ['monthly', 'yearly'], default: 'monthly' }), returnUrl: s('Where Stripe sends the user back to', { format: 'uri' }), confirm: b('Must be true: the user agreed to the upgrade') }),
         async (a, ctx) => {
+            const ref = a.planCode ?? a.planId ?? a.plan;
+            if (!ref) throw new ToolError('invalid_arguments', 'Give planCode or planId.', { field: 'planCode' });
+            const target = planByRef(ref);
+            if (!target) throw new ToolError('not_found', `No plan ${ref}; list_plan_options lists them.`, { resource: 'plan', id: ref });
             if (a.confirm !== true) throw new ToolError('confirmation_required', 'Creating an upgrade link starts a paid checkout; ask the user, then call again with confirm: true.', { field: 'confirm' });
-            if (PLAN_ORDER.indexOf(a.plan) <= PLAN_ORDER.indexOf(ctx.ws.plan)) throw new ToolError('conflict', `The workspace is already on ${ctx.ws.plan}.`, { reason: 'not_an_upgrade' });
-            return { plan: a.plan, url: `https://checkout.stripe.com/c/pay/cs_test_${randomString(40)}`, expiresAt: new Date(state.now() + 24 * 3600e3).toISOString(), priceMonthly: PLANS[a.plan].priceMonthly, currency: PLANS[a.plan].currency };
+            const cycle = a.billingCycle ?? 'monthly';
+            const cur = PLAN_ORDER.indexOf(ctx.ws.plan), want = PLAN_ORDER.indexOf(target);
+            if (want <= cur) {
+                if (a.plan || ctx.ws.plan === 'free') throw new ToolError('conflict', `The workspace is already on ${ctx.ws.plan}.`, { reason: 'not_an_upgrade' });
+                return { kind: 'portal', plan: ctx.ws.plan, planCode: PLANS[ctx.ws.plan].planCode, url: `https://billing.stripe.com/p/session/test_${randomString(32)}`, returnUrl: a.returnUrl ?? `${LOGIN_URL}/settings/billing`, expiresAt: new Date(state.now() + 3600e3).toISOString() };
+            }
+            const p = PLANS[target];
+            return { kind: 'checkout', plan: target, planCode: p.planCode, planId: p.planId, billingCycle: cycle, url: `https://checkout.stripe.com/c/pay/cs_test_${randomString(40)}`, returnUrl: a.returnUrl ?? `${LOGIN_URL}/settings/billing`, expiresAt: new Date(state.now() + 24 * 3600e3).toISOString(), price: cycle === 'yearly' ? p.priceMonthly * 10 : p.priceMonthly, priceMonthly: p.priceMonthly, currency: p.currency };
         }, { annotations: { openWorldHint: true } });
 
     // -- WhatsApp, campaigns --
     add('get_whatsapp_connection_status', 'Get WhatsApp connection status', 'Whether a WhatsApp Business number is connected.', obj({}),
         async (a, ctx) => ({ connected: ctx.ws.whatsapp.connected, phoneNumber: ctx.ws.whatsapp.phoneNumber, status: ctx.ws.whatsapp.connected ? 'connected' : 'not_connected', connectUrl: `${LOGIN_URL}/settings/whatsapp` }),
         { annotations: { openWorldHint: true } });
+    add('create_whatsapp_connect_link', 'Create WhatsApp connect link', "A browser link to Meta's Embedded Signup that connects a WhatsApp Business number (cloud_api: a new number on the Cloud API; coexistence: keep using the WhatsApp Business app on the same number).",
+        obj({ onboardingMode: s('Onboarding mode (default cloud_api)', { enum: ['cloud_api', 'coexistence'], default: 'cloud_api' }), ttlMinutes: i('Link lifetime in minutes (default 30)', { minimum: 5, maximum: 1440 }) }),
+        async (a, ctx) => {
+            const ttl = a.ttlMinutes ?? 30, mode = a.onboardingMode ?? 'cloud_api';
+            return { url: `${LOGIN_URL}/whatsapp/connect/${randomString(32)}?mode=${mode}`, onboardingMode: mode, expiresAt: new Date(state.now() + ttl * 60e3).toISOString(), ttlMinutes: ttl, alreadyConnected: ctx.ws.whatsapp.connected };
+        }, { annotations: { openWorldHint: true } });
     add('send_whatsapp_message', 'Send WhatsApp message', 'Send a WhatsApp message to a phone number (starter plan and a connected number needed).',
         obj({ to: s('Recipient, E.164', { pattern: '^\\+[1-9][0-9]{6,14}$' }), text: s('Message text', { minLength: 1, maxLength: 4096 }) }, ['to', 'text']),
         async (a, ctx) => {
@@ -466,12 +595,12 @@ export function buildTools(state) {
 
     // -- team onboarding --
     add('create_team_member_invite', 'Invite team member', 'Invite a staff member by e-mail; returns an invite token the invitee uses with accept_team_invite_request/verify.',
-        obj({ email: emailProp('Invitee e-mail'), name: s('Invitee name', { maxLength: 120 }), role: s('Role (default staff)', { enum: ['staff', 'manager'], default: 'staff' }) }, ['email']),
+        obj({ email: emailProp('Invitee e-mail'), name: s('Invitee name', { maxLength: 120 }), role: s('Role (default staff)', { enum: ['staff', 'manager'], default: 'staff' }), expiresInHours: i('Invite lifetime in hours (default 168)', { minimum: 1, maximum: 720 }) }, ['email']),
         async (a, ctx) => {
             const staff = [...state.users.values()].filter(u => u.companyId === ctx.ws.companyId).length;
             limitCheck(ctx.ws, 'staff', staff);
             const token = 'inv_' + randomString(32);
-            const expiresAtMs = state.now() + 7 * 86400e3;
+            const expiresAtMs = state.now() + (a.expiresInHours ?? 168) * 3600e3;
             state.invites.set(token, { token, email: a.email, name: a.name ?? null, role: a.role ?? 'staff', companyId: ctx.ws.companyId, invitedBy: ctx.user.userId, expiresAtMs, pending: null, accepted: false });
             state.sendMail({ to: a.email, kind: 'invite', ref: null, subject: `You are invited to ${ctx.ws.name} on FavCRM`,
                 body: `Hello${a.name ? ' ' + a.name : ''},\n\nYou have been invited to join ${ctx.ws.name} on FavCRM as ${a.role ?? 'staff'}.\nAsk your assistant to accept the invitation with this token:\n\n${token}\n\n-- FavCRM` });

@@ -1,6 +1,7 @@
 -- bin/favcrm in a real terminal (tmux): the `favcrm signup` conversation with
 -- the code's time left in the prompt, the destructive-tool confirmation, and
--- `favcrm login`'s no-echo prompt. Keys reach tmux only through a file
+-- `favcrm login`'s no-echo prompt, Ctrl-C during a slow call, progress on a
+-- terminal. Keys reach tmux only through a file
 -- (load-buffer), never through argv.
 local sandbox = require("spec.support.sandbox")
 local keys = require("spec.support.keys")
@@ -144,5 +145,47 @@ describe("favcrm in a terminal (tmux)", function()
     assert.is_truthy(pane:find("hal@example.com", 1, true))
     assert.is_nil(pane:find(key, 1, true), "the key was echoed")
     assert.equal(key, saved_key())
+  end)
+
+  it("Ctrl-C during a slow call cancels it (notifications/cancelled) and exits 130, quietly", function()
+    sandbox.control("POST", "/_sandbox/stats/reset", {})
+    start("tool call sandbox_slow '{\"ms\": 30000}'")
+    -- the call is on the wire once the sandbox counts it
+    local sent = false
+    for _ = 1, 150 do
+      local st = sandbox.stats()
+      if st.last_tool_name == "sandbox_slow" then sent = true break end
+      os.execute("sleep 0.1")
+    end
+    assert.is_true(sent, "the slow call never reached the sandbox")
+    assert(tmux("send-keys -t favcrm C-c"))
+    local pane = wait_for("EXIT=")
+    assert.is_truthy(pane:find("EXIT=130", 1, true), pane)
+    assert.is_truthy(pane:find("favcrm: interrupted; the call was cancelled", 1, true), pane)
+    assert.is_nil(pane:find("internal error", 1, true), pane)
+    assert.is_nil(pane:find("interrupted!", 1, true), pane)
+    local cancelled
+    for _ = 1, 50 do
+      cancelled = sandbox.stats().cancelled
+      if #cancelled > 0 then break end
+      os.execute("sleep 0.1")
+    end
+    assert.equal(1, #cancelled, "no notifications/cancelled reached the sandbox")
+  end)
+
+  it("shows progress on stderr while a call runs, and clears it at the end", function()
+    start("tool call sandbox_progress '{\"steps\": 8, \"delay_ms\": 400}'")
+    wait_for("favcrm: sandbox_progress: %d/8", false)
+    local pane = wait_for("EXIT=")
+    assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+    assert.is_truthy(pane:find('"steps": 8', 1, true), pane)
+    assert.is_nil(pane:find("sandbox_progress: 8/8", 1, true), "the progress line was left behind:\n" .. pane)
+  end)
+
+  it("prints no progress when stderr is not a terminal", function()
+    start("tool call sandbox_progress '{\"steps\": 3, \"delay_ms\": 50}' 2>/dev/null")
+    local pane = wait_for("EXIT=")
+    assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+    assert.is_nil(pane:find("sandbox_progress:", 1, true), pane)
   end)
 end)
