@@ -49,7 +49,9 @@ local ALL_FLAGS = {
   email = "value", ["organisation-name"] = "value", industry = "value", country = "value",
   timezone = "value", ["request-id"] = "value", code = "value", ["no-save"] = "bool", ["show-key"] = "bool",
   yes = "bool", token = "value", name = "value",
-  tool = "value", quota = "value", module = "value", delta = "value", ["plan-code"] = "value", ["plan-id"] = "value",
+  -- ["module"], not module =: LDoc takes a bare `module` for the old module() call
+  tool = "value", quota = "value", ["module"] = "value", delta = "value", ["plan-code"] = "value",
+  ["plan-id"] = "value",
   ["billing-cycle"] = "value", ["return-url"] = "value", confirm = "bool", role = "value",
   ["expires-in-hours"] = "value", mode = "value", ["ttl-minutes"] = "value", from = "value", to = "value",
   status = "value", limit = "value", ["inactive-days"] = "value", ["tier-id"] = "value",
@@ -303,7 +305,7 @@ end
 
 M.EXIT.interrupted = 130
 
---- After Ctrl-C (the Lua interpreter's "interrupted!" error): each request
+-- After Ctrl-C (the Lua interpreter's "interrupted!" error): each request
 -- still in flight is ended and the server told (notifications/cancelled, as
 -- the session does on a timeout; the session belongs to another module, so
 -- this reaches into it here). Returns 130.
@@ -956,7 +958,7 @@ local function flatten(v, prefix, out, depth)
   return out
 end
 
---- Prints a tool's result for a person: rows as a table, an object as
+-- Prints a tool's result for a person: rows as a table, an object as
 -- FIELD/VALUE lines, anything else as text.
 function Ctx:show(v)
   if type(v) == "table" and next(v) == nil then return self:say("(no rows)") end
@@ -1061,7 +1063,7 @@ function Ctx:call_tool(client, name, args)
   return data, res
 end
 
---- Runs one tool for a command. o: no_auth (the tool needs no key),
+-- Runs one tool for a command. o: no_auth (the tool needs no key),
 -- render(ctx, data) for a person, after(data, client) -> data (both outputs),
 -- failed(err) -> err (adjusts an error before it is reported).
 function Ctx:run_tool(name, args, o)
