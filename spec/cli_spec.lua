@@ -891,7 +891,8 @@ describe("favcrm (the command-line program)", function()
           local code, out = run(args, { env = { COLUMNS = tostring(cols) } })
           assert.equal(0, code)
           local in_example = false
-          for line in out:gmatch("[^\n]*") do
+          -- one match a line on every Lua ("[^\n]*" also yields empty matches on 5.1/LuaJIT)
+          for line in (out .. "\n"):gmatch("([^\n]*)\n") do
             if line == "Example:" then in_example = true elseif line == "" then in_example = false end
             if not in_example and not line:match("^%s*%S+,?$") then
               assert.is_true(#line <= cols, cols .. " columns, but: [" .. line .. "]")

@@ -98,7 +98,7 @@ describe("the Neovim plugin", function()
       local t = text(r.lines)
       for _, want in ipairs({
         "## favcrm: API key", "- WARNING: no API key is configured", "- ADVICE:",
-        "set FAVCRM_API_KEY, or save a key with `favcrm login`",
+        "sign up with `favcrm signup`, save a key with `favcrm login`, or set FAVCRM_API_KEY",
         ":FavCRM signup creates a workspace and saves its key",
         "- OK: reachable: ", "## favcrm: account", "- INFO: not checked: no API key",
       }) do
