@@ -1905,7 +1905,8 @@ local TREE = {
 }
 
 local ORDER = {
-  "signup", "signup request", "signup verify", "doctor", "tool list", "tool describe", "tool call", "login",
+  "signup", "signup request", "signup verify", "doctor", "tool list", "tool describe", "tool call", "resource list",
+  "resource read", "prompt list", "prompt get", "login",
   "logout", "whoami", "config path", "orgs list", "orgs switch", "dashboard", "members search", "members get",
   "bookings list", "bookings get", "bookings stats", "bookings cancel", "bookings complete", "bookings confirm",
   "invoices list", "invoices get", "invoices send", "invoices void", "invoices stats", "plan status", "plan check",
