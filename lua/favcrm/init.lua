@@ -108,7 +108,8 @@ function M.tools()
   return c:tools()
 end
 
-M.resource_links = require("favcrm.protocol").resource_links
+local protocol = require("favcrm.protocol")
+M.resource_links = protocol.resource_links
 
 --- favcrm.resources() on the default client.
 ---@param opts? table timeout, max_total_timeout
