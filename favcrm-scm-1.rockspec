@@ -50,6 +50,7 @@ build = {
     ["favcrm.recipes.signup"] = "lua/favcrm/recipes/signup.lua",
     ["favcrm.recipes.team_invite"] = "lua/favcrm/recipes/team_invite.lua",
     ["favcrm.registration"] = "lua/favcrm/registration.lua",
+    ["favcrm.protocol"] = "lua/favcrm/protocol.lua",
     ["favcrm.session"] = "lua/favcrm/session.lua",
     ["favcrm.scheduler"] = "lua/favcrm/scheduler.lua",
     ["favcrm.schema"] = "lua/favcrm/schema.lua",

@@ -17,6 +17,7 @@ import { State, sha256 } from './lib/state.mjs';
 import { buildTools, callTool, toolListing } from './lib/tools.mjs';
 import { MemoryEventStore } from './lib/eventstore.mjs';
 import { FAULTS, applyFault } from './lib/faults.mjs';
+import { CAPABILITIES as RESOURCE_CAPS, installResources, resourceListing, TEMPLATES, PROMPTS } from './lib/resources.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const VERSION = JSON.parse(fs.readFileSync(path.join(HERE, 'package.json'), 'utf8')).version;
@@ -97,9 +98,10 @@ const isResponse = m => m && typeof m === 'object' && m.method === undefined && 
 // ---- the MCP server (one per session, or per request when stateless) ------------
 function makeServer(kind, session) {
     const server = new Server({ name: 'favcrm-sandbox', title: 'FavCRM sandbox', version: VERSION }, {
-        capabilities: { tools: { listChanged: false }, logging: {} },
+        capabilities: { tools: { listChanged: false }, logging: {}, ...RESOURCE_CAPS },
         instructions: 'Local FavCRM-compatible sandbox. Register with register_organisation_request/verify, then send "Authorization: Bearer fav_mcp_..." with every other tool call. Ask query_favcrm_platform before guessing tool names.',
     });
+    const resources = installResources(server, tools, session);
     server.setRequestHandler(ListToolsRequestSchema, async (req, extra) => {
         const all = tools.list.map(toolListing);
         const q = Number(extra.requestInfo?.url?.searchParams?.get('page_size'));
@@ -122,6 +124,7 @@ function makeServer(kind, session) {
         };
         const result = await callTool(tools, name, args, ctx);
         if (result === null) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
+        await resources.called(name, extra);
         return result;
     });
     server.onerror = () => { /* transport-level noise (client went away etc.) */ };
@@ -251,8 +254,10 @@ function serverCard() {
         transport: { type: 'streamable-http', endpoint: '/mcp', sessions: mode === 'session' },
         authentication: { type: 'bearer', prefix: 'fav_mcp_', noAuthTools: tools.list.filter(t => !t.auth).map(t => t.name) },
         tools: tools.list.map(t => ({ name: t.name, title: t.title, description: t.description, annotations: t.annotations, inputSchema: t.inputSchema })),
-        resources: [],
-        prompts: [],
+        capabilities: { tools: { listChanged: false }, logging: {}, ...RESOURCE_CAPS },
+        resources: resourceListing(tools).map(({ uri, name, title, description, mimeType }) => ({ uri, name, title, description, mimeType })),
+        resourceTemplates: TEMPLATES,
+        prompts: PROMPTS,
     };
 }
 

@@ -120,7 +120,7 @@ describe("favcrm (the command-line program)", function()
         "plan options", "plan upgrade", "plan portal", "team invite create", "team invite accept-request",
         "team invite accept-verify", "whatsapp status", "whatsapp connect", "orgs list", "orgs switch",
         "members search", "members get", "bookings list", "bookings cancel", "invoices list", "invoices void",
-        "dashboard", "completion" }) do
+        "dashboard", "completion", "resource list", "resource read", "prompt list", "prompt get" }) do
         has(out, c)
       end
       assert.is_truthy(out:find("\n  3%s+authentication"), out)
@@ -138,7 +138,8 @@ describe("favcrm (the command-line program)", function()
         { "dashboard" }, { "members", "search" }, { "members", "get" }, { "bookings", "list" },
         { "bookings", "get" }, { "bookings", "stats" }, { "bookings", "cancel" }, { "bookings", "complete" },
         { "bookings", "confirm" }, { "invoices", "list" }, { "invoices", "get" }, { "invoices", "send" },
-        { "invoices", "void" }, { "invoices", "stats" }, { "completion" } }) do
+        { "invoices", "void" }, { "invoices", "stats" }, { "completion" }, { "resource", "list" },
+        { "resource", "read" }, { "prompt", "list" }, { "prompt", "get" } }) do
         c[#c + 1] = "--help"
         local code, out = run(c)
         assert.equal(0, code, table.concat(c, " "))
@@ -352,6 +353,61 @@ describe("favcrm (the command-line program)", function()
       assert.equal(0, ycode, yerr)
       local _, gone = run({ "tool", "call", "list_services" }, { key = key })
       assert.equal("[]\n", gone)
+    end)
+  end)
+
+  describe("resource, prompt", function()
+    it("resource list shows the resources and the template; --json has both lists", function()
+      local code, out = run({ "resource", "list" })
+      assert.equal(0, code)
+      has(out, "favcrm://guide")
+      has(out, "favcrm://schemas/register_organisation_request")
+      has(out, "favcrm://schemas/{tool}")
+      local jcode, jout = run({ "resource", "list", "--json" })
+      assert.equal(0, jcode)
+      local r = cjson.decode(jout)
+      assert.is_true(#r.resources >= 3)
+      assert.equal("favcrm://schemas/{tool}", r.resourceTemplates[1].uriTemplate)
+    end)
+
+    it("resource read prints the text; --json the whole result; an unknown URI fails (2)", function()
+      local code, out = run({ "resource", "read", "favcrm://guide" })
+      assert.equal(0, code)
+      has(out, "# FavCRM platform guide")
+      local jcode, jout = run({ "resource", "read", "favcrm://schemas/register_organisation_request", "--json" })
+      assert.equal(0, jcode)
+      local schema = cjson.decode(cjson.decode(jout).contents[1].text)
+      assert.equal("object", schema.type)
+      assert.is_table(schema.properties.organisationName)
+      local ncode, _, nerr = run({ "resource", "read", "favcrm://nope" })
+      assert.equal(2, ncode)
+      has(nerr, "Resource not found")
+      local ucode, _, uerr = run({ "resource", "read" })
+      assert.equal(1, ucode)
+      has(uerr, "needs exactly one URI")
+    end)
+
+    it("prompt list and prompt get NAME --arg k=v (repeatable)", function()
+      local code, out = run({ "prompt", "list" })
+      assert.equal(0, code)
+      has(out, "signup")
+      has(out, "industry, email?")
+      local gcode, gout = run({ "prompt", "get", "signup", "--arg", "industry=fitness", "--arg=email=ada@example.com" })
+      assert.equal(0, gcode, gout)
+      has(gout, "user: Help me sign up my fitness business")
+      has(gout, "ada@example.com")
+      local jcode, jout = run({ "prompt", "get", "signup", "--arg", "industry=retail", "--json" })
+      assert.equal(0, jcode)
+      assert.equal("user", cjson.decode(jout).messages[1].role)
+    end)
+
+    it("prompt get: a bad --arg is a usage error; a value the server refuses is invalid_arguments", function()
+      local code, _, err = run({ "prompt", "get", "signup", "--arg", "industry" })
+      assert.equal(1, code)
+      has(err, "--arg wants NAME=VALUE")
+      local scode, _, serr = run({ "prompt", "get", "signup", "--arg", "industry=mining" })
+      assert.equal(1, scode)
+      has(serr, "industry must be one of")
     end)
   end)
 

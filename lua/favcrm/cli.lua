@@ -55,6 +55,7 @@ local ALL_FLAGS = {
   ["billing-cycle"] = "value", ["return-url"] = "value", confirm = "bool", role = "value",
   ["expires-in-hours"] = "value", mode = "value", ["ttl-minutes"] = "value", from = "value", to = "value",
   status = "value", limit = "value", ["inactive-days"] = "value", ["tier-id"] = "value",
+  arg = "value", -- repeatable: prompt get --arg k=v (flags.arg is a list)
 }
 for k, v in pairs(GLOBAL_FLAGS) do ALL_FLAGS[k] = v end
 local ALIASES = { h = "help", y = "yes", V = "version", ["organization-name"] = "organisation-name" }
@@ -255,6 +256,11 @@ function M.parse(argv)
           i = i + 1
           inline = argv[i]
           if inline == nil then return nil, "--" .. name .. " needs a value" end
+        end
+        if name == "arg" then -- repeatable: a list
+          local list = type(flags.arg) == "table" and flags.arg or {}
+          list[#list + 1] = inline
+          inline = list
         end
         flags[name] = inline
       else
@@ -874,6 +880,107 @@ function C.whoami(ctx)
   return EXIT.ok
 end
 
+function C.resource_list(ctx, args)
+  if args[1] then return ctx:fail("resource list takes no arguments") end
+  local client, code = ctx:client()
+  if not client then return code end
+  local list, err = client:resources()
+  if not list then return ctx:fail(err) end
+  local templates = client:resource_templates() or {}
+  if ctx.flags.json then
+    ctx:json_out({ resources = list, resourceTemplates = templates },
+      G.struct({ resources = G.list(nil), resourceTemplates = G.list(nil) }))
+    return EXIT.ok
+  end
+  local rows = {}
+  for _, r in ipairs(list) do
+    rows[#rows + 1] = { tostring(r.uri), tostring(r.title or r.name or ""), tostring(r.mimeType or "") }
+  end
+  for _, t in ipairs(templates) do
+    rows[#rows + 1] = { tostring(t.uriTemplate), tostring(t.title or t.name or "") .. " (template)",
+      tostring(t.mimeType or "") }
+  end
+  ctx:table({ "URI", "TITLE", "TYPE" }, rows)
+  ctx:say("")
+  ctx:say(#list .. " resources, " .. #templates .. " templates. `favcrm resource read URI` prints one.")
+  return EXIT.ok
+end
+
+function C.resource_read(ctx, args)
+  local uri = args[1]
+  if not uri or args[2] then return ctx:fail("resource read needs exactly one URI") end
+  local client, code = ctx:client()
+  if not client then return code end
+  local contents, res = client:read(uri)
+  if not contents then return ctx:fail(res) end
+  if ctx.flags.json then
+    ctx:json_out(res, G.struct({ contents = G.list(nil) }))
+    return EXIT.ok
+  end
+  for _, part in ipairs(contents) do
+    if type(part.text) == "string" then
+      ctx.stdout:write(part.text, part.text:sub(-1) == "\n" and "" or "\n")
+    elseif type(part.blob) == "string" then
+      ctx:say("(" .. tostring(part.mimeType or "binary") .. ", " .. #part.blob
+        .. " bytes of base64; --json prints it)")
+    end
+  end
+  return EXIT.ok
+end
+
+function C.prompt_list(ctx, args)
+  if args[1] then return ctx:fail("prompt list takes no arguments") end
+  local client, code = ctx:client()
+  if not client then return code end
+  local list, err = client:prompts()
+  if not list then return ctx:fail(err) end
+  if ctx.flags.json then
+    ctx:json_out(list, G.list(G.struct({ arguments = G.list(nil) })))
+    return EXIT.ok
+  end
+  local rows = {}
+  for _, p in ipairs(list) do
+    local names = {}
+    for _, a in ipairs(type(p.arguments) == "table" and p.arguments or {}) do
+      names[#names + 1] = tostring(a.name) .. (a.required == true and "" or "?")
+    end
+    rows[#rows + 1] = { tostring(p.name), tostring(p.title or p.description or ""), table.concat(names, ", ") }
+  end
+  ctx:table({ "NAME", "TITLE", "ARGUMENTS" }, rows)
+  ctx:say("")
+  ctx:say(#list .. " prompts. `favcrm prompt get NAME --arg k=v` fills one in.")
+  return EXIT.ok
+end
+
+function C.prompt_get(ctx, args)
+  local name = args[1]
+  if not name or args[2] then return ctx:fail("prompt get needs exactly one prompt NAME") end
+  local pargs = {}
+  for _, kv in ipairs(ctx.flags.arg or {}) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then return ctx:fail("--arg wants NAME=VALUE (got '" .. kv .. "')") end
+    pargs[k] = v
+  end
+  local client, code = ctx:client()
+  if not client then return code end
+  local messages, res = client:prompt(name, pargs)
+  if not messages then return ctx:fail(res) end
+  if ctx.flags.json then
+    ctx:json_out(res, G.struct({ messages = G.list(nil) }))
+    return EXIT.ok
+  end
+  if type(res.description) == "string" then
+    ctx:say(ctx:paint(res.description, "bold"))
+    ctx:say("")
+  end
+  for _, m in ipairs(messages) do
+    local c = type(m.content) == "table" and m.content or {}
+    local text = type(c.text) == "string" and c.text or ("(" .. tostring(c.type) .. " content)")
+    ctx:say(tostring(m.role) .. ": " .. text)
+  end
+  return EXIT.ok
+end
+
 function C.config_path(ctx)
   local path, err = config.path()
   if not path then return ctx:fail(err) end
@@ -1476,6 +1583,42 @@ local TREE = {
         },
       },
     },
+    resource = {
+      usage = "favcrm resource list|read ...",
+      about = "The server's resources (the platform guide, the published schemas, ...).",
+      sub = {
+        list = {
+          run = C.resource_list, flags = {},
+          usage = "favcrm resource list [--json]",
+          about = "Lists the resources and resource templates: URI, title, media type.",
+          example = "favcrm resource list",
+        },
+        read = {
+          run = C.resource_read, flags = {}, args = "URI",
+          usage = "favcrm resource read URI [--json]",
+          about = "Prints a resource's text (--json: the whole resources/read result).",
+          example = "favcrm resource read favcrm://guide",
+        },
+      },
+    },
+    prompt = {
+      usage = "favcrm prompt list|get ...",
+      about = "The server's prompts (conversation starters such as signup).",
+      sub = {
+        list = {
+          run = C.prompt_list, flags = {},
+          usage = "favcrm prompt list [--json]",
+          about = "Lists the prompts: name, title, arguments (NAME? is optional).",
+          example = "favcrm prompt list",
+        },
+        get = {
+          run = C.prompt_get, flags = { "arg" }, args = "NAME",
+          usage = "favcrm prompt get NAME [--arg NAME=VALUE ...] [--json]",
+          about = "Fills a prompt in with its arguments (--arg, repeatable) and prints its messages.",
+          example = "favcrm prompt get signup --arg industry=fitness",
+        },
+      },
+    },
     login = {
       run = C.login, flags = {}, args = "[KEY]",
       usage = "favcrm login < key.txt   |   favcrm login   (prompts without echo)",
@@ -1762,7 +1905,8 @@ local TREE = {
 }
 
 local ORDER = {
-  "signup", "signup request", "signup verify", "doctor", "tool list", "tool describe", "tool call", "login",
+  "signup", "signup request", "signup verify", "doctor", "tool list", "tool describe", "tool call", "resource list",
+  "resource read", "prompt list", "prompt get", "login",
   "logout", "whoami", "config path", "orgs list", "orgs switch", "dashboard", "members search", "members get",
   "bookings list", "bookings get", "bookings stats", "bookings cancel", "bookings complete", "bookings confirm",
   "invoices list", "invoices get", "invoices send", "invoices void", "invoices stats", "plan status", "plan check",

@@ -617,6 +617,9 @@ end
 -- call_many, watch) live in favcrm.scheduler, installed on Client here.
 require("favcrm.scheduler").install(Client, check_self)
 
+-- Resources, prompts, completion, the log level and ping (favcrm.protocol).
+require("favcrm.protocol").install(Client, check_self)
+
 local registration = require("favcrm.registration")
 local doctor = require("favcrm.doctor")
 

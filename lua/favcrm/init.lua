@@ -108,4 +108,89 @@ function M.tools()
   return c:tools()
 end
 
+local protocol = require("favcrm.protocol")
+M.resource_links = protocol.resource_links
+
+--- favcrm.resources() on the default client.
+---@param opts? table timeout, max_total_timeout
+---@return table[]|nil resources
+---@return favcrm.Error|nil err
+function M.resources(opts)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:resources(opts)
+end
+
+--- favcrm.resource_templates() on the default client.
+---@param opts? table timeout, max_total_timeout
+---@return table[]|nil templates
+---@return favcrm.Error|nil err
+function M.resource_templates(opts)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:resource_templates(opts)
+end
+
+--- favcrm.read(uri) on the default client.
+---@param uri string|table the resource's URI, or a resource link
+---@param opts? table timeout, max_total_timeout
+---@return table[]|nil contents
+---@return table|favcrm.Error result the whole result; on failure the error
+function M.read(uri, opts)
+  if type(uri) == "table" then uri = uri.uri end
+  if type(uri) ~= "string" or uri == "" then
+    error("bad argument #1 to 'read' (resource URI expected, got " .. type(uri) .. ")", 2)
+  end
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:read(uri, opts)
+end
+
+--- favcrm.prompts() on the default client.
+---@param opts? table timeout, max_total_timeout
+---@return table[]|nil prompts
+---@return favcrm.Error|nil err
+function M.prompts(opts)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:prompts(opts)
+end
+
+--- favcrm.prompt(name, args) on the default client.
+---@param name string the prompt's name
+---@param args? table<string, string> its arguments
+---@param opts? table timeout, max_total_timeout
+---@return table[]|nil messages
+---@return table|favcrm.Error result the whole result; on failure the error
+function M.prompt(name, args, opts)
+  if type(name) ~= "string" or name == "" then
+    error("bad argument #1 to 'prompt' (prompt name expected, got " .. type(name) .. ")", 2)
+  end
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:prompt(name, args, opts)
+end
+
+--- favcrm.complete(ref, argument) on the default client.
+---@param ref table|string the prompt or resource template ("prompt:NAME" works)
+---@param argument table name and value
+---@param opts? table context, timeout, max_total_timeout
+---@return string[]|nil values
+---@return table|favcrm.Error completion; on failure the error
+function M.complete(ref, argument, opts)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:complete(ref, argument, opts)
+end
+
+--- favcrm.ping() on the default client.
+---@param opts? table timeout, max_total_timeout
+---@return number|nil seconds
+---@return favcrm.Error|nil err
+function M.ping(opts)
+  local c, err = M.default()
+  if not c then return nil, err end
+  return c:ping(opts)
+end
+
 return M

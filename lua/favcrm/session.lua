@@ -431,6 +431,14 @@ function Session:_on_message(op, msg)
       -- a server's log line: the key it may echo is masked (errors.redact)
       if type(p.data) == "string" then p.data = errors.redact(p.data) end
       if self.cb.log then self.cb.log(p) end
+    elseif msg.method == "notifications/resources/updated" then
+      -- a subscribed resource changed (client:subscribe): its handler runs
+      -- here, within the pump; an error in it is raised from the wait
+      local h = self.on_resource_updated
+      if h then
+        local ok, herr = pcall(h, p)
+        if not ok then op.callback_error = op.callback_error or herr end
+      end
     end
     return
   end
@@ -815,7 +823,7 @@ function Session:_wants_listen()
   if self.listen_opt ~= nil then return self.listen_opt == true end
   local cb = self.cb
   return type(self.transport) == "userdata"
-    and (cb.elicit or cb.sample or cb.roots or cb.log) ~= nil
+    and (cb.elicit or cb.sample or cb.roots or cb.log or self.on_resource_updated) ~= nil
 end
 
 --- Session:_listen_start(): opens the standalone stream when wanted (after

@@ -165,7 +165,7 @@ function invoiceTotals(items) {
     return Math.round(subtotal * 100) / 100;
 }
 
-const PLATFORM_GUIDE = [
+export const PLATFORM_GUIDE = [
     [/sign ?up|regist|account|key/i, 'Register with register_organisation_request (organisationName, email) then register_organisation_verify (requestId, code). The verify result carries the API key once; send it as "Authorization: Bearer fav_mcp_..." on every other call.', ['register_organisation_request', 'register_organisation_verify']],
     [/servic|book|slot|appoint/i, 'Create services with create_service (name, durationMinutes, price). Find times with get_available_slots (serviceId, date) and book with create_booking (serviceId, start, customerName).', ['create_service', 'list_services', 'get_available_slots', 'create_booking']],
     [/contact|customer|client/i, 'Contacts: create_contact (name, email, phone), list_contacts, get_contact, delete_contact.', ['create_contact', 'list_contacts', 'get_contact']],
@@ -206,7 +206,7 @@ async function askClient(ctx, method, params, schema, capability, timeout = 6000
 export function buildTools(state) {
     const T = [];
     const add = (name, title, description, inputSchema, handler, opts = {}) => {
-        T.push({ name, title, description, inputSchema, handler, auth: opts.auth !== false, skipValidation: !!opts.skipValidation, outputSchema: opts.outputSchema, annotations: annotate(name, title, opts.annotations), meta: opts.meta });
+        T.push({ name, title, description, inputSchema, handler, auth: opts.auth !== false, skipValidation: !!opts.skipValidation, outputSchema: opts.outputSchema, annotations: annotate(name, title, opts.annotations), meta: opts.meta, links: opts.links });
     };
     const noAuth = { auth: false };
 
@@ -578,7 +578,12 @@ export function buildTools(state) {
             const hits = PLATFORM_GUIDE.filter(([re]) => re.test(a.question));
             const chosen = hits.length ? hits : [PLATFORM_GUIDE[0]];
             return { answer: chosen.map(h => h[1]).join(' '), suggestedTools: [...new Set(chosen.flatMap(h => h[2]))], docsUrl: 'https://docs.favcrm.io/mcp' };
-        }, { ...noAuth, annotations: { readOnlyHint: true } });
+        }, { ...noAuth, annotations: { readOnlyHint: true },
+            // the platform guide and the signup schemas, as resource links (lib/resources.mjs serves them)
+            links: () => [
+                { type: 'resource_link', uri: 'favcrm://guide', name: 'guide', title: 'FavCRM platform guide', mimeType: 'text/markdown' },
+                { type: 'resource_link', uri: 'favcrm://schemas/register_organisation_request', name: 'register_organisation_request schema', mimeType: 'application/schema+json' },
+            ] });
     add('query_company_knowledge', 'Ask about this company', "Ask a question about the workspace's own data (counts, settings).",
         obj({ question: s('Question', { minLength: 1, maxLength: 2000 }) }, ['question']),
         async (a, ctx) => {
@@ -730,7 +735,9 @@ async function callToolInner(tools, tool, name, args, ctx) {
     const hctx = { ...ctx, user: ctx.auth?.user, ws: ctx.auth?.ws, toolNames: tools.toolNames };
     try {
         const payload = await tool.handler(input, hctx);
-        return okResult(payload === undefined ? null : payload);
+        const result = okResult(payload === undefined ? null : payload);
+        if (tool.links) result.content.push(...tool.links(input, hctx));
+        return result;
     } catch (e) {
         if (e instanceof ToolError) return errorResult(e.code, e.message, e.fields);
         throw e;
