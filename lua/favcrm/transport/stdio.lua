@@ -185,7 +185,9 @@ function Stdio:_died(r)
   end
   self.order, self.by_rpc = {}, {}
   if self.listen_tid then
-    push(self, { type = "done", id = self.listen_tid, error = "network", message = self.dead })
+    -- the standalone stream ends for good (410 Gone: not reopened)
+    push(self, { type = "headers", id = self.listen_tid, status = 410, headers = {} })
+    push(self, { type = "done", id = self.listen_tid, status = 410 })
     self.listen_tid = nil
   end
 end
