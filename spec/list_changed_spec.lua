@@ -75,8 +75,8 @@ describe("list_changed over Streamable HTTP (sandbox)", function()
       on_resources_changed = function() got[#got + 1] = "resources" end,
       on_prompts_changed = function() got[#got + 1] = "prompts" end })
     c.resource_cache, c.prompt_cache = {}, {}
-    c.session:_on_message(c.session, { jsonrpc = "2.0", method = "notifications/resources/list_changed" })
-    c.session:_on_message(c.session, { jsonrpc = "2.0", method = "notifications/prompts/list_changed" })
+    c.session:_on_message({}, { jsonrpc = "2.0", method = "notifications/resources/list_changed" })
+    c.session:_on_message({}, { jsonrpc = "2.0", method = "notifications/prompts/list_changed" })
     assert.same({ "resources", "prompts" }, got)
     assert.is_nil(c.resource_cache)
     assert.is_nil(c.prompt_cache)

@@ -17,6 +17,9 @@ local MAX_RESPONSE = 32 * 1024 * 1024
 -- that arrives while it is the oldest one (the server's requests,
 -- notifications and stray lines ride on it) plus its answer; past
 -- max_response_bytes (default 32 MiB) it ends with too_large.
+-- What the server writes while no request is open (a ping, a log line,
+-- list_changed) rides on the standalone stream the session opens with a GET
+-- (idle_stream), or, without one, is kept for the next request.
 -- The child starts with the first request (favcrm.new does no I/O).
 local function new(opts)
   return setmetatable({
