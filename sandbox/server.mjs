@@ -75,6 +75,7 @@ outboxDir = path.resolve(outboxDir);
 
 const state = new State({ codeTtl: cfg.codeTtl, ratePerHour: cfg.ratePerHour, ratePerDay: cfg.ratePerDay, outboxDir });
 const tools = buildTools(state);
+const runtimeTools = new Set(); // names POST /_sandbox/tools added (reset removes them)
 const mode = cfg.stateless ? 'stateless' : 'session';
 
 // ---- bookkeeping --------------------------------------------------------------
@@ -98,7 +99,7 @@ const isResponse = m => m && typeof m === 'object' && m.method === undefined && 
 // ---- the MCP server (one per session, or per request when stateless) ------------
 function makeServer(kind, session) {
     const server = new Server({ name: 'favcrm-sandbox', title: 'FavCRM sandbox', version: VERSION }, {
-        capabilities: { tools: { listChanged: false }, logging: {}, ...RESOURCE_CAPS },
+        capabilities: { tools: { listChanged: cfg.test === true }, logging: {}, ...RESOURCE_CAPS },
         instructions: 'Local FavCRM-compatible sandbox. Register with register_organisation_request/verify, then send "Authorization: Bearer fav_mcp_..." with every other tool call. Ask query_favcrm_platform before guessing tool names.',
     });
     const resources = installResources(server, tools, session);
@@ -394,7 +395,30 @@ async function handleControl(req, res, url) {
         }
         case 'POST /_sandbox/revoke':
             return sendJson(res, 200, { revoked: state.revoke(input.apiKey) });
+        case 'POST /_sandbox/tools': {
+            // adds a tool at run time (answers {tool, arguments}); notify: true
+            // sends notifications/tools/list_changed to every open session
+            const name = input.name;
+            if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) return sendJson(res, 400, { error: 'invalid_arguments', message: 'name required ([A-Za-z0-9_.-], at most 64)' });
+            if (!tools.byName.has(name)) {
+                const t = { name, title: name, description: input.description || `runtime tool ${name} (test mode)`, inputSchema: { type: 'object', properties: {} }, handler: async a => ({ tool: name, arguments: a }), auth: false, skipValidation: true, annotations: { readOnlyHint: true } };
+                tools.list.push(t); tools.byName.set(name, t); tools.toolNames.add(name); runtimeTools.add(name);
+            }
+            let notified = 0;
+            if (input.notify) {
+                for (const e of sessions.values()) {
+                    try { await e.server.sendToolListChanged(); notified++; } catch { /* no stream: dropped by the SDK */ }
+                }
+            }
+            return sendJson(res, 200, { name, tools: tools.list.length, notified });
+        }
         case 'POST /_sandbox/reset':
+            for (const name of runtimeTools) {
+                tools.byName.delete(name); tools.toolNames.delete(name);
+                const i = tools.list.findIndex(t => t.name === name);
+                if (i >= 0) tools.list.splice(i, 1);
+            }
+            runtimeTools.clear();
             state.reset();
             faults = [];
             resetStats();

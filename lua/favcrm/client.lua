@@ -30,6 +30,7 @@ local OPTIONS = {
   transport = "table|userdata", validate = "boolean", client_name = "string",
   clock = "function", max_retry_wait = "number", command = "table", env = "table", on_stderr = "function",
   getenv = "function", labels = "table", listen = "boolean",
+  on_tools_changed = "function", on_resources_changed = "function", on_prompts_changed = "function",
 }
 
 local function check_opts(opts)
@@ -195,10 +196,28 @@ function Client.new(opts)
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
     on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
     on_progress = opts.on_progress, on_log = opts.on_log, listen = opts.listen,
+    listen_for_changes = (opts.on_tools_changed or opts.on_resources_changed or opts.on_prompts_changed)
+      and true or nil,
   })
+  self.session.on_list_changed = function(kind) self:_list_changed(kind) end
   self.session.after_pump = function() self:_resume_ready() end
   self.session.forget = function(w) self.waiters[w] = nil end
   return self
+end
+
+-- notifications/<kind>/list_changed (kind: "tools", "resources" or
+-- "prompts"): the cached list is dropped (the next use fetches it again)
+-- and opts.on_<kind>_changed is called; an error it raises is ignored.
+function Client:_list_changed(kind)
+  if kind == "tools" then
+    self.tool_cache, self.validators = nil, {}
+    if self.shared then self.shared.tools, self.shared.validators = nil, self.validators end
+  else
+    -- the resources/prompts API keeps its lists in <kind>_cache
+    self[kind:sub(1, -2) .. "_cache"] = nil
+  end
+  local cb = self.opts["on_" .. kind .. "_changed"]
+  if cb then pcall(cb, self) end
 end
 
 -- The options of one call that are times (seconds): each, when given, a
@@ -416,10 +435,19 @@ function Client:describe(name)
 end
 
 function Client:_describe(name, budget)
+  local stale = self.tool_cache ~= nil
   local list, err = self:_tools(false, budget)
   if not list then return nil, err end
   local t = self.tool_cache.byname[name]
   if t then return t end
+  if stale then
+    -- listed before this call: the tool may have appeared since (a server
+    -- without list_changed, or its notification not read yet): refetch once
+    list, err = self:_tools(true, budget)
+    if not list then return nil, err end
+    t = self.tool_cache.byname[name]
+    if t then return t end
+  end
   local near = suggestions(name, list)
   return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'"
     .. (#near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""),

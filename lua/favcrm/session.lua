@@ -51,6 +51,7 @@ function Session.new(opts)
     client_info = opts.client_info,
     listen_opt = opts.listen,     -- nil (auto), true or false: the standalone stream
     listen = nil,                 -- that stream's state (see _listen_start)
+    listen_for_changes = opts.listen_for_changes, -- an on_*_changed callback wants the stream (auto)
     cb = {
       elicit = opts.on_elicit, sample = opts.on_sample, roots = opts.on_roots,
       progress = opts.on_progress, log = opts.on_log,
@@ -402,6 +403,12 @@ function Session:_answer_server_request(op, msg)
   return self:_send_aux({ jsonrpc = "2.0", id = msg.id, result = result })
 end
 
+local LIST_CHANGED = {
+  ["notifications/tools/list_changed"] = "tools",
+  ["notifications/resources/list_changed"] = "resources",
+  ["notifications/prompts/list_changed"] = "prompts",
+}
+
 -- Dispatches one JSON-RPC message that arrived on an op's stream.
 function Session:_on_message(op, msg)
   if type(msg) ~= "table" then return end
@@ -439,6 +446,11 @@ function Session:_on_message(op, msg)
         local ok, herr = pcall(h, p)
         if not ok then op.callback_error = op.callback_error or herr end
       end
+    else
+      -- notifications/{tools,resources,prompts}/list_changed: the owner's
+      -- hook (client:_list_changed) drops its caches and calls its callbacks
+      local kind = LIST_CHANGED[msg.method]
+      if kind and self.on_list_changed then self.on_list_changed(kind, p) end
     end
     return
   end
@@ -804,9 +816,10 @@ end
 -- server sends requests and notifications that belong to no call (an
 -- elicitation a tool asks for without tying it to the call, a log line at
 -- idle). It is opened when there is something to receive there: opts.listen
--- = true, or (auto) an on_elicit/on_sample/on_roots/on_log callback with the
--- libcurl transport (a request-level transport, as one per OpenResty
--- request, opens none unless told). At most one; a 405 (and a 404, 401, 403
+-- = true, or (auto) an on_elicit/on_sample/on_roots/on_log/on_*_changed
+-- callback with the libcurl transport (a request-level transport, as one per
+-- OpenResty request, opens none unless told); over stdio always (its
+-- transport says idle_stream), unless listen = false. At most one; a 405 (and a 404, 401, 403
 -- or other 4xx) means no stream: none is opened again until the next
 -- initialize. A stream that ends is reopened after its SSE `retry` (default
 -- LISTEN_RETRY_MS) with Last-Event-ID; a failure waits twice as long each
@@ -822,8 +835,11 @@ local LISTEN_MAX_FAILURES = 8
 function Session:_wants_listen()
   if self.listen_opt ~= nil then return self.listen_opt == true end
   local cb = self.cb
+  -- stdio: always (what the server writes between calls is read there)
+  if type(self.transport) == "table" and self.transport.idle_stream == true then return true end
   return type(self.transport) == "userdata"
-    and (cb.elicit or cb.sample or cb.roots or cb.log or self.on_resource_updated) ~= nil
+    and (cb.elicit or cb.sample or cb.roots or cb.log or self.on_resource_updated
+      or self.listen_for_changes) ~= nil
 end
 
 --- Session:_listen_start(): opens the standalone stream when wanted (after

@@ -82,6 +82,21 @@ for _, t in ipairs(transports) do
       end)
     end
 
+    -- issue 15: its simulated log lines come every 5 s on no call's stream
+    -- (stdio: read between calls; HTTP: the standalone stream on_log opens)
+    it("delivers the log lines it sends at idle to on_log", function()
+      local logs = {}
+      local c = make({ timeout = 10, on_log = function(p) logs[#logs + 1] = p end })
+      assert(c:call("toggle-simulated-logging", {}))
+      local seen = #logs
+      local t0 = os.time()
+      while #logs <= seen and os.time() - t0 < 8 do c:step(0.1) end
+      assert.is_true(#logs > seen, "no log line arrived at idle")
+      assert.is_string(logs[#logs].level)
+      assert(c:call("toggle-simulated-logging", {}))
+      c:close()
+    end)
+
     it("answers its sampling request through on_sample", function()
       local c = make({ on_sample = function(p)
         return { role = "assistant", model = "spec-model",

@@ -26,6 +26,11 @@
 --       that can block past a small bound.
 --   t:fds() -> {{fd=, read=, write=}, ...}, timeout_ms (optional: for event
 --       loops, see client:watch()).
+--   t.idle_stream (optional field, true for stdio): the session always
+--       opens the standalone stream (a GET) after initialize, unless
+--       listen = false; the transport carries on it what the server sends
+--       while no request is open, and keeps it for the next request when
+--       no stream is open (favcrm.transport.stdio).
 --
 -- # The request-level contract (what a user's Lua transport implements)
 --

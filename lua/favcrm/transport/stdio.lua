@@ -17,6 +17,9 @@ local MAX_RESPONSE = 32 * 1024 * 1024
 -- that arrives while it is the oldest one (the server's requests,
 -- notifications and stray lines ride on it) plus its answer; past
 -- max_response_bytes (default 32 MiB) it ends with too_large.
+-- What the server writes while no request is open (a ping, a log line,
+-- list_changed) rides on the standalone stream the session opens with a GET
+-- (idle_stream), or, without one, is kept for the next request.
 -- The child starts with the first request (favcrm.new does no I/O).
 local function new(opts)
   return setmetatable({
@@ -33,6 +36,13 @@ local function new(opts)
     queue = {},
     next_id = 1,
     dead = nil,
+    -- the server's requests and notifications that came while no request
+    -- was open: carried by the standalone stream (a GET, see start) or,
+    -- without one, by the next request; never dropped (bounded by
+    -- max_response_bytes: past it the oldest go)
+    idle = {}, idle_bytes = 0,
+    listen_tid = nil,
+    idle_stream = true, -- the session opens the standalone stream (session.lua _wants_listen)
   }, Stdio)
 end
 
@@ -53,6 +63,14 @@ end
 
 local SSE_HEADERS = { ["content-type"] = "text/event-stream" }
 
+-- Hands the lines kept while nothing was open to transfer tid.
+local function flush_idle(self, tid)
+  for _, line in ipairs(self.idle) do
+    push(self, { type = "event", id = tid, data = line, event = "message" })
+  end
+  self.idle, self.idle_bytes = {}, 0
+end
+
 function Stdio:_ensure()
   if self.proc or self.dead then return end
   local proc, err = core.spawn(self.command, self.env, self.max_event_bytes)
@@ -68,6 +86,13 @@ function Stdio:start(req)
   self:_ensure()
   local tid = self.next_id
   self.next_id = tid + 1
+  if req.method == "GET" and not self.dead and not self.listen_tid then
+    -- the standalone stream: what the server sends while no request is open
+    self.listen_tid = tid
+    push(self, { type = "headers", id = tid, status = 200, sse = true, headers = SSE_HEADERS })
+    flush_idle(self, tid)
+    return tid
+  end
   if req.method ~= "POST" then
     -- no session to end and no stream to resume over stdio
     push(self, { type = "headers", id = tid, status = req.method == "DELETE" and 200 or 405, headers = {} })
@@ -92,6 +117,7 @@ function Stdio:start(req)
     self.by_rpc[key] = tid
     self.order[#self.order + 1] = tid
     push(self, { type = "headers", id = tid, status = 200, sse = true, headers = SSE_HEADERS })
+    if #self.idle > 0 then flush_idle(self, tid) end
   else
     -- a notification or our answer to a server request: accepted
     push(self, { type = "headers", id = tid, status = 202, headers = {} })
@@ -131,9 +157,18 @@ function Stdio:_line(line)
     end
     return
   end
-  -- a server request or notification: carried by the oldest open request
-  local tid = self.order[1]
-  if tid then push(self, { type = "event", id = tid, data = line, event = "message" }) end
+  -- a server request or notification: carried by the oldest open request,
+  -- else by the standalone stream, else kept for the next one
+  local tid = self.order[1] or self.listen_tid
+  if tid then
+    push(self, { type = "event", id = tid, data = line, event = "message" })
+    return
+  end
+  self.idle[#self.idle + 1] = line
+  self.idle_bytes = self.idle_bytes + #line
+  while self.idle_bytes > self.max_response and #self.idle > 1 do
+    self.idle_bytes = self.idle_bytes - #table.remove(self.idle, 1)
+  end
 end
 
 function Stdio:_died(r)
@@ -152,6 +187,12 @@ function Stdio:_died(r)
     self.open[tid] = nil
   end
   self.order, self.by_rpc = {}, {}
+  if self.listen_tid then
+    -- the standalone stream ends for good (410 Gone: not reopened)
+    push(self, { type = "headers", id = self.listen_tid, status = 410, headers = {} })
+    push(self, { type = "done", id = self.listen_tid, status = 410 })
+    self.listen_tid = nil
+  end
 end
 
 function Stdio:poll(ms)
@@ -176,6 +217,10 @@ function Stdio:poll(ms)
 end
 
 function Stdio:cancel(tid)
+  if tid == self.listen_tid then
+    self.listen_tid = nil
+    return true
+  end
   local was = self.open[tid] ~= nil
   forget(self, tid)
   return was
