@@ -50,9 +50,10 @@ deps:
 sandbox-deps:
 	@bash .ci/sandbox-deps.sh
 
+# TEST_SPECS: spec files or folders to run instead of all of spec/
 test: deps sandbox-deps
 	@$(MAKE) --no-print-directory module
-	@bash spec/support/run.sh $(LUA_BIN) $(BUILD)
+	@bash spec/support/run.sh $(LUA_BIN) $(BUILD) $(TEST_SPECS)
 
 demo:
 	@bash .ci/deps.sh $(LUA) demo

@@ -30,7 +30,21 @@ ASAN_SAN       ?= -fsanitize=address,undefined,float-cast-overflow \
 ASAN_LIB        = $(shell $(ASAN_CC) -print-file-name=$(ASAN_RT))
 ASAN_WRAP       = $(ASAN_BUILD)/lua
 # extra busted arguments (spec files, --filter=...) for asan and valgrind
+# (default: all of spec/ for asan, VG_SPECS for valgrind)
 SPECS          ?=
+# What CI runs under the sanitizers and valgrind (.ci/checks.sh): every spec
+# whose work is in this process's C code (the C units, transports, session,
+# client, scheduler, JSON, schema suite, and the fault, hostile, deadline,
+# key, no-leak, gc, TLS and server-everything runs), leaving out the specs
+# that mostly start other programs (the CLI and its terminal, the bridge,
+# the README blocks, luarocks, Neovim, nginx), each of which would cost
+# seconds a process under ASan or valgrind. `make asan` alone runs all.
+CI_CHECK_SPECS ?= $(filter-out spec/cli_spec.lua spec/mcp_serve_spec.lua \
+                  spec/integration/cli_tmux_spec.lua spec/integration/bridge_spec.lua \
+                  spec/integration/bridge_docs_spec.lua spec/integration/docs_examples_spec.lua \
+                  spec/integration/luarocks_spec.lua spec/integration/nginx_spec.lua \
+                  spec/integration/resty_spec.lua spec/integration/nvim_spec.lua \
+                  spec/integration/nvim_plugin_spec.lua,$(shell find spec -name "*_spec.lua" | sort))
 
 VG_BUILD       ?= build/$(CHECK_LUA)-vg
 VG_WRAP         = $(VG_BUILD)/lua
@@ -148,3 +162,7 @@ fuzz: fuzz-build
 	    echo "fuzz $$t: CRASH, see $(FUZZ_BUILD)/$$t.log and $(FUZZ_BUILD)/crashes/$$t/" >&2; \
 	    grep -A30 -E "ERROR:|runtime error:" $(FUZZ_BUILD)/$$t.log | head -60 >&2; rc=1; fi; \
 	done; exit $$rc
+
+.PHONY: print-ci-check-specs
+print-ci-check-specs:
+	@echo $(CI_CHECK_SPECS)

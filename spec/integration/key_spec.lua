@@ -153,6 +153,12 @@ describe("the API key", function()
     ]]
 
     it("holds 0 copies of the key", function()
+      if os.getenv("ASAN_OPTIONS") then
+        -- ASan maps terabytes of shadow memory: a scan of every readable
+        -- region cannot finish; make test runs this scan on every Lua
+        pending("SKIPPED under ASan: its shadow memory is too large to scan (make test runs the scan)")
+        return
+      end
       local key = sandbox.account()
       local kf = key_file(key)
       local half = math.floor(#key / 2)
