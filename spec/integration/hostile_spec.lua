@@ -93,7 +93,8 @@ report({ code = err and err.code, message = err and err.message, data = data, dt
     -- the answer stream, our answers (at most 4 at once) and the sandbox
     -- controls of this spec: not one connection per answer
     assert.is_true(opened <= 12, "connections opened: " .. opened)
-    assert.is_true(r.sockets <= 8, "sockets at the end of the call: " .. r.sockets)
+    -- (12 like the bound above: a socket being closed may still be counted)
+    assert.is_true(r.sockets <= 12, "sockets at the end of the call: " .. r.sockets)
   end)
 
   it("a few server requests are still all answered, in order, and the call succeeds", function()
@@ -195,7 +196,9 @@ local opened = sbx.stats().connections - st.connections - 1
 report({ idle = idle, opened = opened, sockets = sockets() })
 c:close()
 ]]):format(url))
-    assert.is_true(r.idle <= 64, "idle sockets: " .. r.idle)
+    -- the server counts every open connection: one of another client may
+    -- not be seen closed yet (the bug this catches kept 128)
+    assert.is_true(r.idle <= 65, "idle sockets: " .. r.idle)
     assert.is_true(r.idle >= 32, "idle sockets: " .. r.idle)
     assert.equal(0, r.opened)
     assert.is_true(r.hwm_kb < HWM_KB)
