@@ -95,9 +95,68 @@ handlers["sse-retry"] = function()
   c:close()
 end
 
--- auth/*: the plain flow; favcrm-lua has no OAuth, so these are listed in
--- conformance/expected-failures.txt (the server's 401 ends the flow)
-local h = handlers[scenario] or (scenario:find("^auth/") and basic)
+-- auth/*: the flow with the `oauth` option. The suite's authorization
+-- server approves at once: `authorize` follows the authorization URL with
+-- one GET (no redirect followed) and gives back the Location it answers
+-- with. MCP_CONFORMANCE_CONTEXT carries pre-registered credentials
+-- (client_id, client_secret, private_key_pem, signing_algorithm) for the
+-- scenarios that use them; tokens are not stored (store = false).
+local function follow_once(auth_url)
+  local core = require("favcrm.core")
+  local http = core.http_new({})
+  local tid = assert(http:start({ method = "GET", url = auth_url, headers = {}, timeout_ms = 10000 }))
+  local location
+  local deadline = core.monotonic() + 10
+  while core.monotonic() < deadline do
+    for _, item in ipairs(http:poll(1000)) do
+      if item.id == tid and item.type == "headers" then location = item.headers and item.headers.location end
+      if item.id == tid and item.type == "done" then
+        http:close()
+        log("authorize: HTTP", item.status, location and "redirect" or "no redirect")
+        return location
+      end
+    end
+  end
+  http:close()
+  return nil
+end
+
+local function context()
+  local text = os.getenv("MCP_CONFORMANCE_CONTEXT")
+  if not text or text == "" then return {} end
+  local ok, v = pcall(require("cjson.safe").decode, text)
+  return ok and type(v) == "table" and v or {}
+end
+
+local function auth_flow()
+  local ctx = context()
+  local o = {
+    redirect_uri = "http://localhost:3000/callback",
+    authorize = follow_once,
+    client_metadata_url = "https://conformance-test.local/client-metadata.json",
+    store = false,
+  }
+  if type(ctx.client_id) == "string" then o.client_id = ctx.client_id end
+  if type(ctx.client_secret) == "string" then o.client_secret = ctx.client_secret end
+  if type(ctx.private_key_pem) == "string" then
+    o.private_key_pem = ctx.private_key_pem
+    o.signing_algorithm = ctx.signing_algorithm
+  end
+  if scenario:find("^auth/client%-credentials") then
+    o.grant = "client_credentials"
+    o.redirect_uri, o.authorize = nil, nil
+  end
+  local c = new_client({ oauth = o })
+  local tools = check(c:tools())
+  log("tools:", #tools)
+  if tools[1] then
+    local _, res = c:call(tools[1].name, {}, { validate = false, confirm = true })
+    log("called", tools[1].name, res and (res.code and (res.code .. " " .. tostring(res.reason)) or "ok") or "?")
+  end
+  c:close()
+end
+
+local h = handlers[scenario] or (scenario:find("^auth/") and auth_flow)
 if not h then
   log("no handler for scenario '" .. scenario .. "'")
   os.exit(3)

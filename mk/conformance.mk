@@ -12,7 +12,9 @@
 # SCENARIO@SPEC-VERSION: every client scenario the suite (0.2.0-alpha.12)
 # lists for 2025-11-25 (`conformance list --client --spec-version 2025-11-25`),
 # plus json-schema-ref-no-deref, which exists at 2026-07-28 only and is run
-# there (its server also takes the 2025 initialize handshake).
+# there (its server also takes the 2025 initialize handshake), the two
+# 2025-03-26 OAuth back-compat scenarios, and the OAuth client credentials
+# extension's two (@extension: run without --spec-version, see run.sh).
 CONFORMANCE_SCENARIOS ?= \
   initialize@2025-11-25 \
   tools_call@2025-11-25 \
@@ -33,7 +35,11 @@ CONFORMANCE_SCENARIOS ?= \
   auth/token-endpoint-auth-basic@2025-11-25 \
   auth/token-endpoint-auth-post@2025-11-25 \
   auth/token-endpoint-auth-none@2025-11-25 \
-  auth/pre-registration@2025-11-25
+  auth/pre-registration@2025-11-25 \
+  auth/2025-03-26-oauth-metadata-backcompat@2025-03-26 \
+  auth/2025-03-26-oauth-endpoint-fallback@2025-03-26 \
+  auth/client-credentials-basic@extension \
+  auth/client-credentials-jwt@extension
 
 .PHONY: conformance conformance-deps
 conformance-deps:

@@ -31,6 +31,7 @@ local OPTIONS = {
   clock = "function", max_retry_wait = "number", command = "table", env = "table", on_stderr = "function",
   getenv = "function", labels = "table", listen = "boolean",
   on_tools_changed = "function", on_resources_changed = "function", on_prompts_changed = "function",
+  oauth = "table",
 }
 
 local function check_opts(opts)
@@ -122,6 +123,13 @@ function Client.new(opts)
   elseif opts.env or opts.on_stderr then
     error("favcrm.new: options 'env' and 'on_stderr' go with 'command'", 3)
   end
+  if opts.oauth then
+    -- OAuth (favcrm.oauth) replaces the API key: never both, and no key
+    -- from the environment or the config file is sent
+    if opts.api_key ~= nil then error("favcrm.new: options 'oauth' and 'api_key' are exclusive", 3) end
+    if opts.command then error("favcrm.new: option 'oauth' is for HTTP servers; stdio has no OAuth", 3) end
+    require("favcrm.oauth").check_options(opts.oauth, 3)
+  end
   -- Inside nginx the libcurl and stdio transports would hold the worker
   -- (every request it serves) for the whole call: refused outside the
   -- phases that run before it serves (init, init_worker).
@@ -135,6 +143,7 @@ function Client.new(opts)
   local resolved, rerr = config.resolve(opts, opts.getenv)
   if not resolved then return nil, rerr end
   local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
+  if opts.oauth then key, key_source = nil, "oauth" end
   if type(key) == "string" then key = core.secret(key) end
   errors.protect(key)
   if type(opts.api_key) == "string" then
@@ -189,8 +198,14 @@ function Client.new(opts)
     self.shared, self.validators = shared, shared.validators
     self.tool_cache = shared.tools
   end
+  local oauth = opts.oauth and require("favcrm.oauth").new(opts.oauth, {
+    url = url, client_name = opts.client_name,
+    http = { user_agent = ua, ca_file = opts.ca_file,
+      connect_timeout_ms = math.floor((opts.connect_timeout or 10) * 1000) },
+  }) or nil
+  self.oauth = oauth
   self.session = Session.new({
-    shared = shared,
+    shared = shared, oauth = oauth,
     transport = transport, url = url, auth = key, headers = header_list(opts.headers),
     timeout = resolved.timeout, max_total_timeout = opts.max_total_timeout,
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
@@ -685,6 +700,7 @@ function Client:close()
   if self.closed then return end
   self.closed = true
   self.session:close()
+  if self.oauth then self.oauth:close() end
 end
 Client.__close = Client.close
 Client.__gc = function(self)

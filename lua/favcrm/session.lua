@@ -45,6 +45,7 @@ function Session.new(opts)
     transport = opts.transport,
     url = opts.url,
     auth = opts.auth,             -- favcrm.Secret, string or nil
+    oauth = opts.oauth,           -- favcrm.oauth state, or nil (then auth is nil)
     extra_headers = opts.headers or {},
     timeout = opts.timeout or 60,
     max_total_timeout = opts.max_total_timeout or 600,
@@ -108,6 +109,13 @@ function Session:_headers(extra)
   return h
 end
 
+-- The bearer token a request carries: the OAuth access token (refreshed
+-- first when it is about to expire, within `budget`), else the API key.
+function Session:_auth(budget)
+  if self.oauth then return self.oauth:current(budget) end
+  return self.auth
+end
+
 function Session:_hard_timeout_ms()
   return math.floor((self.max_total_timeout + 5) * 1000)
 end
@@ -144,7 +152,7 @@ end
 function Session:_start_aux(body)
   local tid, err = self.transport:start({
     method = "POST", url = self.url, headers = self:_headers(), body = body,
-    auth = self.auth, timeout_ms = 10000,
+    auth = self:_auth(), timeout_ms = 10000,
   })
   if tid then
     self.aux[tid] = "send"
@@ -172,11 +180,12 @@ function Session:_launch(op)
     url = op.url or self.url,
     headers = self:_headers(op.extra_headers),
     body = op.http_method == "GET" and nil or op.body,
-    auth = self.auth,
+    auth = self:_auth(op.budget),
     -- the time left, and a second more, so our own deadline ends it first
     timeout_ms = math.max(1, math.floor((op.hard_deadline - now()) * 1000) + 1000),
   }
   if op.drop_auth then req.auth = nil end -- never to another origin
+  op.sent_auth = req.auth or false
   op.sent_session = self.session_id
   op.status, op.headers, op.got_headers = nil, nil, false
   local tid, err = self.transport:start(req)
@@ -222,7 +231,7 @@ function Session:start_request(method, params, opts)
     tid = false, status = false, headers = false, got_headers = false, sent_session = false,
     last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
     url = false, drop_auth = false, is_init = false, on_done = false, callback_error = false,
-    reinit = false,
+    reinit = false, sent_auth = false, auth_tries = 0,
   }
   if progress_token then self.by_token[progress_token] = op end
   self:_launch(op)
@@ -339,14 +348,20 @@ function Session:_on_http_error(op, item)
     op.url = target
     return self:_launch(op)
   elseif st == 401 or st == 403 then
+    -- with OAuth, Session:wait (or initialize) hands this to favcrm.oauth,
+    -- which authorizes (or refreshes, or steps up) and the request is sent again
     local what
-    if st == 403 then what = "the API key may not do this"
+    if self.oauth then what = st == 403 and "the OAuth token may not do this" or "the server wants OAuth authorization"
+    elseif st == 403 then what = "the API key may not do this"
     elseif self.auth == nil or op.drop_auth then what = "this needs an API key and none was sent"
     else what = "the server refused the API key" end
+    local wa = h["www-authenticate"]
     return self:_finish(op, nil, errors.new("unauthorized", what .. detail,
-      { status = st, www_authenticate = h["www-authenticate"],
-        hint = "check FAVCRM_API_KEY; if the key was revoked or leaked, revoke it in the "
-          .. "FavCRM portal (Settings, MCP Keys) and issue a new one" }))
+      { status = st, www_authenticate = wa,
+        -- where OAuth is offered (RFC 9728): an application may use the oauth option
+        resource_metadata = wa and require("favcrm.oauth").resource_metadata_of(wa) or nil,
+        hint = not self.oauth and ("check FAVCRM_API_KEY; if the key was revoked or leaked, revoke it in the "
+          .. "FavCRM portal (Settings, MCP Keys) and issue a new one") or nil }))
   elseif st == 429 then
     local ra = tonumber(h["retry-after"])
     if ra then ra = math.floor(ra) end
@@ -667,6 +682,26 @@ end
 --- Session:wait(op [, budget]): pumps until op is done; returns result or
 -- nil, err. With a budget, a waitable that is not an op (a gate, a timer)
 -- is waited for at most until the budget's deadline (an op has its own).
+-- An op refused with 401/403 while OAuth is on: favcrm.oauth gets new
+-- tokens (or says why not) and the op is sent again. -> true when relaunched.
+function Session:_oauth_retry(op)
+  local e = op.err
+  if not (self.oauth and op.method and not op.is_init and e and e.code == "unauthorized"
+    and e.status and e.reason == nil and not op.drop_auth) then return false end
+  local ok, aerr = self.oauth:handle(e.status, e.www_authenticate, op.sent_auth or nil, op.auth_tries, op.budget)
+  op.auth_tries = op.auth_tries + 1
+  if not ok then
+    op.err = aerr
+    return false
+  end
+  -- the person's wait moved the budget on
+  op.deadline, op.hard_deadline = op.budget.deadline, op.budget.hard
+  op.done, op.result, op.err = false, nil, nil
+  if op.progress_token then self.by_token[op.progress_token] = op end
+  self:_launch(op)
+  return true
+end
+
 function Session:wait(op, budget)
   local co = coroutine.running()
   local async = co and self.async_cos[co]
@@ -675,16 +710,18 @@ function Session:wait(op, budget)
     tm = { done = false, wake_at = math.min(budget.deadline, budget.hard) }
     self.timers[tm] = true
   end
-  if async then
-    -- inside an async handle: the client's step() resumes us when op (or
-    -- the budget's timer) is done
-    while not op.done and not (tm and tm.done) do coroutine.yield(op, tm) end
-  else
-    while not op.done and not (tm and tm.done) do
-      self:pump(1)
-      if self.after_pump then self.after_pump() else self.signaled = {} end
+  repeat
+    if async then
+      -- inside an async handle: the client's step() resumes us when op (or
+      -- the budget's timer) is done
+      while not op.done and not (tm and tm.done) do coroutine.yield(op, tm) end
+    else
+      while not op.done and not (tm and tm.done) do
+        self:pump(1)
+        if self.after_pump then self.after_pump() else self.signaled = {} end
+      end
     end
-  end
+  until not (op.done and self.oauth and op.err and self:_oauth_retry(op))
   if tm then
     self.timers[tm] = nil
     if self.forget then self.forget(tm) end
@@ -738,6 +775,7 @@ function Session:_start_init()
       clientInfo = self.client_info,
     }, { timeout = self.timeout })
     op.is_init = true
+    self.init_op = op
     op.on_done = function(o)
       local res = o.result
       if not res then return over(o.err) end
@@ -764,11 +802,22 @@ end
 -- most until its budget's deadline.
 function Session:initialize(budget)
   if self.initialized then return true end
-  local gate = self:_start_init()
-  local _, err = self:wait(gate, budget)
-  if err then return nil, err end
-  if self.initialized then return true end
-  return nil, self.init_err
+  local tries = 0
+  while true do
+    local gate = self:_start_init()
+    local _, err = self:wait(gate, budget)
+    if err then return nil, err end
+    if self.initialized then return true end
+    local e, op = self.init_err, self.init_op
+    -- OAuth: a 401 on initialize is authorized like any request's
+    if not (self.oauth and e and e.code == "unauthorized" and e.status and e.reason == nil and op) then
+      return nil, e
+    end
+    local b = budget or self:budget()
+    local ok, aerr = self.oauth:handle(e.status, e.www_authenticate, op.sent_auth or nil, tries, b)
+    tries = tries + 1
+    if not ok then return nil, aerr end
+  end
 end
 
 --- Session:request(method, params, opts) -> result or nil, err (blocking).
@@ -800,7 +849,7 @@ function Session:close()
   if self.session_id and not (sh and sh.initialized and sh.session_id == self.session_id) then
     -- (a shared session lives on for the next clients)
     local ok, tid = pcall(self.transport.start, self.transport, {
-      method = "DELETE", url = self.url, headers = self:_headers(), auth = self.auth,
+      method = "DELETE", url = self.url, headers = self:_headers(), auth = self:_auth(),
       timeout_ms = 2000,
     })
     if ok and tid then self.aux[tid] = true end
@@ -869,7 +918,7 @@ function Session:_listen_launch()
   if l.last_event_id then h[#h + 1] = "Last-Event-ID: " .. l.last_event_id end
   l.status, l.headers, l.done = false, false, false
   local tid = self.transport:start({
-    method = "GET", url = self.url, headers = h, auth = self.auth,
+    method = "GET", url = self.url, headers = h, auth = self:_auth(),
     timeout_ms = self:_hard_timeout_ms(),
   })
   if not tid then return self:_listen_again(true) end
