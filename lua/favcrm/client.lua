@@ -214,6 +214,7 @@ function Client.new(opts)
     listen_for_changes = (opts.on_tools_changed or opts.on_resources_changed or opts.on_prompts_changed)
       and true or nil,
   })
+  if oauth then oauth.session = self.session end
   self.session.on_list_changed = function(kind) self:_list_changed(kind) end
   self.session.after_pump = function() self:_resume_ready() end
   self.session.forget = function(w) self.waiters[w] = nil end

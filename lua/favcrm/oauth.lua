@@ -178,7 +178,7 @@ function M.prm_urls(server_url, header_url)
   if header_url then return { header_url } end
   local u, p = well_known(server_url, "oauth-protected-resource")
   local list = { u }
-  if p ~= "" then list[2] = well_known(server_url:match("^(%a[%w+.-]*://[^/?#]*)"), "oauth-protected-resource") end
+  if p ~= "" then list[2] = (well_known(server_url:match("^(%a[%w+.-]*://[^/?#]*)"), "oauth-protected-resource")) end
   return list
 end
 
@@ -189,8 +189,8 @@ end
 ---@return string[] urls
 function M.as_metadata_urls(issuer)
   local a, p = well_known(issuer, "oauth-authorization-server")
-  if p == "" then return { a, well_known(issuer, "openid-configuration") } end
-  return { a, well_known(issuer, "openid-configuration"), well_known(issuer, "openid-configuration", true) }
+  if p == "" then return { a, (well_known(issuer, "openid-configuration")) } end
+  return { a, (well_known(issuer, "openid-configuration")), (well_known(issuer, "openid-configuration", true)) }
 end
 
 -- The unauthorized error of a failed step.
@@ -471,9 +471,7 @@ function M.file_store(path)
             parts[#parts + 1] = (f1 and "" or ",") .. json.wire(f) .. ":"
             f1 = false
             if type(v) == "userdata" then
-              parts[#parts + 1] = "\""
-              parts[#parts + 1] = v
-              parts[#parts + 1] = "\""
+              parts[#parts + 1] = v -- written quoted by the C side (TOML basic = JSON here)
             else
               parts[#parts + 1] = json.wire(v)
             end
@@ -757,7 +755,13 @@ end
 
 -- Gets new tokens for challenge: refresh, else the grant's flow.
 function OAuth:_obtain(challenge, d, budget, step_up)
-  if not self.tokens and not step_up then self:_load() end
+  if not self.tokens and not step_up then
+    self:_load()
+    local t = self.tokens
+    if t and challenge.sent == nil and (t.expires_at == nil or os.time() + M.REFRESH_MARGIN < t.expires_at) then
+      return true -- a stored token that is still good: retry with it
+    end
+  end
   if self.tokens and not step_up and challenge.sent ~= nil and self.tokens.access_token ~= challenge.sent then
     return true -- another call already got a newer token: retry with it
   end
@@ -809,9 +813,23 @@ function OAuth:handle(status, header, sent, attempts, budget)
       .. " authorizations (HTTP " .. status .. (ch.scope and (", scope " .. ch.scope) or "") .. ")",
       { status = status, www_authenticate = header })
   end
+  -- single flight: while one call's flow waits for the person (a yielding
+  -- authorize in a coroutine), the others wait for its outcome and retry
+  local busy = self.busy
+  if busy and (busy.co == nil or coroutine.status(busy.co) == "dead") then busy = nil end -- it raised
+  if busy and self.session and busy.co ~= coroutine.running() then
+    local _, werr = self.session:wait(busy, budget)
+    if werr then return nil, werr end
+    return true
+  end
   local d, err = self:discover(ch, budget)
   if not d then return nil, err end
-  return self:_obtain(ch, d, budget, status == 403)
+  busy = { done = false, co = coroutine.running() }
+  self.busy = busy
+  local ok, oerr = self:_obtain(ch, d, budget, status == 403)
+  self.busy = nil
+  if self.session then self.session:_signal(busy) else busy.done = true end
+  return ok, oerr
 end
 
 --- OAuth:forget(): drops the tokens held and stored (logout).
