@@ -17,6 +17,7 @@ import { State, sha256 } from './lib/state.mjs';
 import { buildTools, callTool, toolListing } from './lib/tools.mjs';
 import { MemoryEventStore } from './lib/eventstore.mjs';
 import { FAULTS, applyFault } from './lib/faults.mjs';
+import { createOAuth } from './lib/oauth.mjs';
 import { CAPABILITIES as RESOURCE_CAPS, installResources, resourceListing, TEMPLATES, PROMPTS } from './lib/resources.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -27,7 +28,7 @@ const MAX_BODY = 4 * 1024 * 1024;
 function usage(msg) {
     if (msg) process.stderr.write(`favcrm-sandbox: ${msg}\n`);
     process.stderr.write('usage: node sandbox/server.mjs [--port N] [--host 127.0.0.1] [--stateless] [--test] [--outbox DIR]\n' +
-        '       [--code-ttl SECONDS] [--rate PER_HOUR/PER_DAY] [--json-response] [--lenient-sessions] [--page-size N] [--quiet]\n');
+        '       [--code-ttl SECONDS] [--rate PER_HOUR/PER_DAY] [--json-response] [--lenient-sessions] [--page-size N] [--quiet] [--oauth]\n');
     process.exit(2);
 }
 
@@ -54,6 +55,7 @@ function parseArgs(argv) {
             case '--lenient-sessions': cfg.lenient = true; break;
             case '--page-size': cfg.pageSize = Number(val()); if (!Number.isInteger(cfg.pageSize) || cfg.pageSize < 0) usage('bad --page-size'); break;
             case '--quiet': cfg.quiet = true; break;
+            case '--oauth': cfg.oauth = true; break; // also FAVCRM_SANDBOX_OAUTH=1: lib/oauth.mjs
             case '-h': case '--help': usage();
             // falls through (usage exits)
             default: usage(`unknown argument ${a}`);
@@ -77,6 +79,8 @@ const state = new State({ codeTtl: cfg.codeTtl, ratePerHour: cfg.ratePerHour, ra
 const tools = buildTools(state);
 const runtimeTools = new Set(); // names POST /_sandbox/tools added (reset removes them)
 const mode = cfg.stateless ? 'stateless' : 'session';
+// OAuth authorization server mode (lib/oauth.mjs): /mcp then needs a bearer (API key or access token).
+const oauth = cfg.oauth || process.env.FAVCRM_SANDBOX_OAUTH === '1' ? createOAuth({ state, cfg, log: m => log(m) }) : null;
 
 // ---- bookkeeping --------------------------------------------------------------
 const sessions = new Map();          // sessionId -> {transport, server, lastSeen}
@@ -304,7 +308,7 @@ async function handleMcp(req, res) {
 
     // Authentication: a tools/call of an authenticated tool needs a live key (HTTP 401 otherwise).
     const token = bearer(req);
-    const auth = token ? state.authenticate(token) : null;
+    const auth = token ? (state.authenticate(token) ?? oauth?.authenticate(token) ?? null) : null;
     for (const m of msgs) {
         if (isRequest(m) && m.method === 'tools/call') {
             const t = tools.byName.get(m.params?.name);
@@ -476,7 +480,8 @@ const server = http.createServer(async (req, res) => {
     res.setHeader('Date', new Date(state.now()).toUTCString());
     const url = new URL(req.url, 'http://127.0.0.1');
     try {
-        if (url.pathname === '/mcp') return await handleMcp(req, res);
+        if (oauth && await oauth.handle(req, res, url, { sendJson, readJson: async r => { const b = await readBody(r, MAX_BODY); try { return b && b.length ? JSON.parse(b.toString('utf8')) ?? {} : {}; } catch { return null; } } })) return;
+        if (url.pathname === '/mcp') return await (oauth ? oauth.guard(req, res, () => handleMcp(req, res)) : handleMcp(req, res));
         if (url.pathname.startsWith('/_sandbox/')) return await handleControl(req, res, url);
         if (url.pathname === '/.well-known/mcp/server-card.json' && (req.method === 'GET' || req.method === 'HEAD')) return sendJson(res, 200, serverCard(), { 'cache-control': 'no-cache' });
         if (url.pathname === '/healthz') return sendJson(res, 200, { ok: true, mode });

@@ -56,6 +56,7 @@ local ALL_FLAGS = {
   ["expires-in-hours"] = "value", mode = "value", ["ttl-minutes"] = "value", from = "value", to = "value",
   status = "value", limit = "value", ["inactive-days"] = "value", ["tier-id"] = "value",
   arg = "value", -- repeatable: prompt get --arg k=v (flags.arg is a list)
+  oauth = "bool", ["no-browser"] = "bool",
 }
 for k, v in pairs(GLOBAL_FLAGS) do ALL_FLAGS[k] = v end
 local ALIASES = { h = "help", y = "yes", V = "version", ["organization-name"] = "organisation-name" }
@@ -121,6 +122,11 @@ local HINTS = {
 -- JSON document on stdout); returns the exit code.
 function Ctx:fail(err, code)
   if type(err) == "string" then err = { code = "usage", message = err } end
+  if self.oauth_expired and (err.code == "cancelled" or err.code == "unauthorized") then
+    err = { code = "unauthorized", message = "the OAuth sign-in for this server has ended (the server refused "
+      .. "the stored grant)", hint = "run `favcrm login --oauth` again" }
+    code = EXIT.auth
+  end
   code = code or exit_for(err)
   local lines = { self:paint("favcrm: error: ", "red", "stderr") .. tostring(err.message or err.code) }
   if err.retry_after then
@@ -274,6 +280,355 @@ function M.parse(argv)
 end
 
 -- ------------------------------------------------------------------------
+-- OAuth: `login --oauth`, `logout`, and the stored tokens the other
+-- commands use. The tokens live in the config folder (oauth-tokens.json,
+-- 0600, written atomically, one entry per MCP URL) through the `store`
+-- option of favcrm.new's `oauth`; nothing here prints a token.
+-- ------------------------------------------------------------------------
+
+local OAUTH_FILE = "oauth-tokens.json"
+local OAUTH_WAIT = 300 -- seconds the person has to sign in
+local OAUTH_PASTE_REDIRECT = "http://127.0.0.1:8976/callback" -- --no-browser: nothing listens there
+
+local function oauth_path()
+  local p, err = config.path()
+  if not p then return nil, err end
+  return (p:match("^(.*)/[^/]*$") or ".") .. "/" .. OAUTH_FILE
+end
+
+-- Secrets in a token table become {["$secret"] = text} in the file and
+-- favcrm.secret values again when read.
+local function oauth_pack(v, depth)
+  if core.is_secret(v) then return { ["$secret"] = v:reveal() } end
+  if type(v) ~= "table" or depth > 8 then return v end
+  local out = {}
+  for k, x in pairs(v) do
+    if type(k) == "string" or type(k) == "number" then out[k] = oauth_pack(x, depth + 1) end
+  end
+  return out
+end
+
+local SECRET_FIELDS = { access_token = true, refresh_token = true, client_secret = true, id_token = true }
+
+local function oauth_unpack(v, depth, key)
+  if type(v) ~= "table" then
+    if type(v) == "string" and SECRET_FIELDS[key] then return core.secret(v) end
+    return v
+  end
+  if type(v["$secret"]) == "string" then return core.secret(v["$secret"]) end
+  if depth > 8 then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = oauth_unpack(x, depth + 1, k) end
+  return out
+end
+
+local function oauth_read()
+  local path, err = oauth_path()
+  if not path then return nil, err end
+  local f = io.open(path, "rb")
+  if not f then return { entries = {} }, nil, path end
+  local text = f:read(1024 * 1024 + 1) or ""
+  f:close()
+  local t = #text <= 1024 * 1024 and json.decode(text)
+  if type(t) ~= "table" or type(t.entries) ~= "table" then
+    return nil, errors.new("config_error", "the OAuth token file " .. path .. " is unreadable; "
+      .. "remove it and run `favcrm login --oauth` again"), path
+  end
+  return t, nil, path
+end
+
+-- change(entries) edits the table of entries; the file is rewritten under a lock.
+local function oauth_update(change)
+  local path, err = oauth_path()
+  if not path then return nil, err end
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  local ok, merr = core.mkdir_p(dir, tonumber("700", 8))
+  if not ok then return nil, errors.wrap(merr) end
+  local lock, lerr = core.lock_file(dir .. "/." .. OAUTH_FILE .. ".lock", 10)
+  if not lock then return nil, errors.wrap(lerr) end
+  local okc, res, uerr = pcall(function()
+    local t, rerr = oauth_read()
+    if not t then t = { entries = {} } end
+    local _ = rerr
+    change(t.entries)
+    local text = json.encode({ version = 1, entries = t.entries })
+    local wok, werr = core.write_file_atomic(path, text, tonumber("600", 8))
+    text = nil -- luacheck: ignore 311
+    if not wok then return nil, errors.wrap(werr) end
+    return path
+  end)
+  lock:unlock()
+  if not okc then error(res, 0) end
+  return res, uerr
+end
+
+local function same_id(a, b)
+  if type(a) == "table" or type(b) == "table" then
+    return json.encode(oauth_pack(a, 0)) == json.encode(oauth_pack(b, 0))
+  end
+  return a == b
+end
+
+-- The `store` of favcrm.new's oauth option for one MCP URL.
+local function oauth_store(url)
+  return {
+    load = function(id)
+      local t = oauth_read()
+      local e = t and t.entries[url]
+      if type(e) == "table" and same_id(e.id, id) and type(e.tokens) == "table" then
+        return oauth_unpack(e.tokens, 0)
+      end
+      return nil
+    end,
+    save = function(id, tokens)
+      local path, err = oauth_update(function(entries)
+        if tokens then
+          entries[url] = { id = oauth_pack(id, 0), tokens = oauth_pack(tokens, 0), saved_at = os.time() }
+        else
+          entries[url] = nil
+        end
+      end)
+      if not path then error(err, 0) end
+      return true
+    end,
+  }
+end
+
+-- The stored entry for url: {id, tokens (secrets as favcrm.secret), saved_at} or nil.
+local function oauth_entry(url)
+  local t = oauth_read()
+  local e = t and t.entries[url]
+  if type(e) ~= "table" or type(e.tokens) ~= "table" then return nil end
+  return { id = e.id, tokens = oauth_unpack(e.tokens, 0), saved_at = e.saved_at }
+end
+
+local function first_field(t, ...)
+  for _, k in ipairs({ ... }) do
+    if type(t) == "table" and t[k] ~= nil then return t[k] end
+  end
+end
+
+-- {expires_at = unix seconds or nil, scopes = "a b" or nil} of a stored entry.
+local function oauth_facts(e)
+  local tk = e.tokens
+  local exp = tonumber(first_field(tk, "expires_at", "expiresAt", "expiry"))
+  if exp and exp > 1e11 then exp = exp / 1000 end -- milliseconds
+  if not exp then
+    local ein = tonumber(first_field(tk, "expires_in"))
+    if ein and tonumber(e.saved_at) then exp = e.saved_at + ein end
+  end
+  local scope = first_field(tk, "scope", "scopes")
+  if type(scope) == "table" then scope = table.concat(scope, " ") end
+  return { expires_at = exp, scopes = type(scope) == "string" and scope or nil }
+end
+
+local function iso_or_nil(t)
+  if not t then return nil end
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
+end
+
+-- The URL this run talks to (flags, environment, config file), or nil, err.
+function Ctx:target_url()
+  local r, err = config.resolve({ url = self.flags.url, labels = { url = "--url" } }, self.getenv)
+  if not r then return nil, err end
+  return r.url, nil, r
+end
+
+-- Opens url in a browser: xdg-open, started in the background (its child
+-- gets no FavCRM secret: core.spawn strips them). true when xdg-open ran.
+local function open_browser(url)
+  local p = core.spawn({ "sh", "-c", 'command -v xdg-open >/dev/null 2>&1 || exit 127; '
+    .. 'xdg-open "$1" </dev/null >/dev/null 2>&1 & exit 0', "favcrm-open", url }, {})
+  if not p then return false end
+  local status = p:close(5000)
+  return status == 0
+end
+
+-- Notes for the person (stderr under --json, so stdout stays one document).
+function Ctx:note(text)
+  if self.flags.json then self.stderr:write(text, "\n") else self:say(text) end
+end
+
+-- The oauth option for this run, or nil. interactive: this is `login --oauth`
+-- (authorize may ask); otherwise a new sign-in is needed only when the
+-- stored grant has ended, and that is reported instead of asked.
+function Ctx:oauth_option(url, interactive)
+  if not interactive then
+    return {
+      redirect_uri = OAUTH_PASTE_REDIRECT,
+      store = oauth_store(url),
+      authorize = function()
+        self.oauth_expired = true
+        return nil
+      end,
+    }
+  end
+  local listener, lerr
+  if not self.flags["no-browser"] then
+    listener, lerr = core.loopback_listen(0)
+    if not listener then
+      self:warn("cannot listen on a loopback port (" .. tostring(lerr and lerr.message)
+        .. "); paste the redirect address instead")
+    end
+  end
+  self.oauth_listener = listener
+  local redirect = listener and ("http://127.0.0.1:" .. listener:port() .. "/callback") or OAUTH_PASTE_REDIRECT
+  return {
+    redirect_uri = redirect,
+    store = oauth_store(url),
+    authorize = function(auth_url)
+      if listener then
+        local opened = open_browser(auth_url)
+        self:note(opened and "Opening your browser to sign in to FavCRM. If it does not open, visit:"
+          or "Open this address in a browser to sign in to FavCRM:")
+        self:note("  " .. auth_url)
+        self:note("Waiting for the browser to come back (up to " .. math.floor(OAUTH_WAIT / 60)
+          .. " minutes; Ctrl-C stops).")
+        local deadline = core.monotonic() + OAUTH_WAIT
+        while true do
+          local left = deadline - core.monotonic()
+          if left <= 0 then return nil end
+          -- short slices, so Ctrl-C (handled between Lua instructions) is felt
+          local target, err = listener:accept(math.min(left, 0.5) * 1000, "/callback",
+            "<!doctype html><meta charset=\"utf-8\"><title>favcrm</title>"
+            .. "<p>favcrm received the answer: you can close this window and go back to the terminal.")
+          if target then
+            listener:close()
+            return "http://127.0.0.1:" .. listener:port() .. target
+          end
+          if err.code ~= "timeout" then
+            self:warn("the loopback listener failed: " .. tostring(err.message))
+            return nil
+          end
+        end
+      end
+      self:note("Open this address in a browser (on any machine) and sign in to FavCRM:")
+      self:note("  " .. auth_url)
+      self:note("The browser is then sent to " .. OAUTH_PASTE_REDIRECT .. "?code=... (that page may not load: "
+        .. "that is expected). Copy that whole address from the address bar and paste it here.")
+      if self.flags.json then self.stderr:write("redirect address> ") else self.stdout:write("redirect address> ") end
+      self.stdout:flush()
+      local line = self.stdin:read("*l")
+      if line == nil then return nil end
+      line = line:gsub("^%s+", ""):gsub("%s+$", "")
+      if line == "" then return nil end
+      return line
+    end,
+  }
+end
+
+-- An HTTP exchange for logout's revocation (discovery and /revoke):
+-- status, body or nil, err. Everything within timeout seconds.
+local function http_once(method, url, body, timeout)
+  local h = core.http_new({ connect_timeout_ms = math.floor(timeout * 1000) })
+  local id = h:start({ method = method, url = url, body = body, timeout_ms = math.floor(timeout * 1000),
+    headers = body and { "Content-Type: application/x-www-form-urlencoded", "Accept: application/json" }
+      or { "Accept: application/json" } })
+  local deadline = core.monotonic() + timeout
+  local chunks, status = {}, nil
+  while core.monotonic() < deadline do
+    for _, it in ipairs(h:poll(100)) do
+      if it.id == id then
+        if it.type == "headers" then status = it.status
+        elseif it.type == "event" then chunks[#chunks + 1] = it.data
+        elseif it.type == "done" then
+          h:close()
+          if it.error then return nil, errors.new(it.error, tostring(it.message)) end
+          chunks[#chunks + 1] = it.body
+          return it.status or status, table.concat(chunks)
+        end
+      end
+    end
+  end
+  h:close()
+  return nil, errors.new("timeout", "no answer from " .. url .. " within " .. timeout .. " s")
+end
+
+local function form(t)
+  local parts = {}
+  for _, kv in ipairs(t) do
+    parts[#parts + 1] = kv[1] .. "=" .. tostring(kv[2]):gsub("[^%w%-%._~]", function(c)
+      return string.format("%%%02X", c:byte())
+    end)
+  end
+  return table.concat(parts, "&")
+end
+
+-- The revocation endpoint for a stored grant: the one it names, else the
+-- authorization server's metadata (its issuer, else the protected resource
+-- metadata of url).
+local function revocation_endpoint(url, tk, timeout)
+  local ep = first_field(tk, "revocation_endpoint")
+  if type(ep) == "string" then return ep end
+  local issuer = first_field(tk, "issuer", "authorization_server")
+  if type(issuer) ~= "string" then
+    local origin, path = url:match("^(https?://[^/]+)(.*)$")
+    if not origin then return nil end
+    path = path:gsub("[?#].*$", ""):gsub("/$", "")
+    for _, u in ipairs({ origin .. "/.well-known/oauth-protected-resource" .. path,
+      origin .. "/.well-known/oauth-protected-resource" }) do
+      local st, body = http_once("GET", u, nil, timeout)
+      local meta = st == 200 and json.decode(body)
+      if type(meta) == "table" and type(meta.authorization_servers) == "table" then
+        issuer = meta.authorization_servers[1]
+        break
+      end
+    end
+  end
+  if type(issuer) ~= "string" then return nil end
+  local origin, path = issuer:match("^(https?://[^/]+)(.*)$")
+  if not origin then return nil end
+  path = path:gsub("/$", "")
+  for _, u in ipairs({ origin .. "/.well-known/oauth-authorization-server" .. path,
+    origin .. "/.well-known/openid-configuration" .. path,
+    issuer:gsub("/$", "") .. "/.well-known/openid-configuration" }) do
+    local st, body = http_once("GET", u, nil, timeout)
+    local meta = st == 200 and json.decode(body)
+    if type(meta) == "table" and meta.issuer then
+      return type(meta.revocation_endpoint) == "string" and meta.revocation_endpoint or false
+    end
+  end
+  return nil
+end
+
+local function reveal(v)
+  if core.is_secret(v) then return v:reveal() end
+  return v
+end
+
+-- Revokes a stored grant where the server supports it: "revoked",
+-- "unsupported" or "failed: <why>" (never with a token in it).
+local function oauth_revoke(url, e, timeout)
+  local tk = e.tokens
+  local client_id = first_field(tk, "client_id") or first_field(first_field(tk, "client"), "client_id")
+  local ok, res = pcall(function()
+    local ep = revocation_endpoint(url, tk, timeout)
+    if ep == false then return "unsupported" end
+    if not ep then return "failed: the authorization server's metadata could not be found" end
+    if type(client_id) ~= "string" then return "failed: the stored grant names no client_id" end
+    local secret = first_field(tk, "client_secret") or first_field(first_field(tk, "client"), "client_secret")
+    local done = 0
+    for _, which in ipairs({ "refresh_token", "access_token" }) do
+      local tok = first_field(tk, which)
+      if tok then
+        local fields = { { "token", reveal(tok) }, { "token_type_hint", which }, { "client_id", client_id } }
+        if secret then fields[#fields + 1] = { "client_secret", reveal(secret) } end
+        local body = form(fields)
+        local st, err = http_once("POST", ep, body, timeout)
+        body = nil -- luacheck: ignore 311
+        if st == 200 then done = done + 1
+        elseif not st then return "failed: " .. tostring(err and err.message)
+        else return "failed: the revocation endpoint answered HTTP " .. tostring(st) end
+      end
+    end
+    return done > 0 and "revoked" or "failed: no token to revoke"
+  end)
+  if not ok then return "failed: " .. errors.redact(tostring(res)) end
+  return res
+end
+
+
+-- ------------------------------------------------------------------------
 -- The client
 -- ------------------------------------------------------------------------
 
@@ -295,10 +650,26 @@ function Ctx:client()
     timeout = self.timeout, client_name = "favcrm-cli", getenv = self.getenv,
     labels = { url = "--url", api_key = self.login_key and "login" or "--api-key", timeout = "--timeout" },
   }
+  -- OAuth: `login --oauth`, or tokens stored for this URL when no key is
+  -- given in the command line or the environment
+  if self.oauth_login then
+    opts.oauth = self:oauth_option(self.oauth_login, true)
+    self.auth_method = "oauth"
+  elseif not key and not self:env("FAVCRM_API_KEY") and not self:env("FAVCRM_MCP_TOKEN") then
+    local url = self:target_url()
+    if url and oauth_entry(url) then
+      opts.oauth = self:oauth_option(url, false)
+      self.auth_method, self.oauth_url = "oauth", url
+    end
+  end
   key = nil -- luacheck: ignore 311
   local ok, client, err = pcall(favcrm.new, opts)
   if not ok then
-    return nil, self:fail({ code = "usage", message = tostring(client):gsub("^[^:]*:%d+: ", "") }, EXIT.usage)
+    local msg = tostring(client):gsub("^[^:]*:%d+: ", "")
+    if opts.oauth and msg:find("unknown option 'oauth'", 1, true) then
+      msg = "this build of favcrm-lua has no OAuth support (favcrm.new has no 'oauth' option)"
+    end
+    return nil, self:fail({ code = "usage", message = msg }, EXIT.usage)
   end
   if not client then return nil, self:fail(err) end
   local cerr = client:config_problem()
@@ -543,10 +914,44 @@ local function doctor_json(r)
   return out
 end
 
+-- Adds the auth method (api_key, oauth, none) and, for OAuth, the stored
+-- token's expiry and scopes to a doctor report. A doctor that asks only for
+-- an API key gets its answer about the user from the OAuth grant instead.
+local function doctor_auth(ctx, client, r)
+  if ctx.auth_method ~= "oauth" then
+    r.auth_method = client:has_api_key() and "api_key" or "none"
+    return
+  end
+  r.auth_method = "oauth"
+  local e = oauth_entry(ctx.oauth_url)
+  local facts = e and oauth_facts(e) or {}
+  r.token_expires_at = iso_or_nil(facts.expires_at)
+  r.token_expires_in_s = facts.expires_at and math.floor(facts.expires_at - os.time()) or nil
+  r.token_scopes = facts.scopes
+  r.token_file = oauth_path()
+  r.auth_source = "oauth (" .. tostring(r.token_file) .. ")"
+  local kept, asked_key = {}, false
+  for _, p in ipairs(r.problems) do
+    if p.check == "auth" and not r.authenticated then asked_key = true else kept[#kept + 1] = p end
+  end
+  if not asked_key then return end
+  r.problems = kept
+  local companies, cerr = client:call("list_my_companies")
+  if companies ~= nil then
+    r.authenticated, r.current_user = true, companies
+  else
+    r.current_user_error = { code = cerr.code, message = cerr.message }
+    r.problems[#r.problems + 1] = { check = "auth", code = cerr.code, message = cerr.message,
+      hint = "run `favcrm login --oauth` again" }
+  end
+  r.ok = #r.problems == 0
+end
+
 function C.doctor(ctx)
   local client, code = ctx:client()
   if not client then return code end
   local r = client:doctor()
+  doctor_auth(ctx, client, r)
   local exit = doctor_exit(r)
   if ctx.flags.json then
     ctx:json_out(doctor_json(r), G.struct({ problems = G.list(nil) }))
@@ -566,7 +971,15 @@ function C.doctor(ctx)
       or brief(r.tools_error) }
   end
   local auth
-  if r.authenticated then auth = "configured (key from " .. tostring(r.auth_source) .. ")"
+  if r.auth_method == "oauth" then
+    auth = "OAuth" .. (r.authenticated and "" or (": " .. brief(r.current_user_error)))
+    if r.token_expires_at then
+      local left = r.token_expires_in_s or 0
+      auth = auth .. ", access token " .. (left > 0 and ("expires " .. r.token_expires_at .. " (in "
+        .. mmss(left) .. ")") or ("expired " .. r.token_expires_at .. " (refreshed on the next call)"))
+    end
+    if r.token_scopes then auth = auth .. ", scopes: " .. r.token_scopes end
+  elseif r.authenticated then auth = "configured (key from " .. tostring(r.auth_source) .. ")"
   elseif not r.auth_source then auth = "missing: no API key"
   else auth = "key from " .. tostring(r.auth_source) .. ": " .. brief(r.current_user_error) end
   rows[#rows + 1] = { mark(r.authenticated), "auth", auth }
@@ -792,6 +1205,8 @@ local function read_key(ctx)
 end
 
 function C.login(ctx, args)
+  if ctx.flags.oauth then return C.login_oauth(ctx, args) end
+  if ctx.flags["no-browser"] then return ctx:fail("--no-browser goes with --oauth") end
   local secret
   if args[1] then
     if args[2] then return ctx:fail("login takes at most one KEY (better: none, and the key on stdin)") end
@@ -830,9 +1245,57 @@ function C.login(ctx, args)
   return EXIT.ok
 end
 
+function C.login_oauth(ctx, args)
+  if args[1] or ctx.flags["api-key"] then
+    return ctx:fail("`favcrm login --oauth` takes no key: it signs in through the browser")
+  end
+  local url, uerr = ctx:target_url()
+  if not url then return ctx:fail(uerr) end
+  ctx.oauth_login = url
+  local client, code = ctx:client()
+  if not client then return code end
+  local who, err = client:call("list_my_companies", {})
+  if ctx.oauth_listener then ctx.oauth_listener:close() end
+  if who == nil then
+    if err.code == "cancelled" then
+      err.message = "the sign-in was cancelled or timed out; nothing was saved"
+    end
+    return ctx:fail(err)
+  end
+  local e = oauth_entry(url)
+  local path = oauth_path()
+  local facts = e and oauth_facts(e) or {}
+  local comp = type(who) == "table" and type(who.companies) == "table" and who.companies[1] or {}
+  if ctx.flags.json then
+    ctx:json_out({ ok = true, authMethod = "oauth", savedTo = e and path or nil, userId = who.userId,
+      email = who.email, organisation = comp.name, tokenExpiresAt = iso_or_nil(facts.expires_at),
+      scopes = facts.scopes })
+  else
+    ctx:say(ctx:paint("Logged in", "green") .. " with OAuth as " .. tostring(who.email) .. " ("
+      .. tostring(comp.name) .. "). "
+      .. (e and ("The tokens are saved to " .. tostring(path) .. " (refreshed as needed).")
+        or "The tokens were not saved (the server's grant could not be stored)."))
+    local file = config.load() or {}
+    if type(file.api_key) == "string" and file.api_key ~= "" then
+      ctx:say("The API key saved in the config file is no longer used for " .. url
+        .. " (`favcrm logout` removes both).")
+    end
+  end
+  return EXIT.ok
+end
+
 function C.logout(ctx)
   local path, perr = config.path()
   if not path then return ctx:fail(perr) end
+  -- OAuth first: revoke where the server supports it, then forget the tokens
+  local url = ctx:target_url()
+  local entry = url and oauth_entry(url)
+  local revocation
+  if entry then
+    revocation = oauth_revoke(url, entry, ctx.timeout or 10)
+    local ok, oerr = oauth_update(function(entries) entries[url] = nil end)
+    if not ok then return ctx:fail(oerr) end
+  end
   local file = config.load() or {}
   local had = type(file.api_key) == "string" and file.api_key ~= ""
   if had then
@@ -841,9 +1304,18 @@ function C.logout(ctx)
   end
   local env_key = ctx:env("FAVCRM_API_KEY") and "FAVCRM_API_KEY" or (ctx:env("FAVCRM_MCP_TOKEN") and "FAVCRM_MCP_TOKEN")
   if ctx.flags.json then
-    ctx:json_out({ removed = had, path = path, environmentKey = env_key or nil })
+    ctx:json_out({ removed = had, path = path, environmentKey = env_key or nil,
+      oauthRemoved = entry and true or false, oauthRevocation = revocation })
   else
-    ctx:say(had and ("Removed the API key from " .. path .. ".") or ("No API key was saved in " .. path .. "."))
+    if entry then
+      ctx:say("Removed the OAuth tokens for " .. url .. " from " .. tostring(oauth_path()) .. " ("
+        .. (revocation == "revoked" and "revoked at the server"
+          or revocation == "unsupported" and "the server offers no revocation; they expire by themselves"
+          or ("not revoked: " .. tostring(revocation):gsub("^failed: ", ""))) .. ").")
+    end
+    if had or not entry then
+      ctx:say(had and ("Removed the API key from " .. path .. ".") or ("No API key was saved in " .. path .. "."))
+    end
     if had then
       ctx:say("The key itself still works until you revoke it in the portal (Settings > MCP Keys).")
     end
@@ -1620,16 +2092,23 @@ local TREE = {
       },
     },
     login = {
-      run = C.login, flags = {}, args = "[KEY]",
-      usage = "favcrm login < key.txt   |   favcrm login   (prompts without echo)",
+      run = C.login, flags = { "oauth", "no-browser" }, args = "[KEY]",
+      usage = "favcrm login < key.txt   |   favcrm login   (prompts without echo)   |   "
+        .. "favcrm login --oauth [--no-browser]",
       about = "Saves an API key to the config file after checking it with FavCRM (list_my_companies). The "
-        .. "key is read from stdin when it is not a terminal, else from a prompt that does not echo.",
-      example = "favcrm login\nprintf '%s\\n' \"$KEY\" | favcrm login",
+        .. "key is read from stdin when it is not a terminal, else from a prompt that does not echo. "
+        .. "With --oauth, signs in through the browser instead (OAuth 2.1 with PKCE): the browser opens "
+        .. "(xdg-open; else the address is printed) and comes back to a one-time listener on a loopback "
+        .. "port; with --no-browser (headless machines) the address is printed and you paste the address "
+        .. "the browser was sent to. The tokens are saved (0600) in the config folder and refreshed as needed.",
+      example = "favcrm login\nprintf '%s\\n' \"$KEY\" | favcrm login\nfavcrm login --oauth\n"
+        .. "favcrm login --oauth --no-browser",
     },
     logout = {
       run = C.logout, flags = {},
       usage = "favcrm logout",
-      about = "Removes the API key from the config file (the key still works until revoked in the portal).",
+      about = "Removes the API key from the config file (the key still works until revoked in the portal) "
+        .. "and the OAuth tokens saved for this URL, revoking them first where the server supports it.",
       example = "favcrm logout",
     },
     whoami = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the busted specs for one Lua against the local sandbox over loopback:
 #   spec/support/run.sh LUA_BIN BUILD_DIR [busted args...]
-# Starts two sandboxes (sessions kept, and stateless) in test mode on free
+# Starts the sandboxes (sessions kept, stateless, JSON responses, OAuth) in test mode on free
 # ports, exports their URLs, runs busted, and stops them whatever happens.
 set -uo pipefail
 lua_bin=${1:?usage: run.sh LUA_BIN BUILD_DIR}
@@ -51,6 +51,8 @@ start_sandbox stateless --stateless
 export FAVCRM_SANDBOX_STATELESS_URL=$SANDBOX_URL
 start_sandbox jsonmode --json-response
 export FAVCRM_SANDBOX_JSON_URL=$SANDBOX_URL
+start_sandbox oauth --oauth
+export FAVCRM_SANDBOX_OAUTH_URL=$SANDBOX_URL
 
 # The reference server of the MCP project, over Streamable HTTP. It prints
 # no port when given 0, so it gets a port that was free a moment ago.
