@@ -11,17 +11,25 @@
 
 # SCENARIO@SPEC-VERSION: every client scenario the suite (0.2.0-alpha.12)
 # lists for 2025-11-25 (`conformance list --client --spec-version 2025-11-25`),
-# plus json-schema-ref-no-deref, which exists at 2026-07-28 only and is run
-# there (its server also takes the 2025 initialize handshake), the two
-# 2025-03-26 OAuth back-compat scenarios, and the OAuth client credentials
-# extension's two (@extension: run without --spec-version, see run.sh).
+# and the non-auth client scenarios it requires for 2026-07-28 (issue 16:
+# the client negotiates the era itself, favcrm.era), with
+# json-schema-2020-12-preservation (not scored: added after the release).
+# Also the two 2025-03-26 OAuth back-compat scenarios, and the OAuth client
+# credentials extension's two (@extension: run without --spec-version, see run.sh).
 CONFORMANCE_SCENARIOS ?= \
   initialize@2025-11-25 \
   tools_call@2025-11-25 \
   elicitation-sep1034-client-defaults@2025-11-25 \
   sse-retry@2025-11-25 \
   json-schema-2020-12-preservation@2025-11-25 \
+  tools_call@2026-07-28 \
+  request-metadata@2026-07-28 \
+  sep-2322-client-request-state@2026-07-28 \
+  http-standard-headers@2026-07-28 \
+  http-custom-headers@2026-07-28 \
+  http-invalid-tool-headers@2026-07-28 \
   json-schema-ref-no-deref@2026-07-28 \
+  json-schema-2020-12-preservation@2026-07-28 \
   auth/metadata-default@2025-11-25 \
   auth/metadata-var1@2025-11-25 \
   auth/metadata-var2@2025-11-25 \
