@@ -14,8 +14,9 @@
 # and the non-auth client scenarios it requires for 2026-07-28 (issue 16:
 # the client negotiates the era itself, favcrm.era), with
 # json-schema-2020-12-preservation (not scored: added after the release).
-# Also the two 2025-03-26 OAuth back-compat scenarios, and the OAuth client
-# credentials extension's two (@extension: run without --spec-version, see run.sh).
+# Also every auth scenario for 2025-11-25 and for 2026-07-28 (issue 17), the
+# two 2025-03-26 OAuth back-compat ones, and the OAuth client credentials
+# extension's two (@extension: run without --spec-version, see run.sh).
 CONFORMANCE_SCENARIOS ?= \
   initialize@2025-11-25 \
   tools_call@2025-11-25 \
@@ -47,6 +48,31 @@ CONFORMANCE_SCENARIOS ?= \
   auth/2025-03-26-oauth-metadata-backcompat@2025-03-26 \
   auth/2025-03-26-oauth-endpoint-fallback@2025-03-26 \
   auth/client-credentials-basic@extension \
+  auth/metadata-default@2026-07-28 \
+  auth/metadata-var1@2026-07-28 \
+  auth/metadata-var2@2026-07-28 \
+  auth/metadata-var3@2026-07-28 \
+  auth/basic-cimd@2026-07-28 \
+  auth/scope-from-www-authenticate@2026-07-28 \
+  auth/scope-from-scopes-supported@2026-07-28 \
+  auth/scope-omitted-when-undefined@2026-07-28 \
+  auth/scope-step-up@2026-07-28 \
+  auth/scope-retry-limit@2026-07-28 \
+  auth/token-endpoint-auth-basic@2026-07-28 \
+  auth/token-endpoint-auth-post@2026-07-28 \
+  auth/token-endpoint-auth-none@2026-07-28 \
+  auth/pre-registration@2026-07-28 \
+  auth/resource-mismatch@2026-07-28 \
+  auth/offline-access-scope@2026-07-28 \
+  auth/offline-access-not-supported@2026-07-28 \
+  auth/authorization-server-migration@2026-07-28 \
+  auth/iss-supported@2026-07-28 \
+  auth/iss-not-advertised@2026-07-28 \
+  auth/iss-supported-missing@2026-07-28 \
+  auth/iss-wrong-issuer@2026-07-28 \
+  auth/iss-unexpected@2026-07-28 \
+  auth/iss-normalized@2026-07-28 \
+  auth/metadata-issuer-mismatch@2026-07-28 \
   auth/client-credentials-jwt@extension
 
 .PHONY: conformance conformance-deps

@@ -354,13 +354,16 @@ local function resource_covers(resource, server_url)
   return sp == rp or sp:sub(1, #rp + 1) == rp .. "/"
 end
 
---- OAuth:discover(challenge, budget) -> discovery, or nil, err. Cached
--- until a challenge names other resource metadata.
-function OAuth:discover(challenge, budget)
+--- OAuth:discover(challenge, budget [, fresh]) -> discovery, or nil, err.
+-- Cached until a challenge names other resource metadata; `fresh` (a 401)
+-- reads the protected-resource metadata again, and when it names another
+-- authorization server (a migration) the client registration and the
+-- tokens of the old one are dropped: nothing of it goes to the new one.
+function OAuth:discover(challenge, budget, fresh)
   local rm = challenge.resource_metadata
-  local d = self.disc
-  if d and (rm == nil or rm == d.prm_url) then return d end
-  d = { resource = trim(self.url):gsub("[?#].*$", "") }
+  local old = self.disc
+  if old and not fresh and (rm == nil or rm == old.prm_url) then return old end
+  local d = { resource = trim(self.url):gsub("[?#].*$", "") }
   if d.resource == "" then d.resource = self.url end
   for _, u in ipairs(M.prm_urls(self.url, rm)) do
     local doc, why = self:_get_json(u, budget)
@@ -389,6 +392,15 @@ function OAuth:discover(challenge, budget)
     d.legacy = true
   end
   d.issuer = as_url
+  if old and old.as_url == as_url and old.meta then
+    old.prm, old.prm_url, old.resource = d.prm, d.prm_url, d.resource
+    return old -- the same authorization server: its metadata as read before
+  end
+  d.as_url = as_url
+  if old then
+    -- another authorization server: register there afresh (SEP-2352)
+    self.client, self.tokens, self.disc = nil, nil, nil
+  end
   for _, u in ipairs(M.as_metadata_urls(as_url)) do
     local doc, why = self:_get_json(u, budget)
     if doc then d.meta, d.meta_url = doc, u; break end
@@ -822,7 +834,7 @@ function OAuth:handle(status, header, sent, attempts, budget)
     if werr then return nil, werr end
     return true
   end
-  local d, err = self:discover(ch, budget)
+  local d, err = self:discover(ch, budget, status == 401)
   if not d then return nil, err end
   busy = { done = false, co = coroutine.running() }
   self.busy = busy
