@@ -89,4 +89,32 @@ function core.mask_email(email) end
 ---@return table|nil err
 function core.schema_compile(schema, opts) end
 
+--- SHA-256 of a string or a favcrm.Secret (OpenSSL libcrypto).
+---@param data string|favcrm.Secret
+---@return string digest 32 raw bytes
+function core.sha256(data) end
+
+--- Bytes from the CSPRNG (OpenSSL RAND_bytes); raises when it fails.
+---@param n integer 1..1024
+---@return string bytes
+function core.random_bytes(n) end
+
+--- Unpadded base64url (RFC 4648 section 5) of a string or a favcrm.Secret.
+---@param data string|favcrm.Secret
+---@return string text
+function core.base64url(data) end
+
+--- Padded standard base64 (RFC 4648 section 4) of a string or a favcrm.Secret.
+---@param data string|favcrm.Secret
+---@return string text
+function core.base64(data) end
+
+--- A JWS signature over `input`: ES256 (R||S, 64 bytes) or RS256 (PKCS#1 v1.5).
+---@param pem string|favcrm.Secret an unencrypted PEM private key (P-256 for ES256, RSA >= 2048 bits for RS256)
+---@param alg string "ES256" or "RS256"
+---@param input string the signing input (`header.payload`)
+---@return string|nil signature raw bytes
+---@return string|nil message why not (a key of the wrong kind, not PEM)
+function core.jws_sign(pem, alg, input) end
+
 return core
