@@ -108,6 +108,25 @@ describe_oauth("OAuth against the sandbox's authorization server", function()
     c2:close()
   end)
 
+  it("the default store: oauth-tokens.json in the config folder, 0600; a later client asks nobody", function()
+    local asked = {}
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver(asked) })
+    assert(c:tools())
+    c:close()
+    local path = require("favcrm.oauth").file_store(URL).path()
+    local st = assert(core.stat(path))
+    assert.equal(tonumber("600", 8), st.mode % 512)
+    local c2 = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver(asked) })
+    assert(c2:tools())
+    c2:close()
+    assert.equal(1, asked.n)
+    assert.equal(1, counts().authorizations)
+    -- the file holds the tokens under this URL, never in any other form than the entry
+    local text = require("spec.support.files").slurp(path)
+    assert.truthy(text:find('"entries"', 1, true))
+    os.remove(path)
+  end)
+
   it("authorize returning nil is cancelled; the call's deadline does not count the person's wait", function()
     local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", store = false,
       authorize = function() return nil end })
