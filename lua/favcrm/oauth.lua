@@ -699,14 +699,36 @@ end
 -- is moved on by the time it took.
 function OAuth:_ask(u, budget)
   local t0 = now()
-  -- called directly (no pcall): a coroutine's authorize may yield, on 5.1 too
-  local res = self.o.authorize(u)
+  local limit = self.o.authorize_timeout or M.AUTHORIZE_TIMEOUT
+  local function late()
+    return errors.new("timeout", "the authorization was not completed within " .. limit .. " s")
+  end
+  local res
+  local sess, co = self.session, coroutine.running()
+  if sess and co and sess.async_cos[co] then
+    -- inside an async handle (call_async, Neovim): authorize runs as a
+    -- coroutine of its own and may coroutine.yield() while the person
+    -- decides; the handle sleeps 50 ms between resumes, so the event loop
+    -- (client:step) runs meanwhile
+    local sub = coroutine.create(self.o.authorize)
+    local ok, r = coroutine.resume(sub, u)
+    while ok and coroutine.status(sub) ~= "dead" do
+      if now() - t0 > limit then
+        local took = now() - t0
+        budget.deadline, budget.hard = budget.deadline + took, budget.hard + took
+        return nil, late()
+      end
+      sess:sleep(0.05)
+      ok, r = coroutine.resume(sub)
+    end
+    if not ok then error(r, 0) end
+    res = r
+  else
+    res = self.o.authorize(u)
+  end
   local took = now() - t0
   budget.deadline, budget.hard = budget.deadline + took, budget.hard + took
-  if took > (self.o.authorize_timeout or M.AUTHORIZE_TIMEOUT) then
-    return nil, errors.new("timeout", "the authorization was not completed within "
-      .. (self.o.authorize_timeout or M.AUTHORIZE_TIMEOUT) .. " s")
-  end
+  if took > limit then return nil, late() end
   if res == nil or res == false then
     return nil, errors.new("cancelled", "the authorization was cancelled", { reason = "consent_denied" })
   end

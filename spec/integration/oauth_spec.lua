@@ -146,6 +146,25 @@ describe_oauth("OAuth against the sandbox's authorization server", function()
     slow:close()
   end)
 
+  it("in call_async, authorize may coroutine.yield() while the person decides; other calls run meanwhile", function()
+    local yields, approve = 0, approver({})
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", store = false,
+      authorize = function(u)
+        for _ = 1, 3 do
+          coroutine.yield()
+          yields = yields + 1
+        end
+        return approve(u)
+      end })
+    local h = c:call_async("list_services", {})
+    local res, err = h:wait(20)
+    assert.is_nil(err and err.message)
+    assert.truthy(res)
+    assert.equal(3, yields)
+    assert.equal(1, counts().authorizations)
+    c:close()
+  end)
+
   it("a denied consent is unauthorized, reason consent_denied", function()
     sandbox.control("POST", "/_sandbox/oauth", { deny = 1 }, URL)
     local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", store = false,
