@@ -667,10 +667,6 @@ function OAuth:_token_request(d, fields, reason, budget)
     scope = type(doc.scope) == "string" and doc.scope or fields.scope,
     expires_at = tonumber(doc.expires_in) and (os.time() + math.floor(tonumber(doc.expires_in))) or nil,
   }
-  -- a refresh answer without a new refresh token keeps the old one
-  if not t.refresh_token and fields.grant_type == "refresh_token" and self.tokens then
-    t.refresh_token = self.tokens.refresh_token
-  end
   return t
 end
 
@@ -798,11 +794,23 @@ function OAuth:refresh(budget)
   local nt, err = self:_token_request(self.disc, { grant_type = "refresh_token", refresh_token = rt },
     "refresh_failed", budget)
   if not nt then
-    self.tokens = nil
+    -- the refresh token is not tried again (the server may have rotated it
+    -- before the answer was lost); a refused grant takes the access token
+    -- with it, otherwise that one serves until the server refuses it
+    rt:close()
+    if err.oauth_error == "invalid_grant" then
+      if t.access_token then t.access_token:close() end
+      self.tokens = nil
+    end
     self:_save()
     return nil, err
   end
-  if nt.refresh_token == nil then nt.refresh_token = nil end
+  if nt.refresh_token == nil then
+    nt.refresh_token = rt -- a server that does not rotate: the same one again
+  else
+    rt:close()
+  end
+  if t.access_token then t.access_token:close() end -- replaced: wiped
   self.tokens = nt
   self:_save()
   return true
@@ -835,6 +843,9 @@ function OAuth:_obtain(challenge, d, budget, step_up)
     t, err = self:_authorization_code(d, scope, budget)
   end
   if not t then return nil, err end
+  local old = self.tokens
+  if old and old.access_token then old.access_token:close() end
+  if old and old.refresh_token then old.refresh_token:close() end
   self.tokens = t
   self:_save()
   return true
