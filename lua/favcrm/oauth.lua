@@ -676,6 +676,22 @@ end
 -- metadata's scopes_supported, else none; a step-up adds the challenged
 -- scope to the one asked for before.
 function OAuth:_pick_scope(challenge, d, step_up)
+  local scope = self:_base_scope(challenge, d, step_up)
+  if self.grant ~= "authorization_code" then return scope end
+  -- offline_access (SEP-2207): asked for where the authorization server
+  -- lists it (this client wants refresh tokens), never where it does not
+  local sup = d.meta and d.meta.scopes_supported
+  local words, has_offline = {}, false
+  for w in (scope or ""):gmatch("%S+") do
+    if w == "offline_access" then has_offline = true
+    else words[#words + 1] = w end
+  end
+  if has(sup, "offline_access") and (has_offline or #words > 0) then words[#words + 1] = "offline_access" end
+  if #words == 0 then return nil end
+  return table.concat(words, " ")
+end
+
+function OAuth:_base_scope(challenge, d, step_up)
   if self.o.scope then return self.o.scope end
   local s = challenge.scope
   if s and step_up and self.scope then
