@@ -333,7 +333,8 @@ end
 -- GET a JSON document: the table, or nil, status-or-err.
 function OAuth:_get_json(u, budget)
   local res, err = self:_http({ url = u,
-    headers = { "Accept: application/json", "MCP-Protocol-Version: 2025-11-25" } }, budget)
+    headers = { "Accept: application/json", "MCP-Protocol-Version: "
+      .. tostring(self.session and self.session.protocol_version or "2025-11-25") } }, budget)
   if not res then return nil, err end
   if res.status < 200 or res.status >= 300 then return nil, res.status end
   local doc = json_of(res)
@@ -342,6 +343,10 @@ function OAuth:_get_json(u, budget)
 end
 
 -- ---- discovery ----------------------------------------------------------------
+
+local function is_loopback_host(h)
+  return h == "localhost" or h == "[::1]" or h:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
 
 -- True when the metadata's resource identifies this server's URL (same
 -- origin, and the URL's path is the resource's path or below it).
@@ -419,6 +424,17 @@ function OAuth:discover(challenge, budget, fresh)
   else
     return nil, fail("discovery_failed", "no authorization-server metadata for " .. as_url
       .. " (tried RFC 8414 and OpenID discovery)")
+  end
+  -- the endpoints: https, or http on a loopback address (tests, local servers)
+  for _, k in ipairs({ "authorization_endpoint", "token_endpoint", "registration_endpoint" }) do
+    local u = d.meta[k]
+    if u ~= nil then
+      local p = type(u) == "string" and urls.parse(u)
+      if not p or not (p.scheme == "https" or (p.scheme == "http" and is_loopback_host(p.host))) then
+        return nil, fail("discovery_failed", "the authorization server's " .. k .. " is not an https:// URL (got "
+          .. tostring(u):sub(1, 100) .. ")")
+      end
+    end
   end
   self.disc = d
   self.id = d.issuer .. " " .. d.resource
