@@ -260,7 +260,7 @@ end
 function M.new(o, ctx)
   M.check_options(o, 2)
   local store = o.store
-  if store == nil then store = M.file_store(ctx.url) end
+  if store == nil then store = M.file_store() end
   local self = setmetatable({
     o = o,
     url = ctx.url,
@@ -447,30 +447,30 @@ local SAVED = { "access_token", "refresh_token", "expires_at", "scope", "token_t
   "client_secret", "client_method", "issuer", "resource" }
 local SECRET_FIELDS = { access_token = true, refresh_token = true, client_secret = true }
 
---- oauth.file_store(url [, path]) -> the default store: the file
--- `oauth-tokens.json` in the config folder (beside config.toml; the one
--- `favcrm login --oauth` writes), 0600, rewritten atomically under a lock:
--- `{"version": 1, "entries": {URL: {"id": ID, "tokens": {...}, "saved_at": T}}}`,
--- one entry per MCP URL, its `id` naming issuer and resource; a secret is
--- kept as `{"$secret": "..."}` and goes to the file from its own bytes.
----@param url string the MCP endpoint (the entry's key)
+--- oauth.file_store([path]) -> the default store: one JSON file (0600) in
+-- the config folder (`oauth-tokens.json` beside config.toml; favcrm.login,
+-- the CLI and Neovim read the same), written atomically under a lock:
+-- `{ID: {access_token, refresh_token, expires_at, scope, token_type,
+-- client_id, client_secret, client_method, issuer, resource}, ...}`, each
+-- entry keyed by its id ("<issuer> <resource>"). Secrets go to the file
+-- from their own bytes; a file that is not a token file is left alone.
 ---@param path? string the file (default <config folder>/oauth-tokens.json)
 ---@return table store {load = fn(id), save = fn(id, tokens), path = fn()}
-function M.file_store(url, path)
+function M.file_store(path)
   local function where()
     if path then return path end
     local cfg = require("favcrm.config").path()
     if not cfg then return nil end
     return (cfg:gsub("[^/]*$", "")) .. "oauth-tokens.json"
   end
-  -- the file's table, {} when there is none, or nil, err when it is not ours
+  -- the file's table ({} when there is none), or nil, err when it is not ours
   local function read_all(p)
     local f = io.open(p, "rb")
-    if not f then return { version = 1, entries = {} } end
+    if not f then return {} end
     local text = f:read(MAX_BODY + 1) or ""
     f:close()
     local ok, v = pcall(json.decode_plain, text)
-    if #text > MAX_BODY or not ok or type(v) ~= "table" or type(v.entries) ~= "table" then
+    if #text > MAX_BODY or not ok or type(v) ~= "table" then
       return nil, errors.new("io", "the OAuth token file " .. p .. " is unreadable; remove it and authorize again")
     end
     return v
@@ -481,14 +481,9 @@ function M.file_store(url, path)
     local p = where()
     if not p then return nil end
     local all = read_all(p)
-    local e = all and all.entries[url]
-    if type(e) ~= "table" or e.id ~= id or type(e.tokens) ~= "table" then return nil end
-    local t = {}
-    for k, v in pairs(e.tokens) do
-      if type(v) == "table" and type(v["$secret"]) == "string" then v = secret(v["$secret"]) end
-      t[k] = v
-    end
-    return t
+    local e = all and all[id]
+    if type(e) ~= "table" then return nil end
+    return e
   end
   function store.save(id, tokens)
     local p = where()
@@ -501,35 +496,30 @@ function M.file_store(url, path)
     local okc, res, werr = pcall(function()
       local all, rerr = read_all(p)
       if not all then return nil, rerr end
-      all.entries[url] = nil
-      local parts = { '{"version":1,"entries":{' }
-      local sep = ""
-      for k, e in pairs(all.entries) do
-        parts[#parts + 1] = sep .. json.wire(k) .. ":" .. json.wire(e)
-        sep = ","
+      all[id] = nil
+      -- the file as parts: the secrets go in as they are (wiped once written)
+      local parts, sep = { "{" }, ""
+      for k, e in pairs(all) do
+        if type(k) == "string" and type(e) == "table" then
+          parts[#parts + 1] = sep .. json.wire(k) .. ":" .. json.wire(e)
+          sep = ","
+        end
       end
       if tokens then
-        parts[#parts + 1] = sep .. json.wire(url) .. ':{"id":' .. json.wire(id) .. ',"saved_at":'
-          .. json.wire(os.time()) .. ',"tokens":{'
+        parts[#parts + 1] = sep .. json.wire(id) .. ":{"
         local s2 = ""
         for _, f in ipairs(SAVED) do
           local v = tokens[f]
           if v ~= nil then
             parts[#parts + 1] = s2 .. json.wire(f) .. ":"
             s2 = ","
-            if type(v) == "userdata" then
-              -- the C side writes the secret quoted (TOML basic = JSON here)
-              parts[#parts + 1] = '{"$secret":'
-              parts[#parts + 1] = v
-              parts[#parts + 1] = "}"
-            else
-              parts[#parts + 1] = json.wire(v)
-            end
+            -- a secret is written quoted by the C side (TOML basic = JSON here)
+            parts[#parts + 1] = type(v) == "userdata" and v or json.wire(v)
           end
         end
-        parts[#parts + 1] = "}}"
+        parts[#parts + 1] = "}"
       end
-      parts[#parts + 1] = "}}\n"
+      parts[#parts + 1] = "}\n"
       local wok, e2 = core.write_file_atomic(p, parts, tonumber("600", 8))
       if not wok then return nil, errors.wrap(e2) end
       return true
