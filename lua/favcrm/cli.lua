@@ -714,7 +714,7 @@ function Ctx:interrupted()
 end
 
 function Ctx:need_key(client)
-  if client:has_api_key() then return true end
+  if client:has_api_key() or self.auth_method == "oauth" then return true end
   return false, self:fail({ code = "no_key", message = "no API key is configured" }, EXIT.auth)
 end
 
