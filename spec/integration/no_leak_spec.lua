@@ -294,6 +294,7 @@ describe("secrets", function()
       assert.equal("700", mode_of(HOME .. "/.config/favcrm"))
       out, err, rc = cli({ "--json", "tool", "call", "list_my_companies", "{}" }, { url = url })
       assert.equal(0, rc, err)
+      assert.truthy(out:find("oauth-owner@example.com", 1, true), out)
       out, err, rc = cli({ "--json", "doctor" }, { url = url })
       assert.equal(0, rc, err)
       local doc = cjson.decode(out)
@@ -303,6 +304,7 @@ describe("secrets", function()
       sandbox.advance(16 * 60, url) -- the access token expires: the next call refreshes
       out, err, rc = cli({ "whoami" }, { url = url })
       assert.equal(0, rc, err)
+      assert.truthy(out:find("oauth-owner@example.com", 1, true), out)
       learn()
       for _, path in ipairs(files_under(HOME)) do
         if path ~= OAUTH_FILE and path ~= CONFIG then assert_no_secret(read(path) or "", path) end
