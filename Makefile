@@ -15,15 +15,18 @@ CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS  ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 PCRE2_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libpcre2-8 2>/dev/null)
 PCRE2_LIBS ?= $(shell $(PKG_CONFIG) --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
+# OpenSSL libcrypto (csrc/crypto.c: SHA-256, CSPRNG, JWS for OAuth)
+CRYPTO_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcrypto 2>/dev/null)
+CRYPTO_LIBS ?= $(shell $(PKG_CONFIG) --libs libcrypto 2>/dev/null || echo -lcrypto)
 
 CC         ?= cc
 OPT        ?= -O2 -g
 WARN       ?= -Wall -Wextra -Wmissing-prototypes -Wshadow -Wpointer-arith -Wstrict-prototypes
 CFLAGS     ?= $(OPT)
 ALL_CFLAGS  = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
-              $(LUA_INC) $(CURL_CFLAGS) $(PCRE2_CFLAGS) $(CFLAGS) $(SAN)
+              $(LUA_INC) $(CURL_CFLAGS) $(PCRE2_CFLAGS) $(CRYPTO_CFLAGS) $(CFLAGS) $(SAN)
 LDFLAGS    ?=
-LIBS        = $(CURL_LIBS) $(PCRE2_LIBS) -lm
+LIBS        = $(CURL_LIBS) $(PCRE2_LIBS) $(CRYPTO_LIBS) -lm
 
 BUILD      ?= build/$(LUA)$(if $(SAN),-san)
 SRCS        = $(wildcard csrc/*.c)

@@ -22,20 +22,22 @@ dependencies = {
 external_dependencies = {
   CURL = { library = "curl" },
   PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 build = {
   type = "builtin",
   modules = {
     ["favcrm.core"] = {
       sources = {
-        "csrc/compat.c", "csrc/core.c", "csrc/fs.c", "csrc/http.c", "csrc/listen.c", "csrc/proc.c", "csrc/util.c",
+        "csrc/compat.c", "csrc/core.c", "csrc/crypto.c", "csrc/fs.c", "csrc/http.c", "csrc/listen.c",
+        "csrc/proc.c", "csrc/util.c",
         "csrc/schema_compile.c", "csrc/schema_eval.c", "csrc/schema_format.c",
         "csrc/schema_lua.c", "csrc/schema_uri.c", "csrc/secret.c", "csrc/sse.c", "csrc/sse_lua.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "pcre2-8" },
-      incdirs = { "csrc", "$(CURL_INCDIR)", "$(PCRE2_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(PCRE2_LIBDIR)" },
+      libraries = { "curl", "pcre2-8", "crypto" },
+      incdirs = { "csrc", "$(CURL_INCDIR)", "$(PCRE2_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(PCRE2_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },
     ["favcrm"] = "lua/favcrm/init.lua",
     ["favcrm.cli"] = "lua/favcrm/cli.lua",
@@ -56,6 +58,7 @@ build = {
     ["favcrm.scheduler"] = "lua/favcrm/scheduler.lua",
     ["favcrm.schema"] = "lua/favcrm/schema.lua",
     ["favcrm.nvim"] = "lua/favcrm/nvim.lua",
+    ["favcrm.oauth"] = "lua/favcrm/oauth.lua",
     ["favcrm.nvim.commands"] = "lua/favcrm/nvim/commands.lua",
     ["favcrm.health"] = "lua/favcrm/health.lua",
     ["favcrm.resty"] = "lua/favcrm/resty.lua",

@@ -31,7 +31,7 @@ case "$lua" in
   *) echo "deps: unknown LUA '$lua' (use 5.1, 5.2, 5.3, 5.4 or luajit)" >&2; exit 1 ;;
 esac
 
-build="$lp make gcc pkg-config libcurl4-openssl-dev libpcre2-dev lua-cjson"
+build="$lp make gcc pkg-config libcurl4-openssl-dev libpcre2-dev libssl-dev lua-cjson"
 # node and npm: checked by version below, not by package name
 demo="$build"
 # The specs: busted and LuaSocket (the resty transport's spec runs on it),

@@ -16,6 +16,7 @@ FAV_EXPORT int luaopen_favcrm_core(lua_State *L) {
   fav_schema_open(L);
   fav_fs_open(L);
   fav_proc_open(L);
+  fav_crypto_open(L);
   fav_listen_open(L);
   return 1;
 }

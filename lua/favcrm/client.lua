@@ -6,6 +6,7 @@ local Session = require("favcrm.session")
 local config = require("favcrm.config")
 local util = require("favcrm.util")
 local urls = require("favcrm.url")
+local era = require("favcrm.era")
 
 --- A connection to a FavCRM MCP server, from `favcrm.new`: tool calls,
 -- the signup pair, doctor, and (favcrm.scheduler) many calls at once.
@@ -31,6 +32,8 @@ local OPTIONS = {
   clock = "function", max_retry_wait = "number", command = "table", env = "table", on_stderr = "function",
   getenv = "function", labels = "table", listen = "boolean",
   on_tools_changed = "function", on_resources_changed = "function", on_prompts_changed = "function",
+  oauth = "table",
+  protocol = "string",
 }
 
 local function check_opts(opts)
@@ -55,6 +58,7 @@ local function check_opts(opts)
       error("favcrm.new: option '" .. k .. "' must be a positive finite number (got " .. tostring(v) .. ")", 3)
     end
   end
+  era.check_option(opts.protocol, 3)
   if opts.user_agent and opts.user_agent:find("[%c]") then
     -- a CR or LF would start a header of the caller's choosing
     error("favcrm.new: option 'user_agent' holds a line break or another control character", 3)
@@ -122,6 +126,13 @@ function Client.new(opts)
   elseif opts.env or opts.on_stderr then
     error("favcrm.new: options 'env' and 'on_stderr' go with 'command'", 3)
   end
+  if opts.oauth then
+    -- OAuth (favcrm.oauth) replaces the API key: never both, and no key
+    -- from the environment or the config file is sent
+    if opts.api_key ~= nil then error("favcrm.new: options 'oauth' and 'api_key' are exclusive", 3) end
+    if opts.command then error("favcrm.new: option 'oauth' is for HTTP servers; stdio has no OAuth", 3) end
+    require("favcrm.oauth").check_options(opts.oauth, 3)
+  end
   -- Inside nginx the libcurl and stdio transports would hold the worker
   -- (every request it serves) for the whole call: refused outside the
   -- phases that run before it serves (init, init_worker).
@@ -135,6 +146,7 @@ function Client.new(opts)
   local resolved, rerr = config.resolve(opts, opts.getenv)
   if not resolved then return nil, rerr end
   local url, key, key_source = resolved.url, resolved.api_key, resolved.key_source
+  if opts.oauth then key, key_source = nil, "oauth" end
   if type(key) == "string" then key = core.secret(key) end
   errors.protect(key)
   if type(opts.api_key) == "string" then
@@ -177,6 +189,8 @@ function Client.new(opts)
     handles = {},
     waiters = {},  -- waitable -> handles waiting on it
     ready = {},    -- handles to resume
+    param_headers = setmetatable({}, { __mode = "k" }), -- tool -> its x-mcp-header list (modern)
+    rejected_tools = {}, -- name -> why it was left out of tools() (modern)
   }, Client)
   -- a transport that keeps sessions per process (favcrm.resty) gives the
   -- state shared by clients of this endpoint and identity
@@ -189,16 +203,24 @@ function Client.new(opts)
     self.shared, self.validators = shared, shared.validators
     self.tool_cache = shared.tools
   end
+  local oauth = opts.oauth and require("favcrm.oauth").new(opts.oauth, {
+    url = url, client_name = opts.client_name,
+    http = { user_agent = ua, ca_file = opts.ca_file,
+      connect_timeout_ms = math.floor((opts.connect_timeout or 10) * 1000) },
+  }) or nil
+  self.oauth = oauth
   self.session = Session.new({
-    shared = shared,
+    shared = shared, oauth = oauth,
     transport = transport, url = url, auth = key, headers = header_list(opts.headers),
     timeout = resolved.timeout, max_total_timeout = opts.max_total_timeout,
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
     on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
     on_progress = opts.on_progress, on_log = opts.on_log, listen = opts.listen,
+    protocol = opts.protocol,
     listen_for_changes = (opts.on_tools_changed or opts.on_resources_changed or opts.on_prompts_changed)
       and true or nil,
   })
+  if oauth then oauth.session = self.session end
   self.session.on_list_changed = function(kind) self:_list_changed(kind) end
   self.session.after_pump = function() self:_resume_ready() end
   self.session.forget = function(w) self.waiters[w] = nil end
@@ -339,7 +361,10 @@ end
 
 -- client:tools() within a call's budget (Session:budget).
 function Client:_tools(refresh, budget)
-  if self.tool_cache and not refresh then return self.tool_cache.list end
+  local c = self.tool_cache
+  -- a modern server's ttlMs (> 0) bounds how long the list is fresh
+  if c and c.expires and core.monotonic() >= c.expires then refresh = true end
+  if c and not refresh then return c.list end
   if self.tools_loading then
     -- another flow is fetching the list: wait for it and share it
     local loading = self.tools_loading
@@ -359,6 +384,7 @@ end
 
 function Client:_fetch_tools(budget)
   local list, byname, cursor, pages = {}, {}, nil, 0
+  local ttl
   repeat
     pages = pages + 1
     if pages > 1000 then
@@ -369,16 +395,38 @@ function Client:_fetch_tools(budget)
     if type(res.tools) ~= "table" then
       return nil, errors.new("protocol", "tools/list answered without a tools array")
     end
+    local modern = self.session.era == "modern"
     for _, t in ipairs(res.tools) do
       if type(t) == "table" and type(t.name) == "string" then
-        list[#list + 1] = t
-        byname[t.name] = t
+        local keep = true
+        if modern then
+          -- 2026-07-28: a tool whose x-mcp-header annotations break the
+          -- rules is left out (server/tools); the others stay usable
+          local hdrs, why = era.tool_headers(t)
+          if hdrs then
+            self.param_headers[t] = hdrs
+          else
+            keep = false
+            self.rejected_tools[t.name] = why
+            local log = self.opts.on_log
+            if log then
+              pcall(log, { level = "warning", logger = "favcrm",
+                data = "left out the tool '" .. t.name .. "': " .. why })
+            end
+          end
+        end
+        if keep then
+          list[#list + 1] = t
+          byname[t.name] = t
+        end
       end
     end
+    if pages == 1 and type(res.ttlMs) == "number" then ttl = res.ttlMs end
     cursor = res.nextCursor
     if cursor == json.null then cursor = nil end
   until cursor == nil
-  self.tool_cache = { list = list, byname = byname }
+  self.tool_cache = { list = list, byname = byname,
+    expires = ttl and ttl > 0 and core.monotonic() + ttl / 1000 or nil }
   if self.shared then self.shared.tools = self.tool_cache end
   return list
 end
@@ -589,14 +637,19 @@ function Client:call(name, args, opts)
   local params = { name = name, arguments = marked }
   local ok_init, ierr = session:initialize(budget)
   if not ok_init then return nil, ierr end
-  local op_opts = { budget = budget, on_progress = opts.on_progress }
+  local op_opts = { budget = budget, on_progress = opts.on_progress,
+    reissue = ann.readOnlyHint == true }
+  if session.era == "modern" and self.param_headers[tool] then
+    -- 2026-07-28: the arguments marked x-mcp-header go out as Mcp-Param-{Name}
+    op_opts.param_headers = era.param_headers(self.param_headers[tool], args)
+  end
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
   local read_only = ann.readOnlyHint == true
   local max_retry_wait = opts.max_retry_wait or self.opts.max_retry_wait or 0
   local result, rerr
-  local tries, waited = 0, false
+  local tries, waited, refetched = 0, false, false
   while true do
     result, rerr = session:wait(session:start_request("tools/call", params, op_opts))
     if result then break end
@@ -606,6 +659,14 @@ function Client:call(name, args, opts)
     if transient and read_only and tries < 2 and 0.25 * 2 ^ tries < session.left(budget) then
       tries = tries + 1
       session:sleep(0.25 * 2 ^ (tries - 1))
+    elseif rerr.header_mismatch and not refetched then
+      -- HeaderMismatch: the tool's schema may have changed; list the tools
+      -- again and send the call once more (streamable-http: Client Behavior)
+      refetched = true
+      local fresh = self:_tools(true, budget)
+      tool = fresh and self.tool_cache.byname[name]
+      if not tool then break end
+      op_opts.param_headers = self.param_headers[tool] and era.param_headers(self.param_headers[tool], args) or nil
     elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
       and rerr.retry_after <= max_retry_wait and rerr.retry_after < session.left(budget) then
       waited = true
@@ -685,6 +746,7 @@ function Client:close()
   if self.closed then return end
   self.closed = true
   self.session:close()
+  if self.oauth then self.oauth:close() end
 end
 Client.__close = Client.close
 Client.__gc = function(self)

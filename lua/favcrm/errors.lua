@@ -88,8 +88,9 @@ local function mask_token(tok)
   return "fav_mcp_****"
 end
 
---- errors.redact(text) -> text with the protected keys and anything shaped
--- like a key (fav_mcp_ followed by key characters) masked. Other values
+--- errors.redact(text) -> text with the protected keys and OAuth tokens and
+-- anything shaped like a key or a FavCRM OAuth token (fav_mcp_, fav_oat_,
+-- fav_ort_ followed by key characters) masked. Other values
 -- come back as they are.
 ---@param text any the text to redact
 ---@return any text the redacted text (a non-string as it came)
@@ -104,6 +105,10 @@ function M.redact(text)
   end
   if text:find("fav_mcp_", 1, true) then
     text = text:gsub("fav_mcp_[%w_%-]+", mask_token)
+  end
+  -- FavCRM's OAuth access and refresh tokens (fav_oat_..., fav_ort_...)
+  if text:find("fav_o", 1, true) then
+    text = text:gsub("fav_o[ar]t_[%w_%-]+", mask_token)
   end
   return text
 end

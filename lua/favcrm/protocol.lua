@@ -139,8 +139,18 @@ function M.install(Client, check_self)
     check_self(self, "subscribe")
     if type(uri) ~= "string" or uri == "" then bad(1, "subscribe", "resource URI", uri) end
     if type(fn) ~= "function" then bad(2, "subscribe", "function", fn) end
-    local res, err = request(self, "resources/subscribe", { uri = uri })
-    if not res then return nil, err end
+    local s = self.session
+    local ok, ierr = s:initialize(s:budget())
+    if not ok then return nil, ierr end
+    if s.era == "modern" then
+      -- 2026-07-28: no resources/subscribe; the uri joins the filter of
+      -- subscriptions/listen (the stream is opened again with it)
+      s.subscribed = s.subscribed or {}
+      s.subscribed[uri] = true
+    else
+      local res, err = request(self, "resources/subscribe", { uri = uri })
+      if not res then return nil, err end
+    end
     self.subscriptions = self.subscriptions or {}
     self.subscriptions[uri] = fn
     local subs = self.subscriptions
@@ -149,8 +159,9 @@ function M.install(Client, check_self)
       if h then h(p) end
     end
     -- over HTTP, updates outside a call come on the standalone stream
-    local s = self.session
-    if s.initialized and type(s._listen_start) == "function" then s:_listen_start() end
+    -- (modern: the subscriptions/listen stream)
+    if s.era == "modern" then s:_listen_restart()
+    elseif s.initialized and type(s._listen_start) == "function" then s:_listen_start() end
     return true
   end
 
@@ -169,6 +180,12 @@ function M.install(Client, check_self)
         self.subscriptions = nil
         self.session.on_resource_updated = nil
       end
+    end
+    local s = self.session
+    if s.era == "modern" then
+      if s.subscribed then s.subscribed[uri] = nil end
+      s:_listen_restart()
+      return true
     end
     local res, err = request(self, "resources/unsubscribe", { uri = uri })
     if not res then return nil, err end
@@ -263,6 +280,15 @@ function M.install(Client, check_self)
     if not LOG_LEVELS[level] then
       error("bad argument #1 to 'set_log_level' (a log level such as \"info\" or \"warning\" expected, got "
         .. (type(level) == "string" and ("\"" .. level .. "\"") or type(level)) .. ")", 2)
+    end
+    local s = self.session
+    local ok, ierr = s:initialize(s:budget())
+    if not ok then return nil, ierr end
+    if s.era == "modern" then
+      -- 2026-07-28: no logging/setLevel; every request carries the level
+      -- in _meta (io.modelcontextprotocol/logLevel)
+      s.log_level = level
+      return true
     end
     local res, err = request(self, "logging/setLevel", { level = level })
     if not res then return nil, err end

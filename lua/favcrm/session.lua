@@ -10,6 +10,7 @@ local json = require("favcrm.json")
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
 local urls = require("favcrm.url")
+local era = require("favcrm.era")
 
 local Session = {}
 Session.__index = Session
@@ -45,6 +46,7 @@ function Session.new(opts)
     transport = opts.transport,
     url = opts.url,
     auth = opts.auth,             -- favcrm.Secret, string or nil
+    oauth = opts.oauth,           -- favcrm.oauth state, or nil (then auth is nil)
     extra_headers = opts.headers or {},
     timeout = opts.timeout or 60,
     max_total_timeout = opts.max_total_timeout or 600,
@@ -73,15 +75,52 @@ function Session.new(opts)
     last_date_header = nil, -- the last HTTP Date header seen ...
     last_date_at = nil,     -- ... and the local time then
     shared = opts.shared,   -- state kept across sessions (favcrm.resty), or nil
+    -- the era (issue 16, favcrm.era): "auto", "2026-07-28" or "2025-11-25"
+    -- asked for; "modern" or "legacy" once known (by the gate of _start_init)
+    want = opts.protocol or "auto",
+    era = nil,
+    log_level = nil,  -- modern: the per-request io.modelcontextprotocol/logLevel
   }, Session)
   local sh = opts.shared
-  if sh and sh.initialized then
+  if sh and sh.era == "modern" and self.want ~= era.LEGACY then
+    self:_set_modern(sh.server_info, sh.server_capabilities, sh.instructions)
+  elseif sh and sh.initialized then
     -- a session this process negotiated before: no initialize round trip
     self.session_id, self.protocol_version = sh.session_id, sh.protocol_version
     self.server_info, self.server_capabilities = sh.server_info, sh.server_capabilities
     self.instructions, self.initialized = sh.instructions, true
+    self.era = "legacy"
   end
   return self
+end
+
+-- The key under which the era of this server is remembered: the origin
+-- (HTTP), or the transport itself (stdio: its server process).
+function Session:_era_key()
+  local t = self.transport
+  if type(t) == "table" and t.idle_stream == true then return t end
+  return self.url and urls.origin(self.url) or nil
+end
+
+-- The server speaks 2026-07-28: stateless requests from now on.
+function Session:_set_modern(info, caps, instructions)
+  self.era, self.protocol_version, self.session_id = "modern", era.MODERN, nil
+  self.server_info = info or self.server_info
+  self.server_capabilities = caps or self.server_capabilities
+  self.instructions = instructions or self.instructions
+  self.initialized = true
+  local sh = self.shared
+  if sh then
+    sh.era, sh.protocol_version = "modern", era.MODERN
+    sh.server_info, sh.server_capabilities, sh.instructions = self.server_info, self.server_capabilities,
+      self.instructions
+  end
+end
+
+-- Over stdio (a transport with idle_stream) there are no HTTP headers.
+function Session:_is_stdio()
+  local t = self.transport
+  return type(t) == "table" and t.idle_stream == true
 end
 
 -- The headers every request carries.
@@ -108,6 +147,13 @@ function Session:_headers(extra)
   return h
 end
 
+-- The bearer token a request carries: the OAuth access token (refreshed
+-- first when it is about to expire, within `budget`), else the API key.
+function Session:_auth(budget)
+  if self.oauth then return self.oauth:current(budget) end
+  return self.auth
+end
+
 function Session:_hard_timeout_ms()
   return math.floor((self.max_total_timeout + 5) * 1000)
 end
@@ -132,6 +178,10 @@ end
 -- server request). Its outcome only matters as far as the transport goes.
 -- At most AUX_IN_FLIGHT are sent at once; the others wait in aux_queue.
 function Session:_send_aux(msg)
+  -- modern HTTP: closing the response stream is the cancellation
+  if self.era == "modern" and msg.method == "notifications/cancelled" and not self:_is_stdio() then
+    return true
+  end
   local body = json.wire(msg)
   if self.aux_sending >= AUX_IN_FLIGHT then
     local q = self.aux_queue
@@ -144,7 +194,7 @@ end
 function Session:_start_aux(body)
   local tid, err = self.transport:start({
     method = "POST", url = self.url, headers = self:_headers(), body = body,
-    auth = self.auth, timeout_ms = 10000,
+    auth = self:_auth(), timeout_ms = 10000,
   })
   if tid then
     self.aux[tid] = "send"
@@ -172,11 +222,12 @@ function Session:_launch(op)
     url = op.url or self.url,
     headers = self:_headers(op.extra_headers),
     body = op.http_method == "GET" and nil or op.body,
-    auth = self.auth,
+    auth = self:_auth(op.budget),
     -- the time left, and a second more, so our own deadline ends it first
     timeout_ms = math.max(1, math.floor((op.hard_deadline - now()) * 1000) + 1000),
   }
   if op.drop_auth then req.auth = nil end -- never to another origin
+  op.sent_auth = req.auth or false
   op.sent_session = self.session_id
   op.status, op.headers, op.got_headers = nil, nil, false
   local tid, err = self.transport:start(req)
@@ -190,31 +241,14 @@ end
 --- Session:start_request(method, params, opts) -> op. No waiting.
 -- opts: timeout, max_total_timeout, on_progress, notify (no id), budget
 -- (Session:budget, shared by the requests of one public call: it replaces
--- timeout and max_total_timeout).
+-- timeout and max_total_timeout), param_headers (modern: the
+-- Mcp-Param-{Name} lines of a tools/call), reissue (modern: a read-only
+-- call a broken stream may send again), modern (the era probe).
 function Session:start_request(method, params, opts)
   opts = opts or {}
-  local rpc_id
-  if not opts.notify then
-    -- ids are unique per MCP session, which clients may share (opts.shared)
-    local counter = self.shared or self
-    counter.next_rpc = (counter.next_rpc or 0) + 1
-    rpc_id = counter.next_rpc
-  end
-  local msg = { jsonrpc = "2.0", id = rpc_id, method = method, params = params }
-  local progress_token
-  if rpc_id and (opts.on_progress or self.cb.progress) then
-    progress_token = "p" .. rpc_id
-    msg.params = msg.params or {}
-    msg.params._meta = msg.params._meta or {}
-    msg.params._meta.progressToken = progress_token
-  end
-  local body, jerr = json.wire(msg)
-  if not body then
-    error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 3)
-  end
   local b = opts.budget or self:budget(opts.timeout, opts.max_total_timeout)
   local op = {
-    rpc_id = rpc_id, method = method, body = body, progress_token = progress_token,
+    rpc_id = false, method = method, body = false, progress_token = false,
     timeout = b.timeout, deadline = b.deadline, hard_deadline = b.hard, budget = b,
     on_progress = opts.on_progress or false, done = false, resumes = 0, redirects = 0,
     notify = opts.notify or false, replayed = false, retry_ms = 1000,
@@ -222,11 +256,66 @@ function Session:start_request(method, params, opts)
     tid = false, status = false, headers = false, got_headers = false, sent_session = false,
     last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
     url = false, drop_auth = false, is_init = false, on_done = false, callback_error = false,
-    reinit = false,
+    reinit = false, sent_auth = false, auth_tries = 0,
+    -- the 2026-07-28 era (favcrm.era)
+    params = params, modern = opts.modern or self.era == "modern", param_headers = opts.param_headers or false,
+    reissue = opts.reissue or false, rounds = 0, mrtr_responses = false, mrtr_state = false,
+    version_retry = false, renegotiated = false, is_probe = false,
   }
-  if progress_token then self.by_token[progress_token] = op end
+  self:_encode(op)
   self:_launch(op)
   return op
+end
+
+-- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
+-- request's _meta, its MRTR answers and its headers.
+function Session:_encode(op)
+  if not op.notify then
+    -- ids are unique per MCP session, which clients may share (opts.shared)
+    local counter = self.shared or self
+    counter.next_rpc = (counter.next_rpc or 0) + 1
+    op.rpc_id = counter.next_rpc
+  end
+  local method, params = op.method, op.params
+  if op.modern then
+    method = era.ALIAS[method] or method
+    local p = {}
+    if type(params) == "table" then
+      for k, v in pairs(params) do p[k] = v end
+    end
+    local meta = era.meta(self, self.protocol_version or era.MODERN)
+    if type(p._meta) == "table" then
+      for k, v in pairs(p._meta) do
+        if meta[k] == nil then meta[k] = v end
+      end
+    end
+    p._meta = meta
+    if op.mrtr_responses then p.inputResponses = op.mrtr_responses end
+    if op.mrtr_state then p.requestState = op.mrtr_state end
+    params = p
+    local h = era.request_headers(method, p)
+    for _, line in ipairs(op.param_headers or {}) do h[#h + 1] = line end
+    op.extra_headers = h
+  else
+    op.extra_headers = false
+  end
+  if op.progress_token then self.by_token[op.progress_token] = nil end
+  op.progress_token = false
+  local rpc_id = op.rpc_id
+  local msg = { jsonrpc = "2.0", id = rpc_id or nil, method = method, params = params }
+  if rpc_id and (op.on_progress or self.cb.progress) then
+    local token = "p" .. rpc_id
+    msg.params = msg.params or {}
+    msg.params._meta = msg.params._meta or {}
+    msg.params._meta.progressToken = token
+    op.progress_token = token
+    self.by_token[token] = op
+  end
+  local body, jerr = json.wire(msg)
+  if not body then
+    error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 4)
+  end
+  op.body = body
 end
 
 -- Marks a waitable (an op, a timer, a gate) done and tells whoever waits.
@@ -339,14 +428,33 @@ function Session:_on_http_error(op, item)
     op.url = target
     return self:_launch(op)
   elseif st == 401 or st == 403 then
+    -- with OAuth, Session:wait (or initialize) hands this to favcrm.oauth,
+    -- which authorizes (or refreshes, or steps up) and the request is sent again
     local what
-    if st == 403 then what = "the API key may not do this"
+    if self.oauth then what = st == 403 and "the OAuth token may not do this" or "the server wants OAuth authorization"
+    elseif st == 403 then what = "the API key may not do this"
     elseif self.auth == nil or op.drop_auth then what = "this needs an API key and none was sent"
     else what = "the server refused the API key" end
+    local wa = h["www-authenticate"]
     return self:_finish(op, nil, errors.new("unauthorized", what .. detail,
-      { status = st, www_authenticate = h["www-authenticate"],
-        hint = "check FAVCRM_API_KEY; if the key was revoked or leaked, revoke it in the "
-          .. "FavCRM portal (Settings, MCP Keys) and issue a new one" }))
+      { status = st, www_authenticate = wa,
+        -- where OAuth is offered (RFC 9728): an application may use the oauth option
+        resource_metadata = wa and require("favcrm.oauth").resource_metadata_of(wa) or nil,
+        hint = not self.oauth and ("check FAVCRM_API_KEY; if the key was revoked or leaked, revoke it in the "
+          .. "FavCRM portal (Settings, MCP Keys) and issue a new one") or nil }))
+  elseif op.modern and rpc_code ~= nil and self:_modern_retry(op, rpc_code, rpc_data) then
+    return
+  elseif op.modern and (st == 400 or st == 404 or st == 405) and not op.is_probe and not op.renegotiated
+    and self.want == "auto" and not era.map_error(op.method, rpc_code, "", rpc_data)
+    and rpc_code ~= -32602 then
+    -- the era remembered for this origin no longer holds (the server was
+    -- replaced by an older one): negotiate again, then send the op once more
+    return self:_renegotiate(op)
+  elseif op.modern and rpc_code ~= nil and era.map_error(op.method, rpc_code, smsg, rpc_data) then
+    return self:_finish(op, nil, era.map_error(op.method, rpc_code, smsg, rpc_data, { status = st }))
+  elseif op.modern and st == 400 and rpc_code == -32602 then
+    return self:_finish(op, nil, errors.new("invalid_arguments", "the server refused the request" .. detail,
+      { status = st, rpc_code = rpc_code, data = rpc_data }))
   elseif st == 429 then
     local ra = tonumber(h["retry-after"])
     if ra then ra = math.floor(ra) end
@@ -461,12 +569,21 @@ function Session:_on_message(op, msg)
     if msg.error ~= nil then
       local e = type(msg.error) == "table" and msg.error or {}
       local code = rpc_code_of(e.code)
+      if op.modern then
+        if self:_modern_retry(op, code, e.data) then return end
+        local mapped = era.map_error(op.method, code, rpc_error_text(e), e.data)
+        if mapped then return self:_finish(op, nil, mapped, true) end
+      end
       -- -32602 "Invalid params": the server refused the arguments
       return self:_finish(op, nil, errors.new(code == -32602 and "invalid_arguments" or "protocol",
         "the server answered with an error: " .. rpc_error_text(e),
         { rpc_code = code, data = e.data }), true)
     end
-    return self:_finish(op, msg.result, nil, true)
+    local res = msg.result
+    if op.modern and type(res) == "table" and res.resultType == "input_required" then
+      return self:_mrtr(op, res)
+    end
+    return self:_finish(op, res, nil, true)
   end
   -- an answer to something else: ignored (a stray or duplicate id)
 end
@@ -502,10 +619,17 @@ function Session:_on_item(op, item)
   if op.notify then return self:_finish(op, true, nil) end
   if item.sse or (op.headers and (op.headers["content-type"] or ""):find("^text/event%-stream")) then
     -- the stream ended without our answer: resume from the last event id
-    if op.last_event_id and op.resumes < MAX_RESUMES and self.session_id then
+    if op.last_event_id and op.resumes < MAX_RESUMES and self.session_id and not op.modern then
       op.resumes = op.resumes + 1
       op.resume_at = now() + op.retry_ms / 1000
       return
+    end
+    if op.modern and op.resumes < MAX_RESUMES and (op.reissue or era.REISSUE[op.method]) then
+      -- no resumption in the modern era: a read-only request goes again,
+      -- as a new request with a new id (streamable-http, changelog item 9)
+      op.resumes = op.resumes + 1
+      self:_encode(op)
+      return self:_launch(op)
     end
     return self:_finish(op, nil, errors.new("protocol",
       "the server's event stream ended before the answer arrived"))
@@ -523,7 +647,7 @@ function Session:_on_item(op, item)
     return self:_finish(op, nil, errors.new("protocol", "the server's answer is not valid JSON"))
   end
   self:_on_message(op, msg)
-  if not op.done then
+  if not op.done and not op.tid and not op.reinit then
     return self:_finish(op, nil, errors.new("protocol", "the server's answer did not carry our request id"))
   end
 end
@@ -532,7 +656,7 @@ function Session:_timeout(op)
   local rpc_id = op.rpc_id
   self:_finish(op, nil, errors.new("timeout",
     "no answer to " .. op.method .. " within " .. op.timeout .. " s"))
-  if rpc_id and not op.notify then
+  if rpc_id and not op.notify and not op.is_probe then
     self:_send_aux({ jsonrpc = "2.0", method = "notifications/cancelled",
       params = { requestId = rpc_id, reason = "timeout" } })
   end
@@ -667,6 +791,26 @@ end
 --- Session:wait(op [, budget]): pumps until op is done; returns result or
 -- nil, err. With a budget, a waitable that is not an op (a gate, a timer)
 -- is waited for at most until the budget's deadline (an op has its own).
+-- An op refused with 401/403 while OAuth is on: favcrm.oauth gets new
+-- tokens (or says why not) and the op is sent again. -> true when relaunched.
+function Session:_oauth_retry(op)
+  local e = op.err
+  if not (self.oauth and op.method and not op.is_init and e and e.code == "unauthorized"
+    and e.status and e.reason == nil and not op.drop_auth) then return false end
+  local ok, aerr = self.oauth:handle(e.status, e.www_authenticate, op.sent_auth or nil, op.auth_tries, op.budget)
+  op.auth_tries = op.auth_tries + 1
+  if not ok then
+    op.err = aerr
+    return false
+  end
+  -- the person's wait moved the budget on
+  op.deadline, op.hard_deadline = op.budget.deadline, op.budget.hard
+  op.done, op.result, op.err = false, nil, nil
+  if op.progress_token then self.by_token[op.progress_token] = op end
+  self:_launch(op)
+  return true
+end
+
 function Session:wait(op, budget)
   local co = coroutine.running()
   local async = co and self.async_cos[co]
@@ -675,16 +819,18 @@ function Session:wait(op, budget)
     tm = { done = false, wake_at = math.min(budget.deadline, budget.hard) }
     self.timers[tm] = true
   end
-  if async then
-    -- inside an async handle: the client's step() resumes us when op (or
-    -- the budget's timer) is done
-    while not op.done and not (tm and tm.done) do coroutine.yield(op, tm) end
-  else
-    while not op.done and not (tm and tm.done) do
-      self:pump(1)
-      if self.after_pump then self.after_pump() else self.signaled = {} end
+  repeat
+    if async then
+      -- inside an async handle: the client's step() resumes us when op (or
+      -- the budget's timer) is done
+      while not op.done and not (tm and tm.done) do coroutine.yield(op, tm) end
+    else
+      while not op.done and not (tm and tm.done) do
+        self:pump(1)
+        if self.after_pump then self.after_pump() else self.signaled = {} end
+      end
     end
-  end
+  until not (op.done and self.oauth and op.err and self:_oauth_retry(op))
   if tm then
     self.timers[tm] = nil
     if self.forget then self.forget(tm) end
@@ -711,14 +857,15 @@ function Session:_start_init()
   if self.initialized then return { done = true, after = {} } end
   if not gate then
     -- one initialization, shared by every flow that needs it; it is over
-    -- (gate.done) once the server has taken notifications/initialized too,
-    -- because some servers only finish setting up a session then
+    -- (gate.done) once the era is known (favcrm.era) and, for a legacy
+    -- server, once it has taken notifications/initialized too, because
+    -- some servers only finish setting up a session then
     gate = { done = false, after = {} }
     self.init_gate, self.init_err = gate, nil
     local function over(err)
       if err then self.init_err = err else self.initialized = true end
       local sh = self.shared
-      if not err and sh and not sh.initialized then
+      if not err and sh and not sh.initialized and self.era ~= "modern" then
         sh.session_id, sh.protocol_version = self.session_id, self.protocol_version
         sh.server_info, sh.server_capabilities = self.server_info, self.server_capabilities
         sh.instructions, sh.initialized = self.instructions, true
@@ -728,35 +875,208 @@ function Session:_start_init()
       if not err then self:_listen_start() end
       for _, fn in ipairs(gate.after) do fn() end
     end
-    local caps = {}
-    if self.cb.elicit then caps.elicitation = {} end
-    if self.cb.sample then caps.sampling = {} end
-    if self.cb.roots then caps.roots = { listChanged = false } end
-    local op = self:start_request("initialize", {
-      protocolVersion = Session.PROTOCOL_VERSION,
-      capabilities = caps,
-      clientInfo = self.client_info,
-    }, { timeout = self.timeout })
-    op.is_init = true
-    op.on_done = function(o)
-      local res = o.result
-      if not res then return over(o.err) end
-      local v = res.protocolVersion
-      if not Session.SUPPORTED_VERSIONS[v] then
-        return over(errors.new("protocol", "the server speaks MCP protocol version " .. tostring(v)
-          .. ", which this client does not support", { server_version = v }))
-      end
-      self.protocol_version = v
-      self.server_info = res.serverInfo
-      self.server_capabilities = res.capabilities
-      self.instructions = res.instructions
-      local n = self:start_request("notifications/initialized", nil, { notify = true, timeout = self.timeout })
-      n.on_done = function(no) over(no.err) end
-      if n.done then n.on_done(n) end
+    -- the era: pinned by opts.protocol, remembered for this origin (or
+    -- stdio server process), or probed with server/discover
+    local want = self.want
+    local verdict = want == "auto" and not self.force_legacy and era.cached(self:_era_key()) or nil
+    if want == era.MODERN or (verdict and verdict.era == "modern") then
+      self:_set_modern(verdict and verdict.info, verdict and verdict.caps, verdict and verdict.instructions)
+      over(nil)
+    elseif want == era.LEGACY or self.force_legacy or (verdict and verdict.era == "legacy") then
+      self:_legacy_init(over)
+    else
+      self:_probe(over, false)
     end
-    if op.done then op.on_done(op) end
   end
   return gate
+end
+
+-- The era probe (versioning: Backward Compatibility): server/discover sent
+-- the modern way. A DiscoverResult that lists 2026-07-28 means modern; a
+-- -32022 that lists it is answered by one more probe; an HTTP 400/404/405
+-- without a recognised modern error (or, over stdio, any error or no
+-- answer in time) means a legacy server: the initialize handshake follows.
+-- The verdict is remembered per origin (HTTP) or server process (stdio).
+function Session:_probe(over, retried)
+  self.protocol_version = era.MODERN -- the probe's MCP-Protocol-Version
+  local stdio = self:_is_stdio()
+  local op = self:start_request("server/discover", nil,
+    { timeout = stdio and math.min(self.timeout, 10) or self.timeout, modern = true })
+  op.is_probe = true
+  self.init_op = op -- (OAuth: initialize() authorizes after its 401)
+  op.on_done = function(o)
+    local verdict = era.classify(o.result, o.err, stdio)
+    if verdict == "retry" and not retried then return self:_probe(over, true) end
+    if verdict == "modern" then
+      local r = o.result
+      local meta = type(r._meta) == "table" and r._meta or {}
+      local info = meta["io.modelcontextprotocol/serverInfo"]
+      if type(info) ~= "table" then info = type(r.serverInfo) == "table" and r.serverInfo or nil end
+      local caps = type(r.capabilities) == "table" and r.capabilities or {}
+      local instructions = type(r.instructions) == "string" and r.instructions or nil
+      self:_set_modern(info, caps, instructions)
+      era.remember(self:_era_key(), { era = "modern", info = info, caps = caps, instructions = instructions })
+      return over(nil)
+    end
+    self.protocol_version = nil
+    if verdict == "legacy" then
+      era.remember(self:_era_key(), { era = "legacy" })
+      return self:_legacy_init(over)
+    end
+    return over(o.err or errors.new("protocol", "the server's server/discover lists no protocol version "
+      .. "this client speaks (" .. era.MODERN .. " or " .. era.LEGACY .. ")",
+      { supported = type(o.result) == "table" and o.result.supportedVersions or nil }))
+  end
+  if op.done then op.on_done(op) end
+end
+
+-- The legacy handshake: initialize, then notifications/initialized.
+function Session:_legacy_init(over)
+  self.era = "legacy"
+  local caps = {}
+  if self.cb.elicit then caps.elicitation = {} end
+  if self.cb.sample then caps.sampling = {} end
+  if self.cb.roots then caps.roots = { listChanged = false } end
+  local op = self:start_request("initialize", {
+    protocolVersion = Session.PROTOCOL_VERSION,
+    capabilities = caps,
+    clientInfo = self.client_info,
+  }, { timeout = self.timeout })
+  op.is_init = true
+  self.init_op = op -- (OAuth: initialize() authorizes after its 401)
+  op.on_done = function(o)
+    local res = o.result
+    if not res then return over(o.err) end
+    local v = res.protocolVersion
+    if not Session.SUPPORTED_VERSIONS[v] then
+      return over(errors.new("protocol", "the server speaks MCP protocol version " .. tostring(v)
+        .. ", which this client does not support", { server_version = v }))
+    end
+    self.protocol_version = v
+    self.server_info = res.serverInfo
+    self.server_capabilities = res.capabilities
+    self.instructions = res.instructions
+    local n = self:start_request("notifications/initialized", nil, { notify = true, timeout = self.timeout })
+    n.on_done = function(no) over(no.err) end
+    if n.done then n.on_done(n) end
+  end
+  if op.done then op.on_done(op) end
+end
+
+-- An op's transfer is no longer its own (it is sent again): the answer
+-- stream ends by itself as an auxiliary transfer.
+function Session:_detach(op)
+  if op.tid then
+    self.ops[op.tid] = nil
+    self.aux[op.tid] = "stream"
+    op.tid = false
+  end
+end
+
+-- A modern op met -32022: once more with a version the server lists
+-- (2026-07-28 again), or, in auto mode, the legacy era when it lists only
+-- those. Returns true when it took the op over.
+function Session:_modern_retry(op, code, data)
+  if code ~= era.UNSUPPORTED_VERSION or op.is_probe then return false end
+  local supported = era.supported_of({ rpc_code = code, data = data })
+  if not supported then return false end
+  for _, v in ipairs(supported) do
+    if v == era.MODERN and not op.version_retry then
+      op.version_retry = true
+      self:_detach(op)
+      self:_encode(op)
+      self:_launch(op)
+      return true
+    end
+  end
+  if self.want == "auto" and not op.renegotiated and era.legacy_from({ rpc_code = code, data = data }) then
+    self.force_legacy = true
+    self:_renegotiate(op)
+    return true
+  end
+  return false
+end
+
+-- The era this session assumed does not hold: forget it, negotiate again
+-- (the op waits among the ops without a transfer, its deadline still
+-- checked), then send the op once more the way the new era wants.
+function Session:_renegotiate(op)
+  op.renegotiated = true
+  self:_detach(op)
+  era.remember(self:_era_key(), nil)
+  if self.initialized then
+    self.era, self.initialized, self.protocol_version, self.session_id = nil, false, nil, nil
+    if self.shared then self.shared.era, self.shared.initialized = nil, false end
+  end
+  op.reinit, op.resume_at = true, math.huge
+  self.resuming = self.resuming or {}
+  self.resuming[op] = true
+  return self:_after_init(self:_start_init(), function()
+    if op.done then return end
+    self.resuming[op] = nil
+    op.reinit, op.resume_at = false, nil
+    if not self.initialized then return self:_finish(op, nil, self.init_err) end
+    op.modern = self.era == "modern"
+    op.mrtr_responses, op.mrtr_state = false, false
+    self:_encode(op)
+    return self:_launch(op)
+  end)
+end
+
+-- A modern op's result asked for input (basic/patterns/mrtr): the on_*
+-- callbacks answer the server's input requests, then the op goes again
+-- with a new id, the answers and the server's requestState unchanged.
+-- At most era.MAX_MRTR_ROUNDS rounds, all within the op's deadline.
+function Session:_mrtr(op, res)
+  local function fail(msg, fields)
+    return self:_finish(op, nil, errors.new("protocol", msg, fields), true)
+  end
+  if not era.MRTR_METHODS[op.method] then
+    return fail("the server answered " .. op.method .. " with input_required, which only tools/call, "
+      .. "resources/read and prompts/get may")
+  end
+  op.rounds = op.rounds + 1
+  if op.rounds > era.MAX_MRTR_ROUNDS then
+    return fail(op.method .. " still required input after " .. era.MAX_MRTR_ROUNDS .. " rounds",
+      { rounds = era.MAX_MRTR_ROUNDS })
+  end
+  local reqs, state = res.inputRequests, res.requestState
+  if reqs == null then reqs = nil end
+  if state == null then state = nil end
+  if (reqs ~= nil and type(reqs) ~= "table") or (state ~= nil and type(state) ~= "string")
+    or (reqs == nil and state == nil) then
+    return fail("the server's input_required result is malformed (inputRequests must be an object, "
+      .. "requestState a string, and one of them present)")
+  end
+  local answers
+  if reqs then
+    answers = {}
+    local n = 0
+    for key, r in pairs(reqs) do
+      n = n + 1
+      if n > era.MAX_INPUT_REQUESTS then
+        return fail("the server asked for more than " .. era.MAX_INPUT_REQUESTS .. " inputs at once")
+      end
+      if type(key) ~= "string" or type(r) ~= "table" or type(r.method) ~= "string" then
+        return fail("the server's inputRequests holds an entry that is not a request")
+      end
+      local ok, answer, why = pcall(era.answer, self.cb, r.method, r.params)
+      if not ok then
+        op.callback_error = op.callback_error or answer
+        return fail("the client's handler for " .. r.method .. " failed")
+      end
+      if answer == nil then
+        return fail("the server asked for " .. r.method .. ", which this client did not declare (no on_* "
+          .. "callback for it)", { input = key, why = why })
+      end
+      answers[key] = answer
+    end
+  end
+  self:_detach(op)
+  op.mrtr_responses = answers or false
+  op.mrtr_state = state or false
+  self:_encode(op)
+  return self:_launch(op)
 end
 
 --- Session:initialize([budget]) -> true or nil, err. Idempotent. The
@@ -764,11 +1084,22 @@ end
 -- most until its budget's deadline.
 function Session:initialize(budget)
   if self.initialized then return true end
-  local gate = self:_start_init()
-  local _, err = self:wait(gate, budget)
-  if err then return nil, err end
-  if self.initialized then return true end
-  return nil, self.init_err
+  local tries = 0
+  while true do
+    local gate = self:_start_init()
+    local _, err = self:wait(gate, budget)
+    if err then return nil, err end
+    if self.initialized then return true end
+    local e, op = self.init_err, self.init_op
+    -- OAuth: a 401 on initialize is authorized like any request's
+    if not (self.oauth and e and e.code == "unauthorized" and e.status and e.reason == nil and op) then
+      return nil, e
+    end
+    local b = budget or self:budget()
+    local ok, aerr = self.oauth:handle(e.status, e.www_authenticate, op.sent_auth or nil, tries, b)
+    tries = tries + 1
+    if not ok then return nil, aerr end
+  end
 end
 
 --- Session:request(method, params, opts) -> result or nil, err (blocking).
@@ -800,7 +1131,7 @@ function Session:close()
   if self.session_id and not (sh and sh.initialized and sh.session_id == self.session_id) then
     -- (a shared session lives on for the next clients)
     local ok, tid = pcall(self.transport.start, self.transport, {
-      method = "DELETE", url = self.url, headers = self:_headers(), auth = self.auth,
+      method = "DELETE", url = self.url, headers = self:_headers(), auth = self:_auth(),
       timeout_ms = 2000,
     })
     if ok and tid then self.aux[tid] = true end
@@ -837,6 +1168,11 @@ function Session:_wants_listen()
   local cb = self.cb
   -- stdio: always (what the server writes between calls is read there)
   if type(self.transport) == "table" and self.transport.idle_stream == true then return true end
+  if self.era == "modern" then
+    -- modern: subscriptions/listen carries change notifications only (the
+    -- server's input requests come in results, its log lines with a call)
+    return type(self.transport) == "userdata" and (self.on_resource_updated or self.listen_for_changes) ~= nil
+  end
   return type(self.transport) == "userdata"
     and (cb.elicit or cb.sample or cb.roots or cb.log or self.on_resource_updated
       or self.listen_for_changes) ~= nil
@@ -858,8 +1194,46 @@ function Session:_listen_start()
   self:_listen_launch()
 end
 
+-- The notification filter of subscriptions/listen (modern era): the list
+-- changes when something wants them, and the subscribed resources.
+function Session:_listen_filter()
+  local f = {}
+  if self.listen_for_changes or self.listen_opt == true then
+    f.toolsListChanged, f.promptsListChanged, f.resourcesListChanged = true, true, true
+  end
+  local uris = {}
+  for uri in pairs(self.subscribed or {}) do uris[#uris + 1] = uri end
+  table.sort(uris)
+  if #uris > 0 then f.resourceSubscriptions = uris end
+  return f
+end
+
+--- Session:_listen_restart(): the modern stream again with the current
+-- filter (after subscribe/unsubscribe), or the legacy one opened if wanted.
+function Session:_listen_restart()
+  if self.era == "modern" and not self:_is_stdio() then self:_listen_stop() end
+  self:_listen_start()
+end
+
 function Session:_listen_launch()
   local l = self.listen
+  if self.era == "modern" and not self:_is_stdio() then
+    -- 2026-07-28: a POST of subscriptions/listen whose response stream stays open
+    local counter = self.shared or self
+    counter.next_rpc = (counter.next_rpc or 0) + 1
+    local params = { notifications = self:_listen_filter(), _meta = era.meta(self, era.MODERN) }
+    local body = json.wire({ jsonrpc = "2.0", id = counter.next_rpc, method = "subscriptions/listen",
+      params = params })
+    l.status, l.headers, l.done = false, false, false
+    local tid = self.transport:start({
+      method = "POST", url = self.url, headers = self:_headers(era.request_headers("subscriptions/listen")),
+      body = body, auth = self.auth, timeout_ms = self:_hard_timeout_ms(),
+    })
+    if not tid then return self:_listen_again(true) end
+    l.tid = tid
+    l.opened = l.opened + 1
+    return
+  end
   local h = {}
   for _, line in ipairs(self:_headers()) do
     local name = (line:match("^([^:]*):") or ""):lower()
@@ -869,7 +1243,7 @@ function Session:_listen_launch()
   if l.last_event_id then h[#h + 1] = "Last-Event-ID: " .. l.last_event_id end
   l.status, l.headers, l.done = false, false, false
   local tid = self.transport:start({
-    method = "GET", url = self.url, headers = h, auth = self.auth,
+    method = "GET", url = self.url, headers = h, auth = self:_auth(),
     timeout_ms = self:_hard_timeout_ms(),
   })
   if not tid then return self:_listen_again(true) end

@@ -1,0 +1,399 @@
+--- favcrm.era: what differs when a server speaks MCP 2026-07-28 (the
+-- "modern" era: no initialize, no session, per-request `_meta`) from the
+-- 2025-11-25 "legacy" era (issue 16). favcrm.session holds the state and
+-- the flows; this module holds the protocol facts so they are in one place:
+--
+--   * the `protocol` option and the era verdicts (negotiate, classify), with
+--     the cache of outcomes per origin (HTTP) kept for the process;
+--   * the `_meta` every modern request carries, and the HTTP headers
+--     (MCP-Protocol-Version, Mcp-Method, Mcp-Name, Mcp-Param-{Name}) with
+--     their value encoding (`=?base64?...?=`);
+--   * the x-mcp-header checks that drop a tool from tools/list;
+--   * the multi-round-trip (MRTR) answers built from the on_* callbacks;
+--   * the modern JSON-RPC error codes mapped to favcrm error codes.
+--
+-- Source: the MCP specification, docs/specification/2026-07-28/ (changelog,
+-- basic/versioning, basic/transports/streamable-http and stdio,
+-- basic/patterns/mrtr and subscriptions, server/discover, server/tools).
+local errors = require("favcrm.errors")
+
+local M = {}
+
+--- The modern revision this client speaks.
+M.MODERN = "2026-07-28"
+--- The legacy revision it offers in initialize.
+M.LEGACY = "2025-11-25"
+--- Legacy revisions an initialize may settle on.
+M.LEGACY_VERSIONS = {
+  ["2025-11-25"] = true, ["2025-06-18"] = true,
+  ["2025-03-26"] = true, ["2024-11-05"] = true,
+}
+
+--- The values of favcrm.new's `protocol` option.
+M.OPTION_VALUES = { auto = true, ["2026-07-28"] = true, ["2025-11-25"] = true }
+
+-- The modern error codes (basic/index: Error codes).
+M.HEADER_MISMATCH = -32020
+M.MISSING_CAPABILITY = -32021
+M.UNSUPPORTED_VERSION = -32022
+
+--- Rounds of one multi-round-trip request before it is given up (the
+-- official TypeScript client's default, inputRequired.maxRounds, is 10).
+M.MAX_MRTR_ROUNDS = 10
+--- Inputs one input_required result may ask for.
+M.MAX_INPUT_REQUESTS = 32
+--- Origins whose era this process remembers (the oldest goes first).
+M.MAX_CACHED_ORIGINS = 64
+
+-- Methods whose result may be input_required (basic/patterns/mrtr).
+M.MRTR_METHODS = { ["tools/call"] = true, ["resources/read"] = true, ["prompts/get"] = true }
+-- Methods whose request carries Mcp-Name, and the param it mirrors.
+local NAME_PARAM = { ["tools/call"] = "name", ["resources/read"] = "uri", ["prompts/get"] = "name" }
+-- Methods that read only: a broken response stream re-issues them (there is
+-- no SSE resumption in the modern era). tools/call is added per call for
+-- tools annotated readOnlyHint.
+M.REISSUE = {
+  ["server/discover"] = true, ["tools/list"] = true, ["resources/list"] = true,
+  ["resources/templates/list"] = true, ["resources/read"] = true, ["prompts/list"] = true,
+  ["prompts/get"] = true, ["completion/complete"] = true,
+}
+-- Legacy methods with a modern stand-in: ping is gone, server/discover
+-- answers the same question ("does the server answer?").
+M.ALIAS = { ping = "server/discover" }
+
+--- era.check_option(v) -> v (or "auto" for nil); raises naming `protocol`.
+function M.check_option(v, level)
+  if v == nil then return "auto" end
+  if not M.OPTION_VALUES[v] then
+    error("favcrm.new: option 'protocol' must be \"auto\", \"2026-07-28\" or \"2025-11-25\" (got "
+      .. (type(v) == "string" and ("\"" .. v .. "\"") or type(v)) .. ")", (level or 1) + 1)
+  end
+  return v
+end
+
+-- ---- the outcome of negotiation, per origin (HTTP) ------------------------
+-- origin -> {era = "modern"|"legacy", version =, discover =}; per process
+-- (stdio keeps its verdict on the transport, i.e. per server process).
+local cache, cache_order = {}, {}
+
+--- era.cached(key) -> the verdict remembered for key, or nil
+function M.cached(key)
+  return key and cache[key] or nil
+end
+
+--- era.remember(key, verdict): remembers (nil forgets) a verdict.
+function M.remember(key, verdict)
+  if not key then return end
+  if verdict and cache[key] == nil then
+    cache_order[#cache_order + 1] = key
+    if #cache_order > M.MAX_CACHED_ORIGINS then
+      cache[table.remove(cache_order, 1)] = nil
+    end
+  end
+  cache[key] = verdict
+end
+
+--- era.forget_all(): clears the cache (specs).
+function M.forget_all()
+  cache, cache_order = {}, {}
+end
+
+-- ---- the request -------------------------------------------------------------
+
+--- era.capabilities(cb) -> the client capabilities the callbacks give.
+function M.capabilities(cb)
+  local caps = {}
+  if cb.elicit then caps.elicitation = {} end
+  if cb.sample then caps.sampling = {} end
+  if cb.roots then caps.roots = {} end
+  return caps
+end
+
+--- era.meta(session, version) -> a fresh `_meta` for one modern request.
+function M.meta(s, version)
+  local m = {
+    ["io.modelcontextprotocol/protocolVersion"] = version,
+    ["io.modelcontextprotocol/clientCapabilities"] = s.client_caps or M.capabilities(s.cb),
+    ["io.modelcontextprotocol/clientInfo"] = s.client_info,
+  }
+  if s.log_level then m["io.modelcontextprotocol/logLevel"] = s.log_level end
+  return m
+end
+
+-- Base64 (RFC 4648, with padding) of a byte string.
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local c1 = math.floor(n / 262144) % 64
+    local c2 = math.floor(n / 4096) % 64
+    local c3 = math.floor(n / 64) % 64
+    local c4 = n % 64
+    out[#out + 1] = B64:sub(c1 + 1, c1 + 1) .. B64:sub(c2 + 1, c2 + 1)
+      .. (b and B64:sub(c3 + 1, c3 + 1) or "=") .. (c and B64:sub(c4 + 1, c4 + 1) or "=")
+  end
+  return table.concat(out)
+end
+M.base64 = base64
+
+--- era.header_value(v) -> the header text of a string, integer or boolean
+-- value (streamable-http: Value Encoding): plain when it is visible ASCII
+-- and spaces with no space at either end and not the sentinel's shape,
+-- else `=?base64?...?=`. The empty string is sent encoded too (some HTTP
+-- stacks drop a header with an empty value).
+function M.header_value(v)
+  local tv = type(v)
+  if tv == "boolean" then return v and "true" or "false" end
+  if tv == "number" then
+    if v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then return string.format("%d", v) end
+    return nil
+  end
+  if tv ~= "string" then return nil end
+  if v ~= "" and not v:find("[^\32-\126]") and not v:find("^%s") and not v:find("%s$")
+    and not (v:sub(1, 9) == "=?base64?" and v:sub(-2) == "?=") then
+    return v
+  end
+  return "=?base64?" .. base64(v) .. "?="
+end
+
+--- era.request_headers(method, params) -> the headers a modern POST carries
+-- besides the common ones: Mcp-Method and, for tools/call, resources/read
+-- and prompts/get, Mcp-Name.
+function M.request_headers(method, params)
+  local h = { "Mcp-Method: " .. method }
+  local key = NAME_PARAM[method]
+  if key and type(params) == "table" then
+    local v = M.header_value(params[key])
+    if v then h[2] = "Mcp-Name: " .. v end
+  end
+  return h
+end
+
+-- ---- x-mcp-header (server/tools, streamable-http: Custom Headers) --------------
+
+local TCHAR = "^[%w!#$%%&'*+%-.^_`|~]+$"
+local PRIMITIVE = { string = true, integer = true, boolean = true }
+
+-- Finds every x-mcp-header in a schema; `path` is the chain of property
+-- names when the place is statically reachable (only `properties` steps),
+-- else false. Calls fn(name, subschema, path).
+local function walk(schema, path, fn, depth)
+  if type(schema) ~= "table" or depth > 32 then return end
+  for k, v in pairs(schema) do
+    if k == "x-mcp-header" then
+      fn(v, schema, path)
+    elseif k == "properties" and type(v) == "table" then
+      for pname, sub in pairs(v) do
+        local p = false
+        if path and type(pname) == "string" then
+          p = {}
+          for i, x in ipairs(path) do p[i] = x end
+          p[#p + 1] = pname
+        end
+        walk(sub, p, fn, depth + 1)
+      end
+    elseif type(v) == "table" and k ~= "enum" and k ~= "const" and k ~= "default" and k ~= "examples" then
+      -- items, oneOf, $defs, if/then/else, ...: not statically reachable
+      walk(v, false, fn, depth + 1)
+    end
+  end
+end
+
+--- era.tool_headers(tool) -> list of {name =, path =} (the header of each
+-- annotated property), or nil, reason when an annotation breaks the rules
+-- (the tool is then left out of tools/list).
+function M.tool_headers(tool)
+  local list, seen, why = {}, {}, nil
+  walk(type(tool) == "table" and tool.inputSchema or nil, {}, function(name, sub, path)
+    if why then return end
+    if type(name) ~= "string" or name == "" then
+      why = "an x-mcp-header is empty or not a string"
+    elseif not name:find(TCHAR) then
+      why = "x-mcp-header \"" .. name .. "\" is not an HTTP field-name token"
+    elseif seen[name:lower()] then
+      why = "x-mcp-header \"" .. name .. "\" is used twice (case-insensitively)"
+    elseif not path or #path == 0 then
+      why = "x-mcp-header \"" .. name .. "\" is not on a property reachable through properties alone"
+    elseif not PRIMITIVE[sub.type] then
+      why = "x-mcp-header \"" .. name .. "\" is on a property of type "
+        .. (type(sub.type) == "string" and sub.type or "(not one type)")
+        .. " (only string, integer and boolean may be)"
+    else
+      seen[name:lower()] = true
+      list[#list + 1] = { name = name, path = path }
+    end
+  end, 0)
+  if why then return nil, why end
+  table.sort(list, function(a, b) return a.name < b.name end)
+  return list
+end
+
+--- era.param_headers(headers, args) -> "Mcp-Param-{Name}: value" lines for
+-- the arguments present (null and absent values send no header).
+function M.param_headers(headers, args)
+  local out = {}
+  for _, h in ipairs(headers or {}) do
+    local v = args
+    for _, step in ipairs(h.path) do
+      if type(v) ~= "table" then v = nil break end
+      v = v[step]
+    end
+    local text = M.header_value(v)
+    if text then out[#out + 1] = "Mcp-Param-" .. h.name .. ": " .. text end
+  end
+  return out
+end
+
+-- ---- negotiation verdicts ------------------------------------------------------
+
+local function listed(list, v)
+  if type(list) ~= "table" then return false end
+  for _, x in ipairs(list) do
+    if x == v then return true end
+  end
+  return false
+end
+
+local function first_legacy(list)
+  if type(list) ~= "table" then return nil end
+  for _, x in ipairs(list) do
+    if M.LEGACY_VERSIONS[x] then return x end
+  end
+end
+
+--- era.supported_of(err) -> the `supported` list of an
+-- UnsupportedProtocolVersionError, or nil.
+function M.supported_of(err)
+  if type(err) ~= "table" or err.rpc_code ~= M.UNSUPPORTED_VERSION then return nil end
+  local d = err.data
+  if type(d) == "table" and type(d.supported) == "table" then return d.supported end
+end
+
+--- era.classify(result, err, stdio) -> verdict of a server/discover probe:
+-- "modern" (speak 2026-07-28), "retry" (a -32022 that lists it: once
+-- more), "legacy" (fall back to initialize) or "error" (surface err).
+function M.classify(result, err, stdio)
+  if result ~= nil then
+    if type(result) == "table" and type(result.supportedVersions) == "table" then
+      if listed(result.supportedVersions, M.MODERN) then return "modern" end
+      if first_legacy(result.supportedVersions) then return "legacy" end
+      return "error"
+    end
+    return "legacy" -- an answer that is no DiscoverResult: a server of old
+  end
+  local supported = M.supported_of(err)
+  if supported then
+    if listed(supported, M.MODERN) then return "retry" end
+    if first_legacy(supported) then return "legacy" end
+    return "error"
+  end
+  local code = type(err) == "table" and err.code
+  if code == "unauthorized" or code == "rate_limited" or code == "tls" or code == "too_large" then
+    return "error"
+  end
+  if stdio then
+    -- stdio: any other error, or no answer in time, is a legacy server
+    if err.rpc_code == M.HEADER_MISMATCH or err.rpc_code == M.MISSING_CAPABILITY then return "error" end
+    if code == "network" or code == "spawn" then return "error" end
+    return "legacy"
+  end
+  local st = err.status
+  if st == 400 or st == 404 or st == 405 then
+    -- a modern server explains with a modern error; anything else is old
+    if err.rpc_code == M.HEADER_MISMATCH or err.rpc_code == M.MISSING_CAPABILITY then return "error" end
+    return "legacy"
+  end
+  if code == "protocol" and err.rpc_code ~= nil and not st then
+    -- a JSON-RPC error in a 200 answer (-32601 and the like): a legacy server
+    return "legacy"
+  end
+  return "error"
+end
+
+--- era.legacy_from(err) -> the legacy version a -32022 names, or nil.
+function M.legacy_from(err)
+  return first_legacy(M.supported_of(err))
+end
+
+-- ---- errors ---------------------------------------------------------------------
+
+--- era.map_error(method, code, text, data, fields) -> a favcrm error for a
+-- modern JSON-RPC error code, or nil when the generic mapping applies.
+function M.map_error(method, code, text, data, fields)
+  fields = fields or {}
+  fields.rpc_code, fields.data = code, data
+  if code == M.HEADER_MISMATCH then
+    fields.header_mismatch = true
+    return errors.new("protocol", "the server says the request's MCP headers do not match its body "
+      .. "(HeaderMismatch): " .. text, fields)
+  elseif code == M.MISSING_CAPABILITY then
+    local need = type(data) == "table" and data.requiredCapabilities or nil
+    local names = {}
+    if type(need) == "table" then
+      for k in pairs(need) do
+        if type(k) == "string" then names[#names + 1] = k end
+      end
+      for _, k in ipairs(need) do
+        if type(k) == "string" then names[#names + 1] = k end
+      end
+      table.sort(names)
+    end
+    fields.required_capabilities = names
+    fields.hint = "the server needs a client capability: pass the on_elicit, on_sample or on_roots "
+      .. "callback it needs to favcrm.new"
+    return errors.new("protocol", "the server needs a client capability this client did not declare"
+      .. (#names > 0 and (" (" .. table.concat(names, ", ") .. ")") or "") .. ": " .. text, fields)
+  elseif code == M.UNSUPPORTED_VERSION then
+    local s = type(data) == "table" and data.supported
+    fields.supported = type(s) == "table" and s or nil
+    local list = {}
+    if type(s) == "table" then
+      for _, v in ipairs(s) do list[#list + 1] = tostring(v) end
+    end
+    return errors.new("protocol", "the server does not speak the protocol version this client sent"
+      .. (#list > 0 and ("; it speaks " .. table.concat(list, ", ")) or "") .. ": " .. text, fields)
+  elseif (code == -32602 or code == -32002) and method == "resources/read" then
+    return errors.new("not_found", "the server has no such resource: " .. text, fields)
+  elseif code == -32601 then
+    return errors.new("protocol", "the server does not implement " .. tostring(method) .. ": " .. text, fields)
+  end
+end
+
+-- ---- MRTR: the answers to a server's input requests --------------------------------
+
+--- era.answer(cb, method, params) -> result, or nil, why ("none": no
+-- callback for it; a callback that raises propagates). The same shaping as
+-- the legacy server requests (elicitation defaults, roots as a list).
+function M.answer(cb, method, params)
+  params = type(params) == "table" and params or {}
+  local handler
+  if method == "elicitation/create" then handler = cb.elicit
+  elseif method == "sampling/createMessage" then handler = cb.sample
+  elseif method == "roots/list" then handler = cb.roots end
+  if not handler then return nil, "none" end
+  local result = handler(params)
+  if method == "elicitation/create" then
+    result = type(result) == "table" and result or { action = "decline" }
+    if result.action == nil then result = { action = "accept", content = result } end
+    if result.action == "accept" then
+      result.content = result.content or {}
+      local schema = params.requestedSchema
+      if type(schema) == "table" and type(schema.properties) == "table" then
+        for k, p in pairs(schema.properties) do
+          if result.content[k] == nil and type(p) == "table" and p.default ~= nil then
+            result.content[k] = p.default
+          end
+        end
+      end
+      if next(result.content) == nil then result.content = nil end
+    end
+  elseif method == "roots/list" and type(result) == "table" and result.roots == nil then
+    result = { roots = result }
+  end
+  if result == nil then return nil, "none" end
+  return result
+end
+
+return M

@@ -1,0 +1,184 @@
+-- OAuth 2.1 against a real authorization server (issue 17 items 1-4): the
+-- sandbox's OAuth mode (sandbox/lib/oauth.mjs on the SDK's mcpAuthRouter:
+-- dynamic registration, PKCE S256, rotating refresh tokens that are refused
+-- when reused, 15-minute tokens on the sandbox clock, auto-approval in test
+-- mode). The conformance suite's auth scenarios run in `make conformance`.
+local favcrm = require("favcrm")
+local core = require("favcrm.core")
+local sandbox = require("spec.support.sandbox")
+local keys = require("spec.support.keys")
+
+local URL = os.getenv("FAVCRM_SANDBOX_OAUTH_URL")
+
+-- authorize: one GET of the authorization URL, the Location it answers
+-- with (the sandbox in test mode approves at once); counts the calls
+local function approver(counter)
+  return function(auth_url)
+    counter.n = (counter.n or 0) + 1
+    counter.last = auth_url
+    local http = core.http_new({})
+    local tid = assert(http:start({ method = "GET", url = auth_url, headers = {}, timeout_ms = 10000 }))
+    local location
+    local deadline = core.monotonic() + 10
+    while core.monotonic() < deadline do
+      for _, item in ipairs(http:poll(1000)) do
+        if item.id == tid and item.type == "headers" then location = item.headers.location end
+        if item.id == tid and item.type == "done" then
+          http:close()
+          return location
+        end
+      end
+    end
+    http:close()
+  end
+end
+
+-- an in-memory store (the pinned {load=, save=} form)
+local function memory_store()
+  local kept, saves = {}, { n = 0 }
+  return { load = function(id) return kept[id] end,
+    save = function(id, t) saves.n = saves.n + 1; kept[id] = t end }, kept, saves
+end
+
+local function oauth_client(o, extra)
+  local opts = { url = URL, getenv = function() return nil end, timeout = 20, oauth = o }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return assert(favcrm.new(opts))
+end
+
+local function counts() return (sandbox.control("GET", "/_sandbox/oauth", nil, URL)) end
+
+local describe_oauth = URL and describe or pending
+if not URL then
+  pending("OAuth integration: FAVCRM_SANDBOX_OAUTH_URL is not set (spec/support/run.sh starts the sandbox "
+    .. "with --oauth; run through `make test`)")
+end
+
+describe_oauth("OAuth against the sandbox's authorization server", function()
+  before_each(function() sandbox.reset(URL) end)
+  -- every token the server issued joins the run's secrets scan
+  -- (spec/support/run.sh: none may appear in any output or log)
+  after_each(function()
+    local list = sandbox.control("GET", "/_sandbox/oauth/tokens", nil, URL)
+    for _, t in ipairs(type(list) == "table" and list.tokens or {}) do
+      keys.remember(type(t) == "table" and (t.token or t.value) or t)
+    end
+  end)
+
+  it("a 401 without the oauth option is unauthorized with resource_metadata (OAuth is offered)", function()
+    local c = assert(favcrm.new({ url = URL, getenv = function() return nil end, timeout = 10 }))
+    local res, err = c:tools()
+    assert.is_nil(res)
+    assert.equal("unauthorized", err.code)
+    assert.equal(401, err.status)
+    assert.equal(URL:match("^(https?://[^/]+)") .. "/.well-known/oauth-protected-resource/mcp", err.resource_metadata)
+    c:close()
+  end)
+
+  it("discovery, dynamic registration, PKCE S256, state, resource and iss; the store gets the tokens", function()
+    local asked = {}
+    local store, kept = memory_store()
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver(asked),
+      store = store })
+    local tools = assert(c:tools())
+    assert.truthy(#tools > 0)
+    assert.equal(1, asked.n)
+    local q = require("favcrm.oauth").parse_query(asked.last)
+    assert.equal("S256", q.code_challenge_method)
+    assert.equal(43, #q.code_challenge)
+    assert.truthy(q.state and #q.state >= 16)
+    assert.equal(URL, q.resource)
+    assert.equal("mcp offline_access", q.scope) -- scopes_supported, no scope in the challenge
+    local k = counts()
+    assert.equal(1, k.registrations)
+    assert.equal(1, k.authorizations)
+    -- kept under "issuer resource"
+    local id, entry = next(kept)
+    assert.matches(" " .. URL:gsub("%p", "%%%0") .. "$", id)
+    assert.truthy(core.is_secret(entry.access_token))
+    -- printed masked, never as its text
+    assert.is_nil(tostring(entry.access_token):find(entry.access_token:reveal(), 1, true))
+    -- a second client with the same store asks nobody: the stored token is used
+    local asked2 = {}
+    local c2 = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver(asked2),
+      store = store })
+    assert(c2:tools())
+    assert.is_nil(asked2.n)
+    c:close()
+    c2:close()
+  end)
+
+  it("authorize returning nil is cancelled; the call's deadline does not count the person's wait", function()
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", store = false,
+      authorize = function() return nil end })
+    local res, err = c:tools()
+    assert.is_nil(res)
+    assert.equal("cancelled", err.code)
+    c:close()
+    -- a person slower than the call's timeout: the call still succeeds
+    local inner = approver({})
+    local slow = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", store = false,
+      authorize = function(u)
+        local t = core.monotonic() + 1.5
+        while core.monotonic() < t do core.http_new({}):poll(50) end
+        return inner(u)
+      end }, { timeout = 1 })
+    assert(slow:tools())
+    slow:close()
+  end)
+
+  it("a denied consent is unauthorized, reason consent_denied", function()
+    sandbox.control("POST", "/_sandbox/oauth", { deny = 1 }, URL)
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", store = false,
+      authorize = approver({}) })
+    local res, err = c:tools()
+    assert.is_nil(res)
+    assert.equal("unauthorized", err.code)
+    assert.equal("consent_denied", err.reason)
+    c:close()
+  end)
+
+  it("expired on the server: concurrent calls get 401 and exactly one refresh serves them all", function()
+    local asked = {}
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver(asked),
+      store = false })
+    assert(c:tools())
+    sandbox.advance(16 * 60, URL) -- past the 15-minute access token
+    local calls = {}
+    for i = 1, 8 do calls[i] = { "list_services", {} } end
+    local results, errs = c:call_many(calls, { concurrency = 8 })
+    for i = 1, 8 do assert.is_nil(errs[i] and errs[i].message, "call " .. i) ; assert.truthy(results[i]) end
+    local k = counts()
+    assert.equal(1, k.refreshes)
+    assert.equal(0, k.refresh_reuse_refused)
+    assert.equal(1, asked.n) -- no new authorization
+    c:close()
+  end)
+
+  it("about to expire on the client: refreshed once before the calls go out", function()
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver({}),
+      store = false })
+    assert(c:tools())
+    c.oauth.tokens.expires_at = os.time() + 5 -- within the refresh margin
+    local calls = {}
+    for i = 1, 8 do calls[i] = { "list_services", {} } end
+    local results, errs = c:call_many(calls, { concurrency = 8 })
+    for i = 1, 8 do assert.is_nil(errs[i] and errs[i].message); assert.truthy(results[i]) end
+    local k = counts()
+    assert.equal(1, k.refreshes)
+    assert.equal(0, k.bearer_refused - 1) -- only the very first call's 401
+    c:close()
+  end)
+
+  it("a refused refresh (the grant is gone) falls back to a new authorization", function()
+    local asked = {}
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver(asked),
+      store = false })
+    assert(c:tools())
+    sandbox.advance(31 * 86400, URL) -- past the 30-day refresh token too
+    assert(c:call("list_services", {}))
+    assert.equal(2, asked.n)
+    assert.equal(1, counts().refresh_refused)
+    c:close()
+  end)
+end)
