@@ -288,7 +288,7 @@ end
 -- ------------------------------------------------------------------------
 
 local OAUTH_WAIT, OAUTH_PASTE_REDIRECT = login.WAIT, login.PASTE_REDIRECT
-local oauth_path, oauth_store, oauth_entry, oauth_facts = login.path, login.store, login.entry, login.facts
+local oauth_path, oauth_entry, oauth_facts = login.path, login.entry, login.facts
 local oauth_revoke, iso_or_nil = login.revoke, login.iso
 
 
@@ -307,11 +307,10 @@ end
 -- The oauth option for this run, or nil. interactive: this is `login --oauth`
 -- (authorize may ask); otherwise a new sign-in is needed only when the
 -- stored grant has ended, and that is reported instead of asked.
-function Ctx:oauth_option(url, interactive)
+function Ctx:oauth_option(interactive)
   if not interactive then
     return {
       redirect_uri = OAUTH_PASTE_REDIRECT,
-      store = oauth_store(url),
       authorize = function()
         self.oauth_expired = true
         return nil
@@ -330,7 +329,6 @@ function Ctx:oauth_option(url, interactive)
   local redirect = listener and ("http://127.0.0.1:" .. listener:port() .. "/callback") or OAUTH_PASTE_REDIRECT
   return {
     redirect_uri = redirect,
-    store = oauth_store(url),
     authorize = function(auth_url)
       if listener then
         local opened = login.open_browser(auth_url)
@@ -398,12 +396,12 @@ function Ctx:client()
   -- OAuth: `login --oauth`, or tokens stored for this URL when no key is
   -- given in the command line or the environment
   if self.oauth_login then
-    opts.oauth = self:oauth_option(self.oauth_login, true)
+    opts.oauth = self:oauth_option(true)
     self.auth_method = "oauth"
   elseif not key and not self:env("FAVCRM_API_KEY") and not self:env("FAVCRM_MCP_TOKEN") then
     local url = self:target_url()
     if url and oauth_entry(url) then
-      opts.oauth = self:oauth_option(url, false)
+      opts.oauth = self:oauth_option(false)
       self.auth_method, self.oauth_url = "oauth", url
     end
   end
@@ -996,6 +994,9 @@ function C.login_oauth(ctx, args)
   end
   local url, uerr = ctx:target_url()
   if not url then return ctx:fail(uerr) end
+  -- a new sign-in, not the grant stored before (`favcrm logout` revokes that one)
+  local fok, ferr = login.forget(url)
+  if not fok and ferr then return ctx:fail(ferr) end
   ctx.oauth_login = url
   local client, code = ctx:client()
   if not client then return code end

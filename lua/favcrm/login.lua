@@ -1,145 +1,82 @@
 --- favcrm.login: the OAuth grants `favcrm login --oauth` and `:FavCRM login`
--- keep, shared by the CLI and the Neovim plugin. One file in the config
--- folder (oauth-tokens.json: 0600, its folder 0700, written atomically under
--- a lock) holds one grant per MCP endpoint URL, handed to favcrm.new's
--- `oauth.store`; tokens and client secrets come back as favcrm.secret
--- values. `logout` revokes a grant (RFC 7009) and forgets it. Nothing here
--- prints, logs or passes on a token.
+-- keep, shared by the CLI and the Neovim plugin. They live where favcrm.new's
+-- `oauth` option keeps them by default (favcrm.oauth.file_store:
+-- oauth-tokens.json beside the config file, 0600, folder 0700, written
+-- atomically under a lock, one entry per issuer and resource), so a Lua
+-- program with `oauth = {...}` and the command line share one sign-in.
+-- This module finds the grant of an endpoint, says when it expires, revokes
+-- it (RFC 7009) and forgets it. Tokens and client secrets come back as
+-- favcrm.secret values; nothing here prints, logs or passes on a token.
 local core = require("favcrm.core")
-local config = require("favcrm.config")
 local errors = require("favcrm.errors")
 local json = require("favcrm.json")
+local oauth = require("favcrm.oauth")
 
 local M = {}
 
---- The token file's name, in the config folder.
-M.FILE = "oauth-tokens.json"
 --- Seconds the person has to sign in.
 M.WAIT = 300
 --- The redirect URI when the redirect is pasted (nothing listens there).
 M.PASTE_REDIRECT = "http://127.0.0.1:8976/callback"
-local OAUTH_FILE = M.FILE
 
---- login.path() -> the token file's path (beside the config file), or nil, err.
+local SECRET_FIELDS = { access_token = true, refresh_token = true, client_secret = true }
+
+--- login.path() -> the token file's path (beside the config file), or nil
+-- when there is no config folder.
 ---@return string|nil path
----@return favcrm.Error|nil err
 function M.path()
-  local p, err = config.path()
-  if not p then return nil, err end
-  return (p:match("^(.*)/[^/]*$") or ".") .. "/" .. OAUTH_FILE
+  return oauth.file_store().path()
 end
 
--- Secrets in a token table become {["$secret"] = text} in the file and
--- favcrm.secret values again when read.
-local function oauth_pack(v, depth)
-  if core.is_secret(v) then return { ["$secret"] = v:reveal() } end
-  if type(v) ~= "table" or depth > 8 then return v end
-  local out = {}
-  for k, x in pairs(v) do
-    if type(k) == "string" or type(k) == "number" then out[k] = oauth_pack(x, depth + 1) end
-  end
-  return out
-end
-
-local SECRET_FIELDS = { access_token = true, refresh_token = true, client_secret = true, id_token = true }
-
-local function oauth_unpack(v, depth, key)
-  if type(v) ~= "table" then
-    if type(v) == "string" and SECRET_FIELDS[key] then return core.secret(v) end
-    return v
-  end
-  if type(v["$secret"]) == "string" then return core.secret(v["$secret"]) end
-  if depth > 8 then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = oauth_unpack(x, depth + 1, k) end
-  return out
-end
-
-local function oauth_read()
-  local path, err = M.path()
-  if not path then return nil, err end
-  local f = io.open(path, "rb")
-  if not f then return { entries = {} }, nil, path end
-  local text = f:read(1024 * 1024 + 1) or ""
+-- The whole token file as a table (id -> entry), {} when absent or unreadable.
+local function read_all()
+  local p = M.path()
+  local f = p and io.open(p, "rb")
+  if not f then return {} end
+  local text = f:read(1024 * 1024) or ""
   f:close()
-  local t = #text <= 1024 * 1024 and json.decode(text)
-  if type(t) ~= "table" or type(t.entries) ~= "table" then
-    return nil, errors.new("config_error", "the OAuth token file " .. path .. " is unreadable; "
-      .. "remove it and run `favcrm login --oauth` again"), path
+  local ok, v = pcall(json.decode_plain, text)
+  return ok and type(v) == "table" and v or {}
+end
+
+local function norm(u)
+  return type(u) == "string" and (u:gsub("[?#].*$", ""):gsub("/+$", "")) or nil
+end
+
+-- The ids of the grants stored for the MCP endpoint url (the store's id is
+-- "<issuer> <resource>").
+local function ids_for(url)
+  local want, out = norm(url), {}
+  for id, e in pairs(read_all()) do
+    if type(e) == "table" and type(id) == "string"
+      and (norm(e.resource) == want or norm(id:match("%s(%S+)$")) == want) then
+      out[#out + 1] = id
+    end
   end
-  return t, nil, path
+  table.sort(out)
+  return out
 end
 
--- change(entries) edits the table of entries; the file is rewritten under a lock.
-local function oauth_update(change)
-  local path, err = M.path()
-  if not path then return nil, err end
-  local dir = path:match("^(.*)/[^/]*$") or "."
-  local ok, merr = core.mkdir_p(dir, tonumber("700", 8))
-  if not ok then return nil, errors.wrap(merr) end
-  local lock, lerr = core.lock_file(dir .. "/." .. OAUTH_FILE .. ".lock", 10)
-  if not lock then return nil, errors.wrap(lerr) end
-  local okc, res, uerr = pcall(function()
-    local t, rerr = oauth_read()
-    if not t then t = { entries = {} } end
-    local _ = rerr
-    change(t.entries)
-    local text = json.encode({ version = 1, entries = t.entries })
-    local wok, werr = core.write_file_atomic(path, text, tonumber("600", 8))
-    text = nil -- luacheck: ignore 311
-    if not wok then return nil, errors.wrap(werr) end
-    return path
-  end)
-  lock:unlock()
-  if not okc then error(res, 0) end
-  return res, uerr
-end
-
-local function same_id(a, b)
-  if type(a) == "table" or type(b) == "table" then
-    return json.encode(oauth_pack(a, 0)) == json.encode(oauth_pack(b, 0))
-  end
-  return a == b
-end
-
---- login.store(url) -> the `store` of favcrm.new's oauth option ({load=,
--- save=}) keeping one grant for the MCP endpoint url in the token file.
--- save raises when the file cannot be written.
----@param url string the MCP endpoint
----@return table store {load = fn(id), save = fn(id, tokens)}
-function M.store(url)
-  return {
-    load = function(id)
-      local t = oauth_read()
-      local e = t and t.entries[url]
-      if type(e) == "table" and same_id(e.id, id) and type(e.tokens) == "table" then
-        return oauth_unpack(e.tokens, 0)
-      end
-      return nil
-    end,
-    save = function(id, tokens)
-      local path, err = oauth_update(function(entries)
-        if tokens then
-          entries[url] = { id = oauth_pack(id, 0), tokens = oauth_pack(tokens, 0), saved_at = os.time() }
-        else
-          entries[url] = nil
-        end
-      end)
-      if not path then error(err, 0) end
-      return true
-    end,
-  }
-end
-
---- login.entry(url) -> the grant stored for url: {id =, tokens = (secrets
--- as favcrm.secret values), saved_at = unix seconds}, or nil.
+--- login.entry(url) -> the grant stored for the MCP endpoint url: {id =,
+-- tokens = (access_token, refresh_token, client_secret as favcrm.secret
+-- values; expires_at, scope, client_id, client_method, issuer,
+-- resource)}, or nil.
 ---@param url string the MCP endpoint
 ---@return table|nil entry
 function M.entry(url)
-  local t = oauth_read()
-  local e = t and t.entries[url]
-  if type(e) ~= "table" or type(e.tokens) ~= "table" then return nil end
-  return { id = e.id, tokens = oauth_unpack(e.tokens, 0), saved_at = e.saved_at }
+  local id = ids_for(url)[1]
+  if not id then return nil end
+  local e = read_all()[id]
+  if type(e) ~= "table" or e.access_token == nil then return nil end
+  local tokens = {}
+  for k, v in pairs(e) do
+    if SECRET_FIELDS[k] and type(v) == "string" then
+      v = core.secret(v)
+      errors.protect(v)
+    end
+    tokens[k] = v
+  end
+  return { id = id, tokens = tokens }
 end
 
 local function first_field(t, ...)
@@ -187,11 +124,14 @@ end
 
 -- An HTTP exchange for logout's revocation (discovery and /revoke):
 -- status, body or nil, err. Everything within timeout seconds.
-local function http_once(method, url, body, timeout)
+local function http_once(method, url, body, timeout, auth)
   local h = core.http_new({ connect_timeout_ms = math.floor(timeout * 1000) })
+  local headers = body and { "Content-Type: application/x-www-form-urlencoded", "Accept: application/json" }
+    or { "Accept: application/json" }
+  if auth then headers[#headers + 1] = "Authorization: " .. auth end
   local id = h:start({ method = method, url = url, body = body, timeout_ms = math.floor(timeout * 1000),
-    headers = body and { "Content-Type: application/x-www-form-urlencoded", "Accept: application/json" }
-      or { "Accept: application/json" } })
+    headers = headers })
+  headers = nil -- luacheck: ignore 311
   local deadline = core.monotonic() + timeout
   local chunks, status = {}, nil
   while core.monotonic() < deadline do
@@ -280,14 +220,22 @@ function M.revoke(url, e, timeout)
     if not ep then return "failed: the authorization server's metadata could not be found" end
     if type(client_id) ~= "string" then return "failed: the stored grant names no client_id" end
     local secret = first_field(tk, "client_secret") or first_field(first_field(tk, "client"), "client_secret")
+    local basic = secret and tk.client_method == "client_secret_basic"
     local done = 0
     for _, which in ipairs({ "refresh_token", "access_token" }) do
       local tok = first_field(tk, which)
       if tok then
-        local fields = { { "token", reveal(tok) }, { "token_type_hint", which }, { "client_id", client_id } }
-        if secret then fields[#fields + 1] = { "client_secret", reveal(secret) } end
+        local fields = { { "token", reveal(tok) }, { "token_type_hint", which } }
+        local auth
+        if basic then
+          auth = "Basic " .. core.base64(oauth.urlencode(client_id) .. ":" .. oauth.urlencode(reveal(secret)))
+        else
+          fields[#fields + 1] = { "client_id", client_id }
+          if secret then fields[#fields + 1] = { "client_secret", reveal(secret) } end
+        end
         local body = form(fields)
-        local st, err = http_once("POST", ep, body, timeout)
+        local st, err = http_once("POST", ep, body, timeout, auth)
+        auth = nil -- luacheck: ignore 311
         body = nil -- luacheck: ignore 311
         if st == 200 then done = done + 1
         elseif not st then return "failed: " .. tostring(err and err.message)
@@ -301,12 +249,17 @@ function M.revoke(url, e, timeout)
 end
 
 
---- login.forget(url) -> path, or nil, err: removes the grant stored for url.
+--- login.forget(url) -> path, or nil, err: removes the grants stored for url.
 ---@param url string the MCP endpoint
 ---@return string|nil path the token file
 ---@return favcrm.Error|nil err
 function M.forget(url)
-  return oauth_update(function(entries) entries[url] = nil end)
+  local store = oauth.file_store()
+  for _, id in ipairs(ids_for(url)) do
+    local ok, err = store.save(id, nil)
+    if not ok then return nil, err end
+  end
+  return store.path()
 end
 
 return M

@@ -36,7 +36,7 @@ function M.client()
     local url = not os.getenv("FAVCRM_API_KEY") and not os.getenv("FAVCRM_MCP_TOKEN") and endpoint_url()
     local login = require("favcrm.login")
     if url and login.entry(url) then
-      opts = { oauth = { redirect_uri = login.PASTE_REDIRECT, store = login.store(url),
+      opts = { oauth = { redirect_uri = login.PASTE_REDIRECT,
         authorize = function()
           notify("the OAuth sign-in has ended; run :FavCRM login again", vim.log.levels.WARN)
           return nil
@@ -227,7 +227,7 @@ function M.login()
   end
   local lines = { "FavCRM login (OAuth) for " .. url, "" }
   local okn, c = pcall(require("favcrm").new, { url = url, oauth = { redirect_uri = login.PASTE_REDIRECT,
-    authorize = authorize_with(lines), store = login.store(url) } })
+    authorize = authorize_with(lines) } })
   if not okn then
     local msg = tostring(c)
     if msg:find("unknown option 'oauth'", 1, true) then
