@@ -47,6 +47,7 @@ build = {
     ["favcrm.era"] = "lua/favcrm/era.lua",
     ["favcrm.errors"] = "lua/favcrm/errors.lua",
     ["favcrm.json"] = "lua/favcrm/json.lua",
+    ["favcrm.login"] = "lua/favcrm/login.lua",
     ["favcrm.mcp_serve"] = "lua/favcrm/mcp_serve.lua",
     ["favcrm.recipes.flow"] = "lua/favcrm/recipes/flow.lua",
     ["favcrm.recipes.safe_call"] = "lua/favcrm/recipes/safe_call.lua",

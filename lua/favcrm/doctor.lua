@@ -89,7 +89,7 @@ function M.doctor(self)
       r.tools_error = brief(terr)
       problem("tools", terr)
     end
-    if not self:has_api_key() then
+    if not self:has_api_key() and not self.oauth then -- an OAuth client authorizes on the call
       problem("auth", "no API key is configured",
         "sign up with `favcrm signup`, save a key with `favcrm login`, or set FAVCRM_API_KEY")
       return

@@ -12,8 +12,8 @@
 // with code, state and iss); otherwise /authorize shows a consent page.
 // Test-only controls: GET /_sandbox/oauth (counts), POST /_sandbox/oauth
 // ({deny: n} refuses the next n authorizations, {email} picks the account
-// that approves), GET /_sandbox/oauth/tokens (every token issued, so specs
-// can scan their output for them). POST /_sandbox/reset resets this too.
+// that approves), GET /_sandbox/oauth/tokens (every token issued, client
+// secret and code verifier seen, so specs can scan their output for them). POST /_sandbox/reset resets this too.
 // Nothing here logs a token, a code, a verifier or a client secret.
 import express from 'express';
 import { mcpAuthRouter } from '@modelcontextprotocol/sdk/server/auth/router.js';
@@ -47,11 +47,13 @@ export function createOAuth({ state, cfg, log }) {
             refreshes: 0, refresh_reuse_refused: 0, refresh_refused: 0, revocations: 0, bearer_refused: 0, bearer_accepted: 0 };
         denyNext = 0;
         email = 'oauth-owner@example.com';
-        issued = [];           // every token issued (test mode: GET /_sandbox/oauth/tokens)
+        issued = [];           // test mode: every token, client secret and code verifier (GET /_sandbox/oauth/tokens)
     };
     reset();
 
     let origin = null, app = null, guardApp = null;
+    // test mode: every secret seen (tokens, client secrets, code verifiers), for leak scans
+    const keep = secret => { issued.push(secret); if (issued.length > MAX_TOKENS) issued.shift(); };
     const now = () => Math.floor(state.now() / 1000);
 
     function account() {
@@ -65,7 +67,7 @@ export function createOAuth({ state, cfg, log }) {
         const lifetime = kind === 'access' ? ACCESS_TTL : REFRESH_TTL;
         tokens.set(sha256(token), { kind, ...fields, exp: now() + lifetime, used: false, revoked: false });
         bounded(tokens, MAX_TOKENS);
-        if (cfg.test) { issued.push(token); if (issued.length > MAX_TOKENS) issued.shift(); }
+        if (cfg.test) keep(token);
         return token;
     }
 
@@ -94,6 +96,7 @@ export function createOAuth({ state, cfg, log }) {
         getClient: id => clients.get(id),
         registerClient: info => {
             counts.registrations++;
+            if (cfg.test && info.client_secret) keep(info.client_secret);
             clients.set(info.client_id, info);
             bounded(clients, MAX_CLIENTS);
             return info;
@@ -204,6 +207,11 @@ export function createOAuth({ state, cfg, log }) {
         const off = { rateLimit: false };
         app = express();
         app.disable('x-powered-by');
+        // test mode: note the code verifier (the SDK's token handler parses the form again: body-parser skips a parsed body)
+        app.post('/token', express.urlencoded({ extended: false }), (req, res, next) => {
+            if (cfg.test && typeof req.body?.code_verifier === 'string') keep(req.body.code_verifier);
+            next();
+        });
         app.post('/_oauth/consent', express.urlencoded({ extended: false }), (req, res) => {
             const p = pending.get(String(req.body?.id));
             if (!p || p.exp < now()) return res.status(400).type('text').send('unknown or expired consent request');

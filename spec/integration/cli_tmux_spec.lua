@@ -37,8 +37,8 @@ local function wait_for(text, plain)
   error("timed out waiting for [" .. text .. "]; the pane shows:\n" .. last)
 end
 
-local function start(args, key)
-  local pre = "cd " .. q(os.getenv("PWD") or ".") .. " && FAVCRM_MCP_URL=" .. q(sandbox.url())
+local function start(args, key, url)
+  local pre = "cd " .. q(os.getenv("PWD") or ".") .. " && FAVCRM_MCP_URL=" .. q(url or sandbox.url())
     .. " XDG_CONFIG_HOME=" .. q(xdg)
   if key then
     local kf = tmpname("key")
@@ -146,6 +146,69 @@ describe("favcrm in a terminal (tmux)", function()
     assert.is_nil(pane:find(key, 1, true), "the key was echoed")
     assert.equal(key, saved_key())
   end)
+
+  it("logs in with OAuth on a headless machine (--no-browser: the redirect pasted), then calls and logs out",
+    function()
+      local url = sandbox.oauth_url()
+      local favcrm = require("favcrm")
+      local okn, nerr = pcall(favcrm.new, { url = url, oauth = { redirect_uri = "http://127.0.0.1:8976/callback",
+        authorize = function() end, store = false } })
+      if not okn and tostring(nerr):find("unknown option 'oauth'", 1, true) then
+        pending("favcrm.new has no 'oauth' option in this build (issue 17's OAuth client, branch wip-oauth)")
+        return
+      end
+      sandbox.reset(url)
+      start("login --oauth --no-browser", nil, url)
+      local pane = wait_for("redirect address> ")
+      local auth_url = pane:gsub("%s+", " "):match("(http://127%.0%.0%.1:%d+/authorize%?%S+)")
+      assert.is_string(auth_url, pane)
+      -- the browser: the sandbox approves at once (test mode) and redirects
+      local http = require("socket.http")
+      local _, status, h = http.request({ url = auth_url, redirect = false })
+      assert.equal(302, status)
+      local redirect = h.location
+      assert.truthy(redirect:find("^http://127%.0%.0%.1:8976/callback%?"), redirect)
+      assert.truthy(redirect:find("[?&]code="), redirect)
+      -- pasted through a tmux buffer (a file), not argv
+      local rf = tmpname("redirect")
+      spit(rf, redirect)
+      assert(tmux("load-buffer -b r " .. q(rf)))
+      assert(tmux("paste-buffer -d -b r -t favcrm"))
+      assert(tmux("send-keys -t favcrm Enter"))
+      pane = wait_for("EXIT=")
+      local panes = { pane }
+      assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+      assert.is_truthy(pane:find("Logged in with OAuth as oauth-owner@example.com", 1, true), pane)
+      local file = xdg .. "/favcrm/oauth-tokens.json"
+      local st = io.popen("stat -c %a " .. q(file)):read("*l")
+      assert.equal("600", st)
+      local counts = sandbox.control("GET", "/_sandbox/oauth", nil, url)
+      assert.equal(1, counts.tokens_issued)
+      -- a tool call with the stored token, in the same terminal
+      tmux("kill-session -t favcrm")
+      start("whoami", nil, url)
+      pane = wait_for("EXIT=")
+      panes[#panes + 1] = pane
+      assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+      assert.is_truthy(pane:find("oauth-owner@example.com", 1, true), pane)
+      assert.equal(1, sandbox.control("GET", "/_sandbox/oauth", nil, url).tokens_issued, "signed in again")
+      tmux("kill-session -t favcrm")
+      start("logout", nil, url)
+      pane = wait_for("EXIT=")
+      panes[#panes + 1] = pane
+      assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
+      assert.is_truthy(pane:find("revoked at the server", 1, true), pane)
+      assert.is_nil((slurp(file) or ""):find("fav_o", 1, true), "tokens left in " .. file)
+      assert.is_true(sandbox.control("GET", "/_sandbox/oauth", nil, url).revocations >= 1)
+      -- no token, client secret or code verifier reached the terminal
+      local secrets = sandbox.oauth_secrets(url)
+      assert.is_true(#secrets >= 3) -- access and refresh token, code verifier
+      for _, secret in ipairs(secrets) do
+        for _, p in ipairs(panes) do
+          assert.is_nil(p:find(secret, 1, true), "a secret of the OAuth grant reached the terminal")
+        end
+      end
+    end)
 
   it("Ctrl-C during a slow call cancels it (notifications/cancelled) and exits 130, quietly", function()
     sandbox.control("POST", "/_sandbox/stats/reset", {})

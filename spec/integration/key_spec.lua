@@ -282,6 +282,48 @@ describe("the API key", function()
     end)
   end)
 
+  describe("OAuth tokens (favcrm.login, the grant `favcrm login --oauth` keeps)", function()
+    it("are stored 0600, come back as secrets, leave no trace in errors, and are revoked and forgotten", function()
+      local login = require("favcrm.login")
+      local http = require("socket.http")
+      local url = sandbox.oauth_url()
+      sandbox.reset(url)
+      login.forget(url)
+      -- the person: the authorization URL fetched (approved at once), the redirect handed back
+      local function authorize(u)
+        local _, status, h = http.request({ url = u, redirect = false })
+        assert.equal(302, status)
+        return h.location
+      end
+      local c = assert(favcrm.new({ url = url, oauth = { redirect_uri = login.PASTE_REDIRECT,
+        authorize = authorize } }))
+      assert(c:call("list_my_companies", {}))
+      c:close()
+      local secrets = sandbox.oauth_secrets(url)
+      assert.is_true(#secrets >= 3)
+      local e = assert(login.entry(url))
+      for _, f in ipairs({ "access_token", "refresh_token" }) do
+        assert.is_true(core.is_secret(e.tokens[f]), f .. " is not a favcrm.secret")
+        local shown = tostring(e.tokens[f])
+        for _, sec in ipairs(secrets) do assert.is_nil(shown:find(sec, 1, true), f .. " prints in clear") end
+      end
+      assert.equal(tonumber("600", 8), core.stat(login.path()).mode % 512)
+      assert.equal("revoked", login.revoke(url, e, 10))
+      -- a revoked grant: the call fails (no new sign-in: authorize says no) without a token in the error
+      local c2 = assert(favcrm.new({ url = url, oauth = { redirect_uri = login.PASTE_REDIRECT,
+        authorize = function() return nil end } }))
+      local ok, err = c2:call("list_my_companies", {})
+      c2:close()
+      assert.is_nil(ok)
+      local text = tostring(err) .. " " .. tostring(err.message) .. " " .. tostring(err.hint)
+      for _, sec in ipairs(sandbox.oauth_secrets(url)) do
+        assert.is_nil(text:find(sec, 1, true), "a token in the error: " .. text)
+      end
+      assert(login.forget(url))
+      assert.is_nil(login.entry(url))
+    end)
+  end)
+
   describe("core dumps", function()
     it("are off while a secret is open, back after, with an opt-out", function()
       local allowed = core.core_dumps()

@@ -151,12 +151,48 @@ describe("the Neovim plugin", function()
       assert.matches("FavCRM: the arguments are not a JSON object", r.messages)
     end)
 
-    it("login says OAuth is not available yet; logout says what it removed", function()
+    it("login against a server without OAuth fails and says why; logout says what it removed", function()
       assert.is_false(r.login.ok)
-      assert.matches("FavCRM: login with OAuth is not available yet", r.messages, 1, true)
+      assert.is_truthy(r.messages:find("FavCRM: this build of favcrm-lua has no OAuth support yet", 1, true)
+        or r.messages:find("FavCRM: login: ", 1, true), r.messages)
       assert.is_true(r.logout.ok)
       assert.matches("FavCRM: no API key was saved in ", r.messages, 1, true)
       assert.matches("FAVCRM_API_KEY is still set in the environment", r.messages, 1, true)
+    end)
+  end)
+
+  describe(":FavCRM login", function()
+    it("signs in with OAuth (URL shown, redirect pasted through vim.ui.input), calls, logs out", function()
+      local url = sandbox.oauth_url()
+      sandbox.reset(url)
+      local r, tmp, screen = scenario("login", { env = { FAVCRM_MCP_URL = url,
+        FAVCRM_NVIM_OAUTH_BASE = url:match("^(https?://[^/]+)") } })
+      if not r.login.ok and r.messages:find("no OAuth support yet", 1, true) then
+        pending("favcrm.new has no 'oauth' option in this build (issue 17's OAuth client, branch wip-oauth)")
+        return
+      end
+      assert.is_true(r.login.ok, text(r.login.lines) .. "\n" .. tostring(r.messages))
+      assert.is_true(r.shown_url)
+      assert.same({ "Redirect address: " }, r.prompts)
+      assert.is_true(has_line(r.login.lines, "Logged in with OAuth as oauth-owner@example.com"), text(r.login.lines))
+      assert.equal("favcrm://login", r.login.name)
+      assert.equal("rw-------", r.file_mode)
+      assert.equal(1, r.counts_after_login.tokens_issued)
+      assert.is_true(r.call.ok, text(r.call.lines))
+      assert.is_true(has_line(r.call.lines, "oauth-owner@example.com"), text(r.call.lines))
+      assert.is_true(r.logout.ok)
+      assert.matches("revoked at the server", r.messages, 1, true)
+      assert.is_true(r.counts.revocations >= 1)
+      assert.is_nil(r.file_after:find("fav_o", 1, true), r.file_after)
+      -- no token, client secret or code verifier in a buffer, a message or on the screen
+      assert.is_true(#r.secrets >= 3)
+      for _, secret in ipairs(r.secrets) do
+        require("spec.support.keys").remember(secret)
+        for _, where in ipairs({ text(r.login.lines), text(r.call.lines), r.messages, screen }) do
+          assert.is_nil(where:find(secret, 1, true), "an OAuth secret leaked into Neovim's output")
+        end
+      end
+      assert.is_string(tmp)
     end)
   end)
 

@@ -181,6 +181,50 @@ function scenarios.calls()
   client:close()
 end
 
+-- :FavCRM login against the sandbox in OAuth mode: the "browser" is curl,
+-- fetching the authorization URL favcrm://login shows (approved at once in
+-- test mode) and pasting the address it was sent to into vim.ui.input.
+function scenarios.login()
+  local oauth = assert(os.getenv("FAVCRM_NVIM_OAUTH_BASE"))
+  local function oauth_control(path)
+    local p = assert(io.popen("curl -sf " .. oauth .. path))
+    local body = p:read("*a")
+    p:close()
+    return cjson.decode(body)
+  end
+  result.prompts = {}
+  vim.ui.input = function(opts, on_confirm)
+    result.prompts[#result.prompts + 1] = opts.prompt
+    local shown = ""
+    for _, b in ipairs(vim.api.nvim_list_bufs()) do
+      if vim.api.nvim_buf_get_name(b) == "favcrm://login" then shown = table.concat(buf_lines(b), "\n") end
+    end
+    local auth_url = shown:match("(http://127%.0%.0%.1:%d+/authorize%?%S+)")
+    result.shown_url = auth_url ~= nil
+    if not auth_url then return on_confirm(nil) end
+    local p = assert(io.popen("curl -s -o /dev/null -w '%{redirect_url}' '" .. auth_url:gsub("'", "") .. "'"))
+    local redirect = p:read("*a")
+    p:close()
+    on_confirm(redirect)
+  end
+  if vim.ui.open then vim.ui.open = function() return nil end end -- no real browser in a spec
+  result.login = favcrm("login")
+  if not result.login.ok then
+    result.messages = vim.fn.execute("messages")
+    return
+  end
+  result.file_mode = vim.fn.getfperm(require("favcrm.login").path())
+  result.counts_after_login = oauth_control("/_sandbox/oauth")
+  result.call = favcrm("call list_my_companies {}")
+  result.logout = favcrm("logout")
+  result.counts = oauth_control("/_sandbox/oauth")
+  result.messages = vim.fn.execute("messages")
+  result.secrets = oauth_control("/_sandbox/oauth/tokens").tokens
+  local f = io.open(require("favcrm.login").path())
+  result.file_after = f and f:read("*a") or ""
+  if f then f:close() end
+end
+
 local guard = uv.new_timer()
 guard:start(50000, 0, vim.schedule_wrap(function()
   result.error = "the scenario did not finish within 50 s"

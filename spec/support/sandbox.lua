@@ -20,6 +20,8 @@ function M.url() return need("FAVCRM_SANDBOX_URL") end
 function M.stateless_url() return need("FAVCRM_SANDBOX_STATELESS_URL") end
 function M.json_url() return need("FAVCRM_SANDBOX_JSON_URL") end
 function M.outbox_dir() return need("FAVCRM_SANDBOX_OUTBOX") end
+--- the sandbox in OAuth mode (--oauth): /mcp needs a bearer, it is its own authorization server
+function M.oauth_url() return need("FAVCRM_SANDBOX_OAUTH_URL") end
 
 local function base(url)
   return (url or M.url()):match("^(https?://[^/]+)")
@@ -52,6 +54,15 @@ function M.advance(seconds, url) return M.control("POST", "/_sandbox/clock", { a
 function M.revoke(key, url) return M.control("POST", "/_sandbox/revoke", { apiKey = key }, url) end
 function M.outbox(to, url)
   return M.control("GET", "/_sandbox/outbox" .. (to and ("?to=" .. to) or ""), nil, url)
+end
+
+--- M.oauth_secrets([url]) -> every access and refresh token the OAuth sandbox
+-- issued, client secret it registered and code verifier it received; each is
+-- remembered for run.sh's scan of the run's output.
+function M.oauth_secrets(url)
+  local list = M.control("GET", "/_sandbox/oauth/tokens", nil, url or M.oauth_url()).tokens
+  for _, s in ipairs(list) do keys.remember(s) end
+  return list
 end
 
 local n = 0

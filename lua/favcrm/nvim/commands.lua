@@ -1,7 +1,8 @@
 --- favcrm.nvim.commands: what `:FavCRM {subcommand}` does (plugin/favcrm.lua
 -- defines the command and calls M.run). Every network step runs through
 -- favcrm.nvim, so the editor never waits; results go to a scratch buffer
--- (`favcrm://doctor`, `favcrm://tools`, `favcrm://call`, `favcrm://signup`).
+-- (`favcrm://doctor`, `favcrm://tools`, `favcrm://call`, `favcrm://signup`,
+-- `favcrm://login`). `:FavCRM login` is the one blocking call (see M.login).
 -- When a subcommand is over, `User FavCRMDone` fires and M.last says how
 -- it went ({command =, ok =, buf =}).
 local fnvim = require("favcrm.nvim")
@@ -18,12 +19,30 @@ local function notify(msg, level)
   vim.schedule(function() vim.notify("FavCRM: " .. msg, level or vim.log.levels.INFO) end)
 end
 
+-- The endpoint the commands talk to (environment, config file), or nil.
+local function endpoint_url()
+  local ok, r = pcall(require("favcrm.config").resolve, {})
+  return ok and type(r) == "table" and r.url or nil
+end
+
 --- M.client() -> the client the commands share (from the environment and
--- the config file), made on first use and after logout or signup.
+-- the config file; with the OAuth grant `:FavCRM login` stored for the
+-- endpoint when no key is set in the environment), made on first use and
+-- after login, logout or signup.
 ---@return favcrm.Client
 function M.client()
   if not state.client or state.client.closed then
-    state.client = require("favcrm").new()
+    local opts
+    local url = not os.getenv("FAVCRM_API_KEY") and not os.getenv("FAVCRM_MCP_TOKEN") and endpoint_url()
+    local login = require("favcrm.login")
+    if url and login.entry(url) then
+      opts = { oauth = { redirect_uri = login.PASTE_REDIRECT,
+        authorize = function()
+          notify("the OAuth sign-in has ended; run :FavCRM login again", vim.log.levels.WARN)
+          return nil
+        end } }
+    end
+    state.client = require("favcrm").new(opts)
   end
   return state.client
 end
@@ -164,20 +183,107 @@ function M.call(tool, json_text)
   return M.pending
 end
 
---- :FavCRM login (OAuth is another issue: until it lands, this says so)
-function M.login()
-  notify("login with OAuth is not available yet. Use :FavCRM signup for a new workspace, "
-    .. "or set FAVCRM_API_KEY (or `favcrm login` in a terminal) for an existing one.", vim.log.levels.WARN)
-  finished("login", false)
+-- Shows the authorization URL (vim.ui.open where Neovim has it, 0.10+;
+-- always in favcrm://login and a message) and asks for the address the
+-- browser was sent to with vim.ui.input. The wait is vim.wait on the
+-- answer, so an asynchronous vim.ui.input (dressing.nvim, ...) works too
+-- and the editor keeps running meanwhile. nil when the person cancels.
+local function authorize_with(lines)
+  return function(auth_url)
+    local opened = false
+    if vim.ui.open then opened = pcall(vim.ui.open, auth_url) end
+    lines[#lines + 1] = (opened and "Your browser was opened; if it did not open, visit:"
+      or "Open this address in a browser (on any machine) and sign in to FavCRM:")
+    lines[#lines + 1] = "  " .. auth_url
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "The browser is then sent to " .. require("favcrm.login").PASTE_REDIRECT
+      .. "?code=... (the page may not load: that is expected)."
+    lines[#lines + 1] = "Copy that whole address from the address bar and paste it at the prompt."
+    M.show("login", lines)
+    vim.cmd("redraw")
+    local answered, value = false, nil
+    vim.ui.input({ prompt = "Redirect address: " }, function(text)
+      answered, value = true, text
+    end)
+    if not answered then
+      vim.wait(require("favcrm.login").WAIT * 1000, function() return answered end, 50)
+    end
+    if type(value) ~= "string" or not value:match("%S") then return nil end
+    return (value:gsub("^%s+", ""):gsub("%s+$", ""))
+  end
 end
 
---- :FavCRM logout: removes the saved key from the config file
+--- :FavCRM login: signs in with OAuth 2.1 in the browser (PKCE; the
+-- redirect pasted through vim.ui.input, so it works on headless machines and
+-- over ssh) and keeps the tokens in the config folder (favcrm.login), where
+-- `favcrm` in a terminal finds them too. The sign-in is one blocking call
+-- whose waits for the person are vim.wait (the editor keeps running).
+function M.login()
+  local login = require("favcrm.login")
+  local url = endpoint_url()
+  if not url then
+    notify("no endpoint: check FAVCRM_MCP_URL or the config file", vim.log.levels.ERROR)
+    return finished("login", false)
+  end
+  local lines = { "FavCRM login (OAuth) for " .. url, "" }
+  local okn, c = pcall(require("favcrm").new, { url = url, oauth = { redirect_uri = login.PASTE_REDIRECT,
+    authorize = authorize_with(lines) } })
+  if not okn then
+    local msg = tostring(c)
+    if msg:find("unknown option 'oauth'", 1, true) then
+      msg = "this build of favcrm-lua has no OAuth support yet. Use :FavCRM signup for a new workspace, "
+        .. "or set FAVCRM_API_KEY (or `favcrm login` in a terminal) for an existing one."
+    end
+    notify(msg, vim.log.levels.ERROR)
+    return finished("login", false)
+  end
+  local who, err = c:call("list_my_companies", {})
+  c:close()
+  if who == nil then
+    local msg = err and err.code == "cancelled" and "the sign-in was cancelled; nothing was saved" or tostring(err)
+    lines[#lines + 1] = ""
+    for _, l in ipairs(error_lines(err)) do lines[#lines + 1] = l end
+    notify("login: " .. msg, vim.log.levels.ERROR)
+    return finished("login", false, M.show("login", lines))
+  end
+  M.reset()
+  local comp = type(who.companies) == "table" and who.companies[1] or {}
+  local e = login.entry(url)
+  local facts = e and login.facts(e) or {}
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Logged in with OAuth as " .. tostring(who.email) .. " (" .. tostring(comp.name) .. ")."
+  lines[#lines + 1] = e and ("The tokens are saved to " .. tostring(login.path()) .. " (refreshed as needed).")
+    or "The tokens were not saved."
+  if facts.expires_at then lines[#lines + 1] = "Access token expires " .. login.iso(facts.expires_at) .. "." end
+  if facts.scopes then lines[#lines + 1] = "Scopes: " .. facts.scopes end
+  notify("logged in with OAuth as " .. tostring(who.email))
+  finished("login", true, M.show("login", lines))
+end
+
+--- :FavCRM logout: revokes and removes the OAuth grant saved for the
+-- endpoint, and removes the saved key from the config file
 function M.logout()
   local config = require("favcrm.config")
+  local login = require("favcrm.login")
   local path, perr = config.path()
   if not path then
     notify(tostring(perr), vim.log.levels.ERROR)
     return finished("logout", false)
+  end
+  local parts = {}
+  local url = endpoint_url()
+  local entry = url and login.entry(url)
+  if entry then
+    local outcome = login.revoke(url, entry, 10)
+    local ok, ferr = login.forget(url)
+    if not ok then
+      notify(tostring(ferr), vim.log.levels.ERROR)
+      return finished("logout", false)
+    end
+    parts[#parts + 1] = "removed the OAuth tokens for " .. url .. " ("
+      .. (outcome == "revoked" and "revoked at the server"
+        or outcome == "unsupported" and "the server offers no revocation; they expire by themselves"
+        or ("not revoked: " .. outcome:gsub("^failed: ", ""))) .. ")."
   end
   local file = config.load() or {}
   local had = type(file.api_key) == "string" and file.api_key ~= ""
@@ -189,9 +295,13 @@ function M.logout()
     end
   end
   M.reset()
-  local msg = had and ("removed the API key from " .. path
-    .. ". The key itself works until you revoke it in the portal (Settings > MCP Keys).")
-    or ("no API key was saved in " .. path .. ".")
+  if had then
+    parts[#parts + 1] = "removed the API key from " .. path
+      .. ". The key itself works until you revoke it in the portal (Settings > MCP Keys)."
+  elseif not entry then
+    parts[#parts + 1] = "no API key was saved in " .. path .. "."
+  end
+  local msg = table.concat(parts, " ")
   local env = os.getenv("FAVCRM_API_KEY") and "FAVCRM_API_KEY" or (os.getenv("FAVCRM_MCP_TOKEN") and "FAVCRM_MCP_TOKEN")
   if env then msg = msg .. " " .. env .. " is still set in the environment, so a key is still configured." end
   notify(msg, env and vim.log.levels.WARN or vim.log.levels.INFO)
