@@ -51,10 +51,6 @@ local function client(path, opts)
   return assert(favcrm.new(opts))
 end
 
-local function payload_text(res)
-  return cjson.decode(res.content[1].text)
-end
-
 setup(function()
   proc = assert(io.popen("exec node spec/support/era_server.mjs --lifetime 600", "r"))
   base = assert(proc:read("*l"), "the era server did not start")
