@@ -42,6 +42,7 @@ build = {
     ["favcrm.client"] = "lua/favcrm/client.lua",
     ["favcrm.config"] = "lua/favcrm/config.lua",
     ["favcrm.doctor"] = "lua/favcrm/doctor.lua",
+    ["favcrm.era"] = "lua/favcrm/era.lua",
     ["favcrm.errors"] = "lua/favcrm/errors.lua",
     ["favcrm.json"] = "lua/favcrm/json.lua",
     ["favcrm.mcp_serve"] = "lua/favcrm/mcp_serve.lua",
