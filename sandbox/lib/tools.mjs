@@ -18,6 +18,23 @@ export class ToolError extends Error {
     }
 }
 
+/** A JSON-RPC error either SDK sends as is ({code, message, data}). */
+export function rpcError(code, message, data) {
+    return Object.assign(new Error(message), { code, data });
+}
+
+/**
+ * 2026-07-28 multi-round-trip request (MRTR): thrown by askClient when the
+ * answer is not in the retry's inputResponses yet; callTool turns it into an
+ * `input_required` result naming what the client must fulfil.
+ */
+class InputRequired {
+    constructor(key, method, params, requestState) {
+        this.result = { resultType: 'input_required', inputRequests: { [key]: { method, params } }, requestState };
+    }
+}
+const INPUT_KEYS = { 'elicitation/create': 'elicit', 'sampling/createMessage': 'sample', 'roots/list': 'roots' };
+
 export function okResult(payload) {
     return { content: [{ type: 'text', text: JSON.stringify(payload) }], structuredContent: { data: payload } };
 }
@@ -176,6 +193,7 @@ export const PLATFORM_GUIDE = [
 ];
 
 async function askClient(ctx, method, params, schema, capability, timeout = 60000) {
+    if (ctx.era === 'modern') return askClientModern(ctx, method, params, schema, capability);
     const caps = ctx.clientCapabilities();
     if (capability && caps !== undefined && !caps?.[capability]) {
         throw new ToolError(`${capability}_unsupported`, `The client did not declare the ${capability} capability at initialize.`, { capability });
@@ -200,6 +218,27 @@ async function askClient(ctx, method, params, schema, capability, timeout = 6000
         if (capability && e?.code === -32601) throw new ToolError(`${capability}_unsupported`, `The client does not handle ${method}.`, { capability });
         throw new ToolError(timedOut ? 'client_timeout' : 'client_error', `The client answered ${method} with an error: ${e?.message || e}`, { method, clientErrorCode: e?.code ?? null });
     }
+}
+
+/**
+ * 2026-07-28: no server-to-client requests. The first round answers
+ * input_required (only for a declared capability, as the revision requires);
+ * the retry carries the answer in inputResponses and requestState echoed.
+ */
+function askClientModern(ctx, method, params, schema, capability) {
+    const key = INPUT_KEYS[method];
+    if (!key) throw new ToolError('unsupported_in_era', `${method} cannot reach a 2026-07-28 client: that revision has no server-to-client requests.`, { method, era: '2026-07-28' });
+    const caps = ctx.clientCapabilities() || {};
+    if (capability && !caps[capability]) {
+        throw new ToolError(`${capability}_unsupported`, `The request's clientCapabilities do not declare ${capability}.`, { capability });
+    }
+    const state = `sbx1.${ctx.toolName}.${key}`;
+    const answer = ctx.extra.inputResponses?.[key];
+    if (answer === undefined) throw new InputRequired(key, method, params, state);
+    if (ctx.extra.requestState !== state) throw new ToolError('invalid_request_state', 'requestState was not echoed unchanged with the inputResponses.', { expected: state, got: ctx.extra.requestState ?? null });
+    const r = schema.safeParse(answer);
+    if (!r.success) throw new ToolError('client_error', `The client's ${method} answer (inputResponses.${key}) is malformed: ${r.error.message}`, { method, clientErrorCode: null });
+    return r.data;
 }
 
 // ---- the table -------------------------------------------------------------
@@ -678,7 +717,7 @@ export function buildTools(state) {
     add('sandbox_ping', 'Sandbox: ping', 'Test tool: sends a ping request to the client inside the response stream, then answers.', obj({}),
         async (a, ctx) => {
             const t0 = Date.now();
-            await askClient(ctx, 'ping', undefined, EmptyResultSchema, null, 30000);
+            await askClient(ctx, 'ping', undefined, EmptyResultSchema, null, 30000); // 2026: unsupported_in_era
             return { pong: true, roundTripMs: Date.now() - t0 };
         }, { ...noAuth, annotations: testAnn });
     add('sandbox_resume', 'Sandbox: resumability', 'Test tool (session mode): sends a log notification, closes the SSE stream before the result, and stores the result in the event store; reconnect with GET + Last-Event-ID to receive it.',
@@ -713,6 +752,7 @@ export async function callTool(tools, name, args, ctx) {
     const tool = tools.byName.get(name);
     if (!tool) return null;
     const result = await callToolInner(tools, tool, name, args, ctx);
+    if (result.resultType === 'input_required') return result;
     // A tool with an outputSchema keeps structuredContent for its data: SDK
     // clients check any structuredContent against that schema, errors too.
     // Its error details travel in _meta["favcrm/error"] instead.
@@ -732,7 +772,7 @@ async function callToolInner(tools, tool, name, args, ctx) {
     const input = args ?? {};
     const bad = tool.skipValidation ? null : validate(tool.inputSchema, input);
     if (bad) return errorResult('invalid_arguments', `Invalid arguments for ${name}: ${bad.message}`, { path: bad.path, keyword: bad.keyword });
-    const hctx = { ...ctx, user: ctx.auth?.user, ws: ctx.auth?.ws, toolNames: tools.toolNames };
+    const hctx = { ...ctx, user: ctx.auth?.user, ws: ctx.auth?.ws, toolNames: tools.toolNames, toolName: name };
     try {
         const payload = await tool.handler(input, hctx);
         const result = okResult(payload === undefined ? null : payload);
@@ -740,6 +780,7 @@ async function callToolInner(tools, tool, name, args, ctx) {
         return result;
     } catch (e) {
         if (e instanceof ToolError) return errorResult(e.code, e.message, e.fields);
+        if (e instanceof InputRequired) return e.result;
         throw e;
     }
 }
