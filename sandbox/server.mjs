@@ -9,18 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import * as v1types from '@modelcontextprotocol/sdk/types.js';
 import { State, sha256 } from './lib/state.mjs';
 import { buildTools } from './lib/tools.mjs';
 import { MemoryEventStore } from './lib/eventstore.mjs';
 import { FAULTS, applyFault } from './lib/faults.mjs';
 import { resourceListing, TEMPLATES, PROMPTS, newScope } from './lib/resources.mjs';
-import { mcpHandlers, registerV1, capabilities, SERVER_INFO, INSTRUCTIONS } from './lib/mcp.mjs';
+import { mcpHandlers, registerV1, capabilities, SERVER_INFO, INSTRUCTIONS, CACHEABLE, RESULT_TYPES } from './lib/mcp.mjs';
 
-const { SUPPORTED_PROTOCOL_VERSIONS } = v1types;
 const ERAS = ['2025', '2026', 'dual'];
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -73,6 +68,15 @@ function parseArgs(argv) {
 }
 
 const cfg = parseArgs(process.argv.slice(2));
+
+// The SDKs, loaded by era so each starts as fast as it can: the v1 package
+// (@modelcontextprotocol/sdk) serves 2025 and older, the v2 one 2026-07-28.
+const v1 = cfg.era === '2026' ? null : await Promise.all([
+    import('@modelcontextprotocol/sdk/server/index.js'), import('@modelcontextprotocol/sdk/server/streamableHttp.js'),
+    import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'), import('@modelcontextprotocol/sdk/types.js'),
+]).then(([a, b, c, types]) => ({ Server: a.Server, StreamableHTTPServerTransport: b.StreamableHTTPServerTransport, WebStandardStreamableHTTPServerTransport: c.WebStandardStreamableHTTPServerTransport, types }));
+const SUPPORTED_PROTOCOL_VERSIONS = v1 ? v1.types.SUPPORTED_PROTOCOL_VERSIONS : [];
+const V1_RESULT_SCHEMAS = v1 ? Object.fromEntries(RESULT_TYPES.map(t => [t, v1.types[`${t}Schema`]])) : null;
 const log = msg => { if (!cfg.quiet) process.stderr.write(`[favcrm-sandbox] ${msg}\n`); };
 
 let outboxDir = cfg.outbox, outboxIsTemp = false;
@@ -86,7 +90,11 @@ const runtimeTools = new Set(); // names POST /_sandbox/tools added (reset remov
 const mode = cfg.stateless ? 'stateless' : 'session';
 // The 2026-07-28 side (v2 package), loaded only when the era needs it.
 const modern = cfg.era === '2025' ? null
-    : (await import('./lib/modern.mjs')).createModern({ tools, state, cfg }, VERSION, e => { if (process.env.FAVCRM_SANDBOX_DEBUG) log(`v2: ${e?.message || e}`); });
+    : (await import('./lib/modern.mjs')).createModern({ tools, state, cfg }, {
+        version: VERSION,
+        legacyVersions: cfg.era === 'dual' ? SUPPORTED_PROTOCOL_VERSIONS : [],
+        onerror: e => { if (process.env.FAVCRM_SANDBOX_DEBUG) log(`v2: ${e?.message || e}`); },
+    });
 
 // ---- bookkeeping --------------------------------------------------------------
 const sessions = new Map();          // sessionId -> {transport, server, lastSeen}
@@ -108,21 +116,21 @@ const isResponse = m => m && typeof m === 'object' && m.method === undefined && 
 
 // ---- the MCP server (one per session, or per request when stateless) ------------
 function makeServer(kind, session) {
-    const server = new Server({ ...SERVER_INFO, version: VERSION }, { capabilities: capabilities(cfg.test), instructions: INSTRUCTIONS });
+    const server = new v1.Server({ ...SERVER_INFO, version: VERSION }, { capabilities: capabilities(cfg.test), instructions: INSTRUCTIONS });
     const scope = session ? (session.scope ??= newScope()) : newScope();
     const unit = {
-        kind, era: 'legacy', session, server, scope,
+        kind, era: 'legacy', session, server, scope, resultSchemas: V1_RESULT_SCHEMAS,
         notifyUpdated: (uri, extra) => extra.sendNotification({ method: 'notifications/resources/updated', params: { uri } }).catch(() => {}),
         clientCapabilities: (extra, info) => server.getClientCapabilities() ?? (kind === 'stateless' ? statelessCaps.get(info.clientKey) : undefined),
     };
-    registerV1(server, mcpHandlers({ tools, state, cfg }, unit), v1types);
+    registerV1(server, mcpHandlers({ tools, state, cfg }, unit), v1.types);
     server.onerror = () => { /* transport-level noise (client went away etc.) */ };
     return server;
 }
 
 async function newSession() {
     const entry = { transport: null, server: null, lastSeen: Date.now() };
-    const transport = new StreamableHTTPServerTransport({
+    const transport = new v1.StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         enableJsonResponse: cfg.jsonResponse,
         eventStore: new MemoryEventStore(),
@@ -151,7 +159,7 @@ function reapSessions() {
 
 /** Stateless handling: a fresh Server + transport for this one HTTP request. */
 async function handleStateless(req, res, body, msgs) {
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: cfg.jsonResponse });
+    const transport = new v1.StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: cfg.jsonResponse });
     const server = makeServer('stateless', null);
     const mine = [];
     // Server-to-client requests get globally unique ids so the client's answer
@@ -181,7 +189,7 @@ async function handleStateless(req, res, body, msgs) {
 
 /** Computes the real JSON-RPC response(s) for a body, without touching the socket (used by faults). */
 async function computeResponse(body, req, authInfo) {
-    const t = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    const t = new v1.WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     const server = makeServer('stateless', null);
     await server.connect(t);
     try {
@@ -423,7 +431,19 @@ async function handleControl(req, res, url) {
             faults = [];
             resetStats();
             statelessCaps.clear();
+            modern?.setCache(null);
             return sendJson(res, 200, { ok: true });
+        case 'POST /_sandbox/cache': {
+            // 2026-07-28 cache fields of list/read/discover results: {ttlMs, cacheScope?, methods?}
+            if (!modern) return sendJson(res, 404, { error: 'not_found', message: 'cache hints need the 2026 era (--era 2026 or dual)' });
+            const methods = input.methods ?? CACHEABLE;
+            if (!Array.isArray(methods) || !methods.every(m => CACHEABLE.includes(m))) return sendJson(res, 400, { error: 'invalid_arguments', message: `methods must be a list of ${CACHEABLE.join(', ')}` });
+            if (!Number.isSafeInteger(input.ttlMs) || input.ttlMs < 0) return sendJson(res, 400, { error: 'invalid_arguments', message: 'ttlMs (integer >= 0) required' });
+            const scope = input.cacheScope ?? 'private';
+            if (!['private', 'public'].includes(scope)) return sendJson(res, 400, { error: 'invalid_arguments', message: 'cacheScope must be private or public' });
+            modern.setCache(Object.fromEntries(methods.map(m => [m, { ttlMs: input.ttlMs, cacheScope: scope }])));
+            return sendJson(res, 200, { ttlMs: input.ttlMs, cacheScope: scope, methods });
+        }
         case 'POST /_sandbox/accounts': {
             const email = input.email;
             if (typeof email !== 'string' || !email.includes('@')) return sendJson(res, 400, { error: 'invalid_arguments', message: 'email required' });

@@ -12,6 +12,9 @@ import { CAPABILITIES as RESOURCE_CAPS, resourceHandlers, recordCall } from './r
 export const SERVER_INFO = { name: 'favcrm-sandbox', title: 'FavCRM sandbox' };
 export const INSTRUCTIONS = 'Local FavCRM-compatible sandbox. Register with register_organisation_request/verify, then send "Authorization: Bearer fav_mcp_..." with every other tool call. Ask query_favcrm_platform before guessing tool names.';
 
+/** The results 2026-07-28 gives cache fields (ttlMs, cacheScope). */
+export const CACHEABLE = ['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read', 'server/discover'];
+
 /** The capabilities both eras declare (tools.listChanged in test mode). */
 export function capabilities(test) {
     return { tools: { listChanged: test === true }, logging: {}, ...RESOURCE_CAPS };
@@ -21,7 +24,8 @@ export function capabilities(test) {
  * The handlers for one SDK Server instance. deps: {tools, state, cfg,
  * statelessCaps}; unit: {kind ('session' | 'stateless' | 'modern'), era
  * ('legacy' | 'modern'), session, server, scope (resources.newScope()),
- * notifyUpdated(uri, extra), clientCapabilities(extra)}.
+ * notifyUpdated(uri, extra), clientCapabilities(extra, authExtra),
+ * resultSchemas (RESULT_TYPES -> that SDK's schema, for answers from the client)}.
  */
 export function mcpHandlers(deps, unit) {
     const { tools, state, cfg } = deps;
@@ -45,6 +49,7 @@ export function mcpHandlers(deps, unit) {
             state, mode: unit.kind, era: unit.era, session: unit.session, extra, server: unit.server, jsonResponse: cfg.jsonResponse,
             auth: info.auth || null, ip: info.ip || '127.0.0.1',
             clientCapabilities: () => unit.clientCapabilities(extra, info),
+            resultSchemas: unit.resultSchemas,
         };
         const result = await callTool(tools, name, args, ctx);
         if (result === null) throw rpcError(-32602, `Tool ${name} not found`);
@@ -53,6 +58,9 @@ export function mcpHandlers(deps, unit) {
     };
     return h;
 }
+
+/** The client results the test tools check, by spec type name. */
+export const RESULT_TYPES = ['ElicitResult', 'CreateMessageResult', 'ListRootsResult', 'EmptyResult'];
 
 /** Registers the handlers on a v1 SDK (`@modelcontextprotocol/sdk`) Server. */
 export function registerV1(server, handlers, types) {

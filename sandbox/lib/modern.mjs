@@ -7,8 +7,8 @@
 // version (also what `initialize` gets: legacy 'reject'), and
 // subscriptions/listen streams fed by handler.notify. Loaded only when the
 // era is 2026 or dual, so the 2025 sandbox starts as before.
-import { createMcpHandler, isLegacyRequest, Server, CLIENT_CAPABILITIES_META_KEY } from '@modelcontextprotocol/server';
-import { mcpHandlers, capabilities, SERVER_INFO, INSTRUCTIONS } from './mcp.mjs';
+import { createMcpHandler, isLegacyRequest, Server, CLIENT_CAPABILITIES_META_KEY, specTypeSchemas } from '@modelcontextprotocol/server';
+import { mcpHandlers, capabilities, SERVER_INFO, INSTRUCTIONS, RESULT_TYPES } from './mcp.mjs';
 import { newScope } from './resources.mjs';
 import { rpcError } from './tools.mjs';
 
@@ -33,18 +33,23 @@ function v1Extra(ctx) {
 }
 
 /**
- * deps: {tools, state, cfg, statelessCaps}; version: the sandbox's version.
- * Returns {serve(req, res, raw, parsedBody, authInfo), compute(req, body, authInfo),
- * isLegacy(req, parsedBody), notifyToolsChanged() -> listeners, close()}.
+ * deps: {tools, state, cfg}; opts: {version (the sandbox's), legacyVersions
+ * (dual: the 2025 versions the v1 side serves, added to a -32022's
+ * data.supported as the versioning page's dual-era example does), onerror}.
+ * Returns {versions, serve(req, res, raw, parsedBody, authInfo),
+ * compute(req, body, authInfo), isLegacy(req, parsedBody),
+ * notifyToolsChanged() -> listeners, setCache(hints), close()}.
  */
-export function createModern(deps, version, onerror) {
+export function createModern(deps, { version, legacyVersions = [], onerror }) {
+    let cacheHints; // {method: {ttlMs, cacheScope}}: POST /_sandbox/cache; the SDK's default is ttlMs 0, private
     const scope = newScope();
+    const resultSchemas = Object.fromEntries(RESULT_TYPES.map(t => [t, specTypeSchemas[t]]));
     scope.subs.add('*'); // no sessions: every call is news to subscriptions/listen streams that asked for the URI
     let notify = null;
     const factory = () => {
-        const server = new Server({ ...SERVER_INFO, version }, { capabilities: capabilities(deps.cfg.test), instructions: INSTRUCTIONS });
+        const server = new Server({ ...SERVER_INFO, version }, { capabilities: capabilities(deps.cfg.test), instructions: INSTRUCTIONS, ...(cacheHints && { cacheHints }) });
         const unit = {
-            kind: 'modern', era: 'modern', session: null, server, scope,
+            kind: 'modern', era: 'modern', session: null, server, scope, resultSchemas,
             notifyUpdated: async uri => notify?.resourceUpdated(uri),
             clientCapabilities: extra => extra.envelope?.[CLIENT_CAPABILITIES_META_KEY] ?? server.getClientCapabilities(),
         };
@@ -73,7 +78,8 @@ export function createModern(deps, version, onerror) {
     async function serve(req, res, raw, parsedBody, authInfo) {
         const ac = new AbortController();
         res.on('close', () => { if (!res.writableFinished) ac.abort(); });
-        const response = await handler.fetch(toRequest(req, raw, ac.signal), { authInfo, parsedBody });
+        let response = await handler.fetch(toRequest(req, raw, ac.signal), { authInfo, parsedBody });
+        if (legacyVersions.length && response.status === 400) response = await withLegacyVersions(response);
         const headers = {};
         response.headers.forEach((v, k) => { headers[k] = v; });
         res.writeHead(response.status, headers);
@@ -90,6 +96,19 @@ export function createModern(deps, version, onerror) {
         res.end();
     }
 
+    /** Dual era: a -32022 names the 2025 versions too (the client may fall back to initialize). */
+    async function withLegacyVersions(response) {
+        const text = await response.text();
+        let msg = null;
+        try { msg = JSON.parse(text); } catch { /* not JSON: pass it on */ }
+        const data = msg?.error?.code === -32022 ? msg.error.data : null;
+        if (data && Array.isArray(data.supported)) {
+            data.supported = [...new Set([...data.supported, ...legacyVersions])];
+            return new Response(JSON.stringify(msg), { status: response.status, headers: { 'content-type': 'application/json' } });
+        }
+        return new Response(text, { status: response.status, headers: response.headers });
+    }
+
     /** The real JSON-RPC response for a 2026 request, as one JSON body (faults use it). */
     async function compute(req, body, authInfo) {
         const raw = Buffer.from(JSON.stringify(body));
@@ -104,6 +123,8 @@ export function createModern(deps, version, onerror) {
         compute,
         isLegacy: (req, parsedBody) => isLegacyRequest(toRequest(req, null), req.method === 'POST' ? parsedBody : undefined),
         notifyToolsChanged() { handler.notify.toolsChanged(); return handler.bus.listenerCount ?? 0; },
+        /** hints: {method: {ttlMs?, cacheScope?}} for the next requests (null: the SDK's defaults). */
+        setCache(hints) { cacheHints = hints || undefined; },
         close: async () => { await handler.close(); await jsonHandler.close(); },
     };
 }

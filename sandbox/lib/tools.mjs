@@ -2,7 +2,6 @@
 // Each entry: {name, title, description, inputSchema, outputSchema?, annotations,
 // auth, handler(args, ctx)}. Handlers return the payload (it becomes
 // structuredContent.data) or throw ToolError (it becomes an isError result).
-import { EmptyResultSchema, ElicitResultSchema, CreateMessageResultSchema, ListRootsResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { validate } from './schema.mjs';
 import { newId, randomString, PLANS, PLAN_ORDER } from './state.mjs';
 
@@ -192,7 +191,13 @@ export const PLATFORM_GUIDE = [
     [/team|staff|invite/i, 'Invite staff with create_team_member_invite (email, role); the invitee runs accept_team_invite_request (token) and accept_team_invite_verify (token, code) to get their own key.', ['create_team_member_invite', 'accept_team_invite_request', 'accept_team_invite_verify']],
 ];
 
-async function askClient(ctx, method, params, schema, capability, timeout = 60000) {
+/**
+ * Asks the client (elicitation, sampling, roots, ping) and returns its answer,
+ * checked against the result type `type` (e.g. 'ElicitResult') of the era's
+ * SDK: ctx.resultSchemas maps the name to that SDK's schema.
+ */
+async function askClient(ctx, method, params, type, capability, timeout = 60000) {
+    const schema = ctx.resultSchemas[type];
     if (ctx.era === 'modern') return askClientModern(ctx, method, params, schema, capability);
     const caps = ctx.clientCapabilities();
     if (capability && caps !== undefined && !caps?.[capability]) {
@@ -703,21 +708,21 @@ export function buildTools(state) {
                 mode: 'form',
                 message: a.message,
                 requestedSchema: { type: 'object', properties: { name: { type: 'string', title: 'Name', default: 'Ada' }, confirm: { type: 'boolean', title: 'Confirm' }, plan: { type: 'string', title: 'Plan', enum: ['free', 'starter', 'growth'], default: 'starter' } }, required: ['name'] },
-            }, ElicitResultSchema, 'elicitation', 600000);
+            }, 'ElicitResult', 'elicitation', 600000);
             return { action: r.action, content: r.content ?? null };
         }, { ...noAuth, annotations: testAnn });
     add('sandbox_sample', 'Sandbox: sampling', 'Test tool: sends sampling/createMessage to the client and returns its answer.',
         obj({ prompt: s('User prompt', { minLength: 1 }), maxTokens: i('Max tokens (default 100)', { minimum: 1 }) }, ['prompt']),
         async (a, ctx) => {
-            const r = await askClient(ctx, 'sampling/createMessage', { messages: [{ role: 'user', content: { type: 'text', text: a.prompt } }], maxTokens: a.maxTokens ?? 100 }, CreateMessageResultSchema, 'sampling', 600000);
+            const r = await askClient(ctx, 'sampling/createMessage', { messages: [{ role: 'user', content: { type: 'text', text: a.prompt } }], maxTokens: a.maxTokens ?? 100 }, 'CreateMessageResult', 'sampling', 600000);
             return r;
         }, { ...noAuth, annotations: testAnn });
     add('sandbox_roots', 'Sandbox: roots', 'Test tool: sends roots/list to the client and returns its answer.', obj({}),
-        async (a, ctx) => askClient(ctx, 'roots/list', {}, ListRootsResultSchema, 'roots'), { ...noAuth, annotations: testAnn });
+        async (a, ctx) => askClient(ctx, 'roots/list', {}, 'ListRootsResult', 'roots'), { ...noAuth, annotations: testAnn });
     add('sandbox_ping', 'Sandbox: ping', 'Test tool: sends a ping request to the client inside the response stream, then answers.', obj({}),
         async (a, ctx) => {
             const t0 = Date.now();
-            await askClient(ctx, 'ping', undefined, EmptyResultSchema, null, 30000); // 2026: unsupported_in_era
+            await askClient(ctx, 'ping', undefined, 'EmptyResult', null, 30000); // 2026: unsupported_in_era
             return { pong: true, roundTripMs: Date.now() - t0 };
         }, { ...noAuth, annotations: testAnn });
     add('sandbox_resume', 'Sandbox: resumability', 'Test tool (session mode): sends a log notification, closes the SSE stream before the result, and stores the result in the event store; reconnect with GET + Last-Event-ID to receive it.',
