@@ -48,7 +48,7 @@ async function startServer(args) {
     child.stderr.on('data', d => { err += d; });
     const t0 = Date.now();
     const lines = await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 5000);
+        const timer = setTimeout(() => reject(new Error(`server did not start in 30 s: ${err}`)), 30000);
         child.stdout.on('data', d => {
             out += d;
             const ls = out.split('\n');
@@ -127,6 +127,7 @@ async function sessionSuite() {
         check(tools.every(t => t.annotations && typeof t.annotations.title === 'string' && typeof t.annotations.readOnlyHint === 'boolean'), 'every tool annotated');
         check(tools.find(t => t.name === 'delete_service').annotations.destructiveHint === true && tools.find(t => t.name === 'list_services').annotations.readOnlyHint === true && tools.find(t => t.name === 'send_whatsapp_message').annotations.openWorldHint === true && tools.find(t => t.name === 'update_service').annotations.idempotentHint === true, 'annotation conventions');
         check(['list_services', 'get_plan_status', 'list_my_companies'].every(n => tools.find(t => t.name === n).outputSchema), 'outputSchemas present');
+        check(!names.has('sandbox_headers') && !names.has('sandbox_bad_headers'), '2026-only test tools not listed to 2025 clients');
         for (const n of ['accept_team_invite_request', 'accept_team_invite_verify', 'create_team_member_invite', 'check_plan_operation', 'query_favcrm_platform']) check(names.has(n), `tool ${n} listed`);
 
         // --- registration happy path ---
@@ -440,8 +441,12 @@ async function modernSuite(era) {
         const caps = { elicitation: { form: {} }, sampling: {}, roots: {} };
         const client = await connect26(s.url, { caps, mode: era === 'dual' ? 'auto' : { pin: V26 } });
         check(client.getNegotiatedProtocolVersion() === V26, `${L} v2 client negotiated ${V26}`, client.getNegotiatedProtocolVersion());
-        const { tools } = await client.listTools();
+        const warn = console.warn, warned = [];
+        console.warn = (...a) => warned.push(a.join(' ')); // the client says which tool it drops
+        const { tools } = await client.listTools().finally(() => { console.warn = warn; });
         check(tools.length >= 33 && tools.some(t => t.name === 'register_organisation_request'), `${L} tools listed (${tools.length})`);
+        const rawList = await rpcOf(await post26(s.url, 19, 'tools/list'));
+        check(rawList.result?.tools?.some(t => t.name === 'sandbox_bad_headers') && !tools.some(t => t.name === 'sandbox_bad_headers') && warned.some(w => w.includes('sandbox_bad_headers')), `${L} a tool with an invalid x-mcp-header is listed, and the v2 client drops it`, warned);
         const d = dataOf(await signup(s, client, 'm26@example.com'));
         const v = dataOf(await client.callTool({ name: 'register_organisation_verify', arguments: { requestId: d?.requestId, code: await codeFor(s, 'm26@example.com') } }));
         check(/^fav_mcp_/.test(v?.apiKey || ''), `${L} signup + verify`);
@@ -470,6 +475,21 @@ async function modernSuite(era) {
         check(dataOf(r3.result)?.action === 'decline' && r3.result.resultType === 'complete', `${L} retry with inputResponses completes`, r3);
         const r4 = await rpcOf(await post26(s.url, 10, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit' }));
         check(errOf(r4.result)?.code === 'elicitation_unsupported', `${L} no elicitation capability -> elicitation_unsupported, no inputRequests`, r4);
+        // x-mcp-header parameters: Mcp-Param-* headers checked against the body
+        check(tools.some(t => t.name === 'sandbox_headers'), `${L} sandbox_headers listed to 2026 clients`);
+        const hargs = { region: 'Hello, 世界', priority: 3, dryRun: true, filter: { tag: 'a' }, query: 'q' };
+        const hdrs = { 'mcp-param-region': `=?base64?${Buffer.from('Hello, 世界').toString('base64')}?=`, 'mcp-param-priority': '3', 'mcp-param-dryrun': 'true', 'mcp-param-tag': 'a' };
+        const hok = await rpcOf(await post26(s.url, 20, 'tools/call', { name: 'sandbox_headers', arguments: hargs }, { name: 'sandbox_headers', headers: hdrs }));
+        check(dataOf(hok.result)?.headers?.['mcp-param-priority'] === '3', `${L} matching Mcp-Param-* headers accepted`, hok);
+        const hbad = await post26(s.url, 21, 'tools/call', { name: 'sandbox_headers', arguments: hargs }, { name: 'sandbox_headers', headers: { ...hdrs, 'mcp-param-priority': '4' } });
+        const hbj = await hbad.json();
+        check(hbad.status === 400 && hbj.error?.code === -32020, `${L} Mcp-Param-* mismatch -> 400 -32020`, hbj);
+        const hmiss = await post26(s.url, 22, 'tools/call', { name: 'sandbox_headers', arguments: hargs }, { name: 'sandbox_headers', headers: Object.fromEntries(Object.entries(hdrs).filter(([k]) => k !== 'mcp-param-tag')) });
+        check(hmiss.status === 400, `${L} missing Mcp-Param-* header -> 400`);
+        await hmiss.body?.cancel();
+        const viaClient = dataOf(await client.callTool({ name: 'sandbox_headers', arguments: { region: 'eu', dryRun: false } }));
+        check(viaClient?.headers?.['mcp-param-region'] === 'eu' && viaClient.headers['mcp-param-dryrun'] === 'false', `${L} the v2 client sends Mcp-Param-* itself`, viaClient);
+
         const pg = await client.callTool({ name: 'sandbox_ping', arguments: {} });
         check(errOf(pg)?.code === 'unsupported_in_era', `${L} sandbox_ping: no server-to-client requests`, pg);
 
@@ -535,7 +555,7 @@ async function modernSuite(era) {
     }
 }
 
-const deadline = setTimeout(() => { console.log('FAIL selftest timed out'); process.exit(1); }, 120000);
+const deadline = setTimeout(() => { console.log('FAIL selftest timed out'); process.exit(1); }, 300000);
 try {
     if (eraArg === '2025' || eraArg === 'all') {
         await sessionSuite();

@@ -31,7 +31,7 @@ export function mcpHandlers(deps, unit) {
     const { tools, state, cfg } = deps;
     const h = resourceHandlers(tools, unit.scope, unit.era);
     h['tools/list'] = async (params, extra) => {
-        const all = tools.list.map(toolListing);
+        const all = tools.list.filter(t => unit.era === 'modern' || !t.modernOnly).map(toolListing);
         const q = Number(extra.requestInfo?.url?.searchParams?.get('page_size'));
         const pageSize = Number.isInteger(q) && q > 0 ? q : cfg.pageSize;
         if (!pageSize) return { tools: all };

@@ -11,6 +11,7 @@ import { createMcpHandler, isLegacyRequest, Server, CLIENT_CAPABILITIES_META_KEY
 import { mcpHandlers, capabilities, SERVER_INFO, INSTRUCTIONS, RESULT_TYPES } from './mcp.mjs';
 import { newScope } from './resources.mjs';
 import { rpcError } from './tools.mjs';
+import { headerDeclarations, checkParamHeaders } from './headers.mjs';
 
 /** The modern revisions the v2 package serves (its legacy list is the v1 server's business). */
 export const MODERN_VERSIONS = ['2026-07-28'];
@@ -76,6 +77,12 @@ export function createModern(deps, { version, legacyVersions = [], onerror }) {
     });
 
     async function serve(req, res, raw, parsedBody, authInfo) {
+        const bad = paramHeaderMismatch(req, parsedBody);
+        if (bad) {
+            const body = JSON.stringify({ jsonrpc: '2.0', id: parsedBody.id, error: { code: -32020, message: `Bad Request: the request headers and body disagree: ${bad}` } });
+            res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+            return void res.end(body);
+        }
         const ac = new AbortController();
         res.on('close', () => { if (!res.writableFinished) ac.abort(); });
         let response = await handler.fetch(toRequest(req, raw, ac.signal), { authInfo, parsedBody });
@@ -94,6 +101,14 @@ export function createModern(deps, { version, legacyVersions = [], onerror }) {
             }
         } catch { /* the client went away */ }
         res.end();
+    }
+
+    /** tools/call of a tool with x-mcp-header parameters: the Mcp-Param-* check (null: fine). */
+    function paramHeaderMismatch(req, msg) {
+        if (req.method !== 'POST' || msg?.method !== 'tools/call') return null;
+        const tool = deps.tools.byName.get(msg.params?.name);
+        const decls = tool ? headerDeclarations(tool.inputSchema) : [];
+        return decls.length ? checkParamHeaders(decls, msg.params?.arguments ?? {}, req.headers) : null;
     }
 
     /** Dual era: a -32022 names the 2025 versions too (the client may fall back to initialize). */

@@ -250,7 +250,7 @@ function askClientModern(ctx, method, params, schema, capability) {
 export function buildTools(state) {
     const T = [];
     const add = (name, title, description, inputSchema, handler, opts = {}) => {
-        T.push({ name, title, description, inputSchema, handler, auth: opts.auth !== false, skipValidation: !!opts.skipValidation, outputSchema: opts.outputSchema, annotations: annotate(name, title, opts.annotations), meta: opts.meta, links: opts.links });
+        T.push({ name, title, description, inputSchema, handler, auth: opts.auth !== false, skipValidation: !!opts.skipValidation, outputSchema: opts.outputSchema, annotations: annotate(name, title, opts.annotations), meta: opts.meta, links: opts.links, modernOnly: !!opts.modernOnly });
     };
     const noAuth = { auth: false };
 
@@ -747,6 +747,21 @@ export function buildTools(state) {
         { $schema: D7, type: 'object', properties: { tags: { type: 'array', items: { type: 'string' }, description: 'An array (send [] when empty)' }, meta: { type: 'object', description: 'An object (send {} when empty)' } } },
         async a => ({ raw_tags: a.tags === undefined ? null : JSON.stringify(a.tags), raw_meta: a.meta === undefined ? null : JSON.stringify(a.meta), arguments: a }),
         { ...noAuth, annotations: testAnn, skipValidation: true });
+
+    // 2026-07-28 only (listed to 2026 clients): parameters mirrored in Mcp-Param-* headers.
+    add('sandbox_headers', 'Sandbox: x-mcp-header parameters', 'Test tool (2026-07-28): region, priority, dryRun and filter.tag are sent as Mcp-Param-Region, -Priority, -DryRun and -Tag headers; the server checks them against the body (400 -32020 on a mismatch). Returns the arguments and the Mcp-Param-* headers as received.',
+        { $schema: D7, type: 'object', properties: {
+            region: { type: 'string', description: 'Region', 'x-mcp-header': 'Region' },
+            priority: { type: 'integer', description: 'Priority', 'x-mcp-header': 'Priority' },
+            dryRun: { type: 'boolean', description: 'Dry run', 'x-mcp-header': 'DryRun' },
+            filter: { type: 'object', properties: { tag: { type: 'string', description: 'Tag', 'x-mcp-header': 'Tag' } } },
+            query: { type: 'string', description: 'Not mirrored' },
+        } },
+        async (a, ctx) => ({ arguments: a, headers: Object.fromEntries(Object.entries(ctx.extra.requestInfo?.headers || {}).filter(([k]) => k.toLowerCase().startsWith('mcp-param-'))) }),
+        { ...noAuth, annotations: testAnn, modernOnly: true });
+    add('sandbox_bad_headers', 'Sandbox: invalid x-mcp-header', 'Test tool (2026-07-28): its x-mcp-header sits on a number parameter, which the revision forbids, so a conforming client drops this tool from tools/list.',
+        { $schema: D7, type: 'object', properties: { amount: { type: 'number', description: 'Amount', 'x-mcp-header': 'Amount' } } },
+        async a => a, { ...noAuth, annotations: testAnn, modernOnly: true });
 
     const byName = new Map(T.map(t => [t.name, t]));
     return { list: T, byName, toolNames: new Set(byName.keys()) };
