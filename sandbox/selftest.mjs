@@ -497,6 +497,12 @@ async function modernSuite(era) {
         const seen = [];
         const pr = await client.callTool({ name: 'sandbox_progress', arguments: { steps: 3 } }, { onprogress: p => seen.push(p.progress) });
         check(dataOf(pr)?.steps === 3 && seen.join() === '1,2,3', `${L} progress notifications`, seen);
+        const logs = async (id, level) => {
+            const r = await post26(s.url, id, 'tools/call', { name: 'sandbox_progress', arguments: { steps: 1 }, _meta: level ? { 'io.modelcontextprotocol/logLevel': level } : {} }, { name: 'sandbox_progress' });
+            return (await r.text()).split('\n').filter(l => l.includes('"notifications/message"')).length;
+        };
+        const [l0, lInfo, lErr] = [await logs(30), await logs(31, 'info'), await logs(32, 'error')];
+        check(l0 === 0 && lInfo === 1 && lErr === 0, `${L} log messages only at or above the request's _meta logLevel`, { none: l0, info: lInfo, error: lErr });
         const nf = await rpcOf(await post26(s.url, 11, 'resources/read', { uri: 'favcrm://nope' }, { name: 'favcrm://nope' }));
         check(nf.error?.code === -32602, `${L} unknown resource -> -32602`, nf);
         const pgGet = await client.getPrompt({ name: 'signup', arguments: { industry: 'fitness' } });

@@ -7,7 +7,9 @@
 // version (also what `initialize` gets: legacy 'reject'), and
 // subscriptions/listen streams fed by handler.notify. Loaded only when the
 // era is 2026 or dual, so the 2025 sandbox starts as before.
-import { createMcpHandler, isLegacyRequest, Server, CLIENT_CAPABILITIES_META_KEY, specTypeSchemas } from '@modelcontextprotocol/server';
+import {
+    createMcpHandler, isLegacyRequest, Server, CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY, specTypeSchemas,
+} from '@modelcontextprotocol/server';
 import { mcpHandlers, capabilities, SERVER_INFO, INSTRUCTIONS, RESULT_TYPES } from './mcp.mjs';
 import { newScope } from './resources.mjs';
 import { rpcError } from './tools.mjs';
@@ -16,6 +18,18 @@ import { headerDeclarations, checkParamHeaders } from './headers.mjs';
 /** The modern revisions the v2 package serves (its legacy list is the v1 server's business). */
 export const MODERN_VERSIONS = ['2026-07-28'];
 
+const LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+/**
+ * Log messages are request-scoped in 2026-07-28: only when the request's
+ * `_meta` names io.modelcontextprotocol/logLevel, and at or above it.
+ */
+function logAllowed(ctx, n) {
+    if (n.method !== 'notifications/message') return true;
+    const want = LEVELS.indexOf(ctx.mcpReq.envelope?.[LOG_LEVEL_META_KEY] ?? ctx.mcpReq._meta?.[LOG_LEVEL_META_KEY]);
+    return want >= 0 && LEVELS.indexOf(n.params?.level) >= want;
+}
+
 /** The v2 handler context seen through the v1 `extra` shape the shared handlers use. */
 function v1Extra(ctx) {
     const req = ctx.http?.req;
@@ -23,7 +37,7 @@ function v1Extra(ctx) {
         _meta: ctx.mcpReq._meta,
         signal: ctx.mcpReq.signal,
         requestId: ctx.mcpReq.id,
-        sendNotification: n => ctx.mcpReq.notify(n),
+        sendNotification: async n => { if (logAllowed(ctx, n)) await ctx.mcpReq.notify(n); },
         sendRequest: () => Promise.reject(rpcError(-32601, '2026-07-28 has no server-to-client requests: answer input_required')),
         authInfo: ctx.http?.authInfo,
         requestInfo: req ? { url: new URL(req.url), headers: Object.fromEntries(req.headers) } : undefined,
