@@ -71,7 +71,9 @@ export function registerV1(server, handlers, types) {
         'resources/unsubscribe': types.UnsubscribeRequestSchema, 'prompts/list': types.ListPromptsRequestSchema,
         'prompts/get': types.GetPromptRequestSchema, 'completion/complete': types.CompleteRequestSchema,
     };
+    // The v1 SDK's McpError words messages "MCP error CODE: ..."; kept so the 2025 wire is as before.
+    const v1Error = e => (Number.isSafeInteger(e?.code) && !(e instanceof types.McpError) ? new types.McpError(e.code, e.message, e.data) : e);
     for (const [method, fn] of Object.entries(handlers)) {
-        server.setRequestHandler(schemas[method], (req, extra) => fn(req.params ?? {}, extra));
+        server.setRequestHandler(schemas[method], (req, extra) => fn(req.params ?? {}, extra).catch(e => { throw v1Error(e); }));
     }
 }
