@@ -466,6 +466,7 @@ async function modernSuite(era) {
         check(rt?.roots?.[0]?.uri === 'file:///tmp/selftest', `${L} roots by MRTR`, rt);
         const st = await s.ctl('stats');
         check(st.by_method['tools/call:sandbox_elicit'] === 2 && st.by_method['tools/call:sandbox_roots'] === 2 && st.era === era, `${L} two rounds per MRTR call`, st.by_method);
+        check(st.input_required === 3 && st.last_input_required?.tool === 'sandbox_roots' && st.last_input_required.keys.join() === 'roots', `${L} stats count input_required answers`, { n: st.input_required, last: st.last_input_required });
         const r1 = await rpcOf(await post26(s.url, 7, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit', caps }));
         const ir = r1.result;
         check(ir?.resultType === 'input_required' && ir.inputRequests?.elicit?.method === 'elicitation/create' && typeof ir.requestState === 'string', `${L} raw first round: input_required`, r1);

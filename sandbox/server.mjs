@@ -90,7 +90,7 @@ const runtimeTools = new Set(); // names POST /_sandbox/tools added (reset remov
 const mode = cfg.stateless ? 'stateless' : 'session';
 // The 2026-07-28 side (v2 package), loaded only when the era needs it.
 const modern = cfg.era === '2025' ? null
-    : (await import('./lib/modern.mjs')).createModern({ tools, state, cfg }, {
+    : (await import('./lib/modern.mjs')).createModern({ tools, state, cfg, onInputRequired }, {
         version: VERSION,
         legacyVersions: cfg.era === 'dual' ? SUPPORTED_PROTOCOL_VERSIONS : [],
         onerror: e => { if (process.env.FAVCRM_SANDBOX_DEBUG) log(`v2: ${e?.message || e}`); },
@@ -105,10 +105,15 @@ let routedSeq = 0;
 let faults = [];
 let stats;
 function resetStats() {
-    stats = { requests: 0, by_method: {}, by_http_method: {}, last_headers: null, last_request: null, last_tool_name: null, last_tool_arguments: null, sessions_open: 0, sessions_created: 0, deleted_sessions: 0, session_lost: 0, cancelled: [], faults_applied: [], server_request_answers: [], last_server_request_answer: null, unauthorized: 0, connections: 0, connections_open: 0 };
+    stats = { requests: 0, by_method: {}, by_http_method: {}, last_headers: null, last_request: null, last_tool_name: null, last_tool_arguments: null, sessions_open: 0, sessions_created: 0, deleted_sessions: 0, session_lost: 0, cancelled: [], faults_applied: [], server_request_answers: [], last_server_request_answer: null, unauthorized: 0, connections: 0, connections_open: 0, input_required: 0, last_input_required: null };
 }
 resetStats();
 const bump = (o, k) => { o[k] = (o[k] || 0) + 1; };
+/** 2026 MRTR: a tools/call answered input_required (the client should retry with inputResponses). */
+function onInputRequired(tool, result) {
+    stats.input_required++;
+    stats.last_input_required = { tool, keys: Object.keys(result.inputRequests || {}), requestState: result.requestState ?? null };
+}
 
 const isRequest = m => m && typeof m === 'object' && typeof m.method === 'string' && m.id !== undefined && m.id !== null;
 const isNotification = m => m && typeof m === 'object' && typeof m.method === 'string' && (m.id === undefined);
@@ -521,7 +526,7 @@ server.on('error', e => { process.stderr.write(`favcrm-sandbox: ${e.message}\n`)
 server.listen(cfg.port, cfg.host, () => {
     const { port } = server.address();
     process.stdout.write(`favcrm sandbox listening on http://127.0.0.1:${port}/mcp\nfavcrm sandbox outbox ${outboxDir}\n`);
-    log(`era=${cfg.era} mode=${mode}${cfg.jsonResponse ? ' json-response' : ''}${cfg.test ? ' test' : ''} tools=${tools.list.length} code-ttl=${cfg.codeTtl}s rate=${cfg.ratePerHour}/${cfg.ratePerDay}`);
+    log(`era=${cfg.era} mode=${cfg.era === '2026' ? 'per-request (2026-07-28)' : mode}${cfg.jsonResponse ? ' json-response' : ''}${cfg.test ? ' test' : ''} tools=${tools.list.length} code-ttl=${cfg.codeTtl}s rate=${cfg.ratePerHour}/${cfg.ratePerDay}`);
 });
 
 let stopping = false;

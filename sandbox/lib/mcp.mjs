@@ -22,7 +22,7 @@ export function capabilities(test) {
 
 /**
  * The handlers for one SDK Server instance. deps: {tools, state, cfg,
- * statelessCaps}; unit: {kind ('session' | 'stateless' | 'modern'), era
+ * onInputRequired(tool, result)?}; unit: {kind ('session' | 'stateless' | 'modern'), era
  * ('legacy' | 'modern'), session, server, scope (resources.newScope()),
  * notifyUpdated(uri, extra), clientCapabilities(extra, authExtra),
  * resultSchemas (RESULT_TYPES -> that SDK's schema, for answers from the client)}.
@@ -53,7 +53,8 @@ export function mcpHandlers(deps, unit) {
         };
         const result = await callTool(tools, name, args, ctx);
         if (result === null) throw rpcError(-32602, `Tool ${name} not found`);
-        if (result.resultType !== 'input_required') await recordCall(unit.scope, name, uri => unit.notifyUpdated(uri, extra));
+        if (result.resultType === 'input_required') deps.onInputRequired?.(name, result);
+        else await recordCall(unit.scope, name, uri => unit.notifyUpdated(uri, extra));
         return result;
     };
     return h;
