@@ -344,6 +344,17 @@ describe("over stdio", function()
     c:close()
   end)
 
+  it("subscribe sends subscriptions/listen on the pipe; its notifications reach the handler", function()
+    local c = assert(favcrm.new({ command = { "node", "spec/support/era_server.mjs", "--stdio" },
+      getenv = function() end, timeout = 10 }))
+    local got
+    assert(c:subscribe("file:///b.txt", function(p) got = p end))
+    local deadline = core.monotonic() + 5
+    while not got and core.monotonic() < deadline do c.session:pump(0.1) end
+    assert.equal("file:///b.txt", got and got.uri)
+    c:close()
+  end)
+
   it("falls back to initialize when the probe gets an error that is no modern one", function()
     local c = assert(favcrm.new({ command = { "node", "spec/support/idle_stdio_server.mjs" },
       getenv = function() end, timeout = 10 }))

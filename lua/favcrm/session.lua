@@ -1161,13 +1161,22 @@ end
 --- Session:_listen_restart(): the modern stream again with the current
 -- filter (after subscribe/unsubscribe), or the legacy one opened if wanted.
 function Session:_listen_restart()
-  if self.era == "modern" and not self:_is_stdio() then self:_listen_stop() end
+  if self.era == "modern" then self:_listen_stop() end
   self:_listen_start()
+end
+
+-- Modern: whether the stream is a subscriptions/listen request (always over
+-- HTTP; over stdio when something is subscribed to, else the transport's
+-- idle stream, which carries what the server writes between calls).
+function Session:_modern_listen()
+  if self.era ~= "modern" then return false end
+  if not self:_is_stdio() then return true end
+  return (self.on_resource_updated or self.listen_for_changes) ~= nil
 end
 
 function Session:_listen_launch()
   local l = self.listen
-  if self.era == "modern" and not self:_is_stdio() then
+  if self:_modern_listen() then
     -- 2026-07-28: a POST of subscriptions/listen whose response stream stays open
     local counter = self.shared or self
     counter.next_rpc = (counter.next_rpc or 0) + 1

@@ -165,6 +165,16 @@ function serveStdio() {
         let msg;
         try { msg = JSON.parse(line); } catch { return; }
         if (msg.id === undefined) return;
+        if (msg.method === 'subscriptions/listen') {
+            // no answer while the subscription lasts: its notifications, tagged with its id
+            const f = (msg.params && msg.params.notifications) || {};
+            const sub = { 'io.modelcontextprotocol/subscriptionId': msg.id };
+            const w = m => process.stdout.write(JSON.stringify(m) + '\n');
+            w({ jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { _meta: sub, notifications: f } });
+            for (const uri of f.resourceSubscriptions || [])
+                w({ jsonrpc: '2.0', method: 'notifications/resources/updated', params: { _meta: sub, uri } });
+            return;
+        }
         const [, m] = modern(msg, {}, true);
         process.stdout.write(JSON.stringify(m) + '\n');
     });
