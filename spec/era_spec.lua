@@ -182,6 +182,17 @@ describe("the request headers", function()
     c:close()
   end)
 
+  it("after a -32020 HeaderMismatch, list the tools again and send the call once more", function()
+    local c = client("/modern")
+    assert(c:tools())
+    control("/_era/rename", { header = "Zone" }) -- the tool's schema changes on the server
+    local p = assert(c:call("echo", { region = "eu" }))
+    assert.equal("eu", p.headers["mcp-param-zone"])
+    assert.equal(2, #seen("tools/list"))
+    assert.equal(2, #seen("tools/call"))
+    c:close()
+  end)
+
   it("encode values as the revision's table says", function()
     assert.equal("us-west1", era.header_value("us-west1"))
     assert.equal("us west 1", era.header_value("us west 1"))

@@ -23,6 +23,10 @@ let log = [];
 let flipped = false;
 let sessions = 0;
 
+// POST /_era/rename {header}: the echo tool's region now goes in that
+// header, and a call whose Mcp-Param headers do not match gets 400 -32020
+let regionHeader = 'Region';
+let strict = false;
 const tools = [
     { name: 'echo', inputSchema: { type: 'object', properties: {
         region: { type: 'string', 'x-mcp-header': 'Region' },
@@ -73,6 +77,9 @@ function modern(req, headers, stdio) {
             return err(stdio ? 200 : 400, -32602, 'Resource not found: ' + params.uri);
         case 'tools/call': {
             const a = params.arguments || {};
+            if (params.name === 'echo' && strict && a.region !== undefined
+                && headers['mcp-param-' + regionHeader.toLowerCase()] !== a.region)
+                return err(400, -32020, 'Header mismatch: Mcp-Param-' + regionHeader);
             if (params.name === 'echo') return ok(text({ args: a, logLevel: meta['io.modelcontextprotocol/logLevel'] ?? null,
                 headers: Object.fromEntries(Object.entries(headers).filter(([k]) => k.startsWith('mcp-'))) }));
             if (params.name === 'ask' || params.name === 'ask_forever') {
@@ -125,7 +132,16 @@ function serveHttp(lifetime) {
                 res.end(JSON.stringify(msg));
             };
             if (path === '/_era/log') return send(200, log);
-            if (path === '/_era/reset') { log = []; flipped = false; ttlMs = 0; return send(200, {}); }
+            if (path === '/_era/reset') {
+                log = []; flipped = false; ttlMs = 0; strict = false; regionHeader = 'Region';
+                tools[0].inputSchema.properties.region['x-mcp-header'] = regionHeader;
+                return send(200, {});
+            }
+            if (path === '/_era/rename') {
+                regionHeader = JSON.parse(body).header; strict = true;
+                tools[0].inputSchema.properties.region['x-mcp-header'] = regionHeader;
+                return send(200, {});
+            }
             if (path === '/_era/flip') { flipped = true; return send(200, {}); }
             if (path === '/_era/ttl') { ttlMs = JSON.parse(body).ttlMs; return send(200, {}); }
             if (path === '/_era/exit') { send(200, {}); setTimeout(() => process.exit(0), 10); return; }
