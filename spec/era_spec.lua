@@ -263,6 +263,20 @@ describe("multi-round-trip requests", function()
     c:close()
   end)
 
+  it("spend from the call's one deadline: slow answers end it with timeout before the round limit", function()
+    local c = client("/modern", { on_elicit = function()
+      local t0 = core.monotonic()
+      repeat until core.monotonic() - t0 > 0.1 -- a user who takes a while
+      return { action = "accept", content = {} }
+    end })
+    assert(c:tools())
+    local p, err = c:call("ask_forever", {}, { timeout = 0.5 })
+    assert.is_nil(p)
+    assert.equal("timeout", err.code)
+    assert.is_true(#seen("tools/call") < era.MAX_MRTR_ROUNDS + 1)
+    c:close()
+  end)
+
   it("end with a clear error when no callback can answer", function()
     local c = client("/modern")
     local p, err = c:call("ask", {})
