@@ -33,6 +33,14 @@ SRCS        = $(wildcard csrc/*.c)
 OBJS        = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 MODULE      = $(BUILD)/favcrm/core.so
 
+# SANDBOX_ERA: the protocol era of the sandboxes that `make test`, `make demo`
+# and the benchmarks start: 2025 (default: the v1 SDK, sessions), 2026 (the
+# v2 SDK, MCP 2026-07-28 only) or dual (both); sandbox/README.md.
+SANDBOX_ERA ?= $(FAVCRM_SANDBOX_ERA)
+ifneq ($(SANDBOX_ERA),)
+export FAVCRM_SANDBOX_ERA := $(SANDBOX_ERA)
+endif
+
 .PHONY: all module test demo deps sandbox-deps lint clean bench bench-smoke asan valgrind
 all: module
 module: $(MODULE)

@@ -3,7 +3,8 @@
 #   examples/demo.sh LUA_BIN BUILD_DIR
 # Starts the sandbox in test mode on a free loopback port, keeps the key in a
 # throw-away config folder (never yours), runs examples/demo.lua, and stops
-# everything it started on the way out, whatever happens.
+# everything it started on the way out, whatever happens. The sandbox speaks
+# the era FAVCRM_SANDBOX_ERA names (`make demo SANDBOX_ERA=2025|2026|dual`).
 set -uo pipefail
 lua_bin=${1:?usage: demo.sh LUA_BIN BUILD_DIR}
 build=${2:?usage: demo.sh LUA_BIN BUILD_DIR}
@@ -41,7 +42,7 @@ trap 'exit 130' INT TERM
 
 fifo="$tmp/sandbox.fifo"
 mkfifo "$fifo"
-node sandbox/server.mjs --port 0 --test --outbox "$tmp/outbox" >"$fifo" 2>"$tmp/sandbox.log" &
+node sandbox/server.mjs --port 0 --test --era "${FAVCRM_SANDBOX_ERA:-2025}" --outbox "$tmp/outbox" >"$fifo" 2>"$tmp/sandbox.log" &
 pid=$!
 exec {fd}<"$fifo"
 if ! IFS= read -r -t 30 -u "$fd" line1 || ! IFS= read -r -t 5 -u "$fd" line2; then

@@ -1,8 +1,13 @@
 #!/usr/bin/env node
-// Self-check of the sandbox with the SDK's own Client + StreamableHTTPClientTransport.
-// Starts `server.mjs --test --port 0` (session mode, stateless mode, JSON mode),
-// runs the registration flow, error cases, test tools and a few faults.
-// Exits non-zero on any failure.  Usage: node sandbox/selftest.mjs [-v]
+// Self-check of the sandbox with the official SDK clients.
+// Era 2025: `server.mjs --test --port 0 --era 2025` (session mode, stateless
+// mode, JSON mode) with the v1 Client (@modelcontextprotocol/sdk): the
+// registration flow, error cases, test tools and a few faults. Eras 2026 and
+// dual: the v2 Client (@modelcontextprotocol/client) on MCP 2026-07-28 (the
+// envelope, server/discover, header checks, MRTR, subscriptions/listen,
+// cancellation, faults, cache hints), and in dual the v1 Client beside it.
+// Exits non-zero on any failure.
+// Usage: node sandbox/selftest.mjs [-v] [--era 2025|2026|dual|all (default)]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,9 +15,12 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ElicitRequestSchema, CreateMessageRequestSchema, ListRootsRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { Client as Client2, StreamableHTTPClientTransport as HttpTransport2 } from '@modelcontextprotocol/client';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const VERBOSE = process.argv.includes('-v');
+const eraArg = process.argv.indexOf('--era') >= 0 ? process.argv[process.argv.indexOf('--era') + 1] : 'all';
+if (!['2025', '2026', 'dual', 'all'].includes(eraArg)) { console.error('selftest: --era must be 2025, 2026, dual or all'); process.exit(2); }
 let failures = 0, passes = 0;
 const children = new Set();
 process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
@@ -23,7 +31,16 @@ function check(cond, what, detail) {
     return cond;
 }
 
+/** CPU time (user + system, ms) a process has used so far (Linux /proc), or null. */
+function cpuMs(pid) {
+    try {
+        const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return (Number(f[11]) + Number(f[12])) * 10; // utime, stime in USER_HZ (100)
+    } catch { return null; }
+}
+
 async function startServer(args) {
+    if (!args.includes('--era')) args = ['--era', '2025', ...args];
     const child = spawn(process.execPath, [path.join(HERE, 'server.mjs'), '--test', '--port', '0', '--quiet', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     child.on('exit', () => children.delete(child));
@@ -31,7 +48,7 @@ async function startServer(args) {
     child.stderr.on('data', d => { err += d; });
     const t0 = Date.now();
     const lines = await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 5000);
+        const timer = setTimeout(() => reject(new Error(`server did not start in 30 s: ${err}`)), 30000);
         child.stdout.on('data', d => {
             out += d;
             const ls = out.split('\n');
@@ -43,13 +60,14 @@ async function startServer(args) {
     const o = /^favcrm sandbox outbox (.+)$/.exec(lines[1]);
     if (!m || !o) throw new Error(`bad banner: ${JSON.stringify(lines.slice(0, 2))}`);
     const startupMs = Date.now() - t0;
+    const startupCpuMs = cpuMs(child.pid) ?? startupMs;
     const url = m[1];
     const base = url.replace(/\/mcp$/, '');
     const ctl = async (p, body, method) => {
         const r = await fetch(base + '/_sandbox/' + p, body === undefined && !method ? {} : { method: method || 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) });
         return r.json();
     };
-    return { child, url, base, outbox: o[1], ctl, startupMs, stderr: () => err };
+    return { child, url, base, outbox: o[1], ctl, startupMs, startupCpuMs, stderr: () => err };
 }
 
 async function stopServer(s) {
@@ -92,7 +110,7 @@ async function rawPost(url, body, headers = {}) {
 // ---------------------------------------------------------------------------------------
 async function sessionSuite() {
     const s = await startServer([]);
-    check(s.startupMs < 1500, `startup fast (${s.startupMs} ms)`);
+    check(s.startupCpuMs < 1500, `startup fast (${s.startupCpuMs} ms CPU, ${s.startupMs} ms wall)`);
     try {
         const card = await (await fetch(s.base + '/.well-known/mcp/server-card.json')).json();
         check(card.serverInfo?.name === 'favcrm-sandbox' && Array.isArray(card.tools) && card.tools.length >= 30 && Array.isArray(card.resources) && Array.isArray(card.prompts), 'server card');
@@ -109,6 +127,7 @@ async function sessionSuite() {
         check(tools.every(t => t.annotations && typeof t.annotations.title === 'string' && typeof t.annotations.readOnlyHint === 'boolean'), 'every tool annotated');
         check(tools.find(t => t.name === 'delete_service').annotations.destructiveHint === true && tools.find(t => t.name === 'list_services').annotations.readOnlyHint === true && tools.find(t => t.name === 'send_whatsapp_message').annotations.openWorldHint === true && tools.find(t => t.name === 'update_service').annotations.idempotentHint === true, 'annotation conventions');
         check(['list_services', 'get_plan_status', 'list_my_companies'].every(n => tools.find(t => t.name === n).outputSchema), 'outputSchemas present');
+        check(!names.has('sandbox_headers') && !names.has('sandbox_bad_headers'), '2026-only test tools not listed to 2025 clients');
         for (const n of ['accept_team_invite_request', 'accept_team_invite_verify', 'create_team_member_invite', 'check_plan_operation', 'query_favcrm_platform']) check(names.has(n), `tool ${n} listed`);
 
         // --- registration happy path ---
@@ -352,12 +371,207 @@ async function jsonSessionSuite() {
     }
 }
 
-const deadline = setTimeout(() => { console.log('FAIL selftest timed out'); process.exit(1); }, 60000);
+// ---- MCP 2026-07-28 (v2 packages) ---------------------------------------------
+const V26 = '2026-07-28';
+const envelope = (caps = {}) => ({ 'io.modelcontextprotocol/protocolVersion': V26, 'io.modelcontextprotocol/clientCapabilities': caps, 'io.modelcontextprotocol/clientInfo': { name: 'favcrm-selftest', version: '1.0.0' } });
+function post26(url, id, method, params = {}, { name, caps, headers = {}, signal } = {}) {
+    const h = { 'mcp-protocol-version': V26, 'mcp-method': method, ...headers };
+    if (name !== undefined) h['mcp-name'] = name;
+    return fetch(url, { method: 'POST', signal, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...h }, body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: { ...envelope(caps), ...(params._meta || {}) } } }) });
+}
+/** The JSON-RPC response in a JSON or SSE body (the last message with an id). */
+async function rpcOf(r) {
+    const text = await r.text();
+    if (!(r.headers.get('content-type') || '').startsWith('text/event-stream')) return JSON.parse(text);
+    const msgs = text.split('\n').filter(l => l.startsWith('data: ')).map(l => JSON.parse(l.slice(6)));
+    return msgs.filter(m => m.id !== undefined).pop();
+}
+async function until(what, fn, ms = 5000) {
+    const end = Date.now() + ms;
+    for (;;) {
+        const v = await fn();
+        if (v) return v;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise(r => setTimeout(r, 20)); // polling interval, not a synchronisation point
+    }
+}
+
+async function connect26(url, { key, caps = {}, mode = { pin: V26 } } = {}) {
+    const headers = key ? { Authorization: `Bearer ${key}` } : {};
+    const client = new Client2({ name: 'favcrm-selftest', version: '1.0.0' }, { capabilities: caps, versionNegotiation: { mode } });
+    if (caps.elicitation) client.setRequestHandler('elicitation/create', async req => ({ action: 'accept', content: { name: req.params.requestedSchema.properties.name.default, confirm: true, plan: 'starter' } }));
+    if (caps.sampling) client.setRequestHandler('sampling/createMessage', async () => ({ role: 'assistant', content: { type: 'text', text: 'sampled!' }, model: 'selftest-model', stopReason: 'endTurn' }));
+    if (caps.roots) client.setRequestHandler('roots/list', async () => ({ roots: [{ uri: 'file:///tmp/selftest', name: 'selftest' }] }));
+    await client.connect(new HttpTransport2(new URL(url), { requestInit: { headers } }));
+    return client;
+}
+
+async function modernSuite(era) {
+    const L = `[${era}]`;
+    const s = await startServer(['--era', era]);
+    check(s.startupCpuMs < 1500, `${L} startup fast (${s.startupCpuMs} ms CPU, ${s.startupMs} ms wall)`);
+    try {
+        const health = await (await fetch(s.base + '/healthz')).json();
+        check(health.era === era, `${L} healthz names the era`, health);
+        const card = await (await fetch(s.base + '/.well-known/mcp/server-card.json')).json();
+        check(card.protocolVersions[0] === V26 && (era === 'dual') === card.protocolVersions.includes('2025-11-25'), `${L} card protocolVersions`, card.protocolVersions);
+
+        // server/discover, and what initialize gets
+        const disc = await rpcOf(await post26(s.url, 1, 'server/discover'));
+        check(disc.result?.supportedVersions?.includes(V26) && disc.result.capabilities?.tools && disc.result._meta?.['io.modelcontextprotocol/serverInfo']?.name === 'favcrm-sandbox', `${L} server/discover`, disc);
+        const init = await rawPost(s.url, { jsonrpc: '2.0', id: 2, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+        if (era === '2026') {
+            const j = await init.json();
+            check(init.status === 400 && j.error?.code === -32022 && j.error.data?.supported?.join() === V26, `${L} initialize refused with -32022 naming ${V26}`, j);
+        } else {
+            check(init.status === 200 && !!init.headers.get('mcp-session-id'), `${L} initialize answered by the 2025 side (session id)`);
+        }
+        const bad = await rpcOf(await post26(s.url, 3, 'tools/list', { _meta: { 'io.modelcontextprotocol/protocolVersion': '1900-01-01' } }, { headers: { 'mcp-protocol-version': '1900-01-01' } }));
+        check(bad.error?.code === -32022 && bad.error.data?.supported?.includes(V26) && (era === 'dual') === bad.error.data.supported.includes('2025-11-25'), `${L} unknown version -> -32022 with the supported list`, bad);
+        const mism = await post26(s.url, 4, 'tools/call', { name: 'sandbox_echo', arguments: { value: 1 } }, { name: 'other' });
+        const mj = await mism.json();
+        check(mism.status === 400 && mj.error?.code === -32020, `${L} Mcp-Name mismatch -> 400 -32020`, mj);
+        const nometh = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': V26 }, body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list', params: { _meta: envelope() } }) });
+        check(nometh.status === 400, `${L} missing Mcp-Method -> 400`, nometh.status);
+        const get = await fetch(s.url, { headers: { accept: 'text/event-stream', 'mcp-protocol-version': V26 } });
+        check(get.status >= 400 && get.status < 500, `${L} GET /mcp is not a stream (${get.status})`);
+        await get.body?.cancel();
+
+        // the official v2 client: tools, signup, auth
+        const caps = { elicitation: { form: {} }, sampling: {}, roots: {} };
+        const client = await connect26(s.url, { caps, mode: era === 'dual' ? 'auto' : { pin: V26 } });
+        check(client.getNegotiatedProtocolVersion() === V26, `${L} v2 client negotiated ${V26}`, client.getNegotiatedProtocolVersion());
+        const warn = console.warn, warned = [];
+        console.warn = (...a) => warned.push(a.join(' ')); // the client says which tool it drops
+        const { tools } = await client.listTools().finally(() => { console.warn = warn; });
+        check(tools.length >= 33 && tools.some(t => t.name === 'register_organisation_request'), `${L} tools listed (${tools.length})`);
+        const rawList = await rpcOf(await post26(s.url, 19, 'tools/list'));
+        check(rawList.result?.tools?.some(t => t.name === 'sandbox_bad_headers') && !tools.some(t => t.name === 'sandbox_bad_headers') && warned.some(w => w.includes('sandbox_bad_headers')), `${L} a tool with an invalid x-mcp-header is listed, and the v2 client drops it`, warned);
+        const d = dataOf(await signup(s, client, 'm26@example.com'));
+        const v = dataOf(await client.callTool({ name: 'register_organisation_verify', arguments: { requestId: d?.requestId, code: await codeFor(s, 'm26@example.com') } }));
+        check(/^fav_mcp_/.test(v?.apiKey || ''), `${L} signup + verify`);
+        const authed = await connect26(s.url, { key: v?.apiKey });
+        const ls = await authed.callTool({ name: 'list_services', arguments: {} });
+        check(Array.isArray(dataOf(ls)) && dataOf(ls).length === 0, `${L} list_services with the key`, ls);
+        const r401 = await post26(s.url, 6, 'tools/call', { name: 'get_plan_status', arguments: {} }, { name: 'get_plan_status' });
+        check(r401.status === 401, `${L} 401 without key`);
+
+        // MRTR: the client fulfils input_required rounds through its handlers
+        await s.ctl('stats/reset', {});
+        const el = dataOf(await client.callTool({ name: 'sandbox_elicit', arguments: { message: 'name?' } }));
+        check(el?.action === 'accept' && el.content?.name === 'Ada', `${L} elicitation by MRTR`, el);
+        const sm = dataOf(await client.callTool({ name: 'sandbox_sample', arguments: { prompt: 'hi' } }));
+        check(sm?.content?.text === 'sampled!', `${L} sampling by MRTR`, sm);
+        const rt = dataOf(await client.callTool({ name: 'sandbox_roots', arguments: {} }));
+        check(rt?.roots?.[0]?.uri === 'file:///tmp/selftest', `${L} roots by MRTR`, rt);
+        const st = await s.ctl('stats');
+        check(st.by_method['tools/call:sandbox_elicit'] === 2 && st.by_method['tools/call:sandbox_roots'] === 2 && st.era === era, `${L} two rounds per MRTR call`, st.by_method);
+        check(st.input_required === 3 && st.last_input_required?.tool === 'sandbox_roots' && st.last_input_required.keys.join() === 'roots', `${L} stats count input_required answers`, { n: st.input_required, last: st.last_input_required });
+        const r1 = await rpcOf(await post26(s.url, 7, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit', caps }));
+        const ir = r1.result;
+        check(ir?.resultType === 'input_required' && ir.inputRequests?.elicit?.method === 'elicitation/create' && typeof ir.requestState === 'string', `${L} raw first round: input_required`, r1);
+        const r2 = await rpcOf(await post26(s.url, 8, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' }, inputResponses: { elicit: { action: 'decline' } }, requestState: 'tampered' }, { name: 'sandbox_elicit', caps }));
+        check(errOf(r2.result)?.code === 'invalid_request_state', `${L} a changed requestState is refused`, r2);
+        const r3 = await rpcOf(await post26(s.url, 9, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' }, inputResponses: { elicit: { action: 'decline' } }, requestState: ir?.requestState }, { name: 'sandbox_elicit', caps }));
+        check(dataOf(r3.result)?.action === 'decline' && r3.result.resultType === 'complete', `${L} retry with inputResponses completes`, r3);
+        const r4 = await rpcOf(await post26(s.url, 10, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit' }));
+        check(errOf(r4.result)?.code === 'elicitation_unsupported', `${L} no elicitation capability -> elicitation_unsupported, no inputRequests`, r4);
+        // x-mcp-header parameters: Mcp-Param-* headers checked against the body
+        check(tools.some(t => t.name === 'sandbox_headers'), `${L} sandbox_headers listed to 2026 clients`);
+        const hargs = { region: 'Hello, 世界', priority: 3, dryRun: true, filter: { tag: 'a' }, query: 'q' };
+        const hdrs = { 'mcp-param-region': `=?base64?${Buffer.from('Hello, 世界').toString('base64')}?=`, 'mcp-param-priority': '3', 'mcp-param-dryrun': 'true', 'mcp-param-tag': 'a' };
+        const hok = await rpcOf(await post26(s.url, 20, 'tools/call', { name: 'sandbox_headers', arguments: hargs }, { name: 'sandbox_headers', headers: hdrs }));
+        check(dataOf(hok.result)?.headers?.['mcp-param-priority'] === '3', `${L} matching Mcp-Param-* headers accepted`, hok);
+        const hbad = await post26(s.url, 21, 'tools/call', { name: 'sandbox_headers', arguments: hargs }, { name: 'sandbox_headers', headers: { ...hdrs, 'mcp-param-priority': '4' } });
+        const hbj = await hbad.json();
+        check(hbad.status === 400 && hbj.error?.code === -32020, `${L} Mcp-Param-* mismatch -> 400 -32020`, hbj);
+        const hmiss = await post26(s.url, 22, 'tools/call', { name: 'sandbox_headers', arguments: hargs }, { name: 'sandbox_headers', headers: Object.fromEntries(Object.entries(hdrs).filter(([k]) => k !== 'mcp-param-tag')) });
+        check(hmiss.status === 400, `${L} missing Mcp-Param-* header -> 400`);
+        await hmiss.body?.cancel();
+        const viaClient = dataOf(await client.callTool({ name: 'sandbox_headers', arguments: { region: 'eu', dryRun: false } }));
+        check(viaClient?.headers?.['mcp-param-region'] === 'eu' && viaClient.headers['mcp-param-dryrun'] === 'false', `${L} the v2 client sends Mcp-Param-* itself`, viaClient);
+
+        const pg = await client.callTool({ name: 'sandbox_ping', arguments: {} });
+        check(errOf(pg)?.code === 'unsupported_in_era', `${L} sandbox_ping: no server-to-client requests`, pg);
+
+        // progress and logging on the request's own stream
+        const seen = [];
+        const pr = await client.callTool({ name: 'sandbox_progress', arguments: { steps: 3 } }, { onprogress: p => seen.push(p.progress) });
+        check(dataOf(pr)?.steps === 3 && seen.join() === '1,2,3', `${L} progress notifications`, seen);
+        const logs = async (id, level) => {
+            const r = await post26(s.url, id, 'tools/call', { name: 'sandbox_progress', arguments: { steps: 1 }, _meta: level ? { 'io.modelcontextprotocol/logLevel': level } : {} }, { name: 'sandbox_progress' });
+            return (await r.text()).split('\n').filter(l => l.includes('"notifications/message"')).length;
+        };
+        const [l0, lInfo, lErr] = [await logs(30), await logs(31, 'info'), await logs(32, 'error')];
+        check(l0 === 0 && lInfo === 1 && lErr === 0, `${L} log messages only at or above the request's _meta logLevel`, { none: l0, info: lInfo, error: lErr });
+        const nf = await rpcOf(await post26(s.url, 11, 'resources/read', { uri: 'favcrm://nope' }, { name: 'favcrm://nope' }));
+        check(nf.error?.code === -32602, `${L} unknown resource -> -32602`, nf);
+        const pgGet = await client.getPrompt({ name: 'signup', arguments: { industry: 'fitness' } });
+        check(pgGet.messages?.[0]?.content?.text?.includes('fitness'), `${L} prompts/get`);
+
+        // subscriptions/listen: tools list_changed and resource updates
+        const heard = [];
+        client.setNotificationHandler('notifications/tools/list_changed', () => { heard.push('tools'); });
+        client.setNotificationHandler('notifications/resources/updated', n => { heard.push(n.params.uri); });
+        const sub = await client.listen({ toolsListChanged: true, resourceSubscriptions: ['favcrm://session/activity'] });
+        const added = await s.ctl('tools', { name: 'runtime_tool', notify: true });
+        check(added.notified >= 1, `${L} /_sandbox/tools notifies listen streams`, added);
+        await client.callTool({ name: 'sandbox_echo', arguments: { value: 1 } });
+        await until('notifications on the listen stream', () => heard.includes('tools') && heard.includes('favcrm://session/activity'));
+        check(true, `${L} list_changed and resources/updated on subscriptions/listen`);
+        await sub.close();
+
+        // cancellation: the client closes the request's stream
+        await s.ctl('stats/reset', {});
+        const ac = new AbortController();
+        const slow = post26(s.url, 'slow-1', 'tools/call', { name: 'sandbox_slow', arguments: { ms: 30000 } }, { name: 'sandbox_slow', signal: ac.signal }).then(r => r.text()).catch(e => e.name);
+        await until('the slow call to arrive', async () => (await s.ctl('stats')).by_method['tools/call:sandbox_slow'] === 1);
+        ac.abort();
+        await slow;
+        const cs = await until('the cancel to be recorded', async () => { const x = await s.ctl('stats'); return x.cancelled.includes('slow-1') && x; });
+        check(cs.cancelled.includes('slow-1'), `${L} a closed stream is recorded in stats.cancelled`);
+
+        // faults compute the real 2026 response
+        await s.ctl('fault', { fault: 'duplicate_id', sse: false, match_tool: 'sandbox_echo' });
+        const dup = await (await post26(s.url, 12, 'tools/call', { name: 'sandbox_echo', arguments: { value: 'z' } }, { name: 'sandbox_echo' })).json();
+        check(Array.isArray(dup) && dup.length === 2 && dup[0].result?.resultType === 'complete' && dup[0].result.structuredContent?.data === 'z', `${L} fault over the 2026 response`, dup);
+        await s.ctl('fault', { fault: 'status', status: 503, match_method: 'tools/list' });
+        check((await post26(s.url, 13, 'tools/list')).status === 503, `${L} status fault`);
+
+        // cache hints
+        const ch = await s.ctl('cache', { ttlMs: 60000, cacheScope: 'public', methods: ['tools/list'] });
+        const tl = await rpcOf(await post26(s.url, 14, 'tools/list'));
+        check(ch.ttlMs === 60000 && tl.result?.ttlMs === 60000 && tl.result.cacheScope === 'public', `${L} /_sandbox/cache sets ttlMs/cacheScope`, { ttlMs: tl.result?.ttlMs, cacheScope: tl.result?.cacheScope });
+        await s.ctl('reset', {});
+        const tl2 = await rpcOf(await post26(s.url, 15, 'tools/list'));
+        check(tl2.result?.ttlMs === 0, `${L} reset clears cache hints`);
+
+        if (era === 'dual') {
+            // the 2025 side keeps sessions and server-to-client requests
+            const old = await connect(s.url, { caps: { elicitation: { form: {} } } });
+            check(typeof old.transport.sessionId === 'string', `${L} v1 client gets a session`);
+            const oe = dataOf(await old.client.callTool({ name: 'sandbox_elicit', arguments: { message: 'old?' } }));
+            check(oe?.action === 'accept', `${L} v1 elicitation as a server-to-client request`, oe);
+            const op = await old.client.callTool({ name: 'sandbox_ping', arguments: {} });
+            check(dataOf(op)?.pong === true, `${L} v1 sandbox_ping`, op);
+            await old.client.close();
+        }
+        await client.close(); await authed.close();
+    } finally {
+        check((await stopServer(s)) === 0, `${L} clean exit`);
+    }
+}
+
+const deadline = setTimeout(() => { console.log('FAIL selftest timed out'); process.exit(1); }, 300000);
 try {
-    await sessionSuite();
-    await statelessSuite(['--stateless']);
-    await statelessSuite(['--stateless', '--json-response']);
-    await jsonSessionSuite();
+    if (eraArg === '2025' || eraArg === 'all') {
+        await sessionSuite();
+        await statelessSuite(['--stateless']);
+        await statelessSuite(['--stateless', '--json-response']);
+        await jsonSessionSuite();
+    }
+    if (eraArg === '2026' || eraArg === 'all') await modernSuite('2026');
+    if (eraArg === 'dual' || eraArg === 'all') await modernSuite('dual');
 } catch (e) {
     failures++;
     console.log(`FAIL exception: ${e?.stack || e}`);

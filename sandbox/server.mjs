@@ -9,16 +9,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import { CallToolRequestSchema, ListToolsRequestSchema, McpError, ErrorCode, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { State, sha256 } from './lib/state.mjs';
-import { buildTools, callTool, toolListing } from './lib/tools.mjs';
+import { buildTools } from './lib/tools.mjs';
 import { MemoryEventStore } from './lib/eventstore.mjs';
 import { FAULTS, applyFault } from './lib/faults.mjs';
 import { createOAuth } from './lib/oauth.mjs';
-import { CAPABILITIES as RESOURCE_CAPS, installResources, resourceListing, TEMPLATES, PROMPTS } from './lib/resources.mjs';
+import { resourceListing, TEMPLATES, PROMPTS, newScope } from './lib/resources.mjs';
+import { mcpHandlers, registerV1, capabilities, SERVER_INFO, INSTRUCTIONS, CACHEABLE, RESULT_TYPES } from './lib/mcp.mjs';
+
+const ERAS = ['2025', '2026', 'dual'];
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const VERSION = JSON.parse(fs.readFileSync(path.join(HERE, 'package.json'), 'utf8')).version;
@@ -28,12 +27,13 @@ const MAX_BODY = 4 * 1024 * 1024;
 function usage(msg) {
     if (msg) process.stderr.write(`favcrm-sandbox: ${msg}\n`);
     process.stderr.write('usage: node sandbox/server.mjs [--port N] [--host 127.0.0.1] [--stateless] [--test] [--outbox DIR]\n' +
-        '       [--code-ttl SECONDS] [--rate PER_HOUR/PER_DAY] [--json-response] [--lenient-sessions] [--page-size N] [--quiet] [--oauth]\n');
+        '       [--code-ttl SECONDS] [--rate PER_HOUR/PER_DAY] [--json-response] [--lenient-sessions] [--page-size N] [--quiet] [--oauth]\n' +
+        '       [--era 2025|2026|dual]   (default: $FAVCRM_SANDBOX_ERA, else 2025)\n');
     process.exit(2);
 }
 
 function parseArgs(argv) {
-    const cfg = { port: 0, host: '127.0.0.1', stateless: false, test: false, outbox: null, codeTtl: 600, ratePerHour: 3, ratePerDay: 20, jsonResponse: false, lenient: false, pageSize: 0, quiet: false, portGiven: false };
+    const cfg = { port: 0, host: '127.0.0.1', stateless: false, test: false, outbox: null, codeTtl: 600, ratePerHour: 3, ratePerDay: 20, jsonResponse: false, lenient: false, pageSize: 0, quiet: false, portGiven: false, era: process.env.FAVCRM_SANDBOX_ERA || '2025' };
     for (let k = 0; k < argv.length; k++) {
         const a = argv[k];
         const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -56,11 +56,13 @@ function parseArgs(argv) {
             case '--page-size': cfg.pageSize = Number(val()); if (!Number.isInteger(cfg.pageSize) || cfg.pageSize < 0) usage('bad --page-size'); break;
             case '--quiet': cfg.quiet = true; break;
             case '--oauth': cfg.oauth = true; break; // also FAVCRM_SANDBOX_OAUTH=1: lib/oauth.mjs
+            case '--era': cfg.era = val(); break;
             case '-h': case '--help': usage();
             // falls through (usage exits)
             default: usage(`unknown argument ${a}`);
         }
     }
+    if (!ERAS.includes(cfg.era)) usage(`--era (or FAVCRM_SANDBOX_ERA) must be one of ${ERAS.join(', ')}, not "${cfg.era}"`);
     if (!['127.0.0.1', 'localhost', '::1'].includes(cfg.host)) usage('--host must be a loopback address (127.0.0.1)');
     cfg.host = '127.0.0.1';
     if (!cfg.portGiven) cfg.port = 8765;
@@ -68,6 +70,15 @@ function parseArgs(argv) {
 }
 
 const cfg = parseArgs(process.argv.slice(2));
+
+// The SDKs, loaded by era so each starts as fast as it can: the v1 package
+// (@modelcontextprotocol/sdk) serves 2025 and older, the v2 one 2026-07-28.
+const v1 = cfg.era === '2026' ? null : await Promise.all([
+    import('@modelcontextprotocol/sdk/server/index.js'), import('@modelcontextprotocol/sdk/server/streamableHttp.js'),
+    import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'), import('@modelcontextprotocol/sdk/types.js'),
+]).then(([a, b, c, types]) => ({ Server: a.Server, StreamableHTTPServerTransport: b.StreamableHTTPServerTransport, WebStandardStreamableHTTPServerTransport: c.WebStandardStreamableHTTPServerTransport, types }));
+const SUPPORTED_PROTOCOL_VERSIONS = v1 ? v1.types.SUPPORTED_PROTOCOL_VERSIONS : [];
+const V1_RESULT_SCHEMAS = v1 ? Object.fromEntries(RESULT_TYPES.map(t => [t, v1.types[`${t}Schema`]])) : null;
 const log = msg => { if (!cfg.quiet) process.stderr.write(`[favcrm-sandbox] ${msg}\n`); };
 
 let outboxDir = cfg.outbox, outboxIsTemp = false;
@@ -81,6 +92,13 @@ const runtimeTools = new Set(); // names POST /_sandbox/tools added (reset remov
 const mode = cfg.stateless ? 'stateless' : 'session';
 // OAuth authorization server mode (lib/oauth.mjs): /mcp then needs a bearer (API key or access token).
 const oauth = cfg.oauth || process.env.FAVCRM_SANDBOX_OAUTH === '1' ? createOAuth({ state, cfg, log: m => log(m) }) : null;
+// The 2026-07-28 side (v2 package), loaded only when the era needs it.
+const modern = cfg.era === '2025' ? null
+    : (await import('./lib/modern.mjs')).createModern({ tools, state, cfg, onInputRequired }, {
+        version: VERSION,
+        legacyVersions: cfg.era === 'dual' ? SUPPORTED_PROTOCOL_VERSIONS : [],
+        onerror: e => { if (process.env.FAVCRM_SANDBOX_DEBUG) log(`v2: ${e?.message || e}`); },
+    });
 
 // ---- bookkeeping --------------------------------------------------------------
 const sessions = new Map();          // sessionId -> {transport, server, lastSeen}
@@ -91,10 +109,15 @@ let routedSeq = 0;
 let faults = [];
 let stats;
 function resetStats() {
-    stats = { requests: 0, by_method: {}, by_http_method: {}, last_headers: null, last_request: null, last_tool_name: null, last_tool_arguments: null, sessions_open: 0, sessions_created: 0, deleted_sessions: 0, session_lost: 0, cancelled: [], faults_applied: [], server_request_answers: [], last_server_request_answer: null, unauthorized: 0, connections: 0, connections_open: 0 };
+    stats = { requests: 0, by_method: {}, by_http_method: {}, last_headers: null, last_request: null, last_tool_name: null, last_tool_arguments: null, sessions_open: 0, sessions_created: 0, deleted_sessions: 0, session_lost: 0, cancelled: [], faults_applied: [], server_request_answers: [], last_server_request_answer: null, unauthorized: 0, connections: 0, connections_open: 0, input_required: 0, last_input_required: null };
 }
 resetStats();
 const bump = (o, k) => { o[k] = (o[k] || 0) + 1; };
+/** 2026 MRTR: a tools/call answered input_required (the client should retry with inputResponses). */
+function onInputRequired(tool, result) {
+    stats.input_required++;
+    stats.last_input_required = { tool, keys: Object.keys(result.inputRequests || {}), requestState: result.requestState ?? null };
+}
 
 const isRequest = m => m && typeof m === 'object' && typeof m.method === 'string' && m.id !== undefined && m.id !== null;
 const isNotification = m => m && typeof m === 'object' && typeof m.method === 'string' && (m.id === undefined);
@@ -102,43 +125,21 @@ const isResponse = m => m && typeof m === 'object' && m.method === undefined && 
 
 // ---- the MCP server (one per session, or per request when stateless) ------------
 function makeServer(kind, session) {
-    const server = new Server({ name: 'favcrm-sandbox', title: 'FavCRM sandbox', version: VERSION }, {
-        capabilities: { tools: { listChanged: cfg.test === true }, logging: {}, ...RESOURCE_CAPS },
-        instructions: 'Local FavCRM-compatible sandbox. Register with register_organisation_request/verify, then send "Authorization: Bearer fav_mcp_..." with every other tool call. Ask query_favcrm_platform before guessing tool names.',
-    });
-    const resources = installResources(server, tools, session);
-    server.setRequestHandler(ListToolsRequestSchema, async (req, extra) => {
-        const all = tools.list.map(toolListing);
-        const q = Number(extra.requestInfo?.url?.searchParams?.get('page_size'));
-        const pageSize = Number.isInteger(q) && q > 0 ? q : cfg.pageSize;
-        if (!pageSize) return { tools: all };
-        const start = req.params?.cursor ? Number(Buffer.from(String(req.params.cursor), 'base64url').toString()) : 0;
-        if (!Number.isInteger(start) || start < 0 || start > all.length) throw new McpError(ErrorCode.InvalidParams, 'Invalid cursor');
-        const end = start + pageSize;
-        const out = { tools: all.slice(start, end) };
-        if (end < all.length) out.nextCursor = Buffer.from(String(end)).toString('base64url');
-        return out;
-    });
-    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
-        const { name, arguments: args } = req.params;
-        const info = extra.authInfo?.extra || {};
-        const ctx = {
-            state, mode: kind, session, extra, server, jsonResponse: cfg.jsonResponse,
-            auth: info.auth || null, ip: info.ip || '127.0.0.1',
-            clientCapabilities: () => server.getClientCapabilities() ?? (kind === 'stateless' ? statelessCaps.get(info.clientKey) : undefined),
-        };
-        const result = await callTool(tools, name, args, ctx);
-        if (result === null) throw new McpError(ErrorCode.InvalidParams, `Tool ${name} not found`);
-        await resources.called(name, extra);
-        return result;
-    });
+    const server = new v1.Server({ ...SERVER_INFO, version: VERSION }, { capabilities: capabilities(cfg.test), instructions: INSTRUCTIONS });
+    const scope = session ? (session.scope ??= newScope()) : newScope();
+    const unit = {
+        kind, era: 'legacy', session, server, scope, resultSchemas: V1_RESULT_SCHEMAS,
+        notifyUpdated: (uri, extra) => extra.sendNotification({ method: 'notifications/resources/updated', params: { uri } }).catch(() => {}),
+        clientCapabilities: (extra, info) => server.getClientCapabilities() ?? (kind === 'stateless' ? statelessCaps.get(info.clientKey) : undefined),
+    };
+    registerV1(server, mcpHandlers({ tools, state, cfg }, unit), v1.types);
     server.onerror = () => { /* transport-level noise (client went away etc.) */ };
     return server;
 }
 
 async function newSession() {
     const entry = { transport: null, server: null, lastSeen: Date.now() };
-    const transport = new StreamableHTTPServerTransport({
+    const transport = new v1.StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         enableJsonResponse: cfg.jsonResponse,
         eventStore: new MemoryEventStore(),
@@ -167,7 +168,7 @@ function reapSessions() {
 
 /** Stateless handling: a fresh Server + transport for this one HTTP request. */
 async function handleStateless(req, res, body, msgs) {
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: cfg.jsonResponse });
+    const transport = new v1.StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: cfg.jsonResponse });
     const server = makeServer('stateless', null);
     const mine = [];
     // Server-to-client requests get globally unique ids so the client's answer
@@ -197,7 +198,7 @@ async function handleStateless(req, res, body, msgs) {
 
 /** Computes the real JSON-RPC response(s) for a body, without touching the socket (used by faults). */
 async function computeResponse(body, req, authInfo) {
-    const t = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    const t = new v1.WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     const server = makeServer('stateless', null);
     await server.connect(t);
     try {
@@ -254,12 +255,12 @@ function bearer(req) {
 
 function serverCard() {
     return {
-        serverInfo: { name: 'favcrm-sandbox', title: 'FavCRM sandbox', version: VERSION },
-        protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
-        transport: { type: 'streamable-http', endpoint: '/mcp', sessions: mode === 'session' },
+        serverInfo: { ...SERVER_INFO, version: VERSION },
+        protocolVersions: [...(modern ? modern.versions : []), ...(cfg.era === '2026' ? [] : SUPPORTED_PROTOCOL_VERSIONS)],
+        transport: { type: 'streamable-http', endpoint: '/mcp', sessions: mode === 'session' && cfg.era !== '2026' },
         authentication: { type: 'bearer', prefix: 'fav_mcp_', noAuthTools: tools.list.filter(t => !t.auth).map(t => t.name) },
         tools: tools.list.map(t => ({ name: t.name, title: t.title, description: t.description, annotations: t.annotations, inputSchema: t.inputSchema })),
-        capabilities: { tools: { listChanged: false }, logging: {}, ...RESOURCE_CAPS },
+        capabilities: { ...capabilities(false) },
         resources: resourceListing(tools).map(({ uri, name, title, description, mimeType }) => ({ uri, name, title, description, mimeType })),
         resourceTemplates: TEMPLATES,
         prompts: PROMPTS,
@@ -274,9 +275,9 @@ async function handleMcp(req, res) {
     delete hdrs.authorization;
     stats.last_headers = { ...hdrs, authorization_present: authPresent };
 
-    let body, msgs = [];
+    let body, rawBody = null, msgs = [];
     if (req.method === 'POST') {
-        const raw = await readBody(req, MAX_BODY);
+        const raw = rawBody = await readBody(req, MAX_BODY);
         if (raw === null) return sendJson(res, 413, { jsonrpc: '2.0', error: { code: -32000, message: `Payload Too Large: request body exceeds ${MAX_BODY} bytes` }, id: null });
         try { body = JSON.parse(raw.toString('utf8')); } catch {
             bump(stats.by_method, '<invalid json>');
@@ -331,6 +332,10 @@ async function handleMcp(req, res) {
         }
     }
 
+    // 2026-07-28 traffic goes to the v2 package (era 2026: all of it, so it
+    // can refuse initialize; dual: what the SDK classifies as modern).
+    const modernReq = cfg.era === '2026' || (cfg.era === 'dual' && !(await modern.isLegacy(req, body)));
+
     // Fault injection (test mode): the next matching request-bearing POST.
     const first = msgs.find(isRequest);
     if (cfg.test && first && faults.length) {
@@ -339,10 +344,17 @@ async function handleMcp(req, res) {
             const f = faults[idx];
             if (--f.remaining <= 0) faults.splice(idx, 1);
             stats.faults_applied.push({ fault: f.fault, method: first.method, id: first.id });
-            return applyFault(f, { req, res, id: first.id, port: server.address().port, stats, forgetSession, registerServerRequest, compute: () => computeResponse(body, req, authInfo) });
+            const compute = modernReq ? () => modern.compute(req, body, authInfo) : () => computeResponse(body, req, authInfo);
+            return applyFault(f, { req, res, id: first.id, port: server.address().port, stats, forgetSession, registerServerRequest, compute });
         }
     }
 
+    if (modernReq) {
+        // 2026 has no notifications/cancelled over HTTP: a request whose
+        // client closes the connection before the answer is cancelled.
+        if (first) res.on('close', () => { if (!res.writableFinished) stats.cancelled.push(first.id); });
+        return modern.serve(req, res, rawBody, body, authInfo);
+    }
     if (mode === 'stateless') {
         if (req.method !== 'POST') {
             return sendJson(res, 405, { jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null }, { allow: 'POST' });
@@ -413,6 +425,7 @@ async function handleControl(req, res, url) {
                 for (const e of sessions.values()) {
                     try { await e.server.sendToolListChanged(); notified++; } catch { /* no stream: dropped by the SDK */ }
                 }
+                if (modern) notified += modern.notifyToolsChanged(); // open subscriptions/listen streams
             }
             return sendJson(res, 200, { name, tools: tools.list.length, notified });
         }
@@ -427,7 +440,19 @@ async function handleControl(req, res, url) {
             faults = [];
             resetStats();
             statelessCaps.clear();
+            modern?.setCache(null);
             return sendJson(res, 200, { ok: true });
+        case 'POST /_sandbox/cache': {
+            // 2026-07-28 cache fields of list/read/discover results: {ttlMs, cacheScope?, methods?}
+            if (!modern) return sendJson(res, 404, { error: 'not_found', message: 'cache hints need the 2026 era (--era 2026 or dual)' });
+            const methods = input.methods ?? CACHEABLE;
+            if (!Array.isArray(methods) || !methods.every(m => CACHEABLE.includes(m))) return sendJson(res, 400, { error: 'invalid_arguments', message: `methods must be a list of ${CACHEABLE.join(', ')}` });
+            if (!Number.isSafeInteger(input.ttlMs) || input.ttlMs < 0) return sendJson(res, 400, { error: 'invalid_arguments', message: 'ttlMs (integer >= 0) required' });
+            const scope = input.cacheScope ?? 'private';
+            if (!['private', 'public'].includes(scope)) return sendJson(res, 400, { error: 'invalid_arguments', message: 'cacheScope must be private or public' });
+            modern.setCache(Object.fromEntries(methods.map(m => [m, { ttlMs: input.ttlMs, cacheScope: scope }])));
+            return sendJson(res, 200, { ttlMs: input.ttlMs, cacheScope: scope, methods });
+        }
         case 'POST /_sandbox/accounts': {
             const email = input.email;
             if (typeof email !== 'string' || !email.includes('@')) return sendJson(res, 400, { error: 'invalid_arguments', message: 'email required' });
@@ -467,7 +492,7 @@ async function handleControl(req, res, url) {
             faults = [];
             return sendJson(res, 200, { queued: [] });
         case 'GET /_sandbox/stats':
-            return sendJson(res, 200, { ...stats, sessions_open: sessions.size, mode, faults_queued: faults.length });
+            return sendJson(res, 200, { ...stats, sessions_open: sessions.size, mode, era: cfg.era, faults_queued: faults.length });
         case 'POST /_sandbox/stats/reset':
             resetStats();
             return sendJson(res, 200, { ok: true });
@@ -484,7 +509,7 @@ const server = http.createServer(async (req, res) => {
         if (url.pathname === '/mcp') return await (oauth ? oauth.guard(req, res, () => handleMcp(req, res)) : handleMcp(req, res));
         if (url.pathname.startsWith('/_sandbox/')) return await handleControl(req, res, url);
         if (url.pathname === '/.well-known/mcp/server-card.json' && (req.method === 'GET' || req.method === 'HEAD')) return sendJson(res, 200, serverCard(), { 'cache-control': 'no-cache' });
-        if (url.pathname === '/healthz') return sendJson(res, 200, { ok: true, mode });
+        if (url.pathname === '/healthz') return sendJson(res, 200, { ok: true, mode, era: cfg.era });
         return sendJson(res, 404, { error: 'not_found' });
     } catch (e) {
         log(`internal error on ${req.method} ${url.pathname}: ${e?.message || e}`);
@@ -506,7 +531,7 @@ server.on('error', e => { process.stderr.write(`favcrm-sandbox: ${e.message}\n`)
 server.listen(cfg.port, cfg.host, () => {
     const { port } = server.address();
     process.stdout.write(`favcrm sandbox listening on http://127.0.0.1:${port}/mcp\nfavcrm sandbox outbox ${outboxDir}\n`);
-    log(`mode=${mode}${cfg.jsonResponse ? ' json-response' : ''}${cfg.test ? ' test' : ''} tools=${tools.list.length} code-ttl=${cfg.codeTtl}s rate=${cfg.ratePerHour}/${cfg.ratePerDay}`);
+    log(`era=${cfg.era} mode=${cfg.era === '2026' ? 'per-request (2026-07-28)' : mode}${cfg.jsonResponse ? ' json-response' : ''}${cfg.test ? ' test' : ''} tools=${tools.list.length} code-ttl=${cfg.codeTtl}s rate=${cfg.ratePerHour}/${cfg.ratePerDay}`);
 });
 
 let stopping = false;
@@ -514,6 +539,7 @@ async function shutdown() {
     if (stopping) return;
     stopping = true;
     for (const sid of [...sessions.keys()]) await forgetSession(sid);
+    await modern?.close().catch(() => {});
     server.close();
     server.closeAllConnections();
     if (outboxIsTemp) { try { fs.rmSync(outboxDir, { recursive: true, force: true }); } catch { /* ignore */ } }

@@ -17,8 +17,16 @@ describe("client:doctor()", function()
     assert.is_true(r.reachable)
     assert.is_number(r.latency_ms)
     assert.equal("favcrm-sandbox", r.server.name)
-    assert.equal("2025-11-25", r.protocol_version)
-    assert.equal("kept", r.session)
+    -- the version in use: 2026-07-28 (stateless) when the sandbox speaks it
+    if sandbox.speaks("2026") then
+      assert.equal("2026-07-28", r.protocol_version)
+      assert.equal("modern", r.era)
+      assert.equal("stateless", r.session)
+    else
+      assert.equal("2025-11-25", r.protocol_version)
+      assert.equal("legacy", r.era)
+      assert.equal("kept", r.session)
+    end
     assert.is_true(r.authenticated)
     assert.equal("option", r.auth_source)
     assert.is_true(r.tool_count >= 25)

@@ -8,6 +8,14 @@ local favcrm = require("favcrm")
 local Session = require("favcrm.session")
 local sandbox = require("spec.support.sandbox")
 
+-- 2025-only machinery (sessions, the GET stream, Last-Event-ID, DELETE, the
+-- faults the sandbox injects on that path): pinned to protocol = "2025-11-25",
+-- and skipped, with the reason, on a sandbox that speaks 2026-07-28 only
+local LEGACY = sandbox.speaks("2025") and "2025-11-25" or nil
+local it25 = sandbox.speaks("2025") and it or function(name)
+  pending("SKIPPED on a 2026-only sandbox (FAVCRM_SANDBOX_ERA=" .. sandbox.era .. "), 2025 machinery: " .. name)
+end
+
 local function new_session(opts)
   opts = opts or {}
   return Session.new({
@@ -15,7 +23,7 @@ local function new_session(opts)
     url = opts.url or sandbox.url(),
     timeout = 5, max_total_timeout = 10,
     client_info = { name = "listen-spec", version = "0" },
-    on_log = opts.on_log, listen = opts.listen,
+    on_log = opts.on_log, listen = opts.listen, protocol = LEGACY,
   })
 end
 
@@ -35,7 +43,7 @@ describe("the standalone stream", function()
     s:close()
   end)
 
-  it("is opened once after initialize for an on_log callback, and closed by close()", function()
+  it25("is opened once after initialize for an on_log callback, and closed by close()", function()
     local s = new_session({ on_log = function() end })
     assert(s:request("tools/list", {}))
     assert(s:request("tools/list", {}))
@@ -64,7 +72,7 @@ describe("the standalone stream", function()
     c:close()
   end)
 
-  it("is given up on a server without one (stateless: 405), and calls go on", function()
+  it25("is given up on a server without one (stateless: 405), and calls go on", function()
     local url = sandbox.stateless_url()
     local s = new_session({ url = url, listen = true })
     assert(s:request("tools/list", {}))

@@ -5,6 +5,14 @@ local core = require("favcrm.core")
 local Session = require("favcrm.session")
 local sandbox = require("spec.support.sandbox")
 
+-- 2025-only machinery (sessions, the GET stream, Last-Event-ID, DELETE, the
+-- faults the sandbox injects on that path): pinned to protocol = "2025-11-25",
+-- and skipped, with the reason, on a sandbox that speaks 2026-07-28 only
+local LEGACY = sandbox.speaks("2025") and "2025-11-25" or nil
+local it25 = sandbox.speaks("2025") and it or function(name)
+  pending("SKIPPED on a 2026-only sandbox (FAVCRM_SANDBOX_ERA=" .. sandbox.era .. "), 2025 machinery: " .. name)
+end
+
 local function new_session(opts)
   opts = opts or {}
   return Session.new({
@@ -14,6 +22,7 @@ local function new_session(opts)
     timeout = opts.timeout or 5,
     max_total_timeout = 10,
     client_info = { name = "session-spec", version = "0" },
+    protocol = LEGACY,
   })
 end
 
@@ -31,7 +40,7 @@ describe("favcrm.session", function()
   end)
 
   describe("initialize()", function()
-    it("negotiates the version, keeps the session id and the server's info, once", function()
+    it25("negotiates the version, keeps the session id and the server's info, once", function()
       local s = new_session()
       assert.is_true((s:initialize()))
       assert.equal("2025-11-25", s.protocol_version)
@@ -58,7 +67,7 @@ describe("favcrm.session", function()
   end)
 
   describe("request()", function()
-    it("sends the session id and protocol version after the handshake", function()
+    it25("sends the session id and protocol version after the handshake", function()
       local s = new_session()
       local res = assert(s:request("tools/list", {}))
       assert.is_table(res.tools)
@@ -77,7 +86,7 @@ describe("favcrm.session", function()
       s:close()
     end)
 
-    it("starts a new session and replays once when the server forgot it (404)", function()
+    it25("starts a new session and replays once when the server forgot it (404)", function()
       local s = new_session()
       assert(s:initialize())
       local first = s.session_id
@@ -91,7 +100,7 @@ describe("favcrm.session", function()
   end)
 
   describe("close()", function()
-    it("ends the session on the server, and is idempotent", function()
+    it25("ends the session on the server, and is idempotent", function()
       local s = new_session()
       assert(s:initialize())
       local before = sandbox.stats().deleted_sessions

@@ -639,10 +639,17 @@ function Client:call(name, args, opts)
   if not ok_init then return nil, ierr end
   local op_opts = { budget = budget, on_progress = opts.on_progress,
     reissue = ann.readOnlyHint == true }
-  if session.era == "modern" and self.param_headers[tool] then
+  local function param_headers()
     -- 2026-07-28: the arguments marked x-mcp-header go out as Mcp-Param-{Name}
-    op_opts.param_headers = era.param_headers(self.param_headers[tool], args)
+    if session.era ~= "modern" then return nil end
+    local h = self.param_headers[tool]
+    if h == nil then
+      h = era.tool_headers(tool) or false -- a list shared across clients (favcrm.resty)
+      self.param_headers[tool] = h
+    end
+    return h and era.param_headers(h, args) or nil
   end
+  op_opts.param_headers = param_headers()
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
@@ -666,7 +673,7 @@ function Client:call(name, args, opts)
       local fresh = self:_tools(true, budget)
       tool = fresh and self.tool_cache.byname[name]
       if not tool then break end
-      op_opts.param_headers = self.param_headers[tool] and era.param_headers(self.param_headers[tool], args) or nil
+      op_opts.param_headers = param_headers()
     elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
       and rerr.retry_after <= max_retry_wait and rerr.retry_after < session.left(budget) then
       waited = true

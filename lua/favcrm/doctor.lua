@@ -73,6 +73,7 @@ function M.doctor(self)
     local info = s.server_info or {}
     r.server = { name = info.name, version = info.version }
     r.protocol_version = s.protocol_version
+    r.era = s.era -- "modern" (2026-07-28, stateless) or "legacy" (initialize, a session)
     r.session = s.session_id and "kept" or "stateless"
     local server_now = self:server_time()
     if server_now then

@@ -111,12 +111,17 @@ end
 
 --- era.meta(session, version) -> a fresh `_meta` for one modern request.
 function M.meta(s, version)
+  s.client_caps = s.client_caps or M.capabilities(s.cb)
   local m = {
     ["io.modelcontextprotocol/protocolVersion"] = version,
-    ["io.modelcontextprotocol/clientCapabilities"] = s.client_caps or M.capabilities(s.cb),
+    ["io.modelcontextprotocol/clientCapabilities"] = s.client_caps,
     ["io.modelcontextprotocol/clientInfo"] = s.client_info,
   }
-  if s.log_level then m["io.modelcontextprotocol/logLevel"] = s.log_level end
+  -- the level set_log_level chose; with an on_log callback and none chosen,
+  -- every level (a legacy server sends its log lines without being asked;
+  -- a modern one only for requests that name a level)
+  local level = s.log_level or (s.cb.log and "debug") or nil
+  if level then m["io.modelcontextprotocol/logLevel"] = level end
   return m
 end
 

@@ -160,7 +160,11 @@ function M.install(Client, check_self)
     end
     -- over HTTP, updates outside a call come on the standalone stream
     -- (modern: the subscriptions/listen stream)
-    if s.era == "modern" then s:_listen_restart()
+    if s.era == "modern" then
+      -- the subscription holds once the server acknowledged the stream
+      s:_listen_restart()
+      local acked, aerr = s:listen_acked(s:budget())
+      if not acked then return nil, aerr end
     elseif s.initialized and type(s._listen_start) == "function" then s:_listen_start() end
     return true
   end

@@ -546,6 +546,12 @@ function Session:_on_message(op, msg)
       -- a server's log line: the key it may echo is masked (errors.redact)
       if type(p.data) == "string" then p.data = errors.redact(p.data) end
       if self.cb.log then self.cb.log(p) end
+    elseif msg.method == "notifications/subscriptions/acknowledged" then
+      -- the modern stream is open (subscriptions/listen): a subscribe waits for it
+      if op.ack and not op.ack.done then
+        op.acked = true
+        self:_signal(op.ack)
+      end
     elseif msg.method == "notifications/resources/updated" then
       -- a subscribed resource changed (client:subscribe): its handler runs
       -- here, within the pump; an error in it is raised from the wait
@@ -755,7 +761,17 @@ function Session:pump(max_wait)
     end
   end
   self:_fire_timers(now())
-  if self.listen then self:_listen_tick() end
+  local l = self.listen
+  if l then
+    self:_listen_tick()
+    if l.callback_error and self.era == "modern" then
+      -- a handler that failed on the subscriptions/listen stream: raised
+      -- from the call (or step) that pumped it, as one on a call's stream
+      local e = l.callback_error
+      l.callback_error = false
+      error(e, 0)
+    end
+  end
   -- reconnects that are due
   if self.resuming then
     local t2 = now()
@@ -1211,13 +1227,22 @@ end
 --- Session:_listen_restart(): the modern stream again with the current
 -- filter (after subscribe/unsubscribe), or the legacy one opened if wanted.
 function Session:_listen_restart()
-  if self.era == "modern" and not self:_is_stdio() then self:_listen_stop() end
+  if self.era == "modern" then self:_listen_stop() end
   self:_listen_start()
+end
+
+-- Modern: whether the stream is a subscriptions/listen request (always over
+-- HTTP; over stdio when something is subscribed to, else the transport's
+-- idle stream, which carries what the server writes between calls).
+function Session:_modern_listen()
+  if self.era ~= "modern" then return false end
+  if not self:_is_stdio() then return true end
+  return (self.on_resource_updated or self.listen_for_changes) ~= nil
 end
 
 function Session:_listen_launch()
   local l = self.listen
-  if self.era == "modern" and not self:_is_stdio() then
+  if self:_modern_listen() then
     -- 2026-07-28: a POST of subscriptions/listen whose response stream stays open
     local counter = self.shared or self
     counter.next_rpc = (counter.next_rpc or 0) + 1
@@ -1225,6 +1250,7 @@ function Session:_listen_launch()
     local body = json.wire({ jsonrpc = "2.0", id = counter.next_rpc, method = "subscriptions/listen",
       params = params })
     l.status, l.headers, l.done = false, false, false
+    l.ack, l.acked = { done = false }, false -- notifications/subscriptions/acknowledged
     local tid = self.transport:start({
       method = "POST", url = self.url, headers = self:_headers(era.request_headers("subscriptions/listen")),
       body = body, auth = self.auth, timeout_ms = self:_hard_timeout_ms(),
@@ -1255,6 +1281,7 @@ end
 function Session:_listen_again(failed)
   local l = self.listen
   l.tid = false
+  if l.ack and not l.ack.done then self:_signal(l.ack) end
   local delay = l.retry_ms / 1000
   if failed then
     l.failures = l.failures + 1
@@ -1271,6 +1298,7 @@ function Session:_listen_stop()
   local l = self.listen
   if not l then return end
   l.stopped = true
+  if l.ack and not l.ack.done then self:_signal(l.ack) end
   if l.tid then pcall(self.transport.cancel, self.transport, l.tid) end
   l.tid = false
   if l.timer then self.timers[l.timer] = nil end
@@ -1321,6 +1349,19 @@ function Session:_listen_tick()
     l.timer = false
     self:_listen_launch()
   end
+end
+
+--- Session:listen_acked(budget) -> true once the server acknowledged the
+-- modern subscriptions/listen stream, or nil, err (it refused or ended
+-- first, or the budget ran out). True at once in the legacy era.
+function Session:listen_acked(budget)
+  local l = self.listen
+  if self.era ~= "modern" or not l or not l.ack then return true end
+  local _, err = self:wait(l.ack, budget)
+  if err then return nil, err end
+  if l.acked then return true end
+  return nil, errors.new("protocol", "the server did not open subscriptions/listen"
+    .. (l.status and (" (HTTP " .. tostring(l.status) .. ")") or ""), { status = l.status or nil })
 end
 
 --- Session:listening() -> true while the standalone stream is open or

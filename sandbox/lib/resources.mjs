@@ -1,6 +1,6 @@
 // The sandbox's resources, resource template, prompt and completion: what
 // FavCRM's discovery card lists beside tools. Installed on each MCP Server
-// by server.mjs (installResources).
+// on either SDK by lib/mcp.mjs (resourceHandlers).
 //   favcrm://guide                      the platform guide (text/markdown)
 //   favcrm://schemas/{tool}             a tool's published input schema (the
 //                                       registration pair are listed as resources)
@@ -8,12 +8,7 @@
 //                                       each later tools/call sends
 //                                       notifications/resources/updated for it
 //   prompt signup(industry, email?)     the signup conversation; industry completes
-import {
-    ListResourcesRequestSchema, ListResourceTemplatesRequestSchema, ReadResourceRequestSchema,
-    SubscribeRequestSchema, UnsubscribeRequestSchema, ListPromptsRequestSchema, GetPromptRequestSchema,
-    CompleteRequestSchema, McpError, ErrorCode,
-} from '@modelcontextprotocol/sdk/types.js';
-import { INDUSTRIES, PLATFORM_GUIDE } from './tools.mjs';
+import { INDUSTRIES, PLATFORM_GUIDE, rpcError } from './tools.mjs';
 
 export const CAPABILITIES = {
     resources: { subscribe: true, listChanged: false },
@@ -53,60 +48,70 @@ function guideText() {
     return '# FavCRM platform guide\n\n' + PLATFORM_GUIDE.map(([, text, tools]) => `- ${text} (tools: ${tools.join(', ')})`).join('\n') + '\n';
 }
 
-/** Installs the handlers on one Server. activity(): this session's calls; */
-export function installResources(server, tools, session) {
-    const subs = new Set();
-    const calls = [];
-    server.setRequestHandler(ListResourcesRequestSchema, async () => ({ resources: resourceListing(tools) }));
-    server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({ resourceTemplates: TEMPLATES }));
-    server.setRequestHandler(ReadResourceRequestSchema, async req => {
-        const uri = String(req.params.uri);
-        if (uri === 'favcrm://guide') return { contents: [{ uri, mimeType: 'text/markdown', text: guideText() }] };
-        if (uri === 'favcrm://session/activity') return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify({ calls }) }] };
-        const m = /^favcrm:\/\/schemas\/([A-Za-z0-9_]+)$/.exec(uri);
-        if (m && tools.byName.has(m[1])) {
-            return { contents: [{ uri, mimeType: 'application/schema+json', text: JSON.stringify(tools.byName.get(m[1]).inputSchema) }] };
-        }
-        throw new McpError(-32002, `Resource not found: ${uri}`, { uri });
-    });
-    server.setRequestHandler(SubscribeRequestSchema, async req => { subs.add(String(req.params.uri)); return {}; });
-    server.setRequestHandler(UnsubscribeRequestSchema, async req => { subs.delete(String(req.params.uri)); return {}; });
-    server.setRequestHandler(ListPromptsRequestSchema, async () => ({ prompts: PROMPTS }));
-    server.setRequestHandler(GetPromptRequestSchema, async req => {
-        if (req.params.name !== 'signup') throw new McpError(ErrorCode.InvalidParams, `Prompt ${req.params.name} not found`);
-        const a = req.params.arguments || {};
-        if (!a.industry) throw new McpError(ErrorCode.InvalidParams, 'Missing required argument: industry');
-        if (!INDUSTRIES.includes(a.industry)) throw new McpError(ErrorCode.InvalidParams, `industry must be one of ${INDUSTRIES.join(', ')}`);
-        const who = a.email ? ` The owner's e-mail is ${a.email}.` : ' Ask for the owner\'s e-mail address.';
-        return {
-            description: `Sign up a ${a.industry} business for FavCRM`,
-            messages: [{
-                role: 'user',
-                content: {
-                    type: 'text',
-                    text: `Help me sign up my ${a.industry} business for FavCRM.${who} Ask for the business name, country and timezone, ` +
-                        'call register_organisation_request, ask me for the 6-digit code from the e-mail, then call register_organisation_verify.',
-                },
-            }],
-        };
-    });
-    server.setRequestHandler(CompleteRequestSchema, async req => {
-        const { ref, argument } = req.params;
-        const value = String(argument?.value ?? '').toLowerCase();
-        let pool = [];
-        if (ref?.type === 'ref/prompt' && ref.name === 'signup' && argument?.name === 'industry') pool = INDUSTRIES;
-        else if (ref?.type === 'ref/resource' && ref.uri === 'favcrm://schemas/{tool}' && argument?.name === 'tool') pool = [...tools.byName.keys()];
-        const values = pool.filter(v => v.toLowerCase().startsWith(value)).slice(0, 100);
-        return { completion: { values, total: values.length, hasMore: false } };
-    });
-    return {
-        /** After a tools/call: records it and tells a subscriber (on the call's own stream). */
-        async called(name, extra) {
-            calls.push(name);
-            if (calls.length > 100) calls.shift();
-            if (subs.has('favcrm://session/activity')) {
-                await extra.sendNotification({ method: 'notifications/resources/updated', params: { uri: 'favcrm://session/activity' } }).catch(() => {});
+/**
+ * The resource, prompt and completion handlers, era-neutral: method ->
+ * async (params, extra) -> result. scope {calls, subs} is what one session
+ * (2025) or the whole server (2026, no sessions) remembers. era 'modern'
+ * (2026-07-28) answers an unknown resource with -32602 and has no
+ * resources/subscribe (subscriptions/listen replaces it); 'legacy' -32002.
+ */
+export function resourceHandlers(tools, scope, era) {
+    const { subs, calls } = scope;
+    const h = {
+        'resources/list': async () => ({ resources: resourceListing(tools) }),
+        'resources/templates/list': async () => ({ resourceTemplates: TEMPLATES }),
+        'resources/read': async p => {
+            const uri = String(p.uri);
+            if (uri === 'favcrm://guide') return { contents: [{ uri, mimeType: 'text/markdown', text: guideText() }] };
+            if (uri === 'favcrm://session/activity') return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify({ calls }) }] };
+            const m = /^favcrm:\/\/schemas\/([A-Za-z0-9_]+)$/.exec(uri);
+            if (m && tools.byName.has(m[1])) {
+                return { contents: [{ uri, mimeType: 'application/schema+json', text: JSON.stringify(tools.byName.get(m[1]).inputSchema) }] };
             }
+            throw rpcError(era === 'modern' ? -32602 : -32002, `Resource not found: ${uri}`, { uri });
+        },
+        'prompts/list': async () => ({ prompts: PROMPTS }),
+        'prompts/get': async p => {
+            if (p.name !== 'signup') throw rpcError(-32602, `Prompt ${p.name} not found`);
+            const a = p.arguments || {};
+            if (!a.industry) throw rpcError(-32602, 'Missing required argument: industry');
+            if (!INDUSTRIES.includes(a.industry)) throw rpcError(-32602, `industry must be one of ${INDUSTRIES.join(', ')}`);
+            const who = a.email ? ` The owner's e-mail is ${a.email}.` : ' Ask for the owner\'s e-mail address.';
+            return {
+                description: `Sign up a ${a.industry} business for FavCRM`,
+                messages: [{
+                    role: 'user',
+                    content: {
+                        type: 'text',
+                        text: `Help me sign up my ${a.industry} business for FavCRM.${who} Ask for the business name, country and timezone, ` +
+                            'call register_organisation_request, ask me for the 6-digit code from the e-mail, then call register_organisation_verify.',
+                    },
+                }],
+            };
+        },
+        'completion/complete': async p => {
+            const { ref, argument } = p;
+            const value = String(argument?.value ?? '').toLowerCase();
+            let pool = [];
+            if (ref?.type === 'ref/prompt' && ref.name === 'signup' && argument?.name === 'industry') pool = INDUSTRIES;
+            else if (ref?.type === 'ref/resource' && ref.uri === 'favcrm://schemas/{tool}' && argument?.name === 'tool') pool = [...tools.byName.keys()];
+            const values = pool.filter(v => v.toLowerCase().startsWith(value)).slice(0, 100);
+            return { completion: { values, total: values.length, hasMore: false } };
         },
     };
+    if (era !== 'modern') {
+        h['resources/subscribe'] = async p => { subs.add(String(p.uri)); return {}; };
+        h['resources/unsubscribe'] = async p => { subs.delete(String(p.uri)); return {}; };
+    }
+    return h;
 }
+
+/** After a tools/call: records it in scope; notify(uri) tells subscribers. */
+export async function recordCall(scope, name, notify) {
+    scope.calls.push(name);
+    if (scope.calls.length > 100) scope.calls.shift();
+    if (scope.subs.has(ACTIVITY_URI) || scope.subs.has('*')) await notify(ACTIVITY_URI);
+}
+
+export const ACTIVITY_URI = 'favcrm://session/activity';
+export const newScope = () => ({ subs: new Set(), calls: [] });

@@ -2,7 +2,6 @@
 // Each entry: {name, title, description, inputSchema, outputSchema?, annotations,
 // auth, handler(args, ctx)}. Handlers return the payload (it becomes
 // structuredContent.data) or throw ToolError (it becomes an isError result).
-import { EmptyResultSchema, ElicitResultSchema, CreateMessageResultSchema, ListRootsResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { validate } from './schema.mjs';
 import { newId, randomString, PLANS, PLAN_ORDER } from './state.mjs';
 
@@ -17,6 +16,23 @@ export class ToolError extends Error {
         this.fields = fields;
     }
 }
+
+/** A JSON-RPC error either SDK sends as is ({code, message, data}). */
+export function rpcError(code, message, data) {
+    return Object.assign(new Error(message), { code, data });
+}
+
+/**
+ * 2026-07-28 multi-round-trip request (MRTR): thrown by askClient when the
+ * answer is not in the retry's inputResponses yet; callTool turns it into an
+ * `input_required` result naming what the client must fulfil.
+ */
+class InputRequired {
+    constructor(key, method, params, requestState) {
+        this.result = { resultType: 'input_required', inputRequests: { [key]: { method, params } }, requestState };
+    }
+}
+const INPUT_KEYS = { 'elicitation/create': 'elicit', 'sampling/createMessage': 'sample', 'roots/list': 'roots' };
 
 export function okResult(payload) {
     return { content: [{ type: 'text', text: JSON.stringify(payload) }], structuredContent: { data: payload } };
@@ -175,7 +191,14 @@ export const PLATFORM_GUIDE = [
     [/team|staff|invite/i, 'Invite staff with create_team_member_invite (email, role); the invitee runs accept_team_invite_request (token) and accept_team_invite_verify (token, code) to get their own key.', ['create_team_member_invite', 'accept_team_invite_request', 'accept_team_invite_verify']],
 ];
 
-async function askClient(ctx, method, params, schema, capability, timeout = 60000) {
+/**
+ * Asks the client (elicitation, sampling, roots, ping) and returns its answer,
+ * checked against the result type `type` (e.g. 'ElicitResult') of the era's
+ * SDK: ctx.resultSchemas maps the name to that SDK's schema.
+ */
+async function askClient(ctx, method, params, type, capability, timeout = 60000) {
+    const schema = ctx.resultSchemas[type];
+    if (ctx.era === 'modern') return askClientModern(ctx, method, params, schema, capability);
     const caps = ctx.clientCapabilities();
     if (capability && caps !== undefined && !caps?.[capability]) {
         throw new ToolError(`${capability}_unsupported`, `The client did not declare the ${capability} capability at initialize.`, { capability });
@@ -202,11 +225,32 @@ async function askClient(ctx, method, params, schema, capability, timeout = 6000
     }
 }
 
+/**
+ * 2026-07-28: no server-to-client requests. The first round answers
+ * input_required (only for a declared capability, as the revision requires);
+ * the retry carries the answer in inputResponses and requestState echoed.
+ */
+function askClientModern(ctx, method, params, schema, capability) {
+    const key = INPUT_KEYS[method];
+    if (!key) throw new ToolError('unsupported_in_era', `${method} cannot reach a 2026-07-28 client: that revision has no server-to-client requests.`, { method, era: '2026-07-28' });
+    const caps = ctx.clientCapabilities() || {};
+    if (capability && !caps[capability]) {
+        throw new ToolError(`${capability}_unsupported`, `The request's clientCapabilities do not declare ${capability}.`, { capability });
+    }
+    const state = `sbx1.${ctx.toolName}.${key}`;
+    const answer = ctx.extra.inputResponses?.[key];
+    if (answer === undefined) throw new InputRequired(key, method, params, state);
+    if (ctx.extra.requestState !== state) throw new ToolError('invalid_request_state', 'requestState was not echoed unchanged with the inputResponses.', { expected: state, got: ctx.extra.requestState ?? null });
+    const r = schema.safeParse(answer);
+    if (!r.success) throw new ToolError('client_error', `The client's ${method} answer (inputResponses.${key}) is malformed: ${r.error.message}`, { method, clientErrorCode: null });
+    return r.data;
+}
+
 // ---- the table -------------------------------------------------------------
 export function buildTools(state) {
     const T = [];
     const add = (name, title, description, inputSchema, handler, opts = {}) => {
-        T.push({ name, title, description, inputSchema, handler, auth: opts.auth !== false, skipValidation: !!opts.skipValidation, outputSchema: opts.outputSchema, annotations: annotate(name, title, opts.annotations), meta: opts.meta, links: opts.links });
+        T.push({ name, title, description, inputSchema, handler, auth: opts.auth !== false, skipValidation: !!opts.skipValidation, outputSchema: opts.outputSchema, annotations: annotate(name, title, opts.annotations), meta: opts.meta, links: opts.links, modernOnly: !!opts.modernOnly });
     };
     const noAuth = { auth: false };
 
@@ -664,21 +708,21 @@ export function buildTools(state) {
                 mode: 'form',
                 message: a.message,
                 requestedSchema: { type: 'object', properties: { name: { type: 'string', title: 'Name', default: 'Ada' }, confirm: { type: 'boolean', title: 'Confirm' }, plan: { type: 'string', title: 'Plan', enum: ['free', 'starter', 'growth'], default: 'starter' } }, required: ['name'] },
-            }, ElicitResultSchema, 'elicitation', 600000);
+            }, 'ElicitResult', 'elicitation', 600000);
             return { action: r.action, content: r.content ?? null };
         }, { ...noAuth, annotations: testAnn });
     add('sandbox_sample', 'Sandbox: sampling', 'Test tool: sends sampling/createMessage to the client and returns its answer.',
         obj({ prompt: s('User prompt', { minLength: 1 }), maxTokens: i('Max tokens (default 100)', { minimum: 1 }) }, ['prompt']),
         async (a, ctx) => {
-            const r = await askClient(ctx, 'sampling/createMessage', { messages: [{ role: 'user', content: { type: 'text', text: a.prompt } }], maxTokens: a.maxTokens ?? 100 }, CreateMessageResultSchema, 'sampling', 600000);
+            const r = await askClient(ctx, 'sampling/createMessage', { messages: [{ role: 'user', content: { type: 'text', text: a.prompt } }], maxTokens: a.maxTokens ?? 100 }, 'CreateMessageResult', 'sampling', 600000);
             return r;
         }, { ...noAuth, annotations: testAnn });
     add('sandbox_roots', 'Sandbox: roots', 'Test tool: sends roots/list to the client and returns its answer.', obj({}),
-        async (a, ctx) => askClient(ctx, 'roots/list', {}, ListRootsResultSchema, 'roots'), { ...noAuth, annotations: testAnn });
+        async (a, ctx) => askClient(ctx, 'roots/list', {}, 'ListRootsResult', 'roots'), { ...noAuth, annotations: testAnn });
     add('sandbox_ping', 'Sandbox: ping', 'Test tool: sends a ping request to the client inside the response stream, then answers.', obj({}),
         async (a, ctx) => {
             const t0 = Date.now();
-            await askClient(ctx, 'ping', undefined, EmptyResultSchema, null, 30000);
+            await askClient(ctx, 'ping', undefined, 'EmptyResult', null, 30000); // 2026: unsupported_in_era
             return { pong: true, roundTripMs: Date.now() - t0 };
         }, { ...noAuth, annotations: testAnn });
     add('sandbox_resume', 'Sandbox: resumability', 'Test tool (session mode): sends a log notification, closes the SSE stream before the result, and stores the result in the event store; reconnect with GET + Last-Event-ID to receive it.',
@@ -704,6 +748,21 @@ export function buildTools(state) {
         async a => ({ raw_tags: a.tags === undefined ? null : JSON.stringify(a.tags), raw_meta: a.meta === undefined ? null : JSON.stringify(a.meta), arguments: a }),
         { ...noAuth, annotations: testAnn, skipValidation: true });
 
+    // 2026-07-28 only (listed to 2026 clients): parameters mirrored in Mcp-Param-* headers.
+    add('sandbox_headers', 'Sandbox: x-mcp-header parameters', 'Test tool (2026-07-28): region, priority, dryRun and filter.tag are sent as Mcp-Param-Region, -Priority, -DryRun and -Tag headers; the server checks them against the body (400 -32020 on a mismatch). Returns the arguments and the Mcp-Param-* headers as received.',
+        { $schema: D7, type: 'object', properties: {
+            region: { type: 'string', description: 'Region', 'x-mcp-header': 'Region' },
+            priority: { type: 'integer', description: 'Priority', 'x-mcp-header': 'Priority' },
+            dryRun: { type: 'boolean', description: 'Dry run', 'x-mcp-header': 'DryRun' },
+            filter: { type: 'object', properties: { tag: { type: 'string', description: 'Tag', 'x-mcp-header': 'Tag' } } },
+            query: { type: 'string', description: 'Not mirrored' },
+        } },
+        async (a, ctx) => ({ arguments: a, headers: Object.fromEntries(Object.entries(ctx.extra.requestInfo?.headers || {}).filter(([k]) => k.toLowerCase().startsWith('mcp-param-'))) }),
+        { ...noAuth, annotations: testAnn, modernOnly: true });
+    add('sandbox_bad_headers', 'Sandbox: invalid x-mcp-header', 'Test tool (2026-07-28): its x-mcp-header sits on a number parameter, which the revision forbids, so a conforming client drops this tool from tools/list.',
+        { $schema: D7, type: 'object', properties: { amount: { type: 'number', description: 'Amount', 'x-mcp-header': 'Amount' } } },
+        async a => a, { ...noAuth, annotations: testAnn, modernOnly: true });
+
     const byName = new Map(T.map(t => [t.name, t]));
     return { list: T, byName, toolNames: new Set(byName.keys()) };
 }
@@ -713,6 +772,7 @@ export async function callTool(tools, name, args, ctx) {
     const tool = tools.byName.get(name);
     if (!tool) return null;
     const result = await callToolInner(tools, tool, name, args, ctx);
+    if (result.resultType === 'input_required') return result;
     // A tool with an outputSchema keeps structuredContent for its data: SDK
     // clients check any structuredContent against that schema, errors too.
     // Its error details travel in _meta["favcrm/error"] instead.
@@ -732,7 +792,7 @@ async function callToolInner(tools, tool, name, args, ctx) {
     const input = args ?? {};
     const bad = tool.skipValidation ? null : validate(tool.inputSchema, input);
     if (bad) return errorResult('invalid_arguments', `Invalid arguments for ${name}: ${bad.message}`, { path: bad.path, keyword: bad.keyword });
-    const hctx = { ...ctx, user: ctx.auth?.user, ws: ctx.auth?.ws, toolNames: tools.toolNames };
+    const hctx = { ...ctx, user: ctx.auth?.user, ws: ctx.auth?.ws, toolNames: tools.toolNames, toolName: name };
     try {
         const payload = await tool.handler(input, hctx);
         const result = okResult(payload === undefined ? null : payload);
@@ -740,6 +800,7 @@ async function callToolInner(tools, tool, name, args, ctx) {
         return result;
     } catch (e) {
         if (e instanceof ToolError) return errorResult(e.code, e.message, e.fields);
+        if (e instanceof InputRequired) return e.result;
         throw e;
     }
 }

@@ -9,6 +9,14 @@ local socket = require("socket")
 local cjson = require("cjson")
 local sandbox = require("spec.support.sandbox")
 
+-- 2025-only machinery (sessions, Last-Event-ID, DELETE, and the faults the
+-- sandbox injects on the 2025 path only): pinned to protocol = "2025-11-25",
+-- and skipped, with the reason, on a sandbox that speaks 2026-07-28 only
+local LEGACY = sandbox.speaks("2025") and "2025-11-25" or nil
+local it25 = sandbox.speaks("2025") and it or function(name)
+  pending("SKIPPED on a 2026-only sandbox (FAVCRM_SANDBOX_ERA=" .. sandbox.era .. "), 2025 machinery: " .. name)
+end
+
 -- Small timeouts: a case that hangs fails by itself in a few seconds.
 local TIMEOUT = 2
 local BOUND = 10 -- seconds: an upper bound generous enough never to flake
@@ -141,8 +149,8 @@ describe("the fault matrix", function()
   end)
 
   describe("event-stream faults", function()
-    it("an SSE stream that ends without the answer and without event ids: protocol", function()
-      local c = client()
+    it25("an SSE stream that ends without the answer and without event ids: protocol", function()
+      local c = client({ protocol = LEGACY })
       assert(c:tools())
       local before = calls_of("sandbox_echo")
       sandbox.fault({ fault = "sse_truncated", match_tool = "sandbox_echo" })
@@ -193,8 +201,8 @@ describe("the fault matrix", function()
       assert_clean(c)
     end)
 
-    it("an answer with an unknown id: protocol, as JSON and as SSE", function()
-      local c = client()
+    it25("an answer with an unknown id: protocol, as JSON and as SSE", function()
+      local c = client({ protocol = LEGACY })
       assert(c:tools())
       sandbox.fault({ fault = "unknown_id", match_tool = "sandbox_echo" })
       local data, err = c:call("sandbox_echo", { value = 1 })
@@ -291,8 +299,8 @@ describe("the fault matrix", function()
       assert_clean(c)
     end)
 
-    it("HTTP 400 with a JSON-RPC error: the server's error.data reaches the message and err.data", function()
-      local c = client()
+    it25("HTTP 400 with a JSON-RPC error: the server's error.data reaches the message and err.data", function()
+      local c = client({ protocol = LEGACY })
       assert(c:tools())
       sandbox.fault({ fault = "status", status = 400, count = 1, match_tool = "sandbox_echo",
         body = { jsonrpc = "2.0", id = cjson.null,
@@ -393,8 +401,8 @@ describe("the fault matrix", function()
       assert_clean(c)
     end)
 
-    it("404 session loss: a new session and one replay, transparently", function()
-      local c = client()
+    it25("404 session loss: a new session and one replay, transparently", function()
+      local c = client({ protocol = LEGACY })
       assert.equal(1, (c:call("sandbox_echo", { value = 1 })))
       local old = c.session.session_id
       local created = sandbox.stats().sessions_created
@@ -405,8 +413,8 @@ describe("the fault matrix", function()
       assert_clean(c)
     end)
 
-    it("404 session loss over and over: session_expired, bounded", function()
-      local c = client()
+    it25("404 session loss over and over: session_expired, bounded", function()
+      local c = client({ protocol = LEGACY })
       assert.equal(1, (c:call("sandbox_echo", { value = 1 })))
       sandbox.fault({ fault = "session_lost", count = 10, match_tool = "sandbox_echo" })
       local before = calls_of("sandbox_echo")
@@ -517,7 +525,9 @@ end
     teardown(function() os.remove(script) end)
 
     it("a write: network with the exit status, not retried", function()
-      local c = favcrm.new({ command = { assert(os.getenv("FAVCRM_LUA_BIN")), script }, timeout = TIMEOUT })
+      -- (a scripted 2025 server that leaves server/discover unanswered: the era is pinned)
+      local c = favcrm.new({ command = { assert(os.getenv("FAVCRM_LUA_BIN")), script }, timeout = TIMEOUT,
+        protocol = "2025-11-25" })
       local data, err, dt = timed(function() return c:call("boom", {}) end)
       assert_error("network", data, err)
       assert.matches("exit status 3", err.message, 1, true)
@@ -527,7 +537,9 @@ end
     end)
 
     it("a read-only call: retried at most twice against the dead child, then network", function()
-      local c = favcrm.new({ command = { assert(os.getenv("FAVCRM_LUA_BIN")), script }, timeout = TIMEOUT })
+      -- (a scripted 2025 server that leaves server/discover unanswered: the era is pinned)
+      local c = favcrm.new({ command = { assert(os.getenv("FAVCRM_LUA_BIN")), script }, timeout = TIMEOUT,
+        protocol = "2025-11-25" })
       local data, err, dt = timed(function() return c:call("peek", {}) end)
       assert_error("network", data, err)
       assert.is_true((err.retries or 0) <= 2)

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the busted specs for one Lua against the local sandbox over loopback:
 #   spec/support/run.sh LUA_BIN BUILD_DIR [busted args...]
-# Starts the sandboxes (sessions kept, stateless, JSON responses, OAuth) in test mode on free
-# ports, exports their URLs, runs busted, and stops them whatever happens.
+# Starts the sandboxes (sessions kept, stateless, JSON responses, OAuth) in
+# test mode on free ports, exports their URLs, runs busted, and stops them
+# whatever happens. FAVCRM_SANDBOX_ERA (2025 default, 2026, dual; `make test
+# SANDBOX_ERA=...`) picks the protocol era they speak; specs read it as
+# require("spec.support.sandbox").era.
 set -uo pipefail
 lua_bin=${1:?usage: run.sh LUA_BIN BUILD_DIR}
 build=${2:?usage: run.sh LUA_BIN BUILD_DIR}
@@ -13,6 +16,10 @@ bash spec/support/preflight.sh "$lua_bin" "$build" || exit 1
 # a Node.js the sandbox can run on (20+), first on PATH
 nodedir=$(bash .ci/node.sh) || exit 1
 export PATH="$nodedir:$PATH"
+export FAVCRM_SANDBOX_ERA=${FAVCRM_SANDBOX_ERA:-2025}
+case "$FAVCRM_SANDBOX_ERA" in 2025|2026|dual) ;; *)
+  echo "run.sh: FAVCRM_SANDBOX_ERA must be 2025, 2026 or dual, not '$FAVCRM_SANDBOX_ERA'" >&2; exit 2 ;;
+esac
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/favcrm-spec.XXXXXX")
 pids=()
 cleanup() {
@@ -80,7 +87,7 @@ export FAVCRM_SPEC_TMP="$tmp" FAVCRM_LUA_BIN="$lua_bin" FAVCRM_BUILD="$build"
 export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;$top/spec/?.lua;;"
 export LUA_CPATH="$top/$build/?.so;;"
 busted=$(command -v busted || echo /usr/bin/busted)
-echo "specs: $($lua_bin -v 2>&1 | head -1) against $FAVCRM_SANDBOX_URL"
+echo "specs: $($lua_bin -v 2>&1 | head -1) against $FAVCRM_SANDBOX_URL (sandbox era $FAVCRM_SANDBOX_ERA)"
 set +e
 # extra arguments (spec files, --filter=...) replace the default: all of spec/
 [ $# -gt 0 ] || set -- spec

@@ -16,6 +16,20 @@ local function need(name)
   return v
 end
 
+--- The protocol era the sandboxes speak (FAVCRM_SANDBOX_ERA, `make test
+-- SANDBOX_ERA=...`): "2025" (MCP 2025-11-25 and older, sessions; the v1
+-- SDK), "2026" (MCP 2026-07-28 only, `initialize` refused; the v2 SDK) or
+-- "dual" (both: 2026 requests to the v2 SDK, the rest to the v1 one).
+M.era = os.getenv("FAVCRM_SANDBOX_ERA") or "2025"
+if M.era == "" then M.era = "2025" end
+
+--- M.speaks(era) -> true when the sandboxes answer that era ("2025" or
+-- "2026"): pin a spec with `if not sandbox.speaks("2025") then pending(...)`.
+function M.speaks(era)
+  if era ~= "2025" and era ~= "2026" then error("sandbox.speaks: era must be \"2025\" or \"2026\"", 2) end
+  return M.era == "dual" or M.era == era
+end
+
 function M.url() return need("FAVCRM_SANDBOX_URL") end
 function M.stateless_url() return need("FAVCRM_SANDBOX_STATELESS_URL") end
 function M.json_url() return need("FAVCRM_SANDBOX_JSON_URL") end
