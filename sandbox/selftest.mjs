@@ -572,6 +572,18 @@ try {
     }
     if (eraArg === '2026' || eraArg === 'all') await modernSuite('2026');
     if (eraArg === 'dual' || eraArg === 'all') await modernSuite('dual');
+    if (eraArg === '2026' || eraArg === 'all') {
+        const s = await startServer(['--era', '2026', '--json-response']);
+        try {
+            const r = await post26(s.url, 1, 'tools/call', { name: 'sandbox_progress', arguments: { steps: 2 }, _meta: { progressToken: 'p', 'io.modelcontextprotocol/logLevel': 'debug' } }, { name: 'sandbox_progress' });
+            const ct = r.headers.get('content-type') || '';
+            const j = ct.startsWith('application/json') ? await r.json() : null;
+            check(j?.result?.structuredContent?.data?.steps === 2, '[2026 json] one JSON body, notifications dropped', ct);
+            check(!s.stderr().includes('responseMode'), '[2026 json] no SDK warning on stderr');
+        } finally {
+            check((await stopServer(s)) === 0, '[2026 json] clean exit');
+        }
+    }
 } catch (e) {
     failures++;
     console.log(`FAIL exception: ${e?.stack || e}`);
