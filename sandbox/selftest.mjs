@@ -474,8 +474,9 @@ async function modernSuite(era) {
         check(errOf(r2.result)?.code === 'invalid_request_state', `${L} a changed requestState is refused`, r2);
         const r3 = await rpcOf(await post26(s.url, 9, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' }, inputResponses: { elicit: { action: 'decline' } }, requestState: ir?.requestState }, { name: 'sandbox_elicit', caps }));
         check(dataOf(r3.result)?.action === 'decline' && r3.result.resultType === 'complete', `${L} retry with inputResponses completes`, r3);
-        const r4 = await rpcOf(await post26(s.url, 10, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit' }));
-        check(errOf(r4.result)?.code === 'elicitation_unsupported', `${L} no elicitation capability -> elicitation_unsupported, no inputRequests`, r4);
+        const r4r = await post26(s.url, 10, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit' });
+        const r4 = await rpcOf(r4r);
+        check(r4r.status === 400 && r4.error?.code === -32021 && r4.error.data?.requiredCapabilities?.elicitation, `${L} no elicitation capability -> 400 -32021 requiredCapabilities, no inputRequests`, r4);
         // x-mcp-header parameters: Mcp-Param-* headers checked against the body
         check(tools.some(t => t.name === 'sandbox_headers'), `${L} sandbox_headers listed to 2026 clients`);
         const hargs = { region: 'Hello, 世界', priority: 3, dryRun: true, filter: { tag: 'a' }, query: 'q' };
