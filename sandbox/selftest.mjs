@@ -434,7 +434,7 @@ async function modernSuite(era) {
         const nometh = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': V26 }, body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list', params: { _meta: envelope() } }) });
         check(nometh.status === 400, `${L} missing Mcp-Method -> 400`, nometh.status);
         const get = await fetch(s.url, { headers: { accept: 'text/event-stream', 'mcp-protocol-version': V26 } });
-        check(get.status >= 400 && get.status < 500, `${L} GET /mcp is not a stream (${get.status})`);
+        check(era === '2026' ? get.status === 405 : get.status === 400, `${L} GET /mcp: ${era === '2026' ? '405 (no standalone stream in 2026)' : '400 without a session (the 2025 side)'}`, get.status);
         await get.body?.cancel();
 
         // the official v2 client: tools, signup, auth
@@ -474,8 +474,9 @@ async function modernSuite(era) {
         check(errOf(r2.result)?.code === 'invalid_request_state', `${L} a changed requestState is refused`, r2);
         const r3 = await rpcOf(await post26(s.url, 9, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' }, inputResponses: { elicit: { action: 'decline' } }, requestState: ir?.requestState }, { name: 'sandbox_elicit', caps }));
         check(dataOf(r3.result)?.action === 'decline' && r3.result.resultType === 'complete', `${L} retry with inputResponses completes`, r3);
-        const r4 = await rpcOf(await post26(s.url, 10, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit' }));
-        check(errOf(r4.result)?.code === 'elicitation_unsupported', `${L} no elicitation capability -> elicitation_unsupported, no inputRequests`, r4);
+        const r4r = await post26(s.url, 10, 'tools/call', { name: 'sandbox_elicit', arguments: { message: 'x' } }, { name: 'sandbox_elicit' });
+        const r4 = await rpcOf(r4r);
+        check(r4r.status === 400 && r4.error?.code === -32021 && r4.error.data?.requiredCapabilities?.elicitation, `${L} no elicitation capability -> 400 -32021 requiredCapabilities, no inputRequests`, r4);
         // x-mcp-header parameters: Mcp-Param-* headers checked against the body
         check(tools.some(t => t.name === 'sandbox_headers'), `${L} sandbox_headers listed to 2026 clients`);
         const hargs = { region: 'Hello, 世界', priority: 3, dryRun: true, filter: { tag: 'a' }, query: 'q' };
@@ -572,6 +573,18 @@ try {
     }
     if (eraArg === '2026' || eraArg === 'all') await modernSuite('2026');
     if (eraArg === 'dual' || eraArg === 'all') await modernSuite('dual');
+    if (eraArg === '2026' || eraArg === 'all') {
+        const s = await startServer(['--era', '2026', '--json-response']);
+        try {
+            const r = await post26(s.url, 1, 'tools/call', { name: 'sandbox_progress', arguments: { steps: 2 }, _meta: { progressToken: 'p', 'io.modelcontextprotocol/logLevel': 'debug' } }, { name: 'sandbox_progress' });
+            const ct = r.headers.get('content-type') || '';
+            const j = ct.startsWith('application/json') ? await r.json() : null;
+            check(j?.result?.structuredContent?.data?.steps === 2, '[2026 json] one JSON body, notifications dropped', ct);
+            check(!s.stderr().includes('responseMode'), '[2026 json] no SDK warning on stderr');
+        } finally {
+            check((await stopServer(s)) === 0, '[2026 json] clean exit');
+        }
+    }
 } catch (e) {
     failures++;
     console.log(`FAIL exception: ${e?.stack || e}`);

@@ -79,6 +79,20 @@ describe("the sandbox era", function()
     end
   end)
 
+  it("sets the 2026 cache fields with sandbox.cache (2026 and dual)", function()
+    if not sandbox.speaks("2026") then
+      pending("the sandbox speaks only 2025 (FAVCRM_SANDBOX_ERA=" .. sandbox.era .. "): no cache fields")
+      return
+    end
+    sandbox.cache({ ttlMs = 5000, cacheScope = "public", methods = { "tools/list" } })
+    local _, text = post({ jsonrpc = "2.0", id = 5, method = "tools/list", params = { _meta = envelope() } },
+      { ["mcp-protocol-version"] = V26, ["mcp-method"] = "tools/list" })
+    local r = rpc(text).result
+    sandbox.cache({ ttlMs = 0 }) -- the SDK's default again (0, private) for the specs after this one
+    assert.equal(5000, r.ttlMs)
+    assert.equal("public", r.cacheScope)
+  end)
+
   it("serves the MRTR round of sandbox_elicit in 2026 (input_required, then the retry completes)", function()
     if not sandbox.speaks("2026") then
       pending("the sandbox speaks only 2025 (FAVCRM_SANDBOX_ERA=" .. sandbox.era .. "): no multi-round-trip requests")

@@ -75,12 +75,13 @@ export function createModern(deps, { version, legacyVersions = [], onerror }) {
         return server;
     };
     const opts = { legacy: 'reject', onerror, keepAliveMs: 15000 };
-    const handler = createMcpHandler(factory, { ...opts, responseMode: deps.cfg.jsonResponse ? 'json' : 'auto' });
-
-    const warn = console.warn; // the SDK warns (stderr) that json mode drops notifications: that is the point here
+    const warn = console.warn; // the SDK warns (stderr) that json mode drops notifications: that is the point of it
     console.warn = () => {};
-    let jsonHandler;
-    try { jsonHandler = createMcpHandler(factory, { ...opts, responseMode: 'json', bus: handler.bus }); } finally { console.warn = warn; }
+    let handler, jsonHandler;
+    try {
+        handler = createMcpHandler(factory, { ...opts, responseMode: deps.cfg.jsonResponse ? 'json' : 'auto' });
+        jsonHandler = createMcpHandler(factory, { ...opts, responseMode: 'json', bus: handler.bus });
+    } finally { console.warn = warn; }
     notify = handler.notify;
 
     const toRequest = (req, raw, signal) => new Request(`http://127.0.0.1${req.url}`, {

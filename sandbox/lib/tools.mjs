@@ -235,7 +235,8 @@ function askClientModern(ctx, method, params, schema, capability) {
     if (!key) throw new ToolError('unsupported_in_era', `${method} cannot reach a 2026-07-28 client: that revision has no server-to-client requests.`, { method, era: '2026-07-28' });
     const caps = ctx.clientCapabilities() || {};
     if (capability && !caps[capability]) {
-        throw new ToolError(`${capability}_unsupported`, `The request's clientCapabilities do not declare ${capability}.`, { capability });
+        // basic/index: a request that needs an undeclared capability -> -32021 (HTTP 400)
+        throw rpcError(-32021, `This tool needs the ${capability} capability in the request's clientCapabilities`, { requiredCapabilities: { [capability]: {} } });
     }
     const state = `sbx1.${ctx.toolName}.${key}`;
     const answer = ctx.extra.inputResponses?.[key];

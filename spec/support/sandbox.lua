@@ -64,6 +64,9 @@ function M.reset(url) return M.control("POST", "/_sandbox/reset", {}, url) end
 function M.fault(spec, url) return M.control("POST", "/_sandbox/fault", spec, url) end
 function M.advance(seconds, url) return M.control("POST", "/_sandbox/clock", { advance = seconds }, url) end
 function M.revoke(key, url) return M.control("POST", "/_sandbox/revoke", { apiKey = key }, url) end
+--- M.cache({ttlMs = n, cacheScope = "private"|"public", methods = {...}}[, url]):
+-- the 2026 cache fields of list/read/discover results (2026 and dual eras).
+function M.cache(hints, url) return M.control("POST", "/_sandbox/cache", hints, url) end
 function M.outbox(to, url)
   return M.control("GET", "/_sandbox/outbox" .. (to and ("?to=" .. to) or ""), nil, url)
 end
