@@ -27,6 +27,7 @@ let sessions = 0;
 // header, and a call whose Mcp-Param headers do not match gets 400 -32020
 let regionHeader = 'Region';
 let strict = false;
+let broken = {}; // tool -> streams broken so far
 const tools = [
     { name: 'echo', inputSchema: { type: 'object', properties: {
         region: { type: 'string', 'x-mcp-header': 'Region' },
@@ -36,6 +37,9 @@ const tools = [
         inputSchema: { type: 'object' }, annotations: { readOnlyHint: true } },
     { name: 'ask_forever', inputSchema: { type: 'object' } },
     { name: 'needs_sampling', inputSchema: { type: 'object' } },
+    // the first call of each opens an event stream and ends it before the answer
+    { name: 'flaky_read', inputSchema: { type: 'object' }, annotations: { readOnlyHint: true } },
+    { name: 'flaky_write', inputSchema: { type: 'object' } },
     { name: 'bad_header', inputSchema: { type: 'object', properties: {
         x: { type: 'number', 'x-mcp-header': 'X' } } } },
     { name: 'nested_in_items', inputSchema: { type: 'object', properties: {
@@ -90,6 +94,7 @@ function modern(req, headers, stdio) {
                         message: 'Confirm?', requestedSchema: { type: 'object', properties: {
                             ok: { type: 'boolean', default: true } } } } } } });
             }
+            if (params.name === 'flaky_read' || params.name === 'flaky_write') return ok(text({ id }));
             if (params.name === 'needs_sampling') {
                 if (!caps.sampling) return err(stdio ? 200 : 400, -32021, 'Missing required client capability',
                     { requiredCapabilities: { sampling: {} } });
@@ -133,7 +138,7 @@ function serveHttp(lifetime) {
             };
             if (path === '/_era/log') return send(200, log);
             if (path === '/_era/reset') {
-                log = []; flipped = false; ttlMs = 0; strict = false; regionHeader = 'Region';
+                log = []; flipped = false; ttlMs = 0; strict = false; regionHeader = 'Region'; broken = {};
                 tools[0].inputSchema.properties.region['x-mcp-header'] = regionHeader;
                 return send(200, {});
             }
@@ -163,6 +168,14 @@ function serveHttp(lifetime) {
                 for (const uri of f.resourceSubscriptions || [])
                     ev({ jsonrpc: '2.0', method: 'notifications/resources/updated', params: { _meta: sub, uri } });
                 if (f.toolsListChanged) ev({ jsonrpc: '2.0', method: 'notifications/tools/list_changed', params: { _meta: sub } });
+                return;
+            }
+            const tool = msg.method === 'tools/call' && msg.params && msg.params.name;
+            if (era === 'modern' && (tool === 'flaky_read' || tool === 'flaky_write') && !broken[tool]) {
+                broken[tool] = 1;
+                res.writeHead(200, { 'content-type': 'text/event-stream' });
+                res.write(': working\n\n');
+                res.end(); // no answer: the stream is broken
                 return;
             }
             if (era === 'modern') { const [st, m] = modern(msg, req.headers, false); return send(st, m); }
