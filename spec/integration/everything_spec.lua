@@ -108,6 +108,93 @@ for _, t in ipairs(transports) do
       c:close()
     end)
 
+    -- issue 15: URL-mode elicitation (2025-11-25), declared only on request
+    it("declares URL-mode elicitation only when elicit_modes names it", function()
+      local c = make({ on_elicit = function() return { action = "decline" } end })
+      assert.is_nil(c:describe("trigger-url-elicitation"))
+      c:close()
+      c = make({ on_elicit = function() return { action = "decline" } end, elicit_modes = { "form", "url" } })
+      assert.is_table(c:describe("trigger-url-elicitation"))
+      c:close()
+    end)
+
+    it("hands a URL-mode elicitation to on_elicit (mode, url, elicitationId) and sends its action", function()
+      local asked
+      local c = make({ elicit_modes = { "form", "url" }, on_elicit = function(p)
+        asked = p
+        return { action = "accept" }
+      end })
+      local data = assert(c:call("trigger-url-elicitation", { url = "https://example.com/connect",
+        message = "open it", elicitationId = "el-1" }))
+      assert.equal("url", asked.mode)
+      assert.equal("https://example.com/connect", asked.url)
+      assert.equal("el-1", asked.elicitationId)
+      assert.equal("open it", asked.message)
+      assert.matches("User completed the URL elicitation flow", data, 1, true)
+      c:close()
+    end)
+
+    it("surfaces a URL-required error (-32042) with the URL to open, and the retry then works", function()
+      local c = make({ elicit_modes = { "url" }, on_elicit = function() return { action = "accept" } end })
+      local args = { url = "https://example.com/retry-" .. name:gsub("%W", ""), errorPath = true }
+      local data, err = c:call("trigger-url-elicitation", args)
+      assert.is_nil(data)
+      assert.equal("elicitation_required", err.code)
+      assert.equal(-32042, err.rpc_code)
+      assert.equal("https://modelcontextprotocol.io", err.url)
+      assert.is_string(err.elicitation_id)
+      assert.matches("https://modelcontextprotocol.io", err.message, 1, true)
+      assert.matches("URL elicitation flow", (assert(c:call("trigger-url-elicitation", args))), 1, true)
+      c:close()
+    end)
+
+    -- issue 15: tasks (2025-11-25, experimental): the research tool requires
+    -- task augmentation; client:call creates, polls, and fetches the result
+    it("runs a tool that requires a task: created, polled, result fetched, call API unchanged", function()
+      local c = make({ timeout = 30 })
+      local tool = assert(c:describe("simulate-research-query"))
+      assert.equal("required", tool.execution.taskSupport)
+      local gets = 0
+      local start = c.session.start_request
+      c.session.start_request = function(s, method, ...)
+        if method == "tasks/get" then gets = gets + 1 end
+        return start(s, method, ...)
+      end
+      local data = assert(c:call("simulate-research-query", { topic = "lua" }))
+      assert.matches("Research Report: lua", data, 1, true)
+      -- its 4 stages take about 4 s at a pollInterval of 1 s: a few polls, not a busy loop
+      assert.is_true(gets >= 1 and gets <= 10, "tasks/get sent " .. gets .. " times")
+      c:close()
+    end)
+
+    it("answers the elicitation a task asks while input_required, on the tasks/result stream", function()
+      local asked
+      local c = make({ timeout = 30, on_elicit = function(p)
+        asked = p
+        return { action = "accept", content = { interpretation = "historical" } }
+      end })
+      local data = assert(c:call("simulate-research-query", { topic = "lua", ambiguous = true }))
+      assert.is_table(asked.requestedSchema)
+      assert.matches("historical", data, 1, true)
+      c:close()
+    end)
+
+    it("cancels the task with tasks/cancel when the call's deadline passes", function()
+      local c = make({ timeout = 30 })
+      assert(c:tools())
+      local sent = {}
+      local start = c.session.start_request
+      c.session.start_request = function(s, method, params, ...)
+        sent[#sent + 1] = method
+        return start(s, method, params, ...)
+      end
+      local data, err = c:call("simulate-research-query", { topic = "lua" }, { timeout = 1.5 })
+      assert.is_nil(data)
+      assert.equal("timeout", err.code)
+      assert.equal("tasks/cancel", sent[#sent])
+      c:close()
+    end)
+
     it("returns structured content checked against the tool's outputSchema", function()
       local c = make({})
       local tool = assert(c:describe("get-structured-content"))
