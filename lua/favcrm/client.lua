@@ -207,7 +207,7 @@ function Client.new(opts)
   local shared = type(ut) == "table" and type(ut.shared_state) == "function" and ut:shared_state({
     url = url, auth = key, headers = header_list(opts.headers), client_name = opts.client_name,
     callbacks = (opts.on_elicit and "e" or "")
-      .. (opts.elicit_modes and table.concat(opts.elicit_modes, ",") or "") .. (opts.on_sample and "s" or "") .. (opts.on_roots and "r" or ""),
+      .. (modes and modes.url and "u" or "") .. (opts.on_sample and "s" or "") .. (opts.on_roots and "r" or ""),
   }) or nil
   if shared then
     self.shared, self.validators = shared, shared.validators
