@@ -1,0 +1,163 @@
+-- No message a server sends is dropped silently (issue 15): a server on the
+-- official TypeScript SDK (spec/support/surface_server.mjs) sends each kind
+-- (ping, a log line, progress, the three list_changed, resources/updated,
+-- elicitation, sampling, roots/list) during a call and at idle, over stdio
+-- and over Streamable HTTP, and each must reach its callback (or, for a
+-- request, the server must get our answer). At idle the client runs as an
+-- event loop does: select() on client:watch()'s descriptors, then step(0),
+-- so a message must wake the loop through a descriptor (stdio's pipe too),
+-- never wait for a timer.
+local favcrm = require("favcrm")
+local core = require("favcrm.core")
+local json = require("favcrm.json")
+local has_socket, socket = pcall(require, "socket")
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/integration"
+local SERVER = here .. "/../support/surface_server.mjs"
+
+local KINDS = { "ping", "log", "progress", "tools_changed", "resources_changed", "prompts_changed",
+  "updated", "elicit", "sample", "roots" }
+local REQUESTS = { ping = true, elicit = true, sample = true, roots = true }
+
+-- what reached the client's callbacks, by kind
+local function recorder()
+  local seen = {}
+  for _, k in ipairs(KINDS) do seen[k] = 0 end
+  local function hit(k) return function() seen[k] = seen[k] + 1 end end
+  local opts = {
+    timeout = 15,
+    on_log = hit("log"),
+    on_progress = hit("progress"),
+    on_tools_changed = hit("tools_changed"),
+    on_resources_changed = hit("resources_changed"),
+    on_prompts_changed = hit("prompts_changed"),
+    on_elicit = function()
+      seen.elicit = seen.elicit + 1
+      return { action = "accept", content = { name = "Ada" } }
+    end,
+    on_sample = function()
+      seen.sample = seen.sample + 1
+      return { role = "assistant", model = "spec", content = { type = "text", text = "ok" } }
+    end,
+    on_roots = function()
+      seen.roots = seen.roots + 1
+      return { { uri = "file:///tmp/surface", name = "surface" } }
+    end,
+  }
+  return seen, opts, hit("updated")
+end
+
+local function fd_object(fd)
+  return { getfd = function() return fd end, dirty = function() return false end }
+end
+
+-- Runs c as an event loop would until cond() holds (at most 60 wakes);
+-- returns cond() and how many wakes a readable descriptor caused.
+local function loop_until(c, cond)
+  local by_fd = 0
+  for _ = 1, 60 do
+    if cond() then return true, by_fd end
+    local w = c:watch()
+    local rs = {}
+    for _, f in ipairs(w.fds) do
+      if f.read then rs[#rs + 1] = fd_object(f.fd) end
+    end
+    local t = w.timeout_ms
+    t = (t < 0 or t > 5000) and 5 or t / 1000
+    local ready = socket.select(rs, nil, t)
+    if #ready > 0 then by_fd = by_fd + 1 end
+    c:step(0)
+  end
+  return cond(), by_fd
+end
+
+-- The server's record of our answers to its requests of this kind.
+local function answers(c, kind)
+  local list = assert(c:call("answers", {}))
+  if type(list) == "string" then list = json.decode(list) end
+  local out = {}
+  for _, a in ipairs(list) do
+    if a.kind == kind then out[#out + 1] = a end
+  end
+  return out
+end
+
+local function start_http()
+  local proc = assert(core.spawn({ "node", SERVER, "http" }))
+  for _ = 1, 200 do
+    local r = proc:poll(100)
+    for _, line in ipairs(r.lines) do
+      local port = line:match("^port (%d+)")
+      if port then return proc, "http://127.0.0.1:" .. port .. "/mcp" end
+    end
+    if r.eof then break end
+  end
+  proc:close(500)
+  error("the surface server did not start")
+end
+
+local transports = {
+  { "stdio", function(opts)
+    opts.command = { "node", SERVER, "stdio" }
+    return favcrm.new(opts)
+  end },
+  { "Streamable HTTP", function(opts, url)
+    opts.url = url
+    return favcrm.new(opts)
+  end },
+}
+
+for _, t in ipairs(transports) do
+  local name, make = t[1], t[2]
+  local suite = has_socket and describe or pending
+  suite("every message a server sends, over " .. name, function()
+    local proc, url, c, seen
+    setup(function()
+      if name == "Streamable HTTP" then proc, url = start_http() end
+      local opts, updated
+      seen, opts, updated = recorder()
+      c = assert(make(opts, url))
+      -- a ping has no callback: count the ones the session answers
+      local answer = c.session._answer_server_request
+      c.session._answer_server_request = function(s, op, msg)
+        if msg.method == "ping" then seen.ping = seen.ping + 1 end
+        return answer(s, op, msg)
+      end
+      assert(c:tools())
+      assert(c:subscribe("surface://watched", updated))
+    end)
+    teardown(function()
+      if c then c:close() end
+      if proc then proc:close(1000) end
+    end)
+
+    for _, when in ipairs({ "during", "idle" }) do
+      for _, kind in ipairs(KINDS) do
+        it("reaches the client: " .. kind .. " " .. (when == "during" and "during a call" or "at idle"), function()
+          local before = seen[kind]
+          local asked = REQUESTS[kind] and #answers(c, kind)
+          assert(c:call("send", { kind = kind, when = when }))
+          -- a progress "at idle" goes on no call's stream while its call waits
+          if when == "during" or kind == "progress" then
+            assert.is_true(seen[kind] > before, kind .. " did not reach its callback during the call")
+          else
+            local ok, by_fd = loop_until(c, function() return seen[kind] > before end)
+            assert.is_true(ok, kind .. " sent at idle never reached its callback")
+            assert.is_true(by_fd >= 1, "the event loop was not woken by a descriptor from watch()")
+          end
+          if asked then
+            -- the server got our answer (an idle one: wait for it to arrive)
+            local list = answers(c, kind)
+            for _ = 1, 50 do
+              if #list > asked then break end
+              c:step(0.05)
+              list = answers(c, kind)
+            end
+            assert.equal(asked + 1, #list)
+            assert.is_true(list[#list].ok, kind .. ": the server got an error: " .. tostring(list[#list].error))
+          end
+        end)
+      end
+    end
+  end)
+end
