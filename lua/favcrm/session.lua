@@ -388,6 +388,7 @@ function Session:_answer_server_request(op, msg)
       result = res
       if m == "elicitation/create" and type(msg.params) == "table" and msg.params.mode == "url" then
         result = Session._url_elicit_result(result)
+        if result.action == "accept" then self:_elicit_known(msg.params.elicitationId) end
       elseif m == "elicitation/create" then
         result = type(result) == "table" and result or { action = "decline" }
         if result.action == nil then result = { action = "accept", content = result } end
@@ -451,9 +452,10 @@ function Session:_on_message(op, msg)
       if type(p.data) == "string" then p.data = errors.redact(p.data) end
       if self.cb.log then self.cb.log(p) end
     elseif msg.method == "notifications/elicitation/complete" then
-      -- a URL-mode elicitation finished out of band (on_elicit_complete)
+      -- a URL-mode elicitation finished out of band (on_elicit_complete),
+      -- once, for an id this client was given (others are ignored)
       local h = self.cb.elicit_complete
-      if h then
+      if h and self:_elicit_known(p.elicitationId, true) then
         local ok, herr = pcall(h, p)
         if not ok then op.callback_error = op.callback_error or herr end
       end
@@ -480,7 +482,11 @@ function Session:_on_message(op, msg)
     if msg.error ~= nil then
       local e = type(msg.error) == "table" and msg.error or {}
       local code = rpc_code_of(e.code)
-      if code == -32042 then return self:_finish(op, nil, Session._url_required_error(e), true) end
+      if code == -32042 then
+        local uerr = Session._url_required_error(e)
+        for _, el in ipairs(uerr.elicitations) do self:_elicit_known(el.elicitationId) end
+        return self:_finish(op, nil, uerr, true)
+      end
       -- -32602 "Invalid params": the server refused the arguments
       return self:_finish(op, nil, errors.new(code == -32602 and "invalid_arguments" or "protocol",
         "the server answered with an error: " .. rpc_error_text(e),
@@ -996,6 +1002,31 @@ function Session:_elicit_caps()
     return caps
   end
   return {}
+end
+
+-- The ids of URL elicitations under way (accepted, or listed in a -32042
+-- error): at most MAX_ELICIT_IDS, the oldest forgotten first. With
+-- `take`, tells whether id is one and forgets it (its completion is
+-- delivered once); without, remembers id.
+local MAX_ELICIT_IDS = 64
+function Session:_elicit_known(id, take)
+  if type(id) ~= "string" then return false end
+  local ids = self.elicit_ids
+  if not ids then
+    ids = { order = {} }
+    self.elicit_ids = ids
+  end
+  if take then
+    if not ids[id] then return false end
+    ids[id] = nil
+    return true
+  end
+  if ids[id] then return true end
+  local order = ids.order
+  while #order >= MAX_ELICIT_IDS do ids[table.remove(order, 1)] = nil end
+  order[#order + 1] = id
+  ids[id] = true
+  return true
 end
 
 -- The mode of an elicitation/create this client did not declare, or nil.

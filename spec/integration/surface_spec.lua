@@ -16,8 +16,8 @@ local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/integr
 local SERVER = here .. "/../support/surface_server.mjs"
 
 local KINDS = { "ping", "log", "progress", "tools_changed", "resources_changed", "prompts_changed",
-  "updated", "elicit", "sample", "roots" }
-local REQUESTS = { ping = true, elicit = true, sample = true, roots = true }
+  "updated", "elicit", "elicit_url", "elicit_done", "sample", "roots" }
+local REQUESTS = { ping = true, elicit = true, elicit_url = true, sample = true, roots = true }
 
 -- what reached the client's callbacks, by kind
 local function recorder()
@@ -31,10 +31,16 @@ local function recorder()
     on_tools_changed = hit("tools_changed"),
     on_resources_changed = hit("resources_changed"),
     on_prompts_changed = hit("prompts_changed"),
-    on_elicit = function()
+    elicit_modes = { "form", "url" },
+    on_elicit = function(p)
+      if p.mode == "url" then
+        seen.elicit_url = seen.elicit_url + 1
+        return { action = "accept" }
+      end
       seen.elicit = seen.elicit + 1
       return { action = "accept", content = { name = "Ada" } }
     end,
+    on_elicit_complete = hit("elicit_done"),
     on_sample = function()
       seen.sample = seen.sample + 1
       return { role = "assistant", model = "spec", content = { type = "text", text = "ok" } }
@@ -161,3 +167,41 @@ for _, t in ipairs(transports) do
     end
   end)
 end
+
+describe("a URL-mode elicitation to a client that declared form only", function()
+  it("is refused with -32602 and never reaches on_elicit", function()
+    local asked = 0
+    local c = assert(favcrm.new({ command = { "node", SERVER, "stdio" }, timeout = 15,
+      on_elicit = function() asked = asked + 1 return { action = "accept" } end }))
+    assert(c:call("send", { kind = "elicit_url", when = "during" }))
+    local list = answers(c, "elicit_url")
+    assert.equal(1, #list)
+    assert.is_false(list[1].ok)
+    assert.matches("does not support elicitation mode url", list[1].error, 1, true)
+    assert.equal(0, asked)
+    c:close()
+  end)
+
+  it("a completion for an elicitation id it was never given is ignored", function()
+    local done = 0
+    local c = assert(favcrm.new({ command = { "node", SERVER, "stdio" }, timeout = 15, elicit_modes = { "url" },
+      on_elicit = function() return { action = "accept" } end, on_elicit_complete = function() done = done + 1 end }))
+    assert(c:call("send", { kind = "elicit_done", when = "during" }))
+    assert.equal(0, done)
+    assert(c:call("send", { kind = "elicit_url", when = "during" }))
+    assert(c:call("send", { kind = "elicit_done", when = "during" }))
+    assert(c:call("send", { kind = "elicit_done", when = "during" }))
+    assert.equal(1, done)
+    c:close()
+  end)
+
+  it("raises on a bad elicit_modes, naming the option", function()
+    local f = function() end
+    assert.has_error(function() favcrm.new({ url = "http://127.0.0.1:1/mcp", on_elicit = f, elicit_modes = { "fax" } }) end,
+      "favcrm.new: option 'elicit_modes' item 1 must be \"form\" or \"url\" (got fax)")
+    assert.has_error(function() favcrm.new({ url = "http://127.0.0.1:1/mcp", elicit_modes = { "url" } }) end,
+      "favcrm.new: option 'elicit_modes' goes with 'on_elicit'")
+    assert.has_error(function() favcrm.new({ url = "http://127.0.0.1:1/mcp", on_elicit = f, elicit_modes = {} }) end,
+      "favcrm.new: option 'elicit_modes' must name \"form\", \"url\" or both")
+  end)
+end)

@@ -6,7 +6,8 @@
 //   node spec/support/surface_server.mjs http   (prints "port N" on stdout)
 // Tools:
 //   send {kind, when}: kind is ping | log | progress | tools_changed |
-//     resources_changed | prompts_changed | updated | elicit | sample | roots;
+//     resources_changed | prompts_changed | updated | elicit | elicit_url |
+//     elicit_done (notifications/elicitation/complete of the last elicit_url) | sample | roots;
 //     when "during": sent on the call's stream before its answer (a request's
 //     answer awaited first); "idle": sent 200 ms after the answer, related to
 //     no request. A progress "idle" goes out unrelated to the call (over HTTP:
@@ -41,6 +42,7 @@ function makeServer() {
     });
     const answers = [];
     let n = 0;
+    let lastUrl = 'el-none'; // the id of the last URL elicitation (elicit_done completes it)
     server.setRequestHandler(T.ListToolsRequestSchema, async () => ({ tools: TOOLS }));
     server.setRequestHandler(T.ListResourcesRequestSchema, async () => ({ resources: [] }));
     server.setRequestHandler(T.ListPromptsRequestSchema, async () => ({ prompts: [] }));
@@ -55,6 +57,8 @@ function makeServer() {
             case 'ping': return ['ping', undefined, T.EmptyResultSchema];
             case 'elicit': return ['elicitation/create', { message: `elicit ${n}`,
                 requestedSchema: { type: 'object', properties: { name: { type: 'string' } } } }, T.ElicitResultSchema];
+            case 'elicit_url': lastUrl = `el-${n}`; return ['elicitation/create', { mode: 'url', message: `open ${n}`,
+                url: `https://example.com/step/${n}`, elicitationId: lastUrl }, T.ElicitResultSchema];
             case 'sample': return ['sampling/createMessage', { maxTokens: 5,
                 messages: [{ role: 'user', content: { type: 'text', text: `sample ${n}` } }] }, T.CreateMessageResultSchema];
             case 'roots': return ['roots/list', undefined, T.ListRootsResultSchema];
@@ -66,6 +70,7 @@ function makeServer() {
             case 'tools_changed': return { method: 'notifications/tools/list_changed' };
             case 'resources_changed': return { method: 'notifications/resources/list_changed' };
             case 'prompts_changed': return { method: 'notifications/prompts/list_changed' };
+            case 'elicit_done': return { method: 'notifications/elicitation/complete', params: { elicitationId: lastUrl } };
             case 'updated': return { method: 'notifications/resources/updated', params: { uri: 'surface://watched' } };
         }
     }
