@@ -180,19 +180,56 @@ for _, t in ipairs(transports) do
       c:close()
     end)
 
-    it("cancels the task with tasks/cancel when the call's deadline passes", function()
-      local c = make({ timeout = 30 })
-      assert(c:tools())
+    -- the requests the client sends, and the id of the task it works on
+    local function spy(c)
       local sent = {}
       local start = c.session.start_request
       c.session.start_request = function(s, method, params, ...)
         sent[#sent + 1] = method
-        return start(s, method, params, ...)
+        if type(params) == "table" and params.taskId then sent.task = params.taskId end
+        local op = start(s, method, params, ...)
+        if method == "tasks/cancel" then sent.cancel = op end
+        return op
       end
+      return sent
+    end
+
+    -- steps c until the tasks/cancel it sent is answered; the task's status then
+    local function status_after_cancel(c, sent)
+      for _ = 1, 200 do
+        if sent.cancel and sent.cancel.done then break end
+        c:step(0.05)
+      end
+      assert.is_table(sent.cancel, "no tasks/cancel was sent")
+      assert.is_truthy(sent.cancel.result, "tasks/cancel failed")
+      return assert(c.session:request("tasks/get", { taskId = sent.task })).status
+    end
+
+    it("cancels the task with tasks/cancel when the call's deadline passes", function()
+      local c = make({ timeout = 30 })
+      assert(c:tools())
+      local sent = spy(c)
       local data, err = c:call("simulate-research-query", { topic = "lua" }, { timeout = 1.5 })
       assert.is_nil(data)
       assert.equal("timeout", err.code)
-      assert.equal("tasks/cancel", sent[#sent])
+      assert.equal("cancelled", status_after_cancel(c, sent))
+      c:close()
+    end)
+
+    it("cancels the task with tasks/cancel when the caller cancels an async call", function()
+      local c = make({ timeout = 30 })
+      assert(c:tools())
+      local sent = spy(c)
+      local h = c:call_async("simulate-research-query", { topic = "lua" })
+      for _ = 1, 200 do
+        if sent.task then break end
+        c:step(0.05)
+      end
+      assert.is_string(sent.task, "the task was never polled")
+      assert.is_true(h:cancel())
+      assert.equal("cancelled", status_after_cancel(c, sent))
+      local _, err = h:result()
+      assert.equal("cancelled", err.code)
       c:close()
     end)
 

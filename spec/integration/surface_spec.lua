@@ -197,11 +197,12 @@ describe("a URL-mode elicitation to a client that declared form only", function(
 
   it("raises on a bad elicit_modes, naming the option", function()
     local f = function() end
-    assert.has_error(function() favcrm.new({ url = "http://127.0.0.1:1/mcp", on_elicit = f, elicit_modes = { "fax" } }) end,
+    local url = "http://127.0.0.1:1/mcp"
+    assert.has_error(function() favcrm.new({ url = url, on_elicit = f, elicit_modes = { "fax" } }) end,
       "favcrm.new: option 'elicit_modes' item 1 must be \"form\" or \"url\" (got fax)")
-    assert.has_error(function() favcrm.new({ url = "http://127.0.0.1:1/mcp", elicit_modes = { "url" } }) end,
+    assert.has_error(function() favcrm.new({ url = url, elicit_modes = { "url" } }) end,
       "favcrm.new: option 'elicit_modes' goes with 'on_elicit'")
-    assert.has_error(function() favcrm.new({ url = "http://127.0.0.1:1/mcp", on_elicit = f, elicit_modes = {} }) end,
+    assert.has_error(function() favcrm.new({ url = url, on_elicit = f, elicit_modes = {} }) end,
       "favcrm.new: option 'elicit_modes' must name \"form\", \"url\" or both")
   end)
 end)
