@@ -577,6 +577,7 @@ function Client:call(name, args, opts)
   end
   check_call_opts(opts, "call", 2)
   opts = opts or {}
+  tasks.check(opts.task, 3)
   args = args or {}
   -- the call's one deadline: everything below spends from it
   local session = self.session

@@ -40,26 +40,33 @@ local function tasks_caps(session)
   return type(t) == "table" and t or nil
 end
 
+--- tasks.check(task, level): raises when a call's opts.task is not nil, a
+-- boolean or {ttl = ms} (ttl a positive finite number), naming it.
+---@param task any the call's opts.task
+---@param level integer the error level (the caller's caller: 3 from client:call)
+---@return nil
+function M.check(task, level)
+  if task == nil or type(task) == "boolean" then return end
+  if type(task) ~= "table" then
+    error("bad argument #3 to 'call' (option 'task' must be a boolean or {ttl = ms}, got " .. type(task) .. ")", level)
+  end
+  local ttl = task.ttl
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
+    error("bad argument #3 to 'call' (option 'task.ttl' must be a positive number of milliseconds)", level)
+  end
+end
+
 --- tasks.wanted(session, tool, opts) -> true when this call runs as a task:
 -- the server takes task-augmented tools/call and the tool requires it
 -- (unless opts.task == false is asked, which the server then refuses), or
--- allows it and opts.task is true or {ttl = ms}. Call after initialize.
--- Misuse of opts.task raises.
+-- allows it and opts.task is true or {ttl = ms}. Call after initialize
+-- (and after tasks.check).
 ---@param session table the client's favcrm.session
 ---@param tool table the tool (from tools/list)
 ---@param opts table the call's options (task = true|false|{ttl = ms})
 ---@return boolean as_task
 function M.wanted(session, tool, opts)
   local want = opts.task
-  if want ~= nil and type(want) ~= "boolean" then
-    if type(want) ~= "table" then
-      error("bad argument #3 to 'call' (option 'task' must be a boolean or {ttl = ms}, got " .. type(want) .. ")", 3)
-    end
-    local ttl = want.ttl
-    if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge) then
-      error("bad argument #3 to 'call' (option 'task.ttl' must be a positive number of milliseconds)", 3)
-    end
-  end
   local t = tasks_caps(session)
   local req = t and type(t.requests) == "table" and t.requests
   local tools = req and type(req.tools) == "table" and req.tools

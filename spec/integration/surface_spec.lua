@@ -206,3 +206,51 @@ describe("a URL-mode elicitation to a client that declared form only", function(
       "favcrm.new: option 'elicit_modes' must name \"form\", \"url\" or both")
   end)
 end)
+
+describe("a tool whose taskSupport is optional (favcrm.tasks)", function()
+  local c
+  before_each(function() c = assert(favcrm.new({ command = { "node", SERVER, "stdio" }, timeout = 15 })) end)
+  after_each(function() c:close() end)
+
+  local function job(args, opts)
+    local data, err = c:call("job", args, opts)
+    if type(data) == "string" then data = json.decode(data) end
+    return data, err
+  end
+
+  it("runs plainly unless the caller asks for a task", function()
+    assert.same({ job = "direct" }, (assert(job({}))))
+    local data = assert(job({ ms = 50, poll = 10 }, { task = true }))
+    assert.equal("completed", data.job)
+    data = assert(job({ ms = 50, poll = 10 }, { task = { ttl = 60000 } }))
+    assert.equal(60000, data.ttl)
+  end)
+
+  it("polls no faster than its floor when the server's pollInterval is 0", function()
+    local tasks = require("favcrm.tasks")
+    -- 1 s of work at a floor of MIN_POLL_INTERVAL: at most 1 / floor polls, and more than one
+    local data = assert(job({ ms = 1000, poll = 0 }, { task = true }))
+    assert.is_true(data.polls >= 2, "polled " .. data.polls .. " times")
+    assert.is_true(data.polls <= 1 / tasks.MIN_POLL_INTERVAL + 1, "polled " .. data.polls .. " times")
+  end)
+
+  it("a failed task is the tool's failure", function()
+    local data, err = job({ ms = 20, poll = 10, fail = true }, { task = true })
+    assert.is_nil(data)
+    assert.equal("tool_error", err.code)
+  end)
+
+  it("raises on a bad task option, naming it, before anything is sent", function()
+    local sent = 0
+    local start = c.session.start_request
+    c.session.start_request = function(...)
+      sent = sent + 1
+      return start(...)
+    end
+    assert.has_error(function() c:call("job", {}, { task = "yes" }) end,
+      "bad argument #3 to 'call' (option 'task' must be a boolean or {ttl = ms}, got string)")
+    assert.has_error(function() c:call("job", {}, { task = { ttl = -1 } }) end,
+      "bad argument #3 to 'call' (option 'task.ttl' must be a positive number of milliseconds)")
+    assert.equal(0, sent)
+  end)
+end)

@@ -13,6 +13,10 @@
 //     no request. A progress "idle" goes out unrelated to the call (over HTTP:
 //     on the standalone stream) while the call waits 300 ms for it.
 //   answers {}: what the client answered to the requests sent so far.
+//   job {ms, poll, fail}: taskSupport "optional". Called plainly it answers
+//     at once; as a task it is done (or failed: an isError result) after ms,
+//     its pollInterval is poll; the result tells how many tasks/get it saw
+//     and the ttl asked.
 import http from 'node:http';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -29,6 +33,8 @@ const T = await load('types.js');
 const TOOLS = [
     { name: 'send', inputSchema: { type: 'object', properties: { kind: { type: 'string' }, when: { type: 'string' } } } },
     { name: 'answers', inputSchema: { type: 'object' } },
+    { name: 'job', execution: { taskSupport: 'optional' }, inputSchema: { type: 'object',
+        properties: { ms: { type: 'number' }, poll: { type: 'number' }, fail: { type: 'boolean' } } } },
 ];
 const text = v => ({ content: [{ type: 'text', text: JSON.stringify(v) }] });
 const sleep = ms => new Promise(r => setTimeout(r, ms));
@@ -38,6 +44,7 @@ function makeServer() {
         capabilities: {
             tools: { listChanged: true }, resources: { subscribe: true, listChanged: true },
             prompts: { listChanged: true }, logging: {},
+            tasks: { cancel: {}, requests: { tools: { call: {} } } },
         },
     });
     const answers = [];
@@ -84,8 +91,44 @@ function makeServer() {
         }
     }
 
+    const jobs = new Map();
+    const now = () => new Date().toISOString();
+    const view = j => ({ taskId: j.id, status: j.status, ttl: j.ttl, createdAt: j.created, lastUpdatedAt: j.updated,
+        pollInterval: j.poll });
+    server.setRequestHandler(T.GetTaskRequestSchema, async req => {
+        const j = jobs.get(req.params.taskId);
+        if (!j) throw new T.McpError(T.ErrorCode.InvalidParams, 'no such task');
+        j.polls++;
+        return view(j);
+    });
+    server.setRequestHandler(T.GetTaskPayloadRequestSchema, async req => {
+        const j = jobs.get(req.params.taskId);
+        if (!j) throw new T.McpError(T.ErrorCode.InvalidParams, 'no such task');
+        await j.over;
+        return { ...text({ job: j.status, polls: j.polls, ttl: j.ttl }), isError: j.status !== 'completed',
+            _meta: { 'io.modelcontextprotocol/related-task': { taskId: j.id } } };
+    });
+    server.setRequestHandler(T.CancelTaskRequestSchema, async req => {
+        const j = jobs.get(req.params.taskId);
+        if (!j || j.status !== 'working') throw new T.McpError(T.ErrorCode.InvalidParams, 'not cancellable');
+        j.finish('cancelled');
+        return view(j);
+    });
+    function startJob(a, task) {
+        const j = { id: randomUUID(), status: 'working', ttl: task.ttl ?? null, created: now(), updated: now(),
+            poll: a.poll ?? 1000, polls: 0 };
+        j.over = new Promise(resolve => { j.finish = st => {
+            if (j.status === 'working') { j.status = st; j.updated = now(); }
+            resolve();
+        }; });
+        setTimeout(() => j.finish(a.fail ? 'failed' : 'completed'), a.ms ?? 100);
+        jobs.set(j.id, j);
+        return { task: view(j) };
+    }
+
     server.setRequestHandler(T.CallToolRequestSchema, async (req, extra) => {
         const a = req.params.arguments || {};
+        if (req.params.name === 'job') return req.params.task ? startJob(a, req.params.task) : text({ job: 'direct' });
         if (req.params.name === 'answers') return text(answers);
         if (req.params.name !== 'send') throw new T.McpError(T.ErrorCode.InvalidParams, `Tool ${req.params.name} not found`);
         const kind = a.kind, during = a.when === 'during';
