@@ -96,6 +96,16 @@ local function cancel(session, id)
   end
 end
 
+-- A task's messages (its progress, a request it needs answered) may come
+-- on any stream, the standalone one too: over HTTP (the libcurl transport)
+-- it is opened for the task unless the application said listen = false.
+local function listen_for_task(session)
+  if session.listen_opt ~= nil or type(session.transport) ~= "userdata" or session:listening() then return end
+  session.listen_opt = true
+  session:_listen_start()
+  session.listen_opt = nil
+end
+
 local function ends_task(err)
   return err.code == "timeout" or err.code == "cancelled"
 end
@@ -142,6 +152,7 @@ function M.call(session, params, budget, opts)
   if type(id) ~= "string" or id == "" then
     return nil, errors.new("protocol", "the server created a task without a taskId")
   end
+  listen_for_task(session)
   -- the progress token stays valid for the task's lifetime: its
   -- notifications reach on_progress and move the deadline on
   local watcher

@@ -207,9 +207,17 @@ describe("a URL-mode elicitation to a client that declared form only", function(
   end)
 end)
 
-describe("a tool whose taskSupport is optional (favcrm.tasks)", function()
-  local c
-  before_each(function() c = assert(favcrm.new({ command = { "node", SERVER, "stdio" }, timeout = 15 })) end)
+for _, t in ipairs(transports) do
+local name, make = t[1], t[2]
+describe("a tool whose taskSupport is optional (favcrm.tasks), over " .. name, function()
+  local c, proc, url
+  setup(function()
+    if name == "Streamable HTTP" then proc, url = start_http() end
+  end)
+  teardown(function()
+    if proc then proc:close(1000) end
+  end)
+  before_each(function() c = assert(make({ timeout = 15 }, url)) end)
   after_each(function() c:close() end)
 
   local function job(args, opts)
@@ -234,6 +242,15 @@ describe("a tool whose taskSupport is optional (favcrm.tasks)", function()
     assert.is_true(data.polls <= 1 / tasks.MIN_POLL_INTERVAL + 1, "polled " .. data.polls .. " times")
   end)
 
+  it("passes the task's progress notifications to on_progress", function()
+    local seen = {}
+    -- (over HTTP it comes on the standalone stream, which the task opens: half way is 0.5 s after creation)
+    local data = assert(job({ ms = 1000, poll = 50 }, { task = true, on_progress = function(p) seen[#seen + 1] = p end }))
+    assert.equal("completed", data.job)
+    assert.equal(1, #seen)
+    assert.equal("half way", seen[1].message)
+  end)
+
   it("a failed task is the tool's failure", function()
     local data, err = job({ ms = 20, poll = 10, fail = true }, { task = true })
     assert.is_nil(data)
@@ -254,3 +271,4 @@ describe("a tool whose taskSupport is optional (favcrm.tasks)", function()
     assert.equal(0, sent)
   end)
 end)
+end

@@ -15,8 +15,9 @@
 //   answers {}: what the client answered to the requests sent so far.
 //   job {ms, poll, fail}: taskSupport "optional". Called plainly it answers
 //     at once; as a task it is done (or failed: an isError result) after ms,
-//     its pollInterval is poll; the result tells how many tasks/get it saw
-//     and the ttl asked.
+//     its pollInterval is poll, and half way it sends a progress notification
+//     for the call's token; the result tells how many tasks/get it saw and
+//     the ttl asked.
 import http from 'node:http';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -114,7 +115,7 @@ function makeServer() {
         j.finish('cancelled');
         return view(j);
     });
-    function startJob(a, task) {
+    function startJob(a, task, token) {
         const j = { id: randomUUID(), status: 'working', ttl: task.ttl ?? null, created: now(), updated: now(),
             poll: a.poll ?? 1000, polls: 0 };
         j.over = new Promise(resolve => { j.finish = st => {
@@ -122,13 +123,18 @@ function makeServer() {
             resolve();
         }; });
         setTimeout(() => j.finish(a.fail ? 'failed' : 'completed'), a.ms ?? 100);
+        // the call's progress token stays valid for the task's lifetime
+        if (token !== undefined) setTimeout(() => server.notification({ method: 'notifications/progress',
+            params: { progressToken: token, progress: 1, total: 2, message: 'half way' } }).catch(() => {}), (a.ms ?? 100) / 2);
         jobs.set(j.id, j);
         return { task: view(j) };
     }
 
     server.setRequestHandler(T.CallToolRequestSchema, async (req, extra) => {
         const a = req.params.arguments || {};
-        if (req.params.name === 'job') return req.params.task ? startJob(a, req.params.task) : text({ job: 'direct' });
+        if (req.params.name === 'job') {
+            return req.params.task ? startJob(a, req.params.task, req.params._meta?.progressToken) : text({ job: 'direct' });
+        }
         if (req.params.name === 'answers') return text(answers);
         if (req.params.name !== 'send') throw new T.McpError(T.ErrorCode.InvalidParams, `Tool ${req.params.name} not found`);
         const kind = a.kind, during = a.when === 'during';
