@@ -245,7 +245,8 @@ describe("a tool whose taskSupport is optional (favcrm.tasks), over " .. name, f
   it("passes the task's progress notifications to on_progress", function()
     local seen = {}
     -- (over HTTP it comes on the standalone stream, which the task opens: half way is 0.5 s after creation)
-    local data = assert(job({ ms = 1000, poll = 50 }, { task = true, on_progress = function(p) seen[#seen + 1] = p end }))
+    local function on_progress(p) seen[#seen + 1] = p end
+    local data = assert(job({ ms = 1000, poll = 50 }, { task = true, on_progress = on_progress }))
     assert.equal("completed", data.job)
     assert.equal(1, #seen)
     assert.equal("half way", seen[1].message)
