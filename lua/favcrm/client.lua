@@ -561,7 +561,7 @@ end
 -- tool, retries read-only tools after a 5xx or a dropped connection.
 ---@param name string the tool's name
 ---@param args? table the tool's arguments (default {})
----@param opts? table confirm, on_confirm, validate, timeout, max_total_timeout, max_retry_wait, on_progress
+---@param opts? table confirm, on_confirm, validate, timeout, max_total_timeout, max_retry_wait, on_progress, task
 ---@return any payload structuredContent.data, else structuredContent, else the text parsed as JSON, else the text
 ---@return table|favcrm.Error result the whole tools/call result; on failure the error
 function Client:call(name, args, opts)

@@ -982,7 +982,6 @@ function Session:listening()
   return l ~= nil and not l.stopped and (l.tid ~= false or l.timer ~= false)
 end
 
-
 -- ---- URL-mode elicitation (2025-11-25, issue 15) -----------------------------
 --
 -- on_elicit gets form requests (params.requestedSchema) and, when the
@@ -1011,21 +1010,24 @@ end
 local MAX_ELICIT_IDS = 64
 function Session:_elicit_known(id, take)
   if type(id) ~= "string" then return false end
-  local ids = self.elicit_ids
-  if not ids then
-    ids = { order = {} }
-    self.elicit_ids = ids
+  local known = self.elicit_ids
+  if not known then
+    known = { set = {}, order = {} }
+    self.elicit_ids = known
   end
+  local set, order = known.set, known.order
   if take then
-    if not ids[id] then return false end
-    ids[id] = nil
+    if not set[id] then return false end
+    set[id] = nil
+    for i, v in ipairs(order) do
+      if v == id then table.remove(order, i) break end
+    end
     return true
   end
-  if ids[id] then return true end
-  local order = ids.order
-  while #order >= MAX_ELICIT_IDS do ids[table.remove(order, 1)] = nil end
+  if set[id] then return true end
+  while #order >= MAX_ELICIT_IDS do set[table.remove(order, 1)] = nil end
   order[#order + 1] = id
-  ids[id] = true
+  set[id] = true
   return true
 end
 

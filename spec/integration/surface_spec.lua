@@ -195,6 +195,16 @@ describe("a URL-mode elicitation to a client that declared form only", function(
     c:close()
   end)
 
+  it("keeps at most 64 elicitation ids for completions, the oldest forgotten first", function()
+    local s = require("favcrm.session").new({ transport = {} })
+    for i = 1, 65 do s:_elicit_known("el-" .. i) end
+    assert.is_false(s:_elicit_known("el-1", true))
+    assert.is_true(s:_elicit_known("el-2", true))
+    assert.is_false(s:_elicit_known("el-2", true))
+    assert.is_true(s:_elicit_known("el-65", true))
+    assert.equal(62, #s.elicit_ids.order)
+  end)
+
   it("raises on a bad elicit_modes, naming the option", function()
     local f = function() end
     local url = "http://127.0.0.1:1/mcp"
