@@ -39,6 +39,11 @@ local OPTIONS = {
 -- elicitation modes on_elicit handles, as a set; misuse raises.
 local function elicit_modes(opts)
   local list = opts.elicit_modes
+  if opts.on_elicit_complete then
+    local url = false
+    for _, m in ipairs(list or {}) do url = url or m == "url" end
+    if not url then error("favcrm.new: option 'on_elicit_complete' goes with elicit_modes naming \"url\"", 4) end
+  end
   if list == nil then return nil end
   if not opts.on_elicit then
     error("favcrm.new: option 'elicit_modes' goes with 'on_elicit'", 4)

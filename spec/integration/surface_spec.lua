@@ -214,6 +214,8 @@ describe("a URL-mode elicitation to a client that declared form only", function(
       "favcrm.new: option 'elicit_modes' goes with 'on_elicit'")
     assert.has_error(function() favcrm.new({ url = url, on_elicit = f, elicit_modes = {} }) end,
       "favcrm.new: option 'elicit_modes' must name \"form\", \"url\" or both")
+    assert.has_error(function() favcrm.new({ url = url, on_elicit = f, on_elicit_complete = f }) end,
+      "favcrm.new: option 'on_elicit_complete' goes with elicit_modes naming \"url\"")
   end)
 end)
 
