@@ -55,6 +55,7 @@ build = {
     ["favcrm.recipes.team_invite"] = "lua/favcrm/recipes/team_invite.lua",
     ["favcrm.registration"] = "lua/favcrm/registration.lua",
     ["favcrm.protocol"] = "lua/favcrm/protocol.lua",
+    ["favcrm.tasks"] = "lua/favcrm/tasks.lua",
     ["favcrm.session"] = "lua/favcrm/session.lua",
     ["favcrm.scheduler"] = "lua/favcrm/scheduler.lua",
     ["favcrm.schema"] = "lua/favcrm/schema.lua",

@@ -7,6 +7,7 @@ local config = require("favcrm.config")
 local util = require("favcrm.util")
 local urls = require("favcrm.url")
 local era = require("favcrm.era")
+local tasks = require("favcrm.tasks")
 
 --- A connection to a FavCRM MCP server, from `favcrm.new`: tool calls,
 -- the signup pair, doctor, and (favcrm.scheduler) many calls at once.
@@ -34,7 +35,33 @@ local OPTIONS = {
   on_tools_changed = "function", on_resources_changed = "function", on_prompts_changed = "function",
   oauth = "table",
   protocol = "string",
+  elicit_modes = "table", on_elicit_complete = "function",
 }
+
+-- opts.elicit_modes ({"form"}, {"url"} or {"form", "url"}): the
+-- elicitation modes on_elicit handles, as a set; misuse raises.
+local function elicit_modes(opts)
+  local list = opts.elicit_modes
+  if opts.on_elicit_complete then
+    local url = false
+    for _, m in ipairs(list or {}) do url = url or m == "url" end
+    if not url then error("favcrm.new: option 'on_elicit_complete' goes with elicit_modes naming \"url\"", 4) end
+  end
+  if list == nil then return nil end
+  if not opts.on_elicit then
+    error("favcrm.new: option 'elicit_modes' goes with 'on_elicit'", 4)
+  end
+  local set = {}
+  for i, m in ipairs(list) do
+    if m ~= "form" and m ~= "url" then
+      error("favcrm.new: option 'elicit_modes' item " .. i .. " must be \"form\" or \"url\" (got "
+        .. tostring(m) .. ")", 4)
+    end
+    set[m] = true
+  end
+  if next(set) == nil then error("favcrm.new: option 'elicit_modes' must name \"form\", \"url\" or both", 4) end
+  return set
+end
 
 local function check_opts(opts)
   if opts == nil then return {} end
@@ -116,6 +143,7 @@ end
 ---@return favcrm.Error|nil err `config_error` (or `invalid_arguments`) naming the source
 function Client.new(opts)
   opts = check_opts(opts)
+  local modes = elicit_modes(opts)
   if opts.command then
     if opts.transport or opts.url then
       error("favcrm.new: option 'command' cannot go with 'url' or 'transport'", 3)
@@ -197,7 +225,8 @@ function Client.new(opts)
   local ut = opts.transport
   local shared = type(ut) == "table" and type(ut.shared_state) == "function" and ut:shared_state({
     url = url, auth = key, headers = header_list(opts.headers), client_name = opts.client_name,
-    callbacks = (opts.on_elicit and "e" or "") .. (opts.on_sample and "s" or "") .. (opts.on_roots and "r" or ""),
+    callbacks = (opts.on_elicit and "e" or "")
+      .. (modes and modes.url and "u" or "") .. (opts.on_sample and "s" or "") .. (opts.on_roots and "r" or ""),
   }) or nil
   if shared then
     self.shared, self.validators = shared, shared.validators
@@ -215,6 +244,7 @@ function Client.new(opts)
     timeout = resolved.timeout, max_total_timeout = opts.max_total_timeout,
     client_info = { name = opts.client_name or "favcrm-lua", version = VERSION },
     on_elicit = opts.on_elicit, on_sample = opts.on_sample, on_roots = opts.on_roots,
+    elicit_modes = modes, on_elicit_complete = opts.on_elicit_complete,
     on_progress = opts.on_progress, on_log = opts.on_log, listen = opts.listen,
     protocol = opts.protocol,
     listen_for_changes = (opts.on_tools_changed or opts.on_resources_changed or opts.on_prompts_changed)
@@ -584,7 +614,7 @@ end
 -- tool, retries read-only tools after a 5xx or a dropped connection.
 ---@param name string the tool's name
 ---@param args? table the tool's arguments (default {})
----@param opts? table confirm, on_confirm, validate, timeout, max_total_timeout, max_retry_wait, on_progress
+---@param opts? table confirm, on_confirm, validate, timeout, max_total_timeout, max_retry_wait, on_progress, task
 ---@return any payload structuredContent.data, else structuredContent, else the text parsed as JSON, else the text
 ---@return table|favcrm.Error result the whole tools/call result; on failure the error
 function Client:call(name, args, opts)
@@ -600,6 +630,7 @@ function Client:call(name, args, opts)
   end
   check_call_opts(opts, "call", 2)
   opts = opts or {}
+  tasks.check(opts.task, 3)
   args = args or {}
   -- the call's one deadline: everything below spends from it
   local session = self.session
@@ -650,6 +681,8 @@ function Client:call(name, args, opts)
     return h and era.param_headers(h, args) or nil
   end
   op_opts.param_headers = param_headers()
+  -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
+  local as_task = tasks.wanted(session, tool, opts)
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
@@ -658,7 +691,11 @@ function Client:call(name, args, opts)
   local result, rerr
   local tries, waited, refetched = 0, false, false
   while true do
-    result, rerr = session:wait(session:start_request("tools/call", params, op_opts))
+    if as_task then
+      result, rerr = tasks.call(session, params, budget, opts)
+    else
+      result, rerr = session:wait(session:start_request("tools/call", params, op_opts))
+    end
     if result then break end
     local transient = rerr.code == "network"
       or (rerr.code == "http" and (rerr.status == 500 or rerr.status == 502 or rerr.status == 503))

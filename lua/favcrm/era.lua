@@ -100,10 +100,12 @@ end
 
 -- ---- the request -------------------------------------------------------------
 
---- era.capabilities(cb) -> the client capabilities the callbacks give.
-function M.capabilities(cb)
+--- era.capabilities(cb, elicitation) -> the client capabilities the
+-- callbacks give (elicitation: the session's elicitation capability, with
+-- the URL mode when the application declared it).
+function M.capabilities(cb, elicitation)
   local caps = {}
-  if cb.elicit then caps.elicitation = {} end
+  if cb.elicit then caps.elicitation = elicitation or {} end
   if cb.sample then caps.sampling = {} end
   if cb.roots then caps.roots = {} end
   return caps
@@ -111,7 +113,7 @@ end
 
 --- era.meta(session, version) -> a fresh `_meta` for one modern request.
 function M.meta(s, version)
-  s.client_caps = s.client_caps or M.capabilities(s.cb)
+  s.client_caps = s.client_caps or M.capabilities(s.cb, s.elicit_modes and s:_elicit_caps())
   local m = {
     ["io.modelcontextprotocol/protocolVersion"] = version,
     ["io.modelcontextprotocol/clientCapabilities"] = s.client_caps,

@@ -46,6 +46,7 @@ M.CODES = {
   unknown_tool = "the server has no tool of that name; `suggestions` lists near names",
   tool_error = "the tool ran and reported a failure the client has no narrower code for",
   not_found = "what the tool was asked about does not exist (a server answer), or a local file is missing",
+  elicitation_required = "the user must open `url` first (URL-mode elicitation, MCP error -32042), then retry",
   -- transport and protocol
   timeout = "the call's deadline passed",
   network = "the connection failed or dropped (DNS, refused, reset, a stdio server that ended)",

@@ -24,10 +24,14 @@ local function uv()
 end
 
 -- Transfers still to finish though no handle waits for them (the
--- notifications/cancelled a cancel sends).
+-- notifications/cancelled a cancel sends), or the standalone stream (over
+-- stdio: what the server writes between calls), which is watched while it
+-- is open so its messages are handled at once.
 local function busy(client)
   local s = client.session
-  return s ~= nil and s.aux ~= nil and next(s.aux) ~= nil
+  if s == nil then return false end
+  if s.listening and s:listening() then return true end
+  return s.aux ~= nil and next(s.aux) ~= nil
 end
 
 -- One driver per client: keeps the poll handles in step with the sockets.

@@ -57,7 +57,11 @@ function Session.new(opts)
     cb = {
       elicit = opts.on_elicit, sample = opts.on_sample, roots = opts.on_roots,
       progress = opts.on_progress, log = opts.on_log,
+      elicit_complete = opts.on_elicit_complete,
     },
+    -- the elicitation modes on_elicit handles: {form = true, url = true}
+    -- (favcrm.new's elicit_modes; default form only)
+    elicit_modes = opts.elicit_modes or { form = true },
     session_id = nil,
     protocol_version = nil,
     server_info = nil,
@@ -473,7 +477,13 @@ function Session:_answer_server_request(op, msg)
   if m == "ping" then
     result = {}
   else
-    if m == "elicitation/create" then handler = self.cb.elicit
+    if m == "elicitation/create" then
+      handler = self.cb.elicit
+      local bad_mode = handler and self:_elicit_mode_refused(msg.params)
+      if bad_mode then
+        return self:_send_aux({ jsonrpc = "2.0", id = msg.id, error = { code = -32602,
+          message = "Invalid params: this client does not support elicitation mode " .. bad_mode } })
+      end
     elseif m == "sampling/createMessage" then handler = self.cb.sample
     elseif m == "roots/list" then handler = self.cb.roots end
     if handler then
@@ -484,7 +494,10 @@ function Session:_answer_server_request(op, msg)
           error = { code = -32603, message = "the client's handler failed" } })
       end
       result = res
-      if m == "elicitation/create" then
+      if m == "elicitation/create" and type(msg.params) == "table" and msg.params.mode == "url" then
+        result = Session._url_elicit_result(result)
+        if result.action == "accept" then self:_elicit_known(msg.params.elicitationId) end
+      elseif m == "elicitation/create" then
         result = type(result) == "table" and result or { action = "decline" }
         if result.action == nil then result = { action = "accept", content = result } end
         if result.action == "accept" then
@@ -552,6 +565,14 @@ function Session:_on_message(op, msg)
         op.acked = true
         self:_signal(op.ack)
       end
+    elseif msg.method == "notifications/elicitation/complete" then
+      -- a URL-mode elicitation finished out of band (on_elicit_complete),
+      -- once, for an id this client was given (others are ignored)
+      local h = self.cb.elicit_complete
+      if h and self:_elicit_known(p.elicitationId, true) then
+        local ok, herr = pcall(h, p)
+        if not ok then op.callback_error = op.callback_error or herr end
+      end
     elseif msg.method == "notifications/resources/updated" then
       -- a subscribed resource changed (client:subscribe): its handler runs
       -- here, within the pump; an error in it is raised from the wait
@@ -575,6 +596,11 @@ function Session:_on_message(op, msg)
     if msg.error ~= nil then
       local e = type(msg.error) == "table" and msg.error or {}
       local code = rpc_code_of(e.code)
+      if code == -32042 then
+        local uerr = Session._url_required_error(e)
+        for _, el in ipairs(uerr.elicitations) do self:_elicit_known(el.elicitationId) end
+        return self:_finish(op, nil, uerr, true)
+      end
       if op.modern then
         if self:_modern_retry(op, code, e.data) then return end
         local mapped = era.map_error(op.method, code, rpc_error_text(e), e.data)
@@ -950,7 +976,7 @@ end
 function Session:_legacy_init(over)
   self.era = "legacy"
   local caps = {}
-  if self.cb.elicit then caps.elicitation = {} end
+  if self.cb.elicit then caps.elicitation = self:_elicit_caps() end
   if self.cb.sample then caps.sampling = {} end
   if self.cb.roots then caps.roots = { listChanged = false } end
   local op = self:start_request("initialize", {
@@ -1253,7 +1279,7 @@ function Session:_listen_launch()
     l.ack, l.acked = { done = false }, false -- notifications/subscriptions/acknowledged
     local tid = self.transport:start({
       method = "POST", url = self.url, headers = self:_headers(era.request_headers("subscriptions/listen")),
-      body = body, auth = self.auth, timeout_ms = self:_hard_timeout_ms(),
+      body = body, auth = self:_auth(), timeout_ms = self:_hard_timeout_ms(),
     })
     if not tid then return self:_listen_again(true) end
     l.tid = tid
@@ -1369,6 +1395,98 @@ end
 function Session:listening()
   local l = self.listen
   return l ~= nil and not l.stopped and (l.tid ~= false or l.timer ~= false)
+end
+
+-- ---- URL-mode elicitation (2025-11-25, issue 15) -----------------------------
+--
+-- on_elicit gets form requests (params.requestedSchema) and, when the
+-- application says its handler takes them (favcrm.new's elicit_modes =
+-- {"form", "url"}), URL requests (params.mode = "url", url, elicitationId,
+-- message): the handler shows the URL to the user (never opens it by
+-- itself) and answers {action = "accept"|"decline"|"cancel"}. A request in
+-- a mode not declared is refused with -32602, as the specification asks.
+
+-- The elicitation capability: {} (form only, as before 2025-11-25, which
+-- every server reads as form) or the modes named.
+function Session:_elicit_caps()
+  local m = self.elicit_modes
+  if m.url then
+    local caps = { url = {} }
+    if m.form then caps.form = {} end
+    return caps
+  end
+  return {}
+end
+
+-- The ids of URL elicitations under way (accepted, or listed in a -32042
+-- error): at most MAX_ELICIT_IDS, the oldest forgotten first. With
+-- `take`, tells whether id is one and forgets it (its completion is
+-- delivered once); without, remembers id.
+local MAX_ELICIT_IDS = 64
+function Session:_elicit_known(id, take)
+  if type(id) ~= "string" then return false end
+  local known = self.elicit_ids
+  if not known then
+    known = { set = {}, order = {} }
+    self.elicit_ids = known
+  end
+  local set, order = known.set, known.order
+  if take then
+    if not set[id] then return false end
+    set[id] = nil
+    for i, v in ipairs(order) do
+      if v == id then table.remove(order, i) break end
+    end
+    return true
+  end
+  if set[id] then return true end
+  while #order >= MAX_ELICIT_IDS do set[table.remove(order, 1)] = nil end
+  order[#order + 1] = id
+  set[id] = true
+  return true
+end
+
+-- The mode of an elicitation/create this client did not declare, or nil.
+function Session:_elicit_mode_refused(params)
+  local mode = type(params) == "table" and params.mode or "form"
+  if mode == null or mode == nil then mode = "form" end
+  if self.elicit_modes[mode] then return nil end
+  return tostring(mode)
+end
+
+-- A handler's answer to a URL elicitation: {action = ...} and no content
+-- (the data stays between the user and the server). A bare true accepts;
+-- anything else that is not a table declines.
+function Session._url_elicit_result(res)
+  if res == true then return { action = "accept" } end
+  if type(res) ~= "table" then return { action = "decline" } end
+  local action = res.action
+  if action ~= "accept" and action ~= "decline" and action ~= "cancel" then action = "accept" end
+  return { action = action, _meta = res._meta }
+end
+
+--- Session._url_required_error(e) -> the error of a JSON-RPC error -32042
+-- (URLElicitationRequiredError): code `elicitation_required`, `url` (the
+-- first URL to open), `elicitations` (every {mode, url, elicitationId,
+-- message} the server listed), `rpc_code`, `data`. The URL is in the
+-- message too: the user opens it, then the call is retried.
+function Session._url_required_error(e)
+  local list = {}
+  local data = type(e.data) == "table" and e.data or {}
+  if type(data.elicitations) == "table" then
+    for _, el in ipairs(data.elicitations) do
+      if type(el) == "table" and type(el.url) == "string" then list[#list + 1] = el end
+    end
+  end
+  local first = list[1]
+  local text = rpc_error_text(e)
+  if first then
+    text = text .. "; open " .. first.url .. (#list > 1 and (" (and " .. (#list - 1) .. " more)") or "")
+      .. ", then retry"
+  end
+  return errors.new("elicitation_required", "the server needs a step in the browser first: " .. text, {
+    rpc_code = -32042, data = e.data, url = first and first.url or nil,
+    elicitation_id = first and first.elicitationId or nil, elicitations = list })
 end
 
 return Session
