@@ -1003,8 +1003,9 @@ function C.mcp_serve(ctx)
   local client, code = ctx:client()
   if not client then return code end
   local serve = require("favcrm.mcp_serve")
-  local ok, res = pcall(serve.serve, client, { stdin = ctx.stdin, stdout = ctx.stdout, stderr = ctx.stderr,
-    getenv = ctx.getenv }, { version = favcrm.VERSION, save = not ctx.flags["no-save"],
+  local io_t = { stdin = ctx.stdin, stdout = ctx.stdout, stderr = ctx.stderr, getenv = ctx.getenv,
+    stdin_fd = ctx.stdin == io.stdin and 0 or nil } -- polled: the host is heard while a call runs
+  local ok, res = pcall(serve.serve, client, io_t, { version = favcrm.VERSION, save = not ctx.flags["no-save"],
     show_key = ctx.flags["show-key"] == true })
   client:close()
   if not ok then
