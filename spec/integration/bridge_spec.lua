@@ -257,6 +257,112 @@ describe("favcrm mcp serve as an agent host meets it", function()
     assert.is_not.equal("sandbox_progress", sandbox.stats().last_tool_name)
   end)
 
+  it("forwards a host's cancellation of a call in flight upstream; the host gets no late result", function()
+    local report, received = host({ steps = {
+      { call = "sandbox_progress", arguments = { steps = 40, delay_ms = 100 }, progress = true, abortOnProgress = true },
+      { call = "sandbox_progress", arguments = { steps = 1 } },
+      { call = "favcrm_doctor" },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() })
+    local aborted = report.steps[1]
+    assert.is_string(aborted.thrown, "the aborted call returned a result")
+    -- the host's request id of the aborted call, and its cancellation
+    local cancelled_id
+    for _, m in ipairs(report.sent) do
+      if m.method == "notifications/cancelled" then cancelled_id = m.params.requestId end
+    end
+    assert.is_not_nil(cancelled_id, "the SDK sent no notifications/cancelled")
+    -- the upstream heard notifications/cancelled for its own request id
+    local st = sandbox.stats()
+    assert.equal(1, #st.cancelled, cjson.encode(st.cancelled))
+    -- the later calls were answered, the cancelled one never
+    assert.is_false(report.steps[2].isError)
+    assert.equal("active", report.steps[3].structuredContent.mcpEndpointStatus)
+    for line in received:gmatch("[^\n]+") do
+      local m = cjson.decode(line)
+      if m.id == cancelled_id and m.method == nil then error("a late answer to the cancelled call: " .. line) end
+    end
+    -- the call stopped early: far fewer than its 40 steps were reported
+    local progress = 0
+    for line in received:gmatch("[^\n]+") do
+      if line:find('"notifications/progress"', 1, true) then progress = progress + 1 end
+    end
+    assert.is_true(progress < 20, "progress notifications: " .. progress)
+  end)
+
+  it("forwards resources, templates, reads, subscriptions, prompts and completion", function()
+    local key = sandbox.account("resources@example.com")
+    local report = host({ steps = {
+      { rpc = "resources/list" },
+      { rpc = "resources/templates/list" },
+      { rpc = "resources/read", params = { uri = "favcrm://guide" } },
+      { rpc = "resources/read", params = { uri = "favcrm://nope" } },
+      { rpc = "resources/subscribe", params = { uri = "favcrm://session/activity" } },
+      { call = "list_services" },
+      { awaitNotification = "notifications/resources/updated" },
+      { rpc = "resources/unsubscribe", params = { uri = "favcrm://session/activity" } },
+      { rpc = "prompts/list" },
+      { rpc = "prompts/get", params = { name = "signup", arguments = { industry = "fitness" } } },
+      { rpc = "completion/complete", params = { ref = { type = "ref/prompt", name = "signup" },
+        argument = { name = "industry", value = "fit" } } },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg(), FAVCRM_API_KEY = key })
+    local caps = report.serverCapabilities
+    assert.is_true(caps.resources.subscribe)
+    assert.is_true(caps.tools.listChanged)
+    local function rpc_step(method, nth)
+      local seen = 0
+      for _, s in ipairs(report.steps) do
+        if s.rpc == method then
+          seen = seen + 1
+          if seen == (nth or 1) then return s end
+        end
+      end
+      error("no step " .. method)
+    end
+    local uris = {}
+    for _, r in ipairs(rpc_step("resources/list").result.resources) do uris[r.uri] = true end
+    assert.is_true(uris["favcrm://guide"] and uris["favcrm://session/activity"])
+    assert.equal("favcrm://schemas/{tool}", rpc_step("resources/templates/list").result.resourceTemplates[1].uriTemplate)
+    local guide = rpc_step("resources/read").result.contents[1]
+    assert.equal("text/markdown", guide.mimeType)
+    assert.is_truthy(guide.text:find("FavCRM", 1, true))
+    local missing = rpc_step("resources/read", 2)
+    assert.equal(-32002, missing.code)
+    assert.is_truthy(missing.thrown:find("favcrm://nope", 1, true))
+    assert.same({}, rpc_step("resources/subscribe").result)
+    local updated
+    for _, n in ipairs(report.notifications) do
+      if n.method == "notifications/resources/updated" then updated = n.params end
+    end
+    assert.equal("favcrm://session/activity", updated and updated.uri)
+    local names = {}
+    for _, p in ipairs(rpc_step("prompts/list").result.prompts) do names[p.name] = true end
+    assert.is_true(names.signup)
+    local msgs = rpc_step("prompts/get").result.messages
+    assert.is_true(#msgs >= 1)
+    assert.is_truthy(cjson.encode(msgs):find("fitness", 1, true))
+    assert.same({ "fitness" }, rpc_step("completion/complete").result.completion.values)
+  end)
+
+  it("forwards tools/list_changed from the upstream to the host between calls", function()
+    local report = host({ steps = {
+      { list = true },
+      { wait = "add" },
+      { awaitNotification = "notifications/tools/list_changed" },
+      { list = true },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() }, function(label)
+      assert.equal("add", label)
+      local r = sandbox.control("POST", "/_sandbox/tools", { name = "bridge_runtime_tool", notify = true })
+      assert.is_true(r.notified >= 1, "no open session upstream to notify")
+    end)
+    local function has(list)
+      for _, t in ipairs(list) do if t.name == "bridge_runtime_tool" then return true end end
+      return false
+    end
+    assert.is_false(has(report.steps[1].list))
+    assert.is_true(report.steps[3].seen)
+    assert.is_true(has(report.steps[4].list))
+  end)
+
   describe("an upstream restart during a favcrm_doctor health-check loop", function()
     local function free_port()
       local s = assert(socket.bind("127.0.0.1", 0))
