@@ -259,7 +259,8 @@ describe("favcrm mcp serve as an agent host meets it", function()
 
   it("forwards a host's cancellation of a call in flight upstream; the host gets no late result", function()
     local report, received = host({ steps = {
-      { call = "sandbox_progress", arguments = { steps = 40, delay_ms = 100 }, progress = true, abortOnProgress = true },
+      { call = "sandbox_progress", arguments = { steps = 40, delay_ms = 100 }, progress = true,
+        abortOnProgress = true },
       { call = "sandbox_progress", arguments = { steps = 1 } },
       { call = "favcrm_doctor" },
     } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() })
@@ -321,7 +322,8 @@ describe("favcrm mcp serve as an agent host meets it", function()
     local uris = {}
     for _, r in ipairs(rpc_step("resources/list").result.resources) do uris[r.uri] = true end
     assert.is_true(uris["favcrm://guide"] and uris["favcrm://session/activity"])
-    assert.equal("favcrm://schemas/{tool}", rpc_step("resources/templates/list").result.resourceTemplates[1].uriTemplate)
+    local templates = rpc_step("resources/templates/list").result.resourceTemplates
+    assert.equal("favcrm://schemas/{tool}", templates[1].uriTemplate)
     local guide = rpc_step("resources/read").result.contents[1]
     assert.equal("text/markdown", guide.mimeType)
     assert.is_truthy(guide.text:find("FavCRM", 1, true))
