@@ -2091,12 +2091,14 @@ local function completion_fish()
     "        switch $t", "            case " .. table.concat(value_flags(), " "), "                set skip 1",
     "                continue", "            case '-*'", "                continue", "        end",
     "        set out $out $t", "    end", "    echo (string join ' ' -- $out)", "end",
+    -- "(...)" inside double quotes is literal before fish 3.4: compare through a variable
+    "function __favcrm_at", "    set -l p (__favcrm_path)", "    test \"$p\" = \"$argv[1]\"", "end",
     "complete -c favcrm -f" }
   for _, g in ipairs(global_flags()) do
     L[#L + 1] = "complete -c favcrm -l " .. g:sub(3) .. (ALL_FLAGS[g:sub(3)] == "value" and " -r" or "")
   end
   for _, c in ipairs(command_paths()) do
-    local cond = "-n 'test \"(__favcrm_path)\" = \"" .. c.path .. "\"'"
+    local cond = "-n '__favcrm_at \"" .. c.path .. "\"'"
     if #c.subs > 0 then L[#L + 1] = "complete -c favcrm " .. cond .. " -a '" .. table.concat(c.subs, " ") .. "'" end
     for _, f in ipairs(c.flags) do
       local name = f:sub(3)
@@ -2108,6 +2110,12 @@ local function completion_fish()
   end
   return table.concat(L, "\n")
 end
+
+--- cli.command_paths() -> every command path ("" for the top) with its
+-- subcommands and options ({path =, subs = {...}, flags = {"--x", ...}}):
+-- what the completion scripts are made from.
+---@return table[] paths
+M.command_paths = command_paths
 
 function C.completion(ctx, rest)
   local shell = rest[1]
