@@ -874,11 +874,18 @@ function Server:drop(e)
   if e.id ~= nil and self.inflight[key_of(e.id)] == e then self.inflight[key_of(e.id)] = nil end
 end
 
--- The answer to a modern host's request carries resultType.
-local function complete(result)
+-- The results a 2026-07-28 host may cache (CacheableResult): the bridge's
+-- vary with the key it holds, and the upstream can change them any time.
+local CACHEABLE = { ["tools/list"] = true, ["prompts/list"] = true, ["resources/list"] = true,
+  ["resources/read"] = true, ["resources/templates/list"] = true }
+
+-- The answer to a modern host's request carries resultType (and, for the
+-- cacheable ones, ttlMs 0 and cacheScope "private").
+local function complete(result, method)
   local out = {}
   for k, v in pairs(result) do out[k] = v end
   out.resultType = "complete"
+  if CACHEABLE[method] then out.ttlMs, out.cacheScope = 0, "private" end
   return out
 end
 
@@ -910,7 +917,7 @@ function Server:flush()
         local t = h.err or { -32603, "no answer" }
         msg = rpc_error(e.id, t[1], t[2], t[3])
       else
-        msg, guide = { jsonrpc = "2.0", id = e.id, result = e.modern and complete(h.value) or h.value }, h.err
+        msg, guide = { jsonrpc = "2.0", id = e.id, result = e.modern and complete(h.value, e.method) or h.value }, h.err
       end
       self:write(msg, guide)
     end
