@@ -2,8 +2,9 @@
 -- only spawn processes (the seed's mcp-config.json). Newline-delimited
 -- JSON-RPC 2.0 on stdin/stdout; logs go to stderr only.
 --
---   initialize   protocol version negotiation (the client's when we speak
---                it, else our newest)
+--   initialize   protocol version negotiation for a 2025 host (the
+--                host's when we speak it, else our newest)
+--   server/discover  a 2026-07-28 host's view of the bridge
 --   ping         {}
 --   tools/list   the remote server's tools (through the client, so with the
 --                saved or environment key) plus the local `favcrm_doctor`
@@ -12,7 +13,7 @@
 --                become isError results; an unknown tool is -32602.
 --                Destructive tools are not gated here: their annotations are
 --                passed on and the MCP host asks its user.
---   anything else: -32601; EOF: exit 0.
+--   anything else: -32601; EOF: the requests in flight are finished, exit 0.
 --
 -- A bridge, not just a proxy of tools/call:
 --   keys         a verify that issues a key (register_organisation_verify,
@@ -28,16 +29,27 @@
 --                (capability `logging`; logging/setLevel filters them here).
 --   server requests  elicitation/create, sampling/createMessage and
 --                roots/list from the upstream are sent on to the host when
---                the host declared the capability at initialize (the bridge
---                declares it upstream only then); the bridge waits for the
---                host's answer, keeping what else the host sends meanwhile
---                for later.
---   cancellation notifications/cancelled for a request not started yet, or
---                for the call that waits on a forwarded server request,
---                drops that request's answer (and answers the forwarded
---                request `cancel`). The client API has no way to abort a
---                call already on the wire, so such a call runs to its end
---                upstream; the host simply gets no answer.
+--                the host declared the capability (the bridge declares it
+--                upstream only then); the bridge waits for the host's answer
+--                (host_timeout, default 300 s), keeping what else the host
+--                sends meanwhile for later. A 2026-07-28 host gets them as an
+--                MRTR input_required result instead, and its retry carries
+--                the answer upstream.
+--   resources, prompts, completion  resources/list, templates/list, read,
+--                subscribe/unsubscribe (notifications/resources/updated),
+--                prompts/list, prompts/get and completion/complete go
+--                upstream; list_changed for tools, resources and prompts
+--                comes back to the host (the bridge listens upstream).
+--   cancellation host requests that go upstream run as async calls of the
+--                client while the host's stdin is polled beside the
+--                upstream's sockets (core.poll_fds): a notifications/cancelled
+--                for one in flight cancels it (the upstream gets
+--                notifications/cancelled for its own request id) and the host
+--                gets no answer; one for a request not started yet drops it.
+--   eras         a 2025 host initializes; a 2026-07-28 host sends _meta
+--                (protocolVersion, clientCapabilities, clientInfo) on each
+--                request, may call server/discover and subscriptions/listen;
+--                an unknown version gets -32022 with the supported list.
 --   outages      every tools/call and favcrm_doctor goes through the client,
 --                which opens a new session when the old one is gone: a
 --                restarted upstream needs no restart of the bridge.
@@ -225,7 +237,7 @@ function M.new(client, opts)
     read_line = opts.read_line or function() return nil end, -- the host's next line (blocking)
     fd = opts.stdin_fd,
     host_timeout = opts.host_timeout or M.HOST_TIMEOUT,
-    buf = "", lines = {}, eof = false, -- the host's bytes read from fd
+    parts = {}, plen = 0, lines = {}, eof = false, -- the host's bytes read from fd
     backlog = {},   -- host lines read while waiting for an answer
     cancelled = {}, -- host request ids cancelled before they started
     inflight = {},  -- key(id) -> entry {id, h, method, modern, log_level}
@@ -301,35 +313,48 @@ function Server:notify(method, params)
 end
 
 -- Splits the bytes read into lines; a line over MAX_LINE is dropped whole
--- (it becomes an empty marker that handle_line answers with an error).
+-- (it becomes a marker that handle_line answers with an error). Only the
+-- new bytes are searched, and a partial line is kept as its pieces, so a
+-- long line costs its length, not its length squared.
 function Server:feed(chunk)
-  local buf = self.buf .. chunk
   local i = 1
   while true do
-    local nl = buf:find("\n", i, true)
+    local nl = chunk:find("\n", i, true)
     if not nl then break end
+    local piece = chunk:sub(i, nl - 1)
     if self.skipping then
       self.skipping = false
+    elseif self.plen + #piece > M.MAX_LINE then
+      self.lines[#self.lines + 1] = false
     else
-      self.lines[#self.lines + 1] = buf:sub(i, nl - 1)
+      local parts = self.parts
+      parts[#parts + 1] = piece
+      self.lines[#self.lines + 1] = table.concat(parts)
     end
+    self.parts, self.plen = {}, 0
     i = nl + 1
   end
-  buf = buf:sub(i)
-  if #buf > M.MAX_LINE then
-    if not self.skipping then self.lines[#self.lines + 1] = false end -- too long
-    self.skipping, buf = true, ""
+  if i <= #chunk and not self.skipping then
+    local rest = chunk:sub(i)
+    self.parts[#self.parts + 1] = rest
+    self.plen = self.plen + #rest
+    if self.plen > M.MAX_LINE then
+      self.lines[#self.lines + 1] = false -- too long
+      self.skipping, self.parts, self.plen = true, {}, 0
+    end
   end
-  self.buf = buf
 end
 
---- server:wait_line(timeout_s, pump) -> the host's next line, false when
--- timeout_s passed first (or, with pump, once an upstream call finished),
--- nil at the end of input. pump: the upstream is served meanwhile
--- (client:step), never from inside a callback of the client.
-function Server:wait_line(timeout, pump)
-  local l = table.remove(self.backlog, 1)
-  if l ~= nil then return l end
+--- server:wait_line(timeout_s, pump [, fresh]) -> the host's next line
+-- (kept lines first, unless fresh), false when timeout_s passed first (or,
+-- with pump, once an upstream call finished), nil at the end of input.
+-- pump: the upstream is served meanwhile (client:step), never from inside
+-- a callback of the client.
+function Server:wait_line(timeout, pump, fresh)
+  if not fresh and #self.backlog > 0 then
+    if pump then self.client:step(0) end -- the upstream moves on while kept lines are handled
+    return table.remove(self.backlog, 1)
+  end
   if self.fd == nil then return self.read_line() end
   local deadline = core.monotonic() + timeout
   while true do
@@ -339,9 +364,9 @@ function Server:wait_line(timeout, pump)
       return line
     end
     if self.eof then
-      if self.buf ~= "" then
-        local line = self.buf
-        self.buf = ""
+      if self.plen > 0 then -- a last line without its newline
+        local line = table.concat(self.parts)
+        self.parts, self.plen = {}, 0
         return line
       end
       return nil
@@ -355,8 +380,9 @@ function Server:wait_line(timeout, pump)
         if #fds < 64 then fds[#fds + 1] = f end
       end
       if w.timeout_ms >= 0 and w.timeout_ms < ms then ms = w.timeout_ms end
-      -- curl's own timers are not all in watch(): look again at least every 50 ms
-      if #fds > 1 and ms > 50 then ms = 50 end
+      -- a socket curl opens after watch() is seen on the next turn: look
+      -- again at least every 250 ms while any is open
+      if #fds > 1 and ms > 250 then ms = 250 end
     end
     local ready, perr = core.poll_fds(fds, math.max(ms, 0))
     if not ready then error("favcrm mcp serve: " .. tostring(perr and perr.message)) end
@@ -416,10 +442,7 @@ function Server:wait_host(deadline)
   local left = deadline - core.monotonic()
   if left <= 0 then return nil, "timeout" end
   -- lines kept earlier were looked at already: read new ones only
-  local kept = self.backlog
-  self.backlog = {}
-  local line = self:wait_line(left, false)
-  for i = #kept, 1, -1 do table.insert(self.backlog, 1, kept[i]) end
+  local line = self:wait_line(left, false, true)
   if line == nil then return nil, "eof" end
   if line == false then return nil, "timeout" end
   return line

@@ -62,6 +62,9 @@ local function saved_key(xdg)
   return text:match('api_key%s*=%s*"(fav_mcp_[^"]+)"')
 end
 
+local INIT_LINE = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+  .. '"capabilities":{},"clientInfo":{"name":"spec","version":"1"}}}'
+
 local function step(report, name, nth)
   local seen = 0
   for _, s in ipairs(report.steps) do
@@ -363,6 +366,94 @@ describe("favcrm mcp serve as an agent host meets it", function()
     assert.is_false(has(report.steps[1].list))
     assert.is_true(report.steps[3].seen)
     assert.is_true(has(report.steps[4].list))
+  end)
+
+  describe("its limits (docs/LIMITS.md)", function()
+    -- a bridge process on the module, with opts the CLI does not expose
+    local function bridge(opts)
+      local code = "local favcrm = require('favcrm'); local serve = require('favcrm.mcp_serve'); "
+        .. "local c = assert(favcrm.new({ url = os.getenv('FAVCRM_MCP_URL') })); "
+        .. "os.exit(serve.serve(c, { stdin = io.stdin, stdout = io.stdout, stderr = io.stderr, stdin_fd = 0 }, "
+        .. opts .. "))"
+      return assert(core.spawn({ LUA, "-e", code }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() }))
+    end
+    -- reads lines until want(msg) is true (within 60 s); lines read past
+    -- the one wanted are kept for the next read_until
+    local kept = setmetatable({}, { __mode = "k" })
+    local function read_until(p, want)
+      kept[p] = kept[p] or {}
+      local deadline = core.monotonic() + 60
+      while core.monotonic() < deadline do
+        while #kept[p] > 0 do
+          local m = cjson.decode(table.remove(kept[p], 1))
+          if want(m) then return m end
+        end
+        local r = p:poll(20000)
+        for _, line in ipairs(r.lines) do kept[p][#kept[p] + 1] = line end
+        if #r.lines == 0 and (r.exited or r.eof) then break end
+      end
+      error("the bridge never sent what was awaited")
+    end
+
+    it("answers a host line over 8 MiB with a parse error and goes on", function()
+      local p = bridge("{}")
+      p:write(INIT_LINE .. "\n" .. '{"jsonrpc":"2.0","id":7,"method":"ping","params":{"pad":"'
+        .. string.rep("x", 8 * 1024 * 1024 + 10) .. '"}}\n' .. '{"jsonrpc":"2.0","id":8,"method":"ping"}\n')
+      local e = read_until(p, function(m) return m.error ~= nil end)
+      assert.equal(-32700, e.error.code)
+      assert.is_truthy(e.error.message:find("longer than", 1, true))
+      assert.equal(8, read_until(p, function(m) return m.id == 8 end).id)
+      p:close(2000)
+    end)
+
+    it("runs at most 64 host requests upstream at once: one more gets -32603 at once", function()
+      local p = bridge("{}")
+      local lines = { INIT_LINE }
+      for id = 2, 66 do
+        lines[#lines + 1] = cjson.encode({ jsonrpc = "2.0", id = id, method = "tools/call",
+          params = { name = "sandbox_slow", arguments = { ms = 60000 } } })
+      end
+      p:write(table.concat(lines, "\n") .. "\n")
+      local e = read_until(p, function(m) return m.error ~= nil end)
+      assert.equal(66, e.id)
+      assert.equal(-32603, e.error.code)
+      assert.is_truthy(e.error.message:find("64 requests", 1, true))
+      p:close(0)
+    end)
+
+    it("stops waiting for a host answer once 1,024 other lines are kept", function()
+      local p = bridge("{}")
+      p:write('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+        .. '"capabilities":{"elicitation":{}},"clientInfo":{"name":"chatty","version":"1"}}}\n'
+        .. '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sandbox_elicit",'
+        .. '"arguments":{"message":"anyone?"}}}\n')
+      read_until(p, function(m) return m.method == "elicitation/create" end)
+      local pings = {}
+      for id = 3, 1100 do pings[#pings + 1] = '{"jsonrpc":"2.0","id":' .. id .. ',"method":"ping"}' end
+      p:write(table.concat(pings, "\n") .. "\n")
+      -- the call ends declined; the kept pings are answered too
+      local done, answered = nil, 0
+      read_until(p, function(m)
+        if m.id == 2 then done = m elseif m.result then answered = answered + 1 end
+        return done ~= nil and answered == 1098
+      end)
+      assert.is_truthy(cjson.encode(done.result):find("decline", 1, true))
+      p:close(2000)
+    end)
+
+    it("gives up on a host that does not answer a forwarded request within host_timeout", function()
+      local p = bridge("{ host_timeout = 0.5 }")
+      p:write('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+        .. '"capabilities":{"elicitation":{}},"clientInfo":{"name":"silent","version":"1"}}}\n'
+        .. '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sandbox_elicit",'
+        .. '"arguments":{"message":"anyone?"}}}\n')
+      local ask = read_until(p, function(m) return m.method == "elicitation/create" end)
+      assert.equal("anyone?", ask.params.message)
+      -- no answer: the upstream hears decline, the call ends
+      local done = read_until(p, function(m) return m.id == 2 end)
+      assert.is_truthy(cjson.encode(done.result):find("decline", 1, true))
+      p:close(2000)
+    end)
   end)
 
   describe("an upstream restart during a favcrm_doctor health-check loop", function()
