@@ -914,10 +914,21 @@ end
 
 --- server:start(id, method, params, meta) starts a host request upstream;
 -- its answer is sent by server:flush() once it is done.
+-- PUC Lua 5.1 cannot yield across pcall, and client:doctor() waits inside
+-- one: there favcrm_doctor runs in the main loop, as a finished handle.
+local YIELD_IN_PCALL = _VERSION ~= "Lua 5.1" or type(rawget(_G, "jit")) == "table"
+
 function Server:start(id, method, params, meta)
   local e = { id = id, method = method, modern = meta ~= nil, log_level = meta and meta[META_LOG] }
   self.inflight[key_of(id)] = e
   self.n_inflight = self.n_inflight + 1
+  if not YIELD_IN_PCALL and method == "tools/call" and type(params) == "table"
+      and params.name == M.DOCTOR_TOOL.name then
+    local ok, res, guide = pcall(self.run, self, method, params)
+    e.h = { finished = true, value = ok and res or nil, err = ok and guide or nil, raised = not ok and res or nil }
+    self.finished[#self.finished + 1] = e
+    return
+  end
   e.h = self.client:async(function() return self:run(method, params) end, {
     on_done = function() self.finished[#self.finished + 1] = e end,
   })
