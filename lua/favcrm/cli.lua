@@ -1987,7 +1987,10 @@ local VALUES = {
   industry = { "beauty", "fitness", "tutoring", "retail", "hospitality", "services", "other" },
 }
 
--- Every command path ("" for the top) with its subcommands and options.
+--- Every command path ("" for the top) with its subcommands and options
+-- ({path =, subs = {...}, flags = {"--x", ...}}): what the completion
+-- scripts are made from (cli.command_paths).
+---@return table[] paths
 local function command_paths()
   local out = {}
   local function walk(node, path)
@@ -2111,10 +2114,7 @@ local function completion_fish()
   return table.concat(L, "\n")
 end
 
---- cli.command_paths() -> every command path ("" for the top) with its
--- subcommands and options ({path =, subs = {...}, flags = {"--x", ...}}):
--- what the completion scripts are made from.
----@return table[] paths
+-- cli.command_paths(): command_paths above, for the completion specs
 M.command_paths = command_paths
 
 function C.completion(ctx, rest)
