@@ -38,8 +38,9 @@ demo="$build"
 # luarocks (the rockspec spec), git (it lists the checkout's files), curl,
 # openssl and nginx (the TLS spec's server and certificate), tmux (the CLI's
 # terminal spec), strace (no secret in a child's argv), procps (ps, pgrep)
-# and util-linux's script (a pseudo-terminal for the secret prompt specs).
-test="$demo lua-busted lua-socket luarocks git curl openssl nginx tmux strace procps bsdutils"
+# util-linux's script (a pseudo-terminal for the secret prompt specs), and
+# zsh and fish (the completion scripts are run in the real shells).
+test="$demo lua-busted lua-socket luarocks git curl openssl nginx tmux strace procps bsdutils zsh fish"
 [ "$lua" = luajit ] && test="$test neovim libnginx-mod-http-lua"
 lint="lua-check"
 docs="lua-ldoc"

@@ -1,6 +1,6 @@
 /* fs.c: files and clocks for favcrm.core: write_file_atomic, mkdir_p,
  * stat, chmod, unlink, lock_file, now, monotonic, getpid, geteuid, isatty,
- * read_secret_line.
+ * read_secret_line, poll_fds, read_fd.
  *
  * Runtime failures return nil, err with err = {code=, message="<path>:
  * <strerror>", errno=}; code is "not_found" (ENOENT, for stat, chmod and
@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -531,6 +532,78 @@ static int fs_read_secret_file(lua_State *L) {
   return 1;
 }
 
+#define FS_POLL_MAX 64        /* poll_fds: descriptors watched at most    */
+#define FS_READ_MAX 65536     /* read_fd: bytes read at most per call     */
+
+/* core.poll_fds(fds, timeout_ms) -> ready: waits (at most timeout_ms; -1 is
+ * not allowed: every wait has a deadline) until one of fds ({fd=, read=,
+ * write=}, at most 64) can be read or written, or has hung up. ready is the
+ * list of the indexes into fds that are ready (empty on timeout or EINTR).
+ * Misuse raises; a poll failure returns nil, err. */
+static int fs_poll_fds(lua_State *L) {
+  struct pollfd p[FS_POLL_MAX];
+  lua_Integer ms;
+  int n, i, r, k = 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0 && ms <= 86400000, 2, "timeout_ms from 0 to 86400000 expected");
+  n = (int)lua_rawlen(L, 1);
+  luaL_argcheck(L, n <= FS_POLL_MAX, 1, "at most 64 descriptors");
+  for (i = 0; i < n; i++) {
+    lua_Integer fd;
+    lua_rawgeti(L, 1, i + 1);
+    luaL_argcheck(L, lua_istable(L, -1), 1, "list of {fd=, read=, write=} expected");
+    lua_getfield(L, -1, "fd");
+    fd = luaL_checkinteger(L, -1);
+    luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "fd out of range");
+    p[i].fd = (int)fd;
+    p[i].events = 0;
+    p[i].revents = 0;
+    lua_getfield(L, -2, "read");
+    if (lua_toboolean(L, -1)) p[i].events |= POLLIN;
+    lua_getfield(L, -3, "write");
+    if (lua_toboolean(L, -1)) p[i].events |= POLLOUT;
+    lua_pop(L, 4);
+  }
+  r = poll(p, (nfds_t)n, (int)ms);
+  if (r < 0 && errno != EINTR) return fs_error(L, FAV_EIO, "poll", errno);
+  lua_createtable(L, r > 0 ? r : 0, 0);
+  for (i = 0; r > 0 && i < n; i++) {
+    if (p[i].revents == 0) continue;
+    lua_pushinteger(L, i + 1);
+    lua_rawseti(L, -2, ++k);
+  }
+  return 1;
+}
+
+/* core.read_fd(fd [, max]) -> bytes: one read(2) of at most max bytes
+ * (default and cap 65536). "" when nothing can be read now (EAGAIN,
+ * EINTR); nil at end of input; nil, err on a read error. Call it after
+ * poll_fds said fd is ready, or it blocks. */
+static int fs_read_fd(lua_State *L) {
+  char buf[FS_READ_MAX];
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, FS_READ_MAX);
+  ssize_t got;
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "fd out of range");
+  luaL_argcheck(L, max >= 1, 2, "max >= 1 expected");
+  if (max > FS_READ_MAX) max = FS_READ_MAX;
+  got = read((int)fd, buf, (size_t)max);
+  if (got < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+      lua_pushliteral(L, "");
+      return 1;
+    }
+    return fs_error(L, FAV_EIO, "read", errno);
+  }
+  if (got == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, buf, (size_t)got);
+  return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
   {"write_file_atomic", fs_write_file_atomic},
   {"mkdir_p", fs_mkdir_p},
@@ -545,6 +618,8 @@ static const luaL_Reg fs_funcs[] = {
   {"isatty", fs_isatty},
   {"read_secret_line", fs_read_secret_line},
   {"read_secret_file", fs_read_secret_file},
+  {"poll_fds", fs_poll_fds},
+  {"read_fd", fs_read_fd},
   {NULL, NULL}
 };
 

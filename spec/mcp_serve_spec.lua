@@ -131,7 +131,7 @@ describe("favcrm.mcp_serve", function()
         INIT,
         '{"jsonrpc":"2.0","method":"notifications/initialized"}',
         rpc(2, "ping"),
-        rpc(3, "resources/list"),
+        rpc(3, "tasks/list"),
         rpc(4, "initialize", { protocolVersion = "1999-01-01", capabilities = {}, clientInfo = { name = "old" } }),
         rpc(5, "initialize", { protocolVersion = "2024-11-05", capabilities = {}, clientInfo = { name = "old" } }),
         "this is not json",
@@ -143,7 +143,9 @@ describe("favcrm.mcp_serve", function()
       local a = by_id(answers)
       assert.equal("2025-06-18", a[1].result.protocolVersion)
       assert.equal("favcrm", a[1].result.serverInfo.name)
-      assert.is_false(a[1].result.capabilities.tools.listChanged)
+      -- list_changed, resources, prompts and completion are forwarded from upstream
+      assert.is_true(a[1].result.capabilities.tools.listChanged)
+      assert.is_true(a[1].result.capabilities.resources.subscribe)
       assert.equal('{"id":2,"jsonrpc":"2.0","result":{}}', text:match("[^\n]*\"id\":2[^\n]*"))
       assert.equal(-32601, a[3].error.code)
       assert.equal("2025-11-25", a[4].result.protocolVersion)

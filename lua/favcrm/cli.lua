@@ -1221,8 +1221,9 @@ function C.mcp_serve(ctx)
   local client, code = ctx:client()
   if not client then return code end
   local serve = require("favcrm.mcp_serve")
-  local ok, res = pcall(serve.serve, client, { stdin = ctx.stdin, stdout = ctx.stdout, stderr = ctx.stderr,
-    getenv = ctx.getenv }, { version = favcrm.VERSION, save = not ctx.flags["no-save"],
+  local io_t = { stdin = ctx.stdin, stdout = ctx.stdout, stderr = ctx.stderr, getenv = ctx.getenv,
+    stdin_fd = ctx.stdin == io.stdin and 0 or nil } -- polled: the host is heard while a call runs
+  local ok, res = pcall(serve.serve, client, io_t, { version = favcrm.VERSION, save = not ctx.flags["no-save"],
     show_key = ctx.flags["show-key"] == true })
   client:close()
   if not ok then
@@ -2211,7 +2212,10 @@ local VALUES = {
   industry = { "beauty", "fitness", "tutoring", "retail", "hospitality", "services", "other" },
 }
 
--- Every command path ("" for the top) with its subcommands and options.
+--- Every command path ("" for the top) with its subcommands and options
+-- ({path =, subs = {...}, flags = {"--x", ...}}): what the completion
+-- scripts are made from (cli.command_paths).
+---@return table[] paths
 local function command_paths()
   local out = {}
   local function walk(node, path)
@@ -2315,12 +2319,14 @@ local function completion_fish()
     "        switch $t", "            case " .. table.concat(value_flags(), " "), "                set skip 1",
     "                continue", "            case '-*'", "                continue", "        end",
     "        set out $out $t", "    end", "    echo (string join ' ' -- $out)", "end",
+    -- "(...)" inside double quotes is literal before fish 3.4: compare through a variable
+    "function __favcrm_at", "    set -l p (__favcrm_path)", "    test \"$p\" = \"$argv[1]\"", "end",
     "complete -c favcrm -f" }
   for _, g in ipairs(global_flags()) do
     L[#L + 1] = "complete -c favcrm -l " .. g:sub(3) .. (ALL_FLAGS[g:sub(3)] == "value" and " -r" or "")
   end
   for _, c in ipairs(command_paths()) do
-    local cond = "-n 'test \"(__favcrm_path)\" = \"" .. c.path .. "\"'"
+    local cond = "-n '__favcrm_at \"" .. c.path .. "\"'"
     if #c.subs > 0 then L[#L + 1] = "complete -c favcrm " .. cond .. " -a '" .. table.concat(c.subs, " ") .. "'" end
     for _, f in ipairs(c.flags) do
       local name = f:sub(3)
@@ -2332,6 +2338,9 @@ local function completion_fish()
   end
   return table.concat(L, "\n")
 end
+
+-- cli.command_paths(): command_paths above, for the completion specs
+M.command_paths = command_paths
 
 function C.completion(ctx, rest)
   local shell = rest[1]

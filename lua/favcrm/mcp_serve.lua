@@ -2,8 +2,9 @@
 -- only spawn processes (the seed's mcp-config.json). Newline-delimited
 -- JSON-RPC 2.0 on stdin/stdout; logs go to stderr only.
 --
---   initialize   protocol version negotiation (the client's when we speak
---                it, else our newest)
+--   initialize   protocol version negotiation for a 2025 host (the
+--                host's when we speak it, else our newest)
+--   server/discover  a 2026-07-28 host's view of the bridge
 --   ping         {}
 --   tools/list   the remote server's tools (through the client, so with the
 --                saved or environment key) plus the local `favcrm_doctor`
@@ -12,7 +13,7 @@
 --                become isError results; an unknown tool is -32602.
 --                Destructive tools are not gated here: their annotations are
 --                passed on and the MCP host asks its user.
---   anything else: -32601; EOF: exit 0.
+--   anything else: -32601; EOF: the requests in flight are finished, exit 0.
 --
 -- A bridge, not just a proxy of tools/call:
 --   keys         a verify that issues a key (register_organisation_verify,
@@ -28,16 +29,27 @@
 --                (capability `logging`; logging/setLevel filters them here).
 --   server requests  elicitation/create, sampling/createMessage and
 --                roots/list from the upstream are sent on to the host when
---                the host declared the capability at initialize (the bridge
---                declares it upstream only then); the bridge waits for the
---                host's answer, keeping what else the host sends meanwhile
---                for later.
---   cancellation notifications/cancelled for a request not started yet, or
---                for the call that waits on a forwarded server request,
---                drops that request's answer (and answers the forwarded
---                request `cancel`). The client API has no way to abort a
---                call already on the wire, so such a call runs to its end
---                upstream; the host simply gets no answer.
+--                the host declared the capability (the bridge declares it
+--                upstream only then); the bridge waits for the host's answer
+--                (host_timeout, default 300 s), keeping what else the host
+--                sends meanwhile for later. A 2026-07-28 host gets them as an
+--                MRTR input_required result instead, and its retry carries
+--                the answer upstream.
+--   resources, prompts, completion  resources/list, templates/list, read,
+--                subscribe/unsubscribe (notifications/resources/updated),
+--                prompts/list, prompts/get and completion/complete go
+--                upstream; list_changed for tools, resources and prompts
+--                comes back to the host (the bridge listens upstream).
+--   cancellation host requests that go upstream run as async calls of the
+--                client while the host's stdin is polled beside the
+--                upstream's sockets (core.poll_fds): a notifications/cancelled
+--                for one in flight cancels it (the upstream gets
+--                notifications/cancelled for its own request id) and the host
+--                gets no answer; one for a request not started yet drops it.
+--   eras         a 2025 host initializes; a 2026-07-28 host sends _meta
+--                (protocolVersion, clientCapabilities, clientInfo) on each
+--                request, may call server/discover and subscriptions/listen;
+--                an unknown version gets -32022 with the supported list.
 --   outages      every tools/call and favcrm_doctor goes through the client,
 --                which opens a new session when the old one is gone: a
 --                restarted upstream needs no restart of the bridge.
@@ -188,9 +200,28 @@ end
 local Server = {}
 Server.__index = Server
 
---- M.new(client [, opts]) -> server. opts: log(text), getenv(name), version.
+M.MODERN = "2026-07-28"
+--- Every version the bridge speaks: the modern one (per-request _meta) and
+-- the legacy ones (the initialize handshake).
+M.SUPPORTED = { M.MODERN }
+for _, v in ipairs(M.PROTOCOL_VERSIONS) do M.SUPPORTED[#M.SUPPORTED + 1] = v end
+local META_VERSION = "io.modelcontextprotocol/protocolVersion"
+local META_CAPS = "io.modelcontextprotocol/clientCapabilities"
+local META_INFO = "io.modelcontextprotocol/clientInfo"
+local META_LOG = "io.modelcontextprotocol/logLevel"
+local META_SUB = "io.modelcontextprotocol/subscriptionId"
+
+M.MAX_LINE = 8 * 1024 * 1024 -- one host message line
+M.MAX_BACKLOG = 1024         -- host lines kept while the bridge waits for an answer
+M.MAX_INFLIGHT = 64          -- host requests running upstream at once
+M.HOST_TIMEOUT = 300         -- seconds a forwarded server request waits for the host
+
+--- M.new(client [, opts]) -> server. opts: log(text), getenv(name), version,
+-- save, show_key, config_path, send(msg), read_line() (blocking), stdin_fd
+-- (the host's fd: read with poll, so the upstream is served meanwhile),
+-- host_timeout (seconds).
 ---@param client favcrm.Client the client the tools run on
----@param opts? table log, getenv, version
+---@param opts? table log, getenv, version, save, show_key, config_path, send, read_line, stdin_fd, host_timeout
 ---@return table server
 function M.new(client, opts)
   opts = opts or {}
@@ -203,56 +234,291 @@ function M.new(client, opts)
     show_key = opts.show_key == true,
     config_path = opts.config_path,
     send = opts.send or function() end,       -- a message to the host
-    read_line = opts.read_line or function() return nil end, -- the host's next line
+    read_line = opts.read_line or function() return nil end, -- the host's next line (blocking)
+    fd = opts.stdin_fd,
+    host_timeout = opts.host_timeout or M.HOST_TIMEOUT,
+    parts = {}, plen = 0, lines = {}, eof = false, -- the host's bytes read from fd
     backlog = {},   -- host lines read while waiting for an answer
-    cancelled = {}, -- host request ids cancelled
+    cancelled = {}, -- host request ids cancelled before they started
+    inflight = {},  -- key(id) -> entry {id, h, method, modern, log_level}
+    n_inflight = 0,
+    finished = {},  -- entries whose handle finished, to answer
+    listens = {},   -- key(id) -> a modern host's subscriptions/listen {id, filter}
     next_id = 0,
     log_level = nil,
+    legacy = false, -- a host did the initialize handshake
+    wired = false,
   }, Server)
   -- the upstream's log lines go to the host (when it has not set a higher level)
   client.session.cb.log = function(p) self:forward_log(p) end
+  -- list_changed and resource updates: the bridge listens upstream for them
+  client.session.listen_for_changes = true
+  for _, kind in ipairs({ "tools", "resources", "prompts" }) do
+    client.opts["on_" .. kind .. "_changed"] = function() self:forward_changed(kind) end
+  end
   return self
+end
+
+local function key_of(id)
+  return type(id) .. ":" .. tostring(id)
 end
 
 function Server:forward_log(p)
   if type(p) ~= "table" then return end
   local lvl = LOG_LEVELS[p.level] or 1
-  if self.log_level and lvl < (LOG_LEVELS[self.log_level] or 0) then return end
-  self:notify("notifications/message", { level = p.level or "info", logger = p.logger, data = p.data })
+  local params = { level = p.level or "info", logger = p.logger, data = p.data }
+  if self.legacy then
+    if self.log_level and lvl < (LOG_LEVELS[self.log_level] or 0) then return end
+    return self:notify("notifications/message", params)
+  end
+  -- a modern host gets log lines only for requests that asked for them
+  -- (_meta logLevel), at that level or above
+  local least
+  for _, e in pairs(self.inflight) do
+    local l = e.log_level and LOG_LEVELS[e.log_level]
+    if l and (not least or l < least) then least = l end
+  end
+  if least and lvl >= least then self:notify("notifications/message", params) end
+end
+
+local CHANGED = { tools = "toolsListChanged", resources = "resourcesListChanged", prompts = "promptsListChanged" }
+
+-- notifications/<kind>/list_changed from upstream: to a legacy host (the
+-- bridge declared listChanged), and to each modern subscription that asked.
+function Server:forward_changed(kind)
+  local method = "notifications/" .. kind .. "/list_changed"
+  if self.legacy then self:notify(method, {}) end
+  for _, l in pairs(self.listens) do
+    if l.filter[CHANGED[kind]] == true then self:notify(method, { _meta = { [META_SUB] = l.id } }) end
+  end
+end
+
+function Server:forward_updated(p)
+  local uri = type(p) == "table" and p.uri or nil
+  if self.legacy and self.subscribed and self.subscribed[uri] then
+    self:notify("notifications/resources/updated", { uri = uri })
+  end
+  for _, l in pairs(self.listens) do
+    for _, u in ipairs(type(l.filter.resourceSubscriptions) == "table" and l.filter.resourceSubscriptions or {}) do
+      if u == uri then
+        self:notify("notifications/resources/updated", { uri = uri, _meta = { [META_SUB] = l.id } })
+        break
+      end
+    end
+  end
 end
 
 function Server:notify(method, params)
   self.send({ jsonrpc = "2.0", method = method, params = params })
 end
 
---- server:next_line() -> the host's next line: kept ones first.
-function Server:next_line()
-  local l = table.remove(self.backlog, 1)
-  if l ~= nil then return l end
-  return self.read_line()
+-- Splits the bytes read into lines; a line over MAX_LINE is dropped whole
+-- (it becomes a marker that handle_line answers with an error). Only the
+-- new bytes are searched, and a partial line is kept as its pieces, so a
+-- long line costs its length, not its length squared.
+function Server:feed(chunk)
+  local i = 1
+  while true do
+    local nl = chunk:find("\n", i, true)
+    if not nl then break end
+    local piece = chunk:sub(i, nl - 1)
+    if self.skipping then
+      self.skipping = false
+    elseif self.plen + #piece > M.MAX_LINE then
+      self.lines[#self.lines + 1] = false
+    else
+      local parts = self.parts
+      parts[#parts + 1] = piece
+      self.lines[#self.lines + 1] = table.concat(parts)
+    end
+    self.parts, self.plen = {}, 0
+    i = nl + 1
+  end
+  if i <= #chunk and not self.skipping then
+    local rest = chunk:sub(i)
+    self.parts[#self.parts + 1] = rest
+    self.plen = self.plen + #rest
+    if self.plen > M.MAX_LINE then
+      self.lines[#self.lines + 1] = false -- too long
+      self.skipping, self.parts, self.plen = true, {}, 0
+    end
+  end
 end
 
--- Sends a request to the host and waits for its answer; what else comes
--- meanwhile is kept for later (a cancellation of the waiting call is noted).
--- Returns result, or nil and the error object (or "eof"/"cancelled").
-function Server:ask_host(method, params)
+--- server:wait_line(timeout_s, pump [, fresh]) -> the host's next line
+-- (kept lines first, unless fresh), false when timeout_s passed first (or,
+-- with pump, once an upstream call finished), nil at the end of input.
+-- pump: the upstream is served meanwhile (client:step), never from inside
+-- a callback of the client.
+function Server:wait_line(timeout, pump, fresh)
+  if not fresh and #self.backlog > 0 then
+    if pump then self.client:step(0) end -- the upstream moves on while kept lines are handled
+    return table.remove(self.backlog, 1)
+  end
+  if self.fd == nil then return self.read_line() end
+  local deadline = core.monotonic() + timeout
+  while true do
+    if #self.lines > 0 then
+      local line = table.remove(self.lines, 1)
+      if line == false then return "\0too long" end
+      return line
+    end
+    if self.eof then
+      if self.plen > 0 then -- a last line without its newline
+        local line = table.concat(self.parts)
+        self.parts, self.plen = {}, 0
+        return line
+      end
+      return nil
+    end
+    local left = deadline - core.monotonic()
+    if left <= 0 then return false end
+    local fds, ms = { { fd = self.fd, read = true } }, math.floor(left * 1000)
+    if pump then
+      local w = self.client:watch()
+      for _, f in ipairs(w.fds) do
+        if #fds < 64 then fds[#fds + 1] = f end
+      end
+      if w.timeout_ms >= 0 and w.timeout_ms < ms then ms = w.timeout_ms end
+      -- a socket curl opens after watch() is seen on the next turn: look
+      -- again at least every 250 ms while any is open
+      if #fds > 1 and ms > 250 then ms = 250 end
+    end
+    local ready, perr = core.poll_fds(fds, math.max(ms, 0))
+    if not ready then error("favcrm mcp serve: " .. tostring(perr and perr.message)) end
+    for _, i in ipairs(ready) do
+      if i == 1 then
+        local chunk, rerr = core.read_fd(self.fd)
+        if chunk == nil then
+          if rerr then self.log("reading stdin failed: " .. tostring(rerr.message)) end
+          self.eof = true
+        elseif chunk ~= "" then
+          self:feed(chunk)
+        end
+      end
+    end
+    if pump then
+      self.client:step(0)
+      self:cancel_pending()
+      if #self.finished > 0 then return false end
+    end
+  end
+end
+
+--- server:next_line() -> the host's next line: kept ones first.
+function Server:next_line()
+  return self:wait_line(self.host_timeout, false)
+end
+
+-- The in-flight entry whose upstream request is `op` (the one a server
+-- request arrived on), else the only one in flight.
+function Server:entry_for(op)
+  local only, n = nil, 0
+  for _, e in pairs(self.inflight) do
+    if op ~= nil and e.h and e.h.waiting == op then return e end
+    only, n = e, n + 1
+  end
+  return n == 1 and only or nil
+end
+
+-- A host notifications/cancelled for an entry waiting on a server request
+-- is acted on once the pump is left (cancel_pending).
+function Server:cancel_pending()
+  for k, e in pairs(self.inflight) do
+    if e.cancel and e.h and not e.h.finished then
+      self.log(e.method .. " " .. tostring(e.id) .. " was cancelled by the host; the upstream is told")
+      e.h:cancel("cancelled by the MCP host" .. (type(e.cancel) == "string" and (": " .. e.cancel) or ""))
+      self.inflight[k] = nil
+      self.n_inflight = self.n_inflight - 1
+    end
+  end
+end
+
+-- Waits for the host's next line while a callback of the client runs (no
+-- pump): a cancellation is noted, other lines are kept for later. Returns
+-- the line, or nil and "eof", "timeout" or "backlog".
+function Server:wait_host(deadline)
+  if #self.backlog >= M.MAX_BACKLOG then return nil, "backlog" end
+  local left = deadline - core.monotonic()
+  if left <= 0 then return nil, "timeout" end
+  -- lines kept earlier were looked at already: read new ones only
+  local line = self:wait_line(left, false, true)
+  if line == nil then return nil, "eof" end
+  if line == false then return nil, "timeout" end
+  return line
+end
+
+-- Notes a host cancellation seen while waiting; true when it names `e`.
+function Server:note_cancel(msg, e)
+  local p = msg.params
+  if type(p) ~= "table" or p.requestId == nil then return false end
+  local t = self.inflight[key_of(p.requestId)]
+  if t then
+    t.cancel = type(p.reason) == "string" and p.reason or true
+    return t == e
+  end
+  self.cancelled[key_of(p.requestId)] = true
+  return false
+end
+
+-- Sends a request to a legacy host and waits for its answer; what else
+-- comes meanwhile is kept for later (a cancellation of the waiting call is
+-- noted). Returns result, or nil and the error object (or "eof",
+-- "cancelled", "timeout", "backlog").
+function Server:ask_host(method, params, e)
   self.next_id = self.next_id + 1
   local id = "favcrm-bridge-" .. self.next_id
   self.send({ jsonrpc = "2.0", id = id, method = method, params = params })
+  local deadline = core.monotonic() + self.host_timeout
   while true do
-    local line = self.read_line()
-    if line == nil then return nil, "eof" end
+    local line, why = self:wait_host(deadline)
+    if line == nil then return nil, why end
     local msg = M.decode((line:gsub("\r$", "")))
     if type(msg) == "table" and msg.id == id and msg.method == nil then
       if msg.error ~= nil then return nil, msg.error end
       return msg.result
     end
-    if type(msg) == "table" and msg.method == "notifications/cancelled" and type(msg.params) == "table" then
-      self.cancelled[msg.params.requestId] = true
-      if self.current_id ~= nil and msg.params.requestId == self.current_id then return nil, "cancelled" end
+    if type(msg) == "table" and msg.method == "notifications/cancelled" then
+      if self:note_cancel(msg, e) then return nil, "cancelled" end
     else
       self.backlog[#self.backlog + 1] = line
     end
+  end
+end
+
+-- MRTR for a modern host: the host's request is answered with an
+-- input_required result carrying the upstream's request; the host retries
+-- with inputResponses and the requestState echoed, under a new id, which
+-- the entry then answers. Returns the host's answer, or nil and why.
+function Server:ask_modern(method, params, e)
+  self.next_id = self.next_id + 1
+  local input_key = "favcrm-input-" .. self.next_id
+  local state = "favcrm-bridge-" .. tostring(core.getpid()) .. "-" .. self.next_id .. "-"
+    .. tostring(math.random(1, 1e9))
+  local old = key_of(e.id)
+  self.send({ jsonrpc = "2.0", id = e.id, result = { resultType = "input_required",
+    inputRequests = { [input_key] = { method = method, params = params } }, requestState = state } })
+  if self.inflight[old] == e then self.inflight[old] = nil end
+  e.id = nil -- answered: a result that comes now has nobody to go to until the retry
+  local deadline = core.monotonic() + self.host_timeout
+  while true do
+    local line, why = self:wait_host(deadline)
+    if line == nil then
+      e.orphan = true
+      self:drop(e)
+      return nil, why
+    end
+    local msg = M.decode((line:gsub("\r$", "")))
+    local p = type(msg) == "table" and msg.params
+    if type(p) == "table" and p.requestState == state and msg.id ~= nil and msg.id ~= null then
+      e.id = msg.id
+      self.inflight[key_of(msg.id)] = e
+      local answers = type(p.inputResponses) == "table" and p.inputResponses or {}
+      local a = answers[input_key]
+      if a == nil then return nil, "no inputResponses for " .. input_key end
+      return a
+    end
+    self.backlog[#self.backlog + 1] = line
   end
 end
 
@@ -261,8 +527,14 @@ function Server:wire_capabilities(caps)
   if type(caps) ~= "table" then caps = {} end
   local cb = self.client.session.cb
   local function forward(method, fallback)
-    return function(params)
-      local res, err = self:ask_host(method, params)
+    return function(params, op)
+      local e = self:entry_for(op)
+      local res, err
+      if e and e.modern then
+        res, err = self:ask_modern(method, params, e)
+      else
+        res, err = self:ask_host(method, params, e)
+      end
       if res ~= nil then return res end
       self.log(method .. ": the host gave no answer (" .. (type(err) == "table" and tostring(err.message)
         or tostring(err)) .. ")")
@@ -276,6 +548,7 @@ function Server:wire_capabilities(caps)
   end) or nil
   cb.sample = caps.sampling ~= nil and forward("sampling/createMessage") or nil
   cb.roots = caps.roots ~= nil and forward("roots/list") or nil
+  self.wired = true
 end
 
 local RPC_ERROR = G.struct({ data = G.struct({ suggestions = G.list(nil) }) })
@@ -314,6 +587,25 @@ function M.error_for_schema(tool, result)
   return out
 end
 
+M.CAPABILITIES = {
+  tools = { listChanged = true },
+  resources = { subscribe = true, listChanged = true },
+  prompts = { listChanged = true },
+  completions = {},
+  logging = {},
+}
+
+function Server:instructions()
+  return "FavCRM's CRM tools, proxied from " .. tostring((self.client:endpoint())) .. ". Call favcrm_doctor "
+    .. "to check the connection. To sign a new business up, call register_organisation_request, then "
+    .. "register_organisation_verify with the 6-digit code the owner receives by e-mail; the bridge then uses the "
+    .. "new key itself (you never handle it)."
+end
+
+function Server:server_info()
+  return { name = "favcrm", title = "FavCRM (favcrm-lua)", version = self.version }
+end
+
 function Server:initialize(params)
   local asked = type(params) == "table" and params.protocolVersion or nil
   local v = M.LATEST
@@ -323,17 +615,26 @@ function Server:initialize(params)
   local ci = type(params) == "table" and type(params.clientInfo) == "table" and params.clientInfo or {}
   self.log("initialize from " .. tostring(ci.name or "a client") .. " (protocol " .. tostring(asked)
     .. ", answered " .. v .. ")")
-  if not self.client.session.initialized then
+  self.legacy = true
+  if not self.wired and not self.client.session.initialized then
     self:wire_capabilities(type(params) == "table" and params.capabilities or nil)
   end
   return {
     protocolVersion = v,
-    capabilities = { tools = { listChanged = false }, logging = {} },
-    serverInfo = { name = "favcrm", title = "FavCRM (favcrm-lua)", version = self.version },
-    instructions = "FavCRM's CRM tools, proxied from " .. tostring((self.client:endpoint())) .. ". Call favcrm_doctor "
-      .. "to check the connection. To sign a new business up, call register_organisation_request, then "
-      .. "register_organisation_verify with the 6-digit code the owner receives by e-mail; the bridge then uses the "
-      .. "new key itself (you never handle it).",
+    capabilities = M.CAPABILITIES,
+    serverInfo = self:server_info(),
+    instructions = self:instructions(),
+  }
+end
+
+-- server/discover (2026-07-28): versions, capabilities, identity.
+function Server:discover()
+  return {
+    supportedVersions = M.SUPPORTED,
+    capabilities = M.CAPABILITIES,
+    instructions = self:instructions(),
+    _meta = { ["io.modelcontextprotocol/serverInfo"] = self:server_info() },
+    ttlMs = 0, cacheScope = "private",
   }
 end
 
@@ -489,8 +790,228 @@ function Server:take_key(name, res)
   return out
 end
 
+local CAPS_GUIDE = G.struct({ capabilities = G.struct({ completions = G.map(nil), logging = G.map(nil) }) })
+local LIST_GUIDES = {
+  ["resources/list"] = G.struct({ resources = G.list(nil) }),
+  ["resources/templates/list"] = G.struct({ resourceTemplates = G.list(nil) }),
+  ["prompts/list"] = G.struct({ prompts = G.list(G.struct({ arguments = G.list(nil) })) }),
+  ["resources/read"] = G.struct({ contents = G.list(nil) }),
+  ["prompts/get"] = G.struct({ messages = G.list(nil) }),
+  ["completion/complete"] = G.struct({ completion = G.struct({ values = G.list(nil) }) }),
+}
+-- the methods that go upstream (run as async calls of the client)
+local UPSTREAM = {
+  ["tools/list"] = true, ["tools/call"] = true, ["resources/list"] = true, ["resources/templates/list"] = true,
+  ["resources/read"] = true, ["resources/subscribe"] = true, ["resources/unsubscribe"] = true,
+  ["prompts/list"] = true, ["prompts/get"] = true, ["completion/complete"] = true,
+}
+
+-- An upstream failure as a JSON-RPC error triple.
+local function upstream_error(method, err)
+  if type(err) == "table" and type(err.rpc_code) == "number" then
+    local msg = tostring(err.message or ""):gsub("^the server answered with an error: ", "")
+    return { err.rpc_code, msg, err.data }
+  end
+  return { -32603, method .. ": " .. tostring(type(err) == "table" and err.message or err) }
+end
+
+local function need_string(params, field, method)
+  local v = type(params) == "table" and params[field] or nil
+  if type(v) ~= "string" or v == "" then
+    return nil, { -32602, method .. " needs params." .. field .. " (a string)" }
+  end
+  return v
+end
+
+--- server:run(method, params) -> result, guide | nil, {code, message, data}:
+-- one host request that goes upstream, inside a coroutine of the client.
+---@param method string the host's method
+---@param params table|nil its params
+---@return table|nil result
+---@return table guide or the error triple
+function Server:run(method, params)
+  local c = self.client
+  if method == "tools/list" then return self:list_tools(), TOOLS_LIST end
+  if method == "tools/call" then return self:call_tool(params) end
+  local g = LIST_GUIDES[method]
+  local function list(fn, field)
+    local items, err = fn(c)
+    if items then return { [field] = items }, g end
+    -- an upstream without the feature has none to list
+    if type(err) == "table" and err.rpc_code == -32601 then return { [field] = {} }, g end
+    return nil, upstream_error(method, err)
+  end
+  if method == "resources/list" then return list(c.resources, "resources") end
+  if method == "resources/templates/list" then return list(c.resource_templates, "resourceTemplates") end
+  if method == "prompts/list" then return list(c.prompts, "prompts") end
+  if method == "resources/read" then
+    local uri, perr = need_string(params, "uri", method)
+    if not uri then return nil, perr end
+    local _, res = c:read(uri)
+    if errors.is(res) then return nil, upstream_error(method, res) end
+    return res, g
+  elseif method == "prompts/get" then
+    local name, perr = need_string(params, "name", method)
+    if not name then return nil, perr end
+    local args = params.arguments
+    if args ~= nil and args ~= null and type(args) ~= "table" then
+      return nil, { -32602, "prompts/get: arguments must be an object" }
+    end
+    local _, res = c:prompt(name, args ~= null and args or nil)
+    if errors.is(res) then return nil, upstream_error(method, res) end
+    return res, g
+  elseif method == "completion/complete" then
+    local ref, arg = params and params.ref, params and params.argument
+    if type(ref) ~= "table" or (ref.type ~= "ref/prompt" and ref.type ~= "ref/resource")
+        or type(arg) ~= "table" or type(arg.name) ~= "string" then
+      return nil, { -32602, "completion/complete needs params.ref (ref/prompt or ref/resource) and "
+        .. "params.argument (name, value)" }
+    end
+    local ctx = params.context
+    local _, comp = c:complete(ref, arg, { context = type(ctx) == "table" and ctx or nil })
+    if errors.is(comp) then return nil, upstream_error(method, comp) end
+    return { completion = comp }, g
+  elseif method == "resources/subscribe" or method == "resources/unsubscribe" then
+    local uri, perr = need_string(params, "uri", method)
+    if not uri then return nil, perr end
+    local ok, err
+    self.subscribed = self.subscribed or {}
+    if method == "resources/subscribe" then
+      ok, err = c:subscribe(uri, function(p) self:forward_updated(p) end)
+      if ok then self.subscribed[uri] = true end
+    else
+      self.subscribed[uri] = nil
+      ok, err = c:unsubscribe(uri)
+    end
+    if not ok then return nil, upstream_error(method, err) end
+    return {}
+  end
+  return nil, { -32601, "Method not found: " .. method }
+end
+
+-- Leaves the entry's slot (once).
+function Server:drop(e)
+  if e.closed then return end
+  e.closed = true
+  self.n_inflight = self.n_inflight - 1
+  if e.id ~= nil and self.inflight[key_of(e.id)] == e then self.inflight[key_of(e.id)] = nil end
+end
+
+-- The results a 2026-07-28 host may cache (CacheableResult): the bridge's
+-- vary with the key it holds, and the upstream can change them any time.
+local CACHEABLE = { ["tools/list"] = true, ["prompts/list"] = true, ["resources/list"] = true,
+  ["resources/read"] = true, ["resources/templates/list"] = true }
+
+-- The answer to a modern host's request carries resultType (and, for the
+-- cacheable ones, ttlMs 0 and cacheScope "private").
+local function complete(result, method)
+  local out = {}
+  for k, v in pairs(result) do out[k] = v end
+  out.resultType = "complete"
+  if CACHEABLE[method] then out.ttlMs, out.cacheScope = 0, "private" end
+  return out
+end
+
+--- server:start(id, method, params, meta) starts a host request upstream;
+-- its answer is sent by server:flush() once it is done.
+-- PUC Lua 5.1 cannot yield across pcall, and client:doctor() waits inside
+-- one: there favcrm_doctor runs in the main loop, as a finished handle.
+local YIELD_IN_PCALL = _VERSION ~= "Lua 5.1" or type(rawget(_G, "jit")) == "table"
+
+function Server:start(id, method, params, meta)
+  local e = { id = id, method = method, modern = meta ~= nil, log_level = meta and meta[META_LOG] }
+  self.inflight[key_of(id)] = e
+  self.n_inflight = self.n_inflight + 1
+  if not YIELD_IN_PCALL and method == "tools/call" and type(params) == "table"
+      and params.name == M.DOCTOR_TOOL.name then
+    local ok, res, guide = pcall(self.run, self, method, params)
+    e.h = { finished = true, value = ok and res or nil, err = ok and guide or nil, raised = not ok and res or nil }
+    self.finished[#self.finished + 1] = e
+    return
+  end
+  e.h = self.client:async(function() return self:run(method, params) end, {
+    on_done = function() self.finished[#self.finished + 1] = e end,
+  })
+end
+
+--- server:flush(): answers the host requests that finished.
+function Server:flush()
+  while #self.finished > 0 do
+    local e = table.remove(self.finished, 1)
+    local h = e.h
+    if h.cancelled or e.orphan or e.id == nil then
+      self:drop(e)
+    else
+      self:drop(e)
+      local msg, guide
+      if h.raised ~= nil then
+        self.log(e.method .. " failed: " .. tostring(h.raised))
+        msg = rpc_error(e.id, -32603, "Internal error while running " .. e.method)
+      elseif h.value == nil then
+        local t = h.err or { -32603, "no answer" }
+        msg = rpc_error(e.id, t[1], t[2], t[3])
+      else
+        msg, guide = { jsonrpc = "2.0", id = e.id, result = e.modern and complete(h.value, e.method) or h.value }, h.err
+      end
+      self:write(msg, guide)
+    end
+  end
+end
+
+function Server:write(res, guide)
+  local ok, text = pcall(M.encode, res, G.struct({ result = guide, error = RPC_ERROR }))
+  if not ok then
+    self.log("could not encode the answer: " .. tostring(text))
+    text = M.encode(rpc_error(res.id, -32603, "Internal error: the answer could not be encoded"))
+  end
+  self.send_text(text)
+end
+
+-- A host notification.
+function Server:notification(method, params)
+  if method ~= "notifications/cancelled" or type(params) ~= "table" or params.requestId == nil then return end
+  local k = key_of(params.requestId)
+  local e = self.inflight[k]
+  if e then
+    self.log(e.method .. " " .. tostring(e.id) .. " was cancelled by the host; the upstream is told")
+    self:drop(e)
+    e.h:cancel("cancelled by the MCP host" .. (type(params.reason) == "string" and (": " .. params.reason) or ""))
+  elseif self.listens[k] then
+    self.listens[k] = nil
+  else
+    self.cancelled[k] = true
+  end
+end
+
+-- subscriptions/listen from a modern host: acknowledged with what the
+-- bridge honours; the notifications then carry its id. No answer until the
+-- host cancels it (stdio) or closes.
+function Server:listen(id, params)
+  local want = type(params) == "table" and type(params.notifications) == "table" and params.notifications or {}
+  local filter = {}
+  for _, f in ipairs({ "toolsListChanged", "promptsListChanged", "resourcesListChanged" }) do
+    if want[f] == true then filter[f] = true end
+  end
+  local uris = {}
+  if type(want.resourceSubscriptions) == "table" then
+    for _, u in ipairs(want.resourceSubscriptions) do
+      if type(u) == "string" and u ~= "" and #uris < 256 then uris[#uris + 1] = u end
+    end
+    filter.resourceSubscriptions = setmetatable(uris, ARRAY)
+  end
+  self.listens[key_of(id)] = { id = id, filter = filter }
+  self:notify("notifications/subscriptions/acknowledged", { _meta = { [META_SUB] = id }, notifications = filter })
+  for _, u in ipairs(uris) do
+    self.client:async(function(c)
+      local ok, err = c:subscribe(u, function(p) self:forward_updated(p) end)
+      if not ok then self.log("subscriptions/listen: " .. u .. ": " .. tostring(err and err.message)) end
+    end)
+  end
+end
+
 --- server:handle(msg) -> response table and its result guide, or nil (a
--- notification or a response needs no answer).
+-- notification, a response, or a request that goes upstream: its answer
+-- comes from server:flush()).
 ---@param msg table a decoded JSON-RPC message
 ---@return table|nil response
 ---@return table|nil guide the result's JSON guide
@@ -504,46 +1025,57 @@ function Server:handle(msg)
     return rpc_error(id == nil and null or id, -32600, "Invalid Request: no method")
   end
   if id == nil then -- a notification: nothing to say
-    if method == "notifications/cancelled" and type(msg.params) == "table" and msg.params.requestId ~= nil then
-      self.cancelled[msg.params.requestId] = true
-    end
+    self:notification(method, msg.params)
     return nil
   end
   if type(id) ~= "string" and type(id) ~= "number" then
     return rpc_error(null, -32600, "Invalid Request: the id must be a string or a number")
   end
   local params = msg.params
-  if self.cancelled[id] then -- cancelled before it started: no answer (MCP's cancellation rules)
-    self.cancelled[id] = nil
+  if self.cancelled[key_of(id)] then -- cancelled before it started: no answer (MCP's cancellation rules)
+    self.cancelled[key_of(id)] = nil
     self.log(method .. " " .. tostring(id) .. " was cancelled before it started; not run")
     return nil
   end
+  -- a modern (2026-07-28) request carries its version and capabilities in _meta
+  local meta = type(params) == "table" and type(params._meta) == "table" and params._meta or nil
+  if meta and meta[META_VERSION] == nil then meta = nil end
+  if meta then
+    local v = meta[META_VERSION]
+    if v ~= M.MODERN then
+      return rpc_error(id, -32022, "Unsupported protocol version: " .. tostring(v),
+        { supported = M.SUPPORTED, requested = v })
+    end
+    if not self.wired and not self.client.session.initialized then
+      local caps = meta[META_CAPS]
+      self:wire_capabilities(type(caps) == "table" and caps or nil)
+      local ci = type(meta[META_INFO]) == "table" and meta[META_INFO] or {}
+      self.log("a 2026-07-28 host: " .. tostring(ci.name or "a client") .. " (no initialize)")
+    end
+  end
+  local function answer(result, guide)
+    return { jsonrpc = "2.0", id = id, result = meta and complete(result) or result }, guide
+  end
   if method == "initialize" then
-    return { jsonrpc = "2.0", id = id, result = self:initialize(params) }
+    return answer(self:initialize(params), CAPS_GUIDE)
+  elseif method == "server/discover" then
+    return answer(self:discover(), CAPS_GUIDE)
   elseif method == "ping" then
-    return { jsonrpc = "2.0", id = id, result = {} }
-  elseif method == "tools/list" then
-    return { jsonrpc = "2.0", id = id, result = self:list_tools() }, TOOLS_LIST
+    return answer({})
+  elseif method == "subscriptions/listen" then
+    self:listen(id, params)
+    return nil
   elseif method == "logging/setLevel" then
     local lvl = type(params) == "table" and params.level
     if not LOG_LEVELS[lvl] then return rpc_error(id, -32602, "logging/setLevel: unknown level") end
     self.log_level = lvl
-    return { jsonrpc = "2.0", id = id, result = {} }
-  elseif method == "tools/call" then
-    self.current_id = id
-    local ok, res, guide = pcall(self.call_tool, self, params)
-    self.current_id = nil
-    if self.cancelled[id] then
-      self.cancelled[id] = nil
-      self.log("tools/call " .. tostring(id) .. " was cancelled by the host; its answer is dropped")
-      return nil
+    return answer({})
+  elseif UPSTREAM[method] then
+    if self.n_inflight >= M.MAX_INFLIGHT then
+      return rpc_error(id, -32603, "favcrm mcp serve: " .. M.MAX_INFLIGHT .. " requests are running already")
     end
-    if not ok then
-      self.log("tools/call failed: " .. tostring(res))
-      return rpc_error(id, -32603, "Internal error while calling the tool")
-    end
-    if res == nil then return rpc_error(id, guide[1], guide[2], guide[3]) end
-    return { jsonrpc = "2.0", id = id, result = res }, guide
+    self:start(id, method, params, meta)
+    return nil
   end
   return rpc_error(id, -32601, "Method not found: " .. method)
 end
@@ -552,6 +1084,9 @@ end
 ---@param line string one line of JSON
 ---@return string|nil answer
 function Server:handle_line(line)
+  if line == "\0too long" then
+    return M.encode(rpc_error(null, -32700, "Parse error: a line longer than " .. M.MAX_LINE .. " bytes"))
+  end
   line = line:gsub("\r$", "")
   if line:match("^%s*$") then return nil end
   local msg = M.decode(line)
@@ -580,38 +1115,59 @@ function Server:handle_line(line)
   return one(msg)
 end
 
+-- Moves the upstream on until every host request is answered (at the end
+-- of input, or when the host's stdin cannot be polled).
+function Server:settle()
+  while self.n_inflight > 0 do
+    self.client:step(0.05)
+    self:cancel_pending()
+    self:flush()
+  end
+  self:flush()
+end
+
 --- M.serve(client, io_t [, opts]) -> 0: reads lines from io_t.stdin until
--- EOF, answers on io_t.stdout, logs to io_t.stderr.
+-- EOF, answers on io_t.stdout, logs to io_t.stderr. With io_t.stdin_fd the
+-- host's input is polled beside the upstream's sockets, so cancellations,
+-- pings and other requests are read while a call runs, and upstream
+-- notifications (list_changed, resource updates, log lines) reach the host
+-- between calls.
 ---@param client favcrm.Client the client the tools run on
----@param io_t table stdin, stdout, stderr
+---@param io_t table stdin, stdout, stderr, stdin_fd, getenv
 ---@param opts? table as for M.new
 ---@return integer status 0
 function M.serve(client, io_t, opts)
   opts = opts or {}
   local err_out = io_t.stderr
+  local function send_text(text)
+    io_t.stdout:write(text, "\n")
+    io_t.stdout:flush()
+  end
   local function send(msg)
     local ok, text = pcall(M.encode, msg)
     if not ok then return end
-    io_t.stdout:write(text, "\n")
-    io_t.stdout:flush()
+    send_text(text)
   end
   local server = M.new(client, {
     log = function(text) err_out:write("favcrm mcp serve: ", errors.redact(text), "\n") end,
     getenv = io_t.getenv, version = opts.version, save = opts.save, show_key = opts.show_key,
-    config_path = opts.config_path, send = send,
+    config_path = opts.config_path, send = send, stdin_fd = io_t.stdin_fd, host_timeout = opts.host_timeout,
     read_line = function() return io_t.stdin:read("*l") end,
   })
+  server.send_text = send_text
   server.log("serving on stdio; FavCRM at " .. tostring((client:endpoint())) .. " ("
     .. (client:has_api_key() and ("key from " .. tostring(client:auth_source())) or "no API key") .. ")")
   while true do
-    local line = server:next_line()
+    server:flush()
+    local line = server:wait_line(1, true)
     if line == nil then break end
-    local out = server:handle_line(line)
-    if out then
-      io_t.stdout:write(out, "\n")
-      io_t.stdout:flush()
+    if line then
+      local out = server:handle_line(line)
+      if out then send_text(out) end
+      if server.fd == nil then server:settle() end
     end
   end
+  server:settle()
   server.log("stdin closed; exiting")
   return 0
 end

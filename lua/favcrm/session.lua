@@ -487,7 +487,7 @@ function Session:_answer_server_request(op, msg)
     elseif m == "sampling/createMessage" then handler = self.cb.sample
     elseif m == "roots/list" then handler = self.cb.roots end
     if handler then
-      local ok, res = pcall(handler, msg.params or {})
+      local ok, res = pcall(handler, msg.params or {}, op) -- op: the request it came with
       if not ok then
         op.callback_error = op.callback_error or res
         return self:_send_aux({ jsonrpc = "2.0", id = msg.id,

@@ -265,6 +265,51 @@ describe("favcrm.core files and clocks", function()
     end)
   end)
 
+  describe("poll_fds() and read_fd()", function()
+    local lua = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
+    -- a child Lua that polls its stdin (a pipe the spec holds) and reads it
+    local script = "local core = require('favcrm.core'); local fds = {{fd = 0, read = true}}; "
+      .. "local r = core.poll_fds(fds, 50); io.write('idle:', #r, '\\n'); io.flush(); "
+      .. "r = core.poll_fds(fds, 20000); io.write('ready:', #r, ':', r[1] or 0, ':', core.read_fd(0, 3), '\\n'); "
+      .. "io.flush(); core.poll_fds(fds, 20000); io.write('rest:', core.read_fd(0), '\\n')"
+
+    it("waits for a descriptor at most timeout_ms, then reads what came", function()
+      local p = assert(core.spawn({ lua, "-e", script }))
+      local got = {}
+      local function line()
+        while #got == 0 do
+          local r = p:poll(20000)
+          for _, l in ipairs(r.lines) do got[#got + 1] = l end
+          assert(#got > 0 or not r.exited, "the child ended: " .. tostring(r.stderr))
+        end
+        return table.remove(got, 1)
+      end
+      assert.equal("idle:0", line()) -- nothing written: the 50 ms passed with nothing ready
+      p:write("hello")
+      assert.equal("ready:1:1:hel", line())
+      assert.equal("rest:lo", line())
+      p:close(2000)
+    end)
+
+    it("reads nil at the end of input", function()
+      local out = sh("printf abc | " .. lua .. " -e " .. q("local core = require('favcrm.core'); "
+        .. "io.write(core.read_fd(0), ':', tostring(core.read_fd(0)))"))
+      assert.equal("abc:nil", out)
+    end)
+
+    it("raises on misuse", function()
+      assert.has_error(function() core.poll_fds("x", 10) end)
+      assert.has_error(function() core.poll_fds({}, -1) end)
+      assert.has_error(function() core.poll_fds({ { fd = -1, read = true } }, 0) end)
+      local many = {}
+      for i = 1, 65 do many[i] = { fd = 0, read = true } end
+      assert.has_error(function() core.poll_fds(many, 0) end)
+      assert.has_error(function() core.read_fd(-1) end)
+      assert.has_error(function() core.read_fd(0, 0) end)
+      assert.same({}, core.poll_fds({}, 0))
+    end)
+  end)
+
   describe("read_secret_line()", function()
     it("returns nil, no_terminal without a controlling terminal", function()
       local code = "local core = require('favcrm.core') "

@@ -62,6 +62,9 @@ local function saved_key(xdg)
   return text:match('api_key%s*=%s*"(fav_mcp_[^"]+)"')
 end
 
+local INIT_LINE = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+  .. '"capabilities":{},"clientInfo":{"name":"spec","version":"1"}}}'
+
 local function step(report, name, nth)
   local seen = 0
   for _, s in ipairs(report.steps) do
@@ -255,6 +258,202 @@ describe("favcrm mcp serve as an agent host meets it", function()
     for line in (slurp(out) or ""):gmatch("[^\n]+") do ids[#ids + 1] = cjson.decode(line).id end
     assert.same({ 1, 3 }, ids)
     assert.is_not.equal("sandbox_progress", sandbox.stats().last_tool_name)
+  end)
+
+  it("forwards a host's cancellation of a call in flight upstream; the host gets no late result", function()
+    local report, received = host({ steps = {
+      { call = "sandbox_progress", arguments = { steps = 40, delay_ms = 100 }, progress = true,
+        abortOnProgress = true },
+      { call = "sandbox_progress", arguments = { steps = 1 } },
+      { call = "favcrm_doctor" },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() })
+    local aborted = report.steps[1]
+    assert.is_string(aborted.thrown, "the aborted call returned a result")
+    -- the host's request id of the aborted call, and its cancellation
+    local cancelled_id
+    for _, m in ipairs(report.sent) do
+      if m.method == "notifications/cancelled" then cancelled_id = m.params.requestId end
+    end
+    assert.is_not_nil(cancelled_id, "the SDK sent no notifications/cancelled")
+    -- the upstream heard notifications/cancelled for its own request id
+    local st = sandbox.stats()
+    assert.equal(1, #st.cancelled, cjson.encode(st.cancelled))
+    -- the later calls were answered, the cancelled one never
+    assert.is_false(report.steps[2].isError)
+    assert.equal("active", report.steps[3].structuredContent.mcpEndpointStatus)
+    for line in received:gmatch("[^\n]+") do
+      local m = cjson.decode(line)
+      if m.id == cancelled_id and m.method == nil then error("a late answer to the cancelled call: " .. line) end
+    end
+    -- the call stopped early: far fewer than its 40 steps were reported
+    local progress = 0
+    for line in received:gmatch("[^\n]+") do
+      if line:find('"notifications/progress"', 1, true) then progress = progress + 1 end
+    end
+    assert.is_true(progress < 20, "progress notifications: " .. progress)
+  end)
+
+  it("forwards resources, templates, reads, subscriptions, prompts and completion", function()
+    local key = sandbox.account("resources@example.com")
+    local report = host({ steps = {
+      { rpc = "resources/list" },
+      { rpc = "resources/templates/list" },
+      { rpc = "resources/read", params = { uri = "favcrm://guide" } },
+      { rpc = "resources/read", params = { uri = "favcrm://nope" } },
+      { rpc = "resources/subscribe", params = { uri = "favcrm://session/activity" } },
+      { call = "list_services" },
+      { awaitNotification = "notifications/resources/updated" },
+      { rpc = "resources/unsubscribe", params = { uri = "favcrm://session/activity" } },
+      { rpc = "prompts/list" },
+      { rpc = "prompts/get", params = { name = "signup", arguments = { industry = "fitness" } } },
+      { rpc = "completion/complete", params = { ref = { type = "ref/prompt", name = "signup" },
+        argument = { name = "industry", value = "fit" } } },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg(), FAVCRM_API_KEY = key })
+    local caps = report.serverCapabilities
+    assert.is_true(caps.resources.subscribe)
+    assert.is_true(caps.tools.listChanged)
+    local function rpc_step(method, nth)
+      local seen = 0
+      for _, s in ipairs(report.steps) do
+        if s.rpc == method then
+          seen = seen + 1
+          if seen == (nth or 1) then return s end
+        end
+      end
+      error("no step " .. method)
+    end
+    local uris = {}
+    for _, r in ipairs(rpc_step("resources/list").result.resources) do uris[r.uri] = true end
+    assert.is_true(uris["favcrm://guide"] and uris["favcrm://session/activity"])
+    local templates = rpc_step("resources/templates/list").result.resourceTemplates
+    assert.equal("favcrm://schemas/{tool}", templates[1].uriTemplate)
+    local guide = rpc_step("resources/read").result.contents[1]
+    assert.equal("text/markdown", guide.mimeType)
+    assert.is_truthy(guide.text:find("FavCRM", 1, true))
+    local missing = rpc_step("resources/read", 2)
+    assert.equal(-32002, missing.code)
+    assert.is_truthy(missing.thrown:find("favcrm://nope", 1, true))
+    assert.same({}, rpc_step("resources/subscribe").result)
+    local updated
+    for _, n in ipairs(report.notifications) do
+      if n.method == "notifications/resources/updated" then updated = n.params end
+    end
+    assert.equal("favcrm://session/activity", updated and updated.uri)
+    local names = {}
+    for _, p in ipairs(rpc_step("prompts/list").result.prompts) do names[p.name] = true end
+    assert.is_true(names.signup)
+    local msgs = rpc_step("prompts/get").result.messages
+    assert.is_true(#msgs >= 1)
+    assert.is_truthy(cjson.encode(msgs):find("fitness", 1, true))
+    assert.same({ "fitness" }, rpc_step("completion/complete").result.completion.values)
+  end)
+
+  it("forwards tools/list_changed from the upstream to the host between calls", function()
+    local report = host({ steps = {
+      { list = true },
+      { wait = "add" },
+      { awaitNotification = "notifications/tools/list_changed" },
+      { list = true },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() }, function(label)
+      assert.equal("add", label)
+      local r = sandbox.control("POST", "/_sandbox/tools", { name = "bridge_runtime_tool", notify = true })
+      assert.is_true(r.notified >= 1, "no open session upstream to notify")
+    end)
+    local function has(list)
+      for _, t in ipairs(list) do if t.name == "bridge_runtime_tool" then return true end end
+      return false
+    end
+    assert.is_false(has(report.steps[1].list))
+    assert.is_true(report.steps[3].seen)
+    assert.is_true(has(report.steps[4].list))
+  end)
+
+  describe("its limits (docs/LIMITS.md)", function()
+    -- a bridge process on the module, with opts the CLI does not expose
+    local function bridge(opts)
+      local code = "local favcrm = require('favcrm'); local serve = require('favcrm.mcp_serve'); "
+        .. "local c = assert(favcrm.new({ url = os.getenv('FAVCRM_MCP_URL') })); "
+        .. "os.exit(serve.serve(c, { stdin = io.stdin, stdout = io.stdout, stderr = io.stderr, stdin_fd = 0 }, "
+        .. opts .. "))"
+      return assert(core.spawn({ LUA, "-e", code }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() }))
+    end
+    -- reads lines until want(msg) is true (within 60 s); lines read past
+    -- the one wanted are kept for the next read_until
+    local kept = setmetatable({}, { __mode = "k" })
+    local function read_until(p, want)
+      kept[p] = kept[p] or {}
+      local deadline = core.monotonic() + 60
+      while core.monotonic() < deadline do
+        while #kept[p] > 0 do
+          local m = cjson.decode(table.remove(kept[p], 1))
+          if want(m) then return m end
+        end
+        local r = p:poll(20000)
+        for _, line in ipairs(r.lines) do kept[p][#kept[p] + 1] = line end
+        if #r.lines == 0 and (r.exited or r.eof) then break end
+      end
+      error("the bridge never sent what was awaited")
+    end
+
+    it("answers a host line over 8 MiB with a parse error and goes on", function()
+      local p = bridge("{}")
+      p:write(INIT_LINE .. "\n" .. '{"jsonrpc":"2.0","id":7,"method":"ping","params":{"pad":"'
+        .. string.rep("x", 8 * 1024 * 1024 + 10) .. '"}}\n' .. '{"jsonrpc":"2.0","id":8,"method":"ping"}\n')
+      local e = read_until(p, function(m) return m.error ~= nil end)
+      assert.equal(-32700, e.error.code)
+      assert.is_truthy(e.error.message:find("longer than", 1, true))
+      assert.equal(8, read_until(p, function(m) return m.id == 8 end).id)
+      p:close(2000)
+    end)
+
+    it("runs at most 64 host requests upstream at once: one more gets -32603 at once", function()
+      local p = bridge("{}")
+      local lines = { INIT_LINE }
+      for id = 2, 66 do
+        lines[#lines + 1] = cjson.encode({ jsonrpc = "2.0", id = id, method = "tools/call",
+          params = { name = "sandbox_slow", arguments = { ms = 60000 } } })
+      end
+      p:write(table.concat(lines, "\n") .. "\n")
+      local e = read_until(p, function(m) return m.error ~= nil end)
+      assert.equal(66, e.id)
+      assert.equal(-32603, e.error.code)
+      assert.is_truthy(e.error.message:find("64 requests", 1, true))
+      p:close(0)
+    end)
+
+    it("stops waiting for a host answer once 1,024 other lines are kept", function()
+      local p = bridge("{}")
+      p:write('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+        .. '"capabilities":{"elicitation":{}},"clientInfo":{"name":"chatty","version":"1"}}}\n'
+        .. '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sandbox_elicit",'
+        .. '"arguments":{"message":"anyone?"}}}\n')
+      read_until(p, function(m) return m.method == "elicitation/create" end)
+      local pings = {}
+      for id = 3, 1100 do pings[#pings + 1] = '{"jsonrpc":"2.0","id":' .. id .. ',"method":"ping"}' end
+      p:write(table.concat(pings, "\n") .. "\n")
+      -- the call ends declined; the kept pings are answered too
+      local done, answered = nil, 0
+      read_until(p, function(m)
+        if m.id == 2 then done = m elseif m.result then answered = answered + 1 end
+        return done ~= nil and answered == 1098
+      end)
+      assert.is_truthy(cjson.encode(done.result):find("decline", 1, true))
+      p:close(2000)
+    end)
+
+    it("gives up on a host that does not answer a forwarded request within host_timeout", function()
+      local p = bridge("{ host_timeout = 0.5 }")
+      p:write('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
+        .. '"capabilities":{"elicitation":{}},"clientInfo":{"name":"silent","version":"1"}}}\n'
+        .. '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sandbox_elicit",'
+        .. '"arguments":{"message":"anyone?"}}}\n')
+      local ask = read_until(p, function(m) return m.method == "elicitation/create" end)
+      assert.equal("anyone?", ask.params.message)
+      -- no answer: the upstream hears decline, the call ends
+      local done = read_until(p, function(m) return m.id == 2 end)
+      assert.is_truthy(cjson.encode(done.result):find("decline", 1, true))
+      p:close(2000)
+    end)
   end)
 
   describe("an upstream restart during a favcrm_doctor health-check loop", function()

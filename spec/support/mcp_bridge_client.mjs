@@ -5,13 +5,18 @@
 //   node spec/support/mcp_bridge_client.mjs LUA_BIN PLAN_JSON RECEIVED_FILE
 // PLAN_JSON: {"serveArgs": [...], "capabilities": {"elicitation": {}, ...},
 //   "steps": [...]}; a step is {"list": true}, {"call": NAME, "arguments": {...},
-//   "progress": true}, {"setLevel": LEVEL}, or {"wait": LABEL}: the script
+//   "progress": true, "abortOnProgress": true}, {"setLevel": LEVEL},
+//   {"rpc": METHOD, "params": {...}} (any request: resources/list, resources/read,
+//   resources/subscribe, prompts/list, prompts/get, completion/complete, ...),
+//   {"awaitNotification": METHOD, "timeoutMs": N} (until the bridge sent one),
+//   or {"wait": LABEL}: the script
 //   prints {"waiting": LABEL} on stdout and goes on when a line arrives on
 //   its stdin (the spec does something to the world meanwhile); the line is
 //   kept, and an argument "$var:LABEL" is replaced by it.
 // "$outbox:EMAIL" and "$last.requestId" work as in mcp_stdio_client.mjs.
 // Every message the bridge sent the host is written, one JSON per line, to
-// RECEIVED_FILE, so the spec can look for a key in all of it. The report,
+// RECEIVED_FILE, so the spec can look for a key in all of it, and every
+// message the host sent is in report.sent. The report,
 // one JSON line, is the last thing on stdout.
 import path from 'node:path';
 import fs from 'node:fs';
@@ -65,6 +70,19 @@ if (caps.roots) client.setRequestHandler(T.ListRootsRequestSchema, async () => {
     return { roots: [{ uri: 'file:///work/project', name: 'project' }] };
 });
 client.setNotificationHandler(T.LoggingMessageNotificationSchema, n => { out.logs.push(n.params); });
+out.notifications = [];
+const waiters = [];
+function noted(method) {
+    return n => {
+        out.notifications.push({ method, params: n.params ?? {} });
+        for (const w of waiters.splice(0)) w();
+    };
+}
+client.setNotificationHandler(T.ToolListChangedNotificationSchema, noted('notifications/tools/list_changed'));
+client.setNotificationHandler(T.ResourceListChangedNotificationSchema, noted('notifications/resources/list_changed'));
+client.setNotificationHandler(T.PromptListChangedNotificationSchema, noted('notifications/prompts/list_changed'));
+client.setNotificationHandler(T.ResourceUpdatedNotificationSchema, noted('notifications/resources/updated'));
+out.sent = [];
 out.errors = [];
 client.onerror = e => { out.errors.push(String(e && e.message || e)); };
 
@@ -75,6 +93,8 @@ try {
     if (errStream) errStream.on('data', d => { stderr += d.toString(); });
     await client.connect(transport);
     // everything the bridge sends reaches the host through here
+    const origSend = transport.send.bind(transport);
+    transport.send = (m, o) => { out.sent.push(m); return origSend(m, o); };
     const orig = transport.onmessage;
     transport.onmessage = m => { fs.writeSync(received, JSON.stringify(m) + '\n'); orig?.(m); };
     out.serverVersion = client.getServerVersion();
@@ -95,6 +115,25 @@ try {
             out.steps.push({ setLevel: step.setLevel });
             continue;
         }
+        if (step.awaitNotification) {
+            const until = Date.now() + (step.timeoutMs ?? 20000);
+            while (!out.notifications.some(n => n.method === step.awaitNotification) && Date.now() < until) {
+                await new Promise(r => { waiters.push(r); setTimeout(r, Math.max(0, until - Date.now())); });
+            }
+            out.steps.push({ awaited: step.awaitNotification,
+                seen: out.notifications.some(n => n.method === step.awaitNotification) });
+            continue;
+        }
+        if (step.rpc) {
+            try {
+                const r = await client.request({ method: step.rpc, params: step.params ?? {} }, T.ResultSchema.passthrough
+                    ? T.ResultSchema.passthrough() : T.ResultSchema, { timeout: 60000 });
+                out.steps.push({ rpc: step.rpc, result: r });
+            } catch (e) {
+                out.steps.push({ rpc: step.rpc, thrown: String(e && e.message || e), code: e && e.code });
+            }
+            continue;
+        }
         if (step.list) {
             const r = await client.listTools();
             out.steps.push({ list: r.tools.map(t => ({ name: t.name, description: t.description ?? '' })) });
@@ -109,7 +148,9 @@ try {
         }
         const progress = [];
         try {
-            const opts = step.progress ? { onprogress: p => progress.push(p), timeout: 60000 } : { timeout: 60000 };
+            const ac = new AbortController();
+            const opts = step.progress ? { onprogress: p => { progress.push(p); if (step.abortOnProgress) ac.abort('spec: cancelled'); },
+                timeout: 60000, signal: ac.signal } : { timeout: 60000 };
             const r = await client.callTool({ name: step.call, arguments: args }, undefined, opts);
             const sc = r.structuredContent ?? null;
             const data = sc && typeof sc === 'object' && 'data' in sc ? sc.data : sc;
