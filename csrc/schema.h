@@ -141,6 +141,8 @@ struct fav_node {
   size_t mincontains, maxcontains, minitems, maxitems;
   fav_pent *keys;
   int nkeys, *ktab;
+  int keys_k;             /* constant: array of the key names as Lua strings (by_key) */
+  unsigned char by_key;   /* properties/required only: look the keys up, do not walk the instance */
   uint32_t kmask;
   int *patre;
   fav_node **patnodes;

@@ -999,6 +999,25 @@ static void fav_build_object_tail(fav_build *b) {
   }
   n->obj_iter = n->nkeys > 0 || n->npat || n->addl || n->pnames || n->minprops || n->maxprops != (size_t)-1;
   n->req_hashed = n->obj_iter && n->nreq > 0 && n->nreq <= 64;
+  /* Only named keys matter (properties, required): validation can look
+   * each one up instead of walking every key of the instance with
+   * lua_next, as ajv does. Not when a name reads as a number (the instance
+   * may hold it under a number key) or required has more than 64 names. */
+  if (n->nkeys > 0 && !n->npat && !n->addl && !n->pnames && !n->minprops && n->maxprops == (size_t)-1 &&
+      !n->uprops && (n->nreq == 0 || n->req_hashed)) {
+    int i, numeric = 0;
+    lua_createtable(L, n->nkeys, 0);
+    for (i = 0; i < n->nkeys; i++) {
+      lua_pushlstring(L, n->keys[i].name, n->keys[i].len);
+      if (lua_isnumber(L, -1)) numeric = 1; /* a string that converts */
+      lua_rawseti(L, -2, i + 1);
+    }
+    if (!numeric) {
+      n->keys_k = fav_schema_const(c);
+      n->by_key = 1;
+    }
+    lua_pop(L, 1);
+  }
   if (n->nkeys || n->npat || n->addl || n->pnames || n->minprops || n->maxprops != (size_t)-1 || n->nreq ||
       n->ndepreq || n->ndepsch)
     n->cat |= CAT_OBJ;

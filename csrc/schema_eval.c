@@ -8,11 +8,45 @@
 /* ------------------------------------------------------------------ */
 
 
+/* Writes the JSON Pointer of the current instance location into buf
+ * (NUL-terminated); returns its length, or (size_t)-1 when it does not fit. */
+static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
+  size_t o = 0;
+  int d;
+  for (d = 1; d <= v->depth; d++) {
+    const fav_seg *s = &v->path[d];
+    if (o + 1 >= cap) return (size_t)-1;
+    buf[o++] = '/';
+    if (s->s) {
+      size_t j;
+      for (j = 0; j < s->len; j++) {
+        char ch = s->s[j];
+        if (o + 3 >= cap) return (size_t)-1;
+        if (ch == '~') buf[o++] = '~', buf[o++] = '0';
+        else if (ch == '/') buf[o++] = '~', buf[o++] = '1';
+        else buf[o++] = ch;
+      }
+    } else {
+      int k = snprintf(buf + o, cap - o, "%ld", (long)s->i);
+      if (k < 0 || (size_t)k >= cap - o) return (size_t)-1;
+      o += (size_t)k;
+    }
+  }
+  buf[o] = '\0';
+  return o;
+}
+
 /* Pushes the JSON Pointer of the current instance location. */
 static void fav_schema_pushpath(fav_vs *v) {
+  char small[256];
+  size_t n = fav_schema_pathstr(v, small, sizeof small);
   luaL_Buffer b;
   int d;
-  luaL_buffinit(v->L, &b);
+  if (n != (size_t)-1) {
+    lua_pushlstring(v->L, small, n);
+    return;
+  }
+  luaL_buffinit(v->L, &b); /* a long path: the general way */
   for (d = 1; d <= v->depth; d++) {
     const fav_seg *s = &v->path[d];
     luaL_addchar(&b, '/');
@@ -32,47 +66,91 @@ static void fav_schema_pushpath(fav_vs *v) {
   luaL_pushresult(&b);
 }
 
-/* Records an error; the message text is at the top (popped). */
-static void fav_schema_record(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen) {
+/* Records an error with the reason text `why` (n bytes). Builds each
+ * string once, in C buffers where they fit (the first error of every
+ * invalid instance goes through here, so it is kept cheap). */
+static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
+                                const char *why, size_t wl) {
   lua_State *L = v->L;
-  int msg = lua_gettop(L);
+  int top = lua_gettop(L), rec;
+  char buf[512];
+  size_t pl, kl = strlen(kw), ll;
   if (lua_isnil(L, v->E)) {
-    lua_newtable(L);
+    lua_createtable(L, v->all ? 4 : 1, 0);
     lua_replace(L, v->E);
   }
-  lua_createtable(L, 0, 6);
-  fav_schema_pushpath(v);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "path");
-  if (lua_rawlen(L, -1) == 0) {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "/");
+  lua_createtable(L, 0, prop ? 6 : 5);
+  rec = lua_gettop(L);
+  pl = fav_schema_pathstr(v, buf, sizeof buf);
+  if (pl != (size_t)-1 && pl + 2 + wl < sizeof buf) {
+    lua_pushlstring(L, buf, pl);
+    lua_setfield(L, rec, "path");
+    if (pl == 0) buf[pl++] = '/';
+    buf[pl++] = ':';
+    buf[pl++] = ' ';
+    memcpy(buf + pl, why, wl);
+    lua_pushlstring(L, buf, pl + wl);
+  } else {
+    fav_schema_pushpath(v);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, rec, "path");
+    if (lua_rawlen(L, -1) == 0) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "/");
+    }
+    lua_pushliteral(L, ": ");
+    lua_pushlstring(L, why, wl);
+    lua_concat(L, 3);
   }
-  lua_pushliteral(L, ": ");
-  lua_pushvalue(L, msg);
-  lua_concat(L, 3);
-  lua_setfield(L, -2, "message");
-  lua_pushvalue(L, msg);
-  lua_setfield(L, -2, "reason");
-  lua_pushstring(L, kw);
-  lua_setfield(L, -2, "keyword");
-  if (n->boolean) lua_pushstring(L, n->loc);
-  else lua_pushfstring(L, "%s/%s", n->loc, kw);
-  lua_setfield(L, -2, "schema_path");
+  lua_setfield(L, rec, "message");
+  lua_pushlstring(L, why, wl);
+  lua_setfield(L, rec, "reason");
+  lua_pushlstring(L, kw, kl);
+  lua_setfield(L, rec, "keyword");
+  ll = strlen(n->loc);
+  if (n->boolean) {
+    lua_pushlstring(L, n->loc, ll);
+  } else if (ll + 1 + kl < sizeof buf) {
+    memcpy(buf, n->loc, ll);
+    buf[ll] = '/';
+    memcpy(buf + ll + 1, kw, kl);
+    lua_pushlstring(L, buf, ll + 1 + kl);
+  } else {
+    lua_pushfstring(L, "%s/%s", n->loc, kw);
+  }
+  lua_setfield(L, rec, "schema_path");
   if (prop) {
     lua_pushlstring(L, prop, plen);
-    lua_setfield(L, -2, "property");
+    lua_setfield(L, rec, "property");
   }
   lua_rawseti(L, v->E, ++v->nerr);
-  lua_settop(L, msg - 1);
+  lua_settop(L, top);
 }
 
-/* Records a validation error (not inside anyOf/oneOf/not/if probes). */
+/* Records an error; the message text is at the top (popped). */
+static void fav_schema_record(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen) {
+  size_t wl;
+  const char *why = lua_tolstring(v->L, -1, &wl);
+  fav_schema_record_s(v, n, kw, prop, plen, why, wl);
+  lua_pop(v->L, 1);
+}
+
+/* Records a validation error (not inside anyOf/oneOf/not/if probes). The
+ * format takes %s and %d only (as lua_pushfstring would). */
 static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
                             const char *fmt, ...) {
   va_list ap;
+  char why[512];
+  int k;
   if (v->quiet || v->fatal) return;
   va_start(ap, fmt);
+  k = vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  if (k >= 0 && (size_t)k < sizeof why) {
+    fav_schema_record_s(v, n, kw, prop, plen, why, (size_t)k);
+    return;
+  }
+  va_start(ap, fmt); /* longer than the buffer: the general way */
   lua_pushvfstring(v->L, fmt, ap);
   va_end(ap);
   fav_schema_record(v, n, kw, prop, plen);
@@ -552,7 +630,25 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
   uint64_t seen = 0;
   size_t nkeys = 0;
   int ok = 1, r, i, top = lua_gettop(L);
-  if (!(t & FT_ARR) && n->obj_iter) {
+  if (!(t & FT_ARR) && n->by_key && !la && !v->all) {
+    /* only the named keys matter: one raw lookup each, in declared order */
+    int names;
+    lua_rawgeti(L, v->K, n->keys_k);
+    names = lua_gettop(L);
+    for (i = 0; i < n->nkeys; i++) {
+      const fav_pent *p = &n->keys[i];
+      lua_rawgeti(L, names, i + 1);
+      lua_rawget(L, idx);
+      if (!lua_isnil(L, -1)) {
+        if (p->req >= 0) seen |= (uint64_t)1 << p->req;
+        if (p->node) {
+          r = fav_schema_down(v, n, p->node, names + 1, p->name, p->len, 0);
+          if (!r) FAV_BAIL();
+        }
+      }
+      lua_settop(L, names);
+    }
+  } else if (!(t & FT_ARR) && n->obj_iter) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       int vi = lua_gettop(L), kt = lua_type(L, vi - 1), matched = 0;
