@@ -1053,6 +1053,8 @@ static void fav_build_applicators(fav_build *b) {
   if (n->nallof || n->nanyof || n->noneof || n->not_ || n->if_) n->cat |= CAT_APP;
   n->needs_kind = (n->types & (FT_ARR | FT_OBJ)) != 0 || (n->cat & (CAT_ARR | CAT_OBJ)) != 0 || n->uitems ||
                   n->uprops;
+  n->leaf = !n->ref && !n->dynref && !(n->cat & ~(CAT_NUM | CAT_STR)) && !n->const_k && !n->uprops && !n->uitems &&
+            (!n->enum_k || n->enumset_k) && !(n->numkw & NK_MULT);
   lua_settop(L, top);
 }
 

@@ -105,7 +105,7 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   lua_setfield(L, rec, "message");
   lua_pushlstring(L, why, wl);
   lua_setfield(L, rec, "reason");
-  lua_pushlstring(L, kw, kl);
+  lua_pushstring(L, kw); /* a static string: Lua's string cache by address */
   lua_setfield(L, rec, "keyword");
   ll = strlen(n->loc);
   if (n->boolean) {
@@ -271,6 +271,72 @@ static void fav_schema_pushrepr(lua_State *L, int i) {
   }
 }
 
+static int fav_schema_late(fav_vs *v, const fav_node *n, unsigned every);
+static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n);
+
+/* The fast path for a leaf node (scalar keywords only, see fav_node.leaf)
+ * on the value at idx, with v->path already one level down: 1 when the
+ * value certainly passes, 0 when it may not and fav_schema_eval must
+ * decide (and build the errors), -1 when it fails only its pattern, which
+ * is then recorded here as fav_schema_eval would. Leaves the stack as found. */
+static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx) {
+  lua_State *L = v->L;
+  unsigned t;
+  if (v->deadline > 0 && fav_schema_late(v, c, c->pattern >= 0 ? 256 : 1)) return 0;
+  switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: t = FT_BOOL; break;
+    case LUA_TSTRING: t = FT_STR; break;
+    case LUA_TNUMBER: {
+      lua_Number x = lua_tonumber(L, idx);
+#if LUA_VERSION_NUM >= 503
+      if (lua_isinteger(L, idx)) t = FT_INT | FT_NUM;
+      else
+#endif
+        t = (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+      if (c->cat & CAT_NUM) {
+        double d = (double)x;
+        if ((c->numkw & NK_MIN) && d < c->minimum) return 0;
+        if ((c->numkw & NK_MAX) && d > c->maximum) return 0;
+        if ((c->numkw & NK_XMIN) && d <= c->exmin) return 0;
+        if ((c->numkw & NK_XMAX) && d >= c->exmax) return 0;
+      }
+      break;
+    }
+    default: return 0; /* null, tables, non-JSON values: the general path */
+  }
+  if (c->types && !(c->types & t)) return 0;
+  if (t == FT_STR && (c->cat & CAT_STR)) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    int fmt = v->formats ? c->format : 0;
+    if (c->strutf || fmt) {
+      size_t cps = fav_schema_utf8len(s, len);
+      if (cps == (size_t)-1 || cps < c->minlen || cps > c->maxlen) return 0;
+    }
+    if (fmt && !fav_schema_format(v->P, fmt, s, len)) return 0;
+    if (c->pattern >= 0) { /* last: the dearest check */
+      int m = fav_schema_rematch(v, c->pattern, s, len);
+      if (m == 0 && !v->all && !c->enum_k) {
+        /* everything else passed, so the pattern error is the only one
+         * fav_schema_eval would record: record it rather than match twice */
+        fav_schema_fail(v, c, "pattern", NULL, 0, "does not match the pattern %s", v->P->re[c->pattern].src);
+        return -1;
+      }
+      if (m != 1) return 0;
+    }
+  }
+  if (c->enum_k) {
+    int found;
+    lua_rawgeti(L, v->K, c->enumset_k);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    found = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    if (!found) return 0;
+  }
+  return 1;
+}
+
 /* Evaluates child node c on the value at vi, one level down (key or index). */
 static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
                            lua_Integer i) {
@@ -284,6 +350,10 @@ static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int 
   v->path[v->depth].s = k;
   v->path[v->depth].len = kl;
   v->path[v->depth].i = i;
+  if (c->leaf && (r = fav_schema_leaf(v, c, vi)) != 0) {
+    v->depth--;
+    return r > 0;
+  }
   if (c->boolean == 2) {
     if (!v->quiet && !v->fatal) {
       if (k && c->kw && (strcmp(c->kw, "additionalProperties") == 0 || strcmp(c->kw, "unevaluatedProperties") == 0)) {
