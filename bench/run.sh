@@ -93,6 +93,9 @@ cmd_for() { # CLIENT -> the command line, in the array `cmd`
     favcrm_lua54)  cmd=(env LUA_CPATH="$top/build/5.4/?.so;;" lua5.4 bench/favcrm.lua) ;;
     favcrm_luajit) cmd=(env LUA_CPATH="$top/build/luajit/?.so;;" luajit bench/favcrm.lua) ;;
     ts_sdk)        cmd=(node bench/ts_sdk.mjs) ;;
+    # favcrm_lua54_2026 / favcrm_luajit_2026 (a 2026-07-28 stateless server:
+    # no handshake, no session) go here once wip-era and wip-sandbox are on main
+    # (see bench/README.md, issue 20)
     *) die "unknown client $1" ;;
   esac
 }
