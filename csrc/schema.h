@@ -144,6 +144,7 @@ struct fav_node {
   int keys_k;             /* constant: array of the key names as Lua strings (by_key) */
   unsigned char by_key;   /* properties/required only: look the keys up, do not walk the instance */
   unsigned char leaf;     /* scalar keywords only (type, numbers, strings, scalar enum): fav_schema_leaf */
+  unsigned char obj_only; /* object keywords, nothing that tells an empty table from an object */
   uint32_t kmask;
   int *patre;
   fav_node **patnodes;

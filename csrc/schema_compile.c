@@ -31,8 +31,9 @@ uint32_t fav_schema_hash(const char *s, size_t n) {
   if (n >= 8) {
     memcpy(&a, s, 8);
     memcpy(&b, s + n - 8, 8);
-  } else {
-    memcpy(&a, s, n);
+  } else { /* a short name: bytes by hand (memcpy of a variable length is a call) */
+    size_t i;
+    for (i = 0; i < n; i++) a |= (uint64_t)(unsigned char)s[i] << (8 * i);
   }
   h = (a ^ (b * 0x9E3779B97F4A7C15ull) ^ (uint64_t)n) * 0xFF51AFD7ED558CCDull;
   return (uint32_t)(h >> 32);
@@ -1053,6 +1054,7 @@ static void fav_build_applicators(fav_build *b) {
   if (n->nallof || n->nanyof || n->noneof || n->not_ || n->if_) n->cat |= CAT_APP;
   n->needs_kind = (n->types & (FT_ARR | FT_OBJ)) != 0 || (n->cat & (CAT_ARR | CAT_OBJ)) != 0 || n->uitems ||
                   n->uprops;
+  n->obj_only = !(n->types & FT_ARR) && !(n->cat & CAT_ARR) && !n->uitems && (n->cat & CAT_OBJ);
   n->leaf = !n->ref && !n->dynref && !(n->cat & ~(CAT_NUM | CAT_STR)) && !n->const_k && !n->uprops && !n->uitems &&
             (!n->enum_k || n->enumset_k) && !(n->numkw & NK_MULT);
   lua_settop(L, top);

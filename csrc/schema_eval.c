@@ -217,7 +217,12 @@ static unsigned fav_schema_jtype(lua_State *L, int idx, size_t *count, int need_
       return (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
     }
     case LUA_TSTRING: return FT_STR;
-    case LUA_TTABLE: return need_kind ? fav_schema_kind(L, idx, count) : FT_TAB;
+    case LUA_TTABLE:
+      /* nothing in the node tells an empty table from an object, and it has
+       * no item at 1: an object (its keys are walked or looked up later),
+       * without the lua_next of fav_schema_kind */
+      if (need_kind == 2 && lua_rawlen(L, idx) == 0) return FT_OBJ;
+      return need_kind ? fav_schema_kind(L, idx, count) : FT_TAB;
     case LUA_TLIGHTUSERDATA: return lua_touserdata(L, idx) == NULL ? FT_NULL : FT_BAD;
     default: return FT_BAD;
   }
@@ -287,12 +292,17 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx) {
     case LUA_TBOOLEAN: t = FT_BOOL; break;
     case LUA_TSTRING: t = FT_STR; break;
     case LUA_TNUMBER: {
-      lua_Number x = lua_tonumber(L, idx);
+      lua_Number x;
 #if LUA_VERSION_NUM >= 503
-      if (lua_isinteger(L, idx)) t = FT_INT | FT_NUM;
-      else
+      if (lua_isinteger(L, idx)) {
+        t = FT_INT | FT_NUM;
+        x = (lua_Number)lua_tointeger(L, idx);
+      } else
 #endif
+      {
+        x = lua_tonumber(L, idx);
         t = (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+      }
       if (c->cat & CAT_NUM) {
         double d = (double)x;
         if ((c->numkw & NK_MIN) && d < c->minimum) return 0;
@@ -1077,7 +1087,7 @@ int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
     v->scope[v->nscope++] = n->res;
     pushed = 1;
   }
-  t = fav_schema_jtype(L, idx, &count, n->needs_kind);
+  t = fav_schema_jtype(L, idx, &count, n->needs_kind ? (n->obj_only ? 2 : 1) : 0);
   if (t & FT_BAD) {
     fav_schema_fail(v, n, "type", NULL, 0, "is a Lua %s, not a JSON value", luaL_typename(L, idx));
     ok = 0;
