@@ -65,7 +65,7 @@ end
 -- benchmark table (between the bench:begin and bench:end comments) from
 -- RESULTS_JSON's targets, so the README quotes one `make bench` run.
 if arg[1] == "--readme" then
-  local results = cjson.decode(assert(slurp(arg[2]), "cannot read " .. tostring(arg[2])))
+  local results = cjson.decode((assert(slurp(arg[2]), "cannot read " .. tostring(arg[2]))))
   local readme = assert(slurp(arg[3]), "cannot read " .. tostring(arg[3]))
   local by = {}
   for _, t in ipairs(results.targets or {}) do by[t.name] = t end
@@ -87,11 +87,12 @@ if arg[1] == "--readme" then
     { "peak RSS vs the C program", "rss_vs_c", 2 },
   }
   local m = results.meta or {}
+  local function int(x) return type(x) == "number" and string.format("%d", x) or "?" end
   local out = {
     string.format("On %s, on a %s-core %s, load average %s before and %s after, median of %s rounds of %s",
-      (m.date or "?"):sub(1, 10), tostring(m.cores or "?"), m.cpu or "?", m.loadavg_before or "?",
-      m.loadavg_after or "?", tostring(m.rounds or "?"), tostring(m.n or "?")),
-    "sequential `list_services` (instructions: one callgrind run of " .. tostring(m.instr_n or "?")
+      (m.date or "?"):sub(1, 10), int(m.cores), m.cpu or "?", m.loadavg_before or "?",
+      m.loadavg_after or "?", int(m.rounds), int(m.n)),
+    "sequential `list_services` (instructions: one callgrind run of " .. int(m.instr_n)
       .. " calls each):",
     "",
     "| ratio (same run) | Lua 5.4 | LuaJIT | goal |",
