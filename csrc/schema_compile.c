@@ -137,6 +137,7 @@ static void fav_schema_freenode(fav_node *n) {
     for (i = 0; i < n->nkeys; i++) free(n->keys[i].name);
   free(n->keys);
   free(n->ktab);
+  free(n->ptab);
   free(n->patre);
   free(n->patnodes);
   if (n->req)
@@ -1004,20 +1005,29 @@ static void fav_build_object_tail(fav_build *b) {
    * each one up instead of walking every key of the instance with
    * lua_next, as ajv does. Not when a name reads as a number (the instance
    * may hold it under a number key) or required has more than 64 names. */
-  if (n->nkeys > 0 && !n->npat && !n->addl && !n->pnames && !n->minprops && n->maxprops == (size_t)-1 &&
-      !n->uprops && (n->nreq == 0 || n->req_hashed)) {
+  if (n->nkeys > 0) {
     int i, numeric = 0;
+    uint32_t size = 4;
     lua_createtable(L, n->nkeys, 0);
     for (i = 0; i < n->nkeys; i++) {
       lua_pushlstring(L, n->keys[i].name, n->keys[i].len);
       if (lua_isnumber(L, -1)) numeric = 1; /* a string that converts */
+      n->keys[i].lstr = lua_tostring(L, -1);
       lua_rawseti(L, -2, i + 1);
     }
-    if (!numeric) {
-      n->keys_k = fav_schema_const(c);
-      n->by_key = 1;
-    }
+    n->keys_k = fav_schema_const(c); /* anchors the strings behind lstr */
     lua_pop(L, 1);
+    while (size < (uint32_t)n->nkeys * 2) size <<= 1;
+    n->ptab = (int *)fav_schema_alloc(L, size, sizeof(int));
+    n->pmask = size - 1;
+    for (i = 0; i < n->nkeys; i++) {
+      uint32_t h = fav_schema_ptrhash(n->keys[i].lstr) & n->pmask;
+      while (n->ptab[h]) h = (h + 1) & n->pmask;
+      n->ptab[h] = i + 1;
+    }
+    if (!numeric && !n->npat && !n->addl && !n->pnames && !n->minprops && n->maxprops == (size_t)-1 &&
+        !n->uprops && (n->nreq == 0 || n->req_hashed))
+      n->by_key = 1;
   }
   if (n->nkeys || n->npat || n->addl || n->pnames || n->minprops || n->maxprops != (size_t)-1 || n->nreq ||
       n->ndepreq || n->ndepsch)

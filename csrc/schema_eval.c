@@ -705,6 +705,17 @@ static const fav_pent *fav_schema_lookup(const fav_node *n, const char *k, size_
   return NULL;
 }
 
+/* The key whose anchored Lua string is k itself (see fav_pent.lstr). */
+static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const char *k) {
+  uint32_t i = fav_schema_ptrhash(k) & n->pmask;
+  int e;
+  while ((e = n->ptab[i]) != 0) {
+    if (n->keys[e - 1].lstr == k) return &n->keys[e - 1];
+    i = (i + 1) & n->pmask;
+  }
+  return NULL;
+}
+
 static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la) {
   lua_State *L = v->L;
   uint64_t seen = 0;
@@ -746,7 +757,10 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
       }
       nkeys++;
       if (n->ktab) {
-        const fav_pent *p = fav_schema_lookup(n, k, kl);
+        /* a short string key equal to a name is that name's interned string:
+         * a pointer comparison; anything else the general way */
+        const fav_pent *p = kt == LUA_TSTRING ? fav_schema_lookup_ptr(n, k) : NULL;
+        if (!p && (kt != LUA_TSTRING || kl > FAV_SHORTSTR)) p = fav_schema_lookup(n, k, kl);
         if (p) {
           if (p->req >= 0) seen |= (uint64_t)1 << p->req;
           if (p->node) {
