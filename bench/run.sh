@@ -14,8 +14,11 @@
 #
 # --smoke: one round of a few hundred calls, written under build/bench/ only;
 # fails on errors, never on slowness.
+# Then, once, each of libcurl_c and favcrm_* under callgrind with N and 0
+# calls: instructions per call (instr_per_call), which load cannot move.
 # Knobs (environment): BENCH_ROUNDS, BENCH_N, BENCH_WARMUP, BENCH_MANY_N,
-# BENCH_CEILING_N, BENCH_SCHEMA_SECS, BENCH_CLIENTS (space-separated subset).
+# BENCH_CEILING_N, BENCH_SCHEMA_SECS, BENCH_CLIENTS (space-separated subset),
+# BENCH_INSTR=0 (no callgrind runs), BENCH_INSTR_N.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -90,6 +93,9 @@ cmd_for() { # CLIENT -> the command line, in the array `cmd`
     favcrm_lua54)  cmd=(env LUA_CPATH="$top/build/5.4/?.so;;" lua5.4 bench/favcrm.lua) ;;
     favcrm_luajit) cmd=(env LUA_CPATH="$top/build/luajit/?.so;;" luajit bench/favcrm.lua) ;;
     ts_sdk)        cmd=(node bench/ts_sdk.mjs) ;;
+    # favcrm_lua54_2026 / favcrm_luajit_2026 (a 2026-07-28 stateless server:
+    # no handshake, no session) go here once wip-era and wip-sandbox are on main
+    # (see bench/README.md, issue 20)
     *) die "unknown client $1" ;;
   esac
 }
@@ -141,6 +147,49 @@ for r in $(seq 1 "$rounds"); do
 done
 echo "bench: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# ---- instructions per call (callgrind) --------------------------------------
+# A figure a busy machine cannot move: each client under valgrind's
+# callgrind, with N calls and with 0 calls (same start-up and warm-up); the
+# difference divided by N is what one sequential call costs in instructions
+# (libcurl, the Lua VM, cjson, favcrm's C, malloc: the whole process).
+# BENCH_INSTR=0 skips it; BENCH_INSTR_N calls (300; 50 for --smoke).
+instr_n=${BENCH_INSTR_N:-300}
+[ $smoke = 1 ] && instr_n=${BENCH_INSTR_N:-50}
+instr_clients=""
+for c in $clients; do
+  case "$c" in libcurl_c|favcrm_*) instr_clients="$instr_clients $c" ;; esac
+done
+if [ "${BENCH_INSTR:-1}" != 0 ] && [ -n "$instr_clients" ]; then
+  if command -v valgrind >/dev/null 2>&1; then
+    printf 'bench: instructions per call (callgrind, %d calls):' "$instr_n"
+    instr_of() { # CLIENT N -> the instruction count of one run, on stdout
+      local cmd out
+      cmd_for "$1"
+      if [ "${cmd[0]}" = env ]; then
+        out=$(env "${cmd[1]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "${cmd[@]:2}" \
+          seq "$2" "$warm" 2>&1 >/dev/null)
+      else
+        out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "${cmd[@]}" seq "$2" "$warm" 2>&1 >/dev/null)
+      fi
+      printf '%s\n' "$out" | sed -n 's/.*Collected : \([0-9][0-9]*\).*/\1/p' | tail -1
+    }
+    for c in $instr_clients; do
+      printf ' %s' "$c"
+      i_n=$(instr_of "$c" "$instr_n")
+      i_0=$(instr_of "$c" 0)
+      if [ -z "$i_n" ] || [ -z "$i_0" ]; then
+        echo
+        die "callgrind run of $c failed"
+      fi
+      printf '{"round":1,"client":"%s","kind":"instr","res":{"n":%d,"instr_n":%s,"instr_0":%s}}\n' \
+        "$c" "$instr_n" "$i_n" "$i_0" >> "$raw"
+    done
+    echo
+  else
+    echo "bench: no valgrind, so no instr_per_call (bash .ci/deps.sh checks installs it)" >&2
+  fi
+fi
+
 # ---- schema (bench/schema_bench.sh belongs to the schema engineer) ----------
 schema_out="$tmp/schema.txt"
 : > "$schema_out"
@@ -166,8 +215,8 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   printf '"node":"%s",' "$(node -v)"
   printf '"libcurl":"%s",' "$(curl-config --version 2>/dev/null || pkg-config --modversion libcurl)"
   printf '"mcp_sdk":"%s",' "$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' sandbox/node_modules/@modelcontextprotocol/sdk/package.json | head -1)"
-  printf '"rounds":%d,"n":%d,"warmup":%d,"many_n":%d,"ceiling_n":%d,"smoke":%s,' \
-    "$rounds" "$n" "$warm" "$many_n" "$ceil_n" "$([ $smoke = 1 ] && echo true || echo false)"
+  printf '"rounds":%d,"n":%d,"warmup":%d,"many_n":%d,"ceiling_n":%d,"instr_n":%d,"smoke":%s,' \
+    "$rounds" "$n" "$warm" "$many_n" "$ceil_n" "$instr_n" "$([ $smoke = 1 ] && echo true || echo false)"
   printf '"loadavg_before":"%s","loadavg_after":"%s"}\n' "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$meta"
 
@@ -178,3 +227,7 @@ cp "$raw" "build/bench/${tag}raw.jsonl"
 cp "$meta" "build/bench/${tag}meta.json"
 cp "$schema_out" "build/bench/${tag}schema.txt"
 LUA_CPATH="$top/build/5.4/?.so;;" lua5.4 bench/report.lua "$raw" "$meta" "$schema_out" "$out_json" "$out_png"
+# README's benchmark table quotes this run (not a smoke run)
+if [ $smoke = 0 ]; then
+  LUA_CPATH="$top/build/5.4/?.so;;" lua5.4 bench/report.lua --readme "$out_json" README.md
+fi

@@ -324,7 +324,10 @@ static void transfer_free(fav_http *h, transfer *t) {
   if (t->easy) {
     curl_multi_remove_handle(h->multi, t->easy);
     if (h->nidle < FAV_IDLE_EASY && !h->closed) {
-      curl_easy_reset(t->easy);
+      /* kept as it is, not curl_easy_reset: a reset frees and later
+       * reallocates (and our allocator wipes) libcurl's per-handle buffers
+       * on every request. fav_http_start sets every option a request uses,
+       * the ones it does not need back to their defaults. */
       h->idle[h->nidle++] = t->easy;
     } else {
       curl_easy_cleanup(t->easy);
@@ -634,9 +637,9 @@ static int fav_http_start(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   if (h->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
-  if (h->user_agent) curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent); /* NULL: none */
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
-  if (timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->hdrs);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -647,14 +650,16 @@ static int fav_http_start(lua_State *L) {
     t->body = dupmem(body ? body : "", blen);
     if (!t->body) { err = "out of memory"; goto fail; }
     t->body_len = blen;
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-  } else if (strcmp(method, "GET") == 0) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   } else {
+    /* a reused handle may hold a POST's fields: cleared */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") == 0 ? (char *)NULL : "DELETE");
   }
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK) { err = "curl_multi_add_handle failed"; goto fail; }
   lua_pushinteger(L, (lua_Integer)t->id);

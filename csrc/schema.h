@@ -100,6 +100,9 @@ typedef struct fav_pent { /* a property name the node knows */
   uint32_t h;
   fav_node *node; /* properties[name], or NULL */
   int req;        /* bit in the required set, or -1 */
+  const char *lstr; /* the bytes of the same name as a Lua string anchored in
+                     * the validator's constants: short strings are interned,
+                     * so an equal short key has this very pointer */
 } fav_pent;
 
 typedef struct fav_dep { /* dependentRequired / dependentSchemas entry */
@@ -141,6 +144,12 @@ struct fav_node {
   size_t mincontains, maxcontains, minitems, maxitems;
   fav_pent *keys;
   int nkeys, *ktab;
+  int keys_k;             /* constant: array of the key names as Lua strings */
+  int *ptab;              /* keys by lstr pointer (open addressing, 1-based), pmask + 1 slots */
+  uint32_t pmask;
+  unsigned char by_key;   /* properties/required only: look the keys up, do not walk the instance */
+  unsigned char leaf;     /* scalar keywords only (type, numbers, strings, scalar enum): fav_schema_leaf */
+  unsigned char obj_only; /* object keywords, nothing that tells an empty table from an object */
   uint32_t kmask;
   int *patre;
   fav_node **patnodes;
@@ -235,6 +244,14 @@ static inline int fav_fmt_isalpha(int c) { return (c >= 'a' && c <= 'z') || (c >
 static inline int fav_fmt_isalnum(int c) { return fav_fmt_isdigit(c) || fav_fmt_isalpha(c); }
 static inline int fav_fmt_ishex(int c) {
   return fav_fmt_isdigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Lua interns every string of at most this many bytes (LUAI_MAXSHORTLEN on
+ * 5.2-5.4; 5.1 and LuaJIT intern them all): two equal ones are one object. */
+#define FAV_SHORTSTR 40
+
+static inline uint32_t fav_schema_ptrhash(const char *p) {
+  return (uint32_t)((((uintptr_t)p) >> 3) * 2654435761u);
 }
 
 /* Shared between the units; the contract of each is above its definition. */

@@ -31,8 +31,9 @@ uint32_t fav_schema_hash(const char *s, size_t n) {
   if (n >= 8) {
     memcpy(&a, s, 8);
     memcpy(&b, s + n - 8, 8);
-  } else {
-    memcpy(&a, s, n);
+  } else { /* a short name: bytes by hand (memcpy of a variable length is a call) */
+    size_t i;
+    for (i = 0; i < n; i++) a |= (uint64_t)(unsigned char)s[i] << (8 * i);
   }
   h = (a ^ (b * 0x9E3779B97F4A7C15ull) ^ (uint64_t)n) * 0xFF51AFD7ED558CCDull;
   return (uint32_t)(h >> 32);
@@ -136,6 +137,7 @@ static void fav_schema_freenode(fav_node *n) {
     for (i = 0; i < n->nkeys; i++) free(n->keys[i].name);
   free(n->keys);
   free(n->ktab);
+  free(n->ptab);
   free(n->patre);
   free(n->patnodes);
   if (n->req)
@@ -999,6 +1001,34 @@ static void fav_build_object_tail(fav_build *b) {
   }
   n->obj_iter = n->nkeys > 0 || n->npat || n->addl || n->pnames || n->minprops || n->maxprops != (size_t)-1;
   n->req_hashed = n->obj_iter && n->nreq > 0 && n->nreq <= 64;
+  /* Only named keys matter (properties, required): validation can look
+   * each one up instead of walking every key of the instance with
+   * lua_next, as ajv does. Not when a name reads as a number (the instance
+   * may hold it under a number key) or required has more than 64 names. */
+  if (n->nkeys > 0) {
+    int i, numeric = 0;
+    uint32_t size = 4;
+    lua_createtable(L, n->nkeys, 0);
+    for (i = 0; i < n->nkeys; i++) {
+      lua_pushlstring(L, n->keys[i].name, n->keys[i].len);
+      if (lua_isnumber(L, -1)) numeric = 1; /* a string that converts */
+      n->keys[i].lstr = lua_tostring(L, -1);
+      lua_rawseti(L, -2, i + 1);
+    }
+    n->keys_k = fav_schema_const(c); /* anchors the strings behind lstr */
+    lua_pop(L, 1);
+    while (size < (uint32_t)n->nkeys * 2) size <<= 1;
+    n->ptab = (int *)fav_schema_alloc(L, size, sizeof(int));
+    n->pmask = size - 1;
+    for (i = 0; i < n->nkeys; i++) {
+      uint32_t h = fav_schema_ptrhash(n->keys[i].lstr) & n->pmask;
+      while (n->ptab[h]) h = (h + 1) & n->pmask;
+      n->ptab[h] = i + 1;
+    }
+    if (!numeric && !n->npat && !n->addl && !n->pnames && !n->minprops && n->maxprops == (size_t)-1 &&
+        !n->uprops && (n->nreq == 0 || n->req_hashed))
+      n->by_key = 1;
+  }
   if (n->nkeys || n->npat || n->addl || n->pnames || n->minprops || n->maxprops != (size_t)-1 || n->nreq ||
       n->ndepreq || n->ndepsch)
     n->cat |= CAT_OBJ;
@@ -1034,6 +1064,9 @@ static void fav_build_applicators(fav_build *b) {
   if (n->nallof || n->nanyof || n->noneof || n->not_ || n->if_) n->cat |= CAT_APP;
   n->needs_kind = (n->types & (FT_ARR | FT_OBJ)) != 0 || (n->cat & (CAT_ARR | CAT_OBJ)) != 0 || n->uitems ||
                   n->uprops;
+  n->obj_only = !(n->types & FT_ARR) && !(n->cat & CAT_ARR) && !n->uitems && (n->cat & CAT_OBJ);
+  n->leaf = !n->ref && !n->dynref && !(n->cat & ~(CAT_NUM | CAT_STR)) && !n->const_k && !n->uprops && !n->uitems &&
+            (!n->enum_k || n->enumset_k) && !(n->numkw & NK_MULT);
   lua_settop(L, top);
 }
 

@@ -8,11 +8,45 @@
 /* ------------------------------------------------------------------ */
 
 
+/* Writes the JSON Pointer of the current instance location into buf
+ * (NUL-terminated); returns its length, or (size_t)-1 when it does not fit. */
+static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
+  size_t o = 0;
+  int d;
+  for (d = 1; d <= v->depth; d++) {
+    const fav_seg *s = &v->path[d];
+    if (o + 1 >= cap) return (size_t)-1;
+    buf[o++] = '/';
+    if (s->s) {
+      size_t j;
+      for (j = 0; j < s->len; j++) {
+        char ch = s->s[j];
+        if (o + 3 >= cap) return (size_t)-1;
+        if (ch == '~') buf[o++] = '~', buf[o++] = '0';
+        else if (ch == '/') buf[o++] = '~', buf[o++] = '1';
+        else buf[o++] = ch;
+      }
+    } else {
+      int k = snprintf(buf + o, cap - o, "%ld", (long)s->i);
+      if (k < 0 || (size_t)k >= cap - o) return (size_t)-1;
+      o += (size_t)k;
+    }
+  }
+  buf[o] = '\0';
+  return o;
+}
+
 /* Pushes the JSON Pointer of the current instance location. */
 static void fav_schema_pushpath(fav_vs *v) {
+  char small[256];
+  size_t n = fav_schema_pathstr(v, small, sizeof small);
   luaL_Buffer b;
   int d;
-  luaL_buffinit(v->L, &b);
+  if (n != (size_t)-1) {
+    lua_pushlstring(v->L, small, n);
+    return;
+  }
+  luaL_buffinit(v->L, &b); /* a long path: the general way */
   for (d = 1; d <= v->depth; d++) {
     const fav_seg *s = &v->path[d];
     luaL_addchar(&b, '/');
@@ -32,47 +66,91 @@ static void fav_schema_pushpath(fav_vs *v) {
   luaL_pushresult(&b);
 }
 
-/* Records an error; the message text is at the top (popped). */
-static void fav_schema_record(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen) {
+/* Records an error with the reason text `why` (n bytes). Builds each
+ * string once, in C buffers where they fit (the first error of every
+ * invalid instance goes through here, so it is kept cheap). */
+static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
+                                const char *why, size_t wl) {
   lua_State *L = v->L;
-  int msg = lua_gettop(L);
+  int top = lua_gettop(L), rec;
+  char buf[512];
+  size_t pl, kl = strlen(kw), ll;
   if (lua_isnil(L, v->E)) {
-    lua_newtable(L);
+    lua_createtable(L, v->all ? 4 : 1, 0);
     lua_replace(L, v->E);
   }
-  lua_createtable(L, 0, 6);
-  fav_schema_pushpath(v);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "path");
-  if (lua_rawlen(L, -1) == 0) {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "/");
+  lua_createtable(L, 0, prop ? 6 : 5);
+  rec = lua_gettop(L);
+  pl = fav_schema_pathstr(v, buf, sizeof buf);
+  if (pl != (size_t)-1 && pl + 2 + wl < sizeof buf) {
+    lua_pushlstring(L, buf, pl);
+    lua_setfield(L, rec, "path");
+    if (pl == 0) buf[pl++] = '/';
+    buf[pl++] = ':';
+    buf[pl++] = ' ';
+    memcpy(buf + pl, why, wl);
+    lua_pushlstring(L, buf, pl + wl);
+  } else {
+    fav_schema_pushpath(v);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, rec, "path");
+    if (lua_rawlen(L, -1) == 0) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "/");
+    }
+    lua_pushliteral(L, ": ");
+    lua_pushlstring(L, why, wl);
+    lua_concat(L, 3);
   }
-  lua_pushliteral(L, ": ");
-  lua_pushvalue(L, msg);
-  lua_concat(L, 3);
-  lua_setfield(L, -2, "message");
-  lua_pushvalue(L, msg);
-  lua_setfield(L, -2, "reason");
-  lua_pushstring(L, kw);
-  lua_setfield(L, -2, "keyword");
-  if (n->boolean) lua_pushstring(L, n->loc);
-  else lua_pushfstring(L, "%s/%s", n->loc, kw);
-  lua_setfield(L, -2, "schema_path");
+  lua_setfield(L, rec, "message");
+  lua_pushlstring(L, why, wl);
+  lua_setfield(L, rec, "reason");
+  lua_pushstring(L, kw); /* a static string: Lua's string cache by address */
+  lua_setfield(L, rec, "keyword");
+  ll = strlen(n->loc);
+  if (n->boolean) {
+    lua_pushlstring(L, n->loc, ll);
+  } else if (ll + 1 + kl < sizeof buf) {
+    memcpy(buf, n->loc, ll);
+    buf[ll] = '/';
+    memcpy(buf + ll + 1, kw, kl);
+    lua_pushlstring(L, buf, ll + 1 + kl);
+  } else {
+    lua_pushfstring(L, "%s/%s", n->loc, kw);
+  }
+  lua_setfield(L, rec, "schema_path");
   if (prop) {
     lua_pushlstring(L, prop, plen);
-    lua_setfield(L, -2, "property");
+    lua_setfield(L, rec, "property");
   }
   lua_rawseti(L, v->E, ++v->nerr);
-  lua_settop(L, msg - 1);
+  lua_settop(L, top);
 }
 
-/* Records a validation error (not inside anyOf/oneOf/not/if probes). */
+/* Records an error; the message text is at the top (popped). */
+static void fav_schema_record(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen) {
+  size_t wl;
+  const char *why = lua_tolstring(v->L, -1, &wl);
+  fav_schema_record_s(v, n, kw, prop, plen, why, wl);
+  lua_pop(v->L, 1);
+}
+
+/* Records a validation error (not inside anyOf/oneOf/not/if probes). The
+ * format takes %s and %d only (as lua_pushfstring would). */
 static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
                             const char *fmt, ...) {
   va_list ap;
+  char why[512];
+  int k;
   if (v->quiet || v->fatal) return;
   va_start(ap, fmt);
+  k = vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  if (k >= 0 && (size_t)k < sizeof why) {
+    fav_schema_record_s(v, n, kw, prop, plen, why, (size_t)k);
+    return;
+  }
+  va_start(ap, fmt); /* longer than the buffer: the general way */
   lua_pushvfstring(v->L, fmt, ap);
   va_end(ap);
   fav_schema_record(v, n, kw, prop, plen);
@@ -139,7 +217,12 @@ static unsigned fav_schema_jtype(lua_State *L, int idx, size_t *count, int need_
       return (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
     }
     case LUA_TSTRING: return FT_STR;
-    case LUA_TTABLE: return need_kind ? fav_schema_kind(L, idx, count) : FT_TAB;
+    case LUA_TTABLE:
+      /* nothing in the node tells an empty table from an object, and it has
+       * no item at 1: an object (its keys are walked or looked up later),
+       * without the lua_next of fav_schema_kind */
+      if (need_kind == 2 && lua_rawlen(L, idx) == 0) return FT_OBJ;
+      return need_kind ? fav_schema_kind(L, idx, count) : FT_TAB;
     case LUA_TLIGHTUSERDATA: return lua_touserdata(L, idx) == NULL ? FT_NULL : FT_BAD;
     default: return FT_BAD;
   }
@@ -193,6 +276,77 @@ static void fav_schema_pushrepr(lua_State *L, int i) {
   }
 }
 
+static int fav_schema_late(fav_vs *v, const fav_node *n, unsigned every);
+static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n);
+
+/* The fast path for a leaf node (scalar keywords only, see fav_node.leaf)
+ * on the value at idx, with v->path already one level down: 1 when the
+ * value certainly passes, 0 when it may not and fav_schema_eval must
+ * decide (and build the errors), -1 when it fails only its pattern, which
+ * is then recorded here as fav_schema_eval would. Leaves the stack as found. */
+static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx) {
+  lua_State *L = v->L;
+  unsigned t;
+  if (v->deadline > 0 && fav_schema_late(v, c, c->pattern >= 0 ? 256 : 1)) return 0;
+  switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: t = FT_BOOL; break;
+    case LUA_TSTRING: t = FT_STR; break;
+    case LUA_TNUMBER: {
+      lua_Number x;
+#if LUA_VERSION_NUM >= 503
+      if (lua_isinteger(L, idx)) {
+        t = FT_INT | FT_NUM;
+        x = (lua_Number)lua_tointeger(L, idx);
+      } else
+#endif
+      {
+        x = lua_tonumber(L, idx);
+        t = (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+      }
+      if (c->cat & CAT_NUM) {
+        double d = (double)x;
+        if ((c->numkw & NK_MIN) && d < c->minimum) return 0;
+        if ((c->numkw & NK_MAX) && d > c->maximum) return 0;
+        if ((c->numkw & NK_XMIN) && d <= c->exmin) return 0;
+        if ((c->numkw & NK_XMAX) && d >= c->exmax) return 0;
+      }
+      break;
+    }
+    default: return 0; /* null, tables, non-JSON values: the general path */
+  }
+  if (c->types && !(c->types & t)) return 0;
+  if (t == FT_STR && (c->cat & CAT_STR)) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    int fmt = v->formats ? c->format : 0;
+    if (c->strutf || fmt) {
+      size_t cps = fav_schema_utf8len(s, len);
+      if (cps == (size_t)-1 || cps < c->minlen || cps > c->maxlen) return 0;
+    }
+    if (fmt && !fav_schema_format(v->P, fmt, s, len)) return 0;
+    if (c->pattern >= 0) { /* last: the dearest check */
+      int m = fav_schema_rematch(v, c->pattern, s, len);
+      if (m == 0 && !v->all && !c->enum_k) {
+        /* everything else passed, so the pattern error is the only one
+         * fav_schema_eval would record: record it rather than match twice */
+        fav_schema_fail(v, c, "pattern", NULL, 0, "does not match the pattern %s", v->P->re[c->pattern].src);
+        return -1;
+      }
+      if (m != 1) return 0;
+    }
+  }
+  if (c->enum_k) {
+    int found;
+    lua_rawgeti(L, v->K, c->enumset_k);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    found = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    if (!found) return 0;
+  }
+  return 1;
+}
+
 /* Evaluates child node c on the value at vi, one level down (key or index). */
 static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
                            lua_Integer i) {
@@ -206,6 +360,10 @@ static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int 
   v->path[v->depth].s = k;
   v->path[v->depth].len = kl;
   v->path[v->depth].i = i;
+  if (c->leaf && (r = fav_schema_leaf(v, c, vi)) != 0) {
+    v->depth--;
+    return r > 0;
+  }
   if (c->boolean == 2) {
     if (!v->quiet && !v->fatal) {
       if (k && c->kw && (strcmp(c->kw, "additionalProperties") == 0 || strcmp(c->kw, "unevaluatedProperties") == 0)) {
@@ -547,12 +705,41 @@ static const fav_pent *fav_schema_lookup(const fav_node *n, const char *k, size_
   return NULL;
 }
 
+/* The key whose anchored Lua string is k itself (see fav_pent.lstr). */
+static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const char *k) {
+  uint32_t i = fav_schema_ptrhash(k) & n->pmask;
+  int e;
+  while ((e = n->ptab[i]) != 0) {
+    if (n->keys[e - 1].lstr == k) return &n->keys[e - 1];
+    i = (i + 1) & n->pmask;
+  }
+  return NULL;
+}
+
 static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la) {
   lua_State *L = v->L;
   uint64_t seen = 0;
   size_t nkeys = 0;
   int ok = 1, r, i, top = lua_gettop(L);
-  if (!(t & FT_ARR) && n->obj_iter) {
+  if (!(t & FT_ARR) && n->by_key && !la && !v->all) {
+    /* only the named keys matter: one raw lookup each, in declared order */
+    int names;
+    lua_rawgeti(L, v->K, n->keys_k);
+    names = lua_gettop(L);
+    for (i = 0; i < n->nkeys; i++) {
+      const fav_pent *p = &n->keys[i];
+      lua_rawgeti(L, names, i + 1);
+      lua_rawget(L, idx);
+      if (!lua_isnil(L, -1)) {
+        if (p->req >= 0) seen |= (uint64_t)1 << p->req;
+        if (p->node) {
+          r = fav_schema_down(v, n, p->node, names + 1, p->name, p->len, 0);
+          if (!r) FAV_BAIL();
+        }
+      }
+      lua_settop(L, names);
+    }
+  } else if (!(t & FT_ARR) && n->obj_iter) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       int vi = lua_gettop(L), kt = lua_type(L, vi - 1), matched = 0;
@@ -570,7 +757,10 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
       }
       nkeys++;
       if (n->ktab) {
-        const fav_pent *p = fav_schema_lookup(n, k, kl);
+        /* a short string key equal to a name is that name's interned string:
+         * a pointer comparison; anything else the general way */
+        const fav_pent *p = kt == LUA_TSTRING ? fav_schema_lookup_ptr(n, k) : NULL;
+        if (!p && (kt != LUA_TSTRING || kl > FAV_SHORTSTR)) p = fav_schema_lookup(n, k, kl);
         if (p) {
           if (p->req >= 0) seen |= (uint64_t)1 << p->req;
           if (p->node) {
@@ -911,7 +1101,7 @@ int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
     v->scope[v->nscope++] = n->res;
     pushed = 1;
   }
-  t = fav_schema_jtype(L, idx, &count, n->needs_kind);
+  t = fav_schema_jtype(L, idx, &count, n->needs_kind ? (n->obj_only ? 2 : 1) : 0);
   if (t & FT_BAD) {
     fav_schema_fail(v, n, "type", NULL, 0, "is a Lua %s, not a JSON value", luaL_typename(L, idx));
     ok = 0;

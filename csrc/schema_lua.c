@@ -17,7 +17,15 @@ static fav_prog *fav_schema_check(lua_State *L) {
  * errors. opts.deadline: core.monotonic() seconds by which validation must
  * end; past it, one error with keyword "timeout". */
 static int fav_schema_validate_l(lua_State *L) {
-  fav_prog *P = fav_schema_check(L);
+  /* the metatable is upvalue 1: one comparison instead of luaL_checkudata's
+   * registry lookup by name on every call */
+  fav_prog *P = (fav_prog *)lua_touserdata(L, 1);
+  if (P == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1))) {
+    P = fav_schema_check(L); /* raises the usual message */
+  } else {
+    lua_pop(L, 1);
+    if (P->root == NULL) luaL_error(L, "attempt to use a closed or unfinished validator");
+  }
   fav_vs vs, *v = &vs; /* on the C stack: nothing to free if we raise */
   int ok;
   v->deadline = 0;
@@ -263,6 +271,15 @@ int fav_schema_open(lua_State *L) {
     {NULL, NULL}
   };
   fav_newclass(L, FAV_SCHEMA_MT, methods, meta, fav_schema_close_l);
+  /* validate and __call again, with the metatable as their upvalue */
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, fav_schema_validate_l, 1);
+  lua_setfield(L, -2, "validate");
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, fav_schema_validate_l, 1);
+  lua_setfield(L, -2, "__call");
   lua_pop(L, 1);
   lua_pushcfunction(L, fav_schema_compile_l);
   lua_setfield(L, -2, "schema_compile");

@@ -19,13 +19,15 @@ $(BENCH_DIR)/libcurl_c: bench/libcurl_c.c
 	$(BENCH_CC) $(BENCH_CFLAGS) $(CURL_CFLAGS) -o $@ $< $(CURL_LIBS)
 
 # Lua 5.4 and LuaJIT (the two favcrm columns), gnuplot for the chart (the
-# run goes on without it), the sandbox's npm packages (the TS SDK column)
+# run goes on without it), valgrind for instr_per_call (callgrind; likewise), the sandbox's npm packages (the TS SDK column)
 # and bench/'s own (ajv, for the schema rows; optional).
 bench-deps:
 	@bash .ci/deps.sh 5.4
 	@bash .ci/deps.sh luajit
 	@command -v gnuplot >/dev/null 2>&1 || bash .ci/deps.sh 5.4 gnuplot-nox || \
 	  echo "bench: no gnuplot, so no bench/results.png" >&2
+	@command -v valgrind >/dev/null 2>&1 || bash .ci/deps.sh 5.4 valgrind || \
+	  echo "bench: no valgrind, so no instr_per_call in bench/results.json" >&2
 	@bash .ci/sandbox-deps.sh
 	@if [ -f bench/package-lock.json ] && [ ! -d bench/node_modules/ajv ]; then \
 	  (cd bench && npm ci --no-audit --no-fund --loglevel=error >&2) || \
