@@ -228,8 +228,15 @@ describe("server requests inside a response stream", function()
     local c = client()
     local data, err = c:call("sandbox_elicit", { message = "Which plan?" })
     assert.is_nil(data)
-    assert.equal("tool_error", err.code)
-    assert.equal("elicitation_unsupported", err.server_code)
+    if c.session.era == "modern" then
+      -- 2026-07-28: MissingRequiredClientCapability (-32021), naming it
+      assert.equal("protocol", err.code)
+      assert.equal(-32021, err.rpc_code)
+      assert.same({ "elicitation" }, err.required_capabilities)
+    else
+      assert.equal("tool_error", err.code)
+      assert.equal("elicitation_unsupported", err.server_code)
+    end
     c:close()
   end)
 
