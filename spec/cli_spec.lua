@@ -549,6 +549,59 @@ describe("favcrm (the command-line program)", function()
       assert.equal(1, (run({ "login" }, { stdin = "" })))
       assert.equal(1, (run({ "login" }, { stdin = "\n" })))
     end)
+
+    it("refuses --no-browser without --oauth, and a key with --oauth (exit 1, nothing sent)", function()
+      local code, _, err = run({ "login", "--no-browser" })
+      assert.equal(1, code)
+      has(err, "--no-browser goes with --oauth")
+      code, _, err = run({ "login", "--oauth", "fav_mcp_notakey" })
+      assert.equal(1, code)
+      has(err, "takes no key")
+    end)
+
+    it("login --oauth --no-browser: an empty answer cancels (exit 2), nothing saved", function()
+      local url = sandbox.oauth_url()
+      sandbox.reset(url)
+      local code, out, err = run({ "login", "--oauth", "--no-browser" }, { url = url, stdin = "\n" })
+      assert.equal(2, code, err)
+      has(out, "/authorize?")
+      has(out, "redirect address> ")
+      has(err, "cancelled")
+      assert.is_nil(slurp(xdg .. "/favcrm/oauth-tokens.json") and
+        slurp(xdg .. "/favcrm/oauth-tokens.json"):find("fav_o", 1, true))
+      assert.equal(0, sandbox.control("GET", "/_sandbox/oauth", nil, url).tokens_issued)
+    end)
+
+    it("login --oauth --no-browser --json: the address and prompt on stderr, one document on stdout", function()
+      local url = sandbox.oauth_url()
+      sandbox.reset(url)
+      -- the answer is pasted once the address is known: a pipe, fed after the sandbox saw the authorization
+      local out, err, rc = tmpname("out"), tmpname("err"), tmpname("rc")
+      local cmd = "cd " .. q(os.getenv("PWD") or ".") .. " && FAVCRM_MCP_URL=" .. q(url) .. " XDG_CONFIG_HOME="
+        .. q(xdg) .. " " .. LUA .. " bin/favcrm --json login --oauth --no-browser >" .. q(out) .. " 2>" .. q(err)
+        .. "; echo $? >" .. q(rc)
+      local p = assert(io.popen("sh -c " .. q(cmd), "w"))
+      local auth_url
+      for _ = 1, 150 do
+        auth_url = (slurp(err) or ""):match("(http://127%.0%.0%.1:%d+/authorize%?%S+)")
+        if auth_url and (slurp(err) or ""):find("redirect address> ", 1, true) then break end
+        os.execute("sleep 0.1")
+      end
+      assert.is_string(auth_url, slurp(err))
+      local _, status, h = require("socket.http").request({ url = auth_url, redirect = false })
+      assert.equal(302, status)
+      p:write(h.location, "\n")
+      p:close()
+      assert.equal(0, tonumber(slurp(rc)), slurp(err))
+      local doc = cjson.decode(slurp(out))
+      assert.equal("oauth", doc.authMethod)
+      assert.equal("oauth-owner@example.com", doc.email)
+      assert.is_string(doc.tokenExpiresAt)
+      for _, secret in ipairs(sandbox.oauth_secrets(url)) do
+        no_key(secret, slurp(out), slurp(err))
+      end
+      assert.equal(0, (run({ "logout" }, { url = url })))
+    end)
   end)
 
   describe("team invite accept", function()

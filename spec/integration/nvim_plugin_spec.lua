@@ -174,6 +174,12 @@ describe("the Neovim plugin", function()
       assert.is_true(r.login.ok, text(r.login.lines) .. "\n" .. tostring(r.messages))
       assert.is_true(r.shown_url)
       assert.same({ "Redirect address: " }, r.prompts)
+      -- the editor ran on while the sign-in waited (an answer 300 ms late, the network)
+      local lt = r.login_timer
+      assert.is_true(lt.ticks >= lt.elapsed_ms / 10 / 4, "ticks: " .. lt.ticks .. " in " .. lt.elapsed_ms .. " ms")
+      assert.is_true(lt.max_gap_ms < 250, "longest gap: " .. lt.max_gap_ms .. " ms")
+      print(string.format("[nvim login: %d ticks of a 10 ms timer in %.0f ms, longest gap %.1f ms]",
+        lt.ticks, lt.elapsed_ms, lt.max_gap_ms))
       assert.is_true(has_line(r.login.lines, "Logged in with OAuth as oauth-owner@example.com"), text(r.login.lines))
       assert.equal("favcrm://login", r.login.name)
       assert.equal("rw-------", r.file_mode)

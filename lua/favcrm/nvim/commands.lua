@@ -2,7 +2,7 @@
 -- defines the command and calls M.run). Every network step runs through
 -- favcrm.nvim, so the editor never waits; results go to a scratch buffer
 -- (`favcrm://doctor`, `favcrm://tools`, `favcrm://call`, `favcrm://signup`,
--- `favcrm://login`). `:FavCRM login` is the one blocking call (see M.login).
+-- `favcrm://login`).
 -- When a subcommand is over, `User FavCRMDone` fires and M.last says how
 -- it went ({command =, ok =, buf =}).
 local fnvim = require("favcrm.nvim")
@@ -184,29 +184,36 @@ function M.call(tool, json_text)
 end
 
 -- Shows the authorization URL (vim.ui.open where Neovim has it, 0.10+;
--- always in favcrm://login and a message) and asks for the address the
--- browser was sent to with vim.ui.input. The wait is vim.wait on the
--- answer, so an asynchronous vim.ui.input (dressing.nvim, ...) works too
--- and the editor keeps running meanwhile. nil when the person cancels.
+-- always in favcrm://login) and asks for the address the browser was sent
+-- to with vim.ui.input, on the main loop (vim.schedule: the call runs in a
+-- favcrm.nvim handle, driven from libuv callbacks). Meanwhile authorize
+-- yields (the OAuth library resumes it every 50 ms, the editor and other
+-- calls run), so an asynchronous vim.ui.input (dressing.nvim, ...) works
+-- too. nil when the person cancels or lets login.WAIT seconds pass.
 local function authorize_with(lines)
   return function(auth_url)
-    local opened = false
-    if vim.ui.open then opened = pcall(vim.ui.open, auth_url) end
-    lines[#lines + 1] = (opened and "Your browser was opened; if it did not open, visit:"
-      or "Open this address in a browser (on any machine) and sign in to FavCRM:")
-    lines[#lines + 1] = "  " .. auth_url
-    lines[#lines + 1] = ""
-    lines[#lines + 1] = "The browser is then sent to " .. require("favcrm.login").PASTE_REDIRECT
-      .. "?code=... (the page may not load: that is expected)."
-    lines[#lines + 1] = "Copy that whole address from the address bar and paste it at the prompt."
-    M.show("login", lines)
-    vim.cmd("redraw")
     local answered, value = false, nil
-    vim.ui.input({ prompt = "Redirect address: " }, function(text)
-      answered, value = true, text
+    vim.schedule(function()
+      local opened = false
+      if vim.ui.open then opened = pcall(vim.ui.open, auth_url) end
+      lines[#lines + 1] = (opened and "Your browser was opened; if it did not open, visit:"
+        or "Open this address in a browser (on any machine) and sign in to FavCRM:")
+      lines[#lines + 1] = "  " .. auth_url
+      lines[#lines + 1] = ""
+      lines[#lines + 1] = "The browser is then sent to " .. require("favcrm.login").PASTE_REDIRECT
+        .. "?code=... (the page may not load: that is expected)."
+      lines[#lines + 1] = "Copy that whole address from the address bar and paste it at the prompt."
+      M.show("login", lines)
+      vim.cmd("redraw")
+      vim.ui.input({ prompt = "Redirect address: " }, function(text)
+        answered, value = true, text
+      end)
     end)
-    if not answered then
-      vim.wait(require("favcrm.login").WAIT * 1000, function() return answered end, 50)
+    local core = require("favcrm.core")
+    local deadline = core.monotonic() + require("favcrm.login").WAIT
+    local co = coroutine.running()
+    while not answered and core.monotonic() < deadline do
+      if co then coroutine.yield() else vim.wait(50, function() return answered end, 10) end
     end
     if type(value) ~= "string" or not value:match("%S") then return nil end
     return (value:gsub("^%s+", ""):gsub("%s+$", ""))
@@ -216,8 +223,8 @@ end
 --- :FavCRM login: signs in with OAuth 2.1 in the browser (PKCE; the
 -- redirect pasted through vim.ui.input, so it works on headless machines and
 -- over ssh) and keeps the tokens in the config folder (favcrm.login), where
--- `favcrm` in a terminal finds them too. The sign-in is one blocking call
--- whose waits for the person are vim.wait (the editor keeps running).
+-- `favcrm` in a terminal finds them too. Runs as a favcrm.nvim handle: the
+-- editor never waits, neither for the network nor for the person.
 function M.login()
   local login = require("favcrm.login")
   local url = endpoint_url()
@@ -237,27 +244,33 @@ function M.login()
     notify(msg, vim.log.levels.ERROR)
     return finished("login", false)
   end
-  local who, err = c:call("list_my_companies", {})
-  c:close()
-  if who == nil then
-    local msg = err and err.code == "cancelled" and "the sign-in was cancelled; nothing was saved" or tostring(err)
+  -- a new sign-in, not the grant stored before (:FavCRM logout revokes that one)
+  login.forget(url)
+  M.pending = fnvim.run(c, function(cl) return cl:call("list_my_companies", {}) end, function(who, err)
+    M.pending = nil
+    c:close()
+    if who == nil then
+      local msg = err and err.code == "cancelled" and "the sign-in was cancelled; nothing was saved"
+        or tostring(err)
+      lines[#lines + 1] = ""
+      for _, l in ipairs(error_lines(err)) do lines[#lines + 1] = l end
+      notify("login: " .. msg, vim.log.levels.ERROR)
+      return finished("login", false, M.show("login", lines))
+    end
+    M.reset()
+    local comp = type(who.companies) == "table" and who.companies[1] or {}
+    local e = login.entry(url)
+    local facts = e and login.facts(e) or {}
     lines[#lines + 1] = ""
-    for _, l in ipairs(error_lines(err)) do lines[#lines + 1] = l end
-    notify("login: " .. msg, vim.log.levels.ERROR)
-    return finished("login", false, M.show("login", lines))
-  end
-  M.reset()
-  local comp = type(who.companies) == "table" and who.companies[1] or {}
-  local e = login.entry(url)
-  local facts = e and login.facts(e) or {}
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = "Logged in with OAuth as " .. tostring(who.email) .. " (" .. tostring(comp.name) .. ")."
-  lines[#lines + 1] = e and ("The tokens are saved to " .. tostring(login.path()) .. " (refreshed as needed).")
-    or "The tokens were not saved."
-  if facts.expires_at then lines[#lines + 1] = "Access token expires " .. login.iso(facts.expires_at) .. "." end
-  if facts.scopes then lines[#lines + 1] = "Scopes: " .. facts.scopes end
-  notify("logged in with OAuth as " .. tostring(who.email))
-  finished("login", true, M.show("login", lines))
+    lines[#lines + 1] = "Logged in with OAuth as " .. tostring(who.email) .. " (" .. tostring(comp.name) .. ")."
+    lines[#lines + 1] = e and ("The tokens are saved to " .. tostring(login.path()) .. " (refreshed as needed).")
+      or "The tokens were not saved."
+    if facts.expires_at then lines[#lines + 1] = "Access token expires " .. login.iso(facts.expires_at) .. "." end
+    if facts.scopes then lines[#lines + 1] = "Scopes: " .. facts.scopes end
+    notify("logged in with OAuth as " .. tostring(who.email))
+    finished("login", true, M.show("login", lines))
+  end)
+  return M.pending
 end
 
 --- :FavCRM logout: revokes and removes the OAuth grant saved for the
