@@ -4,6 +4,9 @@
 --   lua5.4 bench/favcrm.lua many N WARMUP CONC     client:call_many, CONC in flight
 --
 -- Environment: FAVCRM_BENCH_URL, FAVCRM_BENCH_KEY (never argv), BENCH_T0_NS
+-- FAVCRM_BENCH_ERA=2026: the client pinned to MCP 2026-07-28 against the
+-- 2026-only sandbox of FAVCRM_BENCH_URL_2026 and FAVCRM_BENCH_KEY_2026 (the
+-- entries favcrm_lua54_2026, favcrm_luajit_2026); else pinned to 2025-11-25
 -- (CLOCK_MONOTONIC at spawn, from runstat). Prints one JSON line, the same
 -- shape as bench/libcurl_c.c. "many" prints {"skipped": "..."} when the
 -- client has no call_many yet.
@@ -15,21 +18,25 @@ local mode, n, warm, conc = arg[1] or "seq", tonumber(arg[2] or 2000), tonumber(
 local now = core.monotonic
 local t0 = tonumber(os.getenv("BENCH_T0_NS") or "")
 t0 = t0 and t0 / 1e9 or now()
-local name = (jit and "favcrm_luajit" or "favcrm_lua54")
+local modern = os.getenv("FAVCRM_BENCH_ERA") == "2026"
+local name = (jit and "favcrm_luajit" or "favcrm_lua54") .. (modern and "_2026" or "")
 
 local function die(msg)
   io.stderr:write("bench/favcrm.lua: ", tostring(msg), "\n")
   os.exit(1)
 end
 
-local url, key = os.getenv("FAVCRM_BENCH_URL"), os.getenv("FAVCRM_BENCH_KEY")
-if not url or not key then die("FAVCRM_BENCH_URL and FAVCRM_BENCH_KEY must be set") end
+local suffix = modern and "_2026" or ""
+local url, key = os.getenv("FAVCRM_BENCH_URL" .. suffix), os.getenv("FAVCRM_BENCH_KEY" .. suffix)
+if not url or not key then
+  die("FAVCRM_BENCH_URL" .. suffix .. " and FAVCRM_BENCH_KEY" .. suffix .. " must be set")
+end
 
 -- BENCH_GC=stop|generational|incremental: a profiling knob (never set by run.sh)
 local gc = os.getenv("BENCH_GC")
 if gc and gc ~= "" then collectgarbage(gc) end
 
-local c = favcrm.new({ url = url, api_key = key })
+local c = favcrm.new({ url = url, api_key = key, protocol = modern and "2026-07-28" or "2025-11-25" })
 
 local function one()
   local payload, err = c:call("list_services")

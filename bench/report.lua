@@ -124,10 +124,12 @@ if arg[1] == "--readme" then
   return
 end
 
-local CLIENTS = { "libcurl_c", "favcrm_lua54", "favcrm_luajit", "ts_sdk" }
+local CLIENTS = { "libcurl_c", "favcrm_lua54", "favcrm_luajit", "favcrm_lua54_2026", "favcrm_luajit_2026",
+  "ts_sdk" }
 local LABEL = {
   libcurl_c = "libcurl C (floor)", favcrm_lua54 = "favcrm Lua 5.4",
   favcrm_luajit = "favcrm LuaJIT", ts_sdk = "TS SDK (node)",
+  favcrm_lua54_2026 = "favcrm Lua 5.4, MCP 2026", favcrm_luajit_2026 = "favcrm LuaJIT, MCP 2026",
 }
 
 -- ---- statistics --------------------------------------------------------------
@@ -296,8 +298,8 @@ end
 -- Goals: issue 9's (CPU/call) and issue 20's (instructions per call,
 -- calls/s, start-up, RSS, call_many at 64, the schema rows).
 -- The 2026-07-28 stateless entries (favcrm_lua54_2026, favcrm_luajit_2026)
--- join this list once their client and sandbox exist (see bench/README.md).
-local FAVCRM = { "favcrm_lua54", "favcrm_luajit" }
+-- are held to the same goals against the same 2025-era libcurl loop.
+local FAVCRM = { "favcrm_lua54", "favcrm_luajit", "favcrm_lua54_2026", "favcrm_luajit_2026" }
 for _, c in ipairs(FAVCRM) do
   local F, P, PL, PT = results[c] or {}, per[c] or {}, per.libcurl_c or {}, per.ts_sdk or {}
   target(c .. ".instr_vs_libcurl", "instructions/call vs raw libcurl", nil, nil,

@@ -34,7 +34,7 @@ else
   many_n=${BENCH_MANY_N:-2000} ceil_n=${BENCH_CEILING_N:-4000} schema_secs=${BENCH_SCHEMA_SECS:-1}
   out_json=bench/results.json out_png=bench/results.png
 fi
-clients=${BENCH_CLIENTS:-"libcurl_c favcrm_lua54 favcrm_luajit ts_sdk"}
+clients=${BENCH_CLIENTS:-"libcurl_c favcrm_lua54 favcrm_luajit favcrm_lua54_2026 favcrm_luajit_2026 ts_sdk"}
 
 mkdir -p build/bench
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/favcrm-bench.XXXXXX")
@@ -56,46 +56,64 @@ for f in build/bench/runstat build/bench/libcurl_c build/5.4/favcrm/core.so buil
 done
 [ -d sandbox/node_modules/@modelcontextprotocol/sdk ] || die "sandbox/node_modules is missing (bash .ci/sandbox-deps.sh)"
 
-# ---- the sandbox (the same start-up as spec/support/run.sh) -----------------
-fifo="$tmp/sandbox.fifo"
-mkfifo "$fifo"
-node sandbox/server.mjs --port 0 --test --quiet --rate 100000/100000 --outbox "$tmp/outbox" \
-  >"$fifo" 2>"$tmp/sandbox.log" &
-server_pid=$!
-pids+=("$server_pid")
-exec {fd}<"$fifo"
-if ! IFS= read -r -t 30 -u "$fd" line1; then
-  echo "bench: the sandbox did not start; its log:" >&2
-  cat "$tmp/sandbox.log" >&2
-  exit 1
-fi
-cat <&"$fd" >>"$tmp/sandbox.log" &
-pids+=("$!")
-exec {fd}<&-
-url=${line1##* }
-base=${url%/mcp}
-
-# A ready workspace; the key lives in this process's environment only.
-acct=$(curl -sS --fail -X POST "$base/_sandbox/accounts" -H 'Content-Type: application/json' \
-  -d '{"email":"bench@example.com"}') || die "POST /_sandbox/accounts failed"
-key=$(printf '%s' "$acct" | sed -n 's/.*"apiKey":"\([^"]*\)".*/\1/p')
-[ -n "$key" ] || die "no apiKey in the /_sandbox/accounts answer"
+# ---- the sandboxes (the same start-up as spec/support/run.sh) ----------------
+# start_sandbox ERA: a sandbox of that protocol era (2025: the v1 SDK, which
+# every client but the *_2026 entries talks to; 2026: the v2 SDK, MCP
+# 2026-07-28 only) with a ready workspace; sets `url` and `key` (the key
+# lives in this process's environment only, never argv).
+start_sandbox() {
+  local era=$1 fifo="$tmp/sandbox-$1.fifo" line1 acct fd
+  mkfifo "$fifo"
+  node sandbox/server.mjs --port 0 --test --quiet --rate 100000/100000 --outbox "$tmp/outbox-$era" \
+    --era "$era" >"$fifo" 2>"$tmp/sandbox-$era.log" &
+  pids+=("$!")
+  exec {fd}<"$fifo"
+  if ! IFS= read -r -t 30 -u "$fd" line1; then
+    echo "bench: the $era sandbox did not start; its log:" >&2
+    cat "$tmp/sandbox-$era.log" >&2
+    exit 1
+  fi
+  cat <&"$fd" >>"$tmp/sandbox-$era.log" &
+  pids+=("$!")
+  exec {fd}<&-
+  url=${line1##* }
+  acct=$(curl -sS --fail -X POST "${url%/mcp}/_sandbox/accounts" -H 'Content-Type: application/json' \
+    -d '{"email":"bench@example.com"}') || die "POST /_sandbox/accounts failed ($era sandbox)"
+  key=$(printf '%s' "$acct" | sed -n 's/.*"apiKey":"\([^"]*\)".*/\1/p')
+  [ -n "$key" ] || die "no apiKey in the /_sandbox/accounts answer ($era sandbox)"
+}
+start_sandbox 2025
 export FAVCRM_BENCH_URL="$url" FAVCRM_BENCH_KEY="$key"
-unset acct key
+url_2025=$url
+case " $clients " in
+  *_2026\ *)
+    start_sandbox 2026
+    export FAVCRM_BENCH_URL_2026="$url" FAVCRM_BENCH_KEY_2026="$key"
+    url=$url_2025 ;;
+esac
+unset key
 export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;"
 
 # ---- one measured run --------------------------------------------------------
 # run ROUND CLIENT KIND ARGS... : appends {"round":..,"client":..,"kind":..,
 # "res":<the client's JSON line>,"stat":{wall_ms,user_us,sys_us,maxrss_kb}}
+# split_env: `cmd` (env VAR=... PROGRAM ARGS) into the arrays envs and rest
+split_env() {
+  local i=1
+  envs=() rest=()
+  while [[ "${cmd[$i]}" == *=* ]]; do envs+=("${cmd[$i]}"); i=$((i + 1)); done
+  rest=("${cmd[@]:$i}")
+}
 cmd_for() { # CLIENT -> the command line, in the array `cmd`
   case "$1" in
     libcurl_c)     cmd=(build/bench/libcurl_c) ;;
     favcrm_lua54)  cmd=(env LUA_CPATH="$top/build/5.4/?.so;;" lua5.4 bench/favcrm.lua) ;;
     favcrm_luajit) cmd=(env LUA_CPATH="$top/build/luajit/?.so;;" luajit bench/favcrm.lua) ;;
     ts_sdk)        cmd=(node bench/ts_sdk.mjs) ;;
-    # favcrm_lua54_2026 / favcrm_luajit_2026 (a 2026-07-28 stateless server:
-    # no handshake, no session) go here once wip-era and wip-sandbox are on main
-    # (see bench/README.md, issue 20)
+    # the same client pinned to MCP 2026-07-28 against the 2026-only sandbox
+    # (stateless: no handshake, no session)
+    favcrm_lua54_2026)  cmd=(env LUA_CPATH="$top/build/5.4/?.so;;" FAVCRM_BENCH_ERA=2026 lua5.4 bench/favcrm.lua) ;;
+    favcrm_luajit_2026) cmd=(env LUA_CPATH="$top/build/luajit/?.so;;" FAVCRM_BENCH_ERA=2026 luajit bench/favcrm.lua) ;;
     *) die "unknown client $1" ;;
   esac
 }
@@ -105,7 +123,8 @@ run() {
   cmd_for "$client"
   # runstat (not `env`) must be the direct parent: it reads the child's rusage
   if [ "${cmd[0]}" = env ]; then
-    res=$(env "${cmd[1]}" build/bench/runstat "$tmp/stat" -- "${cmd[@]:2}" "$@" 2>"$tmp/err")
+    split_env
+    res=$(env "${envs[@]}" build/bench/runstat "$tmp/stat" -- "${rest[@]}" "$@" 2>"$tmp/err")
   else
     res=$(build/bench/runstat "$tmp/stat" -- "${cmd[@]}" "$@" 2>"$tmp/err")
   fi
@@ -166,7 +185,8 @@ if [ "${BENCH_INSTR:-1}" != 0 ] && [ -n "$instr_clients" ]; then
       local cmd out
       cmd_for "$1"
       if [ "${cmd[0]}" = env ]; then
-        out=$(env "${cmd[1]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "${cmd[@]:2}" \
+        split_env
+        out=$(env "${envs[@]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "${rest[@]}" \
           seq "$2" "$warm" 2>&1 >/dev/null)
       else
         out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "${cmd[@]}" seq "$2" "$warm" 2>&1 >/dev/null)
