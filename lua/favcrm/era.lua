@@ -73,17 +73,25 @@ end
 
 -- ---- the outcome of negotiation, per origin (HTTP) ------------------------
 -- origin -> {era = "modern"|"legacy", version =, discover =}; per process
--- (stdio keeps its verdict on the transport, i.e. per server process).
+-- (stdio keeps its verdict keyed by the transport, i.e. per server process,
+-- in a weak table: the cache must not keep a dropped client's child process
+-- and its pipes alive).
 local cache, cache_order = {}, {}
+local by_transport = setmetatable({}, { __mode = "k" })
 
 --- era.cached(key) -> the verdict remembered for key, or nil
 function M.cached(key)
+  if type(key) == "table" then return by_transport[key] end
   return key and cache[key] or nil
 end
 
 --- era.remember(key, verdict): remembers (nil forgets) a verdict.
 function M.remember(key, verdict)
   if not key then return end
+  if type(key) == "table" then
+    by_transport[key] = verdict or nil
+    return
+  end
   if verdict and cache[key] == nil then
     cache_order[#cache_order + 1] = key
     if #cache_order > M.MAX_CACHED_ORIGINS then
@@ -96,6 +104,7 @@ end
 --- era.forget_all(): clears the cache (specs).
 function M.forget_all()
   cache, cache_order = {}, {}
+  by_transport = setmetatable({}, { __mode = "k" })
 end
 
 -- ---- the request -------------------------------------------------------------

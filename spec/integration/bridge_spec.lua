@@ -277,7 +277,10 @@ describe("favcrm mcp serve as an agent host meets it", function()
     assert.is_not_nil(cancelled_id, "the SDK sent no notifications/cancelled")
     -- the upstream heard notifications/cancelled for its own request id
     local st = sandbox.stats()
-    assert.equal(1, #st.cancelled, cjson.encode(st.cancelled))
+    -- (a 2026-07-28 upstream records a closed request stream as cancelled:
+    -- the bridge's subscriptions/listen stream, closed when it exits, too)
+    local listens = (st.by_method or {})["subscriptions/listen"] or 0
+    assert.equal(1 + math.min(listens, 1), #st.cancelled, cjson.encode(st.cancelled))
     -- the later calls were answered, the cancelled one never
     assert.is_false(report.steps[2].isError)
     assert.equal("active", report.steps[3].structuredContent.mcpEndpointStatus)
@@ -331,7 +334,9 @@ describe("favcrm mcp serve as an agent host meets it", function()
     assert.equal("text/markdown", guide.mimeType)
     assert.is_truthy(guide.text:find("FavCRM", 1, true))
     local missing = rpc_step("resources/read", 2)
-    assert.equal(-32002, missing.code)
+    -- resource not found: -32002 in 2025-11-25, -32602 in 2026-07-28 (the
+    -- bridge's upstream client negotiates 2026 wherever the sandbox speaks it)
+    assert.equal(sandbox.speaks("2026") and -32602 or -32002, missing.code)
     assert.is_truthy(missing.thrown:find("favcrm://nope", 1, true))
     assert.same({}, rpc_step("resources/subscribe").result)
     local updated

@@ -40,11 +40,25 @@ local function post_form(path, t)
   return req("POST", ORIGIN .. path, form(t), { ["content-type"] = "application/x-www-form-urlencoded" })
 end
 
+-- One MCP request with this bearer: initialize for a 2025 sandbox, the
+-- stateless server/discover of MCP 2026-07-28 for a 2026-only one.
 local function mcp(token)
-  local body = cjson.encode({ jsonrpc = "2.0", id = 1, method = "initialize", params = {
-    protocolVersion = "2025-11-25", capabilities = {}, clientInfo = { name = "spec", version = "1" } } })
-  return req("POST", URL, body, { ["content-type"] = "application/json",
-    accept = "application/json, text/event-stream", authorization = token and ("Bearer " .. token) or nil })
+  local body, headers
+  if sandbox.speaks("2025") then
+    body = cjson.encode({ jsonrpc = "2.0", id = 1, method = "initialize", params = {
+      protocolVersion = "2025-11-25", capabilities = {}, clientInfo = { name = "spec", version = "1" } } })
+    headers = {}
+  else
+    body = cjson.encode({ jsonrpc = "2.0", id = 1, method = "server/discover", params = { _meta = {
+      ["io.modelcontextprotocol/protocolVersion"] = "2026-07-28",
+      ["io.modelcontextprotocol/clientCapabilities"] = {},
+      ["io.modelcontextprotocol/clientInfo"] = { name = "spec", version = "1" } } } })
+    headers = { ["mcp-protocol-version"] = "2026-07-28", ["mcp-method"] = "server/discover" }
+  end
+  headers["content-type"] = "application/json"
+  headers.accept = "application/json, text/event-stream"
+  headers.authorization = token and ("Bearer " .. token) or nil
+  return req("POST", URL, body, headers)
 end
 
 -- base64url(sha256(v)) through openssl (a test dependency: .ci/deps.sh)
