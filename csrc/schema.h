@@ -137,6 +137,7 @@ struct fav_node {
   double minimum, maximum, exmin, exmax, mult;
   size_t minlen, maxlen;
   int pattern, format;
+  int pat_why_k, pat_spath_k; /* constants: the pattern error's reason and schema_path */
   fav_node **prefix;
   int nprefix;
   const char *items_kw;
