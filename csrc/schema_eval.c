@@ -72,7 +72,7 @@ static void fav_schema_pushpath(fav_vs *v) {
 static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
                                 const char *why, size_t wl, int why_k, int spath_k) {
   lua_State *L = v->L;
-  int top = lua_gettop(L), rec;
+  int top = lua_gettop(L), rec, K = v->K;
   char buf[512];
   size_t pl, kl = strlen(kw), ll;
   if (lua_isnil(L, v->E)) {
@@ -81,10 +81,14 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   }
   lua_createtable(L, 0, prop ? 6 : 5);
   rec = lua_gettop(L);
+  /* every field: its name from the constants (FAV_K_*), then the value,
+   * then one lua_rawset */
+  lua_rawgeti(L, K, FAV_K_PATH);
   pl = fav_schema_pathstr(v, buf, sizeof buf);
   if (pl != (size_t)-1 && pl + 2 + wl < sizeof buf) {
     lua_pushlstring(L, buf, pl);
-    lua_setfield(L, rec, "path");
+    lua_rawset(L, rec);
+    lua_rawgeti(L, K, FAV_K_MESSAGE);
     if (pl == 0) buf[pl++] = '/';
     buf[pl++] = ':';
     buf[pl++] = ' ';
@@ -93,24 +97,30 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   } else {
     fav_schema_pushpath(v);
     lua_pushvalue(L, -1);
-    lua_setfield(L, rec, "path");
+    lua_insert(L, -3);
+    lua_rawset(L, rec); /* path; its copy stays at the top */
     if (lua_rawlen(L, -1) == 0) {
       lua_pop(L, 1);
       lua_pushliteral(L, "/");
     }
+    lua_rawgeti(L, K, FAV_K_MESSAGE);
+    lua_insert(L, -2);
     lua_pushliteral(L, ": ");
     lua_pushlstring(L, why, wl);
     lua_concat(L, 3);
   }
-  lua_setfield(L, rec, "message");
-  if (why_k) lua_rawgeti(L, v->K, why_k); /* the very string why points into */
+  lua_rawset(L, rec);
+  lua_rawgeti(L, K, FAV_K_REASON);
+  if (why_k) lua_rawgeti(L, K, why_k); /* the very string why points into */
   else lua_pushlstring(L, why, wl);
-  lua_setfield(L, rec, "reason");
+  lua_rawset(L, rec);
+  lua_rawgeti(L, K, FAV_K_KEYWORD);
   lua_pushstring(L, kw); /* a static string: Lua's string cache by address */
-  lua_setfield(L, rec, "keyword");
+  lua_rawset(L, rec);
+  lua_rawgeti(L, K, FAV_K_SCHEMA_PATH);
   ll = strlen(n->loc);
   if (spath_k) {
-    lua_rawgeti(L, v->K, spath_k);
+    lua_rawgeti(L, K, spath_k);
   } else if (n->boolean) {
     lua_pushlstring(L, n->loc, ll);
   } else if (ll + 1 + kl < sizeof buf) {
@@ -121,10 +131,11 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   } else {
     lua_pushfstring(L, "%s/%s", n->loc, kw);
   }
-  lua_setfield(L, rec, "schema_path");
+  lua_rawset(L, rec);
   if (prop) {
+    lua_rawgeti(L, K, FAV_K_PROPERTY);
     lua_pushlstring(L, prop, plen);
-    lua_setfield(L, rec, "property");
+    lua_rawset(L, rec);
   }
   lua_rawseti(L, v->E, ++v->nerr);
   lua_settop(L, top);
