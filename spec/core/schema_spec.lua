@@ -224,7 +224,8 @@ describe("favcrm.schema", function()
       local ok, errs = first:validate({ e = "NOT AN EMAIL" })
       assert.is_false(ok)
       assert.same({ { path = "/e", keyword = "pattern", schema_path = "/properties/e/pattern",
-        message = "/e: does not match the pattern ^[a-z@.]+$", reason = "does not match the pattern ^[a-z@.]+$" } }, errs)
+        message = "/e: does not match the pattern ^[a-z@.]+$",
+        reason = "does not match the pattern ^[a-z@.]+$" } }, errs)
       local _, every = all:validate({ e = "NOT AN EMAIL" })
       assert.same(errs[1], every[1])
       assert.equals("format", every[2].keyword)
