@@ -1,6 +1,7 @@
 -- Validations per second of favcrm.schema on the running Lua.
 --   lua5.4 bench/schema_bench.lua [seconds]       -> "case<TAB>per-second" lines
 --   lua5.4 bench/schema_bench.lua --emit FILE     -> the cases as JSON (for schema_ajv.mjs)
+--   lua5.4 bench/schema_bench.lua --count CASE N  -> N validations of CASE (for callgrind)
 local cjson = require("cjson")
 local schema = require("favcrm.schema")
 
@@ -74,6 +75,21 @@ if arg[1] == "--emit" then
   f:write(cjson.encode(out))
   f:close()
   return
+end
+
+if arg[1] == "--count" then
+  -- `--count CASE N`: exactly N validations of CASE after 1000 of warm-up,
+  -- for callgrind (run with N and with 0, subtract, divide by N).
+  local name, n = assert(arg[2], "--count needs a case"), assert(tonumber(arg[3]), "--count needs N")
+  for _, c in ipairs(cases) do
+    if c.name == name then
+      local v = assert(schema.compile(c.schema))
+      for _ = 1, 1000 do v:validate(c.data) end
+      for _ = 1, n do v:validate(c.data) end
+      return
+    end
+  end
+  error("no case " .. name)
 end
 
 local seconds = tonumber(arg[1]) or 1

@@ -57,6 +57,17 @@
 #define fav_schema_getuv(L, i) lua_getfenv((L), (i))
 #endif
 
+/* The first slots of a validator's constants table: the field names of an
+ * error record, so that recording an error sets them with lua_rawset on
+ * strings at hand instead of lua_setfield's lookup of each name. */
+#define FAV_K_PATH 1
+#define FAV_K_MESSAGE 2
+#define FAV_K_REASON 3
+#define FAV_K_KEYWORD 4
+#define FAV_K_SCHEMA_PATH 5
+#define FAV_K_PROPERTY 6
+#define FAV_K_RESERVED 6
+
 /* JSON types of an instance, as bits. An integral number is INT|NUM. */
 #define FT_NULL 1u
 #define FT_BOOL 2u
@@ -137,6 +148,7 @@ struct fav_node {
   double minimum, maximum, exmin, exmax, mult;
   size_t minlen, maxlen;
   int pattern, format;
+  int pat_why_k, pat_spath_k; /* constants: the pattern error's reason and schema_path */
   fav_node **prefix;
   int nprefix;
   const char *items_kw;

@@ -715,7 +715,16 @@ static void fav_build_string(fav_build *b) {
   lua_pop(L, 1);
   if (fav_schema_field(L, V, "maxLength") != LUA_TNIL) n->maxlen = fav_schema_count(c, loc, "maxLength");
   lua_pop(L, 1);
-  if (fav_schema_field(L, V, "pattern") != LUA_TNIL) n->pattern = fav_schema_regex(c, loc, "pattern");
+  if (fav_schema_field(L, V, "pattern") != LUA_TNIL) {
+    n->pattern = fav_schema_regex(c, loc, "pattern");
+    /* the pattern error's reason and schema_path never change: built once
+     * here, so a failing instance only fetches them */
+    lua_pushfstring(L, "does not match the pattern %s", c->P->re[n->pattern].src);
+    n->pat_why_k = fav_schema_const(c);
+    lua_pushfstring(L, "%s/pattern", loc);
+    n->pat_spath_k = fav_schema_const(c);
+    lua_pop(L, 2);
+  }
   lua_pop(L, 1);
   t = fav_schema_field(L, V, "format");
   if (t == LUA_TSTRING) {

@@ -70,9 +70,9 @@ static void fav_schema_pushpath(fav_vs *v) {
  * string once, in C buffers where they fit (the first error of every
  * invalid instance goes through here, so it is kept cheap). */
 static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
-                                const char *why, size_t wl) {
+                                const char *why, size_t wl, int why_k, int spath_k) {
   lua_State *L = v->L;
-  int top = lua_gettop(L), rec;
+  int top = lua_gettop(L), rec, K = v->K;
   char buf[512];
   size_t pl, kl = strlen(kw), ll;
   if (lua_isnil(L, v->E)) {
@@ -81,10 +81,14 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   }
   lua_createtable(L, 0, prop ? 6 : 5);
   rec = lua_gettop(L);
+  /* every field: its name from the constants (FAV_K_*), then the value,
+   * then one lua_rawset */
+  lua_rawgeti(L, K, FAV_K_PATH);
   pl = fav_schema_pathstr(v, buf, sizeof buf);
   if (pl != (size_t)-1 && pl + 2 + wl < sizeof buf) {
     lua_pushlstring(L, buf, pl);
-    lua_setfield(L, rec, "path");
+    lua_rawset(L, rec);
+    lua_rawgeti(L, K, FAV_K_MESSAGE);
     if (pl == 0) buf[pl++] = '/';
     buf[pl++] = ':';
     buf[pl++] = ' ';
@@ -93,22 +97,31 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   } else {
     fav_schema_pushpath(v);
     lua_pushvalue(L, -1);
-    lua_setfield(L, rec, "path");
+    lua_insert(L, -3);
+    lua_rawset(L, rec); /* path; its copy stays at the top */
     if (lua_rawlen(L, -1) == 0) {
       lua_pop(L, 1);
       lua_pushliteral(L, "/");
     }
+    lua_rawgeti(L, K, FAV_K_MESSAGE);
+    lua_insert(L, -2);
     lua_pushliteral(L, ": ");
     lua_pushlstring(L, why, wl);
     lua_concat(L, 3);
   }
-  lua_setfield(L, rec, "message");
-  lua_pushlstring(L, why, wl);
-  lua_setfield(L, rec, "reason");
+  lua_rawset(L, rec);
+  lua_rawgeti(L, K, FAV_K_REASON);
+  if (why_k) lua_rawgeti(L, K, why_k); /* the very string why points into */
+  else lua_pushlstring(L, why, wl);
+  lua_rawset(L, rec);
+  lua_rawgeti(L, K, FAV_K_KEYWORD);
   lua_pushstring(L, kw); /* a static string: Lua's string cache by address */
-  lua_setfield(L, rec, "keyword");
+  lua_rawset(L, rec);
+  lua_rawgeti(L, K, FAV_K_SCHEMA_PATH);
   ll = strlen(n->loc);
-  if (n->boolean) {
+  if (spath_k) {
+    lua_rawgeti(L, K, spath_k);
+  } else if (n->boolean) {
     lua_pushlstring(L, n->loc, ll);
   } else if (ll + 1 + kl < sizeof buf) {
     memcpy(buf, n->loc, ll);
@@ -118,10 +131,11 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   } else {
     lua_pushfstring(L, "%s/%s", n->loc, kw);
   }
-  lua_setfield(L, rec, "schema_path");
+  lua_rawset(L, rec);
   if (prop) {
+    lua_rawgeti(L, K, FAV_K_PROPERTY);
     lua_pushlstring(L, prop, plen);
-    lua_setfield(L, rec, "property");
+    lua_rawset(L, rec);
   }
   lua_rawseti(L, v->E, ++v->nerr);
   lua_settop(L, top);
@@ -131,7 +145,7 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
 static void fav_schema_record(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen) {
   size_t wl;
   const char *why = lua_tolstring(v->L, -1, &wl);
-  fav_schema_record_s(v, n, kw, prop, plen, why, wl);
+  fav_schema_record_s(v, n, kw, prop, plen, why, wl, 0, 0);
   lua_pop(v->L, 1);
 }
 
@@ -147,13 +161,26 @@ static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const 
   k = vsnprintf(why, sizeof why, fmt, ap);
   va_end(ap);
   if (k >= 0 && (size_t)k < sizeof why) {
-    fav_schema_record_s(v, n, kw, prop, plen, why, (size_t)k);
+    fav_schema_record_s(v, n, kw, prop, plen, why, (size_t)k, 0, 0);
     return;
   }
   va_start(ap, fmt); /* longer than the buffer: the general way */
   lua_pushvfstring(v->L, fmt, ap);
   va_end(ap);
   fav_schema_record(v, n, kw, prop, plen);
+}
+
+/* Records the `pattern` error of n: reason and schema_path are the
+ * constants compiled with the node, so only the path and the message are
+ * built. */
+static void fav_schema_fail_pattern(fav_vs *v, const fav_node *n) {
+  size_t wl;
+  const char *why;
+  if (v->quiet || v->fatal) return;
+  lua_rawgeti(v->L, v->K, n->pat_why_k);
+  why = lua_tolstring(v->L, -1, &wl); /* anchored in K: valid after the pop */
+  lua_pop(v->L, 1);
+  fav_schema_record_s(v, n, "pattern", NULL, 0, why, wl, n->pat_why_k, n->pat_spath_k);
 }
 
 /* Records an error that ends validation whatever the context (depth
@@ -319,20 +346,27 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx) {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
     int fmt = v->formats ? c->format : 0;
+    /* the checks in fav_schema_str's order; without enum (which
+     * fav_schema_eval checks first) and without all_errors, the first that
+     * fails is the error fav_schema_eval would return: record it here
+     * rather than evaluate the node a second time */
+    int first = !v->all && !c->enum_k;
     if (c->strutf || fmt) {
       size_t cps = fav_schema_utf8len(s, len);
       if (cps == (size_t)-1 || cps < c->minlen || cps > c->maxlen) return 0;
     }
-    if (fmt && !fav_schema_format(v->P, fmt, s, len)) return 0;
-    if (c->pattern >= 0) { /* last: the dearest check */
+    if (c->pattern >= 0) {
       int m = fav_schema_rematch(v, c->pattern, s, len);
-      if (m == 0 && !v->all && !c->enum_k) {
-        /* everything else passed, so the pattern error is the only one
-         * fav_schema_eval would record: record it rather than match twice */
-        fav_schema_fail(v, c, "pattern", NULL, 0, "does not match the pattern %s", v->P->re[c->pattern].src);
+      if (m == 0 && first) {
+        fav_schema_fail_pattern(v, c);
         return -1;
       }
       if (m != 1) return 0;
+    }
+    if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
+      if (!first) return 0;
+      fav_schema_fail(v, c, "format", NULL, 0, "must be a valid %s", fav_schema_fmt_nouns[fmt]);
+      return -1;
     }
   }
   if (c->enum_k) {
@@ -479,7 +513,7 @@ static int fav_schema_str(fav_vs *v, const fav_node *n, int idx) {
     if (fav_schema_late(v, n, 256)) return 0;
     m = fav_schema_rematch(v, n->pattern, s, len);
     if (m <= 0) {
-      if (m == 0) fav_schema_fail(v, n, "pattern", NULL, 0, "does not match the pattern %s", v->P->re[n->pattern].src);
+      if (m == 0) fav_schema_fail_pattern(v, n);
       else fav_schema_fail(v, n, "pattern", NULL, 0, "could not be matched against the pattern %s (match limit)",
                            v->P->re[n->pattern].src);
       FAV_BAIL();

@@ -145,6 +145,14 @@ static int fav_schema_compile_p(lua_State *L) {
   c.loaded = lua_gettop(L);
   fav_schema_getuv(L, 1);
   c.K = lua_gettop(L);
+  {
+    static const char *const names[FAV_K_RESERVED] = {"path", "message", "reason", "keyword", "schema_path",
+                                                      "property"};
+    for (c.nk = 0; c.nk < FAV_K_RESERVED; c.nk++) {
+      lua_pushstring(L, names[c.nk]);
+      lua_rawseti(L, c.K, c.nk + 1);
+    }
+  }
   if (c.forced) draft = c.forced;
   else if (lua_istable(L, 2)) draft = fav_schema_dialect(&c, 2, 20);
   if (lua_istable(L, 3)) {

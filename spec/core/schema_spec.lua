@@ -216,6 +216,25 @@ describe("favcrm.schema", function()
   end)
 
   describe("validate()", function()
+    it("reports a string's first failure in keyword order, the same as the first of all_errors", function()
+      -- pattern is checked before format; the fast path for scalar schemas
+      -- records the first failure itself, and must agree with the full walk
+      local s = { type = "object", properties = { e = { type = "string", format = "email", pattern = "^[a-z@.]+$" } } }
+      local first, all = assert(schema.compile(s)), assert(schema.compile(s, { all_errors = true }))
+      local ok, errs = first:validate({ e = "NOT AN EMAIL" })
+      assert.is_false(ok)
+      assert.same({ { path = "/e", keyword = "pattern", schema_path = "/properties/e/pattern",
+        message = "/e: does not match the pattern ^[a-z@.]+$",
+        reason = "does not match the pattern ^[a-z@.]+$" } }, errs)
+      local _, every = all:validate({ e = "NOT AN EMAIL" })
+      assert.same(errs[1], every[1])
+      assert.equals("format", every[2].keyword)
+      _, errs = first:validate({ e = "nope" }) -- passes the pattern, fails the format
+      assert.same({ { path = "/e", keyword = "format", schema_path = "/properties/e/format",
+        message = "/e: must be a valid e-mail address", reason = "must be a valid e-mail address" } }, errs)
+      assert.is_true((first:validate({ e = "a@b.co" })))
+    end)
+
     it("points into nested arrays with JSON Pointers", function()
       local v = assert(schema.compile({
         type = "object",
