@@ -429,6 +429,19 @@ async function handleControl(req, res, url) {
             }
             return sendJson(res, 200, { name, tools: tools.list.length, notified });
         }
+        case 'POST /_sandbox/list_changed': {
+            // notifications/{resources,prompts,tools}/list_changed to every
+            // open session and subscriptions/listen stream (the lists stay as they are)
+            const kind = input.kind;
+            const send = { tools: 'sendToolListChanged', resources: 'sendResourceListChanged', prompts: 'sendPromptListChanged' }[kind];
+            if (typeof kind !== 'string' || !send) return sendJson(res, 400, { error: 'invalid_arguments', message: 'kind must be tools, resources or prompts' });
+            let notified = 0;
+            for (const e of sessions.values()) {
+                try { await e.server[send](); notified++; } catch { /* no stream: dropped by the SDK */ }
+            }
+            if (modern) notified += modern.notifyChanged(kind);
+            return sendJson(res, 200, { kind, notified });
+        }
         case 'POST /_sandbox/reset':
             for (const name of runtimeTools) {
                 tools.byName.delete(name); tools.toolNames.delete(name);

@@ -34,7 +34,10 @@
 --                (host_timeout, default 300 s), keeping what else the host
 --                sends meanwhile for later. A 2026-07-28 host gets them as an
 --                MRTR input_required result instead, and its retry carries
---                the answer upstream.
+--                the answer upstream. URL-mode elicitation (2025-11-25) is
+--                declared upstream only when the host declared it
+--                (elicitation.url); its notifications/elicitation/complete
+--                goes on to the host. A form-only host keeps form only.
 --   resources, prompts, completion  resources/list, templates/list, read,
 --                subscribe/unsubscribe (notifications/resources/updated),
 --                prompts/list, prompts/get and completion/complete go
@@ -522,6 +525,16 @@ function Server:ask_modern(method, params, e)
   end
 end
 
+-- The elicitation modes a host's capabilities.elicitation declares, as a
+-- set: {} (as before 2025-11-25) or {form = {}} is form only; {url = {}}
+-- URL only; both keys, both.
+local function elicit_modes(elicitation)
+  if type(elicitation) ~= "table" then return { form = true } end
+  local url = type(elicitation.url) == "table"
+  local form = type(elicitation.form) == "table" or not url
+  return { form = form or nil, url = url or nil }
+end
+
 -- The handlers the upstream session gets for the capabilities the host has.
 function Server:wire_capabilities(caps)
   if type(caps) ~= "table" then caps = {} end
@@ -543,9 +556,24 @@ function Server:wire_capabilities(caps)
   end
   -- the upstream session is opened lazily, after this: its initialize
   -- declares exactly these
-  cb.elicit = caps.elicitation ~= nil and forward("elicitation/create", function(err)
+  -- URL mode (2025-11-25) only when the host declared it: the upstream then
+  -- hears the same modes, and a URL elicitation's completion goes on to the host
+  local modes = elicit_modes(caps.elicitation)
+  local elicit = forward("elicitation/create", function(err)
     return { action = err == "cancelled" and "cancel" or "decline" }
-  end) or nil
+  end)
+  cb.elicit = caps.elicitation ~= nil and function(params, op)
+    -- a mode the host did not declare never reaches it (the legacy session
+    -- refuses it already; an MRTR input request is declined here)
+    local mode = type(params) == "table" and params.mode or "form"
+    if mode ~= null and not modes[mode] then return { action = "decline" } end
+    return elicit(params, op)
+  end or nil
+  self.client.session.elicit_modes = modes
+  self.client.session.client_caps = nil
+  cb.elicit_complete = modes.url and function(p)
+    self:notify("notifications/elicitation/complete", { elicitationId = p.elicitationId })
+  end or nil
   cb.sample = caps.sampling ~= nil and forward("sampling/createMessage") or nil
   cb.roots = caps.roots ~= nil and forward("roots/list") or nil
   self.wired = true

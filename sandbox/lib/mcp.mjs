@@ -15,9 +15,13 @@ export const INSTRUCTIONS = 'Local FavCRM-compatible sandbox. Register with regi
 /** The results 2026-07-28 gives cache fields (ttlMs, cacheScope). */
 export const CACHEABLE = ['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read', 'server/discover'];
 
-/** The capabilities both eras declare (tools.listChanged in test mode). */
+/** The capabilities both eras declare (listChanged for tools, resources and prompts in test mode). */
 export function capabilities(test) {
-    return { tools: { listChanged: test === true }, logging: {}, ...RESOURCE_CAPS };
+    const t = test === true;
+    return {
+        ...RESOURCE_CAPS, tools: { listChanged: t }, logging: {},
+        resources: { ...RESOURCE_CAPS.resources, listChanged: t }, prompts: { ...RESOURCE_CAPS.prompts, listChanged: t },
+    };
 }
 
 /**

@@ -53,7 +53,8 @@ function v1Extra(ctx) {
  * data.supported as the versioning page's dual-era example does), onerror}.
  * Returns {versions, serve(req, res, raw, parsedBody, authInfo),
  * compute(req, body, authInfo), isLegacy(req, parsedBody),
- * notifyToolsChanged() -> listeners, setCache(hints), close()}.
+ * notifyToolsChanged() -> listeners, notifyChanged(kind) -> listeners,
+ * setCache(hints), close()}.
  */
 export function createModern(deps, { version, legacyVersions = [], onerror }) {
     let cacheHints; // {method: {ttlMs, cacheScope}}: POST /_sandbox/cache; the SDK's default is ttlMs 0, private
@@ -153,6 +154,8 @@ export function createModern(deps, { version, legacyVersions = [], onerror }) {
         compute,
         isLegacy: (req, parsedBody) => isLegacyRequest(toRequest(req, null), req.method === 'POST' ? parsedBody : undefined),
         notifyToolsChanged() { handler.notify.toolsChanged(); return handler.bus.listenerCount ?? 0; },
+        /** kind: tools, resources or prompts: its list_changed to the subscriptions/listen streams. */
+        notifyChanged(kind) { handler.notify[`${kind}Changed`](); return handler.bus.listenerCount ?? 0; },
         /** hints: {method: {ttlMs?, cacheScope?}} for the next requests (null: the SDK's defaults). */
         setCache(hints) { cacheHints = hints || undefined; },
         close: async () => { await handler.close(); await jsonHandler.close(); },

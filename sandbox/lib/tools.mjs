@@ -712,6 +712,19 @@ export function buildTools(state) {
             }, 'ElicitResult', 'elicitation', 600000);
             return { action: r.action, content: r.content ?? null };
         }, { ...noAuth, annotations: testAnn });
+    add('sandbox_elicit_url', 'Sandbox: URL elicitation', 'Test tool: sends a URL-mode elicitation/create (2025-11-25) and, when the client accepts, notifications/elicitation/complete for its elicitationId (2025 era); returns {action, elicitationId}.',
+        obj({ url: s('The URL the user should open', { minLength: 1 }), message: s('Message shown to the user', { minLength: 1 }), elicitationId: s('The elicitation id (default: a new one)', { minLength: 1 }) }, ['url']),
+        async (a, ctx) => {
+            const caps = ctx.clientCapabilities();
+            if (caps && caps.elicitation && !caps.elicitation.url) {
+                throw new ToolError('elicitation_unsupported', 'The client did not declare URL-mode elicitation (capabilities.elicitation.url).', { capability: 'elicitation.url' });
+            }
+            const elicitationId = a.elicitationId ?? newId('elicit_');
+            const r = await askClient(ctx, 'elicitation/create', { mode: 'url', message: a.message ?? 'Open the link to finish.', url: a.url, elicitationId }, 'ElicitResult', 'elicitation', 600000);
+            // 2026-07-28 has no notifications/elicitation/complete
+            if (r.action === 'accept' && ctx.era !== 'modern') await ctx.extra.sendNotification({ method: 'notifications/elicitation/complete', params: { elicitationId } });
+            return { action: r.action, elicitationId };
+        }, { ...noAuth, annotations: testAnn });
     add('sandbox_sample', 'Sandbox: sampling', 'Test tool: sends sampling/createMessage to the client and returns its answer.',
         obj({ prompt: s('User prompt', { minLength: 1 }), maxTokens: i('Max tokens (default 100)', { minimum: 1 }) }, ['prompt']),
         async (a, ctx) => {

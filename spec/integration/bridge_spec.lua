@@ -373,6 +373,78 @@ describe("favcrm mcp serve as an agent host meets it", function()
     assert.is_true(has(report.steps[4].list))
   end)
 
+  it("forwards each kind of list_changed (tools, resources, prompts) to the host between calls", function()
+    local steps = { { rpc = "resources/list" } }
+    for _, kind in ipairs({ "resources", "prompts", "tools" }) do
+      steps[#steps + 1] = { wait = kind }
+      steps[#steps + 1] = { awaitNotification = "notifications/" .. kind .. "/list_changed" }
+      steps[#steps + 1] = { rpc = kind .. "/list" }
+    end
+    local report = host({ steps = steps }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() },
+      function(kind)
+        local r = sandbox.control("POST", "/_sandbox/list_changed", { kind = kind })
+        assert.equal(kind, r.kind)
+        assert.is_true(r.notified >= 1, "no open session upstream to notify")
+      end)
+    -- each notification came after the call before it and before the next
+    local heard = {}
+    for _, n in ipairs(report.notifications) do heard[#heard + 1] = n.method end
+    assert.same({ "notifications/resources/list_changed", "notifications/prompts/list_changed",
+      "notifications/tools/list_changed" }, heard)
+    for i, kind in ipairs({ "resources", "prompts", "tools" }) do
+      local awaited, listed = report.steps[3 * i], report.steps[3 * i + 1]
+      assert.equal("notifications/" .. kind .. "/list_changed", awaited.awaited)
+      assert.is_true(awaited.seen, kind)
+      assert.is_nil(listed.thrown, listed.thrown)
+      assert.is_table(listed.result[kind], kind)
+    end
+  end)
+
+  it("passes URL-mode elicitation and its completion through to a host that declares URL mode", function()
+    local url = "https://example.com/connect/bridge"
+    local modern = sandbox.speaks("2026")
+    local steps = { { call = "sandbox_elicit_url", arguments = { url = url, elicitationId = "el-bridge-1" } } }
+    if not modern then steps[2] = { awaitNotification = "notifications/elicitation/complete" } end
+    steps[#steps + 1] = { call = "sandbox_elicit", arguments = { message = "Your name?" } }
+    local report = host({ capabilities = { elicitation = { form = {}, url = {} } }, steps = steps },
+      { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() })
+    local e = step(report, "sandbox_elicit_url")
+    assert.is_false(e.isError, e.texts and e.texts[1])
+    assert.same({ action = "accept", elicitationId = "el-bridge-1" }, e.structuredContent.data)
+    local asked = report.serverRequests[1]
+    assert.same({ method = "elicitation/create", mode = "url", url = url, elicitationId = "el-bridge-1",
+      message = "Open the link to finish." }, asked)
+    -- its completion: 2025-11-25 only (2026-07-28 has no such notification;
+    -- the bridge's upstream client negotiates 2026 wherever the sandbox speaks it)
+    local done
+    for _, n in ipairs(report.notifications) do
+      if n.method == "notifications/elicitation/complete" then done = n.params end
+    end
+    if modern then
+      assert.is_nil(done)
+    else
+      assert.is_true(report.steps[2].seen)
+      assert.equal("el-bridge-1", done.elicitationId)
+    end
+    -- form mode still works beside it
+    assert.is_false(step(report, "sandbox_elicit").isError)
+    assert.equal("form", report.serverRequests[2].mode)
+  end)
+
+  it("keeps a host without URL mode on form only: the upstream is not told of URL mode", function()
+    local report = host({ capabilities = { elicitation = {} }, steps = {
+      { call = "sandbox_elicit_url", arguments = { url = "https://example.com/connect/form-only" } },
+      { call = "sandbox_elicit", arguments = { message = "Your name?" } },
+    } }, { FAVCRM_MCP_URL = sandbox.url(), XDG_CONFIG_HOME = new_xdg() })
+    local e = step(report, "sandbox_elicit_url")
+    assert.is_true(e.isError)
+    assert.is_truthy(e.texts[1]:find("elicitation", 1, true), e.texts[1])
+    assert.is_false(step(report, "sandbox_elicit").isError)
+    -- the host never saw the URL request
+    assert.equal(1, #report.serverRequests)
+    assert.equal("form", report.serverRequests[1].mode)
+  end)
+
   describe("its limits (docs/LIMITS.md)", function()
     -- a bridge process on the module, with opts the CLI does not expose
     local function bridge(opts)

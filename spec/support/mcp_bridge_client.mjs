@@ -14,6 +14,9 @@
 //   its stdin (the spec does something to the world meanwhile); the line is
 //   kept, and an argument "$var:LABEL" is replaced by it.
 // "$outbox:EMAIL" and "$last.requestId" work as in mcp_stdio_client.mjs.
+// An elicitation/create in URL mode is accepted with no content; every
+// notification the host heard (list_changed, resources/updated,
+// elicitation/complete) is in report.notifications.
 // Every message the bridge sent the host is written, one JSON per line, to
 // RECEIVED_FILE, so the spec can look for a key in all of it, and every
 // message the host sent is in report.sent. The report,
@@ -57,7 +60,10 @@ const caps = plan.capabilities ?? {};
 const client = new Client({ name: 'favcrm-spec-bridge-host', version: '1.0.0' }, { capabilities: caps });
 const out = { steps: [], logs: [], serverRequests: [] };
 if (caps.elicitation) client.setRequestHandler(T.ElicitRequestSchema, async req => {
-    out.serverRequests.push({ method: 'elicitation/create', message: req.params.message });
+    const p = req.params;
+    out.serverRequests.push({ method: 'elicitation/create', message: p.message, mode: p.mode ?? 'form',
+        url: p.url, elicitationId: p.elicitationId });
+    if (p.mode === 'url') return { action: 'accept' }; // the user opened the URL (never opened here)
     return { action: 'accept', content: { name: 'Grace', confirm: true } };
 });
 if (caps.sampling) client.setRequestHandler(T.CreateMessageRequestSchema, async req => {
@@ -82,6 +88,7 @@ client.setNotificationHandler(T.ToolListChangedNotificationSchema, noted('notifi
 client.setNotificationHandler(T.ResourceListChangedNotificationSchema, noted('notifications/resources/list_changed'));
 client.setNotificationHandler(T.PromptListChangedNotificationSchema, noted('notifications/prompts/list_changed'));
 client.setNotificationHandler(T.ResourceUpdatedNotificationSchema, noted('notifications/resources/updated'));
+client.setNotificationHandler(T.ElicitationCompleteNotificationSchema, noted('notifications/elicitation/complete'));
 out.sent = [];
 out.errors = [];
 client.onerror = e => { out.errors.push(String(e && e.message || e)); };
