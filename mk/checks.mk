@@ -37,10 +37,15 @@ SPECS          ?=
 # client, scheduler, JSON, schema suite, and the fault, hostile, deadline,
 # key, no-leak, gc, TLS and server-everything runs), leaving out the specs
 # that mostly start other programs (the CLI and its terminal, the bridge,
-# the README blocks, luarocks, Neovim, nginx), each of which would cost
-# seconds a process under ASan or valgrind. `make asan` alone runs all.
+# the README blocks, luarocks, Neovim, nginx, the shells' completion, the
+# sandbox's own protocol and OAuth checks over LuaSocket), each of which
+# would cost seconds a process under ASan or valgrind. `make asan` alone
+# runs all.
 CI_CHECK_SPECS ?= $(filter-out spec/cli_spec.lua spec/mcp_serve_spec.lua \
                   spec/integration/cli_tmux_spec.lua spec/integration/bridge_spec.lua \
+                  spec/integration/bridge_era_spec.lua spec/integration/completion_spec.lua \
+                  spec/integration/nvim_idle_spec.lua spec/integration/sandbox_oauth_spec.lua \
+                  spec/sandbox_era_spec.lua \
                   spec/integration/bridge_docs_spec.lua spec/integration/docs_examples_spec.lua \
                   spec/integration/luarocks_spec.lua spec/integration/nginx_spec.lua \
                   spec/integration/resty_spec.lua spec/integration/nvim_spec.lua \
