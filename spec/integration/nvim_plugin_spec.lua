@@ -119,7 +119,7 @@ describe("the Neovim plugin", function()
     it("completes subcommands and tool names", function()
       assert.same({ "call", "doctor", "login", "logout", "signup", "tools" }, r.subcommands)
       assert.same({ "login", "logout" }, r.sub_lo)
-      assert.same({ "sandbox_echo", "sandbox_echo_args", "sandbox_elicit" }, r.tool_completion)
+      assert.same({ "sandbox_echo", "sandbox_echo_args", "sandbox_elicit", "sandbox_elicit_url" }, r.tool_completion)
     end)
 
     it("doctor shows the report in favcrm://doctor", function()
