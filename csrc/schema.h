@@ -105,6 +105,8 @@ FAV_API extern const char *const fav_schema_fmt_nouns[];
 
 typedef struct fav_node fav_node;
 
+#define FAV_ENUM_PTRS 16 /* string enums checked by pointer (fav_node.enumptr) */
+
 typedef struct fav_pent { /* a property name the node knows */
   char *name;
   size_t len;
@@ -177,6 +179,12 @@ struct fav_node {
   int nallof, nanyof, noneof;
   fav_node *not_, *if_, *then_, *else_;
   int enum_k, enumset_k, const_k;
+  /* an enum of at most FAV_ENUM_PTRS strings of at most FAV_SHORTSTR bytes
+   * (and nothing else): the bytes of its members as interned Lua strings
+   * anchored in the constants, so a string instance is a member exactly
+   * when its pointer is one of these (see fav_pent.lstr) */
+  const char *enumptr[FAV_ENUM_PTRS];
+  int nenumptr;
 };
 
 typedef struct fav_re {
@@ -186,6 +194,7 @@ typedef struct fav_re {
 } fav_re;
 
 typedef struct fav_prog { /* the favcrm.Validator userdata */
+  void *self; /* its own address: validate's cheap check (schema_lua.c) */
   fav_node **nodes;
   int nnodes, cap;
   fav_re *re;

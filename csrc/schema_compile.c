@@ -642,8 +642,17 @@ static void fav_build_type(fav_build *b) {
     if (!fav_schema_isarr(L, a)) fav_schema_bad(c, loc, "enum", "enum must be an array");
     n->enum_k = fav_schema_const(c);
     lua_newtable(L);
+    n->nenumptr = (int)lua_rawlen(L, a) <= FAV_ENUM_PTRS ? 0 : -1;
     for (i = 1; i <= (int)lua_rawlen(L, a); i++) {
       lua_rawgeti(L, a, i);
+      if (n->nenumptr >= 0) {
+        size_t sl;
+        /* the member as the array anchored at enum_k holds it: same object */
+        if (lua_type(L, -1) == LUA_TSTRING && (lua_tolstring(L, -1, &sl), sl <= FAV_SHORTSTR))
+          n->enumptr[n->nenumptr++] = lua_tostring(L, -1);
+        else
+          n->nenumptr = -1;
+      }
       if (lua_type(L, -1) != LUA_TTABLE && !(lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))) {
         lua_pushboolean(L, 1);
         lua_rawset(L, -3);

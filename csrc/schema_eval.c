@@ -311,19 +311,22 @@ static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n);
  * value certainly passes, 0 when it may not and fav_schema_eval must
  * decide (and build the errors), -1 when it fails only its pattern, which
  * is then recorded here as fav_schema_eval would. Leaves the stack as found. */
-static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx) {
+static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
   lua_State *L = v->L;
   unsigned t;
   if (v->deadline > 0 && fav_schema_late(v, c, c->pattern >= 0 ? 256 : 1)) return 0;
-  switch (lua_type(L, idx)) {
+  switch (lt) {
     case LUA_TBOOLEAN: t = FT_BOOL; break;
     case LUA_TSTRING: t = FT_STR; break;
     case LUA_TNUMBER: {
       lua_Number x;
 #if LUA_VERSION_NUM >= 503
-      if (lua_isinteger(L, idx)) {
+      int isint;
+      /* an integer, or a float with an integral value: one call */
+      lua_Integer ix = lua_tointegerx(L, idx, &isint);
+      if (isint) {
         t = FT_INT | FT_NUM;
-        x = (lua_Number)lua_tointeger(L, idx);
+        x = (lua_Number)ix;
       } else
 #endif
       {
@@ -371,6 +374,19 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx) {
   }
   if (c->enum_k) {
     int found;
+    if (c->nenumptr > 0) {
+      /* every member is a short string: a string instance is one of them
+       * exactly when it is that very (interned) string */
+      if (t == FT_STR) {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        int i;
+        if (len <= FAV_SHORTSTR)
+          for (i = 0; i < c->nenumptr; i++)
+            if (c->enumptr[i] == s) return 1;
+      }
+      return 0;
+    }
     lua_rawgeti(L, v->K, c->enumset_k);
     lua_pushvalue(L, idx);
     lua_rawget(L, -2);
@@ -381,9 +397,10 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx) {
   return 1;
 }
 
-/* Evaluates child node c on the value at vi, one level down (key or index). */
-static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
-                           lua_Integer i) {
+/* Evaluates child node c on the value at vi, one level down (key or index);
+ * lt: the value's Lua type when the caller has it, else -1. */
+static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
+                            lua_Integer i, int lt) {
   int r;
   if (c->boolean == 1) return 1;
   if (v->depth >= v->maxdepth) {
@@ -394,7 +411,7 @@ static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int 
   v->path[v->depth].s = k;
   v->path[v->depth].len = kl;
   v->path[v->depth].i = i;
-  if (c->leaf && (r = fav_schema_leaf(v, c, vi)) != 0) {
+  if (c->leaf && (r = fav_schema_leaf(v, c, vi, lt >= 0 ? lt : lua_type(v->L, vi))) != 0) {
     v->depth--;
     return r > 0;
   }
@@ -414,6 +431,12 @@ static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int 
   }
   v->depth--;
   return r;
+}
+
+/* fav_schema_downt when the value's Lua type is not at hand. */
+static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
+                           lua_Integer i) {
+  return fav_schema_downt(v, n, c, vi, k, kl, i, -1);
 }
 
 /* Past the validation's deadline (checked every `every` units of work):
@@ -762,12 +785,18 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
     names = lua_gettop(L);
     for (i = 0; i < n->nkeys; i++) {
       const fav_pent *p = &n->keys[i];
+      int vt;
       lua_rawgeti(L, names, i + 1);
+#if LUA_VERSION_NUM >= 503
+      vt = lua_rawget(L, idx); /* the value's type: no lua_type call */
+#else
       lua_rawget(L, idx);
-      if (!lua_isnil(L, -1)) {
+      vt = lua_type(L, -1);
+#endif
+      if (vt != LUA_TNIL) {
         if (p->req >= 0) seen |= (uint64_t)1 << p->req;
         if (p->node) {
-          r = fav_schema_down(v, n, p->node, names + 1, p->name, p->len, 0);
+          r = fav_schema_downt(v, n, p->node, names + 1, p->name, p->len, 0, vt);
           if (!r) FAV_BAIL();
         }
       }
