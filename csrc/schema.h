@@ -164,6 +164,8 @@ struct fav_node {
   unsigned char by_key;   /* properties/required only: look the keys up, do not walk the instance */
   unsigned char leaf;     /* scalar keywords only (type, numbers, strings, scalar enum): fav_schema_leaf */
   unsigned char obj_only; /* object keywords, nothing that tells an empty table from an object */
+  unsigned char addl_false; /* additionalProperties is the schema false */
+  unsigned char by_count; /* as by_key, with addl_false: look the keys up, then count them (fav_prog.nkeys_k) */
   uint32_t kmask;
   int *patre;
   fav_node **patnodes;
@@ -205,6 +207,7 @@ typedef struct fav_prog { /* the favcrm.Validator userdata */
   fav_node *root;
   pcre2_code *idna[4]; /* \\p{M}, \\p{Greek}, \\p{Hebrew}, Hiragana/Katakana/Han */
   int all, formats, maxdepth;
+  int nkeys_k; /* constant: table.nkeys where the Lua has it (LuaJIT), else 0 */
 } fav_prog;
 
 

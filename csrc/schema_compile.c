@@ -923,8 +923,10 @@ static void fav_build_object(fav_build *b) {
     }
   }
   lua_pop(L, 1);
-  if (fav_schema_field(L, V, "additionalProperties") != LUA_TNIL)
+  if (fav_schema_field(L, V, "additionalProperties") != LUA_TNIL) {
     n->addl = fav_schema_child(c, LOC, B, draft, res, depth, "additionalProperties", NULL, 0, -1);
+    n->addl_false = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+  }
   lua_pop(L, 1);
   if (fav_schema_field(L, V, "propertyNames") != LUA_TNIL)
     n->pnames = fav_schema_child(c, LOC, B, draft, res, depth, "propertyNames", NULL, 0, -1);
@@ -1046,6 +1048,11 @@ static void fav_build_object_tail(fav_build *b) {
     if (!numeric && !n->npat && !n->addl && !n->pnames && !n->minprops && n->maxprops == (size_t)-1 &&
         !n->uprops && (n->nreq == 0 || n->req_hashed))
       n->by_key = 1;
+    /* the same with additionalProperties: false, where a key count (when
+     * the Lua has table.nkeys: LuaJIT) tells that nothing else is there */
+    if (!numeric && !n->npat && n->addl_false && !n->pnames && !n->minprops && n->maxprops == (size_t)-1 &&
+        !n->uprops && (n->nreq == 0 || n->req_hashed))
+      n->by_count = 1;
   }
   if (n->nkeys || n->npat || n->addl || n->pnames || n->minprops || n->maxprops != (size_t)-1 || n->nreq ||
       n->ndepreq || n->ndepsch)

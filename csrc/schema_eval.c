@@ -314,25 +314,20 @@ static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n);
 static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
   lua_State *L = v->L;
   unsigned t;
+  const char *str = NULL;
+  size_t slen = 0;
   if (v->deadline > 0 && fav_schema_late(v, c, c->pattern >= 0 ? 256 : 1)) return 0;
   switch (lt) {
     case LUA_TBOOLEAN: t = FT_BOOL; break;
-    case LUA_TSTRING: t = FT_STR; break;
+    case LUA_TSTRING:
+      t = FT_STR;
+      str = lua_tolstring(L, idx, &slen);
+      break;
     case LUA_TNUMBER: {
-      lua_Number x;
-#if LUA_VERSION_NUM >= 503
-      int isint;
-      /* an integer, or a float with an integral value: one call */
-      lua_Integer ix = lua_tointegerx(L, idx, &isint);
-      if (isint) {
-        t = FT_INT | FT_NUM;
-        x = (lua_Number)ix;
-      } else
-#endif
-      {
-        x = lua_tonumber(L, idx);
-        t = (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
-      }
+      /* one call for every number: an integer converts exactly where it
+       * matters (a Lua integer is integral whatever its double) */
+      lua_Number x = lua_tonumber(L, idx);
+      t = (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
       if (c->cat & CAT_NUM) {
         double d = (double)x;
         if ((c->numkw & NK_MIN) && d < c->minimum) return 0;
@@ -346,8 +341,8 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
   }
   if (c->types && !(c->types & t)) return 0;
   if (t == FT_STR && (c->cat & CAT_STR)) {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
+    size_t len = slen;
+    const char *s = str;
     int fmt = v->formats ? c->format : 0;
     /* the checks in fav_schema_str's order; without enum (which
      * fav_schema_eval checks first) and without all_errors, the first that
@@ -377,13 +372,10 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
     if (c->nenumptr > 0) {
       /* every member is a short string: a string instance is one of them
        * exactly when it is that very (interned) string */
-      if (t == FT_STR) {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
+      if (t == FT_STR && slen <= FAV_SHORTSTR) {
         int i;
-        if (len <= FAV_SHORTSTR)
-          for (i = 0; i < c->nenumptr; i++)
-            if (c->enumptr[i] == s) return 1;
+        for (i = 0; i < c->nenumptr; i++)
+          if (c->enumptr[i] == str) return 1;
       }
       return 0;
     }
@@ -778,9 +770,10 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
   uint64_t seen = 0;
   size_t nkeys = 0;
   int ok = 1, r, i, top = lua_gettop(L);
-  if (!(t & FT_ARR) && n->by_key && !la && !v->all) {
+  int counted = n->by_count && v->P->nkeys_k; /* by_key, then the count shows nothing else is there */
+  if (!(t & FT_ARR) && (n->by_key || counted) && !la && !v->all) {
     /* only the named keys matter: one raw lookup each, in declared order */
-    int names;
+    int names, declared = 0;
     lua_rawgeti(L, v->K, n->keys_k);
     names = lua_gettop(L);
     for (i = 0; i < n->nkeys; i++) {
@@ -796,13 +789,31 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
       if (vt != LUA_TNIL) {
         if (p->req >= 0) seen |= (uint64_t)1 << p->req;
         if (p->node) {
+          declared++;
           r = fav_schema_downt(v, n, p->node, names + 1, p->name, p->len, 0, vt);
           if (!r) FAV_BAIL();
         }
       }
       lua_settop(L, names);
     }
-  } else if (!(t & FT_ARR) && n->obj_iter) {
+    if (counted) {
+      /* additionalProperties: false. Every declared property present is
+       * valid; the instance is valid when it holds nothing else, which its
+       * key count (table.nkeys, one call instead of a lua_next a key) says.
+       * Otherwise the walk below finds and reports what is extra. */
+      lua_Integer total;
+      lua_rawgeti(L, v->K, v->P->nkeys_k);
+      lua_pushvalue(L, idx);
+      lua_call(L, 1, 1);
+      total = lua_tointeger(L, -1);
+      lua_settop(L, top);
+      if (total != (lua_Integer)declared) {
+        seen = 0;
+        counted = -1;
+      }
+    }
+  }
+  if ((counted < 0 || !(n->by_key || counted) || la || v->all) && !(t & FT_ARR) && n->obj_iter) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       int vi = lua_gettop(L), kt = lua_type(L, vi - 1), matched = 0;

@@ -157,6 +157,20 @@ static int fav_schema_compile_p(lua_State *L) {
       lua_rawseti(L, c.K, c.nk + 1);
     }
   }
+#if LUA_VERSION_NUM == 501
+  /* LuaJIT's table.nkeys counts a table's keys in one call: objects with
+   * additionalProperties: false are then checked by lookups and a count
+   * (fav_node.by_count) instead of a lua_next a key. PUC Lua has no such
+   * call; there the walk stays. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "table.nkeys");
+  if (lua_pcall(L, 1, 1, 0) == 0 && lua_iscfunction(L, -1)) {
+    P->nkeys_k = ++c.nk;
+    lua_rawseti(L, c.K, c.nk);
+  } else {
+    lua_pop(L, 1);
+  }
+#endif
   if (c.forced) draft = c.forced;
   else if (lua_istable(L, 2)) draft = fav_schema_dialect(&c, 2, 20);
   if (lua_istable(L, 3)) {

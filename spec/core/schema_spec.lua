@@ -312,6 +312,61 @@ describe("favcrm.schema", function()
         errs[1])
     end)
 
+    it("finds what else an additionalProperties: false object holds, whatever it is", function()
+      -- objects of declared keys only are checked by lookups and a key count
+      -- where the Lua has table.nkeys (LuaJIT); anything else there must
+      -- still be found and named, as the walk of every key does
+      local v = assert(schema.compile({ type = "object", required = { "a" },
+        properties = { a = { type = "integer" }, b = { type = "string" }, ["1"] = { type = "string" } },
+        additionalProperties = false }))
+      assert.is_true(v:validate({ a = 1 }))
+      assert.is_true(v:validate({ a = 1, b = "x", ["1"] = "y" }))
+      local cases = {
+        { { a = 1, c = 2 }, "/c" },
+        { { a = 1, b = "x", c = false }, "/c" },
+        { { a = 1, [2] = "y" }, "/2" },                 -- a number key, not a declared name
+        { { a = 1, [true] = "y" }, nil },               -- a key JSON cannot hold
+      }
+      for i, case in ipairs(cases) do
+        local ok, errs = v:validate(case[1])
+        assert.is_false(ok, "case " .. i)
+        if case[2] then
+          assert.same({ path = case[2], keyword = "additionalProperties", schema_path = "/additionalProperties",
+            property = case[2]:sub(2), message = case[2] .. ': property "' .. case[2]:sub(2) .. '" is not allowed',
+            reason = 'property "' .. case[2]:sub(2) .. '" is not allowed' }, errs[1], "case " .. i)
+        else
+          assert.equals("type", errs[1].keyword, "case " .. i)
+        end
+      end
+      -- a name only in required is no declared property: holding it is holding something else
+      local r = assert(schema.compile({ required = { "x" }, properties = { a = {} }, additionalProperties = false }))
+      local ok, errs = r:validate({ x = 1 })
+      assert.is_false(ok)
+      assert.equals("/x", errs[1].path)
+      -- a declared property that fails is reported as before
+      ok, errs = v:validate({ a = "one" })
+      assert.is_false(ok)
+      assert.equals("/a: must be integer, got string", errs[1].message)
+    end)
+
+    it("checks string enums of any length and size", function()
+      local long = ("x"):rep(41) -- longer than the strings Lua interns
+      local members = { "a", long }
+      for i = 1, 20 do members[#members + 1] = "m" .. i end -- more than are checked by pointer
+      for _, enum in ipairs({ { "a", "bb" }, { "a", long }, members }) do
+        local v = assert(schema.compile({ type = "object", properties = { e = { type = "string", enum = enum } } }))
+        for _, m in ipairs(enum) do
+          assert.is_true(v:validate({ e = (m .. "#"):sub(1, -2) }), m) -- an equal string built anew
+        end
+        for _, bad in ipairs({ "c", long .. "y", ("x"):rep(40), "" }) do
+          local ok, errs = v:validate({ e = bad })
+          assert.is_false(ok, bad)
+          assert.equals("enum", errs[1].keyword)
+        end
+        assert.is_false((v:validate({ e = 1 })))
+      end
+    end)
+
     it("applies draft-07 rules from $schema and 2020-12 rules by default", function()
       local tuple = { items = { { type = "integer" } }, additionalItems = false }
       local d7 = { ["$schema"] = "http://json-schema.org/draft-07/schema#" }
