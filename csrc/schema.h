@@ -66,7 +66,8 @@
 #define FAV_K_KEYWORD 4
 #define FAV_K_SCHEMA_PATH 5
 #define FAV_K_PROPERTY 6
-#define FAV_K_RESERVED 6
+#define FAV_K_PATTERN 7 /* the keyword of the pattern error (fav_schema_fail_pattern) */
+#define FAV_K_RESERVED 7
 
 /* JSON types of an instance, as bits. An integral number is INT|NUM. */
 #define FT_NULL 1u

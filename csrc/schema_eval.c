@@ -115,7 +115,8 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   else lua_pushlstring(L, why, wl);
   lua_rawset(L, rec);
   lua_rawgeti(L, K, FAV_K_KEYWORD);
-  lua_pushstring(L, kw); /* a static string: Lua's string cache by address */
+  if (why_k && strcmp(kw, "pattern") == 0) lua_rawgeti(L, K, FAV_K_PATTERN); /* the pattern error */
+  else lua_pushstring(L, kw); /* a static string: Lua's string cache by address */
   lua_rawset(L, rec);
   lua_rawgeti(L, K, FAV_K_SCHEMA_PATH);
   ll = strlen(n->loc);
@@ -814,9 +815,10 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
     }
   }
   if ((counted < 0 || !(n->by_key || counted) || la || v->all) && !(t & FT_ARR) && n->obj_iter) {
+    /* the stack is at top here: each key at top + 1, its value at top + 2 */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-      int vi = lua_gettop(L), kt = lua_type(L, vi - 1), matched = 0;
+      int vi = top + 2, kt = lua_type(L, vi - 1), matched = 0;
       const char *k;
       size_t kl;
       if (kt == LUA_TSTRING) {

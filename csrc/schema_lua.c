@@ -151,7 +151,7 @@ static int fav_schema_compile_p(lua_State *L) {
   c.K = lua_gettop(L);
   {
     static const char *const names[FAV_K_RESERVED] = {"path", "message", "reason", "keyword", "schema_path",
-                                                      "property"};
+                                                      "property", "pattern"};
     for (c.nk = 0; c.nk < FAV_K_RESERVED; c.nk++) {
       lua_pushstring(L, names[c.nk]);
       lua_rawseti(L, c.K, c.nk + 1);
