@@ -298,16 +298,7 @@ int fav_schema_open(lua_State *L) {
     {NULL, NULL}
   };
   fav_newclass(L, FAV_SCHEMA_MT, methods, meta, fav_schema_close_l);
-  /* validate and __call again, with the metatable as their upvalue */
-  lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, fav_schema_validate_l, 1);
-  lua_setfield(L, -2, "validate");
-  lua_pop(L, 1);
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, fav_schema_validate_l, 1);
-  lua_setfield(L, -2, "__call");
-  lua_pop(L, 1);
+  lua_pop(L, 1); /* the metatable */
   lua_pushcfunction(L, fav_schema_compile_l);
   lua_setfield(L, -2, "schema_compile");
   return 0;
