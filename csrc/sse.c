@@ -191,6 +191,19 @@ void fav_sse_reset(fav_sse *p) {
   p->id.len = 0;
 }
 
+/* See sse.h: as after fav_sse_init, but the buffers keep their memory. */
+void fav_sse_restart(fav_sse *p, size_t max_event_bytes) {
+  fav_sse keep = *p;
+  fav_sse_init(p, max_event_bytes);
+  p->line = keep.line;
+  p->data = keep.data;
+  p->type = keep.type;
+  p->id = keep.id;
+  p->last_id = keep.last_id;
+  p->line.len = p->data.len = p->type.len = p->id.len = p->last_id.len = 0;
+  p->id_seq = keep.id_seq + 1; /* the id changes (to "") */
+}
+
 /* See sse.h: frees everything; p is reusable as after init. */
 void fav_sse_free(fav_sse *p) {
   size_t max = p->max_event_bytes;
