@@ -132,7 +132,12 @@ static int sse_scan(fav_sse *p, const char *s, size_t n, fav_sse_cb cb, void *ud
         continue;
       }
     }
-    for (q = s; q < end && *q != '\n' && *q != '\r'; q++) {
+    /* the first LF or CR (memchr: a line of JSON is long) */
+    q = (const char *)memchr(s, '\n', (size_t)(end - s));
+    if (q == NULL) q = end;
+    {
+      const char *cr = (const char *)memchr(s, '\r', (size_t)(q - s));
+      if (cr != NULL) q = cr;
     }
     span = (size_t)(q - s);
     if (span > p->max_event_bytes - p->line.len ||
