@@ -35,6 +35,8 @@ extern char **environ;
 #define FAV_HDRSET_LINES 32
 /* finished transfers' structs kept for the next ones */
 #define FAV_IDLE_TRANSFERS 8
+/* queue items kept for reuse */
+#define FAV_IDLE_ITEMS 16
 /* a kept transfer keeps a buffer only up to this capacity */
 #define FAV_KEEP_BUF (16 * 1024)
 
@@ -59,6 +61,8 @@ typedef struct qitem {
   char *err_msg;
   int inl;         /* data, event, event_id, headers are in the item's own
                       block (after the struct), not allocations of their own */
+  size_t cap;      /* bytes of that block after the struct */
+  struct fav_http *owner;
 } qitem;
 
 /* A request header list as libcurl takes it, kept by the client and
@@ -114,6 +118,8 @@ typedef struct fav_http {
   int nidle;
   transfer *tfree[FAV_IDLE_TRANSFERS]; /* finished structs, for reuse */
   int ntfree;
+  qitem *qfree[FAV_IDLE_ITEMS]; /* handed-on items, for reuse */
+  int nqfree;
   hdrset *hsets[FAV_HDRSETS];
   unsigned long hclock;
   qitem *qhead, *qtail;
@@ -267,7 +273,11 @@ static char *dupmem(const char *s, size_t n) {
   return p;
 }
 
+/* Frees q's strings; q is kept by its client for the next item (at most
+ * FAV_IDLE_ITEMS of them, of at most FAV_KEEP_BUF bytes) unless the client
+ * is closed. */
 static void qitem_free(qitem *q) {
+  fav_http *h;
   if (!q) return;
   if (!q->inl) { /* else they live in q's own block */
     free(q->data);
@@ -276,18 +286,41 @@ static void qitem_free(qitem *q) {
     free(q->headers);
   }
   free(q->err_msg);
+  h = q->owner;
+  if (h && !h->closed && h->nqfree < FAV_IDLE_ITEMS && q->cap <= FAV_KEEP_BUF) {
+    h->qfree[h->nqfree++] = q;
+    return;
+  }
   free(q);
 }
 
-/* A zeroed item with extra bytes after the struct (qitem_inl) for the
- * strings it carries: one allocation an item, not one a string. */
+/* An item, zeroed, with at least extra bytes after the struct for the
+ * strings it carries (one allocation an item, not one a string): a kept
+ * one of h's when one is large enough. NULL on out of memory. */
 static qitem *qitem_new(fav_http *h, qkind kind, long id, size_t extra) {
-  qitem *q = calloc(1, sizeof *q + extra);
-  if (!q) return NULL;
+  qitem *q = NULL;
+  size_t cap = extra;
+  int i;
+  for (i = h->nqfree - 1; i >= 0; i--) {
+    if (h->qfree[i]->cap >= extra) {
+      q = h->qfree[i];
+      h->qfree[i] = h->qfree[--h->nqfree];
+      cap = q->cap;
+      break;
+    }
+  }
+  if (!q) {
+    if (cap < 256) cap = 256; /* room for a small event or headers */
+    if (cap > ((size_t)-1) - sizeof *q) return NULL;
+    q = malloc(sizeof *q + cap);
+    if (!q) return NULL;
+  }
+  memset(q, 0, sizeof *q);
+  q->cap = cap;
+  q->owner = h;
   q->kind = kind;
   q->id = id;
   q->retry = -1;
-  (void)h;
   return q;
 }
 
@@ -930,6 +963,8 @@ static int fav_http_close(lua_State *L) {
   h->nidle = 0;
   for (i = 0; i < h->ntfree; i++) transfer_destroy(h->tfree[i]);
   h->ntfree = 0;
+  for (i = 0; i < h->nqfree; i++) free(h->qfree[i]);
+  h->nqfree = 0;
   for (i = 0; i < FAV_HDRSETS; i++) {
     hdrset_free(h->hsets[i]); /* wipes the Authorization lines */
     h->hsets[i] = NULL;
