@@ -143,8 +143,9 @@ static int curl_ready = 0;
  * only takes effect when favcrm is the first to initialise libcurl in the
  * process (docs/LIMITS.md). Needs malloc_usable_size (glibc, musl).
  *
- * Large blocks are not wiped and freed at once but kept in a small pool
- * (WA_POOL_SLOTS blocks, WA_POOL_BYTES in all): libcurl frees its 16 KiB
+ * Large blocks are not wiped and freed at once but kept in a pool (a few
+ * sizes, WA_POOL_DEPTH blocks of each, WA_POOL_BYTES in all; what it holds
+ * libcurl had in use at once a moment before): libcurl frees its 16 KiB
  * receive buffer (and, over TLS, its 64 KiB upload buffer) after every
  * transfer and allocates the same size again for the next one, so zeroing
  * and returning it each time was a good part of a call's cost (16k
@@ -162,13 +163,19 @@ static int curl_ready = 0;
 
 #define WA_POOL_MIN 1024            /* smaller blocks: wiped and freed */
 #define WA_POOL_MAX (128 * 1024)    /* larger blocks: wiped and freed */
-#define WA_POOL_SLOTS 16
-#define WA_POOL_BYTES (1024 * 1024)
+#define WA_POOL_CLASSES 8           /* distinct block sizes kept */
+#define WA_POOL_DEPTH 72            /* blocks kept of one size (call_many
+                                       runs 64 transfers at once) */
+#define WA_POOL_BYTES (3 * 1024 * 1024)
 
+/* The pool: a stack of blocks per usable size (libcurl asks for a handful
+ * of sizes, the same ones on every transfer). */
 static pthread_mutex_t wa_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *wa_pool[WA_POOL_SLOTS];
-static size_t wa_pool_size[WA_POOL_SLOTS];
-static int wa_npool;
+static struct {
+  size_t size; /* usable size of every block here; 0: class unused */
+  int n;
+  void *blk[WA_POOL_DEPTH];
+} wa_pool[WA_POOL_CLASSES];
 static size_t wa_pool_bytes;
 
 /* A pooled block of at least n bytes (and at most 2n, so a small request
@@ -178,13 +185,11 @@ static void *wa_pool_take(size_t n) {
   int i;
   if (n < WA_POOL_MIN || n > WA_POOL_MAX) return NULL;
   pthread_mutex_lock(&wa_lock);
-  for (i = wa_npool - 1; i >= 0; i--) {
-    if (wa_pool_size[i] >= n && wa_pool_size[i] / 2 <= n) {
-      p = wa_pool[i];
-      wa_pool_bytes -= wa_pool_size[i];
-      wa_npool--;
-      wa_pool[i] = wa_pool[wa_npool];
-      wa_pool_size[i] = wa_pool_size[wa_npool];
+  for (i = 0; i < WA_POOL_CLASSES; i++) {
+    size_t sz = wa_pool[i].size;
+    if (wa_pool[i].n > 0 && sz >= n && sz / 2 <= n) {
+      p = wa_pool[i].blk[--wa_pool[i].n];
+      wa_pool_bytes -= sz;
       break;
     }
   }
@@ -194,14 +199,23 @@ static void *wa_pool_take(size_t n) {
 
 /* Keeps p (usable size n) in the pool; 0 when it does not fit. */
 static int wa_pool_put(void *p, size_t n) {
-  int ok = 0;
+  int i, free_class = -1, ok = 0;
   if (n < WA_POOL_MIN || n > WA_POOL_MAX) return 0;
   pthread_mutex_lock(&wa_lock);
-  if (wa_npool < WA_POOL_SLOTS && wa_pool_bytes + n <= WA_POOL_BYTES) {
-    wa_pool[wa_npool] = p;
-    wa_pool_size[wa_npool++] = n;
-    wa_pool_bytes += n;
-    ok = 1;
+  if (wa_pool_bytes + n <= WA_POOL_BYTES) {
+    for (i = 0; i < WA_POOL_CLASSES; i++) {
+      if (wa_pool[i].size == n) break;
+      if (free_class < 0 && wa_pool[i].n == 0) free_class = i;
+    }
+    if (i == WA_POOL_CLASSES && free_class >= 0) {
+      i = free_class; /* an empty class takes the new size */
+      wa_pool[i].size = n;
+    }
+    if (i < WA_POOL_CLASSES && wa_pool[i].n < WA_POOL_DEPTH) {
+      wa_pool[i].blk[wa_pool[i].n++] = p;
+      wa_pool_bytes += n;
+      ok = 1;
+    }
   }
   pthread_mutex_unlock(&wa_lock);
   return ok;
@@ -209,11 +223,15 @@ static int wa_pool_put(void *p, size_t n) {
 
 /* Wipes and frees every pooled block. Never raises. */
 static void wa_pool_drain(void) {
+  int i;
   pthread_mutex_lock(&wa_lock);
-  while (wa_npool > 0) {
-    wa_npool--;
-    fav_wipe(wa_pool[wa_npool], wa_pool_size[wa_npool]);
-    free(wa_pool[wa_npool]);
+  for (i = 0; i < WA_POOL_CLASSES; i++) {
+    while (wa_pool[i].n > 0) {
+      void *p = wa_pool[i].blk[--wa_pool[i].n];
+      fav_wipe(p, wa_pool[i].size);
+      free(p);
+    }
+    wa_pool[i].size = 0;
   }
   wa_pool_bytes = 0;
   pthread_mutex_unlock(&wa_lock);
