@@ -25,7 +25,7 @@ extern char **environ;
 
 #define FAV_HTTP_MT "favcrm.Http"
 #define FAV_MAX_HEADER_BYTES (64 * 1024)
-#define FAV_IDLE_EASY 8
+#define FAV_IDLE_EASY 64 /* as many as call_many runs at once in the bench */
 /* connections kept open per client (curl's cache): as many as call_many
  * runs at once in the bench (concurrency 64), so those reuse them */
 #define FAV_MAX_CONNECTIONS 64
@@ -34,9 +34,9 @@ extern char **environ;
 #define FAV_HDRSETS 4
 #define FAV_HDRSET_LINES 32
 /* finished transfers' structs kept for the next ones */
-#define FAV_IDLE_TRANSFERS 8
+#define FAV_IDLE_TRANSFERS 64
 /* queue items kept for reuse */
-#define FAV_IDLE_ITEMS 16
+#define FAV_IDLE_ITEMS 64
 /* a kept transfer keeps a buffer only up to this capacity */
 #define FAV_KEEP_BUF (16 * 1024)
 
