@@ -598,7 +598,8 @@ static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expe
 
 /* Builds the list of lines hdrset_match describes into a new set (nlines
  * and len filled in only while there are at most FAV_HDRSET_LINES lines;
- * *cacheable tells). Returns NULL on out of memory. Does not raise; the
+ * and no line is an Authorization of the caller's; *cacheable tells).
+ * Returns NULL on out of memory. Does not raise; the
  * caller has checked the types already. */
 static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, const char *auth,
                             size_t auth_len, int *cacheable) {
@@ -619,6 +620,11 @@ static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, c
       str = lua_tolstring(L, -1, &sl);
       if (str) {
         if (sl >= 11 && name_is(str, "user-agent:", 11)) ua = NULL; /* the caller's wins */
+        /* a credential of the caller's (OAuth's Basic client secret) is
+         * not kept: that list is the transfer's, wiped when it ends */
+        if ((sl >= 14 && name_is(str, "authorization:", 14)) ||
+            (sl >= 20 && name_is(str, "proxy-authorization:", 20)))
+          *cacheable = 0;
         l = curl_slist_append(s->list, str);
         if (!l) { lua_pop(L, 2); hdrset_free(s); return NULL; }
         s->list = l;
