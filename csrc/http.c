@@ -797,6 +797,10 @@ static void transfer_free(fav_http *h, transfer *t) {
   t->hset = NULL;
   free_slist(t->hdrs);
   t->hdrs = NULL;
+  /* the request body (an OAuth token request's carries the code verifier
+   * or the refresh token): wiped, kept or not */
+  if (t->body.p && t->body.len) fav_wipe(t->body.p, t->body.len);
+  t->body.len = 0;
   if (h->ntfree < FAV_IDLE_TRANSFERS && !h->closed) {
     buf_trim(&t->body);
     buf_trim(&t->rhdr);
