@@ -7,8 +7,9 @@
 #   libcurl_c, favcrm_lua54, favcrm_luajit, ts_sdk: N sequential list_services
 #     calls after WARMUP, and the same with N=0 (the driver's getrusage of the
 #     two runs gives the CPU of exactly N calls);
-#   favcrm_lua54 call_many at 1, 8 and 64 in flight, and server_ceiling
-#     (libcurl_c, 64 handles on curl multi).
+#   favcrm_lua54 call_many at 1 and 8 in flight; then call_many at 64 and
+#     server_ceiling (libcurl_c, 64 handles on curl multi) back to back,
+#     BENCH_PAIRS pairs, the order alternating.
 # Then bench/schema_bench.sh (the schema engineer's), and bench/report.lua
 # turns the raw lines into the table, the JSON and the chart.
 #
@@ -17,8 +18,9 @@
 # Then, once, each of libcurl_c and favcrm_* under callgrind with N and 0
 # calls: instructions per call (instr_per_call), which load cannot move.
 # Knobs (environment): BENCH_ROUNDS, BENCH_N, BENCH_WARMUP, BENCH_MANY_N,
-# BENCH_CEILING_N, BENCH_SCHEMA_SECS, BENCH_CLIENTS (space-separated subset),
-# BENCH_INSTR=0 (no callgrind runs), BENCH_INSTR_N.
+# BENCH_CEILING_N (calls in each c64 and ceiling run), BENCH_SCHEMA_SECS, BENCH_CLIENTS (space-separated subset),
+# BENCH_INSTR=0 (no callgrind runs), BENCH_INSTR_N, BENCH_PAIRS (c64/ceiling
+# pairs a round).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -27,11 +29,15 @@ smoke=0
 [ "${1:-}" = "--smoke" ] && smoke=1
 if [ $smoke = 1 ]; then
   rounds=${BENCH_ROUNDS:-1} n=${BENCH_N:-300} warm=${BENCH_WARMUP:-30}
-  many_n=${BENCH_MANY_N:-300} ceil_n=${BENCH_CEILING_N:-600} schema_secs=${BENCH_SCHEMA_SECS:-0.2}
+  many_n=${BENCH_MANY_N:-300} schema_secs=${BENCH_SCHEMA_SECS:-0.2}
+  npairs=${BENCH_PAIRS:-2}
+  pair_n=${BENCH_CEILING_N:-$many_n}
   out_json=build/bench/smoke-results.json out_png=""
 else
   rounds=${BENCH_ROUNDS:-5} n=${BENCH_N:-2000} warm=${BENCH_WARMUP:-200}
-  many_n=${BENCH_MANY_N:-2000} ceil_n=${BENCH_CEILING_N:-4000} schema_secs=${BENCH_SCHEMA_SECS:-1}
+  many_n=${BENCH_MANY_N:-2000} schema_secs=${BENCH_SCHEMA_SECS:-1}
+  npairs=${BENCH_PAIRS:-3}
+  pair_n=${BENCH_CEILING_N:-$many_n}
   out_json=bench/results.json out_png=bench/results.png
 fi
 clients=${BENCH_CLIENTS:-"libcurl_c favcrm_lua54 favcrm_luajit favcrm_lua54_2026 favcrm_luajit_2026 ts_sdk"}
@@ -137,8 +143,8 @@ run() {
     exit 1
   fi
   read -r wall user sys rss rc < "$tmp/stat"
-  printf '{"round":%d,"client":"%s","kind":"%s","res":%s,"stat":{"wall_ms":%s,"user_us":%s,"sys_us":%s,"maxrss_kb":%s}}\n' \
-    "$round" "$client" "$kind" "$res" "$wall" "$user" "$sys" "$rss" >> "$raw"
+  printf '{"round":%d,%s"client":"%s","kind":"%s","res":%s,"stat":{"wall_ms":%s,"user_us":%s,"sys_us":%s,"maxrss_kb":%s}}\n' \
+    "$round" "${PAIR:+\"pair\":$PAIR,}" "$client" "$kind" "$res" "$wall" "$user" "$sys" "$rss" >> "$raw"
 }
 
 echo "bench: sandbox at $url; $rounds round(s) of $n calls after $warm warm-up; clients: $clients"
@@ -157,11 +163,23 @@ for r in $(seq 1 "$rounds"); do
     run "$r" "$c" base seq 0 "$warm"
   done
   printf ' call_many'
-  for k in 1 8 64; do
+  for k in 1 8; do
     run "$r" favcrm_lua54 "c$k" many "$many_n" "$warm" "$k"
   done
-  printf ' ceiling'
-  run "$r" libcurl_c ceiling multi "$ceil_n" "$warm" 64
+  # call_many at 64 against the server's ceiling: the two run back to back,
+  # BENCH_PAIRS pairs a round, the order alternating (ceiling first in odd
+  # pairs), so both runs of a pair see the same machine; report.lua takes
+  # each pair's ratio and the round's median of them
+  printf ' c64/ceiling x%d' "$npairs"
+  for p in $(seq 1 "$npairs"); do
+    if [ $((p % 2)) = 1 ]; then
+      PAIR=$p run "$r" libcurl_c ceiling multi "$pair_n" "$warm" 64
+      PAIR=$p run "$r" favcrm_lua54 c64 many "$pair_n" "$warm" 64
+    else
+      PAIR=$p run "$r" favcrm_lua54 c64 many "$pair_n" "$warm" 64
+      PAIR=$p run "$r" libcurl_c ceiling multi "$pair_n" "$warm" 64
+    fi
+  done
   echo
 done
 echo "bench: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -236,7 +254,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   printf '"libcurl":"%s",' "$(curl-config --version 2>/dev/null || pkg-config --modversion libcurl)"
   printf '"mcp_sdk":"%s",' "$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' sandbox/node_modules/@modelcontextprotocol/sdk/package.json | head -1)"
   printf '"rounds":%d,"n":%d,"warmup":%d,"many_n":%d,"ceiling_n":%d,"instr_n":%d,"smoke":%s,' \
-    "$rounds" "$n" "$warm" "$many_n" "$ceil_n" "$instr_n" "$([ $smoke = 1 ] && echo true || echo false)"
+    "$rounds" "$n" "$warm" "$many_n" "$pair_n" "$instr_n" "$([ $smoke = 1 ] && echo true || echo false)"
   printf '"loadavg_before":"%s","loadavg_after":"%s"}\n' "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$meta"
 

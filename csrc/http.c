@@ -21,12 +21,24 @@
 #include <strings.h>
 #include <sys/select.h>
 
+extern char **environ;
+
 #define FAV_HTTP_MT "favcrm.Http"
 #define FAV_MAX_HEADER_BYTES (64 * 1024)
-#define FAV_IDLE_EASY 8
+#define FAV_IDLE_EASY 64 /* as many as call_many runs at once in the bench */
 /* connections kept open per client (curl's cache): as many as call_many
  * runs at once in the bench (concurrency 64), so those reuse them */
 #define FAV_MAX_CONNECTIONS 64
+/* request header lists kept per client (struct hdrset) and the most lines
+ * one of them may have to be kept */
+#define FAV_HDRSETS 4
+#define FAV_HDRSET_LINES 32
+/* finished transfers' structs kept for the next ones */
+#define FAV_IDLE_TRANSFERS 64
+/* queue items kept for reuse */
+#define FAV_IDLE_ITEMS 64
+/* a kept transfer keeps a buffer only up to this capacity */
+#define FAV_KEEP_BUF (16 * 1024)
 
 typedef enum { Q_HEADERS, Q_EVENT, Q_DONE } qkind;
 
@@ -47,16 +59,42 @@ typedef struct qitem {
   long connects;   /* new connections the transfer needed */
   const char *err_code; /* static string, NULL on success */
   char *err_msg;
+  int inl;         /* data, event, event_id, headers are in the item's own
+                      block (after the struct), not allocations of their own */
+  size_t cap;      /* bytes of that block after the struct */
+  struct fav_http *owner;
 } qitem;
+
+/* A request header list as libcurl takes it, kept by the client and
+ * shared by every transfer that sends the same lines (the session sends the
+ * same ones on each call): built once, not per request. The lines are
+ * req.headers, then req.extra_headers, then the client's User-Agent line
+ * (see ua_line), then "Expect:" when set, then the Authorization line when
+ * auth is set. The Authorization line is wiped when
+ * the list is freed (evicted, replaced by a new token, or client close). */
+typedef struct hdrset {
+  struct curl_slist *list;
+  int refs;          /* transfers in flight that use it */
+  int nlines;        /* lines from headers and extra_headers */
+  int ua_cand;       /* built to carry the client's User-Agent line... */
+  int ua;            /* ...and it does (no User-Agent line of the caller's) */
+  int expect;        /* ends with "Expect:" (then the auth line) */
+  int auth;          /* ends with the Authorization line */
+  size_t auth_len;   /* bytes of the token in it */
+  unsigned long used;/* when last matched (LRU) */
+  size_t len[FAV_HDRSET_LINES];
+} hdrset;
 
 typedef struct transfer {
   struct transfer *next;
   struct fav_http *owner;
   CURL *easy;
   long id;
-  struct curl_slist *hdrs; /* request headers; the auth line is wiped */
-  char *body;
-  size_t body_len;
+  struct curl_slist *hdrs; /* request headers of this transfer alone (not
+                              kept in a hdrset); the auth line is wiped */
+  hdrset *hset;    /* or the shared list it uses */
+  int ua_sent;     /* the list carries the User-Agent line */
+  fav_buf body;    /* the request body libcurl reads */
   long status;
   fav_buf rhdr;    /* response headers collected so far */
   size_t hdr_bytes;/* all header bytes received, every block, kept or not */
@@ -64,7 +102,8 @@ typedef struct transfer {
   int headers_done;/* the final header block ended with its blank line */
   int sse;         /* the response is text/event-stream */
   fav_sse parser;  /* used when sse is set */
-  int parser_on;
+  int parser_on;   /* the parser is in use by this transfer */
+  int parser_kept; /* the parser holds memory (kept for reuse) */
   unsigned long id_seq; /* the parser's id_seq last handed on */
   fav_buf rbody;   /* a non-SSE body */
   size_t received; /* all body bytes, SSE included */
@@ -77,12 +116,19 @@ typedef struct fav_http {
   transfer *active;
   CURL *idle[FAV_IDLE_EASY];
   int nidle;
+  transfer *tfree[FAV_IDLE_TRANSFERS]; /* finished structs, for reuse */
+  int ntfree;
+  qitem *qfree[FAV_IDLE_ITEMS]; /* handed-on items, for reuse */
+  int nqfree;
+  hdrset *hsets[FAV_HDRSETS];
+  unsigned long hclock;
   qitem *qhead, *qtail;
   long next_id;
   size_t max_response;
   size_t max_event;
   long connect_timeout_ms;
   char *user_agent;
+  char *ua_line;   /* "User-Agent: " .. user_agent, or NULL */
   char *ca_file;
   int closed;
 } fav_http;
@@ -95,37 +141,143 @@ static int curl_ready = 0;
  * favcrm gives libcurl an allocator whose free (and realloc, which moves)
  * zeroes the block first, so nothing libcurl had is left in the heap. It
  * only takes effect when favcrm is the first to initialise libcurl in the
- * process (docs/LIMITS.md). Needs malloc_usable_size (glibc, musl). */
+ * process (docs/LIMITS.md). Needs malloc_usable_size (glibc, musl).
+ *
+ * Large blocks are not wiped and freed at once but kept in a pool (a few
+ * sizes, WA_POOL_DEPTH blocks of each, WA_POOL_BYTES in all; what it holds
+ * libcurl had in use at once a moment before): libcurl frees its 16 KiB
+ * receive buffer (and, over TLS, its 64 KiB upload buffer) after every
+ * transfer and allocates the same size again for the next one, so zeroing
+ * and returning it each time was a good part of a call's cost (16k
+ * instructions of memset, plus malloc_consolidate on every large malloc).
+ * A pooled block is never back in the heap: it is handed back to libcurl
+ * only (malloc promises no content; calloc zeroes what it takes), and it is
+ * wiped before it is freed: when the pool is full, and all of them when
+ * any favcrm.Http closes (wa_pool_drain), so after close() nothing of
+ * libcurl's is left unwiped, as before. A lock guards the pool: libcurl's
+ * threaded resolver allocates from its own thread. */
 #if defined(__GLIBC__) || defined(__linux__)
 #include <malloc.h>
+#include <pthread.h>
 #define FAV_WIPING_ALLOC 1
 
-static void *wa_malloc(size_t n) { return malloc(n); }
-static void *wa_calloc(size_t a, size_t b) { return calloc(a, b); }
+#define WA_POOL_MIN 1024            /* smaller blocks: wiped and freed */
+#define WA_POOL_MAX (128 * 1024)    /* larger blocks: wiped and freed */
+#define WA_POOL_CLASSES 8           /* distinct block sizes kept */
+#define WA_POOL_DEPTH 72            /* blocks kept of one size (call_many
+                                       runs 64 transfers at once) */
+#define WA_POOL_BYTES (3 * 1024 * 1024)
+
+/* The pool: a stack of blocks per usable size (libcurl asks for a handful
+ * of sizes, the same ones on every transfer). */
+static pthread_mutex_t wa_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  size_t size; /* usable size of every block here; 0: class unused */
+  int n;
+  void *blk[WA_POOL_DEPTH];
+} wa_pool[WA_POOL_CLASSES];
+static size_t wa_pool_bytes;
+
+/* A pooled block of at least n bytes (and at most 2n, so a small request
+ * does not take a big block), or NULL. Never raises. */
+static void *wa_pool_take(size_t n) {
+  void *p = NULL;
+  int i;
+  if (n < WA_POOL_MIN || n > WA_POOL_MAX) return NULL;
+  pthread_mutex_lock(&wa_lock);
+  for (i = 0; i < WA_POOL_CLASSES; i++) {
+    size_t sz = wa_pool[i].size;
+    if (wa_pool[i].n > 0 && sz >= n && sz / 2 <= n) {
+      p = wa_pool[i].blk[--wa_pool[i].n];
+      wa_pool_bytes -= sz;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&wa_lock);
+  return p;
+}
+
+/* Keeps p (usable size n) in the pool; 0 when it does not fit. */
+static int wa_pool_put(void *p, size_t n) {
+  int i, free_class = -1, ok = 0;
+  if (n < WA_POOL_MIN || n > WA_POOL_MAX) return 0;
+  pthread_mutex_lock(&wa_lock);
+  if (wa_pool_bytes + n <= WA_POOL_BYTES) {
+    for (i = 0; i < WA_POOL_CLASSES; i++) {
+      if (wa_pool[i].size == n) break;
+      if (free_class < 0 && wa_pool[i].n == 0) free_class = i;
+    }
+    if (i == WA_POOL_CLASSES && free_class >= 0) {
+      i = free_class; /* an empty class takes the new size */
+      wa_pool[i].size = n;
+    }
+    if (i < WA_POOL_CLASSES && wa_pool[i].n < WA_POOL_DEPTH) {
+      wa_pool[i].blk[wa_pool[i].n++] = p;
+      wa_pool_bytes += n;
+      ok = 1;
+    }
+  }
+  pthread_mutex_unlock(&wa_lock);
+  return ok;
+}
+
+/* Wipes and frees every pooled block. Never raises. */
+static void wa_pool_drain(void) {
+  int i;
+  pthread_mutex_lock(&wa_lock);
+  for (i = 0; i < WA_POOL_CLASSES; i++) {
+    while (wa_pool[i].n > 0) {
+      void *p = wa_pool[i].blk[--wa_pool[i].n];
+      fav_wipe(p, wa_pool[i].size);
+      free(p);
+    }
+    wa_pool[i].size = 0;
+  }
+  wa_pool_bytes = 0;
+  pthread_mutex_unlock(&wa_lock);
+}
+
+static void *wa_malloc(size_t n) {
+  void *p = wa_pool_take(n);
+  return p ? p : malloc(n);
+}
+static void *wa_calloc(size_t a, size_t b) {
+  void *p;
+  if (b && a > ((size_t)-1) / b) return NULL;
+  p = wa_pool_take(a * b);
+  if (!p) return calloc(a, b);
+  memset(p, 0, a * b);
+  return p;
+}
 static char *wa_strdup(const char *p) {
   size_t n = strlen(p) + 1;
-  char *q = malloc(n);
+  char *q = wa_malloc(n);
   if (q) memcpy(q, p, n);
   return q;
 }
 static void wa_free(void *p) {
+  size_t n;
   if (!p) return;
-  fav_wipe(p, malloc_usable_size(p));
+  n = malloc_usable_size(p);
+  if (wa_pool_put(p, n)) return;
+  fav_wipe(p, n);
   free(p);
 }
 static void *wa_realloc(void *p, size_t n) {
   size_t old;
   void *q;
-  if (!p) return malloc(n);
+  if (!p) return wa_malloc(n);
   if (n == 0) n = 1;
   old = malloc_usable_size(p);
   if (n <= old) return p; /* fits: the block stays where it is */
-  q = malloc(n);
+  q = wa_malloc(n);
   if (!q) return NULL;
   memcpy(q, p, old);
   wa_free(p);
   return q;
 }
+#else
+static void wa_pool_drain(void) {}
 #endif
 
 /* ---- small helpers (no Lua) ---------------------------------------- */
@@ -139,24 +291,65 @@ static char *dupmem(const char *s, size_t n) {
   return p;
 }
 
+/* Frees q's strings; q is kept by its client for the next item (at most
+ * FAV_IDLE_ITEMS of them, of at most FAV_KEEP_BUF bytes) unless the client
+ * is closed. */
 static void qitem_free(qitem *q) {
+  fav_http *h;
   if (!q) return;
-  free(q->data);
-  free(q->event);
-  free(q->event_id);
-  free(q->headers);
+  if (!q->inl) { /* else they live in q's own block */
+    free(q->data);
+    free(q->event);
+    free(q->event_id);
+    free(q->headers);
+  }
   free(q->err_msg);
+  h = q->owner;
+  if (h && !h->closed && h->nqfree < FAV_IDLE_ITEMS && q->cap <= FAV_KEEP_BUF) {
+    h->qfree[h->nqfree++] = q;
+    return;
+  }
   free(q);
 }
 
-static qitem *qitem_new(fav_http *h, qkind kind, long id) {
-  qitem *q = calloc(1, sizeof *q);
-  if (!q) return NULL;
+/* An item, zeroed, with at least extra bytes after the struct for the
+ * strings it carries (one allocation an item, not one a string): a kept
+ * one of h's when one is large enough. NULL on out of memory. */
+static qitem *qitem_new(fav_http *h, qkind kind, long id, size_t extra) {
+  qitem *q = NULL;
+  size_t cap = extra;
+  int i;
+  for (i = h->nqfree - 1; i >= 0; i--) {
+    if (h->qfree[i]->cap >= extra) {
+      q = h->qfree[i];
+      h->qfree[i] = h->qfree[--h->nqfree];
+      cap = q->cap;
+      break;
+    }
+  }
+  if (!q) {
+    if (cap < 256) cap = 256; /* room for a small event or headers */
+    if (cap > ((size_t)-1) - sizeof *q) return NULL;
+    q = malloc(sizeof *q + cap);
+    if (!q) return NULL;
+  }
+  memset(q, 0, sizeof *q);
+  q->cap = cap;
+  q->owner = h;
   q->kind = kind;
   q->id = id;
   q->retry = -1;
-  (void)h;
   return q;
+}
+
+/* Copies n bytes of s and a NUL to *at (inside an item's block), returns
+ * where they went and moves *at past them. */
+static char *qitem_put(char **at, const char *s, size_t n) {
+  char *p = *at;
+  if (n) memcpy(p, s, n);
+  p[n] = '\0';
+  *at = p + n + 1;
+  return p;
 }
 
 static void queue_push(fav_http *h, qitem *q) {
@@ -173,6 +366,12 @@ static void wipe_slist(struct curl_slist *l) {
     if (l->data) fav_wipe(l->data, strlen(l->data));
 }
 
+/* Wipes and frees a header list. Never raises. */
+static void free_slist(struct curl_slist *l) {
+  wipe_slist(l);
+  curl_slist_free_all(l);
+}
+
 /* Records the first failure of t (code from util.h's list; msg copied,
  * truncated to fit). Later failures are ignored. Never raises. */
 static void fail(transfer *t, fav_err code, const char *msg) {
@@ -185,29 +384,48 @@ static void fail(transfer *t, fav_err code, const char *msg) {
 
 static void queue_headers(transfer *t) {
   qitem *q;
+  size_t n = t->rhdr.p ? t->rhdr.len : 0;
   if (t->headers_sent) return;
   t->headers_sent = 1;
-  q = qitem_new(t->owner, Q_HEADERS, t->id);
+  q = qitem_new(t->owner, Q_HEADERS, t->id, n + 1);
   if (!q) return;
+  q->inl = 1;
   q->status = t->status;
   q->sse = t->sse;
-  if (t->rhdr.p) {
-    q->headers = dupmem(t->rhdr.p, t->rhdr.len);
-    q->headers_len = q->headers ? t->rhdr.len : 0;
+  if (n) {
+    char *at = (char *)(q + 1);
+    q->headers = qitem_put(&at, t->rhdr.p, n);
+    q->headers_len = n;
   }
   queue_push(t->owner, q);
 }
 
+/* Whether a byte is an ASCII letter equal to the lower-case c, any case. */
+#define LC_EQ(b, c) (((unsigned char)(b) | 0x20) == (unsigned char)(c))
+
+/* Whether the n bytes at name are lc (lower case, n bytes) in any case. */
+static int name_is(const char *name, const char *lc, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (!LC_EQ(name[i], lc[i])) return 0;
+  return 1;
+}
+
 /* The response headers the session reads; the others are not handed to
- * Lua at all (building them into tables was a good part of a call's cost). */
+ * Lua at all (building them into tables was a good part of a call's cost).
+ * Case-insensitive; picks by length first so that most headers cost one
+ * switch. (A '-' matches only '-': 0x2d | 0x20 is 0x2d.) */
 static int wanted_header(const char *name, size_t n) {
-  static const char *const names[] = {
-    "content-type", "mcp-session-id", "mcp-protocol-version", "date", "location",
-    "retry-after", "www-authenticate", "content-length", NULL};
-  int i;
-  for (i = 0; names[i]; i++)
-    if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0) return 1;
-  return 0;
+  switch (n) {
+    case 4: return name_is(name, "date", 4);
+    case 8: return name_is(name, "location", 8);
+    case 11: return name_is(name, "retry-after", 11);
+    case 12: return name_is(name, "content-type", 12);
+    case 14: return name_is(name, "mcp-session-id", 14) || name_is(name, "content-length", 14);
+    case 16: return name_is(name, "www-authenticate", 16);
+    case 20: return name_is(name, "mcp-protocol-version", 20);
+    default: return 0;
+  }
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
@@ -231,7 +449,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
       t->headers_done = 1;
       /* headers complete: decide whether the body is SSE */
       const char *ct = NULL;
-      char *p = t->rhdr.p;
+      char *p = t->rhdr.len ? t->rhdr.p : NULL;
       while (p && *p) {
         char *e = strchr(p, '\n');
         if (strncmp(p, "content-type:", 13) == 0) ct = p + 13;
@@ -248,12 +466,12 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   }
   colon = memchr(buf, ':', len);
   if (!colon) return len;
+  if (!wanted_header(buf, (size_t)(colon - buf))) return len;
   nl = len;
   while (nl > 0 && (buf[nl - 1] == '\r' || buf[nl - 1] == '\n')) nl--;
   if ((size_t)(colon - buf) >= nl) return len;
   for (i = 0; i < (size_t)(colon - buf); i++)
     if (buf[i] >= 'A' && buf[i] <= 'Z') buf[i] = (char)(buf[i] - 'A' + 'a');
-  if (!wanted_header(buf, (size_t)(colon - buf))) return len;
   if (fav_buf_add(&t->rhdr, buf, nl, FAV_MAX_HEADER_BYTES) != 0 ||
       fav_buf_add(&t->rhdr, "\n", 1, FAV_MAX_HEADER_BYTES) != 0) {
     fail(t, FAV_ETOO_LARGE, "response headers over 64 KiB");
@@ -265,24 +483,26 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
 static int on_sse_event(void *ud, const fav_sse_event *ev) {
   transfer *t = ud;
   qitem *q;
+  char *at;
+  /* the id only when it changed: a long id is not copied per event */
+  int new_id = ev->id_seq != t->id_seq;
+  size_t extra = ev->data_len + 1 + ev->event_len + 1 + (new_id ? ev->id_len + 1 : 0);
   /* an event without data (a priming event) carries only an id and a
    * retry: those reach Lua with the next event or with "done" */
   if (ev->data_len == 0) return 0;
-  q = qitem_new(t->owner, Q_EVENT, t->id);
+  if (extra < ev->data_len) return 1; /* overflow */
+  q = qitem_new(t->owner, Q_EVENT, t->id, extra);
   if (!q) return 1;
-  q->data = dupmem(ev->data, ev->data_len);
+  q->inl = 1;
+  at = (char *)(q + 1);
+  q->data = qitem_put(&at, ev->data, ev->data_len);
   q->len = ev->data_len;
-  q->event = dupmem(ev->event, ev->event_len);
-  /* the id only when it changed: a long id is not copied per event */
-  if (ev->id_seq != t->id_seq) {
-    q->event_id = dupmem(ev->id, ev->id_len);
-    if (q->event_id) t->id_seq = ev->id_seq;
+  q->event = qitem_put(&at, ev->event, ev->event_len);
+  if (new_id) {
+    q->event_id = qitem_put(&at, ev->id, ev->id_len);
+    t->id_seq = ev->id_seq;
   }
   q->retry = ev->retry;
-  if (!q->data || !q->event || (ev->id_seq != t->id_seq)) {
-    qitem_free(q);
-    return 1;
-  }
   queue_push(t->owner, q);
   return 0;
 }
@@ -300,8 +520,11 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
   if (t->sse && t->status >= 200 && t->status < 300) {
     int rc;
     if (!t->parser_on) {
-      fav_sse_init(&t->parser, h->max_event);
-      t->parser_on = 1;
+      /* a kept parser keeps its buffers' memory */
+      if (t->parser_kept) fav_sse_restart(&t->parser, h->max_event);
+      else fav_sse_init(&t->parser, h->max_event);
+      t->id_seq = t->parser.id_seq;
+      t->parser_on = t->parser_kept = 1;
     }
     rc = fav_sse_feed(&t->parser, buf, len, on_sse_event, t);
     if (rc == FAV_SSE_TOO_LARGE) {
@@ -318,7 +541,241 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* ---- request header lists -------------------------------------------- */
+
+/* The last line of a non-empty list. */
+static const char *slist_last(const struct curl_slist *l) {
+  while (l->next) l = l->next;
+  return l->data;
+}
+
+static void hdrset_free(hdrset *s) {
+  if (!s) return;
+  free_slist(s->list);
+  free(s);
+}
+
+/* Whether set s holds exactly the lines of req.headers and
+ * req.extra_headers (checked by the caller: lists of one-line strings),
+ * then "Expect:" when expect, then the Authorization line for auth. Does
+ * not raise; leaves the stack as it found it. */
+static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expect, const char *auth,
+                        size_t auth_len) {
+  static const char *const fields[] = {"headers", "extra_headers"};
+  const struct curl_slist *node = s->list;
+  int f, k = 0;
+  if (s->ua_cand != ua || s->expect != expect || s->auth != (auth != NULL) ||
+      (auth && s->auth_len != auth_len))
+    return 0;
+  for (f = 0; f < 2; f++) {
+    size_t i, n;
+    lua_getfield(L, req, fields[f]);
+    n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    for (i = 1; i <= n; i++) {
+      size_t sl;
+      const char *str;
+      lua_rawgeti(L, -1, (int)i);
+      str = lua_tolstring(L, -1, &sl);
+      if (!node || k >= s->nlines || s->len[k] != sl || memcmp(node->data, str, sl) != 0) {
+        lua_pop(L, 2);
+        return 0;
+      }
+      lua_pop(L, 1);
+      node = node->next;
+      k++;
+    }
+    lua_pop(L, 1);
+  }
+  if (k != s->nlines) return 0;
+  if (s->ua) node = node ? node->next : NULL; /* the same User-Agent line */
+  if (expect) node = node ? node->next : NULL; /* "Expect:" itself */
+  if (auth) {
+    if (!node || memcmp(node->data + 22, auth, auth_len) != 0) return 0;
+    node = node->next;
+  }
+  return node == NULL;
+}
+
+/* Builds the list of lines hdrset_match describes into a new set (nlines
+ * and len filled in only while there are at most FAV_HDRSET_LINES lines;
+ * and no line is an Authorization of the caller's; *cacheable tells).
+ * Returns NULL on out of memory. Does not raise; the
+ * caller has checked the types already. */
+static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, const char *auth,
+                            size_t auth_len, int *cacheable) {
+  static const char *const fields[] = {"headers", "extra_headers"};
+  hdrset *s = calloc(1, sizeof *s);
+  struct curl_slist *l;
+  int f;
+  *cacheable = 1;
+  if (!s) return NULL;
+  for (f = 0; f < 2; f++) {
+    size_t i, n;
+    lua_getfield(L, req, fields[f]);
+    n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    for (i = 1; i <= n; i++) {
+      size_t sl;
+      const char *str;
+      lua_rawgeti(L, -1, (int)i);
+      str = lua_tolstring(L, -1, &sl);
+      if (str) {
+        if (sl >= 11 && name_is(str, "user-agent:", 11)) ua = NULL; /* the caller's wins */
+        /* a credential of the caller's (OAuth's Basic client secret) is
+         * not kept: that list is the transfer's, wiped when it ends */
+        if ((sl >= 14 && name_is(str, "authorization:", 14)) ||
+            (sl >= 20 && name_is(str, "proxy-authorization:", 20)))
+          *cacheable = 0;
+        l = curl_slist_append(s->list, str);
+        if (!l) { lua_pop(L, 2); hdrset_free(s); return NULL; }
+        s->list = l;
+        if (s->nlines < FAV_HDRSET_LINES) s->len[s->nlines] = sl;
+        else *cacheable = 0;
+        s->nlines++;
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  if (ua) {
+    l = curl_slist_append(s->list, ua);
+    if (!l) { hdrset_free(s); return NULL; }
+    s->list = l;
+    s->ua = 1;
+  }
+  if (expect) {
+    /* no "Expect: 100-continue" round trip for larger bodies */
+    l = curl_slist_append(s->list, "Expect:");
+    if (!l) { hdrset_free(s); return NULL; }
+    s->list = l;
+    s->expect = 1;
+  }
+  if (auth) {
+    static const char pre[] = "Authorization: Bearer ";
+    size_t n = sizeof pre - 1 + auth_len;
+    char *line = malloc(n + 1);
+    if (!line) { hdrset_free(s); return NULL; }
+    memcpy(line, pre, sizeof pre - 1);
+    memcpy(line + sizeof pre - 1, auth, auth_len);
+    line[n] = '\0';
+    l = curl_slist_append(s->list, line);
+    fav_wipe(line, n);
+    free(line);
+    if (!l) { hdrset_free(s); return NULL; }
+    s->list = l;
+    s->auth = 1;
+    s->auth_len = auth_len;
+  }
+  return s;
+}
+
+/* Gives t its request header list: a kept set with the same lines (most
+ * recently used first), else a new one, kept in a free or least recently
+ * used idle slot when it can be. A new Authorization line retires every
+ * idle set with another one (a refreshed token: the old goes now). Returns
+ * NULL on success, else a static message. Does not raise. */
+static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, int ua, int expect,
+                                const char *auth, size_t auth_len) {
+  hdrset *s;
+  int i, slot = -1, cacheable;
+  for (i = 0; i < FAV_HDRSETS; i++) {
+    s = h->hsets[i];
+    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) {
+      s->refs++;
+      s->used = ++h->hclock;
+      t->hset = s;
+      t->ua_sent = s->ua;
+      return NULL;
+    }
+  }
+  s = hdrset_build(L, req, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
+  if (!s) return "out of memory";
+  s->ua_cand = ua;
+  t->ua_sent = s->ua;
+  for (i = 0; i < FAV_HDRSETS; i++) {
+    hdrset *o = h->hsets[i];
+    if (o && o->refs == 0 && o->auth &&
+        (!auth || o->auth_len != auth_len || memcmp(slist_last(o->list) + 22, auth, auth_len) != 0)) {
+      hdrset_free(o);
+      h->hsets[i] = o = NULL;
+    }
+    if (!o) { if (slot < 0 || h->hsets[slot]) slot = i; }
+    else if (o->refs == 0 && (slot < 0 || (h->hsets[slot] && o->used < h->hsets[slot]->used))) slot = i;
+  }
+  if (cacheable && slot >= 0) {
+    hdrset_free(h->hsets[slot]);
+    h->hsets[slot] = s;
+    s->refs = 1;
+    s->used = ++h->hclock;
+    t->hset = s;
+  } else {
+    t->hdrs = s->list; /* this transfer's alone */
+    s->list = NULL;
+    free(s);
+  }
+  return NULL;
+}
+
+/* Whether the environment may name a proxy for libcurl (http_proxy,
+ * https_proxy, all_proxy, in any case: a superset of what libcurl reads).
+ *
+ * Why it matters: libcurl formats CURLOPT_USERAGENT into a "User-Agent:"
+ * line of its own on every transfer (curl's printf, byte by byte, twice:
+ * about 6k instructions a call for favcrm's user agent). Sent as a line of
+ * the kept header list instead, it costs one copy. But libcurl also sends
+ * CURLOPT_USERAGENT to a proxy (CONNECT), which the header list does not
+ * reach: so when a proxy may be in play, the option is used as before. */
+static int proxy_env(void) {
+  char **e;
+  for (e = environ; e && *e; e++) {
+    const char *v = *e;
+    if (!LC_EQ(v[0], 'h') && !LC_EQ(v[0], 'a')) continue;
+    if (name_is(v, "http_proxy=", 11) || name_is(v, "https_proxy=", 12) || name_is(v, "all_proxy=", 10))
+      return 1;
+  }
+  return 0;
+}
+
 /* ---- transfer lifecycle ---------------------------------------------- */
+
+/* A transfer struct: a finished one kept by h (its buffers' memory kept,
+ * everything else zeroed) or a new zeroed one. NULL on out of memory. */
+static transfer *transfer_get(fav_http *h) {
+  transfer *t;
+  if (h->ntfree > 0) {
+    fav_buf body, rhdr, rbody;
+    fav_sse parser;
+    int kept;
+    t = h->tfree[--h->ntfree];
+    body = t->body;
+    rhdr = t->rhdr;
+    rbody = t->rbody;
+    parser = t->parser;
+    kept = t->parser_kept;
+    memset(t, 0, sizeof *t);
+    t->body = body;
+    t->rhdr = rhdr;
+    t->rbody = rbody;
+    t->body.len = t->rhdr.len = t->rbody.len = 0;
+    if (t->rhdr.p) t->rhdr.p[0] = '\0';
+    t->parser = parser;
+    t->parser_kept = kept;
+    return t;
+  }
+  return calloc(1, sizeof *t);
+}
+
+static void buf_trim(fav_buf *b) {
+  if (b->cap > FAV_KEEP_BUF) fav_buf_free(b);
+}
+
+/* Frees t's memory for good. */
+static void transfer_destroy(transfer *t) {
+  fav_buf_free(&t->body);
+  fav_buf_free(&t->rhdr);
+  fav_buf_free(&t->rbody);
+  if (t->parser_on || t->parser_kept) fav_sse_free(&t->parser);
+  free(t);
+}
 
 static void transfer_free(fav_http *h, transfer *t) {
   if (t->easy) {
@@ -326,20 +783,41 @@ static void transfer_free(fav_http *h, transfer *t) {
     if (h->nidle < FAV_IDLE_EASY && !h->closed) {
       /* kept as it is, not curl_easy_reset: a reset frees and later
        * reallocates (and our allocator wipes) libcurl's per-handle buffers
-       * on every request. fav_http_start sets every option a request uses,
-       * the ones it does not need back to their defaults. */
+       * on every request. The options that are the same for every request
+       * of h were set when the handle was made (easy_new); fav_http_start
+       * sets every other option a request uses, the ones it does not need
+       * back to their defaults. */
       h->idle[h->nidle++] = t->easy;
     } else {
       curl_easy_cleanup(t->easy);
     }
+    t->easy = NULL;
   }
-  wipe_slist(t->hdrs);
-  curl_slist_free_all(t->hdrs);
-  free(t->body);
-  fav_buf_free(&t->rhdr);
-  fav_buf_free(&t->rbody);
-  if (t->parser_on) fav_sse_free(&t->parser);
-  free(t);
+  if (t->hset) t->hset->refs--;
+  t->hset = NULL;
+  free_slist(t->hdrs);
+  t->hdrs = NULL;
+  /* the request body (an OAuth token request's carries the code verifier
+   * or the refresh token): wiped, kept or not */
+  if (t->body.p && t->body.len) fav_wipe(t->body.p, t->body.len);
+  t->body.len = 0;
+  if (h->ntfree < FAV_IDLE_TRANSFERS && !h->closed) {
+    buf_trim(&t->body);
+    buf_trim(&t->rhdr);
+    fav_buf_free(&t->rbody); /* (finish hands a whole body on as it is) */
+    if (t->parser_on || t->parser_kept) {
+      if (t->parser.line.cap > FAV_KEEP_BUF || t->parser.data.cap > FAV_KEEP_BUF ||
+          t->parser.type.cap > FAV_KEEP_BUF || t->parser.id.cap > FAV_KEEP_BUF ||
+          t->parser.last_id.cap > FAV_KEEP_BUF) {
+        fav_sse_free(&t->parser);
+        t->parser_kept = 0;
+      }
+      t->parser_on = 0;
+    }
+    h->tfree[h->ntfree++] = t;
+    return;
+  }
+  transfer_destroy(t);
 }
 
 static void unlink_transfer(fav_http *h, transfer *t) {
@@ -374,7 +852,7 @@ static fav_err classify(CURLcode rc) {
 
 /* Turns a finished transfer into a Q_DONE item and frees it. */
 static void finish(fav_http *h, transfer *t, CURLcode rc) {
-  qitem *q = qitem_new(h, Q_DONE, t->id);
+  qitem *q = qitem_new(h, Q_DONE, t->id, 0);
   unlink_transfer(h, t);
   if (rc == CURLE_OK && !t->headers_done)
     fail(t, FAV_ENETWORK, "the connection closed before the response headers were complete");
@@ -482,6 +960,14 @@ static int fav_http_new(lua_State *L) {
   if (!h->multi) luaL_error(L, "curl_multi_init failed");
   h->closed = 0;
   h->user_agent = opt_str_dup(L, 1, "user_agent");
+  if (h->user_agent) {
+    size_t n = strlen(h->user_agent);
+    h->ua_line = malloc(n + 13);
+    if (h->ua_line) {
+      memcpy(h->ua_line, "User-Agent: ", 12);
+      memcpy(h->ua_line + 12, h->user_agent, n + 1);
+    }
+  }
   h->ca_file = opt_str_dup(L, 1, "ca_file");
   /* keep as many idle connections as calls may be in flight, so that
    * call_many at high concurrency reuses them instead of reconnecting */
@@ -503,6 +989,14 @@ static int fav_http_close(lua_State *L) {
   }
   for (i = 0; i < h->nidle; i++) curl_easy_cleanup(h->idle[i]);
   h->nidle = 0;
+  for (i = 0; i < h->ntfree; i++) transfer_destroy(h->tfree[i]);
+  h->ntfree = 0;
+  for (i = 0; i < h->nqfree; i++) free(h->qfree[i]);
+  h->nqfree = 0;
+  for (i = 0; i < FAV_HDRSETS; i++) {
+    hdrset_free(h->hsets[i]); /* wipes the Authorization lines */
+    h->hsets[i] = NULL;
+  }
   while (h->qhead) {
     qitem *q = h->qhead;
     h->qhead = q->next;
@@ -512,61 +1006,50 @@ static int fav_http_close(lua_State *L) {
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
   free(h->user_agent);
+  free(h->ua_line);
   free(h->ca_file);
-  h->user_agent = h->ca_file = NULL;
+  h->user_agent = h->ca_file = h->ua_line = NULL;
+  /* libcurl's pooled blocks may hold this client's Authorization line */
+  wa_pool_drain();
   return 0;
 }
 
-/* Reads req.headers (a list of "Name: value" strings) into t->hdrs.
- * Returns NULL on success, else a static message. Does not raise: the
- * caller has checked the types already. */
-static const char *build_headers(lua_State *L, int req, transfer *t, const char *auth, size_t auth_len) {
-  struct curl_slist *l;
-  lua_getfield(L, req, "headers");
-  if (lua_istable(L, -1)) {
-    size_t i, n = lua_rawlen(L, -1);
-    for (i = 1; i <= n; i++) {
-      const char *s;
-      lua_rawgeti(L, -1, (int)i);
-      s = lua_tostring(L, -1);
-      if (s) {
-        l = curl_slist_append(t->hdrs, s);
-        if (!l) { lua_pop(L, 2); return "out of memory"; }
-        t->hdrs = l;
-      }
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-  /* no "Expect: 100-continue" round trip for larger bodies */
-  l = curl_slist_append(t->hdrs, "Expect:");
-  if (!l) return "out of memory";
-  t->hdrs = l;
-  if (auth) {
-    static const char pre[] = "Authorization: Bearer ";
-    size_t n = sizeof pre - 1 + auth_len;
-    char *line = malloc(n + 1);
-    if (!line) return "out of memory";
-    memcpy(line, pre, sizeof pre - 1);
-    memcpy(line + sizeof pre - 1, auth, auth_len);
-    line[n] = '\0';
-    l = curl_slist_append(t->hdrs, line);
-    fav_wipe(line, n);
-    free(line);
-    if (!l) return "out of memory";
-    t->hdrs = l;
-  }
-  return NULL;
+/* A new easy handle for h with the options that are the same for every
+ * request of h set (a kept handle keeps them: fav_http_start sets only
+ * the others). NULL when curl_easy_init fails. */
+static CURL *easy_new(fav_http *h) {
+  CURL *e = curl_easy_init();
+  if (!e) return NULL;
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (h->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  return e;
 }
 
-/* http:start{method=, url=, headers={...}, body=, auth=, timeout_ms=}
- * -> id. Misuse raises; an out-of-memory failure returns nil, err. */
+/* http:start{method=, url=, headers={...}, extra_headers={...}, body=,
+ * auth=, timeout_ms=} -> id. extra_headers (optional, like headers) are
+ * sent after headers: a caller can pass the same headers table on every
+ * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
+ * header list libcurl gets is kept and reused while the lines repeat.
+ * Misuse raises; an out-of-memory failure returns nil, err. */
 static int fav_http_start(lua_State *L) {
   fav_http *h = check_http(L);
   const char *url, *method = "POST", *auth = NULL, *err;
   size_t auth_len = 0, blen = 0;
   const char *body = NULL;
   long timeout_ms;
+  int post, f, ua;
   transfer *t;
   CURL *e;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -595,64 +1078,58 @@ static int fav_http_start(lua_State *L) {
     if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len))
       return luaL_error(L, "bad request field 'auth' (contains a line break)");
   }
-  lua_getfield(L, 2, "headers");
-  if (!lua_isnil(L, -1)) {
-    size_t i, n;
-    if (!lua_istable(L, -1)) return luaL_error(L, "bad request field 'headers' (table expected)");
-    n = lua_rawlen(L, -1);
-    for (i = 1; i <= n; i++) {
-      size_t sl;
-      const char *s;
-      lua_rawgeti(L, -1, (int)i);
-      s = lua_tolstring(L, -1, &sl);
-      if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl))
-        return luaL_error(L, "bad request field 'headers' (item %d is not a one-line string)", (int)i);
-      lua_pop(L, 1);
+  for (f = 0; f < 2; f++) {
+    const char *field = f ? "extra_headers" : "headers";
+    lua_getfield(L, 2, field);
+    if (!lua_isnil(L, -1)) {
+      size_t i, n;
+      if (!lua_istable(L, -1)) return luaL_error(L, "bad request field '%s' (table expected)", field);
+      n = lua_rawlen(L, -1);
+      for (i = 1; i <= n; i++) {
+        size_t sl;
+        const char *s;
+        lua_rawgeti(L, -1, (int)i);
+        s = lua_tolstring(L, -1, &sl);
+        if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl))
+          return luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+        lua_pop(L, 1);
+      }
     }
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   timeout_ms = (long)fav_optfield_ms(L, 2, "timeout_ms", 0);
 
   /* From here on nothing raises until the transfer is owned by h. */
-  t = calloc(1, sizeof *t);
+  t = transfer_get(h);
   if (!t) { lua_pushnil(L); lua_pushliteral(L, "out of memory"); return 2; }
   t->owner = h;
   t->id = h->next_id++;
   if (h->nidle > 0) e = h->idle[--h->nidle];
-  else e = curl_easy_init();
+  else e = easy_new(h);
   t->easy = e;
   t->next = h->active;
   h->active = t;
   if (!e) { err = "curl_easy_init failed"; goto fail; }
-  if ((err = build_headers(L, 2, t, auth, auth_len)) != NULL) goto fail;
+  /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
+   * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
+   * when it changes nothing */
+  post = strcmp(method, "POST") == 0;
+  ua = h->ua_line && !proxy_env();
+  if ((err = take_headers(L, 2, h, t, ua, post && blen > 1024, auth, auth_len)) != NULL) goto fail;
+  /* the User-Agent line travels in the header list when it can (see
+   * ua_line), else as libcurl's option, as before */
+  curl_easy_setopt(e, CURLOPT_USERAGENT, t->ua_sent ? (char *)NULL : h->user_agent);
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (h->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent); /* NULL: none */
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
-  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->hdrs);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->hset ? t->hset->list : t->hdrs);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-  if (strcmp(method, "POST") == 0) {
-    t->body = dupmem(body ? body : "", blen);
-    if (!t->body) { err = "out of memory"; goto fail; }
-    t->body_len = blen;
+  if (post) {
+    if (fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { err = "out of memory"; goto fail; }
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.p);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
   } else {
     /* a reused handle may hold a POST's fields: cleared */

@@ -132,7 +132,12 @@ static int sse_scan(fav_sse *p, const char *s, size_t n, fav_sse_cb cb, void *ud
         continue;
       }
     }
-    for (q = s; q < end && *q != '\n' && *q != '\r'; q++) {
+    /* the first LF or CR (memchr: a line of JSON is long) */
+    q = (const char *)memchr(s, '\n', (size_t)(end - s));
+    if (q == NULL) q = end;
+    {
+      const char *cr = (const char *)memchr(s, '\r', (size_t)(q - s));
+      if (cr != NULL) q = cr;
     }
     span = (size_t)(q - s);
     if (span > p->max_event_bytes - p->line.len ||
@@ -189,6 +194,19 @@ void fav_sse_reset(fav_sse *p) {
   p->data.len = 0;
   p->type.len = 0;
   p->id.len = 0;
+}
+
+/* See sse.h: as after fav_sse_init, but the buffers keep their memory. */
+void fav_sse_restart(fav_sse *p, size_t max_event_bytes) {
+  fav_sse keep = *p;
+  fav_sse_init(p, max_event_bytes);
+  p->line = keep.line;
+  p->data = keep.data;
+  p->type = keep.type;
+  p->id = keep.id;
+  p->last_id = keep.last_id;
+  p->line.len = p->data.len = p->type.len = p->id.len = p->last_id.len = 0;
+  p->id_seq = keep.id_seq + 1; /* the id changes (to "") */
 }
 
 /* See sse.h: frees everything; p is reusable as after init. */

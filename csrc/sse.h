@@ -103,6 +103,11 @@ FAV_API int fav_sse_feed(fav_sse *p, const char *buf, size_t len, fav_sse_cb cb,
  * client needs them. Keeps the buffers' memory for reuse. */
 FAV_API void fav_sse_reset(fav_sse *p);
 
+/* A new stream from scratch: p is as after fav_sse_init(p, max_event_bytes)
+ * (no last event id, no retry; id_seq moves on), but the buffers keep
+ * their memory for reuse. p must have been initialised before. */
+FAV_API void fav_sse_restart(fav_sse *p, size_t max_event_bytes);
+
 /* Releases all memory; p is then as after fav_sse_init (reusable). */
 FAV_API void fav_sse_free(fav_sse *p);
 
