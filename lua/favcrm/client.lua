@@ -17,6 +17,8 @@ local tasks = require("favcrm.tasks")
 ---@field url string where calls go (for a stdio server, `stdio:PROG`); read-only
 ---@field closed? boolean true once `close()` ran
 local Client = {}
+-- the options (and annotations) of a call that has none: never written to
+local NO_OPTS = setmetatable({}, { __newindex = function() error("favcrm: NO_OPTS is read-only", 2) end })
 Client.__index = Client
 
 local VERSION = core.VERSION
@@ -604,6 +606,31 @@ function Client:_validator(tool, which)
   return v or nil
 end
 
+-- 2026-07-28: the arguments marked x-mcp-header go out as Mcp-Param-{Name}
+-- (nil: none, or a legacy session)
+local function param_headers(self, session, tool, args)
+  if session.era ~= "modern" then return nil end
+  local h = self.param_headers[tool]
+  if h == nil then
+    h = era.tool_headers(tool) or false -- a list shared across clients (favcrm.resty)
+    self.param_headers[tool] = h
+  end
+  if not h or h[1] == nil then return nil end
+  return era.param_headers(h, args)
+end
+
+-- The options of a validation within the call's budget: one table per
+-- client, refilled (the validator reads it and keeps nothing).
+function Client:_validate_opts(budget)
+  local o = self._vopts
+  if not o then
+    o = {}
+    self._vopts = o
+  end
+  o.deadline = math.min(budget.deadline, budget.hard)
+  return o
+end
+
 local function first_error(errs)
   local e = errs and errs[1] or {}
   return e
@@ -629,15 +656,15 @@ function Client:call(name, args, opts)
     error("bad argument #3 to 'call' (table of options expected, got " .. type(opts) .. ")", 2)
   end
   check_call_opts(opts, "call", 2)
-  opts = opts or {}
-  tasks.check(opts.task, 3)
+  opts = opts or NO_OPTS
+  if opts.task ~= nil then tasks.check(opts.task, 3) end
   args = args or {}
   -- the call's one deadline: everything below spends from it
   local session = self.session
   local budget = session:budget(opts.timeout, opts.max_total_timeout)
   local tool, err = self:_describe(name, budget)
   if not tool then return nil, err end
-  local ann = type(tool.annotations) == "table" and tool.annotations or {}
+  local ann = type(tool.annotations) == "table" and tool.annotations or NO_OPTS
   if ann.destructiveHint == true and opts.confirm ~= true then
     local confirm = opts.on_confirm or self.opts.on_confirm
     if not (confirm and confirm(tool, args) == true) then
@@ -648,7 +675,7 @@ function Client:call(name, args, opts)
   if self.validate and opts.validate ~= false then
     local v = self:_validator(tool, "inputSchema")
     if v then
-      local ok, errs = v:validate(args, { deadline = session.left(budget) + core.monotonic() })
+      local ok, errs = v:validate(args, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)
         if e.keyword == "timeout" then
@@ -669,18 +696,7 @@ function Client:call(name, args, opts)
   local ok_init, ierr = session:initialize(budget)
   if not ok_init then return nil, ierr end
   local op_opts = { budget = budget, on_progress = opts.on_progress,
-    reissue = ann.readOnlyHint == true }
-  local function param_headers()
-    -- 2026-07-28: the arguments marked x-mcp-header go out as Mcp-Param-{Name}
-    if session.era ~= "modern" then return nil end
-    local h = self.param_headers[tool]
-    if h == nil then
-      h = era.tool_headers(tool) or false -- a list shared across clients (favcrm.resty)
-      self.param_headers[tool] = h
-    end
-    return h and era.param_headers(h, args) or nil
-  end
-  op_opts.param_headers = param_headers()
+    reissue = ann.readOnlyHint == true, param_headers = param_headers(self, session, tool, args) }
   -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
   local as_task = tasks.wanted(session, tool, opts)
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
@@ -710,7 +726,7 @@ function Client:call(name, args, opts)
       local fresh = self:_tools(true, budget)
       tool = fresh and self.tool_cache.byname[name]
       if not tool then break end
-      op_opts.param_headers = param_headers()
+      op_opts.param_headers = param_headers(self, session, tool, args)
     elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
       and rerr.retry_after <= max_retry_wait and rerr.retry_after < session.left(budget) then
       waited = true
@@ -730,7 +746,7 @@ function Client:call(name, args, opts)
   if self.validate and opts.validate ~= false and type(result.structuredContent) == "table" then
     local v = self:_validator(tool, "outputSchema")
     if v then
-      local ok, errs = v:validate(result.structuredContent, { deadline = session.left(budget) + core.monotonic() })
+      local ok, errs = v:validate(result.structuredContent, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)
         if e.keyword == "timeout" then

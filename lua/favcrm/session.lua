@@ -36,6 +36,24 @@ local CANCEL_DRAIN_MS = 100
 
 local now = core.monotonic
 local null = json.null
+local NO_OPTS = {}
+
+-- What an op's fields are until set (Session:start_request stores only
+-- those it needs; reading any other gives its default here).
+local OP_DEFAULTS = {
+  progress_token = false, on_progress = false, resumes = 0, redirects = 0,
+  notify = false, replayed = false, retry_ms = 1000,
+  last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
+  full_headers = false, url = false, drop_auth = false, is_init = false, on_done = false,
+  callback_error = false, reinit = false, auth_tries = 0,
+  -- the 2026-07-28 era (favcrm.era)
+  modern = false, param_headers = false, reissue = false, rounds = 0, mrtr_responses = false,
+  mrtr_state = false, version_retry = false, renegotiated = false, is_probe = false,
+}
+local OP = { __index = OP_DEFAULTS }
+-- the fixed parts of a tools/call's JSON text (Session:_encode)
+local TOOLS_CALL_HEAD = '{"jsonrpc":"2.0","id":'
+local TOOLS_CALL_NAME = ',"method":' .. json.wire("tools/call") .. ',"params":{"name":'
 
 Session._origin = urls.origin
 
@@ -221,20 +239,32 @@ end
 
 -- Starts (or restarts) the op's HTTP exchange.
 function Session:_launch(op)
-  local req = {
-    method = op.http_method or "POST",
-    url = op.url or self.url,
-    headers = self:_headers(op.extra_headers),
-    body = op.http_method == "GET" and nil or op.body,
-    auth = self:_auth(op.budget),
-    -- the time left, and a second more, so our own deadline ends it first
-    timeout_ms = math.max(1, math.floor((op.hard_deadline - now()) * 1000) + 1000),
-  }
-  if op.drop_auth then req.auth = nil end -- never to another origin
-  op.sent_auth = req.auth or false
+  -- the C transport reads the request and keeps nothing of the table: one
+  -- per session, refilled; a Lua transport gets a table of its own
+  local req
+  if type(self.transport) == "userdata" then
+    req = self._req
+    if not req then
+      req = {}
+      self._req = req
+    end
+  else
+    req = {}
+  end
+  local auth = self:_auth(op.budget)
+  if op.drop_auth then auth = nil end -- never to another origin
+  req.method = op.http_method or "POST"
+  req.url = op.url or self.url
+  req.headers = op.full_headers and self:_tool_headers(op.full_headers) or self:_headers(op.extra_headers)
+  req.body = op.body
+  req.auth = auth
+  -- the time left, and a second more, so our own deadline ends it first
+  req.timeout_ms = math.max(1, math.floor((op.hard_deadline - now()) * 1000) + 1000)
+  op.sent_auth = auth or false
   op.sent_session = self.session_id
-  op.status, op.headers, op.got_headers = nil, nil, false
+  if op.got_headers or op.status then op.status, op.headers, op.got_headers = nil, nil, false end
   local tid, err = self.transport:start(req)
+  req.auth, req.body = nil, nil -- the kept table holds no token and no body
   if not tid then
     return self:_finish(op, nil, errors.new("network", "could not start the request: " .. tostring(err)))
   end
@@ -249,26 +279,91 @@ end
 -- Mcp-Param-{Name} lines of a tools/call), reissue (modern: a read-only
 -- call a broken stream may send again), modern (the era probe).
 function Session:start_request(method, params, opts)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   local b = opts.budget or self:budget(opts.timeout, opts.max_total_timeout)
-  local op = {
-    rpc_id = false, method = method, body = false, progress_token = false,
+  -- the fields every op gets on the way (sized once, never resized); the
+  -- rest start as OP_DEFAULTS says and are stored only when they change
+  local op = setmetatable({
+    rpc_id = false, method = method, body = false, params = params,
     timeout = b.timeout, deadline = b.deadline, hard_deadline = b.hard, budget = b,
-    on_progress = opts.on_progress or false, done = false, resumes = 0, redirects = 0,
-    notify = opts.notify or false, replayed = false, retry_ms = 1000,
-    -- every field the op gets later, so the table is never resized
-    tid = false, status = false, headers = false, got_headers = false, sent_session = false,
-    last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
-    url = false, drop_auth = false, is_init = false, on_done = false, callback_error = false,
-    reinit = false, sent_auth = false, auth_tries = 0,
-    -- the 2026-07-28 era (favcrm.era)
-    params = params, modern = opts.modern or self.era == "modern", param_headers = opts.param_headers or false,
-    reissue = opts.reissue or false, rounds = 0, mrtr_responses = false, mrtr_state = false,
-    version_retry = false, renegotiated = false, is_probe = false,
-  }
+    done = false, tid = false, status = false, headers = false, got_headers = false,
+    sent_auth = false, sent_session = false, result = nil,
+  }, OP)
+  if opts.on_progress then op.on_progress = opts.on_progress end
+  if opts.notify then op.notify = true end
+  if opts.modern or self.era == "modern" then op.modern = true end
+  if opts.param_headers then op.param_headers = opts.param_headers end
+  if opts.reissue then op.reissue = true end
   self:_encode(op)
   self:_launch(op)
   return op
+end
+
+-- The JSON of a modern request's _meta (protocol version, capabilities,
+-- client info, log level): encoded once, again only when one of them changes.
+function Session:_meta_json(pv)
+  local caps = self.client_caps
+  local level = self.log_level or (self.cb.log and "debug") or nil
+  local c = self._mcache
+  if c and caps and c.pv == pv and c.caps == caps and c.info == self.client_info and c.level == level then
+    return c.json
+  end
+  local meta = era.meta(self, pv)
+  local text = json.wire(meta)
+  self._mcache = { pv = pv, caps = self.client_caps, info = self.client_info, level = level, json = text }
+  return text
+end
+
+-- The header list of a modern tools/call of `name` without Mcp-Param headers
+-- (modern: the common headers, Mcp-Method and Mcp-Name), kept per session
+-- for at most TOOL_HEADERS_MAX names.
+local TOOL_HEADERS_MAX = 256
+function Session:_tool_headers(name)
+  local common = self:_headers()
+  local c = self._thcache
+  if not c or c.common ~= common then
+    c = { common = common, n = 0, by = {} }
+    self._thcache = c
+  end
+  local h = c.by[name]
+  if not h then
+    h = {}
+    for i, line in ipairs(common) do h[i] = line end
+    for _, line in ipairs(era.request_headers("tools/call", { name = name })) do h[#h + 1] = line end
+    if c.n < TOOL_HEADERS_MAX then
+      c.by[name] = h
+      c.n = c.n + 1
+    end
+  end
+  return h
+end
+
+-- A tool name as JSON text, kept per session for TOOL_HEADERS_MAX names.
+function Session:_name_json(name)
+  local c = self._njcache
+  if not c then
+    c = { n = 0, by = {} }
+    self._njcache = c
+  end
+  local j = c.by[name]
+  if not j then
+    j = json.wire(name)
+    if c.n < TOOL_HEADERS_MAX then
+      c.by[name] = j
+      c.n = c.n + 1
+    end
+  end
+  return j
+end
+
+-- params of a plain tools/call, {name = string, arguments = table} and
+-- nothing else: -> name, arguments
+local function tools_call_parts(params)
+  if type(params) ~= "table" then return nil end
+  local name, args = params.name, params.arguments
+  if type(name) ~= "string" or type(args) ~= "table" then return nil end
+  if next(params, next(params, next(params))) ~= nil then return nil end
+  return name, args
 end
 
 -- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
@@ -281,6 +376,41 @@ function Session:_encode(op)
     op.rpc_id = counter.next_rpc
   end
   local method, params = op.method, op.params
+  if op.progress_token then
+    self.by_token[op.progress_token] = nil
+    op.progress_token = false
+  end
+  local rpc_id = op.rpc_id
+  -- the hot path, a plain tools/call with no progress token and no MRTR
+  -- answers: the fixed envelope (and in the modern era the _meta, encoded
+  -- once per session) spliced around the arguments' JSON
+  if method == "tools/call" and rpc_id and not (op.on_progress or self.cb.progress)
+    and not op.mrtr_responses and not op.mrtr_state then
+    local name, args = tools_call_parts(params)
+    if name then
+      local aj, jerr = "{}", nil
+      if next(args) ~= nil or getmetatable(args) ~= nil then aj, jerr = json.wire(args) end
+      if not aj then
+        error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 4)
+      end
+      local tail = "}}"
+      if op.modern then
+        tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}"
+        local ph = op.param_headers
+        if ph and ph[1] ~= nil then
+          local h = era.request_headers(method, params)
+          for _, line in ipairs(ph) do h[#h + 1] = line end
+          op.extra_headers, op.full_headers = h, false
+        else
+          op.extra_headers, op.full_headers = false, name
+        end
+      elseif op.extra_headers or op.full_headers then
+        op.extra_headers, op.full_headers = false, false
+      end
+      op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_name_json(name) .. ',"arguments":' .. aj .. tail
+      return
+    end
+  end
   if op.modern then
     method = era.ALIAS[method] or method
     local p = {}
@@ -303,9 +433,7 @@ function Session:_encode(op)
   else
     op.extra_headers = false
   end
-  if op.progress_token then self.by_token[op.progress_token] = nil end
-  op.progress_token = false
-  local rpc_id = op.rpc_id
+  if op.full_headers then op.full_headers = false end
   local msg = { jsonrpc = "2.0", id = rpc_id or nil, method = method, params = params }
   if rpc_id and (op.on_progress or self.cb.progress) then
     local token = "p" .. rpc_id
@@ -750,19 +878,22 @@ function Session:pump(max_wait)
   for _, op in pairs(self.ops) do
     if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
   end
-  self:_expire_idle(t)
   local resuming = self.resuming
   if resuming then
+    self:_expire_idle(t)
     for op in pairs(resuming) do
       if op.done then resuming[op] = nil end
     end
   end
-  self:_fire_timers(t)
+  local timers = self.timers
+  if next(timers) ~= nil then self:_fire_timers(t) end
   local soonest = t + wait
   for _, op in pairs(self.ops) do
-    soonest = math.min(soonest, op.deadline, op.hard_deadline)
+    local d, hd = op.deadline, op.hard_deadline
+    if d < soonest then soonest = d end
+    if hd < soonest then soonest = hd end
   end
-  for tm in pairs(self.timers) do
+  for tm in pairs(timers) do
     soonest = math.min(soonest, tm.wake_at)
   end
   if resuming then
@@ -786,7 +917,7 @@ function Session:pump(max_wait)
       self:_listen_item(item)
     end
   end
-  self:_fire_timers(now())
+  if next(self.timers) ~= nil then self:_fire_timers(now()) end
   local l = self.listen
   if l then
     self:_listen_tick()
@@ -808,7 +939,7 @@ function Session:pump(max_wait)
         self.resuming[op] = nil
         op.resume_at = nil
         op.http_method = "GET"
-        op.extra_headers = { "Last-Event-ID: " .. op.last_event_id }
+        op.extra_headers, op.full_headers = { "Last-Event-ID: " .. op.last_event_id }, false
         self:_launch(op)
       end
     end
