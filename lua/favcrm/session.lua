@@ -532,16 +532,7 @@ function Session:_on_http_error(op, item)
     if self.session_id == op.sent_session then
       self.session_id, self.initialized, self.protocol_version = nil, false, nil
     end
-    op.reinit, op.resume_at = true, math.huge
-    self.resuming = self.resuming or {}
-    self.resuming[op] = true
-    return self:_after_init(self:_start_init(), function()
-      if op.done then return end
-      self.resuming[op] = nil
-      op.reinit, op.resume_at = false, nil
-      if not self.initialized then return self:_finish(op, nil, self.init_err) end
-      return self:_launch(op)
-    end)
+    return self:_relaunch_after_init(op, false)
   elseif st == 404 and op.sent_session then
     return self:_finish(op, nil, errors.new("session_expired",
       "the server no longer knows this session and a fresh one failed too", { status = st }))
@@ -625,23 +616,8 @@ function Session:_answer_server_request(op, msg)
       if m == "elicitation/create" and type(msg.params) == "table" and msg.params.mode == "url" then
         result = Session._url_elicit_result(result)
         if result.action == "accept" then self:_elicit_known(msg.params.elicitationId) end
-      elseif m == "elicitation/create" then
-        result = type(result) == "table" and result or { action = "decline" }
-        if result.action == nil then result = { action = "accept", content = result } end
-        if result.action == "accept" then
-          result.content = result.content or {}
-          local schema = type(msg.params) == "table" and msg.params.requestedSchema
-          if type(schema) == "table" and type(schema.properties) == "table" then
-            for k, p in pairs(schema.properties) do
-              if result.content[k] == nil and type(p) == "table" and p.default ~= nil then
-                result.content[k] = p.default
-              end
-            end
-          end
-          if next(result.content) == nil then result.content = nil end
-        end
-      elseif m == "roots/list" and type(result) == "table" and result.roots == nil then
-        result = { roots = result }
+      else
+        result = era.normalize_answer(m, msg.params, result)
       end
     end
   end
@@ -1181,6 +1157,14 @@ function Session:_renegotiate(op)
     self.era, self.initialized, self.protocol_version, self.session_id = nil, false, nil, nil
     if self.shared then self.shared.era, self.shared.initialized = nil, false end
   end
+  return self:_relaunch_after_init(op, true)
+end
+
+-- Parks op among the ops without a transfer (its deadline still checked,
+-- so no pump blocks on the new initialize) until a new initialization is
+-- over, then sends it once more (with `reencode`, rebuilt the way the era
+-- found wants), or ends it with the initialization's error.
+function Session:_relaunch_after_init(op, reencode)
   op.reinit, op.resume_at = true, math.huge
   self.resuming = self.resuming or {}
   self.resuming[op] = true
@@ -1189,9 +1173,11 @@ function Session:_renegotiate(op)
     self.resuming[op] = nil
     op.reinit, op.resume_at = false, nil
     if not self.initialized then return self:_finish(op, nil, self.init_err) end
-    op.modern = self.era == "modern"
-    op.mrtr_responses, op.mrtr_state = false, false
-    self:_encode(op)
+    if reencode then
+      op.modern = self.era == "modern"
+      op.mrtr_responses, op.mrtr_state = false, false
+      self:_encode(op)
+    end
     return self:_launch(op)
   end)
 end
