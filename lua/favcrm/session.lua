@@ -724,11 +724,13 @@ function Session:_on_message(op, msg)
   -- an answer to something else: ignored (a stray or duplicate id)
 end
 
--- One item of the op's transfer.
-function Session:_on_item(op, item)
-  if item.type == "headers" then
+-- One item of the op's transfer (kind: which part of a merged item; by
+-- default the item's type).
+function Session:_on_item(op, item, kind)
+  kind = kind or item.type
+  if kind == "headers" then
     return self:_on_headers(op, item)
-  elseif item.type == "event" then
+  elseif kind == "event" then
     if item.event_id then op.last_event_id = item.event_id ~= "" and item.event_id or nil end
     if item.retry then op.retry_ms = item.retry end
     if not (op.status and op.status >= 200 and op.status < 300) then return end
@@ -878,20 +880,15 @@ function Session:pump(max_wait)
     end
   end
   local ms = math.max(0, math.floor((soonest - t) * 1000 + 0.5))
-  local items = self.transport:poll(ms)
+  -- merged: the C transport hands a transfer's headers, last event and
+  -- end over in one table where they follow each other (a Lua transport
+  -- ignores the flag); each part is taken in the order it came
+  local items = self.transport:poll(ms, true)
   for _, item in ipairs(items) do
-    local op = self.ops[item.id]
-    if op then
-      self:_on_item(op, item)
-      if op.resume_at and not op.done and not op.tid and not op.reinit then
-        self.resuming = self.resuming or {}
-        self.resuming[op] = true
-      end
-    elseif self.aux[item.id] and item.type == "done" then
-      self:_aux_done(item.id)
-    elseif self.listen then
-      self:_listen_item(item)
-    end
+    local ty = item.type
+    if item.headers ~= nil and ty ~= "headers" then self:_take(item, "headers") end
+    if item.data ~= nil and ty == "done" then self:_take(item, "event") end
+    self:_take(item, ty)
   end
   if next(self.timers) ~= nil then self:_fire_timers(now()) end
   local l = self.listen
@@ -919,6 +916,23 @@ function Session:pump(max_wait)
         self:_launch(op)
       end
     end
+  end
+end
+
+-- One item (or, kind naming it, one part of a merged item) of a transfer:
+-- to its op, to the auxiliary transfers, or to the standalone stream.
+function Session:_take(item, kind)
+  local op = self.ops[item.id]
+  if op then
+    self:_on_item(op, item, kind)
+    if op.resume_at and not op.done and not op.tid and not op.reinit then
+      self.resuming = self.resuming or {}
+      self.resuming[op] = true
+    end
+  elseif self.aux[item.id] and kind == "done" then
+    self:_aux_done(item.id)
+  elseif self.listen then
+    self:_listen_item(item, kind)
   end
 end
 
@@ -1449,17 +1463,18 @@ function Session:_listen_stop()
 end
 
 -- One transport item; false when it is not the standalone stream's.
-function Session:_listen_item(item)
+function Session:_listen_item(item, kind)
   local l = self.listen
   if not l or not l.tid or item.id ~= l.tid then return false end
-  if item.type == "headers" then
+  kind = kind or item.type
+  if kind == "headers" then
     l.status, l.headers = item.status, item.headers or {}
     return true
   end
   if item.event_id then l.last_event_id = item.event_id ~= "" and item.event_id or false end
   if item.retry then l.retry_ms = item.retry end
   local ok_status = l.status and l.status >= 200 and l.status < 300
-  if item.type == "event" then
+  if kind == "event" then
     if not ok_status or item.event ~= "message" or item.data == "" then return true end
     l.failures = 0
     local msg = json.decode_plain(item.data)
