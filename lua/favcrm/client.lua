@@ -588,6 +588,8 @@ end
 -- for the session (false: none, or it did not compile).
 function Client:_validator(tool, which)
   local cache = self.validators[which]
+  local known = cache and cache[tool]
+  if known ~= nil then return known or nil end
   if not cache then
     cache = setmetatable({}, { __mode = "k" })
     self.validators[which] = cache
@@ -662,8 +664,14 @@ function Client:call(name, args, opts)
   -- the call's one deadline: everything below spends from it
   local session = self.session
   local budget = session:budget(opts.timeout, opts.max_total_timeout)
-  local tool, err = self:_describe(name, budget)
-  if not tool then return nil, err end
+  -- a cached list with no ttl answers at once (else _describe decides)
+  local c = self.tool_cache
+  local tool = c and not c.expires and c.byname[name]
+  if not tool then
+    local err
+    tool, err = self:_describe(name, budget)
+    if not tool then return nil, err end
+  end
   local ann = type(tool.annotations) == "table" and tool.annotations or NO_OPTS
   if ann.destructiveHint == true and opts.confirm ~= true then
     local confirm = opts.on_confirm or self.opts.on_confirm
@@ -672,7 +680,8 @@ function Client:call(name, args, opts)
         .. "); pass opts.confirm = true or an on_confirm callback that returns true", { tool = name })
     end
   end
-  if self.validate and opts.validate ~= false then
+  local validate = self.validate and opts.validate ~= false
+  if validate then
     local v = self:_validator(tool, "inputSchema")
     if v then
       local ok, errs = v:validate(args, self:_validate_opts(budget))
@@ -693,12 +702,17 @@ function Client:call(name, args, opts)
   local marked = args
   if next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
   local params = { name = name, arguments = marked }
-  local ok_init, ierr = session:initialize(budget)
-  if not ok_init then return nil, ierr end
-  local op_opts = { budget = budget, on_progress = opts.on_progress,
+  if not session.initialized then
+    local ok_init, ierr = session:initialize(budget)
+    if not ok_init then return nil, ierr end
+  end
+  -- plain: params hold exactly name and arguments (Session:_encode's fast path)
+  local op_opts = { budget = budget, on_progress = opts.on_progress, plain = true,
     reissue = ann.readOnlyHint == true, param_headers = param_headers(self, session, tool, args) }
   -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
-  local as_task = tasks.wanted(session, tool, opts)
+  -- (only when the server takes tasks at all)
+  local caps = session.server_capabilities
+  local as_task = type(caps) == "table" and caps.tasks ~= nil and tasks.wanted(session, tool, opts)
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
@@ -743,7 +757,7 @@ function Client:call(name, args, opts)
     return nil, rerr
   end
   if result.isError == true then return nil, tool_failure(name, result) end
-  if self.validate and opts.validate ~= false and type(result.structuredContent) == "table" then
+  if validate and type(result.structuredContent) == "table" then
     local v = self:_validator(tool, "outputSchema")
     if v then
       local ok, errs = v:validate(result.structuredContent, self:_validate_opts(budget))

@@ -47,6 +47,7 @@ local OP_DEFAULTS = {
   full_headers = false, url = false, drop_auth = false, is_init = false, on_done = false,
   callback_error = false, reinit = false, auth_tries = 0,
   -- the 2026-07-28 era (favcrm.era)
+  plain = false, -- a tools/call whose params are exactly {name = string, arguments = table}
   modern = false, param_headers = false, reissue = false, rounds = 0, mrtr_responses = false,
   mrtr_state = false, version_retry = false, renegotiated = false, is_probe = false,
 }
@@ -241,15 +242,10 @@ end
 function Session:_launch(op)
   -- the C transport reads the request and keeps nothing of the table: one
   -- per session, refilled; a Lua transport gets a table of its own
-  local req
-  if type(self.transport) == "userdata" then
-    req = self._req
-    if not req then
-      req = {}
-      self._req = req
-    end
-  else
+  local req = self._req
+  if not req or self._req_for ~= self.transport then
     req = {}
+    if type(self.transport) == "userdata" then self._req, self._req_for = req, self.transport end
   end
   local auth = self:_auth(op.budget)
   if op.drop_auth then auth = nil end -- never to another origin
@@ -294,6 +290,7 @@ function Session:start_request(method, params, opts)
   if opts.modern or self.era == "modern" then op.modern = true end
   if opts.param_headers then op.param_headers = opts.param_headers end
   if opts.reissue then op.reissue = true end
+  if opts.plain and method == "tools/call" then op.plain = true end
   self:_encode(op)
   self:_launch(op)
   return op
@@ -356,16 +353,6 @@ function Session:_name_json(name)
   return j
 end
 
--- params of a plain tools/call, {name = string, arguments = table} and
--- nothing else: -> name, arguments
-local function tools_call_parts(params)
-  if type(params) ~= "table" then return nil end
-  local name, args = params.name, params.arguments
-  if type(name) ~= "string" or type(args) ~= "table" then return nil end
-  if next(params, next(params, next(params))) ~= nil then return nil end
-  return name, args
-end
-
 -- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
 -- request's _meta, its MRTR answers and its headers.
 function Session:_encode(op)
@@ -384,10 +371,10 @@ function Session:_encode(op)
   -- the hot path, a plain tools/call with no progress token and no MRTR
   -- answers: the fixed envelope (and in the modern era the _meta, encoded
   -- once per session) spliced around the arguments' JSON
-  if method == "tools/call" and rpc_id and not (op.on_progress or self.cb.progress)
+  if op.plain and rpc_id and not (op.on_progress or self.cb.progress)
     and not op.mrtr_responses and not op.mrtr_state then
-    local name, args = tools_call_parts(params)
-    if name then
+    local name, args = params.name, params.arguments
+    do
       local aj, jerr = "{}", nil
       if next(args) ~= nil or getmetatable(args) ~= nil then aj, jerr = json.wire(args) end
       if not aj then
@@ -852,9 +839,21 @@ end
 function Session:pump(max_wait)
   local t = now()
   local wait = max_wait or 0
-  -- deadlines, resumes
+  -- deadlines, resumes (and how long poll may wait, when no op is over)
+  local soonest, over = t + wait, false
   for _, op in pairs(self.ops) do
-    if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+    local d, hd = op.deadline, op.hard_deadline
+    if hd < d then d = hd end
+    if t >= d then
+      over = true
+      break
+    end
+    if d < soonest then soonest = d end
+  end
+  if over then
+    for _, op in pairs(self.ops) do
+      if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+    end
   end
   local resuming = self.resuming
   if resuming then
@@ -865,11 +864,14 @@ function Session:pump(max_wait)
   end
   local timers = self.timers
   if next(timers) ~= nil then self:_fire_timers(t) end
-  local soonest = t + wait
-  for _, op in pairs(self.ops) do
-    local d, hd = op.deadline, op.hard_deadline
-    if d < soonest then soonest = d end
-    if hd < soonest then soonest = hd end
+  if over or resuming then
+    -- ops may have ended or started since: the wait is worked out again
+    soonest = t + wait
+    for _, op in pairs(self.ops) do
+      local d, hd = op.deadline, op.hard_deadline
+      if d < soonest then soonest = d end
+      if hd < soonest then soonest = hd end
+    end
   end
   for tm in pairs(timers) do
     soonest = math.min(soonest, tm.wake_at)
