@@ -783,8 +783,8 @@ require("favcrm.scheduler").install(Client, check_self)
 -- Resources, prompts, completion, the log level and ping (favcrm.protocol).
 require("favcrm.protocol").install(Client, check_self)
 
-local registration = require("favcrm.registration")
-local doctor = require("favcrm.doctor")
+-- favcrm.registration and favcrm.doctor load on first use (a client that
+-- only calls tools never needs them: less memory)
 
 --- client:request(fields) -> request or nil, err (see favcrm.registration)
 ---@param fields table email, organisationName, ... (see favcrm.registration)
@@ -792,7 +792,7 @@ local doctor = require("favcrm.doctor")
 ---@return favcrm.Error|nil err
 function Client:request(fields)
   check_self(self, "request")
-  return registration.request(self, fields)
+  return require("favcrm.registration").request(self, fields)
 end
 
 --- client:verify(request_or_id, code [, opts]) -> workspace or nil, err
@@ -803,14 +803,14 @@ end
 ---@return favcrm.Error|nil err
 function Client:verify(req, code, opts)
   check_self(self, "verify")
-  return registration.verify(self, req, code, opts)
+  return require("favcrm.registration").verify(self, req, code, opts)
 end
 
 --- client:doctor() -> report (never raises)
 ---@return table report url, reachable, latency_ms, authenticated, ok, problems, ...
 function Client:doctor()
   check_self(self, "doctor")
-  return doctor.doctor(self)
+  return require("favcrm.doctor").doctor(self)
 end
 
 --- client:close(): ends the session (DELETE) and frees everything. Idempotent.

@@ -763,7 +763,7 @@ function Session:_on_item(op, item, kind)
   if st == 202 or (item.body == nil or item.body == "") then
     return self:_finish(op, nil, errors.new("protocol", "the server sent no answer (HTTP " .. st .. ")"))
   end
-  if not ct:lower():find("^application/json") then
+  if not (ct:find("^application/json") or ct:lower():find("^application/json")) then
     return self:_finish(op, nil, errors.new("protocol",
       "unexpected Content-Type '" .. ct .. "' (expected JSON or an event stream)"))
   end
