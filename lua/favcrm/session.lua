@@ -311,46 +311,38 @@ function Session:_meta_json(pv)
   return text
 end
 
--- The header list of a modern tools/call of `name` without Mcp-Param headers
--- (modern: the common headers, Mcp-Method and Mcp-Name), kept per session
--- for at most TOOL_HEADERS_MAX names.
-local TOOL_HEADERS_MAX = 256
-function Session:_tool_headers(name)
-  local common = self:_headers()
-  local c = self._thcache
-  if not c or c.common ~= common then
-    c = { common = common, n = 0, by = {} }
-    self._thcache = c
-  end
-  local h = c.by[name]
-  if not h then
-    h = {}
-    for i, line in ipairs(common) do h[i] = line end
-    for _, line in ipairs(era.request_headers("tools/call", { name = name })) do h[#h + 1] = line end
-    if c.n < TOOL_HEADERS_MAX then
-      c.by[name] = h
-      c.n = c.n + 1
-    end
-  end
-  return h
-end
-
--- A tool name as JSON text, kept per session for TOOL_HEADERS_MAX names.
-function Session:_name_json(name)
-  local c = self._njcache
+-- What a plain tools/call of `name` reuses, kept per session for at most
+-- TOOL_CACHE_MAX names: the name as JSON text and (modern) the request's
+-- header list without Mcp-Param headers (the common headers, Mcp-Method and
+-- Mcp-Name), rebuilt when the common headers change.
+local TOOL_CACHE_MAX = 256
+function Session:_tool_entry(name)
+  local c = self._tcache
   if not c then
     c = { n = 0, by = {} }
-    self._njcache = c
+    self._tcache = c
   end
-  local j = c.by[name]
-  if not j then
-    j = json.wire(name)
-    if c.n < TOOL_HEADERS_MAX then
-      c.by[name] = j
+  local e = c.by[name]
+  if not e then
+    e = { json = json.wire(name), headers = false, common = false }
+    if c.n < TOOL_CACHE_MAX then
+      c.by[name] = e
       c.n = c.n + 1
     end
   end
-  return j
+  return e
+end
+
+function Session:_tool_headers(name)
+  local e = self:_tool_entry(name)
+  local common = self:_headers()
+  if e.common ~= common then
+    local h = {}
+    for i, line in ipairs(common) do h[i] = line end
+    for _, line in ipairs(era.request_headers("tools/call", { name = name })) do h[#h + 1] = line end
+    e.headers, e.common = h, common
+  end
+  return e.headers
 end
 
 -- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
@@ -394,7 +386,8 @@ function Session:_encode(op)
       elseif op.extra_headers or op.full_headers then
         op.extra_headers, op.full_headers = false, false
       end
-      op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_name_json(name) .. ',"arguments":' .. aj .. tail
+      op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
+        .. ',"arguments":' .. aj .. tail
       return
     end
   end
