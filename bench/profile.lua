@@ -17,7 +17,9 @@ local n, every, conc = tonumber(arg[1] or 3000), tonumber(arg[2] or 97), tonumbe
 local url, key = os.getenv("FAVCRM_BENCH_URL"), os.getenv("FAVCRM_BENCH_KEY")
 assert(url and key, "FAVCRM_BENCH_URL and FAVCRM_BENCH_KEY must be set")
 
-local c = favcrm.new({ url = url, api_key = key })
+-- FAVCRM_BENCH_ERA=2026: pinned to 2026-07-28 (a 2026 sandbox), as bench/favcrm.lua
+local protocol = os.getenv("FAVCRM_BENCH_ERA") == "2026" and "2026-07-28" or nil
+local c = favcrm.new({ url = url, api_key = key, protocol = protocol })
 for _ = 1, 100 do assert(c:call("list_services")) end
 if os.getenv("BENCH_GC") == "stop" then collectgarbage("stop") end
 

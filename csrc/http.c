@@ -1166,6 +1166,72 @@ static void push_resume_point(lua_State *L, const qitem *q) {
   }
 }
 
+/* Sets status, sse and headers (a table of lower-case name = value; a
+ * repeated name's values joined with ", ") of a Q_HEADERS item on the table
+ * at the top of the stack. Can raise (memory). */
+static void set_headers_fields(lua_State *L, const qitem *q) {
+  const char *p = q->headers, *end = q->headers ? q->headers + q->headers_len : NULL;
+  lua_pushinteger(L, q->status);
+  lua_setfield(L, -2, "status");
+  lua_pushboolean(L, q->sse);
+  lua_setfield(L, -2, "sse");
+  lua_newtable(L);
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *colon = memchr(p, ':', (size_t)((nl ? nl : end) - p));
+    if (!nl) nl = end;
+    if (colon) {
+      const char *v = colon + 1;
+      while (v < nl && (*v == ' ' || *v == '\t')) v++;
+      lua_pushlstring(L, p, (size_t)(colon - p));
+      lua_pushvalue(L, -1);
+      lua_rawget(L, -3);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(nl - v));
+      } else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(nl - v));
+        lua_concat(L, 3);
+      }
+      lua_rawset(L, -3);
+    }
+    p = nl + 1;
+  }
+  lua_setfield(L, -2, "headers");
+}
+
+/* Sets data and event of a Q_EVENT item on the table at the top of the
+ * stack. Can raise (memory). */
+static void set_event_fields(lua_State *L, const qitem *q) {
+  lua_pushlstring(L, q->data, q->len);
+  lua_setfield(L, -2, "data");
+  lua_pushstring(L, q->event);
+  lua_setfield(L, -2, "event");
+}
+
+/* Sets the fields of a Q_DONE item on the table at the top of the stack.
+ * Can raise (memory). */
+static void set_done_fields(lua_State *L, const qitem *q) {
+  lua_pushinteger(L, q->status);
+  lua_setfield(L, -2, "status");
+  lua_pushboolean(L, q->sse);
+  lua_setfield(L, -2, "sse");
+  lua_pushinteger(L, (lua_Integer)q->connects);
+  lua_setfield(L, -2, "connects");
+  if (q->data) {
+    lua_pushlstring(L, q->data, q->len);
+    lua_setfield(L, -2, "body");
+  }
+  push_resume_point(L, q);
+  if (q->err_code) {
+    lua_pushstring(L, q->err_code);
+    lua_setfield(L, -2, "error");
+    lua_pushstring(L, q->err_msg ? q->err_msg : q->err_code);
+    lua_setfield(L, -2, "message");
+  }
+}
+
 /* Pushes one queued item as a table. Can raise (memory); q stays owned by
  * the caller's queue until this returns. */
 static void push_item(lua_State *L, const qitem *q) {
@@ -1173,83 +1239,77 @@ static void push_item(lua_State *L, const qitem *q) {
   lua_pushinteger(L, (lua_Integer)q->id);
   lua_setfield(L, -2, "id");
   switch (q->kind) {
-    case Q_HEADERS: {
-      const char *p = q->headers, *end = q->headers ? q->headers + q->headers_len : NULL;
+    case Q_HEADERS:
       lua_pushliteral(L, "headers");
       lua_setfield(L, -2, "type");
-      lua_pushinteger(L, q->status);
-      lua_setfield(L, -2, "status");
-      lua_pushboolean(L, q->sse);
-      lua_setfield(L, -2, "sse");
-      lua_newtable(L);
-      while (p && p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *colon = memchr(p, ':', (size_t)((nl ? nl : end) - p));
-        if (!nl) nl = end;
-        if (colon) {
-          const char *v = colon + 1;
-          while (v < nl && (*v == ' ' || *v == '\t')) v++;
-          lua_pushlstring(L, p, (size_t)(colon - p));
-          lua_pushvalue(L, -1);
-          lua_rawget(L, -3);
-          if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushlstring(L, v, (size_t)(nl - v));
-          } else {
-            lua_pushliteral(L, ", ");
-            lua_pushlstring(L, v, (size_t)(nl - v));
-            lua_concat(L, 3);
-          }
-          lua_rawset(L, -3);
-        }
-        p = nl + 1;
-      }
-      lua_setfield(L, -2, "headers");
+      set_headers_fields(L, q);
       break;
-    }
     case Q_EVENT:
       lua_pushliteral(L, "event");
       lua_setfield(L, -2, "type");
-      lua_pushlstring(L, q->data, q->len);
-      lua_setfield(L, -2, "data");
-      lua_pushstring(L, q->event);
-      lua_setfield(L, -2, "event");
+      set_event_fields(L, q);
       push_resume_point(L, q);
       break;
     case Q_DONE:
       lua_pushliteral(L, "done");
       lua_setfield(L, -2, "type");
-      lua_pushinteger(L, q->status);
-      lua_setfield(L, -2, "status");
-      lua_pushboolean(L, q->sse);
-      lua_setfield(L, -2, "sse");
-      lua_pushinteger(L, (lua_Integer)q->connects);
-      lua_setfield(L, -2, "connects");
-      if (q->data) {
-        lua_pushlstring(L, q->data, q->len);
-        lua_setfield(L, -2, "body");
-      }
-      push_resume_point(L, q);
-      if (q->err_code) {
-        lua_pushstring(L, q->err_code);
-        lua_setfield(L, -2, "error");
-        lua_pushstring(L, q->err_msg ? q->err_msg : q->err_code);
-        lua_setfield(L, -2, "message");
-      }
+      set_done_fields(L, q);
       break;
   }
 }
 
-/* http:poll([timeout_ms]) -> list of items (may be empty). Waits at most
- * timeout_ms (default 0) for something to happen; with nothing in flight
- * it simply waits (the session uses that to pace a reconnect). Raises a
- * bad-argument error when timeout_ms is NaN, infinite or negative (a huge
- * finite one is clamped to FAV_MS_MAX, about 24.8 days); otherwise can
- * raise (memory) only while building the result, when no C resource is in
- * flux. */
+/* Pushes the run of queued items that starts at q as one table (merged
+ * mode of http:poll): a headers item and the item of the same transfer
+ * right after it share one table (that item's, with status, sse and
+ * headers set), and so do an event and the done item right after it (a
+ * "done" table with the event's data and event set; event_id and retry are
+ * the done item's, the last ones of the stream). Returns the first item
+ * after the run. Can raise (memory); the items stay owned by the queue. */
+static const qitem *push_run(lua_State *L, const qitem *q) {
+  const qitem *hdr = NULL, *ev = NULL;
+  if (q->kind == Q_HEADERS && q->next && q->next->id == q->id) {
+    hdr = q;
+    q = q->next;
+  }
+  if (q->kind == Q_EVENT && q->next && q->next->id == q->id && q->next->kind == Q_DONE) {
+    ev = q;
+    q = q->next;
+  }
+  if (!hdr && !ev) {
+    push_item(L, q);
+    return q->next;
+  }
+  lua_createtable(L, 0, 16);
+  lua_pushinteger(L, (lua_Integer)q->id);
+  lua_setfield(L, -2, "id");
+  if (ev) set_event_fields(L, ev);
+  if (q->kind == Q_EVENT) {
+    lua_pushliteral(L, "event");
+    lua_setfield(L, -2, "type");
+    set_event_fields(L, q);
+    push_resume_point(L, q);
+  } else {
+    lua_pushliteral(L, "done");
+    lua_setfield(L, -2, "type");
+    set_done_fields(L, q);
+  }
+  /* last: status and sse are those the headers item carried */
+  if (hdr) set_headers_fields(L, hdr);
+  return q->next;
+}
+
+/* http:poll([timeout_ms [, merged]]) -> list of items (may be empty).
+ * Waits at most timeout_ms (default 0) for something to happen; with
+ * nothing in flight it simply waits (the session uses that to pace a
+ * reconnect). With merged true, a transfer's items that follow each other
+ * share tables (see push_run: fewer, fuller items). Raises a bad-argument
+ * error when timeout_ms is NaN, infinite or negative (a huge finite one is
+ * clamped to FAV_MS_MAX, about 24.8 days); otherwise can raise (memory)
+ * only while building the result, when no C resource is in flux. */
 static int fav_http_poll(lua_State *L) {
   fav_http *h = check_http(L);
   double wait = fav_optms(L, 2, 0); /* finite, >= 0, clamped */
+  int merged = lua_toboolean(L, 3);
   double deadline = fav_monotonic_ms() + wait;
   int running = 0, n = 0;
   for (;;) {
@@ -1264,11 +1324,21 @@ static int fav_http_poll(lua_State *L) {
   lua_newtable(L);
   while (h->qhead) {
     qitem *q = h->qhead;
-    push_item(L, q);
+    const qitem *after;
+    if (merged) {
+      after = push_run(L, q);
+    } else {
+      push_item(L, q);
+      after = q->next;
+    }
     lua_rawseti(L, -2, ++n);
-    h->qhead = q->next;
+    /* the run is in the list: its items leave the queue */
+    while (h->qhead != after) {
+      q = h->qhead;
+      h->qhead = q->next;
+      qitem_free(q);
+    }
     if (!h->qhead) h->qtail = NULL;
-    qitem_free(q);
   }
   return 1;
 }

@@ -17,6 +17,8 @@ local tasks = require("favcrm.tasks")
 ---@field url string where calls go (for a stdio server, `stdio:PROG`); read-only
 ---@field closed? boolean true once `close()` ran
 local Client = {}
+-- the options (and annotations) of a call that has none: never written to
+local NO_OPTS = setmetatable({}, { __newindex = function() error("favcrm: NO_OPTS is read-only", 2) end })
 Client.__index = Client
 
 local VERSION = core.VERSION
@@ -586,6 +588,8 @@ end
 -- for the session (false: none, or it did not compile).
 function Client:_validator(tool, which)
   local cache = self.validators[which]
+  local known = cache and cache[tool]
+  if known ~= nil then return known or nil end
   if not cache then
     cache = setmetatable({}, { __mode = "k" })
     self.validators[which] = cache
@@ -602,6 +606,31 @@ function Client:_validator(tool, which)
     cache[tool] = v
   end
   return v or nil
+end
+
+-- 2026-07-28: the arguments marked x-mcp-header go out as Mcp-Param-{Name}
+-- (nil: none, or a legacy session)
+local function param_headers(self, session, tool, args)
+  if session.era ~= "modern" then return nil end
+  local h = self.param_headers[tool]
+  if h == nil then
+    h = era.tool_headers(tool) or false -- a list shared across clients (favcrm.resty)
+    self.param_headers[tool] = h
+  end
+  if not h or h[1] == nil then return nil end
+  return era.param_headers(h, args)
+end
+
+-- The options of a validation within the call's budget: one table per
+-- client, refilled (the validator reads it and keeps nothing).
+function Client:_validate_opts(budget)
+  local o = self._vopts
+  if not o then
+    o = {}
+    self._vopts = o
+  end
+  o.deadline = math.min(budget.deadline, budget.hard)
+  return o
 end
 
 local function first_error(errs)
@@ -629,15 +658,21 @@ function Client:call(name, args, opts)
     error("bad argument #3 to 'call' (table of options expected, got " .. type(opts) .. ")", 2)
   end
   check_call_opts(opts, "call", 2)
-  opts = opts or {}
-  tasks.check(opts.task, 3)
+  opts = opts or NO_OPTS
+  if opts.task ~= nil then tasks.check(opts.task, 3) end
   args = args or {}
   -- the call's one deadline: everything below spends from it
   local session = self.session
   local budget = session:budget(opts.timeout, opts.max_total_timeout)
-  local tool, err = self:_describe(name, budget)
-  if not tool then return nil, err end
-  local ann = type(tool.annotations) == "table" and tool.annotations or {}
+  -- a cached list with no ttl answers at once (else _describe decides)
+  local c = self.tool_cache
+  local tool = c and not c.expires and c.byname[name]
+  if not tool then
+    local err
+    tool, err = self:_describe(name, budget)
+    if not tool then return nil, err end
+  end
+  local ann = type(tool.annotations) == "table" and tool.annotations or NO_OPTS
   if ann.destructiveHint == true and opts.confirm ~= true then
     local confirm = opts.on_confirm or self.opts.on_confirm
     if not (confirm and confirm(tool, args) == true) then
@@ -645,10 +680,11 @@ function Client:call(name, args, opts)
         .. "); pass opts.confirm = true or an on_confirm callback that returns true", { tool = name })
     end
   end
-  if self.validate and opts.validate ~= false then
+  local validate = self.validate and opts.validate ~= false
+  if validate then
     local v = self:_validator(tool, "inputSchema")
     if v then
-      local ok, errs = v:validate(args, { deadline = session.left(budget) + core.monotonic() })
+      local ok, errs = v:validate(args, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)
         if e.keyword == "timeout" then
@@ -666,23 +702,17 @@ function Client:call(name, args, opts)
   local marked = args
   if next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
   local params = { name = name, arguments = marked }
-  local ok_init, ierr = session:initialize(budget)
-  if not ok_init then return nil, ierr end
-  local op_opts = { budget = budget, on_progress = opts.on_progress,
-    reissue = ann.readOnlyHint == true }
-  local function param_headers()
-    -- 2026-07-28: the arguments marked x-mcp-header go out as Mcp-Param-{Name}
-    if session.era ~= "modern" then return nil end
-    local h = self.param_headers[tool]
-    if h == nil then
-      h = era.tool_headers(tool) or false -- a list shared across clients (favcrm.resty)
-      self.param_headers[tool] = h
-    end
-    return h and era.param_headers(h, args) or nil
+  if not session.initialized then
+    local ok_init, ierr = session:initialize(budget)
+    if not ok_init then return nil, ierr end
   end
-  op_opts.param_headers = param_headers()
+  -- plain: params hold exactly name and arguments (Session:_encode's fast path)
+  local op_opts = { budget = budget, on_progress = opts.on_progress, plain = true,
+    reissue = ann.readOnlyHint == true, param_headers = param_headers(self, session, tool, args) }
   -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
-  local as_task = tasks.wanted(session, tool, opts)
+  -- (only when the server takes tasks at all)
+  local caps = session.server_capabilities
+  local as_task = type(caps) == "table" and caps.tasks ~= nil and tasks.wanted(session, tool, opts)
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
@@ -710,7 +740,7 @@ function Client:call(name, args, opts)
       local fresh = self:_tools(true, budget)
       tool = fresh and self.tool_cache.byname[name]
       if not tool then break end
-      op_opts.param_headers = param_headers()
+      op_opts.param_headers = param_headers(self, session, tool, args)
     elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
       and rerr.retry_after <= max_retry_wait and rerr.retry_after < session.left(budget) then
       waited = true
@@ -727,10 +757,10 @@ function Client:call(name, args, opts)
     return nil, rerr
   end
   if result.isError == true then return nil, tool_failure(name, result) end
-  if self.validate and opts.validate ~= false and type(result.structuredContent) == "table" then
+  if validate and type(result.structuredContent) == "table" then
     local v = self:_validator(tool, "outputSchema")
     if v then
-      local ok, errs = v:validate(result.structuredContent, { deadline = session.left(budget) + core.monotonic() })
+      local ok, errs = v:validate(result.structuredContent, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)
         if e.keyword == "timeout" then
@@ -753,8 +783,8 @@ require("favcrm.scheduler").install(Client, check_self)
 -- Resources, prompts, completion, the log level and ping (favcrm.protocol).
 require("favcrm.protocol").install(Client, check_self)
 
-local registration = require("favcrm.registration")
-local doctor = require("favcrm.doctor")
+-- favcrm.registration and favcrm.doctor load on first use (a client that
+-- only calls tools never needs them: less memory)
 
 --- client:request(fields) -> request or nil, err (see favcrm.registration)
 ---@param fields table email, organisationName, ... (see favcrm.registration)
@@ -762,7 +792,7 @@ local doctor = require("favcrm.doctor")
 ---@return favcrm.Error|nil err
 function Client:request(fields)
   check_self(self, "request")
-  return registration.request(self, fields)
+  return require("favcrm.registration").request(self, fields)
 end
 
 --- client:verify(request_or_id, code [, opts]) -> workspace or nil, err
@@ -773,14 +803,14 @@ end
 ---@return favcrm.Error|nil err
 function Client:verify(req, code, opts)
   check_self(self, "verify")
-  return registration.verify(self, req, code, opts)
+  return require("favcrm.registration").verify(self, req, code, opts)
 end
 
 --- client:doctor() -> report (never raises)
 ---@return table report url, reachable, latency_ms, authenticated, ok, problems, ...
 function Client:doctor()
   check_self(self, "doctor")
-  return doctor.doctor(self)
+  return require("favcrm.doctor").doctor(self)
 end
 
 --- client:close(): ends the session (DELETE) and frees everything. Idempotent.

@@ -389,13 +389,23 @@ function M.answer(cb, method, params)
   elseif method == "sampling/createMessage" then handler = cb.sample
   elseif method == "roots/list" then handler = cb.roots end
   if not handler then return nil, "none" end
-  local result = handler(params)
+  local result = M.normalize_answer(method, params, handler(params))
+  if result == nil then return nil, "none" end
+  return result
+end
+
+--- era.normalize_answer(method, params, result) -> what an on_elicit (form
+-- mode) or on_roots handler's return value means as the answer to the
+-- server's `method`: a bare table is accepted content (its missing fields
+-- take the requestedSchema's defaults, SEP-1034; no table declines), a
+-- bare list is the roots. Other methods' results stay as they are.
+function M.normalize_answer(method, params, result)
   if method == "elicitation/create" then
     result = type(result) == "table" and result or { action = "decline" }
     if result.action == nil then result = { action = "accept", content = result } end
     if result.action == "accept" then
       result.content = result.content or {}
-      local schema = params.requestedSchema
+      local schema = type(params) == "table" and params.requestedSchema
       if type(schema) == "table" and type(schema.properties) == "table" then
         for k, p in pairs(schema.properties) do
           if result.content[k] == nil and type(p) == "table" and p.default ~= nil then
@@ -408,7 +418,6 @@ function M.answer(cb, method, params)
   elseif method == "roots/list" and type(result) == "table" and result.roots == nil then
     result = { roots = result }
   end
-  if result == nil then return nil, "none" end
   return result
 end
 

@@ -143,7 +143,9 @@ function M.install(Client, check_self)
     while true do
       local sig = s.signaled
       if #sig > 0 then
-        s.signaled = {}
+        -- two lists take turns (no new table per pump)
+        s.signaled = self._sig_spare or {}
+        self._sig_spare = nil
         for _, w in ipairs(sig) do
           local list = self.waiters[w]
           if list then
@@ -151,6 +153,8 @@ function M.install(Client, check_self)
             for _, h in ipairs(list) do self.ready[#self.ready + 1] = h end
           end
         end
+        for i = #sig, 1, -1 do sig[i] = nil end
+        self._sig_spare = sig
       end
       if #self.ready == 0 then return end
       local ready = self.ready

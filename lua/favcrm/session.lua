@@ -36,6 +36,25 @@ local CANCEL_DRAIN_MS = 100
 
 local now = core.monotonic
 local null = json.null
+local NO_OPTS = {}
+
+-- What an op's fields are until set (Session:start_request stores only
+-- those it needs; reading any other gives its default here).
+local OP_DEFAULTS = {
+  progress_token = false, on_progress = false, resumes = 0, redirects = 0,
+  notify = false, replayed = false, retry_ms = 1000,
+  last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
+  full_headers = false, url = false, drop_auth = false, is_init = false, on_done = false,
+  callback_error = false, reinit = false, auth_tries = 0,
+  -- the 2026-07-28 era (favcrm.era)
+  plain = false, -- a tools/call whose params are exactly {name = string, arguments = table}
+  modern = false, param_headers = false, reissue = false, rounds = 0, mrtr_responses = false,
+  mrtr_state = false, version_retry = false, renegotiated = false, is_probe = false,
+}
+local OP = { __index = OP_DEFAULTS }
+-- the fixed parts of a tools/call's JSON text (Session:_encode)
+local TOOLS_CALL_HEAD = '{"jsonrpc":"2.0","id":'
+local TOOLS_CALL_NAME = ',"method":' .. json.wire("tools/call") .. ',"params":{"name":'
 
 Session._origin = urls.origin
 
@@ -221,20 +240,27 @@ end
 
 -- Starts (or restarts) the op's HTTP exchange.
 function Session:_launch(op)
-  local req = {
-    method = op.http_method or "POST",
-    url = op.url or self.url,
-    headers = self:_headers(op.extra_headers),
-    body = op.http_method == "GET" and nil or op.body,
-    auth = self:_auth(op.budget),
-    -- the time left, and a second more, so our own deadline ends it first
-    timeout_ms = math.max(1, math.floor((op.hard_deadline - now()) * 1000) + 1000),
-  }
-  if op.drop_auth then req.auth = nil end -- never to another origin
-  op.sent_auth = req.auth or false
+  -- the C transport reads the request and keeps nothing of the table: one
+  -- per session, refilled; a Lua transport gets a table of its own
+  local req = self._req
+  if not req or self._req_for ~= self.transport then
+    req = {}
+    if type(self.transport) == "userdata" then self._req, self._req_for = req, self.transport end
+  end
+  local auth = self:_auth(op.budget)
+  if op.drop_auth then auth = nil end -- never to another origin
+  req.method = op.http_method or "POST"
+  req.url = op.url or self.url
+  req.headers = op.full_headers and self:_tool_headers(op.full_headers) or self:_headers(op.extra_headers)
+  req.body = op.body
+  req.auth = auth
+  -- the time left, and a second more, so our own deadline ends it first
+  req.timeout_ms = math.max(1, math.floor((op.hard_deadline - now()) * 1000) + 1000)
+  op.sent_auth = auth or false
   op.sent_session = self.session_id
-  op.status, op.headers, op.got_headers = nil, nil, false
+  if op.got_headers or op.status then op.status, op.headers, op.got_headers = nil, nil, false end
   local tid, err = self.transport:start(req)
+  req.auth, req.body = nil, nil -- the kept table holds no token and no body
   if not tid then
     return self:_finish(op, nil, errors.new("network", "could not start the request: " .. tostring(err)))
   end
@@ -249,26 +275,74 @@ end
 -- Mcp-Param-{Name} lines of a tools/call), reissue (modern: a read-only
 -- call a broken stream may send again), modern (the era probe).
 function Session:start_request(method, params, opts)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   local b = opts.budget or self:budget(opts.timeout, opts.max_total_timeout)
-  local op = {
-    rpc_id = false, method = method, body = false, progress_token = false,
+  -- the fields every op gets on the way (sized once, never resized); the
+  -- rest start as OP_DEFAULTS says and are stored only when they change
+  local op = setmetatable({
+    rpc_id = false, method = method, body = false, params = params,
     timeout = b.timeout, deadline = b.deadline, hard_deadline = b.hard, budget = b,
-    on_progress = opts.on_progress or false, done = false, resumes = 0, redirects = 0,
-    notify = opts.notify or false, replayed = false, retry_ms = 1000,
-    -- every field the op gets later, so the table is never resized
-    tid = false, status = false, headers = false, got_headers = false, sent_session = false,
-    last_event_id = false, resume_at = false, http_method = false, extra_headers = false,
-    url = false, drop_auth = false, is_init = false, on_done = false, callback_error = false,
-    reinit = false, sent_auth = false, auth_tries = 0,
-    -- the 2026-07-28 era (favcrm.era)
-    params = params, modern = opts.modern or self.era == "modern", param_headers = opts.param_headers or false,
-    reissue = opts.reissue or false, rounds = 0, mrtr_responses = false, mrtr_state = false,
-    version_retry = false, renegotiated = false, is_probe = false,
-  }
+    done = false, tid = false, status = false, headers = false, got_headers = false,
+    sent_auth = false, sent_session = false, result = nil,
+  }, OP)
+  if opts.on_progress then op.on_progress = opts.on_progress end
+  if opts.notify then op.notify = true end
+  if opts.modern or self.era == "modern" then op.modern = true end
+  if opts.param_headers then op.param_headers = opts.param_headers end
+  if opts.reissue then op.reissue = true end
+  if opts.plain and method == "tools/call" then op.plain = true end
   self:_encode(op)
   self:_launch(op)
   return op
+end
+
+-- The JSON of a modern request's _meta (protocol version, capabilities,
+-- client info, log level): encoded once, again only when one of them changes.
+function Session:_meta_json(pv)
+  local caps = self.client_caps
+  local level = self.log_level or (self.cb.log and "debug") or nil
+  local c = self._mcache
+  if c and caps and c.pv == pv and c.caps == caps and c.info == self.client_info and c.level == level then
+    return c.json
+  end
+  local meta = era.meta(self, pv)
+  local text = json.wire(meta)
+  self._mcache = { pv = pv, caps = self.client_caps, info = self.client_info, level = level, json = text }
+  return text
+end
+
+-- What a plain tools/call of `name` reuses, kept per session for at most
+-- TOOL_CACHE_MAX names: the name as JSON text and (modern) the request's
+-- header list without Mcp-Param headers (the common headers, Mcp-Method and
+-- Mcp-Name), rebuilt when the common headers change.
+local TOOL_CACHE_MAX = 256
+function Session:_tool_entry(name)
+  local c = self._tcache
+  if not c then
+    c = { n = 0, by = {} }
+    self._tcache = c
+  end
+  local e = c.by[name]
+  if not e then
+    e = { json = json.wire(name), headers = false, common = false }
+    if c.n < TOOL_CACHE_MAX then
+      c.by[name] = e
+      c.n = c.n + 1
+    end
+  end
+  return e
+end
+
+function Session:_tool_headers(name)
+  local e = self:_tool_entry(name)
+  local common = self:_headers()
+  if e.common ~= common then
+    local h = {}
+    for i, line in ipairs(common) do h[i] = line end
+    for _, line in ipairs(era.request_headers("tools/call", { name = name })) do h[#h + 1] = line end
+    e.headers, e.common = h, common
+  end
+  return e.headers
 end
 
 -- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
@@ -281,6 +355,42 @@ function Session:_encode(op)
     op.rpc_id = counter.next_rpc
   end
   local method, params = op.method, op.params
+  if op.progress_token then
+    self.by_token[op.progress_token] = nil
+    op.progress_token = false
+  end
+  local rpc_id = op.rpc_id
+  -- the hot path, a plain tools/call with no progress token and no MRTR
+  -- answers: the fixed envelope (and in the modern era the _meta, encoded
+  -- once per session) spliced around the arguments' JSON
+  if op.plain and rpc_id and not (op.on_progress or self.cb.progress)
+    and not op.mrtr_responses and not op.mrtr_state then
+    local name, args = params.name, params.arguments
+    do
+      local aj, jerr = "{}", nil
+      if next(args) ~= nil or getmetatable(args) ~= nil then aj, jerr = json.wire(args) end
+      if not aj then
+        error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 4)
+      end
+      local tail = "}}"
+      if op.modern then
+        tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}"
+        local ph = op.param_headers
+        if ph and ph[1] ~= nil then
+          local h = era.request_headers(method, params)
+          for _, line in ipairs(ph) do h[#h + 1] = line end
+          op.extra_headers, op.full_headers = h, false
+        else
+          op.extra_headers, op.full_headers = false, name
+        end
+      elseif op.extra_headers or op.full_headers then
+        op.extra_headers, op.full_headers = false, false
+      end
+      op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
+        .. ',"arguments":' .. aj .. tail
+      return
+    end
+  end
   if op.modern then
     method = era.ALIAS[method] or method
     local p = {}
@@ -303,9 +413,7 @@ function Session:_encode(op)
   else
     op.extra_headers = false
   end
-  if op.progress_token then self.by_token[op.progress_token] = nil end
-  op.progress_token = false
-  local rpc_id = op.rpc_id
+  if op.full_headers then op.full_headers = false end
   local msg = { jsonrpc = "2.0", id = rpc_id or nil, method = method, params = params }
   if rpc_id and (op.on_progress or self.cb.progress) then
     local token = "p" .. rpc_id
@@ -404,16 +512,7 @@ function Session:_on_http_error(op, item)
     if self.session_id == op.sent_session then
       self.session_id, self.initialized, self.protocol_version = nil, false, nil
     end
-    op.reinit, op.resume_at = true, math.huge
-    self.resuming = self.resuming or {}
-    self.resuming[op] = true
-    return self:_after_init(self:_start_init(), function()
-      if op.done then return end
-      self.resuming[op] = nil
-      op.reinit, op.resume_at = false, nil
-      if not self.initialized then return self:_finish(op, nil, self.init_err) end
-      return self:_launch(op)
-    end)
+    return self:_relaunch_after_init(op, false)
   elseif st == 404 and op.sent_session then
     return self:_finish(op, nil, errors.new("session_expired",
       "the server no longer knows this session and a fresh one failed too", { status = st }))
@@ -497,23 +596,8 @@ function Session:_answer_server_request(op, msg)
       if m == "elicitation/create" and type(msg.params) == "table" and msg.params.mode == "url" then
         result = Session._url_elicit_result(result)
         if result.action == "accept" then self:_elicit_known(msg.params.elicitationId) end
-      elseif m == "elicitation/create" then
-        result = type(result) == "table" and result or { action = "decline" }
-        if result.action == nil then result = { action = "accept", content = result } end
-        if result.action == "accept" then
-          result.content = result.content or {}
-          local schema = type(msg.params) == "table" and msg.params.requestedSchema
-          if type(schema) == "table" and type(schema.properties) == "table" then
-            for k, p in pairs(schema.properties) do
-              if result.content[k] == nil and type(p) == "table" and p.default ~= nil then
-                result.content[k] = p.default
-              end
-            end
-          end
-          if next(result.content) == nil then result.content = nil end
-        end
-      elseif m == "roots/list" and type(result) == "table" and result.roots == nil then
-        result = { roots = result }
+      else
+        result = era.normalize_answer(m, msg.params, result)
       end
     end
   end
@@ -620,11 +704,13 @@ function Session:_on_message(op, msg)
   -- an answer to something else: ignored (a stray or duplicate id)
 end
 
--- One item of the op's transfer.
-function Session:_on_item(op, item)
-  if item.type == "headers" then
+-- One item of the op's transfer (kind: which part of a merged item; by
+-- default the item's type).
+function Session:_on_item(op, item, kind)
+  kind = kind or item.type
+  if kind == "headers" then
     return self:_on_headers(op, item)
-  elseif item.type == "event" then
+  elseif kind == "event" then
     if item.event_id then op.last_event_id = item.event_id ~= "" and item.event_id or nil end
     if item.retry then op.retry_ms = item.retry end
     if not (op.status and op.status >= 200 and op.status < 300) then return end
@@ -670,7 +756,7 @@ function Session:_on_item(op, item)
   if st == 202 or (item.body == nil or item.body == "") then
     return self:_finish(op, nil, errors.new("protocol", "the server sent no answer (HTTP " .. st .. ")"))
   end
-  if not ct:lower():find("^application/json") then
+  if not (ct:find("^application/json") or ct:lower():find("^application/json")) then
     return self:_finish(op, nil, errors.new("protocol",
       "unexpected Content-Type '" .. ct .. "' (expected JSON or an event stream)"))
   end
@@ -746,23 +832,41 @@ end
 function Session:pump(max_wait)
   local t = now()
   local wait = max_wait or 0
-  -- deadlines, resumes
+  -- deadlines, resumes (and how long poll may wait, when no op is over)
+  local soonest, over = t + wait, false
   for _, op in pairs(self.ops) do
-    if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+    local d, hd = op.deadline, op.hard_deadline
+    if hd < d then d = hd end
+    if t >= d then
+      over = true
+      break
+    end
+    if d < soonest then soonest = d end
   end
-  self:_expire_idle(t)
+  if over then
+    for _, op in pairs(self.ops) do
+      if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+    end
+  end
   local resuming = self.resuming
   if resuming then
+    self:_expire_idle(t)
     for op in pairs(resuming) do
       if op.done then resuming[op] = nil end
     end
   end
-  self:_fire_timers(t)
-  local soonest = t + wait
-  for _, op in pairs(self.ops) do
-    soonest = math.min(soonest, op.deadline, op.hard_deadline)
+  local timers = self.timers
+  if next(timers) ~= nil then self:_fire_timers(t) end
+  if over or resuming then
+    -- ops may have ended or started since: the wait is worked out again
+    soonest = t + wait
+    for _, op in pairs(self.ops) do
+      local d, hd = op.deadline, op.hard_deadline
+      if d < soonest then soonest = d end
+      if hd < soonest then soonest = hd end
+    end
   end
-  for tm in pairs(self.timers) do
+  for tm in pairs(timers) do
     soonest = math.min(soonest, tm.wake_at)
   end
   if resuming then
@@ -771,22 +875,17 @@ function Session:pump(max_wait)
     end
   end
   local ms = math.max(0, math.floor((soonest - t) * 1000 + 0.5))
-  local items = self.transport:poll(ms)
+  -- merged: the C transport hands a transfer's headers, last event and
+  -- end over in one table where they follow each other (a Lua transport
+  -- ignores the flag); each part is taken in the order it came
+  local items = self.transport:poll(ms, true)
   for _, item in ipairs(items) do
-    local op = self.ops[item.id]
-    if op then
-      self:_on_item(op, item)
-      if op.resume_at and not op.done and not op.tid and not op.reinit then
-        self.resuming = self.resuming or {}
-        self.resuming[op] = true
-      end
-    elseif self.aux[item.id] and item.type == "done" then
-      self:_aux_done(item.id)
-    elseif self.listen then
-      self:_listen_item(item)
-    end
+    local ty = item.type
+    if item.headers ~= nil and ty ~= "headers" then self:_take(item, "headers") end
+    if item.data ~= nil and ty == "done" then self:_take(item, "event") end
+    self:_take(item, ty)
   end
-  self:_fire_timers(now())
+  if next(self.timers) ~= nil then self:_fire_timers(now()) end
   local l = self.listen
   if l then
     self:_listen_tick()
@@ -808,10 +907,27 @@ function Session:pump(max_wait)
         self.resuming[op] = nil
         op.resume_at = nil
         op.http_method = "GET"
-        op.extra_headers = { "Last-Event-ID: " .. op.last_event_id }
+        op.extra_headers, op.full_headers = { "Last-Event-ID: " .. op.last_event_id }, false
         self:_launch(op)
       end
     end
+  end
+end
+
+-- One item (or, kind naming it, one part of a merged item) of a transfer:
+-- to its op, to the auxiliary transfers, or to the standalone stream.
+function Session:_take(item, kind)
+  local op = self.ops[item.id]
+  if op then
+    self:_on_item(op, item, kind)
+    if op.resume_at and not op.done and not op.tid and not op.reinit then
+      self.resuming = self.resuming or {}
+      self.resuming[op] = true
+    end
+  elseif self.aux[item.id] and kind == "done" then
+    self:_aux_done(item.id)
+  elseif self.listen then
+    self:_listen_item(item, kind)
   end
 end
 
@@ -1050,6 +1166,14 @@ function Session:_renegotiate(op)
     self.era, self.initialized, self.protocol_version, self.session_id = nil, false, nil, nil
     if self.shared then self.shared.era, self.shared.initialized = nil, false end
   end
+  return self:_relaunch_after_init(op, true)
+end
+
+-- Parks op among the ops without a transfer (its deadline still checked,
+-- so no pump blocks on the new initialize) until a new initialization is
+-- over, then sends it once more (with `reencode`, rebuilt the way the era
+-- found wants), or ends it with the initialization's error.
+function Session:_relaunch_after_init(op, reencode)
   op.reinit, op.resume_at = true, math.huge
   self.resuming = self.resuming or {}
   self.resuming[op] = true
@@ -1058,9 +1182,11 @@ function Session:_renegotiate(op)
     self.resuming[op] = nil
     op.reinit, op.resume_at = false, nil
     if not self.initialized then return self:_finish(op, nil, self.init_err) end
-    op.modern = self.era == "modern"
-    op.mrtr_responses, op.mrtr_state = false, false
-    self:_encode(op)
+    if reencode then
+      op.modern = self.era == "modern"
+      op.mrtr_responses, op.mrtr_state = false, false
+      self:_encode(op)
+    end
     return self:_launch(op)
   end)
 end
@@ -1332,17 +1458,18 @@ function Session:_listen_stop()
 end
 
 -- One transport item; false when it is not the standalone stream's.
-function Session:_listen_item(item)
+function Session:_listen_item(item, kind)
   local l = self.listen
   if not l or not l.tid or item.id ~= l.tid then return false end
-  if item.type == "headers" then
+  kind = kind or item.type
+  if kind == "headers" then
     l.status, l.headers = item.status, item.headers or {}
     return true
   end
   if item.event_id then l.last_event_id = item.event_id ~= "" and item.event_id or false end
   if item.retry then l.retry_ms = item.retry end
   local ok_status = l.status and l.status >= 200 and l.status < 300
-  if item.type == "event" then
+  if kind == "event" then
     if not ok_status or item.event ~= "message" or item.data == "" then return true end
     l.failures = 0
     local msg = json.decode_plain(item.data)

@@ -39,6 +39,50 @@ describe("favcrm.core http_new()", function()
       assert.equal(0, h:active())
     end)
 
+    it("poll(ms, true) hands a transfer's headers, last event and end over merged, the same parts", function()
+      -- the parts of one transfer, as {kind = fields}, from merged or plain items
+      local function parts(merged)
+        local id = assert(h:start({ url = URL, body = PING, headers = HEADERS }))
+        local got, deadline = { events = {} }, core.monotonic() + 10
+        repeat
+          for _, item in ipairs(h:poll(1000, merged)) do
+            assert.equal(id, item.id)
+            if item.type == "headers" then
+              assert.is_nil(got.headers, "a second headers part")
+              got.headers, got.status = item.headers, item.status
+            else
+              if item.headers ~= nil then
+                assert.is_true(merged, "a plain " .. item.type .. " item with headers")
+                assert.is_nil(got.headers, "a second headers part")
+                got.headers, got.status = item.headers, item.status
+              end
+              if item.type == "event" or (item.type == "done" and item.data ~= nil) then
+                assert.is_true(item.type == "event" or merged, "a plain done item with data")
+                got.events[#got.events + 1] = { data = item.data, event = item.event }
+              end
+              if item.type == "done" then
+                got.done = { status = item.status, sse = item.sse, body = item.body, error = item.error }
+              end
+            end
+          end
+        until got.done or core.monotonic() > deadline
+        assert.is_table(got.done, "no done item within 10 s")
+        got.headers.date = nil -- the one part that may differ between two answers
+        return got
+      end
+      local plain, merged = parts(false), parts(true)
+      assert.is_table(merged.headers)
+      assert.same(plain.headers, merged.headers)
+      assert.equal(plain.status, merged.status)
+      assert.same(plain.done, merged.done)
+      assert.equal(#plain.events, #merged.events)
+      for i, e in ipairs(plain.events) do
+        assert.equal(e.event, merged.events[i].event)
+        -- the same answer but for the id the sandbox may have put in an event's data
+        assert.equal(#e.data, #merged.events[i].data)
+      end
+    end)
+
     it("ends a transfer to a closed port with error 'network'", function()
       local id = assert(h:start({ url = "http://127.0.0.1:1/mcp", body = PING }))
       local got = run(h, id)

@@ -21,6 +21,11 @@
 --         {type="done", id=, error=CODE, message=}  a failure; CODE is one of
 --           favcrm.errors.CODES (network, timeout, tls, too_large, spawn,
 --           invalid_arguments); the session keeps it as it is.
+--       The session calls t:poll(ms, true): a transport may then merge the
+--       items of one id that follow each other into one table (the C one
+--       does): a headers item into the next one (which gets status, sse and
+--       headers), an event into the done right after it (a done with the
+--       event's data and event). A transport may ignore the flag.
 --   t:cancel(id): forgets a request (no item for it after this). Idempotent.
 --   t:close(): frees everything; idempotent; also what __gc does. No I/O
 --       that can block past a small bound.
