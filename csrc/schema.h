@@ -103,6 +103,8 @@ enum {
  * (schema_format.c), indexed by FMT_* */
 FAV_API extern const char *const fav_schema_fmt_names[];
 FAV_API extern const char *const fav_schema_fmt_nouns[];
+/* "must be a valid " .. noun: the format error's reason, indexed by FMT_* */
+FAV_API extern const char *const fav_schema_fmt_reasons[];
 
 typedef struct fav_node fav_node;
 
@@ -254,6 +256,9 @@ typedef struct fav_vs {
   fav_prog *P;
   int K, E;
   int nerr, all, quiet, fatal, formats;
+  int check;         /* v:check(): the first error goes to the slots E (path)
+                      * and E + 1 (reason) and ckw, no table is built */
+  const char *ckw;   /* check: the first error's keyword */
   int depth, maxdepth, eval, nscope, nref;
   double deadline;   /* fav_monotonic_ms() by which validation must end; 0: none */
   unsigned ticks;    /* work done since the clock was last read */

@@ -74,7 +74,21 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   lua_State *L = v->L;
   int top = lua_gettop(L), rec, K = v->K;
   char buf[512];
-  size_t pl, kl = strlen(kw), ll;
+  size_t pl, kl, ll;
+  if (v->check) { /* v:check(): the first error's strings only, no table */
+    if (v->nerr++ == 0) {
+      pl = fav_schema_pathstr(v, buf, sizeof buf);
+      if (pl != (size_t)-1) lua_pushlstring(L, buf, pl);
+      else fav_schema_pushpath(v);
+      lua_replace(L, v->E);
+      if (why_k) lua_rawgeti(L, K, why_k);
+      else lua_pushlstring(L, why, wl);
+      lua_replace(L, v->E + 1);
+      v->ckw = kw;
+    }
+    return;
+  }
+  kl = strlen(kw);
   if (lua_isnil(L, v->E)) {
     lua_createtable(L, v->all ? 4 : 1, 0);
     lua_replace(L, v->E);
@@ -169,6 +183,13 @@ static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const 
   lua_pushvfstring(v->L, fmt, ap);
   va_end(ap);
   fav_schema_record(v, n, kw, prop, plen);
+}
+
+/* Records the `format` error of n (its reason is a static string). */
+static void fav_schema_fail_format(fav_vs *v, const fav_node *n, int fmt) {
+  const char *why = fav_schema_fmt_reasons[fmt];
+  if (v->quiet || v->fatal) return;
+  fav_schema_record_s(v, n, "format", NULL, 0, why, strlen(why), 0, 0);
 }
 
 /* Records the `pattern` error of n: reason and schema_path are the
@@ -345,7 +366,9 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
     size_t len = slen;
     const char *s = str;
     int fmt = v->formats ? c->format : 0;
-    /* the checks in fav_schema_str's order; without enum (which
+    /* the checks in fav_schema_str's order (lengths, format, then the
+     * PCRE2 pattern, so an instance the format refuses does not pay for
+     * the regex); without enum (which
      * fav_schema_eval checks first) and without all_errors, the first that
      * fails is the error fav_schema_eval would return: record it here
      * rather than evaluate the node a second time */
@@ -354,6 +377,11 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
       size_t cps = fav_schema_utf8len(s, len);
       if (cps == (size_t)-1 || cps < c->minlen || cps > c->maxlen) return 0;
     }
+    if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
+      if (!first) return 0;
+      fav_schema_fail_format(v, c, fmt);
+      return -1;
+    }
     if (c->pattern >= 0) {
       int m = fav_schema_rematch(v, c->pattern, s, len);
       if (m == 0 && first) {
@@ -361,11 +389,6 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
         return -1;
       }
       if (m != 1) return 0;
-    }
-    if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
-      if (!first) return 0;
-      fav_schema_fail(v, c, "format", NULL, 0, "must be a valid %s", fav_schema_fmt_nouns[fmt]);
-      return -1;
     }
   }
   if (c->enum_k) {
@@ -524,6 +547,13 @@ static int fav_schema_str(fav_vs *v, const fav_node *n, int idx) {
       FAV_BAIL();
     }
   }
+  /* format (hand-written) before the PCRE2 pattern: JSON Schema does not
+   * order keywords, and the cheap check fails first (fav_schema_leaf keeps
+   * the same order, so check and validate name the same first error) */
+  if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
+    fav_schema_fail_format(v, n, fmt);
+    FAV_BAIL();
+  }
   if (n->pattern >= 0) {
     int m;
     if (fav_schema_late(v, n, 256)) return 0;
@@ -534,10 +564,6 @@ static int fav_schema_str(fav_vs *v, const fav_node *n, int idx) {
                            v->P->re[n->pattern].src);
       FAV_BAIL();
     }
-  }
-  if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
-    fav_schema_fail(v, n, "format", NULL, 0, "must be a valid %s", fav_schema_fmt_nouns[fmt]);
-    FAV_BAIL();
   }
 done:
   return ok;
