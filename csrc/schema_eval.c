@@ -66,6 +66,22 @@ static void fav_schema_pushpath(fav_vs *v) {
   luaL_pushresult(&b);
 }
 
+/* Pushes the string s (n bytes): the one kept in constant slot k when it
+ * has these bytes, else a new one, which then replaces it there. check
+ * returns the same path and reason call after call: pushed from the slot,
+ * they are not hashed, interned and collected again each time. */
+void fav_schema_pushcached(lua_State *L, int K, int k, const char *s, size_t n) {
+  size_t cl;
+  const char *c;
+  lua_rawgeti(L, K, k);
+  c = lua_tolstring(L, -1, &cl);
+  if (c && cl == n && memcmp(c, s, n) == 0) return;
+  lua_pop(L, 1);
+  lua_pushlstring(L, s, n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, K, k);
+}
+
 /* Records an error with the reason text `why` (n bytes). Builds each
  * string once, in C buffers where they fit (the first error of every
  * invalid instance goes through here, so it is kept cheap). */
@@ -76,15 +92,25 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   char buf[512];
   size_t pl, kl, ll;
   if (v->check) { /* v:check(): the first error's strings only, no table */
-    if (v->nerr++ == 0) {
-      pl = fav_schema_pathstr(v, buf, sizeof buf);
-      if (pl != (size_t)-1) lua_pushlstring(L, buf, pl);
-      else fav_schema_pushpath(v);
-      lua_replace(L, v->E);
-      if (why_k) lua_rawgeti(L, K, why_k);
-      else lua_pushlstring(L, why, wl);
-      lua_replace(L, v->E + 1);
+    if (v->nerr++ == 0) { /* in C buffers: check_l pushes them */
+      v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
+      if (v->cpl == (size_t)-1) {
+        fav_schema_pushpath(v);
+        lua_replace(L, v->E);
+      }
+      v->cwhy_k = why_k;
+      v->cwhy = v->cwhybuf;
+      v->cwl = wl;
+      if (why_k) {
+      } else if (wl <= sizeof v->cwhybuf) {
+        memcpy(v->cwhybuf, why, wl);
+      } else {
+        v->cwhy = NULL;
+        lua_pushlstring(L, why, wl);
+        lua_replace(L, v->E + 1);
+      }
       v->ckw = kw;
+      v->ckw_k = !why_k ? 0 : why_k == n->pat_why_k ? FAV_K_PATTERN : why_k > FAV_K_FMTWHY && why_k <= FAV_K_RESERVED ? FAV_K_FORMAT : 0;
     }
     return;
   }
@@ -189,7 +215,7 @@ static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const 
 static void fav_schema_fail_format(fav_vs *v, const fav_node *n, int fmt) {
   const char *why = fav_schema_fmt_reasons[fmt];
   if (v->quiet || v->fatal) return;
-  fav_schema_record_s(v, n, "format", NULL, 0, why, strlen(why), 0, 0);
+  fav_schema_record_s(v, n, "format", NULL, 0, why, strlen(why), FAV_K_FMTWHY + fmt, 0);
 }
 
 /* Records the `pattern` error of n: reason and schema_path are the

@@ -53,6 +53,7 @@ static int fav_schema_run(lua_State *L, fav_vs *v, int check) {
   v->all = check ? 0 : P->all;
   v->check = check;
   v->ckw = NULL;
+  v->ckw_k = 0;
   if (check) lua_pushnil(L); /* 5: check: the first error's reason */
   v->quiet = 0;
   v->fatal = 0;
@@ -110,10 +111,13 @@ static int fav_schema_check_l(lua_State *L) {
     lua_pushliteral(L, "is not allowed");
     return 4;
   }
-  lua_pushvalue(L, 4);
-  if (strcmp(vs.ckw, "pattern") == 0) lua_rawgeti(L, 3, FAV_K_PATTERN);
+  if (vs.cpl != (size_t)-1) fav_schema_pushcached(L, 3, FAV_K_LASTPATH, vs.cpath, vs.cpl);
+  else lua_pushvalue(L, 4);
+  if (vs.ckw_k) lua_rawgeti(L, 3, vs.ckw_k);
   else lua_pushstring(L, vs.ckw);
-  lua_pushvalue(L, 5);
+  if (vs.cwhy_k) lua_rawgeti(L, 3, vs.cwhy_k);
+  else if (vs.cwhy) fav_schema_pushcached(L, 3, FAV_K_LASTWHY, vs.cwhy, vs.cwl);
+  else lua_pushvalue(L, 5);
   return 4;
 }
 
@@ -182,10 +186,10 @@ static int fav_schema_compile_p(lua_State *L) {
   fav_schema_getuv(L, 1);
   c.K = lua_gettop(L);
   {
-    static const char *const names[FAV_K_RESERVED] = {"path", "message", "reason", "keyword", "schema_path",
-                                                      "property", "pattern"};
+    static const char *const names[FAV_K_LASTWHY] = {"path", "message", "reason", "keyword", "schema_path",
+                                                      "property", "pattern", "format", "", ""};
     for (c.nk = 0; c.nk < FAV_K_RESERVED; c.nk++) {
-      lua_pushstring(L, names[c.nk]);
+      lua_pushstring(L, c.nk < FAV_K_LASTWHY ? names[c.nk] : fav_schema_fmt_reasons[c.nk + 1 - FAV_K_FMTWHY]);
       lua_rawseti(L, c.K, c.nk + 1);
     }
   }

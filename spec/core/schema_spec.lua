@@ -263,7 +263,8 @@ describe("favcrm.schema", function()
       assert.same({ { path = "/e", keyword = "pattern", schema_path = "/properties/e/pattern",
         message = "/e: does not match the pattern ^[a-z@.]+$",
         reason = "does not match the pattern ^[a-z@.]+$" } }, errs)
-      assert.same({ false, "/e", "pattern", "does not match the pattern ^[a-z@.]+$" }, { first:check({ e = "A@b.co" }) })
+      assert.same({ false, "/e", "pattern", "does not match the pattern ^[a-z@.]+$" },
+        { first:check({ e = "A@b.co" }) })
       assert.is_true((first:validate({ e = "a@b.co" })))
       assert.same({ true }, { first:check({ e = "a@b.co" }) })
     end)
