@@ -217,6 +217,10 @@ typedef struct fav_prog { /* the favcrm.Validator userdata */
   pcre2_code *idna[4]; /* \\p{M}, \\p{Greek}, \\p{Hebrew}, Hiragana/Katakana/Han */
   int all, formats, maxdepth;
   int nkeys_k; /* constant: table.nkeys where the Lua has it (LuaJIT), else 0 */
+  /* the bytes of the strings in constant slots FAV_K_LASTPATH and
+   * FAV_K_LASTWHY (anchored there; NULL until check first fails) */
+  const char *lastpath, *lastwhy;
+  size_t lastpl, lastwl;
 } fav_prog;
 
 
@@ -322,6 +326,6 @@ FAV_API void fav_schema_build(fav_cc *c, int e);
 
 /* validation (schema_eval.c) */
 FAV_API int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann);
-FAV_API void fav_schema_pushcached(lua_State *L, int K, int k, const char *s, size_t n);
+FAV_API void fav_schema_pushcached(lua_State *L, int K, int k, const char **cs, size_t *cl, const char *s, size_t n);
 
 #endif

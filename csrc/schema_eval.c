@@ -66,18 +66,18 @@ static void fav_schema_pushpath(fav_vs *v) {
   luaL_pushresult(&b);
 }
 
-/* Pushes the string s (n bytes): the one kept in constant slot k when it
- * has these bytes, else a new one, which then replaces it there. check
- * returns the same path and reason call after call: pushed from the slot,
- * they are not hashed, interned and collected again each time. */
-void fav_schema_pushcached(lua_State *L, int K, int k, const char *s, size_t n) {
-  size_t cl;
-  const char *c;
-  lua_rawgeti(L, K, k);
-  c = lua_tolstring(L, -1, &cl);
-  if (c && cl == n && memcmp(c, s, n) == 0) return;
-  lua_pop(L, 1);
+/* Pushes the string s (n bytes): the one kept in constant slot k (whose
+ * bytes are *cs, *cl bytes, or NULL) when it has these bytes, else a new
+ * one, which then replaces it there. check returns the same path and
+ * reason call after call: pushed from the slot, they are not hashed,
+ * interned and collected again each time. */
+void fav_schema_pushcached(lua_State *L, int K, int k, const char **cs, size_t *cl, const char *s, size_t n) {
+  if (*cs && *cl == n && memcmp(*cs, s, n) == 0) {
+    lua_rawgeti(L, K, k);
+    return;
+  }
   lua_pushlstring(L, s, n);
+  *cs = lua_tolstring(L, -1, cl); /* anchored in K by the rawseti below */
   lua_pushvalue(L, -1);
   lua_rawseti(L, K, k);
 }

@@ -100,23 +100,25 @@ static int fav_schema_validate_l(lua_State *L) {
  * with all_errors off). opts as validate's. */
 static int fav_schema_check_l(lua_State *L) {
   fav_vs vs;
+  fav_prog *P;
   if (fav_schema_run(L, &vs, 1)) {
     lua_pushboolean(L, 1);
     return 1;
   }
   lua_pushboolean(L, 0);
+  P = vs.P;
   if (vs.ckw == NULL) { /* as validate's record when nothing was recorded */
     lua_pushliteral(L, "");
     lua_pushliteral(L, "false");
     lua_pushliteral(L, "is not allowed");
     return 4;
   }
-  if (vs.cpl != (size_t)-1) fav_schema_pushcached(L, 3, FAV_K_LASTPATH, vs.cpath, vs.cpl);
+  if (vs.cpl != (size_t)-1) fav_schema_pushcached(L, 3, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, vs.cpath, vs.cpl);
   else lua_pushvalue(L, 4);
   if (vs.ckw_k) lua_rawgeti(L, 3, vs.ckw_k);
   else lua_pushstring(L, vs.ckw);
   if (vs.cwhy_k) lua_rawgeti(L, 3, vs.cwhy_k);
-  else if (vs.cwhy) fav_schema_pushcached(L, 3, FAV_K_LASTWHY, vs.cwhy, vs.cwl);
+  else if (vs.cwhy) fav_schema_pushcached(L, 3, FAV_K_LASTWHY, &P->lastwhy, &P->lastwl, vs.cwhy, vs.cwl);
   else lua_pushvalue(L, 5);
   return 4;
 }
