@@ -276,12 +276,15 @@ end
 -- schema.*: the rows of bench/schema_bench.sh's table
 do
   local txt = slurp(schema_path) or ""
-  local schema = {}
+  local schema, validate_rows = {}, {}
   local function num(s) return s ~= "-" and tonumber(s) or nil end
   for line in txt:gmatch("[^\n]+") do
     local case, l, j, a = line:match("^(%S+)%s+(%S+)%s+(%S+)%s+(%S+)")
     if case and case ~= "case" and (num(l) or num(j) or num(a)) then
-      schema[case] = {
+      -- CASE_validate rows (v:validate, informational) go beside the
+      -- targets, which are read from the v:check rows
+      local into = case:match("_validate$") and validate_rows or schema
+      into[case] = {
         lua54_per_s = num(l), luajit_per_s = num(j), ajv_per_s = num(a),
         lua54_vs_ajv = num(l) and num(a) and round(num(l) / num(a), 2) or nil,
         luajit_vs_ajv = num(j) and num(a) and round(num(j) / num(a), 2) or nil,
@@ -291,6 +294,7 @@ do
   if next(schema) then
     schema.source = "bench/schema_bench.sh (validations per second)"
     results.schema = schema
+    if next(validate_rows) then results.schema_validate = validate_rows end
   else
     results.schema = { skipped = "bench/schema_bench.sh absent, failed or printed no rows" }
   end

@@ -67,7 +67,13 @@
 #define FAV_K_SCHEMA_PATH 5
 #define FAV_K_PROPERTY 6
 #define FAV_K_PATTERN 7 /* the keyword of the pattern error (fav_schema_fail_pattern) */
-#define FAV_K_RESERVED 7
+#define FAV_K_FORMAT 8  /* the keyword of the format error */
+/* check's last returned path and reason: an equal one is pushed from here
+ * (no string hashed, interned or collected per failing call) */
+#define FAV_K_LASTPATH 9
+#define FAV_K_LASTWHY 10
+#define FAV_K_FMTWHY 10 /* + FMT_*: the format error's reason (fav_schema_fmt_reasons) */
+#define FAV_K_RESERVED 21 /* FAV_K_FMTWHY + FMT_REGEX */
 
 /* JSON types of an instance, as bits. An integral number is INT|NUM. */
 #define FT_NULL 1u
@@ -103,6 +109,8 @@ enum {
  * (schema_format.c), indexed by FMT_* */
 FAV_API extern const char *const fav_schema_fmt_names[];
 FAV_API extern const char *const fav_schema_fmt_nouns[];
+/* "must be a valid " .. noun: the format error's reason, indexed by FMT_* */
+FAV_API extern const char *const fav_schema_fmt_reasons[];
 
 typedef struct fav_node fav_node;
 
@@ -209,6 +217,10 @@ typedef struct fav_prog { /* the favcrm.Validator userdata */
   pcre2_code *idna[4]; /* \\p{M}, \\p{Greek}, \\p{Hebrew}, Hiragana/Katakana/Han */
   int all, formats, maxdepth;
   int nkeys_k; /* constant: table.nkeys where the Lua has it (LuaJIT), else 0 */
+  /* the bytes of the strings in constant slots FAV_K_LASTPATH and
+   * FAV_K_LASTWHY (anchored there; NULL until check first fails) */
+  const char *lastpath, *lastwhy;
+  size_t lastpl, lastwl;
 } fav_prog;
 
 
@@ -254,6 +266,14 @@ typedef struct fav_vs {
   fav_prog *P;
   int K, E;
   int nerr, all, quiet, fatal, formats;
+  int check;         /* v:check(): the first error goes to the slots E (path)
+                      * and E + 1 (reason) and ckw, no table is built */
+  const char *ckw;   /* check: the first error's keyword */
+  int ckw_k;         /* check: that keyword as a constant (FAV_K_*), or 0 */
+  int cwhy_k;        /* check: the reason as a constant, or 0 */
+  size_t cpl, cwl;   /* check: bytes in cpath ((size_t)-1: the path is at E), in cwhy */
+  const char *cwhy;  /* check: the reason's bytes (cwhybuf), or NULL: at E + 1 */
+  char cpath[256], cwhybuf[256];
   int depth, maxdepth, eval, nscope, nref;
   double deadline;   /* fav_monotonic_ms() by which validation must end; 0: none */
   unsigned ticks;    /* work done since the clock was last read */
@@ -306,5 +326,6 @@ FAV_API void fav_schema_build(fav_cc *c, int e);
 
 /* validation (schema_eval.c) */
 FAV_API int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann);
+FAV_API void fav_schema_pushcached(lua_State *L, int K, int k, const char **cs, size_t *cl, const char *s, size_t n);
 
 #endif

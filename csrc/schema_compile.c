@@ -386,6 +386,12 @@ static fav_node **fav_schema_children(fav_cc *c, int LOC, int B, int draft, fav_
   return *slot;
 }
 
+static int fav_schema_pentcmp(const void *a, const void *b) {
+  const fav_pent *x = (const fav_pent *)a, *y = (const fav_pent *)b;
+  int r = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+  return r ? r : (x->len > y->len) - (x->len < y->len);
+}
+
 static void fav_schema_addkey(fav_node *n, const char *name, size_t len, fav_node *node, int req, lua_State *L) {
   int i;
   for (i = 0; i < n->nkeys; i++) {
@@ -848,6 +854,10 @@ static void fav_build_properties(fav_build *b) {
       fav_schema_addkey(n, k, kl, cn, -1, L);
       lua_pop(L, 1);
     }
+    /* by name: lua_next's order follows the hash seed, which Lua 5.4
+     * draws per state, so the properties looked up first (and the first
+     * error of an instance with several) would change from run to run */
+    qsort(n->keys, (size_t)n->nkeys, sizeof(fav_pent), fav_schema_pentcmp);
   }
   if (rt) {
     n->req = (char **)fav_schema_alloc(L, (size_t)nr, sizeof(char *));

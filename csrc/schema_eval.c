@@ -66,6 +66,22 @@ static void fav_schema_pushpath(fav_vs *v) {
   luaL_pushresult(&b);
 }
 
+/* Pushes the string s (n bytes): the one kept in constant slot k (whose
+ * bytes are *cs, *cl bytes, or NULL) when it has these bytes, else a new
+ * one, which then replaces it there. check returns the same path and
+ * reason call after call: pushed from the slot, they are not hashed,
+ * interned and collected again each time. */
+void fav_schema_pushcached(lua_State *L, int K, int k, const char **cs, size_t *cl, const char *s, size_t n) {
+  if (*cs && *cl == n && memcmp(*cs, s, n) == 0) {
+    lua_rawgeti(L, K, k);
+    return;
+  }
+  lua_pushlstring(L, s, n);
+  *cs = lua_tolstring(L, -1, cl); /* anchored in K by the rawseti below */
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, K, k);
+}
+
 /* Records an error with the reason text `why` (n bytes). Builds each
  * string once, in C buffers where they fit (the first error of every
  * invalid instance goes through here, so it is kept cheap). */
@@ -74,7 +90,31 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   lua_State *L = v->L;
   int top = lua_gettop(L), rec, K = v->K;
   char buf[512];
-  size_t pl, kl = strlen(kw), ll;
+  size_t pl, kl, ll;
+  if (v->check) { /* v:check(): the first error's strings only, no table */
+    if (v->nerr++ == 0) { /* in C buffers: check_l pushes them */
+      v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
+      if (v->cpl == (size_t)-1) {
+        fav_schema_pushpath(v);
+        lua_replace(L, v->E);
+      }
+      v->cwhy_k = why_k;
+      v->cwhy = v->cwhybuf;
+      v->cwl = wl;
+      if (why_k) {
+      } else if (wl <= sizeof v->cwhybuf) {
+        memcpy(v->cwhybuf, why, wl);
+      } else {
+        v->cwhy = NULL;
+        lua_pushlstring(L, why, wl);
+        lua_replace(L, v->E + 1);
+      }
+      v->ckw = kw;
+      v->ckw_k = !why_k ? 0 : why_k == n->pat_why_k ? FAV_K_PATTERN : why_k > FAV_K_FMTWHY && why_k <= FAV_K_RESERVED ? FAV_K_FORMAT : 0;
+    }
+    return;
+  }
+  kl = strlen(kw);
   if (lua_isnil(L, v->E)) {
     lua_createtable(L, v->all ? 4 : 1, 0);
     lua_replace(L, v->E);
@@ -169,6 +209,13 @@ static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const 
   lua_pushvfstring(v->L, fmt, ap);
   va_end(ap);
   fav_schema_record(v, n, kw, prop, plen);
+}
+
+/* Records the `format` error of n (its reason is a static string). */
+static void fav_schema_fail_format(fav_vs *v, const fav_node *n, int fmt) {
+  const char *why = fav_schema_fmt_reasons[fmt];
+  if (v->quiet || v->fatal) return;
+  fav_schema_record_s(v, n, "format", NULL, 0, why, strlen(why), FAV_K_FMTWHY + fmt, 0);
 }
 
 /* Records the `pattern` error of n: reason and schema_path are the
@@ -345,7 +392,9 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
     size_t len = slen;
     const char *s = str;
     int fmt = v->formats ? c->format : 0;
-    /* the checks in fav_schema_str's order; without enum (which
+    /* the checks in fav_schema_str's order (lengths, format, then the
+     * PCRE2 pattern, so an instance the format refuses does not pay for
+     * the regex); without enum (which
      * fav_schema_eval checks first) and without all_errors, the first that
      * fails is the error fav_schema_eval would return: record it here
      * rather than evaluate the node a second time */
@@ -354,6 +403,11 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
       size_t cps = fav_schema_utf8len(s, len);
       if (cps == (size_t)-1 || cps < c->minlen || cps > c->maxlen) return 0;
     }
+    if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
+      if (!first) return 0;
+      fav_schema_fail_format(v, c, fmt);
+      return -1;
+    }
     if (c->pattern >= 0) {
       int m = fav_schema_rematch(v, c->pattern, s, len);
       if (m == 0 && first) {
@@ -361,11 +415,6 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
         return -1;
       }
       if (m != 1) return 0;
-    }
-    if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
-      if (!first) return 0;
-      fav_schema_fail(v, c, "format", NULL, 0, "must be a valid %s", fav_schema_fmt_nouns[fmt]);
-      return -1;
     }
   }
   if (c->enum_k) {
@@ -524,6 +573,13 @@ static int fav_schema_str(fav_vs *v, const fav_node *n, int idx) {
       FAV_BAIL();
     }
   }
+  /* format (hand-written) before the PCRE2 pattern: JSON Schema does not
+   * order keywords, and the cheap check fails first (fav_schema_leaf keeps
+   * the same order, so check and validate name the same first error) */
+  if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
+    fav_schema_fail_format(v, n, fmt);
+    FAV_BAIL();
+  }
   if (n->pattern >= 0) {
     int m;
     if (fav_schema_late(v, n, 256)) return 0;
@@ -534,10 +590,6 @@ static int fav_schema_str(fav_vs *v, const fav_node *n, int idx) {
                            v->P->re[n->pattern].src);
       FAV_BAIL();
     }
-  }
-  if (fmt && !fav_schema_format(v->P, fmt, s, len)) {
-    fav_schema_fail(v, n, "format", NULL, 0, "must be a valid %s", fav_schema_fmt_nouns[fmt]);
-    FAV_BAIL();
   }
 done:
   return ok;

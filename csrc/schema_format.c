@@ -14,6 +14,13 @@ const char *const fav_schema_fmt_nouns[] = {
   "hostname", "regular expression"
 };
 
+const char *const fav_schema_fmt_reasons[] = {
+  "", "must be a valid e-mail address", "must be a valid URI", "must be a valid URI reference",
+  "must be a valid RFC 3339 date-time", "must be a valid date (YYYY-MM-DD)", "must be a valid RFC 3339 time",
+  "must be a valid UUID", "must be a valid IPv4 address", "must be a valid IPv6 address",
+  "must be a valid hostname", "must be a valid regular expression"
+};
+
 /* ------------------------------------------------------------------ */
 /* Formats (hand-written; `regex` through PCRE2)                        */
 /* ------------------------------------------------------------------ */

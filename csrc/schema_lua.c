@@ -1,5 +1,5 @@
 /* schema_lua.c: the Lua API of the validator: core.schema_compile and
- * the favcrm.Validator object (validate, __call, close, __gc, __close,
+ * the favcrm.Validator object (validate, check, __call, close, __gc, __close,
  * __tostring). See schema.h. */
 #include "schema.h"
 
@@ -13,10 +13,10 @@ static fav_prog *fav_schema_check(lua_State *L) {
   return P;
 }
 
-/* validator:validate(value [, opts]) / validator(value) -> true | false,
- * errors. opts.deadline: core.monotonic() seconds by which validation must
- * end; past it, one error with keyword "timeout". */
-static int fav_schema_validate_l(lua_State *L) {
+/* The common part of validate and check: checks the validator (argument
+ * 1) and the options (argument 3), leaves the value at 2, the constants at
+ * 3 and nil at 4 and 5, and runs the program. Returns 1 when valid. */
+static int fav_schema_run(lua_State *L, fav_vs *v, int check) {
   /* a validator is a full userdata of exactly sizeof(fav_prog) whose
    * `self` is its own address (set by compile): two cheap calls instead of
    * luaL_checkudata's registry lookup, or lua_getmetatable + lua_rawequal
@@ -29,8 +29,6 @@ static int fav_schema_validate_l(lua_State *L) {
   } else if (P->root == NULL) {
     luaL_error(L, "attempt to use a closed or unfinished validator");
   }
-  fav_vs vs, *v = &vs; /* on the C stack: nothing to free if we raise */
-  int ok;
   v->deadline = 0;
   top = lua_gettop(L);
   if (top >= 3 && lua_type(L, 3) == LUA_TTABLE) {
@@ -46,13 +44,17 @@ static int fav_schema_validate_l(lua_State *L) {
   v->ticks = 0;
   if (top != 2) lua_settop(L, 2);
   fav_schema_getuv(L, 1); /* 3: constants */
-  lua_pushnil(L);         /* 4: errors */
+  lua_pushnil(L);         /* 4: errors (check: the first error's path) */
   v->L = L;
   v->P = P;
   v->K = 3;
   v->E = 4;
   v->nerr = 0;
-  v->all = P->all;
+  v->all = check ? 0 : P->all;
+  v->check = check;
+  v->ckw = NULL;
+  v->ckw_k = 0;
+  if (check) lua_pushnil(L); /* 5: check: the first error's reason */
   v->quiet = 0;
   v->fatal = 0;
   v->formats = P->formats;
@@ -61,8 +63,15 @@ static int fav_schema_validate_l(lua_State *L) {
   v->eval = 0;
   v->nscope = 0;
   v->nref = 0;
-  ok = fav_schema_eval(v, P->root, 2, NULL);
-  if (ok && !v->fatal) {
+  return fav_schema_eval(v, P->root, 2, NULL) && !v->fatal;
+}
+
+/* validator:validate(value [, opts]) / validator(value) -> true | false,
+ * errors. opts.deadline: core.monotonic() seconds by which validation must
+ * end; past it, one error with keyword "timeout". */
+static int fav_schema_validate_l(lua_State *L) {
+  fav_vs vs; /* on the C stack: nothing to free if we raise */
+  if (fav_schema_run(L, &vs, 0)) {
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -74,7 +83,7 @@ static int fav_schema_validate_l(lua_State *L) {
     lua_setfield(L, -2, "path");
     lua_pushliteral(L, "false");
     lua_setfield(L, -2, "keyword");
-    lua_pushstring(L, P->root->loc);
+    lua_pushstring(L, vs.P->root->loc);
     lua_setfield(L, -2, "schema_path");
     lua_pushliteral(L, "/: is not allowed");
     lua_setfield(L, -2, "message");
@@ -83,6 +92,35 @@ static int fav_schema_validate_l(lua_State *L) {
     lua_pushvalue(L, 4);
   }
   return 2;
+}
+
+/* validator:check(value [, opts]) -> true | false, path, keyword, reason:
+ * the verdict of validate and its first error's path, keyword and reason
+ * as plain strings, building no table (the same walk, in the same order,
+ * with all_errors off). opts as validate's. */
+static int fav_schema_check_l(lua_State *L) {
+  fav_vs vs;
+  fav_prog *P;
+  if (fav_schema_run(L, &vs, 1)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  P = vs.P;
+  if (vs.ckw == NULL) { /* as validate's record when nothing was recorded */
+    lua_pushliteral(L, "");
+    lua_pushliteral(L, "false");
+    lua_pushliteral(L, "is not allowed");
+    return 4;
+  }
+  if (vs.cpl != (size_t)-1) fav_schema_pushcached(L, 3, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, vs.cpath, vs.cpl);
+  else lua_pushvalue(L, 4);
+  if (vs.ckw_k) lua_rawgeti(L, 3, vs.ckw_k);
+  else lua_pushstring(L, vs.ckw);
+  if (vs.cwhy_k) lua_rawgeti(L, 3, vs.cwhy_k);
+  else if (vs.cwhy) fav_schema_pushcached(L, 3, FAV_K_LASTWHY, &P->lastwhy, &P->lastwl, vs.cwhy, vs.cwl);
+  else lua_pushvalue(L, 5);
+  return 4;
 }
 
 /* validator:close(), __gc, __close: frees the compiled program (nodes,
@@ -150,10 +188,10 @@ static int fav_schema_compile_p(lua_State *L) {
   fav_schema_getuv(L, 1);
   c.K = lua_gettop(L);
   {
-    static const char *const names[FAV_K_RESERVED] = {"path", "message", "reason", "keyword", "schema_path",
-                                                      "property", "pattern"};
+    static const char *const names[FAV_K_LASTWHY] = {"path", "message", "reason", "keyword", "schema_path",
+                                                      "property", "pattern", "format", "", ""};
     for (c.nk = 0; c.nk < FAV_K_RESERVED; c.nk++) {
-      lua_pushstring(L, names[c.nk]);
+      lua_pushstring(L, c.nk < FAV_K_LASTWHY ? names[c.nk] : fav_schema_fmt_reasons[c.nk + 1 - FAV_K_FMTWHY]);
       lua_rawseti(L, c.K, c.nk + 1);
     }
   }
@@ -289,6 +327,7 @@ static int fav_schema_compile_l(lua_State *L) {
 int fav_schema_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"validate", fav_schema_validate_l},
+    {"check", fav_schema_check_l},
     {"close", fav_schema_close_l},
     {NULL, NULL}
   };

@@ -8,6 +8,24 @@
 --   --             schema_path = "/properties/email/pattern",
 --   --             message = "/email: does not match the pattern ...",
 --   --             reason = "does not match the pattern ..." }
+--   local ok, path, keyword, reason = v:check(args)
+--   -- false, "/email", "pattern", "does not match the pattern ..."
+--
+-- v:check(value [, opts]) -> true | false, path, keyword, reason: the
+-- verdict and the first failure as three strings, building no table (its
+-- strings are constants of the validator where they can be). It fails
+-- exactly when validate fails, and names what validate's first record
+-- names (when the validator was compiled without all_errors; check always
+-- stops at the first failure). Use check on hot paths and where a yes/no
+-- with one readable reason is enough; use validate for the error records
+-- (schema_path, message, and every failure with all_errors), e.g. only
+-- after check has said false. opts: as validate's (`deadline`).
+--
+-- Order inside one node: a string's lengths, then its `format` (the
+-- hand-written checks), then its PCRE2 `pattern`, so an instance the
+-- format refuses does not pay for the regex; an object's declared
+-- properties by name. JSON Schema does not order keywords; all_errors
+-- still reports every failure.
 --
 -- opts: draft = "draft7" | "2020-12" (default: from $schema, else 2020-12),
 -- all_errors = true (collect every error, not just the first),

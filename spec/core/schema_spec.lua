@@ -155,15 +155,39 @@ describe("favcrm.schema", function()
     end)
 
     it("rejects e-mails the FavCRM pattern refuses (look-aheads through PCRE2)", function()
+      -- format is checked before the pattern (the cheap check first), and
+      -- the e-mail format refuses most of these too: formats off, so that
+      -- the pattern alone decides here
+      local pv = assert(schema.compile(request_schema(), { formats = false }))
       for _, bad in ipairs({ ".you@example.com", "you..me@example.com", "you@example.c", "you.@example.com" }) do
         local r = valid_request()
         r.email = bad
-        local ok, errs = v:validate(r)
+        local ok, errs = pv:validate(r)
         assert.is_false(ok, bad)
         assert.equals("/email", errs[1].path)
         assert.equals("pattern", errs[1].keyword, bad)
         assert.equals("/properties/email/pattern", errs[1].schema_path)
         assert.equals("/email: does not match the pattern " .. EMAIL_PATTERN, errs[1].message)
+        local cok, path, keyword, reason = pv:check(r)
+        assert.is_false(cok, bad)
+        assert.equals("/email", path)
+        assert.equals("pattern", keyword)
+        assert.equals("does not match the pattern " .. EMAIL_PATTERN, reason)
+      end
+      -- with formats on: the first failure is the format where it refuses
+      -- the address (no regex run), the pattern where only the pattern does
+      for bad, kw in pairs({ [".you@example.com"] = "format", ["you..me@example.com"] = "format",
+        ["you@example.c"] = "pattern", ["you.@example.com"] = "format" }) do
+        local r = valid_request()
+        r.email = bad
+        local ok, errs = v:validate(r)
+        assert.is_false(ok, bad)
+        assert.equals(kw, errs[1].keyword, bad)
+        assert.equals("/properties/email/" .. kw, errs[1].schema_path, bad)
+        local cok, path, keyword = v:check(r)
+        assert.is_false(cok, bad)
+        assert.equals("/email", path, bad)
+        assert.equals(kw, keyword, bad)
       end
     end)
 
@@ -217,22 +241,32 @@ describe("favcrm.schema", function()
 
   describe("validate()", function()
     it("reports a string's first failure in keyword order, the same as the first of all_errors", function()
-      -- pattern is checked before format; the fast path for scalar schemas
-      -- records the first failure itself, and must agree with the full walk
+      -- lengths, then format (hand-written), then the PCRE2 pattern: JSON
+      -- Schema does not order keywords, and the cheap check goes first. The
+      -- fast path for scalar schemas records the first failure itself, and
+      -- must agree with the full walk (and check with validate)
       local s = { type = "object", properties = { e = { type = "string", format = "email", pattern = "^[a-z@.]+$" } } }
       local first, all = assert(schema.compile(s)), assert(schema.compile(s, { all_errors = true }))
       local ok, errs = first:validate({ e = "NOT AN EMAIL" })
       assert.is_false(ok)
-      assert.same({ { path = "/e", keyword = "pattern", schema_path = "/properties/e/pattern",
-        message = "/e: does not match the pattern ^[a-z@.]+$",
-        reason = "does not match the pattern ^[a-z@.]+$" } }, errs)
+      assert.same({ { path = "/e", keyword = "format", schema_path = "/properties/e/format",
+        message = "/e: must be a valid e-mail address", reason = "must be a valid e-mail address" } }, errs)
+      assert.same({ false, "/e", "format", "must be a valid e-mail address" }, { first:check({ e = "NOT AN EMAIL" }) })
       local _, every = all:validate({ e = "NOT AN EMAIL" })
       assert.same(errs[1], every[1])
-      assert.equals("format", every[2].keyword)
+      assert.equals("pattern", every[2].keyword)
+      assert.equals(2, #every)
       _, errs = first:validate({ e = "nope" }) -- passes the pattern, fails the format
       assert.same({ { path = "/e", keyword = "format", schema_path = "/properties/e/format",
         message = "/e: must be a valid e-mail address", reason = "must be a valid e-mail address" } }, errs)
+      _, errs = first:validate({ e = "A@b.co" }) -- passes the format, fails the pattern
+      assert.same({ { path = "/e", keyword = "pattern", schema_path = "/properties/e/pattern",
+        message = "/e: does not match the pattern ^[a-z@.]+$",
+        reason = "does not match the pattern ^[a-z@.]+$" } }, errs)
+      assert.same({ false, "/e", "pattern", "does not match the pattern ^[a-z@.]+$" },
+        { first:check({ e = "A@b.co" }) })
       assert.is_true((first:validate({ e = "a@b.co" })))
+      assert.same({ true }, { first:check({ e = "a@b.co" }) })
     end)
 
     it("points into nested arrays with JSON Pointers", function()
@@ -258,6 +292,31 @@ describe("favcrm.schema", function()
       local v = assert(schema.compile({ additionalProperties = { type = "integer" } }))
       local _, errs = v:validate({ ["a/b~c"] = "x" })
       assert.equals("/a~1b~0c", errs[1].path)
+    end)
+
+    it("check() returns the first failure as strings: array indices, escapes, deadline, misuse", function()
+      local v = assert(schema.compile({
+        type = "object",
+        properties = { contacts = { type = "array", items = {
+          type = "object", required = { "email" },
+          properties = { email = { type = "string", format = "email" } } } } },
+        additionalProperties = { type = "integer" },
+      }))
+      assert.same({ true }, { v:check({ contacts = { { email = "a@b.co" } } }) })
+      assert.same({ false, "/contacts/2/email", "format", "must be a valid e-mail address" },
+        { v:check({ contacts = { { email = "a@b.co" }, { email = "c@d.io" }, { email = "nope" } } }) })
+      assert.same({ false, "/contacts/1", "required", 'missing required property "email"' },
+        { v:check({ contacts = { { email = "a@b.co" }, {} } }) })
+      assert.same({ false, "/a~1b~0c", "type", "must be integer, got string" }, { v:check({ ["a/b~c"] = "x" }) })
+      assert.same({ false, "", "false", "is not allowed" }, { assert(schema.compile(false)):check(1) })
+      -- opts.deadline as validate's (a deadline already past is read every
+      -- 256 units of work: this small instance finishes before)
+      assert.same({ true }, { v:check({ contacts = { { email = "a@b.co" } } }, { deadline = -1 }) })
+      assert.has_error(function() v:check(1, { deadline = "soon" }) end,
+        "bad option 'deadline' (finite number of seconds expected)")
+      assert.has_error(function() v.check({}, 1) end)
+      v:close()
+      assert.has_error(function() v:check(1) end, "attempt to use a closed or unfinished validator")
     end)
 
     it("asserts formats by default and treats them as annotations with formats=false", function()

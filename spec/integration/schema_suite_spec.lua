@@ -91,6 +91,32 @@ local function run_case(validator, case)
   return true
 end
 
+-- check must agree with validate on every case: the same verdict, and on
+-- failure the path, keyword and reason of validate's first record.
+-- Returns nil when they agree, else what differs.
+local function check_agrees(validator, data)
+  local vok, errs = validator:validate(data)
+  local cok, path, keyword, reason = validator:check(data)
+  if cok ~= vok then
+    return ("check says %s, validate %s"):format(tostring(cok), tostring(vok))
+  end
+  if vok then
+    if path ~= nil or keyword ~= nil or reason ~= nil then return "check returned more than true" end
+    return nil
+  end
+  local first = errs[1]
+  if type(path) ~= "string" or type(keyword) ~= "string" or type(reason) ~= "string" then
+    return ("check's failure is not three strings: %s, %s, %s"):format(type(path), type(keyword), type(reason))
+  end
+  -- validate's fallback record (nothing recorded) has no reason field
+  local want_reason = first.reason or "is not allowed"
+  if path ~= first.path or keyword ~= first.keyword or reason ~= want_reason then
+    return ("check: %q %q %q; validate's first record: %q %q %q"):format(path, keyword, reason,
+      first.path, first.keyword, tostring(first.reason))
+  end
+  return nil
+end
+
 local function suite_files(draft, sub, names)
   local dir = SUITE .. "/tests/" .. draft .. (sub and ("/" .. sub) or "")
   local files = {}
@@ -120,6 +146,10 @@ local function declare(draft, files, opts)
               local v, err = schema.compile(group.schema, o)
               local ok, why
               if v then ok, why = run_case(v, case) else why = "compile failed: " .. tostring(err and err.message) end
+              if v then
+                local differs = check_agrees(v, case.data)
+                assert(differs == nil, draft .. " " .. name .. ": check and validate disagree: " .. tostring(differs))
+              end
               if UNSUPPORTED[name] then
                 assert(not ok, name .. " passes now: take it off the UNSUPPORTED list")
                 return

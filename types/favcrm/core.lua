@@ -56,6 +56,18 @@ local Validator = {}
 ---@return favcrm.ValidationError[]|nil errors when not: the first error, or every one with `all_errors`
 function Validator:validate(value) end
 
+--- The verdict and the first failure as strings, building no table: fails
+-- exactly when `validate` does, naming what its first record names (for a
+-- validator compiled without `all_errors`). For hot paths; call
+-- `validate` for the records.
+---@param value any the instance
+---@param opts? table `deadline`, as `validate`'s
+---@return boolean ok true when the value is valid
+---@return string|nil path when not: JSON Pointer of the failing value (`/email`)
+---@return string|nil keyword the keyword that failed (`format`)
+---@return string|nil reason the reason alone (`must be a valid e-mail address`)
+function Validator:check(value, opts) end
+
 --- Makes a secret from a string (copied into C memory).
 -- Raises when `text` is not a string.
 ---@param text string the secret text, e.g. an API key
