@@ -781,11 +781,18 @@ function Session:_timeout(op)
 end
 
 function Session:_fire_timers(t)
+  -- collected first, as in pump: a woken flow may add a timer
+  local due, ndue = {}, 0
   for tm in pairs(self.timers) do
     if t >= tm.wake_at then
-      self:_signal(tm)
-      self.timers[tm] = nil
+      ndue = ndue + 1
+      due[ndue] = tm
     end
+  end
+  for i = 1, ndue do
+    local tm = due[i]
+    self.timers[tm] = nil
+    self:_signal(tm)
   end
 end
 
@@ -802,9 +809,14 @@ end
 function Session:_expire_idle(t)
   local resuming = self.resuming
   if not resuming then return end
+  local late, nlate = {}, 0
   for op in pairs(resuming) do
-    if not op.done and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+    if not op.done and t >= math.min(op.deadline, op.hard_deadline) then
+      nlate = nlate + 1
+      late[nlate] = op
+    end
   end
+  for i = 1, nlate do self:_timeout(late[i]) end
 end
 
 --- Session:next_deadline() -> the monotonic time by which pump() should
@@ -844,9 +856,17 @@ function Session:pump(max_wait)
     if d < soonest then soonest = d end
   end
   if over then
+    -- collected first: timing an op out may start another (its on_done, the
+    -- notifications/cancelled over stdio), and a key added to self.ops while
+    -- pairs walks it stops the walk with "invalid key to 'next'"
+    local late, nlate = {}, 0
     for _, op in pairs(self.ops) do
-      if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then self:_timeout(op) end
+      if op.deadline and t >= math.min(op.deadline, op.hard_deadline) then
+        nlate = nlate + 1
+        late[nlate] = op
+      end
     end
+    for i = 1, nlate do self:_timeout(late[i]) end
   end
   local resuming = self.resuming
   if resuming then
