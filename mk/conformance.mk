@@ -17,62 +17,30 @@
 # Also every auth scenario for 2025-11-25 and for 2026-07-28 (issue 17), the
 # two 2025-03-26 OAuth back-compat ones, and the OAuth client credentials
 # extension's two (@extension: run without --spec-version, see run.sh).
+# One list of scenario names per group; a scenario the suite runs for both
+# eras is named once and suffixed with each version ($(call conf_at,...)).
+conf_at = $(addsuffix @$(2),$(1))
+CONF_CORE_2025 = initialize tools_call elicitation-sep1034-client-defaults sse-retry \
+  json-schema-2020-12-preservation
+CONF_CORE_2026 = tools_call request-metadata sep-2322-client-request-state http-standard-headers \
+  http-custom-headers http-invalid-tool-headers json-schema-ref-no-deref json-schema-2020-12-preservation
+# auth scenarios of both 2025-11-25 and 2026-07-28
+CONF_AUTH = $(addprefix auth/,metadata-default metadata-var1 metadata-var2 metadata-var3 basic-cimd \
+  scope-from-www-authenticate scope-from-scopes-supported scope-omitted-when-undefined scope-step-up \
+  scope-retry-limit token-endpoint-auth-basic token-endpoint-auth-post token-endpoint-auth-none \
+  pre-registration)
+CONF_AUTH_2026 = $(addprefix auth/,resource-mismatch offline-access-scope offline-access-not-supported \
+  authorization-server-migration iss-supported iss-not-advertised iss-supported-missing iss-wrong-issuer \
+  iss-unexpected iss-normalized metadata-issuer-mismatch)
+CONF_AUTH_2025_03_26 = $(addprefix auth/,2025-03-26-oauth-metadata-backcompat 2025-03-26-oauth-endpoint-fallback)
+
 CONFORMANCE_SCENARIOS ?= \
-  initialize@2025-11-25 \
-  tools_call@2025-11-25 \
-  elicitation-sep1034-client-defaults@2025-11-25 \
-  sse-retry@2025-11-25 \
-  json-schema-2020-12-preservation@2025-11-25 \
-  tools_call@2026-07-28 \
-  request-metadata@2026-07-28 \
-  sep-2322-client-request-state@2026-07-28 \
-  http-standard-headers@2026-07-28 \
-  http-custom-headers@2026-07-28 \
-  http-invalid-tool-headers@2026-07-28 \
-  json-schema-ref-no-deref@2026-07-28 \
-  json-schema-2020-12-preservation@2026-07-28 \
-  auth/metadata-default@2025-11-25 \
-  auth/metadata-var1@2025-11-25 \
-  auth/metadata-var2@2025-11-25 \
-  auth/metadata-var3@2025-11-25 \
-  auth/basic-cimd@2025-11-25 \
-  auth/scope-from-www-authenticate@2025-11-25 \
-  auth/scope-from-scopes-supported@2025-11-25 \
-  auth/scope-omitted-when-undefined@2025-11-25 \
-  auth/scope-step-up@2025-11-25 \
-  auth/scope-retry-limit@2025-11-25 \
-  auth/token-endpoint-auth-basic@2025-11-25 \
-  auth/token-endpoint-auth-post@2025-11-25 \
-  auth/token-endpoint-auth-none@2025-11-25 \
-  auth/pre-registration@2025-11-25 \
-  auth/2025-03-26-oauth-metadata-backcompat@2025-03-26 \
-  auth/2025-03-26-oauth-endpoint-fallback@2025-03-26 \
+  $(call conf_at,$(CONF_CORE_2025),2025-11-25) \
+  $(call conf_at,$(CONF_CORE_2026),2026-07-28) \
+  $(call conf_at,$(CONF_AUTH),2025-11-25) \
+  $(call conf_at,$(CONF_AUTH_2025_03_26),2025-03-26) \
   auth/client-credentials-basic@extension \
-  auth/metadata-default@2026-07-28 \
-  auth/metadata-var1@2026-07-28 \
-  auth/metadata-var2@2026-07-28 \
-  auth/metadata-var3@2026-07-28 \
-  auth/basic-cimd@2026-07-28 \
-  auth/scope-from-www-authenticate@2026-07-28 \
-  auth/scope-from-scopes-supported@2026-07-28 \
-  auth/scope-omitted-when-undefined@2026-07-28 \
-  auth/scope-step-up@2026-07-28 \
-  auth/scope-retry-limit@2026-07-28 \
-  auth/token-endpoint-auth-basic@2026-07-28 \
-  auth/token-endpoint-auth-post@2026-07-28 \
-  auth/token-endpoint-auth-none@2026-07-28 \
-  auth/pre-registration@2026-07-28 \
-  auth/resource-mismatch@2026-07-28 \
-  auth/offline-access-scope@2026-07-28 \
-  auth/offline-access-not-supported@2026-07-28 \
-  auth/authorization-server-migration@2026-07-28 \
-  auth/iss-supported@2026-07-28 \
-  auth/iss-not-advertised@2026-07-28 \
-  auth/iss-supported-missing@2026-07-28 \
-  auth/iss-wrong-issuer@2026-07-28 \
-  auth/iss-unexpected@2026-07-28 \
-  auth/iss-normalized@2026-07-28 \
-  auth/metadata-issuer-mismatch@2026-07-28 \
+  $(call conf_at,$(CONF_AUTH) $(CONF_AUTH_2026),2026-07-28) \
   auth/client-credentials-jwt@extension
 
 .PHONY: conformance conformance-deps
