@@ -8,57 +8,17 @@
 -- roots forwarded from the upstream) with MRTR input_required results. A
 -- 2025 host (the same client in legacy mode) does the initialize handshake.
 local cjson = require("cjson")
-local core = require("favcrm.core")
 local sandbox = require("spec.support.sandbox")
 local keys = require("spec.support.keys")
 local files = require("spec.support.files")
 
+local hosts = require("spec.support.bridge")
+
 local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
-local _, tmpname = files.tmpdir("bridge-era")
+local B = hosts.new("bridge-era", "spec/support/mcp_bridge_client_v2.mjs", { lenient = true, what = "v2 host",
+  hint = " (npm packages of spec/support installed? make test installs them)" })
+local tmpname, host, new_xdg, step = B.tmpname, B.host, B.new_xdg, hosts.step
 local slurp, spit, q = files.slurp, files.spit, files.q
-
--- host(plan, env [, on_wait]) -> report, everything the host received (text)
-local function host(plan, env, on_wait)
-  local received = tmpname("received")
-  local p = assert(core.spawn({ "node", "spec/support/mcp_bridge_client_v2.mjs", LUA, cjson.encode(plan), received },
-    env))
-  local report, err = nil, {}
-  while not report do
-    local r = p:poll(2000)
-    for _, line in ipairs(r.lines) do
-      local ok, m = pcall(cjson.decode, line)
-      if ok and type(m) == "table" and m.waiting then
-        p:write(tostring(on_wait and on_wait(m.waiting) or "go") .. "\n")
-      elseif ok and type(m) == "table" and m.report then
-        report = m.report
-      end
-    end
-    if r.stderr then err[#err + 1] = r.stderr end
-    if r.exited then break end
-  end
-  p:close(2000)
-  assert(report, "the v2 host printed no report (npm packages of spec/support installed? make test installs "
-    .. "them): " .. table.concat(err))
-  assert(report.fatal == nil, tostring(report.fatal) .. "\n" .. tostring(report.stderr))
-  return report, slurp(received) or ""
-end
-
-local function new_xdg()
-  local d = tmpname("xdg")
-  os.execute("mkdir -p " .. q(d))
-  return d
-end
-
-local function step(report, name, nth)
-  local seen = 0
-  for _, s in ipairs(report.steps) do
-    if s.call == name then
-      seen = seen + 1
-      if seen == (nth or 1) then return s end
-    end
-  end
-  error("no step " .. name)
-end
 
 local function messages(text)
   local out = {}

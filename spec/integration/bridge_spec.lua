@@ -12,41 +12,12 @@ local sandbox = require("spec.support.sandbox")
 local keys = require("spec.support.keys")
 local files = require("spec.support.files")
 
+local hosts = require("spec.support.bridge")
+
 local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
-local _, tmpname = files.tmpdir("bridge")
+local B = hosts.new("bridge", "spec/support/mcp_bridge_client.mjs")
+local tmpname, host, new_xdg, step = B.tmpname, B.host, B.new_xdg, hosts.step
 local slurp, q = files.slurp, files.q
-
--- host(plan, env [, on_wait]) -> report, everything the host received (text)
--- on_wait(label) -> the line handed back to the host (default "go").
-local function host(plan, env, on_wait)
-  local received = tmpname("received")
-  local p = assert(core.spawn({ "node", "spec/support/mcp_bridge_client.mjs", LUA, cjson.encode(plan), received },
-    env))
-  local report, err = nil, {}
-  while not report do
-    local r = p:poll(2000)
-    for _, line in ipairs(r.lines) do
-      local m = cjson.decode(line)
-      if m.waiting then
-        p:write(tostring(on_wait and on_wait(m.waiting) or "go") .. "\n")
-      elseif m.report then
-        report = m.report
-      end
-    end
-    if r.stderr then err[#err + 1] = r.stderr end
-    if r.exited then break end
-  end
-  p:close(2000)
-  assert(report, "the host printed no report: " .. table.concat(err))
-  assert(report.fatal == nil, tostring(report.fatal) .. "\n" .. tostring(report.stderr))
-  return report, slurp(received) or ""
-end
-
-local function new_xdg()
-  local d = tmpname("xdg")
-  os.execute("mkdir -p " .. q(d))
-  return d
-end
 
 local function mode_of(path)
   local h = io.popen("stat -c %a " .. q(path))
@@ -64,17 +35,6 @@ end
 
 local INIT_LINE = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
   .. '"capabilities":{},"clientInfo":{"name":"spec","version":"1"}}}'
-
-local function step(report, name, nth)
-  local seen = 0
-  for _, s in ipairs(report.steps) do
-    if s.call == name then
-      seen = seen + 1
-      if seen == (nth or 1) then return s end
-    end
-  end
-  error("no step " .. name)
-end
 
 local function code_for(email, url)
   local mails = sandbox.outbox(email, url)

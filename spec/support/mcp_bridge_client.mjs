@@ -20,24 +20,17 @@
 // Every message the bridge sent the host is written, one JSON per line, to
 // RECEIVED_FILE, so the spec can look for a key in all of it, and every
 // message the host sent is in report.sent. The report,
-// one JSON line, is the last thing on stdout.
-import path from 'node:path';
-import fs from 'node:fs';
-import readline from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+// one JSON line, is the last thing on stdout. What this host shares with
+// mcp_bridge_client_v2.mjs is in bridge_host.mjs.
+import * as H from './bridge_host.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const TOP = path.resolve(HERE, '..', '..');
-const SDK = path.join(TOP, 'sandbox', 'node_modules', '@modelcontextprotocol', 'sdk', 'dist', 'esm');
-const imp = p => import(pathToFileURL(path.join(SDK, p)).href);
-const { Client } = await imp('client/index.js');
-const { StdioClientTransport } = await imp('client/stdio.js');
-const T = await imp('types.js');
+const SDK = '@modelcontextprotocol/sdk/dist/esm/';
+const { Client } = await import(H.sandboxModule(SDK + 'client/index.js'));
+const { StdioClientTransport } = await import(H.sandboxModule(SDK + 'client/stdio.js'));
+const T = await import(H.sandboxModule(SDK + 'types.js'));
 
-const [luaBin, planJson, receivedFile] = process.argv.slice(2);
-const plan = JSON.parse(planJson);
+const { luaBin, plan, receivedFile, lines } = H.args();
 const sandbox = (process.env.FAVCRM_MCP_URL || '').replace(/\/mcp$/, '');
-const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 async function outboxCode(to, ref) {
     for (let i = 0; i < 50; i++) {
@@ -50,12 +43,7 @@ async function outboxCode(to, ref) {
     throw new Error(`no code e-mailed to ${to}`);
 }
 
-const transport = new StdioClientTransport({
-    command: luaBin,
-    args: [path.join(TOP, 'bin', 'favcrm'), 'mcp', 'serve', ...(plan.serveArgs ?? [])],
-    env: { ...process.env },
-    stderr: 'pipe',
-});
+const transport = new StdioClientTransport(H.serveCommand(luaBin, plan));
 const caps = plan.capabilities ?? {};
 const client = new Client({ name: 'favcrm-spec-bridge-host', version: '1.0.0' }, { capabilities: caps });
 const out = { steps: [], logs: [], serverRequests: [] };
@@ -66,24 +54,12 @@ if (caps.elicitation) client.setRequestHandler(T.ElicitRequestSchema, async req 
     if (p.mode === 'url') return { action: 'accept' }; // the user opened the URL (never opened here)
     return { action: 'accept', content: { name: 'Grace', confirm: true } };
 });
-if (caps.sampling) client.setRequestHandler(T.CreateMessageRequestSchema, async req => {
-    out.serverRequests.push({ method: 'sampling/createMessage' });
-    const text = req.params.messages?.[0]?.content?.text ?? '';
-    return { role: 'assistant', model: 'spec-model', content: { type: 'text', text: `sampled: ${text}` } };
-});
-if (caps.roots) client.setRequestHandler(T.ListRootsRequestSchema, async () => {
-    out.serverRequests.push({ method: 'roots/list' });
-    return { roots: [{ uri: 'file:///work/project', name: 'project' }] };
-});
+const SCHEMAS = { 'sampling/createMessage': T.CreateMessageRequestSchema, 'roots/list': T.ListRootsRequestSchema };
+H.answerSamplingAndRoots(client, caps, out, m => SCHEMAS[m]);
 client.setNotificationHandler(T.LoggingMessageNotificationSchema, n => { out.logs.push(n.params); });
 out.notifications = [];
 const waiters = [];
-function noted(method) {
-    return n => {
-        out.notifications.push({ method, params: n.params ?? {} });
-        for (const w of waiters.splice(0)) w();
-    };
-}
+const noted = H.notifications(out, waiters);
 client.setNotificationHandler(T.ToolListChangedNotificationSchema, noted('notifications/tools/list_changed'));
 client.setNotificationHandler(T.ResourceListChangedNotificationSchema, noted('notifications/resources/list_changed'));
 client.setNotificationHandler(T.PromptListChangedNotificationSchema, noted('notifications/prompts/list_changed'));
@@ -91,44 +67,21 @@ client.setNotificationHandler(T.ResourceUpdatedNotificationSchema, noted('notifi
 client.setNotificationHandler(T.ElicitationCompleteNotificationSchema, noted('notifications/elicitation/complete'));
 out.sent = [];
 out.errors = [];
-client.onerror = e => { out.errors.push(String(e && e.message || e)); };
+client.onerror = e => { out.errors.push(H.thrown(e)); };
 
-const received = fs.openSync(receivedFile, 'a');
-let stderr = '';
-try {
-    const errStream = transport.stderr;
-    if (errStream) errStream.on('data', d => { stderr += d.toString(); });
+await H.run(client, transport, out, receivedFile, async received => {
     await client.connect(transport);
-    // everything the bridge sends reaches the host through here
-    const origSend = transport.send.bind(transport);
-    transport.send = (m, o) => { out.sent.push(m); return origSend(m, o); };
-    const orig = transport.onmessage;
-    transport.onmessage = m => { fs.writeSync(received, JSON.stringify(m) + '\n'); orig?.(m); };
+    // everything the bridge sends reaches the host through here (after the handshake)
+    H.tapWire(transport, out, received);
     out.serverVersion = client.getServerVersion();
     out.serverCapabilities = client.getServerCapabilities();
     let last = {};
     const vars = {};
     for (const step of plan.steps) {
-        if (step.wait) {
-            process.stdout.write(JSON.stringify({ waiting: step.wait }) + '\n');
-            const r = await lines.next();
-            if (r.done) throw new Error('stdin closed while waiting');
-            vars[step.wait] = r.value;
-            out.steps.push({ waited: step.wait });
-            continue;
-        }
+        if (await H.commonStep(step, { out, lines, vars, waiters })) continue;
         if (step.setLevel) {
             await client.setLoggingLevel(step.setLevel);
             out.steps.push({ setLevel: step.setLevel });
-            continue;
-        }
-        if (step.awaitNotification) {
-            const until = Date.now() + (step.timeoutMs ?? 20000);
-            while (!out.notifications.some(n => n.method === step.awaitNotification) && Date.now() < until) {
-                await new Promise(r => { waiters.push(r); setTimeout(r, Math.max(0, until - Date.now())); });
-            }
-            out.steps.push({ awaited: step.awaitNotification,
-                seen: out.notifications.some(n => n.method === step.awaitNotification) });
             continue;
         }
         if (step.rpc) {
@@ -137,7 +90,7 @@ try {
                     ? T.ResultSchema.passthrough() : T.ResultSchema, { timeout: 60000 });
                 out.steps.push({ rpc: step.rpc, result: r });
             } catch (e) {
-                out.steps.push({ rpc: step.rpc, thrown: String(e && e.message || e), code: e && e.code });
+                out.steps.push({ rpc: step.rpc, thrown: H.thrown(e), code: e && e.code });
             }
             continue;
         }
@@ -159,20 +112,11 @@ try {
             const opts = step.progress ? { onprogress: p => { progress.push(p); if (step.abortOnProgress) ac.abort('spec: cancelled'); },
                 timeout: 60000, signal: ac.signal } : { timeout: 60000 };
             const r = await client.callTool({ name: step.call, arguments: args }, undefined, opts);
-            const sc = r.structuredContent ?? null;
-            const data = sc && typeof sc === 'object' && 'data' in sc ? sc.data : sc;
-            if (data && typeof data === 'object' && !Array.isArray(data)) last = data;
-            out.steps.push({ call: step.call, isError: r.isError === true, structuredContent: sc,
-                texts: (r.content ?? []).map(c => c.text ?? null), progress });
+            const [rec, data] = H.callRecord(step, r, { progress });
+            if (data) last = data;
+            out.steps.push(rec);
         } catch (e) {
-            out.steps.push({ call: step.call, thrown: String(e && e.message || e), code: e && e.code });
+            out.steps.push({ call: step.call, thrown: H.thrown(e), code: e && e.code });
         }
     }
-} catch (e) {
-    out.fatal = String(e && e.stack || e);
-}
-await client.close().catch(() => {});
-fs.closeSync(received);
-out.stderr = stderr;
-process.stdout.write(JSON.stringify({ report: out }) + '\n');
-process.exit(0);
+});
