@@ -1,6 +1,6 @@
 -- `favcrm mcp serve` accepts hosts of either era on stdio (issue 16, item 6):
 -- a 2026-07-28 host (the official TypeScript SDK v2 client,
--- @modelcontextprotocol/client pinned in spec/support/package.json) sends
+-- @modelcontextprotocol/client, the sandbox's copy) sends
 -- no initialize, puts its version, capabilities and identity in each
 -- request's _meta and may call server/discover; the bridge answers
 -- statelessly, rejects an unsupported version with -32022 and its
@@ -16,7 +16,7 @@ local hosts = require("spec.support.bridge")
 
 local LUA = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
 local B = hosts.new("bridge-era", "spec/support/mcp_bridge_client_v2.mjs", { lenient = true, what = "v2 host",
-  hint = " (npm packages of spec/support installed? make test installs them)" })
+  hint = " (the sandbox's npm packages installed? make test installs them)" })
 local tmpname, host, new_xdg, step = B.tmpname, B.host, B.new_xdg, hosts.step
 local slurp, spit, q = files.slurp, files.spit, files.q
 

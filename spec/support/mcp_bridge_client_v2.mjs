@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // A 2026-07-28 agent host on the official MCP TypeScript SDK v2 client
-// (@modelcontextprotocol/client, pinned in spec/support/package.json) driving `favcrm mcp serve` over stdio, for
+// (@modelcontextprotocol/client: the sandbox's copy, pinned by
+// sandbox/package-lock.json) driving `favcrm mcp serve` over stdio, for
 // spec/integration/bridge_era_spec.lua:
 //   node spec/support/mcp_bridge_client_v2.mjs LUA_BIN PLAN_JSON RECEIVED_FILE
 // PLAN_JSON: {"mode": "auto" | "legacy" | "2026-07-28" (a pin),
@@ -15,8 +16,8 @@
 //   with mcp_bridge_client.mjs is in bridge_host.mjs.
 import * as H from './bridge_host.mjs';
 
-import { Client } from '@modelcontextprotocol/client';
-import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+const { Client } = await import(H.sandboxModule('@modelcontextprotocol/client/dist/index.mjs'));
+const { StdioClientTransport } = await import(H.sandboxModule('@modelcontextprotocol/client/dist/stdio.mjs'));
 
 const { luaBin, plan, receivedFile, lines } = H.args();
 const transport = new StdioClientTransport(H.serveCommand(luaBin, plan));
