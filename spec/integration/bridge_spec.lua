@@ -275,16 +275,7 @@ describe("favcrm mcp serve as an agent host meets it", function()
     local caps = report.serverCapabilities
     assert.is_true(caps.resources.subscribe)
     assert.is_true(caps.tools.listChanged)
-    local function rpc_step(method, nth)
-      local seen = 0
-      for _, s in ipairs(report.steps) do
-        if s.rpc == method then
-          seen = seen + 1
-          if seen == (nth or 1) then return s end
-        end
-      end
-      error("no step " .. method)
-    end
+    local function rpc_step(method, nth) return step(report, method, nth, "rpc") end
     local uris = {}
     for _, r in ipairs(rpc_step("resources/list").result.resources) do uris[r.uri] = true end
     assert.is_true(uris["favcrm://guide"] and uris["favcrm://session/activity"])

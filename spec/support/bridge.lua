@@ -62,12 +62,13 @@ function M.new(name, script, opts)
   return B
 end
 
---- M.step(report, name [, nth]) -> the nth (default first) call step of the
--- tool `name` in the report; raises when there is none
-function M.step(report, name, nth)
+--- M.step(report, name [, nth [, kind]]) -> the nth (default first) step of
+-- the report whose `kind` field (default "call": a tool call; "rpc": a
+-- request) is name; raises when there is none
+function M.step(report, name, nth, kind)
   local seen = 0
   for _, s in ipairs(report.steps) do
-    if s.call == name then
+    if s[kind or "call"] == name then
       seen = seen + 1
       if seen == (nth or 1) then return s end
     end

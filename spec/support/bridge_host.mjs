@@ -1,6 +1,6 @@
 // What the two agent hosts that drive `favcrm mcp serve` over stdio share
 // (spec/support/mcp_bridge_client.mjs on the v1 SDK, mcp_bridge_client_v2.mjs
-// on the v2 client): their command line, the bridge's command, the host's
+// on the v2 client; mcp_stdio_client.mjs uses a few): their command line, the bridge's command, the host's
 // answers to sampling and roots, the wire tap, the steps both know (wait,
 // awaitNotification, a tool call's record) and the closing report.
 //   import * as H from './bridge_host.mjs';
@@ -30,6 +30,21 @@ export function args() {
         luaBin, receivedFile, plan: JSON.parse(planJson),
         lines: readline.createInterface({ input: process.stdin })[Symbol.asyncIterator](),
     };
+}
+
+// outboxCode(to, ref) -> the newest code the sandbox (FAVCRM_MCP_URL) e-mailed
+// to `to` for the request id ref (any, when ref is not given); polls the
+// outbox, bounded (50 tries, 100 ms apart)
+export async function outboxCode(to, ref) {
+    const sandbox = (process.env.FAVCRM_MCP_URL || '').replace(/\/mcp$/, '');
+    for (let i = 0; i < 50; i++) {
+        const res = await fetch(`${sandbox}/_sandbox/outbox?to=${encodeURIComponent(to)}`);
+        const mails = await res.json();
+        const m = mails.filter(x => !ref || x.ref === ref).pop();
+        if (m && m.code) return m.code;
+        await new Promise(r => setTimeout(r, 100));
+    }
+    throw new Error(`no code e-mailed to ${to}`);
 }
 
 // the options of a StdioClientTransport running `favcrm mcp serve`

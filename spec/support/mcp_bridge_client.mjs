@@ -30,18 +30,7 @@ const { StdioClientTransport } = await import(H.sandboxModule(SDK + 'client/stdi
 const T = await import(H.sandboxModule(SDK + 'types.js'));
 
 const { luaBin, plan, receivedFile, lines } = H.args();
-const sandbox = (process.env.FAVCRM_MCP_URL || '').replace(/\/mcp$/, '');
-
-async function outboxCode(to, ref) {
-    for (let i = 0; i < 50; i++) {
-        const res = await fetch(`${sandbox}/_sandbox/outbox?to=${encodeURIComponent(to)}`);
-        const mails = await res.json();
-        const m = mails.filter(x => !ref || x.ref === ref).pop();
-        if (m && m.code) return m.code;
-        await new Promise(r => setTimeout(r, 100));
-    }
-    throw new Error(`no code e-mailed to ${to}`);
-}
+const outboxCode = H.outboxCode;
 
 const transport = new StdioClientTransport(H.serveCommand(luaBin, plan));
 const caps = plan.capabilities ?? {};

@@ -7,36 +7,17 @@
 // sandbox e-mailed to EMAIL for the request id that an earlier step returned
 // as REF ("$last.requestId"). The child gets this process's environment
 // (FAVCRM_MCP_URL, HOME, LUA_PATH, ...); no key is ever in its argv.
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as H from './bridge_host.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const TOP = path.resolve(HERE, '..', '..');
-const SDK = path.join(TOP, 'sandbox', 'node_modules', '@modelcontextprotocol', 'sdk', 'dist', 'esm');
-const { Client } = await import(pathToFileURL(path.join(SDK, 'client', 'index.js')).href);
-const { StdioClientTransport } = await import(pathToFileURL(path.join(SDK, 'client', 'stdio.js')).href);
+const SDK = '@modelcontextprotocol/sdk/dist/esm/';
+const { Client } = await import(H.sandboxModule(SDK + 'client/index.js'));
+const { StdioClientTransport } = await import(H.sandboxModule(SDK + 'client/stdio.js'));
 
 const [luaBin, stepsJson] = process.argv.slice(2);
 const steps = JSON.parse(stepsJson || '[{"list": true}]');
-const sandbox = (process.env.FAVCRM_MCP_URL || '').replace(/\/mcp$/, '');
+const outboxCode = H.outboxCode;
 
-async function outboxCode(to, ref) {
-    for (let i = 0; i < 50; i++) {
-        const res = await fetch(`${sandbox}/_sandbox/outbox?to=${encodeURIComponent(to)}`);
-        const mails = await res.json();
-        const m = mails.filter(x => !ref || x.ref === ref).pop();
-        if (m && m.code) return m.code;
-        await new Promise(r => setTimeout(r, 100));
-    }
-    throw new Error(`no code e-mailed to ${to}`);
-}
-
-const transport = new StdioClientTransport({
-    command: luaBin,
-    args: [path.join(TOP, 'bin', 'favcrm'), 'mcp', 'serve'],
-    env: { ...process.env },
-    stderr: 'pipe',
-});
+const transport = new StdioClientTransport(H.serveCommand(luaBin, {}));
 let stderr = '';
 const client = new Client({ name: 'favcrm-spec-sdk-client', version: '1.0.0' });
 const out = { steps: [] };
