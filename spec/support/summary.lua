@@ -1,15 +1,34 @@
 -- busted output handler: plainTerminal's report, then every skip with its
 -- reason, then one closing line "N passed, N failed, N skipped" that CI
--- readers recognise.
+-- readers recognise. FAVCRM_SPEC_TIMES=N (CI sets it) prints, before that
+-- line, the N spec files that took longest (wall seconds, LuaSocket's clock).
 return function(options)
   local busted = require("busted")
   local handler = require("busted.outputHandlers.plainTerminal")(options)
+  local top_n = tonumber(os.getenv("FAVCRM_SPEC_TIMES") or "")
+  local ok_socket, socket = pcall(require, "socket")
+  local times, started = {}, {}
+  if top_n and ok_socket then
+    busted.subscribe({ "file", "start" }, function(file)
+      started[file.name] = socket.gettime()
+      return nil, true
+    end)
+    busted.subscribe({ "file", "end" }, function(file)
+      if started[file.name] then times[#times + 1] = { file.name, socket.gettime() - started[file.name] } end
+      return nil, true
+    end)
+  end
   busted.subscribe({ "suite", "end" }, function()
     local failed = handler.failuresCount + handler.errorsCount
     for _, p in ipairs(handler.pendings or {}) do
       -- a pending() at describe level carries its reason in its name
       local why = type(p.message) == "string" and p.message ~= "" and (": " .. p.message) or ""
       io.write(string.format("\nskipped: %s%s", p.name or "?", why))
+    end
+    if #times > 0 then
+      table.sort(times, function(a, b) return a[2] > b[2] end)
+      io.write("\nslowest spec files:")
+      for i = 1, math.min(top_n, #times) do io.write(string.format("\n  %6.1f s  %s", times[i][2], times[i][1])) end
     end
     io.write(string.format("\n%d passed, %d failed, %d skipped\n",
       handler.successesCount, failed, handler.pendingsCount))
