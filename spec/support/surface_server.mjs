@@ -11,7 +11,8 @@
 //     when "during": sent on the call's stream before its answer (a request's
 //     answer awaited first); "idle": sent 200 ms after the answer, related to
 //     no request. A progress "idle" goes out unrelated to the call (over HTTP:
-//     on the standalone stream) while the call waits 300 ms for it.
+//     on the standalone stream) while the call waits; then a ping on the same
+//     stream, whose answer (the client read past the progress) ends the wait.
 //   answers {}: what the client answered to the requests sent so far.
 //   job {ms, poll, fail}: taskSupport "optional". Called plainly it answers
 //     at once; as a task it is done (or failed: an isError result) after ms,
@@ -38,7 +39,6 @@ const TOOLS = [
         properties: { ms: { type: 'number' }, poll: { type: 'number' }, fail: { type: 'boolean' } } } },
 ];
 const text = v => ({ content: [{ type: 'text', text: JSON.stringify(v) }] });
-const sleep = ms => new Promise(r => setTimeout(r, ms));
 
 function makeServer() {
     const server = new Server({ name: 'surface', version: '1' }, {
@@ -142,7 +142,7 @@ function makeServer() {
             const token = req.params._meta && req.params._meta.progressToken;
             const p = { method: 'notifications/progress', params: { progressToken: token, progress: 1, total: 2 } };
             if (during) await extra.sendNotification(p);
-            else { await server.notification(p); await sleep(300); }
+            else { await server.notification(p); await server.ping(); }
             return text({ sent: kind, token });
         }
         if (request(kind)) {
