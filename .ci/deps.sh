@@ -69,8 +69,11 @@ want=$(printf '%s\n' $want | sort -u | tr '\n' ' ')
 if [ -n "$list" ]; then echo "$want"; exit 0; fi
 
 missing=()
+# one dpkg-query for them all (a package it does not know is not printed)
+# shellcheck disable=SC2086
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '/ install ok installed$/ {print $1}')
 for p in $want; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  printf '%s\n' "$installed" | grep -qxF "$p" || missing+=("$p")
 done
 # No Node.js at all: Debian's nodejs and npm, and npm then brings a newer one.
 if [ -n "$needs_node" ] && ! command -v npm >/dev/null 2>&1; then
