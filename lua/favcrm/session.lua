@@ -251,7 +251,15 @@ function Session:_launch(op)
   if op.drop_auth then auth = nil end -- never to another origin
   req.method = op.http_method or "POST"
   req.url = op.url or self.url
-  req.headers = op.full_headers and self:_tool_headers(op.full_headers) or self:_headers(op.extra_headers)
+  if op.full_headers then
+    req.headers = self:_tool_headers(op.full_headers)
+  elseif req == self._req and op.extra_headers then
+    -- the C transport takes the per-request lines apart: the kept common
+    -- list is passed as it is, not copied with them
+    req.headers, req.extra_headers = self:_headers(), op.extra_headers
+  else
+    req.headers = self:_headers(op.extra_headers)
+  end
   req.body = op.body
   req.auth = auth
   -- the time left, and a second more, so our own deadline ends it first
@@ -260,7 +268,7 @@ function Session:_launch(op)
   op.sent_session = self.session_id
   if op.got_headers or op.status then op.status, op.headers, op.got_headers = nil, nil, false end
   local tid, err = self.transport:start(req)
-  req.auth, req.body = nil, nil -- the kept table holds no token and no body
+  req.auth, req.body, req.extra_headers = nil, nil, nil -- the kept table holds no token and no body
   if not tid then
     return self:_finish(op, nil, errors.new("network", "could not start the request: " .. tostring(err)))
   end
@@ -985,7 +993,13 @@ function Session:wait(op, budget)
     else
       while not op.done and not (tm and tm.done) do
         self:pump(1)
-        if self.after_pump then self.after_pump() else self.signaled = {} end
+        if self.after_pump then
+          self.after_pump()
+        else
+          -- nobody looks at the list here: emptied in place, not replaced
+          local sg = self.signaled
+          for i = #sg, 1, -1 do sg[i] = nil end
+        end
       end
     end
   until not (op.done and self.oauth and op.err and self:_oauth_retry(op))
