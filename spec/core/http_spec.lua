@@ -117,8 +117,9 @@ describe("favcrm.core http_new()", function()
       -- a field that is not a table, is refused as before
       local id = assert(h:start({ url = URL, body = PING, headers = { "X-A: 5" }, extra_headers = { "5" } }))
       assert.is_true(h:cancel(id))
-      assert.has_error(function() h:start({ url = URL, body = PING, headers = { "X-A: 5" }, extra_headers = { {} } }) end,
-        "bad request field 'extra_headers' (item 1 is not a one-line string)")
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = { "X-A: 5" }, extra_headers = { {} } })
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
       id = assert(h:start({ url = URL, body = PING }))
       assert.is_true(h:cancel(id))
       assert.has_error(function() h:start({ url = URL, body = PING, headers = "X-A: 5" }) end,
@@ -127,8 +128,9 @@ describe("favcrm.core http_new()", function()
         "bad request field 'extra_headers' (table expected)")
       id = assert(h:start({ url = URL, body = PING, headers = { "X-A: 5" }, auth = "k1" }))
       assert.is_true(h:cancel(id))
-      assert.has_error(function() h:start({ url = URL, body = PING, headers = { "X-A: 5" }, auth = "k1\r\nX: y" }) end,
-        "bad request field 'auth' (contains a line break)")
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = { "X-A: 5" }, auth = "k1\r\nX: y" })
+      end, "bad request field 'auth' (contains a line break)")
     end)
   end)
 
