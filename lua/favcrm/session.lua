@@ -398,9 +398,9 @@ function Session:_encode(op)
       if not aj then
         error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 4)
       end
-      local tail = "}}"
+      local meta = false
       if op.modern then
-        tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}"
+        meta = self:_meta_json(self.protocol_version or era.MODERN)
         local ph = op.param_headers
         if ph and ph[1] ~= nil then
           local h = era.request_headers(method, params)
@@ -412,8 +412,14 @@ function Session:_encode(op)
       elseif op.extra_headers or op.full_headers then
         op.extra_headers, op.full_headers = false, false
       end
-      op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
-        .. ',"arguments":' .. aj .. tail
+      -- one concatenation each (no intermediate string for the tail)
+      if meta then
+        op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
+          .. ',"arguments":' .. aj .. ',"_meta":' .. meta .. "}}"
+      else
+        op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
+          .. ',"arguments":' .. aj .. "}}"
+      end
       return
     end
   end
