@@ -38,12 +38,19 @@ local now = core.monotonic
 -- LuaJIT on 64-bit Linux: the same clock (CLOCK_MONOTONIC, the same
 -- arithmetic as core.monotonic) through the FFI, which a trace compiles;
 -- a call of a C function ends the trace that makes it. Any doubt (no FFI,
--- a clash with another declaration): core.monotonic.
+-- a clash with another declaration): core.monotonic. Declared once per
+-- process (this module may be loaded again: the declarations stay).
 if rawget(_G, "jit") and jit.os == "Linux" then
   local ok, ffi = pcall(require, "ffi")
-  if ok and ffi.abi("64bit") and pcall(ffi.cdef, [[
-      struct favcrm_timespec { long tv_sec; long tv_nsec; };
-      int clock_gettime(int clk, struct favcrm_timespec *ts);]]) then
+  local function declare()
+    if not pcall(ffi.typeof, "struct favcrm_timespec") then
+      ffi.cdef("struct favcrm_timespec { long tv_sec; long tv_nsec; };")
+    end
+    if not pcall(function() return ffi.C.clock_gettime end) then
+      ffi.cdef("int clock_gettime(int clk, struct favcrm_timespec *ts);")
+    end
+  end
+  if ok and ffi.abi("64bit") and pcall(declare) then
     local ts = ffi.new("struct favcrm_timespec")
     local C, tonumber = ffi.C, tonumber
     local function ffi_now()
