@@ -69,9 +69,10 @@ want=$(printf '%s\n' $want | sort -u | tr '\n' ' ')
 if [ -n "$list" ]; then echo "$want"; exit 0; fi
 
 missing=()
-# one dpkg-query for them all (a package it does not know is not printed)
+# one dpkg-query for them all (a package it does not know is not printed, and
+# makes it exit 1, hence the || true: a missing package is what we look for)
 # shellcheck disable=SC2086
-installed=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '/ install ok installed$/ {print $1}')
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null | awk '/ install ok installed$/ {print $1}' || true)
 for p in $want; do
   printf '%s\n' "$installed" | grep -qxF "$p" || missing+=("$p")
 done
