@@ -857,7 +857,7 @@ static void fav_build_properties(fav_build *b) {
     /* by name: lua_next's order follows the hash seed, which Lua 5.4
      * draws per state, so the properties looked up first (and the first
      * error of an instance with several) would change from run to run */
-    qsort(n->keys, (size_t)n->nkeys, sizeof(fav_pent), fav_schema_pentcmp);
+    if (n->nkeys > 1) qsort(n->keys, (size_t)n->nkeys, sizeof(fav_pent), fav_schema_pentcmp);
   }
   if (rt) {
     n->req = (char **)fav_schema_alloc(L, (size_t)nr, sizeof(char *));
