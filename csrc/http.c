@@ -556,12 +556,9 @@ static void hdrset_free(hdrset *s) {
 }
 
 /* Whether set s holds exactly the lines of req.headers and
- * req.extra_headers, then "Expect:" when expect, then the Authorization
- * line for auth. The fields need not have been checked: a field that is
- * neither nil nor a table, or an item that is not a string, never matches
- * (every kept set was built from checked lists, so a match proves the
- * lists are lists of one-line strings). Does not raise; leaves the stack
- * as it found it. */
+ * req.extra_headers (checked by the caller: lists of one-line strings),
+ * then "Expect:" when expect, then the Authorization line for auth. Does
+ * not raise; leaves the stack as it found it. */
 static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expect, const char *auth,
                         size_t auth_len) {
   static const char *const fields[] = {"headers", "extra_headers"};
@@ -573,15 +570,13 @@ static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expe
   for (f = 0; f < 2; f++) {
     size_t i, n;
     lua_getfield(L, req, fields[f]);
-    if (lua_istable(L, -1)) n = lua_rawlen(L, -1);
-    else if (lua_isnil(L, -1)) n = 0;
-    else { lua_pop(L, 1); return 0; }
+    n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
     for (i = 1; i <= n; i++) {
-      size_t sl = 0;
-      const char *str = NULL;
+      size_t sl;
+      const char *str;
       lua_rawgeti(L, -1, (int)i);
-      if (lua_type(L, -1) == LUA_TSTRING) str = lua_tolstring(L, -1, &sl);
-      if (!str || !node || k >= s->nlines || s->len[k] != sl || memcmp(node->data, str, sl) != 0) {
+      str = lua_tolstring(L, -1, &sl);
+      if (!node || k >= s->nlines || s->len[k] != sl || memcmp(node->data, str, sl) != 0) {
         lua_pop(L, 2);
         return 0;
       }
@@ -678,28 +673,19 @@ static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, c
  * used idle slot when it can be. A new Authorization line retires every
  * idle set with another one (a refreshed token: the old goes now). Returns
  * NULL on success, else a static message. Does not raise. */
-/* The kept set with exactly the request's lines (see hdrset_match), or
- * NULL. Does not raise. */
-static hdrset *find_headers(lua_State *L, int req, fav_http *h, int ua, int expect, const char *auth,
-                            size_t auth_len) {
-  int i;
-  for (i = 0; i < FAV_HDRSETS; i++) {
-    hdrset *s = h->hsets[i];
-    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) return s;
-  }
-  return NULL;
-}
-
-static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, hdrset *hit, int ua,
-                                int expect, const char *auth, size_t auth_len) {
+static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, int ua, int expect,
+                                const char *auth, size_t auth_len) {
   hdrset *s;
   int i, slot = -1, cacheable;
-  if (hit) {
-    hit->refs++;
-    hit->used = ++h->hclock;
-    t->hset = hit;
-    t->ua_sent = hit->ua;
-    return NULL;
+  for (i = 0; i < FAV_HDRSETS; i++) {
+    s = h->hsets[i];
+    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) {
+      s->refs++;
+      s->used = ++h->hclock;
+      t->hset = s;
+      t->ua_sent = s->ua;
+      return NULL;
+    }
   }
   s = hdrset_build(L, req, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
   if (!s) return "out of memory";
@@ -1063,8 +1049,7 @@ static int fav_http_start(lua_State *L) {
   size_t auth_len = 0, blen = 0;
   const char *body = NULL;
   long timeout_ms;
-  int post, f, ua, expect;
-  hdrset *hit;
+  int post, f, ua;
   transfer *t;
   CURL *e;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -1090,20 +1075,10 @@ static int fav_http_start(lua_State *L) {
       if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)");
       auth = lua_tolstring(L, -1, &auth_len);
     }
+    if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len))
+      return luaL_error(L, "bad request field 'auth' (contains a line break)");
   }
-  /* the User-Agent line travels in the header list when it can (see
-   * ua_line); "Expect:" turns off libcurl's "Expect: 100-continue" round
-   * trip, which it adds only to a POST body over 1 KiB (1 MiB since 7.76):
-   * not sent when it changes nothing */
-  post = strcmp(method, "POST") == 0;
-  expect = post && blen > 1024;
-  ua = h->ua_line && !proxy_env();
-  /* lines a kept set holds were checked when it was built: the lists are
-   * checked (one memchr pair a line) only when no kept set matches */
-  hit = find_headers(L, 2, h, ua, expect, auth, auth_len);
-  if (auth && !hit && (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len)))
-    return luaL_error(L, "bad request field 'auth' (contains a line break)");
-  for (f = 0; f < 2 && !hit; f++) {
+  for (f = 0; f < 2; f++) {
     const char *field = f ? "extra_headers" : "headers";
     lua_getfield(L, 2, field);
     if (!lua_isnil(L, -1)) {
@@ -1135,8 +1110,14 @@ static int fav_http_start(lua_State *L) {
   t->next = h->active;
   h->active = t;
   if (!e) { err = "curl_easy_init failed"; goto fail; }
-  if ((err = take_headers(L, 2, h, t, hit, ua, expect, auth, auth_len)) != NULL) goto fail;
-  /* else the User-Agent as libcurl's option, as before */
+  /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
+   * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
+   * when it changes nothing */
+  post = strcmp(method, "POST") == 0;
+  ua = h->ua_line && !proxy_env();
+  if ((err = take_headers(L, 2, h, t, ua, post && blen > 1024, auth, auth_len)) != NULL) goto fail;
+  /* the User-Agent line travels in the header list when it can (see
+   * ua_line), else as libcurl's option, as before */
   curl_easy_setopt(e, CURLOPT_USERAGENT, t->ua_sent ? (char *)NULL : h->user_agent);
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);

@@ -35,31 +35,6 @@ local AUX_QUEUE = 256
 local CANCEL_DRAIN_MS = 100
 
 local now = core.monotonic
--- LuaJIT on 64-bit Linux: the same clock (CLOCK_MONOTONIC, the same
--- arithmetic as core.monotonic) through the FFI, which a trace compiles;
--- a call of a C function ends the trace that makes it. Any doubt (no FFI,
--- a clash with another declaration): core.monotonic. Declared once per
--- process (this module may be loaded again: the declarations stay).
-if rawget(_G, "jit") and jit.os == "Linux" then
-  local ok, ffi = pcall(require, "ffi")
-  local function declare()
-    if not pcall(ffi.typeof, "struct favcrm_timespec") then
-      ffi.cdef("struct favcrm_timespec { long tv_sec; long tv_nsec; };")
-    end
-    if not pcall(function() return ffi.C.clock_gettime end) then
-      ffi.cdef("int clock_gettime(int clk, struct favcrm_timespec *ts);")
-    end
-  end
-  if ok and ffi.abi("64bit") and pcall(declare) then
-    local ts = ffi.new("struct favcrm_timespec")
-    local C, tonumber = ffi.C, tonumber
-    local function ffi_now()
-      C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-      return (tonumber(ts.tv_sec) * 1000.0 + tonumber(ts.tv_nsec) / 1e6) / 1000.0
-    end
-    if pcall(ffi_now) then now = ffi_now end
-  end
-end
 local null = json.null
 local NO_OPTS = {}
 
@@ -276,15 +251,7 @@ function Session:_launch(op)
   if op.drop_auth then auth = nil end -- never to another origin
   req.method = op.http_method or "POST"
   req.url = op.url or self.url
-  if op.full_headers then
-    req.headers = self:_tool_headers(op.full_headers)
-  elseif req == self._req and op.extra_headers then
-    -- the C transport takes the per-request lines apart: the kept common
-    -- list is passed as it is, not copied with them
-    req.headers, req.extra_headers = self:_headers(), op.extra_headers
-  else
-    req.headers = self:_headers(op.extra_headers)
-  end
+  req.headers = op.full_headers and self:_tool_headers(op.full_headers) or self:_headers(op.extra_headers)
   req.body = op.body
   req.auth = auth
   -- the time left, and a second more, so our own deadline ends it first
@@ -293,7 +260,7 @@ function Session:_launch(op)
   op.sent_session = self.session_id
   if op.got_headers or op.status then op.status, op.headers, op.got_headers = nil, nil, false end
   local tid, err = self.transport:start(req)
-  req.auth, req.body, req.extra_headers = nil, nil, nil -- the kept table holds no token and no body
+  req.auth, req.body = nil, nil -- the kept table holds no token and no body
   if not tid then
     return self:_finish(op, nil, errors.new("network", "could not start the request: " .. tostring(err)))
   end
@@ -405,9 +372,9 @@ function Session:_encode(op)
       if not aj then
         error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 4)
       end
-      local meta = false
+      local tail = "}}"
       if op.modern then
-        meta = self:_meta_json(self.protocol_version or era.MODERN)
+        tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}"
         local ph = op.param_headers
         if ph and ph[1] ~= nil then
           local h = era.request_headers(method, params)
@@ -419,14 +386,8 @@ function Session:_encode(op)
       elseif op.extra_headers or op.full_headers then
         op.extra_headers, op.full_headers = false, false
       end
-      -- one concatenation each (no intermediate string for the tail)
-      if meta then
-        op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
-          .. ',"arguments":' .. aj .. ',"_meta":' .. meta .. "}}"
-      else
-        op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
-          .. ',"arguments":' .. aj .. "}}"
-      end
+      op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
+        .. ',"arguments":' .. aj .. tail
       return
     end
   end
@@ -1044,13 +1005,7 @@ function Session:wait(op, budget)
     else
       while not op.done and not (tm and tm.done) do
         self:pump(1)
-        if self.after_pump then
-          self.after_pump()
-        else
-          -- nobody looks at the list here: emptied in place, not replaced
-          local sg = self.signaled
-          for i = #sg, 1, -1 do sg[i] = nil end
-        end
+        if self.after_pump then self.after_pump() else self.signaled = {} end
       end
     end
   until not (op.done and self.oauth and op.err and self:_oauth_retry(op))

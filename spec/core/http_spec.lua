@@ -111,27 +111,6 @@ describe("favcrm.core http_new()", function()
       assert.has_error(function() h:start({ url = URL, headers = { "A: b\r\nC: d" } }) end,
         "bad request field 'headers' (item 1 is not a one-line string)")
     end)
-
-    it("checks the header lists even when a kept header list has the same lines", function()
-      -- a kept list proves its own lines only: an item that is not a string (a table), or
-      -- a field that is not a table, is refused as before
-      local id = assert(h:start({ url = URL, body = PING, headers = { "X-A: 5" }, extra_headers = { "5" } }))
-      assert.is_true(h:cancel(id))
-      assert.has_error(function()
-        h:start({ url = URL, body = PING, headers = { "X-A: 5" }, extra_headers = { {} } })
-      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
-      id = assert(h:start({ url = URL, body = PING }))
-      assert.is_true(h:cancel(id))
-      assert.has_error(function() h:start({ url = URL, body = PING, headers = "X-A: 5" }) end,
-        "bad request field 'headers' (table expected)")
-      assert.has_error(function() h:start({ url = URL, body = PING, extra_headers = 5 }) end,
-        "bad request field 'extra_headers' (table expected)")
-      id = assert(h:start({ url = URL, body = PING, headers = { "X-A: 5" }, auth = "k1" }))
-      assert.is_true(h:cancel(id))
-      assert.has_error(function()
-        h:start({ url = URL, body = PING, headers = { "X-A: 5" }, auth = "k1\r\nX: y" })
-      end, "bad request field 'auth' (contains a line break)")
-    end)
   end)
 
   describe("close()", function()
