@@ -657,9 +657,12 @@ function Client:call(name, args, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #3 to 'call' (table of options expected, got " .. type(opts) .. ")", 2)
   end
-  check_call_opts(opts, "call", 2)
-  opts = opts or NO_OPTS
-  if opts.task ~= nil then tasks.check(opts.task, 3) end
+  if opts ~= nil then
+    check_call_opts(opts, "call", 2)
+    if opts.task ~= nil then tasks.check(opts.task, 3) end
+  else
+    opts = NO_OPTS
+  end
   args = args or {}
   -- the call's one deadline: everything below spends from it
   local session = self.session
@@ -683,7 +686,8 @@ function Client:call(name, args, opts)
   local validate = self.validate and opts.validate ~= false
   if validate then
     local v = self:_validator(tool, "inputSchema")
-    if v then
+    -- check says yes or no and builds nothing; the full report only on no
+    if v and not v:check(args, self:_validate_opts(budget)) then
       local ok, errs = v:validate(args, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)
@@ -701,14 +705,11 @@ function Client:call(name, args, opts)
   -- empty tables the inputSchema calls arrays go out as []
   local marked = args
   if next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
-  local params = { name = name, arguments = marked }
   if not session.initialized then
     local ok_init, ierr = session:initialize(budget)
     if not ok_init then return nil, ierr end
   end
-  -- plain: params hold exactly name and arguments (Session:_encode's fast path)
-  local op_opts = { budget = budget, on_progress = opts.on_progress, plain = true,
-    reissue = ann.readOnlyHint == true, param_headers = param_headers(self, session, tool, args) }
+  local on_progress, ph = opts.on_progress, param_headers(self, session, tool, args)
   -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
   -- (only when the server takes tasks at all)
   local caps = session.server_capabilities
@@ -722,9 +723,9 @@ function Client:call(name, args, opts)
   local tries, waited, refetched = 0, false, false
   while true do
     if as_task then
-      result, rerr = tasks.call(session, params, budget, opts)
+      result, rerr = tasks.call(session, { name = name, arguments = marked }, budget, opts)
     else
-      result, rerr = session:wait(session:start_request("tools/call", params, op_opts))
+      result, rerr = session:call_tool(name, marked, budget, on_progress, read_only, ph)
     end
     if result then break end
     local transient = rerr.code == "network"
@@ -740,7 +741,7 @@ function Client:call(name, args, opts)
       local fresh = self:_tools(true, budget)
       tool = fresh and self.tool_cache.byname[name]
       if not tool then break end
-      op_opts.param_headers = param_headers(self, session, tool, args)
+      ph = param_headers(self, session, tool, args)
     elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
       and rerr.retry_after <= max_retry_wait and rerr.retry_after < session.left(budget) then
       waited = true
@@ -759,7 +760,7 @@ function Client:call(name, args, opts)
   if result.isError == true then return nil, tool_failure(name, result) end
   if validate and type(result.structuredContent) == "table" then
     local v = self:_validator(tool, "outputSchema")
-    if v then
+    if v and not v:check(result.structuredContent, self:_validate_opts(budget)) then
       local ok, errs = v:validate(result.structuredContent, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)

@@ -239,14 +239,20 @@ function Session:_aux_done(tid)
 end
 
 -- Starts (or restarts) the op's HTTP exchange.
-function Session:_launch(op)
-  -- the C transport reads the request and keeps nothing of the table: one
-  -- per session, refilled; a Lua transport gets a table of its own
+-- The table a request is described in: the C transport reads it and keeps
+-- nothing of it, so one per session is refilled; a Lua transport gets a
+-- table of its own each time.
+function Session:_request_table()
   local req = self._req
   if not req or self._req_for ~= self.transport then
     req = {}
     if type(self.transport) == "userdata" then self._req, self._req_for = req, self.transport end
   end
+  return req
+end
+
+function Session:_launch(op)
+  local req = self:_request_table()
   local auth = self:_auth(op.budget)
   if op.drop_auth then auth = nil end -- never to another origin
   req.method = op.http_method or "POST"
@@ -275,7 +281,124 @@ end
 -- Mcp-Param-{Name} lines of a tools/call), reissue (modern: a read-only
 -- call a broken stream may send again), modern (the era probe).
 function Session:start_request(method, params, opts)
-  opts = opts or NO_OPTS
+  local op = self:_new_op(method, params, opts or NO_OPTS)
+  self:_encode(op)
+  self:_launch(op)
+  return op
+end
+
+-- The plain tools/call's answer as the transport's exchange hands it over
+-- (the C transport's http:exchange; emulated with start and poll for a
+-- transport without it): tid, and when the transfer ended within wait_ms
+-- with a 2xx answer that is a non-empty body or an event stream of exactly
+-- one "message" event, status, that body or event's data, Content-Type and
+-- Date. The transfer's items are not taken: http:exchange leaves them
+-- queued (http:drop forgets them; the next poll hands them over), the
+-- emulation returns them (items) for the caller to hand on.
+local function exchange(tr, req, wait_ms)
+  if tr.exchange then return tr:exchange(req, wait_ms) end
+  local tid, err = tr:start(req)
+  if not tid then return nil, err end
+  local deadline, items = now() + wait_ms / 1000, nil
+  repeat
+    local got = tr:poll(math.max(0, math.floor((deadline - now()) * 1000 + 0.5)), true)
+    for _, it in ipairs(got) do
+      items = items or {}
+      items[#items + 1] = it
+    end
+    -- an event may be a server request that waits for our answer: the
+    -- first event (or the end) is as far as this goes
+    local last = items and items[#items]
+    if last and last.type ~= "headers" then break end
+  until now() >= deadline
+  local it = items and #items == 1 and items[1]
+  if it and it.type == "done" and it.headers and not it.error and it.status >= 200 and it.status < 300 then
+    local payload
+    if it.sse then
+      if it.event == "message" then payload = it.data end
+    else
+      payload = it.body
+    end
+    if payload and payload ~= "" then
+      return tid, it.status, payload, it.headers["content-type"], it.headers.date, items
+    end
+  end
+  return tid, nil, nil, nil, nil, items
+end
+
+--- Session:call_tool(name, args, budget, on_progress, reissue, param_headers)
+-- -> result | nil, err: a plain tools/call (the op's params exactly name
+-- and arguments; the other values as start_request's opts), sent and
+-- waited for. The hot path: with nothing else in flight (no op, no
+-- auxiliary transfer, timer, resume or listening stream), no progress
+-- wanted, no Mcp-Param headers and not inside an async handle, the answer
+-- comes back through the transport's exchange with no op, item or header
+-- table; a plain JSON-RPC result is returned from there. Anything else (a
+-- stream with more than one event, an HTTP error, a JSON-RPC error, an
+-- answer that is not our result) is handed to the usual op machinery where
+-- it stands, so it is treated exactly as start_request + wait treats it.
+function Session:call_tool(name, args, b, on_progress, reissue, ph)
+  local tr = self.transport
+  local cos = self.async_cos
+  if type(tr) ~= "userdata" or next(self.ops) ~= nil or next(self.aux) ~= nil or next(self.timers) ~= nil
+    or (self.resuming and next(self.resuming) ~= nil) or self.listen or on_progress or self.cb.progress
+    or ph or (next(cos) ~= nil and cos[coroutine.running() or cos] ~= nil) then
+    return self:wait(self:start_request("tools/call", { name = name, arguments = args },
+      { budget = b, on_progress = on_progress, plain = true, reissue = reissue, param_headers = ph }))
+  end
+  local counter = self.shared or self
+  local rpc_id = (counter.next_rpc or 0) + 1
+  counter.next_rpc = rpc_id
+  local modern = self.era == "modern"
+  local body = self:_plain_body(rpc_id, name, args, modern, 4)
+  local req = self:_request_table()
+  local auth = self:_auth(b)
+  req.method, req.url, req.body, req.auth = "POST", self.url, body, auth
+  req.headers = modern and self:_tool_headers(name) or self:_headers()
+  local t, hard = now(), b.hard
+  local d = b.deadline
+  if hard < d then d = hard end
+  -- the time left, and a second more, so our own deadline ends it first
+  req.timeout_ms = math.max(1, math.floor((hard - t) * 1000) + 1000)
+  local tid, st, rbody, ct, date, items = exchange(tr, req, math.max(0, math.floor((d - t) * 1000 + 0.5)))
+  req.auth, req.body = nil, nil -- the kept table holds no token and no body
+  local op
+  if tid then
+    if st then
+      if date and date ~= self.last_date_header then self.last_date_header, self.last_date_at = date, os.time() end
+      local sse = ct == "text/event-stream" or (ct and ct:lower():find("^text/event%-stream")) and true or false
+      if sse or ct == "application/json" or (ct and ct:lower():find("^application/json")) then
+        local msg = json.decode_plain(rbody)
+        if type(msg) == "table" and msg.id == rpc_id and msg.jsonrpc == "2.0" and msg.error == nil
+          and msg.method == nil then
+          local res = msg.result
+          if type(res) == "table" and not (modern and res.resultType == "input_required") then
+            if not items then tr:drop(tid) end
+            return res
+          end
+        end
+      end
+    end
+    -- the usual path takes over from here
+    op = self:_new_op("tools/call", { name = name, arguments = args },
+      { budget = b, plain = true, reissue = reissue })
+    op.rpc_id, op.body, op.tid = rpc_id, body, tid
+    op.sent_auth, op.sent_session = auth or false, self.session_id
+    if modern then op.full_headers = name end
+    self.ops[tid] = op
+    -- what poll handed the emulation; http:exchange's items are still queued
+    if items then self:_take_all(items) end
+  else
+    op = self:_new_op("tools/call", { name = name, arguments = args },
+      { budget = b, plain = true, reissue = reissue })
+    op.rpc_id, op.body = rpc_id, body
+    self:_finish(op, nil, errors.new("network", "could not start the request: " .. tostring(st)))
+  end
+  return self:wait(op)
+end
+
+-- A new op (not sent yet): see start_request for opts.
+function Session:_new_op(method, params, opts)
   local b = opts.budget or self:budget(opts.timeout, opts.max_total_timeout)
   -- the fields every op gets on the way (sized once, never resized); the
   -- rest start as OP_DEFAULTS says and are stored only when they change
@@ -291,8 +414,6 @@ function Session:start_request(method, params, opts)
   if opts.param_headers then op.param_headers = opts.param_headers end
   if opts.reissue then op.reissue = true end
   if opts.plain and method == "tools/call" then op.plain = true end
-  self:_encode(op)
-  self:_launch(op)
   return op
 end
 
@@ -345,6 +466,21 @@ function Session:_tool_headers(name)
   return e.headers
 end
 
+-- The body of a plain tools/call: the fixed envelope (and in the modern era
+-- the request's _meta, encoded once per session) spliced around the
+-- arguments' JSON. Arguments that cannot be encoded raise, at `level`.
+function Session:_plain_body(rpc_id, name, args, modern, level)
+  local aj, jerr = "{}", nil
+  if next(args) ~= nil or getmetatable(args) ~= nil then aj, jerr = json.wire(args) end
+  if not aj then
+    error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), level)
+  end
+  local tail = "}}"
+  if modern then tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}" end
+  return TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
+    .. ',"arguments":' .. aj .. tail
+end
+
 -- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
 -- request's _meta, its MRTR answers and its headers.
 function Session:_encode(op)
@@ -365,16 +501,9 @@ function Session:_encode(op)
   -- once per session) spliced around the arguments' JSON
   if op.plain and rpc_id and not (op.on_progress or self.cb.progress)
     and not op.mrtr_responses and not op.mrtr_state then
-    local name, args = params.name, params.arguments
+    local name = params.name
     do
-      local aj, jerr = "{}", nil
-      if next(args) ~= nil or getmetatable(args) ~= nil then aj, jerr = json.wire(args) end
-      if not aj then
-        error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), 4)
-      end
-      local tail = "}}"
       if op.modern then
-        tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}"
         local ph = op.param_headers
         if ph and ph[1] ~= nil then
           local h = era.request_headers(method, params)
@@ -386,8 +515,7 @@ function Session:_encode(op)
       elseif op.extra_headers or op.full_headers then
         op.extra_headers, op.full_headers = false, false
       end
-      op.body = TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
-        .. ',"arguments":' .. aj .. tail
+      op.body = self:_plain_body(rpc_id, name, params.arguments, op.modern, 5)
       return
     end
   end
@@ -459,7 +587,9 @@ end
 function Session:_on_headers(op, item)
   op.status, op.headers, op.got_headers = item.status, item.headers, true
   local h = item.headers or {}
-  if h.date then self.last_date_header, self.last_date_at = h.date, os.time() end
+  -- the local time the Date was first seen (the one nearest its second)
+  local date = h.date
+  if date and date ~= self.last_date_header then self.last_date_header, self.last_date_at = date, os.time() end
   local st = item.status
   if op.is_init and st >= 200 and st < 300 then
     local sid = h["mcp-session-id"]
@@ -898,13 +1028,7 @@ function Session:pump(max_wait)
   -- merged: the C transport hands a transfer's headers, last event and
   -- end over in one table where they follow each other (a Lua transport
   -- ignores the flag); each part is taken in the order it came
-  local items = self.transport:poll(ms, true)
-  for _, item in ipairs(items) do
-    local ty = item.type
-    if item.headers ~= nil and ty ~= "headers" then self:_take(item, "headers") end
-    if item.data ~= nil and ty == "done" then self:_take(item, "event") end
-    self:_take(item, ty)
-  end
+  self:_take_all(self.transport:poll(ms, true))
   if next(self.timers) ~= nil then self:_fire_timers(now()) end
   local l = self.listen
   if l then
@@ -931,6 +1055,17 @@ function Session:pump(max_wait)
         self:_launch(op)
       end
     end
+  end
+end
+
+-- The items of one poll, merged ones taken part by part in the order the
+-- parts came.
+function Session:_take_all(items)
+  for _, item in ipairs(items) do
+    local ty = item.type
+    if item.headers ~= nil and ty ~= "headers" then self:_take(item, "headers") end
+    if item.data ~= nil and ty == "done" then self:_take(item, "event") end
+    self:_take(item, ty)
   end
 end
 
