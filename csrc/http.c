@@ -130,10 +130,16 @@ typedef struct fav_http {
   char *user_agent;
   char *ua_line;   /* "User-Agent: " .. user_agent, or NULL */
   char *ca_file;
+  long ex_id;      /* the transfer http:exchange waits for, or 0 */
+  int ex_ended;    /* it has ended (finish saw it) */
+  struct transfer *ex_t; /* it, ended with an answer exchange hands over
+                            itself: out of the active list and the queue */
   int closed;
 } fav_http;
 
 static int curl_ready = 0;
+
+static void exchange_release(fav_http *h);
 
 /* ---- libcurl's memory: wiped when freed ------------------------------ *
  * libcurl copies the Authorization line into its own buffers (the header
@@ -555,36 +561,73 @@ static void hdrset_free(hdrset *s) {
   free(s);
 }
 
+/* A walk over the lines of req.headers then req.extra_headers (lists of
+ * one-line strings, checked by the caller; a missing list has none):
+ *   hdr_iter it = HDR_ITER(L, req);
+ *   while (hdr_next(&it, &str, &len)) ... ;   (or hdr_stop(&it) to leave)
+ * While it walks, the list and the current line are on the stack (str
+ * stays valid until the next call); when hdr_next has returned 0, or after
+ * hdr_stop, the stack is as it was. Does not raise. */
+typedef struct hdr_iter {
+  lua_State *L;
+  int req;    /* the request table's (absolute) index */
+  int list;   /* lists opened so far (0, 1: headers, 2: extra_headers) */
+  int open;   /* a list is on the stack */
+  int line;   /* the current line is on the stack, above it */
+  size_t i, n;
+} hdr_iter;
+
+#define HDR_ITER(L, req) {(L), (req), 0, 0, 0, 0, 0}
+
+static void hdr_stop(hdr_iter *it) {
+  if (it->line) lua_pop(it->L, 1);
+  if (it->open) lua_pop(it->L, 1);
+  it->line = it->open = 0;
+  it->list = 2;
+  it->i = it->n = 0;
+}
+
+static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
+  static const char *const fields[] = {"headers", "extra_headers"};
+  lua_State *L = it->L;
+  if (it->line) { lua_pop(L, 1); it->line = 0; }
+  for (;;) {
+    while (it->i < it->n) {
+      lua_rawgeti(L, -1, (int)++it->i);
+      *str = lua_tolstring(L, -1, len);
+      if (*str) { it->line = 1; return 1; }
+      lua_pop(L, 1);
+    }
+    if (it->open) { lua_pop(L, 1); it->open = 0; }
+    if (it->list == 2) return 0;
+    lua_getfield(L, it->req, fields[it->list++]);
+    it->open = 1;
+    it->i = 0;
+    it->n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+  }
+}
+
 /* Whether set s holds exactly the lines of req.headers and
  * req.extra_headers (checked by the caller: lists of one-line strings),
  * then "Expect:" when expect, then the Authorization line for auth. Does
  * not raise; leaves the stack as it found it. */
 static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expect, const char *auth,
                         size_t auth_len) {
-  static const char *const fields[] = {"headers", "extra_headers"};
   const struct curl_slist *node = s->list;
-  int f, k = 0;
+  hdr_iter it = HDR_ITER(L, req);
+  const char *str;
+  size_t sl;
+  int k = 0;
   if (s->ua_cand != ua || s->expect != expect || s->auth != (auth != NULL) ||
       (auth && s->auth_len != auth_len))
     return 0;
-  for (f = 0; f < 2; f++) {
-    size_t i, n;
-    lua_getfield(L, req, fields[f]);
-    n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
-    for (i = 1; i <= n; i++) {
-      size_t sl;
-      const char *str;
-      lua_rawgeti(L, -1, (int)i);
-      str = lua_tolstring(L, -1, &sl);
-      if (!node || k >= s->nlines || s->len[k] != sl || memcmp(node->data, str, sl) != 0) {
-        lua_pop(L, 2);
-        return 0;
-      }
-      lua_pop(L, 1);
-      node = node->next;
-      k++;
+  while (hdr_next(&it, &str, &sl)) {
+    if (!node || k >= s->nlines || s->len[k] != sl || memcmp(node->data, str, sl) != 0) {
+      hdr_stop(&it);
+      return 0;
     }
-    lua_pop(L, 1);
+    node = node->next;
+    k++;
   }
   if (k != s->nlines) return 0;
   if (s->ua) node = node ? node->next : NULL; /* the same User-Agent line */
@@ -603,38 +646,26 @@ static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expe
  * caller has checked the types already. */
 static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, const char *auth,
                             size_t auth_len, int *cacheable) {
-  static const char *const fields[] = {"headers", "extra_headers"};
   hdrset *s = calloc(1, sizeof *s);
+  hdr_iter it = HDR_ITER(L, req);
   struct curl_slist *l;
-  int f;
+  const char *str;
+  size_t sl;
   *cacheable = 1;
   if (!s) return NULL;
-  for (f = 0; f < 2; f++) {
-    size_t i, n;
-    lua_getfield(L, req, fields[f]);
-    n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
-    for (i = 1; i <= n; i++) {
-      size_t sl;
-      const char *str;
-      lua_rawgeti(L, -1, (int)i);
-      str = lua_tolstring(L, -1, &sl);
-      if (str) {
-        if (sl >= 11 && name_is(str, "user-agent:", 11)) ua = NULL; /* the caller's wins */
-        /* a credential of the caller's (OAuth's Basic client secret) is
-         * not kept: that list is the transfer's, wiped when it ends */
-        if ((sl >= 14 && name_is(str, "authorization:", 14)) ||
-            (sl >= 20 && name_is(str, "proxy-authorization:", 20)))
-          *cacheable = 0;
-        l = curl_slist_append(s->list, str);
-        if (!l) { lua_pop(L, 2); hdrset_free(s); return NULL; }
-        s->list = l;
-        if (s->nlines < FAV_HDRSET_LINES) s->len[s->nlines] = sl;
-        else *cacheable = 0;
-        s->nlines++;
-      }
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+  while (hdr_next(&it, &str, &sl)) {
+    if (sl >= 11 && name_is(str, "user-agent:", 11)) ua = NULL; /* the caller's wins */
+    /* a credential of the caller's (OAuth's Basic client secret) is
+     * not kept: that list is the transfer's, wiped when it ends */
+    if ((sl >= 14 && name_is(str, "authorization:", 14)) ||
+        (sl >= 20 && name_is(str, "proxy-authorization:", 20)))
+      *cacheable = 0;
+    l = curl_slist_append(s->list, str);
+    if (!l) { hdr_stop(&it); hdrset_free(s); return NULL; }
+    s->list = l;
+    if (s->nlines < FAV_HDRSET_LINES) s->len[s->nlines] = sl;
+    else *cacheable = 0;
+    s->nlines++;
   }
   if (ua) {
     l = curl_slist_append(s->list, ua);
@@ -804,7 +835,8 @@ static void transfer_free(fav_http *h, transfer *t) {
   if (h->ntfree < FAV_IDLE_TRANSFERS && !h->closed) {
     buf_trim(&t->body);
     buf_trim(&t->rhdr);
-    fav_buf_free(&t->rbody); /* (finish hands a whole body on as it is) */
+    buf_trim(&t->rbody); /* (finish hands a whole body on as it is; a
+                            body exchange pushed stays for the next one) */
     if (t->parser_on || t->parser_kept) {
       if (t->parser.line.cap > FAV_KEEP_BUF || t->parser.data.cap > FAV_KEEP_BUF ||
           t->parser.type.cap > FAV_KEEP_BUF || t->parser.id.cap > FAV_KEEP_BUF ||
@@ -850,10 +882,39 @@ static fav_err classify(CURLcode rc) {
   }
 }
 
-/* Turns a finished transfer into a Q_DONE item and frees it. */
+/* Drops t's queued headers item, if any. Never raises. */
+static void queue_drop_headers(fav_http *h, const transfer *t) {
+  qitem **pp = &h->qhead, *prev = NULL;
+  while (*pp) {
+    qitem *q = *pp;
+    if (q->id == t->id && q->kind == Q_HEADERS) {
+      *pp = q->next;
+      if (h->qtail == q) h->qtail = prev;
+      qitem_free(q);
+      return;
+    }
+    prev = q;
+    pp = &q->next;
+  }
+}
+
+/* Turns a finished transfer into a Q_DONE item and frees it; or, when it
+ * is the one http:exchange waits for and its answer is one exchange hands
+ * over itself (a clean 2xx with a non-empty body that is not SSE), takes
+ * its headers item out of the queue and leaves it in h->ex_t. */
 static void finish(fav_http *h, transfer *t, CURLcode rc) {
-  qitem *q = qitem_new(h, Q_DONE, t->id, 0);
+  qitem *q;
   unlink_transfer(h, t);
+  if (t->id == h->ex_id) {
+    h->ex_ended = 1;
+    if (rc == CURLE_OK && !t->fail_code && t->headers_done && !t->sse && t->status >= 200 &&
+        t->status < 300 && t->rbody.len > 0) {
+      queue_drop_headers(h, t);
+      h->ex_t = t;
+      return;
+    }
+  }
+  q = qitem_new(h, Q_DONE, t->id, 0);
   if (rc == CURLE_OK && !t->headers_done)
     fail(t, FAV_ENETWORK, "the connection closed before the response headers were complete");
   if (q) {
@@ -982,6 +1043,7 @@ static int fav_http_close(lua_State *L) {
   int i;
   if (!h->multi) return 0;
   h->closed = 1;
+  exchange_release(h);
   while (h->active) {
     transfer *t = h->active;
     h->active = t->next;
@@ -1037,61 +1099,87 @@ static CURL *easy_new(fav_http *h) {
   return e;
 }
 
-/* http:start{method=, url=, headers={...}, extra_headers={...}, body=,
- * auth=, timeout_ms=} -> id. extra_headers (optional, like headers) are
- * sent after headers: a caller can pass the same headers table on every
- * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
- * header list libcurl gets is kept and reused while the lines repeat.
- * Misuse raises; an out-of-memory failure returns nil, err. */
-static int fav_http_start(lua_State *L) {
-  fav_http *h = check_http(L);
-  const char *url, *method = "POST", *auth = NULL, *err;
+/* Whether something is queued for http:poll to hand over. */
+static int queue_ready(const fav_http *h) { return h->qhead != NULL; }
+
+/* Whether the transfer http:exchange waits for has ended. */
+static int exchange_ended(const fav_http *h) { return h->ex_ended; }
+
+/* Advances every transfer until stop(h) holds or the monotonic time
+ * deadline (ms) has passed; one round at least, even when it has. Never
+ * raises. */
+static void drive(fav_http *h, double deadline, int (*stop)(const fav_http *)) {
+  int running = 0;
+  for (;;) {
+    double left;
+    curl_multi_perform(h->multi, &running);
+    drain_info(h);
+    if (stop(h)) return;
+    left = deadline - fav_monotonic_ms();
+    if (left <= 0) return;
+    curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
+  }
+}
+
+/* Starts the transfer the request table at index 2 describes (what
+ * http:start takes) and returns it, in flight and owned by h; or NULL with
+ * *err a static message (out of memory, libcurl refused the handle) after
+ * freeing what it took. Raises on a bad request, before anything is
+ * acquired or sent; leaves the fields it read on the stack (the body
+ * string among them). */
+static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
+  const char *url, *method = "POST", *auth = NULL;
   size_t auth_len = 0, blen = 0;
   const char *body = NULL;
   long timeout_ms;
   int post, f, ua;
   transfer *t;
   CURL *e;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+  *err = NULL;
   lua_getfield(L, 2, "url");
   url = lua_tostring(L, -1);
-  if (!url || lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "bad request field 'url' (string expected)");
+  if (!url || lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'url' (string expected)"); return NULL; }
   lua_getfield(L, 2, "method");
   if (!lua_isnil(L, -1)) {
     method = lua_tostring(L, -1);
-    if (!method || (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE")))
-      return luaL_error(L, "bad request field 'method' (POST, GET or DELETE expected)");
+    if (!method || (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE"))) {
+      luaL_error(L, "bad request field 'method' (POST, GET or DELETE expected)");
+      return NULL;
+    }
   }
   lua_getfield(L, 2, "body");
   if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "bad request field 'body' (string expected)");
+    if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'body' (string expected)"); return NULL; }
     body = lua_tolstring(L, -1, &blen);
   }
   lua_getfield(L, 2, "auth");
   if (!lua_isnil(L, -1)) {
     auth = fav_secret_get(L, -1, &auth_len);
     if (!auth) {
-      if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)");
+      if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)"); return NULL; }
       auth = lua_tolstring(L, -1, &auth_len);
     }
-    if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len))
-      return luaL_error(L, "bad request field 'auth' (contains a line break)");
+    if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len)) {
+      luaL_error(L, "bad request field 'auth' (contains a line break)");
+      return NULL;
+    }
   }
   for (f = 0; f < 2; f++) {
     const char *field = f ? "extra_headers" : "headers";
     lua_getfield(L, 2, field);
     if (!lua_isnil(L, -1)) {
       size_t i, n;
-      if (!lua_istable(L, -1)) return luaL_error(L, "bad request field '%s' (table expected)", field);
+      if (!lua_istable(L, -1)) { luaL_error(L, "bad request field '%s' (table expected)", field); return NULL; }
       n = lua_rawlen(L, -1);
       for (i = 1; i <= n; i++) {
         size_t sl;
         const char *s;
         lua_rawgeti(L, -1, (int)i);
         s = lua_tolstring(L, -1, &sl);
-        if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl))
-          return luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
+          luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+          return NULL;
+        }
         lua_pop(L, 1);
       }
     }
@@ -1101,7 +1189,7 @@ static int fav_http_start(lua_State *L) {
 
   /* From here on nothing raises until the transfer is owned by h. */
   t = transfer_get(h);
-  if (!t) { lua_pushnil(L); lua_pushliteral(L, "out of memory"); return 2; }
+  if (!t) { *err = "out of memory"; return NULL; }
   t->owner = h;
   t->id = h->next_id++;
   if (h->nidle > 0) e = h->idle[--h->nidle];
@@ -1109,13 +1197,13 @@ static int fav_http_start(lua_State *L) {
   t->easy = e;
   t->next = h->active;
   h->active = t;
-  if (!e) { err = "curl_easy_init failed"; goto fail; }
+  if (!e) { *err = "curl_easy_init failed"; goto fail; }
   /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
    * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
    * when it changes nothing */
   post = strcmp(method, "POST") == 0;
   ua = h->ua_line && !proxy_env();
-  if ((err = take_headers(L, 2, h, t, ua, post && blen > 1024, auth, auth_len)) != NULL) goto fail;
+  if ((*err = take_headers(L, 2, h, t, ua, post && blen > 1024, auth, auth_len)) != NULL) goto fail;
   /* the User-Agent line travels in the header list when it can (see
    * ua_line), else as libcurl's option, as before */
   curl_easy_setopt(e, CURLOPT_USERAGENT, t->ua_sent ? (char *)NULL : h->user_agent);
@@ -1126,7 +1214,7 @@ static int fav_http_start(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
   if (post) {
-    if (fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { err = "out of memory"; goto fail; }
+    if (fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { *err = "out of memory"; goto fail; }
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.p);
@@ -1138,9 +1226,8 @@ static int fav_http_start(lua_State *L) {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") == 0 ? (char *)NULL : "DELETE");
   }
-  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) { err = "curl_multi_add_handle failed"; goto fail; }
-  lua_pushinteger(L, (lua_Integer)t->id);
-  return 1;
+  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) { *err = "curl_multi_add_handle failed"; goto fail; }
+  return t;
 fail:
   if (e) {
     curl_easy_cleanup(e);
@@ -1148,9 +1235,111 @@ fail:
   }
   unlink_transfer(h, t);
   transfer_free(h, t);
-  lua_pushnil(L);
-  lua_pushstring(L, err);
-  return 2;
+  return NULL;
+}
+
+/* http:start{method=, url=, headers={...}, extra_headers={...}, body=,
+ * auth=, timeout_ms=} -> id. extra_headers (optional, like headers) are
+ * sent after headers: a caller can pass the same headers table on every
+ * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
+ * header list libcurl gets is kept and reused while the lines repeat.
+ * Misuse raises; an out-of-memory failure returns nil, err. */
+static int fav_http_start(lua_State *L) {
+  fav_http *h = check_http(L);
+  const char *err;
+  transfer *t;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  t = start_transfer(L, h, &err);
+  if (!t) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)t->id);
+  return 1;
+}
+
+/* Pushes the value of response header name (lower case, n bytes) of the
+ * "name: value\n" lines at p (len bytes), as set_headers_fields would set
+ * it (a repeated name's values joined with ", "), or nil. Can raise
+ * (memory). */
+static void push_header_value(lua_State *L, const char *p, size_t len, const char *name, size_t n) {
+  const char *end = p ? p + len : NULL;
+  int found = 0;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    if ((size_t)(nl - p) > n && p[n] == ':' && memcmp(p, name, n) == 0) {
+      const char *v = p + n + 1;
+      while (v < nl && (*v == ' ' || *v == '\t')) v++;
+      if (found) lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, (size_t)(nl - v));
+      if (found) lua_concat(L, 3);
+      found = 1;
+    }
+    p = nl + 1;
+  }
+  if (!found) lua_pushnil(L);
+}
+
+/* Frees the transfer a raise left in h->ex_t (see fav_http_exchange).
+ * Never raises. */
+static void exchange_release(fav_http *h) {
+  transfer *t = h->ex_t;
+  h->ex_t = NULL;
+  if (t) transfer_free(h, t);
+}
+
+/* http:exchange(req [, wait_ms]) -> id, status, body, content_type, date
+ * | id.
+ * Starts the transfer http:start(req) would (same fields, checks, errors
+ * and header-list reuse), then drives the transfers in flight as
+ * http:poll does for at most wait_ms (default 0) until that one has ended.
+ * When it ended within wait_ms without a transport error, with a status
+ * 200..299, a response that is not text/event-stream and a body that is not
+ * empty, its items (headers, done) are taken out of the queue (the items of
+ * other transfers stay queued, in order) and it returns its id, status,
+ * body, and its Content-Type and Date values (nil when absent), building
+ * no table. Otherwise it returns the id alone: the transfer is in flight or
+ * its items are queued, and http:poll hands them over as if http:start had
+ * started it (an SSE answer, a status outside 2xx, a failure, an empty
+ * body, wait_ms running out). nil, err when the transfer cannot be started
+ * (out of memory), as http:start. Raises on a bad request (naming the
+ * field, nothing sent) and on a NaN, infinite or negative wait_ms (a huge
+ * finite one is clamped, as poll's); otherwise can raise (memory) only
+ * while pushing the answer, when the transfer is held by h. */
+static int fav_http_exchange(lua_State *L) {
+  fav_http *h = check_http(L);
+  const char *err;
+  double wait;
+  transfer *t;
+  long id;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  wait = fav_optms(L, 3, 0); /* finite, >= 0, clamped */
+  lua_settop(L, 2);
+  exchange_release(h);
+  t = start_transfer(L, h, &err);
+  if (!t) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  id = t->id;
+  h->ex_id = id;
+  h->ex_ended = 0;
+  drive(h, fav_monotonic_ms() + wait, exchange_ended);
+  h->ex_id = 0;
+  lua_pushinteger(L, (lua_Integer)id);
+  t = h->ex_t;
+  if (!t) return 1;
+  /* t stays h's while the answer is pushed: a raise leaves it there */
+  lua_pushinteger(L, (lua_Integer)t->status);
+  lua_pushlstring(L, t->rbody.p, t->rbody.len);
+  push_header_value(L, t->rhdr.p, t->rhdr.len, "content-type", 12);
+  push_header_value(L, t->rhdr.p, t->rhdr.len, "date", 4);
+  exchange_release(h);
+  return 5;
 }
 
 /* Sets event_id and retry (where a reconnect would resume, and after how
@@ -1310,17 +1499,8 @@ static int fav_http_poll(lua_State *L) {
   fav_http *h = check_http(L);
   double wait = fav_optms(L, 2, 0); /* finite, >= 0, clamped */
   int merged = lua_toboolean(L, 3);
-  double deadline = fav_monotonic_ms() + wait;
-  int running = 0, n = 0;
-  for (;;) {
-    double left;
-    curl_multi_perform(h->multi, &running);
-    drain_info(h);
-    if (h->qhead) break;
-    left = deadline - fav_monotonic_ms();
-    if (left <= 0) break;
-    curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
-  }
+  int n = 0;
+  drive(h, fav_monotonic_ms() + wait, queue_ready);
   lua_newtable(L);
   while (h->qhead) {
     qitem *q = h->qhead;
@@ -1429,6 +1609,7 @@ int fav_http_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"start", fav_http_start},
     {"poll", fav_http_poll},
+    {"exchange", fav_http_exchange},
     {"cancel", fav_http_cancel},
     {"active", fav_http_active},
     {"fds", fav_http_fds},
