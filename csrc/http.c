@@ -574,10 +574,12 @@ typedef struct hdr_iter {
   int list;   /* lists opened so far (0, 1: headers, 2: extra_headers) */
   int open;   /* a list is on the stack */
   int line;   /* the current line is on the stack, above it */
+  int bad;    /* a line was neither a string nor a number (the walk
+                 stopped there) */
   size_t i, n;
 } hdr_iter;
 
-#define HDR_ITER(L, req) {(L), (req), 0, 0, 0, 0, 0}
+#define HDR_ITER(L, req) {(L), (req), 0, 0, 0, 0, 0, 0}
 
 static void hdr_stop(hdr_iter *it) {
   if (it->line) lua_pop(it->L, 1);
@@ -592,11 +594,16 @@ static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
   lua_State *L = it->L;
   if (it->line) { lua_pop(L, 1); it->line = 0; }
   for (;;) {
-    while (it->i < it->n) {
+    if (it->i < it->n) {
       lua_rawgeti(L, -1, (int)++it->i);
-      *str = lua_tolstring(L, -1, len);
-      if (*str) { it->line = 1; return 1; }
-      lua_pop(L, 1);
+      it->line = 1;
+      *str = lua_tolstring(L, -1, len); /* (a number becomes its text) */
+      if (!*str) {
+        it->bad = 1;
+        hdr_stop(it);
+        return 0;
+      }
+      return 1;
     }
     if (it->open) { lua_pop(L, 1); it->open = 0; }
     if (it->list == 2) return 0;
@@ -629,7 +636,7 @@ static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expe
     node = node->next;
     k++;
   }
-  if (k != s->nlines) return 0;
+  if (it.bad || k != s->nlines) return 0;
   if (s->ua) node = node ? node->next : NULL; /* the same User-Agent line */
   if (expect) node = node ? node->next : NULL; /* "Expect:" itself */
   if (auth) {
@@ -699,24 +706,34 @@ static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, c
   return s;
 }
 
-/* Gives t its request header list: a kept set with the same lines (most
- * recently used first), else a new one, kept in a free or least recently
+/* The kept set of h with exactly the lines hdrset_match describes, or
+ * NULL. Does not raise; leaves the stack as it found it. Lines it matches
+ * are lines a set was built from: checked then, so not again. */
+static hdrset *hdrset_find(lua_State *L, int req, fav_http *h, int ua, int expect, const char *auth,
+                           size_t auth_len) {
+  int i;
+  for (i = 0; i < FAV_HDRSETS; i++) {
+    hdrset *s = h->hsets[i];
+    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) return s;
+  }
+  return NULL;
+}
+
+/* Gives t its request header list: found (a kept set with the same
+ * lines, from hdrset_find), else a new one, kept in a free or least recently
  * used idle slot when it can be. A new Authorization line retires every
  * idle set with another one (a refreshed token: the old goes now). Returns
  * NULL on success, else a static message. Does not raise. */
-static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, int ua, int expect,
-                                const char *auth, size_t auth_len) {
-  hdrset *s;
+static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, hdrset *found, int ua,
+                                int expect, const char *auth, size_t auth_len) {
+  hdrset *s = found;
   int i, slot = -1, cacheable;
-  for (i = 0; i < FAV_HDRSETS; i++) {
-    s = h->hsets[i];
-    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) {
-      s->refs++;
-      s->used = ++h->hclock;
-      t->hset = s;
-      t->ua_sent = s->ua;
-      return NULL;
-    }
+  if (s) {
+    s->refs++;
+    s->used = ++h->hclock;
+    t->hset = s;
+    t->ua_sent = s->ua;
+    return NULL;
   }
   s = hdrset_build(L, req, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
   if (!s) return "out of memory";
@@ -1132,7 +1149,8 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   size_t auth_len = 0, blen = 0;
   const char *body = NULL;
   long timeout_ms;
-  int post, f, ua;
+  int post, expect, f, ua;
+  hdrset *found;
   transfer *t;
   CURL *e;
   *err = NULL;
@@ -1164,13 +1182,21 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
       return NULL;
     }
   }
+  /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
+   * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
+   * when it changes nothing */
+  post = strcmp(method, "POST") == 0;
+  expect = post && blen > 1024;
+  ua = h->ua_line && !proxy_env();
+  /* the lines of a kept list were checked when it was built */
+  found = hdrset_find(L, 2, h, ua, expect, auth, auth_len);
   for (f = 0; f < 2; f++) {
     const char *field = f ? "extra_headers" : "headers";
     lua_getfield(L, 2, field);
     if (!lua_isnil(L, -1)) {
       size_t i, n;
       if (!lua_istable(L, -1)) { luaL_error(L, "bad request field '%s' (table expected)", field); return NULL; }
-      n = lua_rawlen(L, -1);
+      n = found ? 0 : lua_rawlen(L, -1);
       for (i = 1; i <= n; i++) {
         size_t sl;
         const char *s;
@@ -1198,12 +1224,7 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   t->next = h->active;
   h->active = t;
   if (!e) { *err = "curl_easy_init failed"; goto fail; }
-  /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
-   * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
-   * when it changes nothing */
-  post = strcmp(method, "POST") == 0;
-  ua = h->ua_line && !proxy_env();
-  if ((*err = take_headers(L, 2, h, t, ua, post && blen > 1024, auth, auth_len)) != NULL) goto fail;
+  if ((*err = take_headers(L, 2, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
   /* the User-Agent line travels in the header list when it can (see
    * ua_line), else as libcurl's option, as before */
   curl_easy_setopt(e, CURLOPT_USERAGENT, t->ua_sent ? (char *)NULL : h->user_agent);
