@@ -37,6 +37,15 @@ extern char **environ;
 #define FAV_IDLE_TRANSFERS 64
 /* queue items kept for reuse */
 #define FAV_IDLE_ITEMS 64
+/* How long libcurl keeps a name's addresses (its default, 60 s). With
+ * CURLOPT_DNS_CACHE_TIMEOUT set, libcurl walks every slot of the multi
+ * handle's DNS cache (71 of them) after each transfer to drop old entries
+ * (~1k instructions a call); with it at -1 ("forever") it does not, and
+ * does not check an entry's age when it looks a name up. So a transfer
+ * runs with it set at most once every FAV_DNS_CACHE_S seconds, the others
+ * with -1: an entry is used at most about twice that long after it was
+ * resolved (a connection that is kept needs no lookup at all). */
+#define FAV_DNS_CACHE_S 60
 /* a kept transfer keeps a buffer only up to this capacity */
 #define FAV_KEEP_BUF (16 * 1024)
 
@@ -130,6 +139,8 @@ typedef struct fav_http {
   char *user_agent;
   char *ua_line;   /* "User-Agent: " .. user_agent, or NULL */
   char *ca_file;
+  double dns_at;   /* when a transfer last ran with DNS_CACHE_TIMEOUT set
+                      (monotonic ms; see FAV_DNS_CACHE_S) */
   long ex_id;      /* the transfer http:exchange waits for, or 0 */
   int ex_ended;    /* it has ended (finish saw it) */
   struct transfer *ex_t; /* it, ended with an answer exchange hands over
@@ -1051,6 +1062,7 @@ static int fav_http_new(lua_State *L) {
    * call_many at high concurrency reuses them instead of reconnecting */
   curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, opt_count(L, 1, "max_connections", FAV_MAX_CONNECTIONS));
   h->next_id = 1;
+  h->dns_at = -1e300; /* the first transfer prunes */
   return 1;
 }
 
@@ -1231,6 +1243,15 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
+  {
+    double now = fav_monotonic_ms();
+    long dns = -1L;
+    if (now - h->dns_at >= FAV_DNS_CACHE_S * 1000.0 || now < h->dns_at) {
+      h->dns_at = now;
+      dns = FAV_DNS_CACHE_S;
+    }
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, dns);
+  }
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->hset ? t->hset->list : t->hdrs);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
