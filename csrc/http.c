@@ -143,8 +143,10 @@ typedef struct fav_http {
                       (monotonic ms; see FAV_DNS_CACHE_S) */
   long ex_id;      /* the transfer http:exchange waits for, or 0 */
   int ex_ended;    /* it has ended (finish saw it) */
+  int ex_sse;      /* exchange hands over a one-event SSE answer too */
   struct transfer *ex_t; /* it, ended with an answer exchange hands over
                             itself: out of the active list and the queue */
+  qitem *ex_ev;    /* that answer's one event, when it is SSE */
   int closed;
 } fav_http;
 
@@ -926,17 +928,40 @@ static void queue_drop_headers(fav_http *h, const transfer *t) {
   }
 }
 
+/* Takes the one event item queued for t out of the queue and returns it;
+ * NULL (the queue untouched) when t has no event queued or more than one.
+ * Never raises. */
+static qitem *queue_take_event(fav_http *h, const transfer *t) {
+  qitem **pp, **at = NULL, *prev = NULL, *before = NULL, *q;
+  for (pp = &h->qhead; *pp; pp = &(*pp)->next) {
+    if ((*pp)->id == t->id && (*pp)->kind == Q_EVENT) {
+      if (at) return NULL;
+      at = pp;
+      before = prev;
+    }
+    prev = *pp;
+  }
+  if (!at) return NULL;
+  q = *at;
+  *at = q->next;
+  if (h->qtail == q) h->qtail = before;
+  q->next = NULL;
+  return q;
+}
+
 /* Turns a finished transfer into a Q_DONE item and frees it; or, when it
  * is the one http:exchange waits for and its answer is one exchange hands
- * over itself (a clean 2xx with a non-empty body that is not SSE), takes
- * its headers item out of the queue and leaves it in h->ex_t. */
+ * over itself (a clean 2xx with a non-empty body that is not SSE; with
+ * ex_sse, also an SSE stream that carried one event), takes its items out
+ * of the queue and leaves it in h->ex_t (and the event in h->ex_ev). */
 static void finish(fav_http *h, transfer *t, CURLcode rc) {
   qitem *q;
   unlink_transfer(h, t);
   if (t->id == h->ex_id) {
     h->ex_ended = 1;
-    if (rc == CURLE_OK && !t->fail_code && t->headers_done && !t->sse && t->status >= 200 &&
-        t->status < 300 && t->rbody.len > 0) {
+    if (rc == CURLE_OK && !t->fail_code && t->headers_done && t->status >= 200 && t->status < 300 &&
+        ((!t->sse && t->rbody.len > 0) ||
+         (t->sse && h->ex_sse && t->parser_on && (h->ex_ev = queue_take_event(h, t)) != NULL))) {
       queue_drop_headers(h, t);
       h->ex_t = t;
       return;
@@ -1329,12 +1354,15 @@ static void push_header_value(lua_State *L, const char *p, size_t len, const cha
  * Never raises. */
 static void exchange_release(fav_http *h) {
   transfer *t = h->ex_t;
+  qitem *q = h->ex_ev;
   h->ex_t = NULL;
+  h->ex_ev = NULL;
+  if (q) qitem_free(q);
   if (t) transfer_free(h, t);
 }
 
-/* http:exchange(req [, wait_ms]) -> id, status, body, content_type, date
- * | id.
+/* http:exchange(req [, wait_ms [, sse]]) -> id, status, body,
+ * content_type, date | id.
  * Starts the transfer http:start(req) would (same fields, checks, errors
  * and header-list reuse), then drives the transfers in flight as
  * http:poll does for at most wait_ms (default 0) until that one has ended.
@@ -1350,7 +1378,13 @@ static void exchange_release(fav_http *h) {
  * (out of memory), as http:start. Raises on a bad request (naming the
  * field, nothing sent) and on a NaN, infinite or negative wait_ms (a huge
  * finite one is clamped, as poll's); otherwise can raise (memory) only
- * while pushing the answer, when the transfer is held by h. */
+ * while pushing the answer, when the transfer is held by h.
+ * With sse true, a clean 2xx text/event-stream answer whose stream carried
+ * exactly one event with data is handed over the same way, with three more
+ * values: id, status, data, content_type, date, event (its type, as its
+ * "event" item would carry it), event_id, retry (the stream's last event id
+ * and retry, as its "done" item would carry them, or nil): nothing of it
+ * is queued. Otherwise (no event, or more than one) only the id, as above. */
 static int fav_http_exchange(lua_State *L) {
   fav_http *h = check_http(L);
   const char *err;
@@ -1359,6 +1393,7 @@ static int fav_http_exchange(lua_State *L) {
   long id;
   luaL_checktype(L, 2, LUA_TTABLE);
   wait = fav_optms(L, 3, 0); /* finite, >= 0, clamped */
+  h->ex_sse = lua_toboolean(L, 4);
   lua_settop(L, 2);
   exchange_release(h);
   t = start_transfer(L, h, &err);
@@ -1377,9 +1412,22 @@ static int fav_http_exchange(lua_State *L) {
   if (!t) return 1;
   /* t stays h's while the answer is pushed: a raise leaves it there */
   lua_pushinteger(L, (lua_Integer)t->status);
-  lua_pushlstring(L, t->rbody.p, t->rbody.len);
+  if (h->ex_ev) lua_pushlstring(L, h->ex_ev->data, h->ex_ev->len);
+  else lua_pushlstring(L, t->rbody.p, t->rbody.len);
   push_header_value(L, t->rhdr.p, t->rhdr.len, "content-type", 12);
   push_header_value(L, t->rhdr.p, t->rhdr.len, "date", 4);
+  if (h->ex_ev) {
+    size_t idlen = 0;
+    const char *eid = fav_sse_last_event_id(&t->parser, &idlen);
+    long retry = fav_sse_retry(&t->parser);
+    lua_pushstring(L, h->ex_ev->event ? h->ex_ev->event : "");
+    if (idlen) lua_pushlstring(L, eid, idlen);
+    else lua_pushnil(L);
+    if (retry >= 0) lua_pushinteger(L, (lua_Integer)retry);
+    else lua_pushnil(L);
+    exchange_release(h);
+    return 8;
+  }
   exchange_release(h);
   return 5;
 }

@@ -24,6 +24,13 @@ local function next_ping(f)
   sandbox.fault(f)
 end
 
+-- Sends ping n through h:exchange (waiting at most 10 s) with the sandbox's
+-- fault f for it; returns what exchange returned, packed.
+local function exchange(h, f, n, sse)
+  next_ping(f)
+  return pack(h:exchange({ url = URL, body = ping(n), headers = HEADERS }, 10000 * SLOW, sse))
+end
+
 -- Polls h until transfer id is done (at most 10 s), adding every item to
 -- got (a list, in the order poll handed them over); returns got.
 local function run(h, id, got)
@@ -62,8 +69,8 @@ describe("favcrm.core http:exchange()", function()
   end)
 
   it("hands a 2xx JSON answer over at once: id, status, body, content_type, date; poll has nothing of it", function()
-    next_ping({ fault = "status", status = 200, body = ANSWER, content_type = "application/json; charset=utf-8" })
-    local r = pack(h:exchange({ url = URL, body = ping(7), headers = HEADERS }, 10000 * SLOW))
+    local r = exchange(h,
+      { fault = "status", status = 200, body = ANSWER, content_type = "application/json; charset=utf-8" }, 7)
     assert.equal(5, r.n)
     assert.is_number(r[1])
     assert.equal(200, r[2])
@@ -84,8 +91,7 @@ describe("favcrm.core http:exchange()", function()
 
   it("returns only the id for an SSE answer; poll then hands over its headers, event and done", function()
     local sse = "event: message\ndata: " .. ANSWER .. "\n\n"
-    next_ping({ fault = "status", status = 200, body = sse, content_type = "text/event-stream" })
-    local r = pack(h:exchange({ url = URL, body = ping(7), headers = HEADERS }, 10000 * SLOW))
+    local r = exchange(h, { fault = "status", status = 200, body = sse, content_type = "text/event-stream" }, 7)
     assert.equal(1, r.n)
     local got = run(h, r[1])
     assert.same({ "headers", "event", "done" }, kinds(got, r[1]))
@@ -97,9 +103,50 @@ describe("favcrm.core http:exchange()", function()
     assert.is_nil(got[3].error)
   end)
 
+  it("with sse true, hands a one-event SSE answer over at once: data, event, event_id, retry too", function()
+    local sse = "id: 5\nretry: 300\nevent: message\ndata: " .. ANSWER .. "\n\n"
+    local r = exchange(h, { fault = "status", status = 200, body = sse, content_type = "text/event-stream" }, 7, true)
+    assert.equal(8, r.n)
+    assert.is_number(r[1])
+    assert.equal(200, r[2])
+    assert.equal(ANSWER, r[3])
+    assert.equal("text/event-stream", r[4])
+    assert.is_string(r[5])
+    assert.same({ "message", "5", 300 }, { r[6], r[7], r[8] })
+    assert.equal(0, h:active())
+    assert.same({}, h:poll(0))
+    -- no id, no retry, no event type: nil, nil and "message" (SSE's default)
+    r = exchange(h, { fault = "status", status = 200, body = "data: [1]\n\n", content_type = "text/event-stream" },
+      8, true)
+    assert.equal(8, r.n)
+    assert.same({ 200, "[1]", "message" }, { r[2], r[3], r[6] })
+    assert.is_nil(r[7])
+    assert.is_nil(r[8])
+    -- and a JSON answer as without it
+    r = exchange(h, { fault = "status", status = 200, body = ANSWER, content_type = "application/json" }, 9, true)
+    assert.equal(5, r.n)
+    assert.equal(ANSWER, r[3])
+  end)
+
+  it("with sse true, returns only the id for an SSE answer of two events; poll then hands them over", function()
+    local sse = "event: message\ndata: {\"n\":1}\n\nevent: message\ndata: " .. ANSWER .. "\n\n"
+    local r = exchange(h, { fault = "status", status = 200, body = sse, content_type = "text/event-stream" }, 7, true)
+    assert.equal(1, r.n)
+    local got = run(h, r[1])
+    assert.same({ "headers", "event", "event", "done" }, kinds(got, r[1]))
+    assert.equal('{"n":1}', got[2].data)
+    assert.equal(ANSWER, got[3].data)
+    -- nor for a 4xx one
+    r = exchange(h, { fault = "status", status = 404, body = "data: x\n\n", content_type = "text/event-stream" },
+      8, true)
+    assert.equal(1, r.n)
+    got = run(h, r[1])
+    assert.same({ "headers", "done" }, kinds(got, r[1]))
+    assert.equal(404, got[2].status)
+  end)
+
   it("returns only the id for a 4xx; poll then hands over its headers and done, body included", function()
-    next_ping({ fault = "status", status = 404, body = ANSWER, content_type = "application/json" })
-    local r = pack(h:exchange({ url = URL, body = ping(7), headers = HEADERS }, 10000 * SLOW))
+    local r = exchange(h, { fault = "status", status = 404, body = ANSWER, content_type = "application/json" }, 7)
     assert.equal(1, r.n)
     local got = run(h, r[1])
     assert.same({ "headers", "done" }, kinds(got, r[1]))
@@ -109,8 +156,7 @@ describe("favcrm.core http:exchange()", function()
   end)
 
   it("returns only the id for a 2xx with an empty body; poll then hands over its headers and done", function()
-    next_ping({ fault = "status", status = 200, body = "", content_type = "application/json" })
-    local r = pack(h:exchange({ url = URL, body = ping(7), headers = HEADERS }, 10000 * SLOW))
+    local r = exchange(h, { fault = "status", status = 200, body = "", content_type = "application/json" }, 7)
     assert.equal(1, r.n)
     local got = run(h, r[1])
     assert.same({ "headers", "done" }, kinds(got, r[1]))

@@ -33,6 +33,9 @@
 --       back at once (nothing of it is queued); anything else (SSE, other
 --       statuses, failures, an empty body, wait_ms running out) returns
 --       the id alone and t:poll hands its items over as after t:start.
+--       t:exchange(req, wait_ms, true) also hands over a 2xx SSE answer
+--       whose stream carried one event: id, status, data, content_type,
+--       date, event, event_id, retry.
 --   t:cancel(id): forgets a request (no item for it after this). Idempotent.
 --   t:close(): frees everything; idempotent; also what __gc does. No I/O
 --       that can block past a small bound.
