@@ -575,7 +575,9 @@ static void hdrset_free(hdrset *s) {
 }
 
 /* A walk over the lines of req.headers then req.extra_headers (lists of
- * one-line strings, checked by the caller; a missing list has none):
+ * one-line strings; a missing list, or one that is not a table, has none;
+ * an item that is neither a string nor a number ends the walk with bad
+ * set, so hdrset_find can walk them before start_transfer checks them):
  *   hdr_iter it = HDR_ITER(L, req);
  *   while (hdr_next(&it, &str, &len)) ... ;   (or hdr_stop(&it) to leave)
  * While it walks, the list and the current line are on the stack (str
@@ -628,7 +630,7 @@ static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
 }
 
 /* Whether set s holds exactly the lines of req.headers and
- * req.extra_headers (checked by the caller: lists of one-line strings),
+ * req.extra_headers (not checked yet: see hdr_iter),
  * then "Expect:" when expect, then the Authorization line for auth. Does
  * not raise; leaves the stack as it found it. */
 static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expect, const char *auth,
