@@ -37,6 +37,15 @@ extern char **environ;
 #define FAV_IDLE_TRANSFERS 64
 /* queue items kept for reuse */
 #define FAV_IDLE_ITEMS 64
+/* How long libcurl keeps a name's addresses (its default, 60 s). With
+ * CURLOPT_DNS_CACHE_TIMEOUT set, libcurl walks every slot of the multi
+ * handle's DNS cache (71 of them) after each transfer to drop old entries
+ * (~1k instructions a call); with it at -1 ("forever") it does not, and
+ * does not check an entry's age when it looks a name up. So a transfer
+ * runs with it set at most once every FAV_DNS_CACHE_S seconds, the others
+ * with -1: an entry is used at most about twice that long after it was
+ * resolved (a connection that is kept needs no lookup at all). */
+#define FAV_DNS_CACHE_S 60
 /* a kept transfer keeps a buffer only up to this capacity */
 #define FAV_KEEP_BUF (16 * 1024)
 
@@ -130,10 +139,20 @@ typedef struct fav_http {
   char *user_agent;
   char *ua_line;   /* "User-Agent: " .. user_agent, or NULL */
   char *ca_file;
+  double dns_at;   /* when a transfer last ran with DNS_CACHE_TIMEOUT set
+                      (monotonic ms; see FAV_DNS_CACHE_S) */
+  long ex_id;      /* the transfer http:exchange waits for, or 0 */
+  int ex_ended;    /* it has ended (finish saw it) */
+  int ex_sse;      /* exchange hands over a one-event SSE answer too */
+  struct transfer *ex_t; /* it, ended with an answer exchange hands over
+                            itself: out of the active list and the queue */
+  qitem *ex_ev;    /* that answer's one event, when it is SSE */
   int closed;
 } fav_http;
 
 static int curl_ready = 0;
+
+static void exchange_release(fav_http *h);
 
 /* ---- libcurl's memory: wiped when freed ------------------------------ *
  * libcurl copies the Authorization line into its own buffers (the header
@@ -555,38 +574,84 @@ static void hdrset_free(hdrset *s) {
   free(s);
 }
 
+/* A walk over the lines of req.headers then req.extra_headers (lists of
+ * one-line strings; a missing list, or one that is not a table, has none;
+ * an item that is neither a string nor a number ends the walk with bad
+ * set, so hdrset_find can walk them before start_transfer checks them):
+ *   hdr_iter it = HDR_ITER(L, req);
+ *   while (hdr_next(&it, &str, &len)) ... ;   (or hdr_stop(&it) to leave)
+ * While it walks, the list and the current line are on the stack (str
+ * stays valid until the next call); when hdr_next has returned 0, or after
+ * hdr_stop, the stack is as it was. Does not raise. */
+typedef struct hdr_iter {
+  lua_State *L;
+  int req;    /* the request table's (absolute) index */
+  int list;   /* lists opened so far (0, 1: headers, 2: extra_headers) */
+  int open;   /* a list is on the stack */
+  int line;   /* the current line is on the stack, above it */
+  int bad;    /* a line was neither a string nor a number (the walk
+                 stopped there) */
+  size_t i, n;
+} hdr_iter;
+
+#define HDR_ITER(L, req) {(L), (req), 0, 0, 0, 0, 0, 0}
+
+static void hdr_stop(hdr_iter *it) {
+  if (it->line) lua_pop(it->L, 1);
+  if (it->open) lua_pop(it->L, 1);
+  it->line = it->open = 0;
+  it->list = 2;
+  it->i = it->n = 0;
+}
+
+static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
+  static const char *const fields[] = {"headers", "extra_headers"};
+  lua_State *L = it->L;
+  if (it->line) { lua_pop(L, 1); it->line = 0; }
+  for (;;) {
+    if (it->i < it->n) {
+      lua_rawgeti(L, -1, (int)++it->i);
+      it->line = 1;
+      *str = lua_tolstring(L, -1, len); /* (a number becomes its text) */
+      if (!*str) {
+        it->bad = 1;
+        hdr_stop(it);
+        return 0;
+      }
+      return 1;
+    }
+    if (it->open) { lua_pop(L, 1); it->open = 0; }
+    if (it->list == 2) return 0;
+    lua_getfield(L, it->req, fields[it->list++]);
+    it->open = 1;
+    it->i = 0;
+    it->n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+  }
+}
+
 /* Whether set s holds exactly the lines of req.headers and
- * req.extra_headers (checked by the caller: lists of one-line strings),
+ * req.extra_headers (not checked yet: see hdr_iter),
  * then "Expect:" when expect, then the Authorization line for auth. Does
  * not raise; leaves the stack as it found it. */
 static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expect, const char *auth,
                         size_t auth_len) {
-  static const char *const fields[] = {"headers", "extra_headers"};
   const struct curl_slist *node = s->list;
-  int f, k = 0;
+  hdr_iter it = HDR_ITER(L, req);
+  const char *str;
+  size_t sl;
+  int k = 0;
   if (s->ua_cand != ua || s->expect != expect || s->auth != (auth != NULL) ||
       (auth && s->auth_len != auth_len))
     return 0;
-  for (f = 0; f < 2; f++) {
-    size_t i, n;
-    lua_getfield(L, req, fields[f]);
-    n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
-    for (i = 1; i <= n; i++) {
-      size_t sl;
-      const char *str;
-      lua_rawgeti(L, -1, (int)i);
-      str = lua_tolstring(L, -1, &sl);
-      if (!node || k >= s->nlines || s->len[k] != sl || memcmp(node->data, str, sl) != 0) {
-        lua_pop(L, 2);
-        return 0;
-      }
-      lua_pop(L, 1);
-      node = node->next;
-      k++;
+  while (hdr_next(&it, &str, &sl)) {
+    if (!node || k >= s->nlines || s->len[k] != sl || memcmp(node->data, str, sl) != 0) {
+      hdr_stop(&it);
+      return 0;
     }
-    lua_pop(L, 1);
+    node = node->next;
+    k++;
   }
-  if (k != s->nlines) return 0;
+  if (it.bad || k != s->nlines) return 0;
   if (s->ua) node = node ? node->next : NULL; /* the same User-Agent line */
   if (expect) node = node ? node->next : NULL; /* "Expect:" itself */
   if (auth) {
@@ -603,38 +668,26 @@ static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expe
  * caller has checked the types already. */
 static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, const char *auth,
                             size_t auth_len, int *cacheable) {
-  static const char *const fields[] = {"headers", "extra_headers"};
   hdrset *s = calloc(1, sizeof *s);
+  hdr_iter it = HDR_ITER(L, req);
   struct curl_slist *l;
-  int f;
+  const char *str;
+  size_t sl;
   *cacheable = 1;
   if (!s) return NULL;
-  for (f = 0; f < 2; f++) {
-    size_t i, n;
-    lua_getfield(L, req, fields[f]);
-    n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
-    for (i = 1; i <= n; i++) {
-      size_t sl;
-      const char *str;
-      lua_rawgeti(L, -1, (int)i);
-      str = lua_tolstring(L, -1, &sl);
-      if (str) {
-        if (sl >= 11 && name_is(str, "user-agent:", 11)) ua = NULL; /* the caller's wins */
-        /* a credential of the caller's (OAuth's Basic client secret) is
-         * not kept: that list is the transfer's, wiped when it ends */
-        if ((sl >= 14 && name_is(str, "authorization:", 14)) ||
-            (sl >= 20 && name_is(str, "proxy-authorization:", 20)))
-          *cacheable = 0;
-        l = curl_slist_append(s->list, str);
-        if (!l) { lua_pop(L, 2); hdrset_free(s); return NULL; }
-        s->list = l;
-        if (s->nlines < FAV_HDRSET_LINES) s->len[s->nlines] = sl;
-        else *cacheable = 0;
-        s->nlines++;
-      }
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+  while (hdr_next(&it, &str, &sl)) {
+    if (sl >= 11 && name_is(str, "user-agent:", 11)) ua = NULL; /* the caller's wins */
+    /* a credential of the caller's (OAuth's Basic client secret) is
+     * not kept: that list is the transfer's, wiped when it ends */
+    if ((sl >= 14 && name_is(str, "authorization:", 14)) ||
+        (sl >= 20 && name_is(str, "proxy-authorization:", 20)))
+      *cacheable = 0;
+    l = curl_slist_append(s->list, str);
+    if (!l) { hdr_stop(&it); hdrset_free(s); return NULL; }
+    s->list = l;
+    if (s->nlines < FAV_HDRSET_LINES) s->len[s->nlines] = sl;
+    else *cacheable = 0;
+    s->nlines++;
   }
   if (ua) {
     l = curl_slist_append(s->list, ua);
@@ -668,24 +721,34 @@ static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, c
   return s;
 }
 
-/* Gives t its request header list: a kept set with the same lines (most
- * recently used first), else a new one, kept in a free or least recently
+/* The kept set of h with exactly the lines hdrset_match describes, or
+ * NULL. Does not raise; leaves the stack as it found it. Lines it matches
+ * are lines a set was built from: checked then, so not again. */
+static hdrset *hdrset_find(lua_State *L, int req, fav_http *h, int ua, int expect, const char *auth,
+                           size_t auth_len) {
+  int i;
+  for (i = 0; i < FAV_HDRSETS; i++) {
+    hdrset *s = h->hsets[i];
+    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) return s;
+  }
+  return NULL;
+}
+
+/* Gives t its request header list: found (a kept set with the same
+ * lines, from hdrset_find), else a new one, kept in a free or least recently
  * used idle slot when it can be. A new Authorization line retires every
  * idle set with another one (a refreshed token: the old goes now). Returns
  * NULL on success, else a static message. Does not raise. */
-static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, int ua, int expect,
-                                const char *auth, size_t auth_len) {
-  hdrset *s;
+static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, hdrset *found, int ua,
+                                int expect, const char *auth, size_t auth_len) {
+  hdrset *s = found;
   int i, slot = -1, cacheable;
-  for (i = 0; i < FAV_HDRSETS; i++) {
-    s = h->hsets[i];
-    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) {
-      s->refs++;
-      s->used = ++h->hclock;
-      t->hset = s;
-      t->ua_sent = s->ua;
-      return NULL;
-    }
+  if (s) {
+    s->refs++;
+    s->used = ++h->hclock;
+    t->hset = s;
+    t->ua_sent = s->ua;
+    return NULL;
   }
   s = hdrset_build(L, req, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
   if (!s) return "out of memory";
@@ -804,7 +867,8 @@ static void transfer_free(fav_http *h, transfer *t) {
   if (h->ntfree < FAV_IDLE_TRANSFERS && !h->closed) {
     buf_trim(&t->body);
     buf_trim(&t->rhdr);
-    fav_buf_free(&t->rbody); /* (finish hands a whole body on as it is) */
+    buf_trim(&t->rbody); /* (finish hands a whole body on as it is; a
+                            body exchange pushed stays for the next one) */
     if (t->parser_on || t->parser_kept) {
       if (t->parser.line.cap > FAV_KEEP_BUF || t->parser.data.cap > FAV_KEEP_BUF ||
           t->parser.type.cap > FAV_KEEP_BUF || t->parser.id.cap > FAV_KEEP_BUF ||
@@ -850,10 +914,62 @@ static fav_err classify(CURLcode rc) {
   }
 }
 
-/* Turns a finished transfer into a Q_DONE item and frees it. */
+/* Drops t's queued headers item, if any. Never raises. */
+static void queue_drop_headers(fav_http *h, const transfer *t) {
+  qitem **pp = &h->qhead, *prev = NULL;
+  while (*pp) {
+    qitem *q = *pp;
+    if (q->id == t->id && q->kind == Q_HEADERS) {
+      *pp = q->next;
+      if (h->qtail == q) h->qtail = prev;
+      qitem_free(q);
+      return;
+    }
+    prev = q;
+    pp = &q->next;
+  }
+}
+
+/* Takes the one event item queued for t out of the queue and returns it;
+ * NULL (the queue untouched) when t has no event queued or more than one.
+ * Never raises. */
+static qitem *queue_take_event(fav_http *h, const transfer *t) {
+  qitem **pp, **at = NULL, *prev = NULL, *before = NULL, *q;
+  for (pp = &h->qhead; *pp; pp = &(*pp)->next) {
+    if ((*pp)->id == t->id && (*pp)->kind == Q_EVENT) {
+      if (at) return NULL;
+      at = pp;
+      before = prev;
+    }
+    prev = *pp;
+  }
+  if (!at) return NULL;
+  q = *at;
+  *at = q->next;
+  if (h->qtail == q) h->qtail = before;
+  q->next = NULL;
+  return q;
+}
+
+/* Turns a finished transfer into a Q_DONE item and frees it; or, when it
+ * is the one http:exchange waits for and its answer is one exchange hands
+ * over itself (a clean 2xx with a non-empty body that is not SSE; with
+ * ex_sse, also an SSE stream that carried one event), takes its items out
+ * of the queue and leaves it in h->ex_t (and the event in h->ex_ev). */
 static void finish(fav_http *h, transfer *t, CURLcode rc) {
-  qitem *q = qitem_new(h, Q_DONE, t->id, 0);
+  qitem *q;
   unlink_transfer(h, t);
+  if (t->id == h->ex_id) {
+    h->ex_ended = 1;
+    if (rc == CURLE_OK && !t->fail_code && t->headers_done && t->status >= 200 && t->status < 300 &&
+        ((!t->sse && t->rbody.len > 0) ||
+         (t->sse && h->ex_sse && t->parser_on && (h->ex_ev = queue_take_event(h, t)) != NULL))) {
+      queue_drop_headers(h, t);
+      h->ex_t = t;
+      return;
+    }
+  }
+  q = qitem_new(h, Q_DONE, t->id, 0);
   if (rc == CURLE_OK && !t->headers_done)
     fail(t, FAV_ENETWORK, "the connection closed before the response headers were complete");
   if (q) {
@@ -973,6 +1089,7 @@ static int fav_http_new(lua_State *L) {
    * call_many at high concurrency reuses them instead of reconnecting */
   curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, opt_count(L, 1, "max_connections", FAV_MAX_CONNECTIONS));
   h->next_id = 1;
+  h->dns_at = -1e300; /* the first transfer prunes */
   return 1;
 }
 
@@ -982,6 +1099,7 @@ static int fav_http_close(lua_State *L) {
   int i;
   if (!h->multi) return 0;
   h->closed = 1;
+  exchange_release(h);
   while (h->active) {
     transfer *t = h->active;
     h->active = t->next;
@@ -1037,61 +1155,96 @@ static CURL *easy_new(fav_http *h) {
   return e;
 }
 
-/* http:start{method=, url=, headers={...}, extra_headers={...}, body=,
- * auth=, timeout_ms=} -> id. extra_headers (optional, like headers) are
- * sent after headers: a caller can pass the same headers table on every
- * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
- * header list libcurl gets is kept and reused while the lines repeat.
- * Misuse raises; an out-of-memory failure returns nil, err. */
-static int fav_http_start(lua_State *L) {
-  fav_http *h = check_http(L);
-  const char *url, *method = "POST", *auth = NULL, *err;
+/* Whether something is queued for http:poll to hand over. */
+static int queue_ready(const fav_http *h) { return h->qhead != NULL; }
+
+/* Whether the transfer http:exchange waits for has ended. */
+static int exchange_ended(const fav_http *h) { return h->ex_ended; }
+
+/* Advances every transfer until stop(h) holds or the monotonic time
+ * deadline (ms) has passed; one round at least, even when it has. Never
+ * raises. */
+static void drive(fav_http *h, double deadline, int (*stop)(const fav_http *)) {
+  int running = 0;
+  for (;;) {
+    double left;
+    curl_multi_perform(h->multi, &running);
+    drain_info(h);
+    if (stop(h)) return;
+    left = deadline - fav_monotonic_ms();
+    if (left <= 0) return;
+    curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
+  }
+}
+
+/* Starts the transfer the request table at index 2 describes (what
+ * http:start takes) and returns it, in flight and owned by h; or NULL with
+ * *err a static message (out of memory, libcurl refused the handle) after
+ * freeing what it took. Raises on a bad request, before anything is
+ * acquired or sent; leaves the fields it read on the stack (the body
+ * string among them). */
+static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
+  const char *url, *method = "POST", *auth = NULL;
   size_t auth_len = 0, blen = 0;
   const char *body = NULL;
   long timeout_ms;
-  int post, f, ua;
+  int post, expect, f, ua;
+  hdrset *found;
   transfer *t;
   CURL *e;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+  *err = NULL;
   lua_getfield(L, 2, "url");
   url = lua_tostring(L, -1);
-  if (!url || lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "bad request field 'url' (string expected)");
+  if (!url || lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'url' (string expected)"); return NULL; }
   lua_getfield(L, 2, "method");
   if (!lua_isnil(L, -1)) {
     method = lua_tostring(L, -1);
-    if (!method || (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE")))
-      return luaL_error(L, "bad request field 'method' (POST, GET or DELETE expected)");
+    if (!method || (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE"))) {
+      luaL_error(L, "bad request field 'method' (POST, GET or DELETE expected)");
+      return NULL;
+    }
   }
   lua_getfield(L, 2, "body");
   if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "bad request field 'body' (string expected)");
+    if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'body' (string expected)"); return NULL; }
     body = lua_tolstring(L, -1, &blen);
   }
   lua_getfield(L, 2, "auth");
   if (!lua_isnil(L, -1)) {
     auth = fav_secret_get(L, -1, &auth_len);
     if (!auth) {
-      if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)");
+      if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)"); return NULL; }
       auth = lua_tolstring(L, -1, &auth_len);
     }
-    if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len))
-      return luaL_error(L, "bad request field 'auth' (contains a line break)");
+    if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len)) {
+      luaL_error(L, "bad request field 'auth' (contains a line break)");
+      return NULL;
+    }
   }
+  /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
+   * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
+   * when it changes nothing */
+  post = strcmp(method, "POST") == 0;
+  expect = post && blen > 1024;
+  ua = h->ua_line && !proxy_env();
+  /* the lines of a kept list were checked when it was built */
+  found = hdrset_find(L, 2, h, ua, expect, auth, auth_len);
   for (f = 0; f < 2; f++) {
     const char *field = f ? "extra_headers" : "headers";
     lua_getfield(L, 2, field);
     if (!lua_isnil(L, -1)) {
       size_t i, n;
-      if (!lua_istable(L, -1)) return luaL_error(L, "bad request field '%s' (table expected)", field);
-      n = lua_rawlen(L, -1);
+      if (!lua_istable(L, -1)) { luaL_error(L, "bad request field '%s' (table expected)", field); return NULL; }
+      n = found ? 0 : lua_rawlen(L, -1);
       for (i = 1; i <= n; i++) {
         size_t sl;
         const char *s;
         lua_rawgeti(L, -1, (int)i);
         s = lua_tolstring(L, -1, &sl);
-        if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl))
-          return luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
+          luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+          return NULL;
+        }
         lua_pop(L, 1);
       }
     }
@@ -1101,7 +1254,7 @@ static int fav_http_start(lua_State *L) {
 
   /* From here on nothing raises until the transfer is owned by h. */
   t = transfer_get(h);
-  if (!t) { lua_pushnil(L); lua_pushliteral(L, "out of memory"); return 2; }
+  if (!t) { *err = "out of memory"; return NULL; }
   t->owner = h;
   t->id = h->next_id++;
   if (h->nidle > 0) e = h->idle[--h->nidle];
@@ -1109,24 +1262,28 @@ static int fav_http_start(lua_State *L) {
   t->easy = e;
   t->next = h->active;
   h->active = t;
-  if (!e) { err = "curl_easy_init failed"; goto fail; }
-  /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
-   * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
-   * when it changes nothing */
-  post = strcmp(method, "POST") == 0;
-  ua = h->ua_line && !proxy_env();
-  if ((err = take_headers(L, 2, h, t, ua, post && blen > 1024, auth, auth_len)) != NULL) goto fail;
+  if (!e) { *err = "curl_easy_init failed"; goto fail; }
+  if ((*err = take_headers(L, 2, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
   /* the User-Agent line travels in the header list when it can (see
    * ua_line), else as libcurl's option, as before */
   curl_easy_setopt(e, CURLOPT_USERAGENT, t->ua_sent ? (char *)NULL : h->user_agent);
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
+  {
+    double now = fav_monotonic_ms();
+    long dns = -1L;
+    if (now - h->dns_at >= FAV_DNS_CACHE_S * 1000.0 || now < h->dns_at) {
+      h->dns_at = now;
+      dns = FAV_DNS_CACHE_S;
+    }
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, dns);
+  }
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->hset ? t->hset->list : t->hdrs);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
   if (post) {
-    if (fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { err = "out of memory"; goto fail; }
+    if (fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { *err = "out of memory"; goto fail; }
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.p);
@@ -1138,9 +1295,8 @@ static int fav_http_start(lua_State *L) {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") == 0 ? (char *)NULL : "DELETE");
   }
-  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) { err = "curl_multi_add_handle failed"; goto fail; }
-  lua_pushinteger(L, (lua_Integer)t->id);
-  return 1;
+  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) { *err = "curl_multi_add_handle failed"; goto fail; }
+  return t;
 fail:
   if (e) {
     curl_easy_cleanup(e);
@@ -1148,9 +1304,134 @@ fail:
   }
   unlink_transfer(h, t);
   transfer_free(h, t);
-  lua_pushnil(L);
-  lua_pushstring(L, err);
-  return 2;
+  return NULL;
+}
+
+/* http:start{method=, url=, headers={...}, extra_headers={...}, body=,
+ * auth=, timeout_ms=} -> id. extra_headers (optional, like headers) are
+ * sent after headers: a caller can pass the same headers table on every
+ * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
+ * header list libcurl gets is kept and reused while the lines repeat.
+ * Misuse raises; an out-of-memory failure returns nil, err. */
+static int fav_http_start(lua_State *L) {
+  fav_http *h = check_http(L);
+  const char *err;
+  transfer *t;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  t = start_transfer(L, h, &err);
+  if (!t) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)t->id);
+  return 1;
+}
+
+/* Pushes the value of response header name (lower case, n bytes) of the
+ * "name: value\n" lines at p (len bytes), as set_headers_fields would set
+ * it (a repeated name's values joined with ", "), or nil. Can raise
+ * (memory). */
+static void push_header_value(lua_State *L, const char *p, size_t len, const char *name, size_t n) {
+  const char *end = p ? p + len : NULL;
+  int found = 0;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    if ((size_t)(nl - p) > n && p[n] == ':' && memcmp(p, name, n) == 0) {
+      const char *v = p + n + 1;
+      while (v < nl && (*v == ' ' || *v == '\t')) v++;
+      if (found) lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, (size_t)(nl - v));
+      if (found) lua_concat(L, 3);
+      found = 1;
+    }
+    p = nl + 1;
+  }
+  if (!found) lua_pushnil(L);
+}
+
+/* Frees the transfer a raise left in h->ex_t (see fav_http_exchange).
+ * Never raises. */
+static void exchange_release(fav_http *h) {
+  transfer *t = h->ex_t;
+  qitem *q = h->ex_ev;
+  h->ex_t = NULL;
+  h->ex_ev = NULL;
+  if (q) qitem_free(q);
+  if (t) transfer_free(h, t);
+}
+
+/* http:exchange(req [, wait_ms [, sse]]) -> id, status, body,
+ * content_type, date | id.
+ * Starts the transfer http:start(req) would (same fields, checks, errors
+ * and header-list reuse), then drives the transfers in flight as
+ * http:poll does for at most wait_ms (default 0) until that one has ended.
+ * When it ended within wait_ms without a transport error, with a status
+ * 200..299, a response that is not text/event-stream and a body that is not
+ * empty, its items (headers, done) are taken out of the queue (the items of
+ * other transfers stay queued, in order) and it returns its id, status,
+ * body, and its Content-Type and Date values (nil when absent), building
+ * no table. Otherwise it returns the id alone: the transfer is in flight or
+ * its items are queued, and http:poll hands them over as if http:start had
+ * started it (an SSE answer, a status outside 2xx, a failure, an empty
+ * body, wait_ms running out). nil, err when the transfer cannot be started
+ * (out of memory), as http:start. Raises on a bad request (naming the
+ * field, nothing sent) and on a NaN, infinite or negative wait_ms (a huge
+ * finite one is clamped, as poll's); otherwise can raise (memory) only
+ * while pushing the answer, when the transfer is held by h.
+ * With sse true, a clean 2xx text/event-stream answer whose stream carried
+ * exactly one event with data is handed over the same way, with three more
+ * values: id, status, data, content_type, date, event (its type, as its
+ * "event" item would carry it), event_id, retry (the stream's last event id
+ * and retry, as its "done" item would carry them, or nil): nothing of it
+ * is queued. Otherwise (no event, or more than one) only the id, as above. */
+static int fav_http_exchange(lua_State *L) {
+  fav_http *h = check_http(L);
+  const char *err;
+  double wait;
+  transfer *t;
+  long id;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  wait = fav_optms(L, 3, 0); /* finite, >= 0, clamped */
+  h->ex_sse = lua_toboolean(L, 4);
+  lua_settop(L, 2);
+  exchange_release(h);
+  t = start_transfer(L, h, &err);
+  if (!t) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  id = t->id;
+  h->ex_id = id;
+  h->ex_ended = 0;
+  drive(h, fav_monotonic_ms() + wait, exchange_ended);
+  h->ex_id = 0;
+  lua_pushinteger(L, (lua_Integer)id);
+  t = h->ex_t;
+  if (!t) return 1;
+  /* t stays h's while the answer is pushed: a raise leaves it there */
+  lua_pushinteger(L, (lua_Integer)t->status);
+  if (h->ex_ev) lua_pushlstring(L, h->ex_ev->data, h->ex_ev->len);
+  else lua_pushlstring(L, t->rbody.p, t->rbody.len);
+  push_header_value(L, t->rhdr.p, t->rhdr.len, "content-type", 12);
+  push_header_value(L, t->rhdr.p, t->rhdr.len, "date", 4);
+  if (h->ex_ev) {
+    size_t idlen = 0;
+    const char *eid = fav_sse_last_event_id(&t->parser, &idlen);
+    long retry = fav_sse_retry(&t->parser);
+    lua_pushstring(L, h->ex_ev->event ? h->ex_ev->event : "");
+    if (idlen) lua_pushlstring(L, eid, idlen);
+    else lua_pushnil(L);
+    if (retry >= 0) lua_pushinteger(L, (lua_Integer)retry);
+    else lua_pushnil(L);
+    exchange_release(h);
+    return 8;
+  }
+  exchange_release(h);
+  return 5;
 }
 
 /* Sets event_id and retry (where a reconnect would resume, and after how
@@ -1310,17 +1591,8 @@ static int fav_http_poll(lua_State *L) {
   fav_http *h = check_http(L);
   double wait = fav_optms(L, 2, 0); /* finite, >= 0, clamped */
   int merged = lua_toboolean(L, 3);
-  double deadline = fav_monotonic_ms() + wait;
-  int running = 0, n = 0;
-  for (;;) {
-    double left;
-    curl_multi_perform(h->multi, &running);
-    drain_info(h);
-    if (h->qhead) break;
-    left = deadline - fav_monotonic_ms();
-    if (left <= 0) break;
-    curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
-  }
+  int n = 0;
+  drive(h, fav_monotonic_ms() + wait, queue_ready);
   lua_newtable(L);
   while (h->qhead) {
     qitem *q = h->qhead;
@@ -1429,6 +1701,7 @@ int fav_http_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"start", fav_http_start},
     {"poll", fav_http_poll},
+    {"exchange", fav_http_exchange},
     {"cancel", fav_http_cancel},
     {"active", fav_http_active},
     {"fds", fav_http_fds},

@@ -186,8 +186,9 @@ function Client.new(opts)
     copy.api_key = key
     opts = copy
   end
-  local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " (" .. (jit and jit.version or _VERSION)
-    .. "; " .. core.curl_version() .. ")")
+  -- short: libcurl formats every request header byte by byte (~90
+  -- instructions a byte, on every request)
+  local ua = opts.user_agent or ("favcrm-lua/" .. VERSION .. " " .. (jit and "luajit" or _VERSION:gsub("^Lua ", "lua")))
   local transport
   if opts.command then
     transport = require("favcrm.transport.stdio").new({ command = opts.command, env = opts.env,

@@ -113,6 +113,32 @@ describe("favcrm.core http_new()", function()
     end)
   end)
 
+  describe("request header lists", function()
+    it("still checks every line while a kept list holds the lines of an earlier request", function()
+      run(h, assert(h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = { "X-A: 1" } })))
+      -- the same lines but for one: not that list
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = { "X-A: 1\r\nX-B: 2" } })
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
+      -- an item that is not a line, where the kept list has no line there
+      run(h, assert(h:start({ url = URL, body = PING, headers = HEADERS })))
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = { true } })
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = { {} } })
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
+      -- not a table, where the kept list has no lines of that field
+      run(h, assert(h:start({ url = URL, body = PING, headers = HEADERS })))
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = "X-A: 1" })
+      end, "bad request field 'extra_headers' (table expected)")
+      assert.equal(0, h:active())
+      -- and the kept list still serves
+      assert.is_nil(run(h, assert(h:start({ url = URL, body = PING, headers = HEADERS }))).done.error)
+    end)
+  end)
+
   describe("close()", function()
     it("is idempotent, frees transfers in flight, and a closed object raises when used", function()
       assert(h:start({ url = URL, body = PING, headers = HEADERS }))

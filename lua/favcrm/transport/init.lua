@@ -26,6 +26,16 @@
 --       does): a headers item into the next one (which gets status, sse and
 --       headers), an event into the done right after it (a done with the
 --       event's data and event). A transport may ignore the flag.
+--   t:exchange(req, wait_ms) (optional; the C one has it: the session
+--       feature-detects it) -> id, status, body, content_type, date | id
+--       | nil, message: t:start(req), then waits at most wait_ms for that
+--       request to end. A 2xx answer that is not SSE and has a body comes
+--       back at once (nothing of it is queued); anything else (SSE, other
+--       statuses, failures, an empty body, wait_ms running out) returns
+--       the id alone and t:poll hands its items over as after t:start.
+--       t:exchange(req, wait_ms, true) also hands over a 2xx SSE answer
+--       whose stream carried one event: id, status, data, content_type,
+--       date, event, event_id, retry.
 --   t:cancel(id): forgets a request (no item for it after this). Idempotent.
 --   t:close(): frees everything; idempotent; also what __gc does. No I/O
 --       that can block past a small bound.
