@@ -143,6 +143,8 @@ typedef struct fav_http {
                       (monotonic ms; see FAV_DNS_CACHE_S) */
   long ex_id;      /* the transfer http:exchange waits for, or 0 */
   int ex_ended;    /* it has ended (finish saw it) */
+  int ex_event;    /* it queued an event: a server request in it may wait
+                      for our answer, so exchange waits no longer */
   int ex_sse;      /* exchange hands over a one-event SSE answer too */
   struct transfer *ex_t; /* it, ended with an answer exchange hands over
                             itself: out of the active list and the queue */
@@ -522,6 +524,7 @@ static int on_sse_event(void *ud, const fav_sse_event *ev) {
     t->id_seq = ev->id_seq;
   }
   q->retry = ev->retry;
+  if (t->id == t->owner->ex_id) t->owner->ex_event = 1;
   queue_push(t->owner, q);
   return 0;
 }
@@ -1158,8 +1161,10 @@ static CURL *easy_new(fav_http *h) {
 /* Whether something is queued for http:poll to hand over. */
 static int queue_ready(const fav_http *h) { return h->qhead != NULL; }
 
-/* Whether the transfer http:exchange waits for has ended. */
-static int exchange_ended(const fav_http *h) { return h->ex_ended; }
+/* Whether http:exchange waits no longer for its transfer: it has ended,
+ * or it has queued an event (one that is a server request waits for an
+ * answer only the caller can send: the caller takes over from there). */
+static int exchange_ended(const fav_http *h) { return h->ex_ended || h->ex_event; }
 
 /* Advances every transfer until stop(h) holds or the monotonic time
  * deadline (ms) has passed; one round at least, even when it has. Never
@@ -1367,7 +1372,10 @@ static void exchange_release(fav_http *h) {
  * content_type, date | id.
  * Starts the transfer http:start(req) would (same fields, checks, errors
  * and header-list reuse), then drives the transfers in flight as
- * http:poll does for at most wait_ms (default 0) until that one has ended.
+ * http:poll does for at most wait_ms (default 0) until that one has ended
+ * or has queued an event (an event may be a server request that waits for
+ * the caller's answer; an event and the end that come together still make
+ * an ended transfer).
  * When it ended within wait_ms without a transport error, with a status
  * 200..299, a response that is not text/event-stream and a body that is not
  * empty, its items (headers, done) are taken out of the queue (the items of
@@ -1406,7 +1414,7 @@ static int fav_http_exchange(lua_State *L) {
   }
   id = t->id;
   h->ex_id = id;
-  h->ex_ended = 0;
+  h->ex_ended = h->ex_event = 0;
   drive(h, fav_monotonic_ms() + wait, exchange_ended);
   h->ex_id = 0;
   lua_pushinteger(L, (lua_Integer)id);

@@ -91,9 +91,16 @@ describe("client:call()", function()
   it("reuses one connection across calls (keep-alive)", function()
     local c = client({ api_key = key })
     c:call("list_services")
+    -- the hot path (Session:call_tool through http:exchange): the server
+    -- sees no new connection; the one stats opens is the only one more
+    local before = sandbox.stats().connections
+    for _ = 1, 5 do assert.same({}, (c:call("list_services"))) end
+    assert.equal(before + 1, sandbox.stats().connections)
+    -- the op machinery (start and poll; no exchange): every transfer ends
+    -- having opened no connection
     local seen = {}
     local real = c.session.transport
-    local proxy = setmetatable({ poll = function(_, ms)
+    local proxy = setmetatable({ exchange = false, poll = function(_, ms)
       local items = real:poll(ms)
       for _, it in ipairs(items) do
         if it.type == "done" then seen[#seen + 1] = it.connects end

@@ -287,60 +287,23 @@ function Session:start_request(method, params, opts)
   return op
 end
 
--- The plain tools/call's answer as the transport's exchange hands it over
--- (the C transport's http:exchange; emulated with start and poll for a
--- transport without it): tid, and when the transfer ended within wait_ms
--- with a 2xx answer that is a non-empty body or an event stream of exactly
--- one "message" event, status, that body or event's data, Content-Type and
--- Date. The transfer's items are not taken: http:exchange leaves them
--- queued (http:drop forgets them; the next poll hands them over), the
--- emulation returns them (items) for the caller to hand on.
-local function exchange(tr, req, wait_ms)
-  if tr.exchange then return tr:exchange(req, wait_ms) end
-  local tid, err = tr:start(req)
-  if not tid then return nil, err end
-  local deadline, items = now() + wait_ms / 1000, nil
-  repeat
-    local got = tr:poll(math.max(0, math.floor((deadline - now()) * 1000 + 0.5)), true)
-    for _, it in ipairs(got) do
-      items = items or {}
-      items[#items + 1] = it
-    end
-    -- an event may be a server request that waits for our answer: the
-    -- first event (or the end) is as far as this goes
-    local last = items and items[#items]
-    if last and last.type ~= "headers" then break end
-  until now() >= deadline
-  local it = items and #items == 1 and items[1]
-  if it and it.type == "done" and it.headers and not it.error and it.status >= 200 and it.status < 300 then
-    local payload
-    if it.sse then
-      if it.event == "message" then payload = it.data end
-    else
-      payload = it.body
-    end
-    if payload and payload ~= "" then
-      return tid, it.status, payload, it.headers["content-type"], it.headers.date, items
-    end
-  end
-  return tid, nil, nil, nil, nil, items
-end
-
 --- Session:call_tool(name, args, budget, on_progress, reissue, param_headers)
 -- -> result | nil, err: a plain tools/call (the op's params exactly name
 -- and arguments; the other values as start_request's opts), sent and
 -- waited for. The hot path: with nothing else in flight (no op, no
 -- auxiliary transfer, timer, resume or listening stream), no progress
 -- wanted, no Mcp-Param headers and not inside an async handle, the answer
--- comes back through the transport's exchange with no op, item or header
--- table; a plain JSON-RPC result is returned from there. Anything else (a
--- stream with more than one event, an HTTP error, a JSON-RPC error, an
--- answer that is not our result) is handed to the usual op machinery where
--- it stands, so it is treated exactly as start_request + wait treats it.
+-- comes back through the transport's exchange (the C transport's
+-- http:exchange: a 2xx body, or a stream that carried one event, with no
+-- op, item or header table); a plain JSON-RPC result is returned from
+-- there. Anything else (a stream with more events, or one still open after
+-- its first, an HTTP error, a JSON-RPC error, an answer that is not our
+-- result) is handed to the usual op machinery where it stands, so it is
+-- treated exactly as start_request + wait treats it.
 function Session:call_tool(name, args, b, on_progress, reissue, ph)
   local tr = self.transport
   local cos = self.async_cos
-  if type(tr) ~= "userdata" or next(self.ops) ~= nil or next(self.aux) ~= nil or next(self.timers) ~= nil
+  if not tr.exchange or next(self.ops) ~= nil or next(self.aux) ~= nil or next(self.timers) ~= nil
     or (self.resuming and next(self.resuming) ~= nil) or self.listen or on_progress or self.cb.progress
     or ph or (next(cos) ~= nil and cos[coroutine.running() or cos] ~= nil) then
     return self:wait(self:start_request("tools/call", { name = name, arguments = args },
@@ -360,22 +323,20 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   if hard < d then d = hard end
   -- the time left, and a second more, so our own deadline ends it first
   req.timeout_ms = math.max(1, math.floor((hard - t) * 1000) + 1000)
-  local tid, st, rbody, ct, date, items = exchange(tr, req, math.max(0, math.floor((d - t) * 1000 + 0.5)))
+  local tid, st, rbody, ct, date, ev, evid, retry = tr:exchange(req, math.max(0, math.floor((d - t) * 1000 + 0.5)),
+    true)
   req.auth, req.body = nil, nil -- the kept table holds no token and no body
   local op
   if tid then
     if st then
       if date and date ~= self.last_date_header then self.last_date_header, self.last_date_at = date, os.time() end
-      local sse = ct == "text/event-stream" or (ct and ct:lower():find("^text/event%-stream")) and true or false
-      if sse or ct == "application/json" or (ct and ct:lower():find("^application/json")) then
+      if ev == "message"
+        or (not ev and (ct == "application/json" or (ct and ct:lower():find("^application/json")))) then
         local msg = json.decode_plain(rbody)
         if type(msg) == "table" and msg.id == rpc_id and msg.jsonrpc == "2.0" and msg.error == nil
           and msg.method == nil then
           local res = msg.result
-          if type(res) == "table" and not (modern and res.resultType == "input_required") then
-            if not items then tr:drop(tid) end
-            return res
-          end
+          if type(res) == "table" and not (modern and res.resultType == "input_required") then return res end
         end
       end
     end
@@ -386,8 +347,13 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
     op.sent_auth, op.sent_session = auth or false, self.session_id
     if modern then op.full_headers = name end
     self.ops[tid] = op
-    -- what poll handed the emulation; http:exchange's items are still queued
-    if items then self:_take_all(items) end
+    if st then
+      -- the answer exchange handed over, as poll would have handed it
+      local item = { type = "done", id = tid, status = st, sse = ev ~= nil, event_id = evid, retry = retry,
+        headers = { ["content-type"] = ct, date = date } }
+      if ev then item.data, item.event = rbody, ev else item.body = rbody end
+      self:_take_all({ item })
+    end
   else
     op = self:_new_op("tools/call", { name = name, arguments = args },
       { budget = b, plain = true, reissue = reissue })

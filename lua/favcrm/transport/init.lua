@@ -29,7 +29,8 @@
 --   t:exchange(req, wait_ms) (optional; the C one has it: the session
 --       feature-detects it) -> id, status, body, content_type, date | id
 --       | nil, message: t:start(req), then waits at most wait_ms for that
---       request to end. A 2xx answer that is not SSE and has a body comes
+--       request to end, or for its first event (which may be a server
+--       request waiting for an answer). A 2xx answer that is not SSE and has a body comes
 --       back at once (nothing of it is queued); anything else (SSE, other
 --       statuses, failures, an empty body, wait_ms running out) returns
 --       the id alone and t:poll hands its items over as after t:start.
