@@ -108,8 +108,11 @@ function M.tools()
   return c:tools()
 end
 
-local protocol = require("favcrm.protocol")
-M.resource_links = protocol.resource_links
+-- favcrm.resource_links(result) (documented in favcrm.protocol, which
+-- loads on first use: a program that only calls tools never parses it)
+function M.resource_links(result)
+  return require("favcrm.protocol").resource_links(result)
+end
 
 --- favcrm.resources() on the default client.
 ---@param opts? table timeout, max_total_timeout
