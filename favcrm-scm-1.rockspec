@@ -46,6 +46,7 @@ build = {
     ["favcrm.config_toml"] = "lua/favcrm/config_toml.lua",
     ["favcrm.doctor"] = "lua/favcrm/doctor.lua",
     ["favcrm.era"] = "lua/favcrm/era.lua",
+    ["favcrm.era_wire"] = "lua/favcrm/era_wire.lua",
     ["favcrm.errors"] = "lua/favcrm/errors.lua",
     ["favcrm.json"] = "lua/favcrm/json.lua",
     ["favcrm.login"] = "lua/favcrm/login.lua",
