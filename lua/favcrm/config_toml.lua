@@ -33,7 +33,12 @@ local function scalar_ok(tok)
     or tok:match("^[%+%-]?inf$") ~= nil or tok:match("^[%+%-]?nan$") ~= nil
 end
 
--- config.parse(text) without its argument check: see favcrm.config.
+--- config_toml.parse(text) -> values, order, tail: config.parse without its
+-- argument check (favcrm.config documents it).
+---@param text string the file's text
+---@return table|nil values
+---@return string[]|favcrm.Error order the keys in file order; on failure the error
+---@return string|nil tail
 function M.parse(text)
   local s, i, line = text, 1, 1
   if s:sub(1, 3) == "\239\187\191" then i = 4 end
