@@ -6,8 +6,18 @@ local Session = require("favcrm.session")
 local config = require("favcrm.config")
 local urls = require("favcrm.url")
 local era = require("favcrm.era")
--- favcrm.util, favcrm.tasks and favcrm.protocol load on first use (below):
--- a client that only calls tools parses, and keeps, less Lua at start-up
+-- favcrm.util and favcrm.tasks load on first use (a client that only calls
+-- tools parses, and keeps, less Lua at start-up): `util` and `tasks` stand
+-- in for them until a field is first read; favcrm.protocol likewise (below)
+local function on_first_use(name)
+  return setmetatable({}, { __index = function(t, k)
+    local m = require(name)
+    setmetatable(t, { __index = m })
+    return m[k]
+  end })
+end
+local util = on_first_use("favcrm.util")
+local tasks = on_first_use("favcrm.tasks")
 
 --- A connection to a FavCRM MCP server, from `favcrm.new`: tool calls,
 -- the signup pair, doctor, and (favcrm.scheduler) many calls at once.
@@ -331,7 +341,7 @@ end
 function Client:server_time()
   local s = self.session
   if not s.last_date_header then return nil end
-  local t = require("favcrm.util").parse_http_date(s.last_date_header)
+  local t = util.parse_http_date(s.last_date_header)
   if not t then return nil end
   return t + (os.time() - s.last_date_at)
 end
@@ -659,7 +669,7 @@ function Client:call(name, args, opts)
   end
   check_call_opts(opts, "call", 2)
   opts = opts or NO_OPTS
-  if opts.task ~= nil then require("favcrm.tasks").check(opts.task, 3) end
+  if opts.task ~= nil then tasks.check(opts.task, 3) end
   args = args or {}
   -- the call's one deadline: everything below spends from it
   local session = self.session
@@ -712,7 +722,7 @@ function Client:call(name, args, opts)
   -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
   -- (only when the server takes tasks at all)
   local caps = session.server_capabilities
-  local as_task = type(caps) == "table" and caps.tasks ~= nil and require("favcrm.tasks").wanted(session, tool, opts)
+  local as_task = type(caps) == "table" and caps.tasks ~= nil and tasks.wanted(session, tool, opts)
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
@@ -722,7 +732,7 @@ function Client:call(name, args, opts)
   local tries, waited, refetched = 0, false, false
   while true do
     if as_task then
-      result, rerr = require("favcrm.tasks").call(session, params, budget, opts)
+      result, rerr = tasks.call(session, params, budget, opts)
     else
       result, rerr = session:wait(session:start_request("tools/call", params, op_opts))
     end

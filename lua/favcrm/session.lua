@@ -459,9 +459,7 @@ end
 function Session:_on_headers(op, item)
   op.status, op.headers, op.got_headers = item.status, item.headers, true
   local h = item.headers or {}
-  -- the local time is read only when the Date changes (once a second at
-  -- most): os.time is a C call that ends a LuaJIT trace on every answer
-  if h.date and h.date ~= self.last_date_header then self.last_date_header, self.last_date_at = h.date, os.time() end
+  if h.date then self.last_date_header, self.last_date_at = h.date, os.time() end
   local st = item.status
   if op.is_init and st >= 200 and st < 300 then
     local sid = h["mcp-session-id"]
