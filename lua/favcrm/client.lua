@@ -4,10 +4,20 @@ local core = require("favcrm.core")
 local errors = require("favcrm.errors")
 local Session = require("favcrm.session")
 local config = require("favcrm.config")
-local util = require("favcrm.util")
 local urls = require("favcrm.url")
 local era = require("favcrm.era")
-local tasks = require("favcrm.tasks")
+-- favcrm.util and favcrm.tasks load on first use (a client that only calls
+-- tools parses, and keeps, less Lua at start-up): `util` and `tasks` stand
+-- in for them until a field is first read; favcrm.protocol likewise (below)
+local function on_first_use(name)
+  return setmetatable({}, { __index = function(t, k)
+    local m = require(name)
+    setmetatable(t, { __index = m })
+    return m[k]
+  end })
+end
+local util = on_first_use("favcrm.util")
+local tasks = on_first_use("favcrm.tasks")
 
 --- A connection to a FavCRM MCP server, from `favcrm.new`: tool calls,
 -- the signup pair, doctor, and (favcrm.scheduler) many calls at once.
@@ -782,8 +792,22 @@ end
 -- call_many, watch) live in favcrm.scheduler, installed on Client here.
 require("favcrm.scheduler").install(Client, check_self)
 
--- Resources, prompts, completion, the log level and ping (favcrm.protocol).
-require("favcrm.protocol").install(Client, check_self)
+-- Resources, prompts, completion, the log level and ping (favcrm.protocol):
+-- installed on Client when one of them is first called (a client that only
+-- calls tools never loads it). Until then each name holds a stand-in that
+-- installs them and tail-calls the real method (no frame of its own, so
+-- the errors it raises still point at the caller).
+local protocol_installed = false
+for _, name in ipairs({ "resources", "resource_templates", "read", "subscribe", "unsubscribe",
+    "prompts", "prompt", "complete", "set_log_level", "ping" }) do
+  Client[name] = function(...)
+    if not protocol_installed then
+      require("favcrm.protocol").install(Client, check_self)
+      protocol_installed = true
+    end
+    return Client[name](...)
+  end
+end
 
 -- favcrm.registration and favcrm.doctor load on first use (a client that
 -- only calls tools never needs them: less memory)

@@ -108,8 +108,17 @@ function M.tools()
   return c:tools()
 end
 
-local protocol = require("favcrm.protocol")
-M.resource_links = protocol.resource_links
+--- favcrm.resource_links(result) -> the resource links of a tool result
+-- (its `content` items of type resource_link, each with uri, name,
+-- mimeType, ...), in order; an empty list when there are none. Follow one
+-- with `client:read(link.uri)` (or `client:read(link)`). favcrm.protocol,
+-- which holds it, loads on first use (a program that only calls tools
+-- never parses it).
+---@param result table|nil the second value client:call returned (the whole tools/call result)
+---@return table[] links the resource_link items
+function M.resource_links(result)
+  return require("favcrm.protocol").resource_links(result)
+end
 
 --- favcrm.resources() on the default client.
 ---@param opts? table timeout, max_total_timeout

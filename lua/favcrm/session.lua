@@ -1091,7 +1091,8 @@ function Session:_oauth_retry(op)
 end
 
 function Session:wait(op, budget)
-  local co = coroutine.running()
+  -- no async handle, no need to ask (coroutine.running ends a LuaJIT trace)
+  local co = next(self.async_cos) ~= nil and coroutine.running() or nil
   local async = co and self.async_cos[co]
   local tm
   if budget and not op.done and not op.method then
