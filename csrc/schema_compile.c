@@ -1038,15 +1038,16 @@ static void fav_build_object_tail(fav_build *b) {
   if (n->nkeys > 0) {
     int i, numeric = 0;
     uint32_t size = 4;
-    lua_createtable(L, n->nkeys, 0);
+    /* the names as Lua strings in consecutive constant slots (keys_k + i),
+     * which anchors the strings behind lstr: a lookup pushes its key with
+     * one lua_rawgeti on the constants */
     for (i = 0; i < n->nkeys; i++) {
       lua_pushlstring(L, n->keys[i].name, n->keys[i].len);
       if (lua_isnumber(L, -1)) numeric = 1; /* a string that converts */
       n->keys[i].lstr = lua_tostring(L, -1);
-      lua_rawseti(L, -2, i + 1);
+      if (i == 0) n->keys_k = c->nk + 1;
+      lua_rawseti(L, c->K, ++c->nk);
     }
-    n->keys_k = fav_schema_const(c); /* anchors the strings behind lstr */
-    lua_pop(L, 1);
     while (size < (uint32_t)n->nkeys * 2) size <<= 1;
     n->ptab = (int *)fav_schema_alloc(L, size, sizeof(int));
     n->pmask = size - 1;

@@ -8,13 +8,13 @@
 /* ------------------------------------------------------------------ */
 
 
-/* Writes the JSON Pointer of the current instance location into buf
+/* Writes the JSON Pointer of the nseg segments at segs into buf
  * (NUL-terminated); returns its length, or (size_t)-1 when it does not fit. */
-static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
+static size_t fav_schema_segstr(const fav_seg *segs, int nseg, char *buf, size_t cap) {
   size_t o = 0;
   int d;
-  for (d = 1; d <= v->depth; d++) {
-    const fav_seg *s = &v->path[d];
+  for (d = 0; d < nseg; d++) {
+    const fav_seg *s = &segs[d];
     if (o + 1 >= cap) return (size_t)-1;
     buf[o++] = '/';
     if (s->s) {
@@ -34,6 +34,11 @@ static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
   }
   buf[o] = '\0';
   return o;
+}
+
+/* The JSON Pointer of the current instance location (fav_schema_segstr). */
+static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
+  return fav_schema_segstr(&v->path[1], v->depth, buf, cap);
 }
 
 /* Pushes the JSON Pointer of the current instance location. */
@@ -82,6 +87,50 @@ void fav_schema_pushcached(lua_State *L, int K, int k, const char **cs, size_t *
   lua_rawseti(L, K, k);
 }
 
+/* check: pushes the first error's path (v->cseg, v->cpath or the slot
+ * FAV_K_LASTPATH, see fav_vs.check). A path of the validator's own names
+ * equal, segment by segment, to the last one pushed is that string again:
+ * no bytes built or compared. */
+void fav_schema_pushcpath(fav_vs *v) {
+  lua_State *L = v->L;
+  fav_prog *P = v->P;
+  int d, n = v->cseg_n;
+  if (n >= 0) {
+    if (P->lastseg_n == n) {
+      for (d = 0; d < n; d++) {
+        const fav_seg *a = &v->cseg[d], *b = &P->lastseg[d];
+        if (a->s != b->s || a->len != b->len || (!a->s && a->i != b->i)) break;
+      }
+      if (d == n) {
+        lua_rawgeti(L, v->K, FAV_K_LASTPATH);
+        return;
+      }
+    }
+    v->cpl = fav_schema_segstr(v->cseg, n, v->cpath, sizeof v->cpath);
+    if (v->cpl != (size_t)-1) {
+      fav_schema_pushcached(L, v->K, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, v->cpath, v->cpl);
+      memcpy(P->lastseg, v->cseg, (size_t)n * sizeof(fav_seg));
+      P->lastseg_n = n;
+      return;
+    }
+    /* longer than the buffer (8 long names): the general way */
+    v->depth = n;
+    memcpy(&v->path[1], v->cseg, (size_t)n * sizeof(fav_seg));
+    fav_schema_pushpath(v);
+    P->lastpath = lua_tolstring(L, -1, &P->lastpl);
+    P->lastseg_n = -1;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, v->K, FAV_K_LASTPATH);
+    return;
+  }
+  if (v->cpl == (size_t)-1) { /* stored by fav_schema_record_s */
+    lua_rawgeti(L, v->K, FAV_K_LASTPATH);
+    return;
+  }
+  if (!(P->lastpath && P->lastpl == v->cpl && memcmp(P->lastpath, v->cpath, v->cpl) == 0)) P->lastseg_n = -1;
+  fav_schema_pushcached(L, v->K, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, v->cpath, v->cpl);
+}
+
 /* Records an error with the reason text `why` (n bytes). Builds each
  * string once, in C buffers where they fit (the first error of every
  * invalid instance goes through here, so it is kept cheap). */
@@ -93,10 +142,25 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   size_t pl, kl, ll;
   if (v->check) { /* v:check(): the first error's strings only, no table */
     if (v->nerr++ == 0) { /* in C buffers: check_l pushes them */
-      v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
-      if (v->cpl == (size_t)-1) {
-        fav_schema_pushpath(v);
-        lua_replace(L, v->E);
+      int d, depth = v->depth;
+      v->cseg_n = -1;
+      if (depth <= FAV_CSEG) { /* every key the validator's own: keep the segments */
+        for (d = 1; d <= depth && (!v->path[d].s || v->path[d].own); d++) {
+        }
+        if (d > depth) {
+          v->cseg_n = depth;
+          memcpy(v->cseg, &v->path[1], (size_t)depth * sizeof(fav_seg));
+        }
+      }
+      if (v->cseg_n < 0) {
+        v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
+        if (v->cpl == (size_t)-1) { /* a long path: straight to its slot */
+          fav_prog *P = v->P;
+          fav_schema_pushpath(v);
+          P->lastpath = lua_tolstring(L, -1, &P->lastpl); /* anchored by the rawseti */
+          P->lastseg_n = -1;
+          lua_rawseti(L, K, FAV_K_LASTPATH);
+        }
       }
       v->cwhy_k = why_k;
       v->cwhy = v->cwhybuf;
@@ -104,10 +168,13 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
       if (why_k) {
       } else if (wl <= sizeof v->cwhybuf) {
         memcpy(v->cwhybuf, why, wl);
-      } else {
+      } else { /* a long reason: straight to its slot */
+        fav_prog *P = v->P;
         v->cwhy = NULL;
+        v->cwhy_k = FAV_K_LASTWHY;
         lua_pushlstring(L, why, wl);
-        lua_replace(L, v->E + 1);
+        P->lastwhy = lua_tolstring(L, -1, &P->lastwl);
+        lua_rawseti(L, K, FAV_K_LASTWHY);
       }
       v->ckw = kw;
       v->ckw_k = !why_k ? 0 : why_k == n->pat_why_k ? FAV_K_PATTERN : why_k > FAV_K_FMTWHY && why_k <= FAV_K_RESERVED ? FAV_K_FORMAT : 0;
@@ -236,14 +303,24 @@ static void fav_schema_fail_pattern(fav_vs *v, const fav_node *n) {
 static void fav_schema_fatal(fav_vs *v, const fav_node *n, const char *kw, const char *fmt, ...) {
   va_list ap;
   if (v->fatal) return;
-  lua_pushnil(v->L);
-  lua_replace(v->L, v->E);
+  if (!v->check) {
+    lua_pushnil(v->L);
+    lua_replace(v->L, v->E);
+  }
   v->nerr = 0;
   va_start(ap, fmt);
   lua_pushvfstring(v->L, fmt, ap);
   va_end(ap);
   fav_schema_record(v, n, kw, NULL, 0);
   v->fatal = 1;
+}
+
+/* 1 when the double x is integral (x == floor(x), finite), without a
+ * call of libm's floor: within +-2^63 the truncating conversion says it,
+ * beyond every finite double is integral (infinities and NaN are not). */
+static inline int fav_schema_integral(double x) {
+  if (x > -9.2e18 && x < 9.2e18) return (double)(long long)x == x;
+  return x - x == 0;
 }
 
 /* Classifies a table: FT_ARR (keys 1..n, *count = n), FT_OBJ, FT_ARR|FT_OBJ
@@ -256,7 +333,7 @@ static unsigned fav_schema_kind(lua_State *L, int idx, size_t *count) {
     lua_pop(L, 1);
     if (lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number k = lua_tonumber(L, -1);
-      if (k >= 1 && k == floor(k)) {
+      if (k >= 1 && fav_schema_integral((double)k)) {
         n++;
         if (k > max) max = k;
         continue;
@@ -289,7 +366,7 @@ static unsigned fav_schema_jtype(lua_State *L, int idx, size_t *count, int need_
       if (lua_isinteger(L, idx)) return FT_INT | FT_NUM;
 #endif
       x = lua_tonumber(L, idx);
-      return (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+      return fav_schema_integral((double)x) ? (FT_INT | FT_NUM) : FT_NUM;
     }
     case LUA_TSTRING: return FT_STR;
     case LUA_TTABLE:
@@ -375,7 +452,7 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
       /* one call for every number: an integer converts exactly where it
        * matters (a Lua integer is integral whatever its double) */
       lua_Number x = lua_tonumber(L, idx);
-      t = (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+      t = fav_schema_integral((double)x) ? (FT_INT | FT_NUM) : FT_NUM;
       if (c->cat & CAT_NUM) {
         double d = (double)x;
         if ((c->numkw & NK_MIN) && d < c->minimum) return 0;
@@ -442,7 +519,7 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
 /* Evaluates child node c on the value at vi, one level down (key or index);
  * lt: the value's Lua type when the caller has it, else -1. */
 static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
-                            lua_Integer i, int lt) {
+                            lua_Integer i, int lt, int own) {
   int r;
   if (c->boolean == 1) return 1;
   if (v->depth >= v->maxdepth) {
@@ -453,6 +530,7 @@ static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int
   v->path[v->depth].s = k;
   v->path[v->depth].len = kl;
   v->path[v->depth].i = i;
+  v->path[v->depth].own = own;
   if (c->leaf && (r = fav_schema_leaf(v, c, vi, lt >= 0 ? lt : lua_type(v->L, vi))) != 0) {
     v->depth--;
     return r > 0;
@@ -478,7 +556,7 @@ static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int
 /* fav_schema_downt when the value's Lua type is not at hand. */
 static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
                            lua_Integer i) {
-  return fav_schema_downt(v, n, c, vi, k, kl, i, -1);
+  return fav_schema_downt(v, n, c, vi, k, kl, i, -1, 0);
 }
 
 /* Past the validation's deadline (checked every `every` units of work):
@@ -818,6 +896,9 @@ static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const char *k) {
   return NULL;
 }
 
+/* values the by-key walk leaves on the stack before it pops them */
+#define FAV_BYKEY_KEEP 8 /* + a record (fav_schema_record_s pushes up to 6) <= 16 */
+
 static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la) {
   lua_State *L = v->L;
   uint64_t seen = 0;
@@ -825,30 +906,36 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
   int ok = 1, r, i, top = lua_gettop(L);
   int counted = n->by_count && v->P->nkeys_k; /* by_key, then the count shows nothing else is there */
   if (!(t & FT_ARR) && (n->by_key || counted) && !la && !v->all) {
-    /* only the named keys matter: one raw lookup each, in declared order */
-    int names, declared = 0;
-    lua_rawgeti(L, v->K, n->keys_k);
-    names = lua_gettop(L);
+    /* only the named keys matter: one raw lookup each, in name order. The
+     * values found stay on the stack (sp: the last one) and are popped
+     * FAV_BYKEY_KEEP at a time, not one lua_settop a key: fav_schema_eval
+     * made room for 16 slots */
+    int declared = 0, sp = top;
     for (i = 0; i < n->nkeys; i++) {
       const fav_pent *p = &n->keys[i];
       int vt;
-      lua_rawgeti(L, names, i + 1);
+      lua_rawgeti(L, v->K, n->keys_k + i);
 #if LUA_VERSION_NUM >= 503
       vt = lua_rawget(L, idx); /* the value's type: no lua_type call */
 #else
       lua_rawget(L, idx);
       vt = lua_type(L, -1);
 #endif
+      sp++;
       if (vt != LUA_TNIL) {
         if (p->req >= 0) seen |= (uint64_t)1 << p->req;
         if (p->node) {
           declared++;
-          r = fav_schema_downt(v, n, p->node, names + 1, p->name, p->len, 0, vt);
+          r = fav_schema_downt(v, n, p->node, sp, p->name, p->len, 0, vt, 1);
           if (!r) FAV_BAIL();
         }
       }
-      lua_settop(L, names);
+      if (sp - top >= FAV_BYKEY_KEEP) {
+        lua_settop(L, top);
+        sp = top;
+      }
     }
+    if (sp != top) lua_settop(L, top);
     if (counted) {
       /* additionalProperties: false. Every declared property present is
        * valid; the instance is valid when it holds nothing else, which its
@@ -893,7 +980,7 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
           if (p->req >= 0) seen |= (uint64_t)1 << p->req;
           if (p->node) {
             matched = 1;
-            r = fav_schema_down(v, n, p->node, vi, k, kl, 0);
+            r = fav_schema_downt(v, n, p->node, vi, p->name, p->len, 0, -1, 1); /* k's bytes, the validator's pointer */
             if (!r) FAV_BAIL();
           }
         }
