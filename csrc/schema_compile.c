@@ -388,7 +388,9 @@ static fav_node **fav_schema_children(fav_cc *c, int LOC, int B, int draft, fav_
 
 static int fav_schema_pentcmp(const void *a, const void *b) {
   const fav_pent *x = (const fav_pent *)a, *y = (const fav_pent *)b;
-  int r = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+  int r = (x->req < 0) - (y->req < 0); /* required first */
+  if (r) return r;
+  r = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
   return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
@@ -854,10 +856,6 @@ static void fav_build_properties(fav_build *b) {
       fav_schema_addkey(n, k, kl, cn, -1, L);
       lua_pop(L, 1);
     }
-    /* by name: lua_next's order follows the hash seed, which Lua 5.4
-     * draws per state, so the properties looked up first (and the first
-     * error of an instance with several) would change from run to run */
-    if (n->nkeys > 1) qsort(n->keys, (size_t)n->nkeys, sizeof(fav_pent), fav_schema_pentcmp);
   }
   if (rt) {
     n->req = (char **)fav_schema_alloc(L, (size_t)nr, sizeof(char *));
@@ -879,6 +877,12 @@ static void fav_build_properties(fav_build *b) {
   if (rt) lua_pop(L, 1);
   else lua_pop(L, 1);
   lua_pop(L, 1); /* properties (or nil) */
+  /* the order the by-key walk looks them up in: the required names first,
+   * then the others, each by name (as ajv checks required before
+   * properties). Not lua_next's order, which follows the hash seed that
+   * Lua 5.4 draws per state: the properties looked up first (and the
+   * first error of an instance with several) would change from run to run */
+  if (n->nkeys > 1) qsort(n->keys, (size_t)n->nkeys, sizeof(fav_pent), fav_schema_pentcmp);
   if (n->nkeys) {
     uint32_t size = 4;
     while (size < (uint32_t)n->nkeys * 2) size <<= 1;

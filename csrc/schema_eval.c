@@ -137,7 +137,7 @@ void fav_schema_pushcpath(fav_vs *v) {
 static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
                                 const char *why, size_t wl, int why_k, int spath_k) {
   lua_State *L = v->L;
-  int top = lua_gettop(L), rec, K = v->K;
+  int top, rec, K = v->K;
   char buf[512];
   size_t pl, kl, ll;
   if (v->check) { /* v:check(): the first error's strings only, no table */
@@ -181,6 +181,7 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
     }
     return;
   }
+  top = lua_gettop(L);
   kl = strlen(kw);
   if (lua_isnil(L, v->E)) {
     lua_createtable(L, v->all ? 4 : 1, 0);
@@ -282,7 +283,8 @@ static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const 
 static void fav_schema_fail_format(fav_vs *v, const fav_node *n, int fmt) {
   const char *why = fav_schema_fmt_reasons[fmt];
   if (v->quiet || v->fatal) return;
-  fav_schema_record_s(v, n, "format", NULL, 0, why, strlen(why), FAV_K_FMTWHY + fmt, 0);
+  /* check keeps the constant, not the bytes: no strlen */
+  fav_schema_record_s(v, n, "format", NULL, 0, why, v->check ? 0 : strlen(why), FAV_K_FMTWHY + fmt, 0);
 }
 
 /* Records the `pattern` error of n: reason and schema_path are the
@@ -899,11 +901,12 @@ static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const char *k) {
 /* values the by-key walk leaves on the stack before it pops them */
 #define FAV_BYKEY_KEEP 8 /* + a record (fav_schema_record_s pushes up to 6) <= 16 */
 
-static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la) {
+/* top: lua_gettop() (the caller has it) */
+static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la, int top) {
   lua_State *L = v->L;
   uint64_t seen = 0;
   size_t nkeys = 0;
-  int ok = 1, r, i, top = lua_gettop(L);
+  int ok = 1, r, i;
   int counted = n->by_count && v->P->nkeys_k; /* by_key, then the count shows nothing else is there */
   if (!(t & FT_ARR) && (n->by_key || counted) && !la && !v->all) {
     /* only the named keys matter: one raw lookup each, in name order. The
@@ -1306,7 +1309,9 @@ int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
     return 0;
   }
   if (fav_schema_late(v, n, 1)) return 0;
-  if (v->eval >= FAV_SCHEMA_EVAL || !lua_checkstack(L, 16)) {
+  /* the root needs no lua_checkstack: a C function has LUA_MINSTACK (20)
+   * slots, of which validate and check use 4 */
+  if (v->eval >= FAV_SCHEMA_EVAL || (v->eval > 0 && !lua_checkstack(L, 16))) {
     fav_schema_fatal(v, n, "depth", "schema evaluation is too deep");
     return 0;
   }
@@ -1418,7 +1423,7 @@ int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
     if (!fav_schema_arr(v, n, idx, count, la)) FAV_BAIL();
   }
   if ((t & FT_OBJ) && (n->cat & CAT_OBJ)) {
-    if (!fav_schema_obj(v, n, idx, t, la)) FAV_BAIL();
+    if (!fav_schema_obj(v, n, idx, t, la, la != ann ? lua_gettop(L) : top)) FAV_BAIL();
   }
   if (n->cat & CAT_APP) {
     if (!fav_schema_app(v, n, idx, la)) FAV_BAIL();

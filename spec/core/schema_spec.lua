@@ -319,6 +319,76 @@ describe("favcrm.schema", function()
       assert.has_error(function() v:check(1) end, "attempt to use a closed or unfinished validator")
     end)
 
+    it("looks an object's required properties up first, then the others, each group by name", function()
+      -- the first failure of an instance with several: "b" and "d" are
+      -- required, so "/b" is checked before "/a" and "/c"; validate names
+      -- the same first failure as check
+      local v = assert(schema.compile({ type = "object", required = { "d", "b" },
+        properties = { a = { type = "integer" }, b = { type = "integer" }, c = { type = "integer" },
+          d = { type = "integer" } } }))
+      local bad = { a = "x", b = "x", c = "x", d = "x" }
+      assert.same({ false, "/b", "type", "must be integer, got string" }, { v:check(bad) })
+      local ok, errs = v:validate(bad)
+      assert.is_false(ok)
+      assert.equals("/b", errs[1].path)
+      bad.b = 1
+      assert.same({ false, "/d", "type", "must be integer, got string" }, { v:check(bad) })
+      bad.d = 1
+      assert.same({ false, "/a", "type", "must be integer, got string" }, { v:check(bad) })
+      bad.a = 1
+      assert.same({ false, "/c", "type", "must be integer, got string" }, { v:check(bad) })
+      bad.c = 1
+      assert.same({ true }, { v:check(bad) })
+    end)
+
+    it("check() returns each call's own path and reason, long ones and repeated ones alike", function()
+      -- check keeps the last path and reason it returned and returns them
+      -- again when they are the same: a different failure must never get
+      -- the previous one's strings
+      local long = string.rep("n", 120)
+      local inner = { type = "object", properties = { [long] = { type = "integer" } } }
+      local s = { type = "object", properties = {
+        a = { type = "object", properties = { b = { type = "integer" } } },
+        list = { type = "array", items = { type = "integer" } },
+        deep = { type = "object", properties = { [long] = { type = "object", properties = {
+          [long] = { type = "object", properties = { [long] = inner } } } } } },
+        e = { enum = { string.rep("x", 100), string.rep("y", 100), string.rep("z", 100) } },
+        f = { enum = { string.rep("p", 100), string.rep("q", 100), string.rep("r", 100) } },
+      } }
+      local v = assert(schema.compile(s))
+      for _ = 1, 2 do -- twice: the second round returns the kept strings
+        assert.same({ false, "/a/b", "type", "must be integer, got string" }, { v:check({ a = { b = "x" } }) })
+        assert.same({ false, "/a/b", "type", "must be integer, got boolean" }, { v:check({ a = { b = true } }) })
+        assert.same({ false, "/list/0", "type", "must be integer, got string" }, { v:check({ list = { "x" } }) })
+        assert.same({ false, "/list/1", "type", "must be integer, got string" }, { v:check({ list = { 1, "x" } }) })
+        local deep = {}
+        deep[long] = {}
+        deep[long][long] = {}
+        deep[long][long][long] = {}
+        deep[long][long][long][long] = "x"
+        local p = "/deep/" .. long .. "/" .. long .. "/" .. long .. "/" .. long
+        assert.same({ false, p, "type", "must be integer, got string" }, { v:check({ deep = deep }) })
+        local ok, path, kw, why = v:check({ e = "w" })
+        assert.same({ false, "/e", "enum" }, { ok, path, kw })
+        assert.equals("must be one of: \"" .. string.rep("x", 100) .. "\", \"" .. string.rep("y", 100) .. "\", \""
+          .. string.rep("z", 100) .. "\"", why)
+        ok, path, kw, why = v:check({ f = "w" })
+        assert.same({ false, "/f", "enum" }, { ok, path, kw })
+        assert.equals("must be one of: \"" .. string.rep("p", 100) .. "\", \"" .. string.rep("q", 100) .. "\", \""
+          .. string.rep("r", 100) .. "\"", why)
+        -- a key of the instance (not a declared name) in the path
+        local w = assert(schema.compile({ type = "object", additionalProperties = { type = "integer" } }))
+        assert.same({ false, "/k1", "type", "must be integer, got string" }, { w:check({ k1 = "x" }) })
+        assert.same({ false, "/k2", "type", "must be integer, got string" }, { w:check({ k2 = "x" }) })
+      end
+      -- the depth limit (a fatal error) in check
+      local d = assert(schema.compile({ type = "object", properties = { a = { ["$ref"] = "#" } } }, { max_depth = 3 }))
+      local inst = { a = { a = { a = { a = {} } } } }
+      local _, errs = d:validate(inst)
+      assert.same({ false, "/a/a/a", "depth", errs[1].reason }, { d:check(inst) })
+      assert.same({ false, "/a/a/a", "depth", errs[1].reason }, { d:check(inst) })
+    end)
+
     it("asserts formats by default and treats them as annotations with formats=false", function()
       local s = { type = "string", format = "date-time" }
       assert.is_false((schema.compile(s)):validate("yesterday"))
