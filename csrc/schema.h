@@ -122,6 +122,7 @@ typedef struct fav_pent { /* a property name the node knows */
   uint32_t h;
   fav_node *node; /* properties[name], or NULL */
   int req;        /* bit in the required set, or -1 */
+  const void *kid; /* what identifies that anchored string in the walk (FAV_KID_TOPOINTER) */
   const char *lstr; /* the bytes of the same name as a Lua string anchored in
                      * the validator's constants: short strings are interned,
                      * so an equal short key has this very pointer */
@@ -168,7 +169,7 @@ struct fav_node {
   fav_pent *keys;
   int nkeys, *ktab;
   int keys_k;             /* constants keys_k .. keys_k + nkeys - 1: the key names as Lua strings */
-  int *ptab;              /* keys by lstr pointer (open addressing, 1-based), pmask + 1 slots */
+  int *ptab;              /* keys by kid (open addressing, 1-based), pmask + 1 slots */
   uint32_t pmask;
   unsigned char by_key;   /* properties/required only: look the keys up, do not walk the instance */
   unsigned char leaf;     /* scalar keywords only (type, numbers, strings, scalar enum): fav_schema_leaf */
@@ -308,8 +309,24 @@ static inline int fav_fmt_ishex(int c) {
  * 5.2-5.4; 5.1 and LuaJIT intern them all): two equal ones are one object. */
 #define FAV_SHORTSTR 40
 
-static inline uint32_t fav_schema_ptrhash(const char *p) {
-  return (uint32_t)((((uintptr_t)p) >> 3) * 2654435761u);
+/* A walked key's identity, compared with fav_pent.kid. On Lua 5.4
+ * lua_topointer gives a string's own object, so a key that is one of the
+ * validator's anchored (interned) names is known by that one call, without
+ * lua_type and lua_tolstring; it gives NULL for numbers and booleans and
+ * a distinct object for tables and functions (a light userdata made from
+ * the address of an anchored name, which only C can make, would pass for
+ * that name). Before 5.4 it gives NULL for strings: there the identity is
+ * the bytes' pointer, read after lua_type says string. */
+#if LUA_VERSION_NUM >= 504
+#define FAV_KID_TOPOINTER 1
+#else
+#define FAV_KID_TOPOINTER 0
+#endif
+
+static inline uint32_t fav_schema_ptrhash(const void *p) {
+  /* the product's high half mixes every bit of the address (its low bits
+   * are the alignment's zeros) */
+  return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
 /* Shared between the units; the contract of each is above its definition. */

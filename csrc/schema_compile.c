@@ -1049,6 +1049,11 @@ static void fav_build_object_tail(fav_build *b) {
       lua_pushlstring(L, n->keys[i].name, n->keys[i].len);
       if (lua_isnumber(L, -1)) numeric = 1; /* a string that converts */
       n->keys[i].lstr = lua_tostring(L, -1);
+#if FAV_KID_TOPOINTER
+      n->keys[i].kid = lua_topointer(L, -1);
+#else
+      n->keys[i].kid = n->keys[i].lstr;
+#endif
       if (i == 0) n->keys_k = c->nk + 1;
       lua_rawseti(L, c->K, ++c->nk);
     }
@@ -1056,7 +1061,7 @@ static void fav_build_object_tail(fav_build *b) {
     n->ptab = (int *)fav_schema_alloc(L, size, sizeof(int));
     n->pmask = size - 1;
     for (i = 0; i < n->nkeys; i++) {
-      uint32_t h = fav_schema_ptrhash(n->keys[i].lstr) & n->pmask;
+      uint32_t h = fav_schema_ptrhash(n->keys[i].kid) & n->pmask;
       while (n->ptab[h]) h = (h + 1) & n->pmask;
       n->ptab[h] = i + 1;
     }

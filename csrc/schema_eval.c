@@ -8,6 +8,13 @@
 /* ------------------------------------------------------------------ */
 
 
+/* hot helpers inlined where they are called (GCC and Clang) */
+#if defined(__GNUC__)
+#define FAV_INLINE inline __attribute__((always_inline))
+#else
+#define FAV_INLINE inline
+#endif
+
 /* Writes the JSON Pointer of the nseg segments at segs into buf
  * (NUL-terminated); returns its length, or (size_t)-1 when it does not fit. */
 static size_t fav_schema_segstr(const fav_seg *segs, int nseg, char *buf, size_t cap) {
@@ -438,7 +445,7 @@ static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n);
  * value certainly passes, 0 when it may not and fav_schema_eval must
  * decide (and build the errors), -1 when it fails only its pattern, which
  * is then recorded here as fav_schema_eval would. Leaves the stack as found. */
-static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
+static FAV_INLINE int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
   lua_State *L = v->L;
   unsigned t;
   const char *str = NULL;
@@ -518,25 +525,10 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
   return 1;
 }
 
-/* Evaluates child node c on the value at vi, one level down (key or index);
- * lt: the value's Lua type when the caller has it, else -1. */
-static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
-                            lua_Integer i, int lt, int own) {
+/* fav_schema_downt past the leaf fast path: v->depth is already one level
+ * down. The false schema, or the full evaluation. */
+static int fav_schema_downt_node(fav_vs *v, const fav_node *c, int vi, const char *k, size_t kl) {
   int r;
-  if (c->boolean == 1) return 1;
-  if (v->depth >= v->maxdepth) {
-    fav_schema_fatal(v, n, "depth", "exceeds the maximum depth of %d", v->maxdepth);
-    return 0;
-  }
-  v->depth++;
-  v->path[v->depth].s = k;
-  v->path[v->depth].len = kl;
-  v->path[v->depth].i = i;
-  v->path[v->depth].own = own;
-  if (c->leaf && (r = fav_schema_leaf(v, c, vi, lt >= 0 ? lt : lua_type(v->L, vi))) != 0) {
-    v->depth--;
-    return r > 0;
-  }
   if (c->boolean == 2) {
     if (!v->quiet && !v->fatal) {
       if (k && c->kw && (strcmp(c->kw, "additionalProperties") == 0 || strcmp(c->kw, "unevaluatedProperties") == 0)) {
@@ -551,6 +543,33 @@ static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int
   } else {
     r = fav_schema_eval(v, c, vi, NULL);
   }
+  return r;
+}
+
+/* Evaluates child node c on the value at vi, one level down (key or index);
+ * lt: the value's Lua type when the caller has it, else -1. own: k is one
+ * of the validator's names (fav_seg.own). Inlined into the loops over
+ * properties and items, with the leaf fast path: a scalar property costs
+ * no C call of its own. */
+static FAV_INLINE int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k,
+                                       size_t kl, lua_Integer i, int lt, int own) {
+  int r;
+  fav_seg *sg;
+  if (c->boolean == 1) return 1;
+  if (v->depth >= v->maxdepth) {
+    fav_schema_fatal(v, n, "depth", "exceeds the maximum depth of %d", v->maxdepth);
+    return 0;
+  }
+  sg = &v->path[++v->depth];
+  sg->s = k;
+  sg->len = kl;
+  sg->i = i;
+  sg->own = own;
+  if (c->leaf && (r = fav_schema_leaf(v, c, vi, lt >= 0 ? lt : lua_type(v->L, vi))) != 0) {
+    v->depth--;
+    return r > 0;
+  }
+  r = fav_schema_downt_node(v, c, vi, k, kl);
   v->depth--;
   return r;
 }
@@ -887,12 +906,12 @@ static const fav_pent *fav_schema_lookup(const fav_node *n, const char *k, size_
   return NULL;
 }
 
-/* The key whose anchored Lua string is k itself (see fav_pent.lstr). */
-static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const char *k) {
+/* The key whose anchored Lua string is k itself (see fav_pent.kid). */
+static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const void *k) {
   uint32_t i = fav_schema_ptrhash(k) & n->pmask;
   int e;
   while ((e = n->ptab[i]) != 0) {
-    if (n->keys[e - 1].lstr == k) return &n->keys[e - 1];
+    if (n->keys[e - 1].kid == k) return &n->keys[e - 1];
     i = (i + 1) & n->pmask;
   }
   return NULL;
@@ -960,25 +979,40 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
     /* the stack is at top here: each key at top + 1, its value at top + 2 */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-      int vi = top + 2, kt = lua_type(L, vi - 1), matched = 0;
+      int vi = top + 2, kt, matched = 0;
       const char *k;
       size_t kl;
-      if (kt == LUA_TSTRING) {
-        k = lua_tolstring(L, vi - 1, &kl);
-      } else if (kt == LUA_TNUMBER) {
-        lua_pushvalue(L, vi - 1);
-        k = lua_tolstring(L, -1, &kl);
-      } else {
-        fav_schema_fail(v, n, "type", NULL, 0, "has a key of type %s, which JSON cannot hold", lua_typename(L, kt));
-        ok = 0;
-        goto done;
+      const fav_pent *p = NULL;
+      /* a short string key equal to a name is that name's interned string:
+       * a pointer comparison (FAV_KID_TOPOINTER); anything else the general way */
+#if FAV_KID_TOPOINTER
+      if (n->ptab && (p = fav_schema_lookup_ptr(n, lua_topointer(L, vi - 1))) != NULL) {
+        kt = LUA_TSTRING;
+        k = p->name;
+        kl = p->len;
+      } else
+#endif
+      {
+        kt = lua_type(L, vi - 1);
+        if (kt == LUA_TSTRING) {
+          k = lua_tolstring(L, vi - 1, &kl);
+        } else if (kt == LUA_TNUMBER) {
+          lua_pushvalue(L, vi - 1);
+          k = lua_tolstring(L, -1, &kl);
+        } else {
+          fav_schema_fail(v, n, "type", NULL, 0, "has a key of type %s, which JSON cannot hold", lua_typename(L, kt));
+          ok = 0;
+          goto done;
+        }
+        if (n->ktab) {
+#if !FAV_KID_TOPOINTER
+          if (kt == LUA_TSTRING) p = fav_schema_lookup_ptr(n, k);
+#endif
+          if (!p && (kt != LUA_TSTRING || kl > FAV_SHORTSTR)) p = fav_schema_lookup(n, k, kl);
+        }
       }
       nkeys++;
-      if (n->ktab) {
-        /* a short string key equal to a name is that name's interned string:
-         * a pointer comparison; anything else the general way */
-        const fav_pent *p = kt == LUA_TSTRING ? fav_schema_lookup_ptr(n, k) : NULL;
-        if (!p && (kt != LUA_TSTRING || kl > FAV_SHORTSTR)) p = fav_schema_lookup(n, k, kl);
+      {
         if (p) {
           if (p->req >= 0) seen |= (uint64_t)1 << p->req;
           if (p->node) {

@@ -432,6 +432,35 @@ describe("favcrm.schema", function()
       assert.equals("/: is a Lua function, not a JSON value", errs[1].message)
     end)
 
+    it("walks an additionalProperties: false object by its keys' identity, and still names any other key", function()
+      -- a short key equal to a declared name is that name's own (interned)
+      -- string; a long declared name, a number key, an undeclared key and
+      -- a key JSON cannot hold take the general way
+      local long = string.rep("k", 60)
+      local props = { short = { type = "integer" }, [long] = { type = "string" }, ["7"] = { type = "boolean" } }
+      local v = assert(schema.compile({ type = "object", properties = props, additionalProperties = false }))
+      local inst = { short = 1, ["7"] = true }
+      inst[string.rep("k", 30) .. string.rep("k", 30)] = "made at run time"
+      assert.same({ true }, { v:check(inst) })
+      assert.is_true((v:validate(inst)))
+      inst[long] = 5
+      assert.same({ false, "/" .. long, "type", "must be string, got integer" }, { v:check(inst) })
+      inst[long] = "x"
+      inst.short = "one"
+      assert.same({ false, "/short", "type", "must be integer, got string" }, { v:check(inst) })
+      inst.short = 1
+      inst[7] = "no" -- a number key: the name "7" in JSON
+      local _, errs = v:validate(inst)
+      assert.same({ false, "/7", "type", "must be boolean, got string" }, { v:check(inst) })
+      assert.same({ "/7", "type" }, { errs[1].path, errs[1].keyword })
+      inst[7] = nil
+      inst.sh = 2
+      assert.same({ false, "/sh", "additionalProperties", 'property "sh" is not allowed' }, { v:check(inst) })
+      inst.sh = nil
+      inst[true] = 1
+      assert.same({ false, "", "type", "has a key of type boolean, which JSON cannot hold" }, { v:check(inst) })
+    end)
+
     it("reports additional properties by name", function()
       local v = assert(schema.compile({ properties = { a = {} }, additionalProperties = false }))
       local ok, errs = v:validate({ a = 1, b = 2 })
