@@ -66,6 +66,23 @@ const char *fav_schema_numstr(char *buf, size_t sz, double x) {
 size_t fav_schema_utf8len(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, cps = 0;
+  /* all ASCII (the usual case): n code points, found a word at a time,
+   * the tail as the last 8 bytes (overlapping) */
+  if (n >= 8) {
+    uint64_t w, acc = 0;
+    for (i = 0; i + 8 <= n; i += 8) {
+      memcpy(&w, s + i, 8);
+      acc |= w;
+    }
+    memcpy(&w, s + n - 8, 8);
+    if (!((acc | w) & 0x8080808080808080ull)) return n;
+    i = 0;
+  } else {
+    unsigned acc = 0;
+    for (i = 0; i < n; i++) acc |= s[i];
+    if (acc < 0x80) return n;
+    i = 0;
+  }
   while (i < n) {
     unsigned c = s[i];
     if (c < 0x80) {

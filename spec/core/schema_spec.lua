@@ -406,6 +406,18 @@ describe("favcrm.schema", function()
       assert.is_false(v:validate("a\237\160\128"))  -- an encoded surrogate
       assert.is_false(v:validate("a\192\175"))      -- an overlong "/"
       assert.is_true(v:validate("a\240\159\152\128"))
+      -- long strings are read a word at a time: a bad byte at the end,
+      -- in the overlapping tail, and in the middle
+      assert.equals("utf8", select(3, v:check("abcdefghijklmnop\255")))
+      assert.equals("utf8", select(3, v:check("abcdefghij\255klm")))
+      assert.equals("utf8", select(3, v:check("abcd\255efghijklmnopqrstu")))
+      -- and counted in code points
+      local len = assert(schema.compile({ type = "string", minLength = 17, maxLength = 17 }))
+      assert.is_true(len:validate("abcdefghijklmnop\195\169"))   -- 16 + 1 code points in 18 bytes
+      assert.is_false(len:validate("abcdefghijklmnopq\195\169")) -- 18 code points
+      assert.is_true(len:validate("abcdefghijklmnopq"))           -- 17 ASCII bytes
+      assert.is_false(len:validate("abcdefghijklmnop"))           -- 16
+      assert.is_false(len:validate("abcdefgh"))                   -- 8
     end)
 
     it("treats cjson.null as null, integral floats as integers, and 1 == 1.0", function()
