@@ -138,56 +138,55 @@ void fav_schema_pushcpath(fav_vs *v) {
   fav_schema_pushcached(L, v->K, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, v->cpath, v->cpl);
 }
 
+/* check's part of fav_schema_record_s: keeps the first error's path,
+ * keyword and reason in v (see fav_vs.check), builds no table. */
+static void fav_schema_record_chk(fav_vs *v, const fav_node *n, const char *kw, const char *why, size_t wl,
+                                  int why_k) {
+  lua_State *L = v->L;
+  int d, depth = v->depth;
+  if (v->nerr++ != 0) return;
+  v->cseg_n = -1;
+  if (depth <= FAV_CSEG) { /* every key the validator's own: keep the segments */
+    for (d = 1; d <= depth && (!v->path[d].s || v->path[d].own); d++) v->cseg[d - 1] = v->path[d];
+    if (d > depth) v->cseg_n = depth;
+  }
+  if (v->cseg_n < 0) {
+    v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
+    if (v->cpl == (size_t)-1) { /* a long path: straight to its slot */
+      fav_prog *P = v->P;
+      fav_schema_pushpath(v);
+      P->lastpath = lua_tolstring(L, -1, &P->lastpl); /* anchored by the rawseti */
+      P->lastseg_n = -1;
+      lua_rawseti(L, v->K, FAV_K_LASTPATH);
+    }
+  }
+  v->cwhy_k = why_k;
+  v->cwhy = v->cwhybuf;
+  v->cwl = wl;
+  if (why_k) {
+  } else if (wl <= sizeof v->cwhybuf) {
+    memcpy(v->cwhybuf, why, wl);
+  } else { /* a long reason: straight to its slot */
+    fav_prog *P = v->P;
+    v->cwhy = NULL;
+    v->cwhy_k = FAV_K_LASTWHY;
+    lua_pushlstring(L, why, wl);
+    P->lastwhy = lua_tolstring(L, -1, &P->lastwl);
+    lua_rawseti(L, v->K, FAV_K_LASTWHY);
+  }
+  v->ckw = kw;
+  v->ckw_k = !why_k ? 0 : why_k == n->pat_why_k ? FAV_K_PATTERN : why_k > FAV_K_FMTWHY && why_k <= FAV_K_RESERVED ? FAV_K_FORMAT : 0;
+}
+
 /* Records an error with the reason text `why` (n bytes). Builds each
  * string once, in C buffers where they fit (the first error of every
  * invalid instance goes through here, so it is kept cheap). */
-static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
-                                const char *why, size_t wl, int why_k, int spath_k) {
+static void fav_schema_record_tab(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
+                                  const char *why, size_t wl, int why_k, int spath_k) {
   lua_State *L = v->L;
   int top, rec, K = v->K;
   char buf[512];
   size_t pl, kl, ll;
-  if (v->check) { /* v:check(): the first error's strings only, no table */
-    if (v->nerr++ == 0) { /* in C buffers: check_l pushes them */
-      int d, depth = v->depth;
-      v->cseg_n = -1;
-      if (depth <= FAV_CSEG) { /* every key the validator's own: keep the segments */
-        for (d = 1; d <= depth && (!v->path[d].s || v->path[d].own); d++) {
-        }
-        if (d > depth) {
-          v->cseg_n = depth;
-          memcpy(v->cseg, &v->path[1], (size_t)depth * sizeof(fav_seg));
-        }
-      }
-      if (v->cseg_n < 0) {
-        v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
-        if (v->cpl == (size_t)-1) { /* a long path: straight to its slot */
-          fav_prog *P = v->P;
-          fav_schema_pushpath(v);
-          P->lastpath = lua_tolstring(L, -1, &P->lastpl); /* anchored by the rawseti */
-          P->lastseg_n = -1;
-          lua_rawseti(L, K, FAV_K_LASTPATH);
-        }
-      }
-      v->cwhy_k = why_k;
-      v->cwhy = v->cwhybuf;
-      v->cwl = wl;
-      if (why_k) {
-      } else if (wl <= sizeof v->cwhybuf) {
-        memcpy(v->cwhybuf, why, wl);
-      } else { /* a long reason: straight to its slot */
-        fav_prog *P = v->P;
-        v->cwhy = NULL;
-        v->cwhy_k = FAV_K_LASTWHY;
-        lua_pushlstring(L, why, wl);
-        P->lastwhy = lua_tolstring(L, -1, &P->lastwl);
-        lua_rawseti(L, K, FAV_K_LASTWHY);
-      }
-      v->ckw = kw;
-      v->ckw_k = !why_k ? 0 : why_k == n->pat_why_k ? FAV_K_PATTERN : why_k > FAV_K_FMTWHY && why_k <= FAV_K_RESERVED ? FAV_K_FORMAT : 0;
-    }
-    return;
-  }
   top = lua_gettop(L);
   kl = strlen(kw);
   if (lua_isnil(L, v->E)) {
@@ -255,6 +254,14 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   }
   lua_rawseti(L, v->E, ++v->nerr);
   lua_settop(L, top);
+}
+
+/* Records an error: validate's record (a table in the errors list), or
+ * check's strings (fav_schema_record_chk). */
+static FAV_INLINE void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop,
+                                          size_t plen, const char *why, size_t wl, int why_k, int spath_k) {
+  if (v->check) fav_schema_record_chk(v, n, kw, why, wl, why_k);
+  else fav_schema_record_tab(v, n, kw, prop, plen, why, wl, why_k, spath_k);
 }
 
 /* Records an error; the message text is at the top (popped). */
@@ -1127,8 +1134,7 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
     if (!fav_schema_eval(v, d->node, idx, la)) FAV_BAIL();
   }
 done:
-  lua_settop(L, top);
-  return ok;
+  return ok; /* what a bail left on the stack: fav_schema_eval's lua_settop */
 }
 
 static void fav_schema_ann_new(lua_State *L, fav_ann *a) {
