@@ -122,6 +122,7 @@ typedef struct fav_pent { /* a property name the node knows */
   uint32_t h;
   fav_node *node; /* properties[name], or NULL */
   int req;        /* bit in the required set, or -1 */
+  const void *kid; /* what identifies that anchored string in the walk (FAV_KID_TOPOINTER) */
   const char *lstr; /* the bytes of the same name as a Lua string anchored in
                      * the validator's constants: short strings are interned,
                      * so an equal short key has this very pointer */
@@ -167,8 +168,8 @@ struct fav_node {
   size_t mincontains, maxcontains, minitems, maxitems;
   fav_pent *keys;
   int nkeys, *ktab;
-  int keys_k;             /* constant: array of the key names as Lua strings */
-  int *ptab;              /* keys by lstr pointer (open addressing, 1-based), pmask + 1 slots */
+  int keys_k;             /* constants keys_k .. keys_k + nkeys - 1: the key names as Lua strings */
+  int *ptab;              /* keys by kid (open addressing, 1-based), pmask + 1 slots */
   uint32_t pmask;
   unsigned char by_key;   /* properties/required only: look the keys up, do not walk the instance */
   unsigned char leaf;     /* scalar keywords only (type, numbers, strings, scalar enum): fav_schema_leaf */
@@ -204,6 +205,16 @@ typedef struct fav_re {
   int jit;
 } fav_re;
 
+typedef struct fav_seg {
+  const char *s; /* key, or NULL for an array index */
+  size_t len;
+  lua_Integer i; /* 0-based index */
+  int own;       /* s is a property name of the validator (fav_pent.name),
+                  * which lives as long as it: check may keep the pointer */
+} fav_seg;
+
+#define FAV_CSEG 8 /* check: paths of at most this many segments are compared by segment */
+
 typedef struct fav_prog { /* the favcrm.Validator userdata */
   void *self; /* its own address: validate's cheap check (schema_lua.c) */
   fav_node **nodes;
@@ -221,6 +232,10 @@ typedef struct fav_prog { /* the favcrm.Validator userdata */
    * FAV_K_LASTWHY (anchored there; NULL until check first fails) */
   const char *lastpath, *lastwhy;
   size_t lastpl, lastwl;
+  /* the segments whose JSON Pointer is the string in FAV_K_LASTPATH (every
+   * key one of the validator's own names), lastseg_n of them, or -1 */
+  fav_seg lastseg[FAV_CSEG];
+  int lastseg_n;
 } fav_prog;
 
 
@@ -243,11 +258,6 @@ typedef struct fav_cc {
 } fav_cc;
 
 
-typedef struct fav_seg {
-  const char *s; /* key, or NULL for an array index */
-  size_t len;
-  lua_Integer i; /* 0-based index */
-} fav_seg;
 
 typedef struct fav_ann { /* what in-place subschemas evaluated */
   int props;             /* stack index: set of evaluated property keys */
@@ -266,13 +276,17 @@ typedef struct fav_vs {
   fav_prog *P;
   int K, E;
   int nerr, all, quiet, fatal, formats;
-  int check;         /* v:check(): the first error goes to the slots E (path)
-                      * and E + 1 (reason) and ckw, no table is built */
+  int check;         /* v:check(): the first error's path, keyword and reason
+                      * are kept here (cseg or cpath, ckw, cwhy), no table is
+                      * built; strings too long for the buffers go to the
+                      * constant slots FAV_K_LASTPATH and FAV_K_LASTWHY */
   const char *ckw;   /* check: the first error's keyword */
   int ckw_k;         /* check: that keyword as a constant (FAV_K_*), or 0 */
   int cwhy_k;        /* check: the reason as a constant, or 0 */
-  size_t cpl, cwl;   /* check: bytes in cpath ((size_t)-1: the path is at E), in cwhy */
-  const char *cwhy;  /* check: the reason's bytes (cwhybuf), or NULL: at E + 1 */
+  size_t cpl, cwl;   /* check: bytes in cpath ((size_t)-1: the path is in FAV_K_LASTPATH), in cwhy */
+  const char *cwhy;  /* check: the reason's bytes (cwhybuf), or NULL: in FAV_K_LASTWHY */
+  int cseg_n;        /* check: the path as cseg_n segments (>= 0; cpath unused), or -1 */
+  fav_seg cseg[FAV_CSEG];
   char cpath[256], cwhybuf[256];
   int depth, maxdepth, eval, nscope, nref;
   double deadline;   /* fav_monotonic_ms() by which validation must end; 0: none */
@@ -295,8 +309,24 @@ static inline int fav_fmt_ishex(int c) {
  * 5.2-5.4; 5.1 and LuaJIT intern them all): two equal ones are one object. */
 #define FAV_SHORTSTR 40
 
-static inline uint32_t fav_schema_ptrhash(const char *p) {
-  return (uint32_t)((((uintptr_t)p) >> 3) * 2654435761u);
+/* A walked key's identity, compared with fav_pent.kid. On Lua 5.4
+ * lua_topointer gives a string's own object, so a key that is one of the
+ * validator's anchored (interned) names is known by that one call, without
+ * lua_type and lua_tolstring; it gives NULL for numbers and booleans and
+ * a distinct object for tables and functions (a light userdata made from
+ * the address of an anchored name, which only C can make, would pass for
+ * that name). Before 5.4 it gives NULL for strings: there the identity is
+ * the bytes' pointer, read after lua_type says string. */
+#if LUA_VERSION_NUM >= 504
+#define FAV_KID_TOPOINTER 1
+#else
+#define FAV_KID_TOPOINTER 0
+#endif
+
+static inline uint32_t fav_schema_ptrhash(const void *p) {
+  /* the product's high half mixes every bit of the address (its low bits
+   * are the alignment's zeros) */
+  return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
 /* Shared between the units; the contract of each is above its definition. */
@@ -327,5 +357,6 @@ FAV_API void fav_schema_build(fav_cc *c, int e);
 /* validation (schema_eval.c) */
 FAV_API int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann);
 FAV_API void fav_schema_pushcached(lua_State *L, int K, int k, const char **cs, size_t *cl, const char *s, size_t n);
+FAV_API void fav_schema_pushcpath(fav_vs *v);
 
 #endif

@@ -66,6 +66,23 @@ const char *fav_schema_numstr(char *buf, size_t sz, double x) {
 size_t fav_schema_utf8len(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, cps = 0;
+  /* all ASCII (the usual case): n code points, found a word at a time,
+   * the tail as the last 8 bytes (overlapping) */
+  if (n >= 8) {
+    uint64_t w, acc = 0;
+    for (i = 0; i + 8 <= n; i += 8) {
+      memcpy(&w, s + i, 8);
+      acc |= w;
+    }
+    memcpy(&w, s + n - 8, 8);
+    if (!((acc | w) & 0x8080808080808080ull)) return n;
+    i = 0;
+  } else {
+    unsigned acc = 0;
+    for (i = 0; i < n; i++) acc |= s[i];
+    if (acc < 0x80) return n;
+    i = 0;
+  }
   while (i < n) {
     unsigned c = s[i];
     if (c < 0x80) {
@@ -388,7 +405,9 @@ static fav_node **fav_schema_children(fav_cc *c, int LOC, int B, int draft, fav_
 
 static int fav_schema_pentcmp(const void *a, const void *b) {
   const fav_pent *x = (const fav_pent *)a, *y = (const fav_pent *)b;
-  int r = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+  int r = (x->req < 0) - (y->req < 0); /* required first */
+  if (r) return r;
+  r = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
   return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
@@ -854,10 +873,6 @@ static void fav_build_properties(fav_build *b) {
       fav_schema_addkey(n, k, kl, cn, -1, L);
       lua_pop(L, 1);
     }
-    /* by name: lua_next's order follows the hash seed, which Lua 5.4
-     * draws per state, so the properties looked up first (and the first
-     * error of an instance with several) would change from run to run */
-    if (n->nkeys > 1) qsort(n->keys, (size_t)n->nkeys, sizeof(fav_pent), fav_schema_pentcmp);
   }
   if (rt) {
     n->req = (char **)fav_schema_alloc(L, (size_t)nr, sizeof(char *));
@@ -879,6 +894,12 @@ static void fav_build_properties(fav_build *b) {
   if (rt) lua_pop(L, 1);
   else lua_pop(L, 1);
   lua_pop(L, 1); /* properties (or nil) */
+  /* the order the by-key walk looks them up in: the required names first,
+   * then the others, each by name (as ajv checks required before
+   * properties). Not lua_next's order, which follows the hash seed that
+   * Lua 5.4 draws per state: the properties looked up first (and the
+   * first error of an instance with several) would change from run to run */
+  if (n->nkeys > 1) qsort(n->keys, (size_t)n->nkeys, sizeof(fav_pent), fav_schema_pentcmp);
   if (n->nkeys) {
     uint32_t size = 4;
     while (size < (uint32_t)n->nkeys * 2) size <<= 1;
@@ -1038,20 +1059,26 @@ static void fav_build_object_tail(fav_build *b) {
   if (n->nkeys > 0) {
     int i, numeric = 0;
     uint32_t size = 4;
-    lua_createtable(L, n->nkeys, 0);
+    /* the names as Lua strings in consecutive constant slots (keys_k + i),
+     * which anchors the strings behind lstr: a lookup pushes its key with
+     * one lua_rawgeti on the constants */
     for (i = 0; i < n->nkeys; i++) {
       lua_pushlstring(L, n->keys[i].name, n->keys[i].len);
       if (lua_isnumber(L, -1)) numeric = 1; /* a string that converts */
       n->keys[i].lstr = lua_tostring(L, -1);
-      lua_rawseti(L, -2, i + 1);
+#if FAV_KID_TOPOINTER
+      n->keys[i].kid = lua_topointer(L, -1);
+#else
+      n->keys[i].kid = n->keys[i].lstr;
+#endif
+      if (i == 0) n->keys_k = c->nk + 1;
+      lua_rawseti(L, c->K, ++c->nk);
     }
-    n->keys_k = fav_schema_const(c); /* anchors the strings behind lstr */
-    lua_pop(L, 1);
     while (size < (uint32_t)n->nkeys * 2) size <<= 1;
     n->ptab = (int *)fav_schema_alloc(L, size, sizeof(int));
     n->pmask = size - 1;
     for (i = 0; i < n->nkeys; i++) {
-      uint32_t h = fav_schema_ptrhash(n->keys[i].lstr) & n->pmask;
+      uint32_t h = fav_schema_ptrhash(n->keys[i].kid) & n->pmask;
       while (n->ptab[h]) h = (h + 1) & n->pmask;
       n->ptab[h] = i + 1;
     }

@@ -8,13 +8,20 @@
 /* ------------------------------------------------------------------ */
 
 
-/* Writes the JSON Pointer of the current instance location into buf
+/* hot helpers inlined where they are called (GCC and Clang) */
+#if defined(__GNUC__)
+#define FAV_INLINE inline __attribute__((always_inline))
+#else
+#define FAV_INLINE inline
+#endif
+
+/* Writes the JSON Pointer of the nseg segments at segs into buf
  * (NUL-terminated); returns its length, or (size_t)-1 when it does not fit. */
-static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
+static size_t fav_schema_segstr(const fav_seg *segs, int nseg, char *buf, size_t cap) {
   size_t o = 0;
   int d;
-  for (d = 1; d <= v->depth; d++) {
-    const fav_seg *s = &v->path[d];
+  for (d = 0; d < nseg; d++) {
+    const fav_seg *s = &segs[d];
     if (o + 1 >= cap) return (size_t)-1;
     buf[o++] = '/';
     if (s->s) {
@@ -34,6 +41,11 @@ static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
   }
   buf[o] = '\0';
   return o;
+}
+
+/* The JSON Pointer of the current instance location (fav_schema_segstr). */
+static size_t fav_schema_pathstr(const fav_vs *v, char *buf, size_t cap) {
+  return fav_schema_segstr(&v->path[1], v->depth, buf, cap);
 }
 
 /* Pushes the JSON Pointer of the current instance location. */
@@ -82,38 +94,100 @@ void fav_schema_pushcached(lua_State *L, int K, int k, const char **cs, size_t *
   lua_rawseti(L, K, k);
 }
 
+/* check: pushes the first error's path (v->cseg, v->cpath or the slot
+ * FAV_K_LASTPATH, see fav_vs.check). A path of the validator's own names
+ * equal, segment by segment, to the last one pushed is that string again:
+ * no bytes built or compared. */
+void fav_schema_pushcpath(fav_vs *v) {
+  lua_State *L = v->L;
+  fav_prog *P = v->P;
+  int d, n = v->cseg_n;
+  if (n >= 0) {
+    if (P->lastseg_n == n) {
+      for (d = 0; d < n; d++) {
+        const fav_seg *a = &v->cseg[d], *b = &P->lastseg[d];
+        if (a->s != b->s || a->len != b->len || (!a->s && a->i != b->i)) break;
+      }
+      if (d == n) {
+        lua_rawgeti(L, v->K, FAV_K_LASTPATH);
+        return;
+      }
+    }
+    v->cpl = fav_schema_segstr(v->cseg, n, v->cpath, sizeof v->cpath);
+    if (v->cpl != (size_t)-1) {
+      fav_schema_pushcached(L, v->K, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, v->cpath, v->cpl);
+      memcpy(P->lastseg, v->cseg, (size_t)n * sizeof(fav_seg));
+      P->lastseg_n = n;
+      return;
+    }
+    /* longer than the buffer (8 long names): the general way */
+    v->depth = n;
+    memcpy(&v->path[1], v->cseg, (size_t)n * sizeof(fav_seg));
+    fav_schema_pushpath(v);
+    P->lastpath = lua_tolstring(L, -1, &P->lastpl);
+    P->lastseg_n = -1;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, v->K, FAV_K_LASTPATH);
+    return;
+  }
+  if (v->cpl == (size_t)-1) { /* stored by fav_schema_record_s */
+    lua_rawgeti(L, v->K, FAV_K_LASTPATH);
+    return;
+  }
+  if (!(P->lastpath && P->lastpl == v->cpl && memcmp(P->lastpath, v->cpath, v->cpl) == 0)) P->lastseg_n = -1;
+  fav_schema_pushcached(L, v->K, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, v->cpath, v->cpl);
+}
+
+/* check's part of fav_schema_record_s: keeps the first error's path,
+ * keyword and reason in v (see fav_vs.check), builds no table. */
+static void fav_schema_record_chk(fav_vs *v, const fav_node *n, const char *kw, const char *why, size_t wl,
+                                  int why_k) {
+  lua_State *L = v->L;
+  int d, depth = v->depth;
+  if (v->nerr++ != 0) return;
+  v->cseg_n = -1;
+  if (depth <= FAV_CSEG) { /* every key the validator's own: keep the segments */
+    for (d = 1; d <= depth && (!v->path[d].s || v->path[d].own); d++) v->cseg[d - 1] = v->path[d];
+    if (d > depth) v->cseg_n = depth;
+  }
+  if (v->cseg_n < 0) {
+    v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
+    if (v->cpl == (size_t)-1) { /* a long path: straight to its slot */
+      fav_prog *P = v->P;
+      fav_schema_pushpath(v);
+      P->lastpath = lua_tolstring(L, -1, &P->lastpl); /* anchored by the rawseti */
+      P->lastseg_n = -1;
+      lua_rawseti(L, v->K, FAV_K_LASTPATH);
+    }
+  }
+  v->cwhy_k = why_k;
+  v->cwhy = v->cwhybuf;
+  v->cwl = wl;
+  if (why_k) {
+  } else if (wl <= sizeof v->cwhybuf) {
+    memcpy(v->cwhybuf, why, wl);
+  } else { /* a long reason: straight to its slot */
+    fav_prog *P = v->P;
+    v->cwhy = NULL;
+    v->cwhy_k = FAV_K_LASTWHY;
+    lua_pushlstring(L, why, wl);
+    P->lastwhy = lua_tolstring(L, -1, &P->lastwl);
+    lua_rawseti(L, v->K, FAV_K_LASTWHY);
+  }
+  v->ckw = kw;
+  v->ckw_k = !why_k ? 0 : why_k == n->pat_why_k ? FAV_K_PATTERN : why_k > FAV_K_FMTWHY && why_k <= FAV_K_RESERVED ? FAV_K_FORMAT : 0;
+}
+
 /* Records an error with the reason text `why` (n bytes). Builds each
  * string once, in C buffers where they fit (the first error of every
  * invalid instance goes through here, so it is kept cheap). */
-static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
-                                const char *why, size_t wl, int why_k, int spath_k) {
+static void fav_schema_record_tab(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen,
+                                  const char *why, size_t wl, int why_k, int spath_k) {
   lua_State *L = v->L;
-  int top = lua_gettop(L), rec, K = v->K;
+  int top, rec, K = v->K;
   char buf[512];
   size_t pl, kl, ll;
-  if (v->check) { /* v:check(): the first error's strings only, no table */
-    if (v->nerr++ == 0) { /* in C buffers: check_l pushes them */
-      v->cpl = fav_schema_pathstr(v, v->cpath, sizeof v->cpath);
-      if (v->cpl == (size_t)-1) {
-        fav_schema_pushpath(v);
-        lua_replace(L, v->E);
-      }
-      v->cwhy_k = why_k;
-      v->cwhy = v->cwhybuf;
-      v->cwl = wl;
-      if (why_k) {
-      } else if (wl <= sizeof v->cwhybuf) {
-        memcpy(v->cwhybuf, why, wl);
-      } else {
-        v->cwhy = NULL;
-        lua_pushlstring(L, why, wl);
-        lua_replace(L, v->E + 1);
-      }
-      v->ckw = kw;
-      v->ckw_k = !why_k ? 0 : why_k == n->pat_why_k ? FAV_K_PATTERN : why_k > FAV_K_FMTWHY && why_k <= FAV_K_RESERVED ? FAV_K_FORMAT : 0;
-    }
-    return;
-  }
+  top = lua_gettop(L);
   kl = strlen(kw);
   if (lua_isnil(L, v->E)) {
     lua_createtable(L, v->all ? 4 : 1, 0);
@@ -182,6 +256,14 @@ static void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, co
   lua_settop(L, top);
 }
 
+/* Records an error: validate's record (a table in the errors list), or
+ * check's strings (fav_schema_record_chk). */
+static FAV_INLINE void fav_schema_record_s(fav_vs *v, const fav_node *n, const char *kw, const char *prop,
+                                          size_t plen, const char *why, size_t wl, int why_k, int spath_k) {
+  if (v->check) fav_schema_record_chk(v, n, kw, why, wl, why_k);
+  else fav_schema_record_tab(v, n, kw, prop, plen, why, wl, why_k, spath_k);
+}
+
 /* Records an error; the message text is at the top (popped). */
 static void fav_schema_record(fav_vs *v, const fav_node *n, const char *kw, const char *prop, size_t plen) {
   size_t wl;
@@ -215,7 +297,8 @@ static void fav_schema_fail(fav_vs *v, const fav_node *n, const char *kw, const 
 static void fav_schema_fail_format(fav_vs *v, const fav_node *n, int fmt) {
   const char *why = fav_schema_fmt_reasons[fmt];
   if (v->quiet || v->fatal) return;
-  fav_schema_record_s(v, n, "format", NULL, 0, why, strlen(why), FAV_K_FMTWHY + fmt, 0);
+  /* check keeps the constant, not the bytes: no strlen */
+  fav_schema_record_s(v, n, "format", NULL, 0, why, v->check ? 0 : strlen(why), FAV_K_FMTWHY + fmt, 0);
 }
 
 /* Records the `pattern` error of n: reason and schema_path are the
@@ -236,14 +319,24 @@ static void fav_schema_fail_pattern(fav_vs *v, const fav_node *n) {
 static void fav_schema_fatal(fav_vs *v, const fav_node *n, const char *kw, const char *fmt, ...) {
   va_list ap;
   if (v->fatal) return;
-  lua_pushnil(v->L);
-  lua_replace(v->L, v->E);
+  if (!v->check) {
+    lua_pushnil(v->L);
+    lua_replace(v->L, v->E);
+  }
   v->nerr = 0;
   va_start(ap, fmt);
   lua_pushvfstring(v->L, fmt, ap);
   va_end(ap);
   fav_schema_record(v, n, kw, NULL, 0);
   v->fatal = 1;
+}
+
+/* 1 when the double x is integral (x == floor(x), finite), without a
+ * call of libm's floor: within +-2^63 the truncating conversion says it,
+ * beyond every finite double is integral (infinities and NaN are not). */
+static inline int fav_schema_integral(double x) {
+  if (x > -9.2e18 && x < 9.2e18) return (double)(long long)x == x;
+  return x - x == 0;
 }
 
 /* Classifies a table: FT_ARR (keys 1..n, *count = n), FT_OBJ, FT_ARR|FT_OBJ
@@ -256,7 +349,7 @@ static unsigned fav_schema_kind(lua_State *L, int idx, size_t *count) {
     lua_pop(L, 1);
     if (lua_type(L, -1) == LUA_TNUMBER) {
       lua_Number k = lua_tonumber(L, -1);
-      if (k >= 1 && k == floor(k)) {
+      if (k >= 1 && fav_schema_integral((double)k)) {
         n++;
         if (k > max) max = k;
         continue;
@@ -289,7 +382,7 @@ static unsigned fav_schema_jtype(lua_State *L, int idx, size_t *count, int need_
       if (lua_isinteger(L, idx)) return FT_INT | FT_NUM;
 #endif
       x = lua_tonumber(L, idx);
-      return (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+      return fav_schema_integral((double)x) ? (FT_INT | FT_NUM) : FT_NUM;
     }
     case LUA_TSTRING: return FT_STR;
     case LUA_TTABLE:
@@ -359,7 +452,7 @@ static int fav_schema_rematch(fav_vs *v, int re, const char *s, size_t n);
  * value certainly passes, 0 when it may not and fav_schema_eval must
  * decide (and build the errors), -1 when it fails only its pattern, which
  * is then recorded here as fav_schema_eval would. Leaves the stack as found. */
-static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
+static FAV_INLINE int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
   lua_State *L = v->L;
   unsigned t;
   const char *str = NULL;
@@ -375,7 +468,7 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
       /* one call for every number: an integer converts exactly where it
        * matters (a Lua integer is integral whatever its double) */
       lua_Number x = lua_tonumber(L, idx);
-      t = (x == floor(x) && x - x == 0) ? (FT_INT | FT_NUM) : FT_NUM;
+      t = fav_schema_integral((double)x) ? (FT_INT | FT_NUM) : FT_NUM;
       if (c->cat & CAT_NUM) {
         double d = (double)x;
         if ((c->numkw & NK_MIN) && d < c->minimum) return 0;
@@ -439,24 +532,10 @@ static int fav_schema_leaf(fav_vs *v, const fav_node *c, int idx, int lt) {
   return 1;
 }
 
-/* Evaluates child node c on the value at vi, one level down (key or index);
- * lt: the value's Lua type when the caller has it, else -1. */
-static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
-                            lua_Integer i, int lt) {
+/* fav_schema_downt past the leaf fast path: v->depth is already one level
+ * down. The false schema, or the full evaluation. */
+static int fav_schema_downt_node(fav_vs *v, const fav_node *c, int vi, const char *k, size_t kl) {
   int r;
-  if (c->boolean == 1) return 1;
-  if (v->depth >= v->maxdepth) {
-    fav_schema_fatal(v, n, "depth", "exceeds the maximum depth of %d", v->maxdepth);
-    return 0;
-  }
-  v->depth++;
-  v->path[v->depth].s = k;
-  v->path[v->depth].len = kl;
-  v->path[v->depth].i = i;
-  if (c->leaf && (r = fav_schema_leaf(v, c, vi, lt >= 0 ? lt : lua_type(v->L, vi))) != 0) {
-    v->depth--;
-    return r > 0;
-  }
   if (c->boolean == 2) {
     if (!v->quiet && !v->fatal) {
       if (k && c->kw && (strcmp(c->kw, "additionalProperties") == 0 || strcmp(c->kw, "unevaluatedProperties") == 0)) {
@@ -471,6 +550,33 @@ static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int
   } else {
     r = fav_schema_eval(v, c, vi, NULL);
   }
+  return r;
+}
+
+/* Evaluates child node c on the value at vi, one level down (key or index);
+ * lt: the value's Lua type when the caller has it, else -1. own: k is one
+ * of the validator's names (fav_seg.own). Inlined into the loops over
+ * properties and items, with the leaf fast path: a scalar property costs
+ * no C call of its own. */
+static FAV_INLINE int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k,
+                                       size_t kl, lua_Integer i, int lt, int own) {
+  int r;
+  fav_seg *sg;
+  if (c->boolean == 1) return 1;
+  if (v->depth >= v->maxdepth) {
+    fav_schema_fatal(v, n, "depth", "exceeds the maximum depth of %d", v->maxdepth);
+    return 0;
+  }
+  sg = &v->path[++v->depth];
+  sg->s = k;
+  sg->len = kl;
+  sg->i = i;
+  sg->own = own;
+  if (c->leaf && (r = fav_schema_leaf(v, c, vi, lt >= 0 ? lt : lua_type(v->L, vi))) != 0) {
+    v->depth--;
+    return r > 0;
+  }
+  r = fav_schema_downt_node(v, c, vi, k, kl);
   v->depth--;
   return r;
 }
@@ -478,7 +584,7 @@ static int fav_schema_downt(fav_vs *v, const fav_node *n, const fav_node *c, int
 /* fav_schema_downt when the value's Lua type is not at hand. */
 static int fav_schema_down(fav_vs *v, const fav_node *n, const fav_node *c, int vi, const char *k, size_t kl,
                            lua_Integer i) {
-  return fav_schema_downt(v, n, c, vi, k, kl, i, -1);
+  return fav_schema_downt(v, n, c, vi, k, kl, i, -1, 0);
 }
 
 /* Past the validation's deadline (checked every `every` units of work):
@@ -807,48 +913,58 @@ static const fav_pent *fav_schema_lookup(const fav_node *n, const char *k, size_
   return NULL;
 }
 
-/* The key whose anchored Lua string is k itself (see fav_pent.lstr). */
-static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const char *k) {
+/* The key whose anchored Lua string is k itself (see fav_pent.kid). */
+static const fav_pent *fav_schema_lookup_ptr(const fav_node *n, const void *k) {
   uint32_t i = fav_schema_ptrhash(k) & n->pmask;
   int e;
   while ((e = n->ptab[i]) != 0) {
-    if (n->keys[e - 1].lstr == k) return &n->keys[e - 1];
+    if (n->keys[e - 1].kid == k) return &n->keys[e - 1];
     i = (i + 1) & n->pmask;
   }
   return NULL;
 }
 
-static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la) {
+/* values the by-key walk leaves on the stack before it pops them */
+#define FAV_BYKEY_KEEP 8 /* + a record (fav_schema_record_s pushes up to 6) <= 16 */
+
+/* top: lua_gettop() (the caller has it) */
+static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav_ann *la, int top) {
   lua_State *L = v->L;
   uint64_t seen = 0;
   size_t nkeys = 0;
-  int ok = 1, r, i, top = lua_gettop(L);
+  int ok = 1, r, i;
   int counted = n->by_count && v->P->nkeys_k; /* by_key, then the count shows nothing else is there */
   if (!(t & FT_ARR) && (n->by_key || counted) && !la && !v->all) {
-    /* only the named keys matter: one raw lookup each, in declared order */
-    int names, declared = 0;
-    lua_rawgeti(L, v->K, n->keys_k);
-    names = lua_gettop(L);
+    /* only the named keys matter: one raw lookup each, in name order. The
+     * values found stay on the stack (sp: the last one) and are popped
+     * FAV_BYKEY_KEEP at a time, not one lua_settop a key: fav_schema_eval
+     * made room for 16 slots */
+    int declared = 0, sp = top;
     for (i = 0; i < n->nkeys; i++) {
       const fav_pent *p = &n->keys[i];
       int vt;
-      lua_rawgeti(L, names, i + 1);
+      lua_rawgeti(L, v->K, n->keys_k + i);
 #if LUA_VERSION_NUM >= 503
       vt = lua_rawget(L, idx); /* the value's type: no lua_type call */
 #else
       lua_rawget(L, idx);
       vt = lua_type(L, -1);
 #endif
+      sp++;
       if (vt != LUA_TNIL) {
         if (p->req >= 0) seen |= (uint64_t)1 << p->req;
         if (p->node) {
           declared++;
-          r = fav_schema_downt(v, n, p->node, names + 1, p->name, p->len, 0, vt);
+          r = fav_schema_downt(v, n, p->node, sp, p->name, p->len, 0, vt, 1);
           if (!r) FAV_BAIL();
         }
       }
-      lua_settop(L, names);
+      if (sp - top >= FAV_BYKEY_KEEP) {
+        lua_settop(L, top);
+        sp = top;
+      }
     }
+    if (sp != top) lua_settop(L, top);
     if (counted) {
       /* additionalProperties: false. Every declared property present is
        * valid; the instance is valid when it holds nothing else, which its
@@ -870,30 +986,45 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
     /* the stack is at top here: each key at top + 1, its value at top + 2 */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-      int vi = top + 2, kt = lua_type(L, vi - 1), matched = 0;
+      int vi = top + 2, kt, matched = 0;
       const char *k;
       size_t kl;
-      if (kt == LUA_TSTRING) {
-        k = lua_tolstring(L, vi - 1, &kl);
-      } else if (kt == LUA_TNUMBER) {
-        lua_pushvalue(L, vi - 1);
-        k = lua_tolstring(L, -1, &kl);
-      } else {
-        fav_schema_fail(v, n, "type", NULL, 0, "has a key of type %s, which JSON cannot hold", lua_typename(L, kt));
-        ok = 0;
-        goto done;
+      const fav_pent *p = NULL;
+      /* a short string key equal to a name is that name's interned string:
+       * a pointer comparison (FAV_KID_TOPOINTER); anything else the general way */
+#if FAV_KID_TOPOINTER
+      if (n->ptab && (p = fav_schema_lookup_ptr(n, lua_topointer(L, vi - 1))) != NULL) {
+        kt = LUA_TSTRING;
+        k = p->name;
+        kl = p->len;
+      } else
+#endif
+      {
+        kt = lua_type(L, vi - 1);
+        if (kt == LUA_TSTRING) {
+          k = lua_tolstring(L, vi - 1, &kl);
+        } else if (kt == LUA_TNUMBER) {
+          lua_pushvalue(L, vi - 1);
+          k = lua_tolstring(L, -1, &kl);
+        } else {
+          fav_schema_fail(v, n, "type", NULL, 0, "has a key of type %s, which JSON cannot hold", lua_typename(L, kt));
+          ok = 0;
+          goto done;
+        }
+        if (n->ktab) {
+#if !FAV_KID_TOPOINTER
+          if (kt == LUA_TSTRING) p = fav_schema_lookup_ptr(n, k);
+#endif
+          if (!p && (kt != LUA_TSTRING || kl > FAV_SHORTSTR)) p = fav_schema_lookup(n, k, kl);
+        }
       }
       nkeys++;
-      if (n->ktab) {
-        /* a short string key equal to a name is that name's interned string:
-         * a pointer comparison; anything else the general way */
-        const fav_pent *p = kt == LUA_TSTRING ? fav_schema_lookup_ptr(n, k) : NULL;
-        if (!p && (kt != LUA_TSTRING || kl > FAV_SHORTSTR)) p = fav_schema_lookup(n, k, kl);
+      {
         if (p) {
           if (p->req >= 0) seen |= (uint64_t)1 << p->req;
           if (p->node) {
             matched = 1;
-            r = fav_schema_down(v, n, p->node, vi, k, kl, 0);
+            r = fav_schema_downt(v, n, p->node, vi, p->name, p->len, 0, -1, 1); /* k's bytes, the validator's pointer */
             if (!r) FAV_BAIL();
           }
         }
@@ -1003,8 +1134,7 @@ static int fav_schema_obj(fav_vs *v, const fav_node *n, int idx, unsigned t, fav
     if (!fav_schema_eval(v, d->node, idx, la)) FAV_BAIL();
   }
 done:
-  lua_settop(L, top);
-  return ok;
+  return ok; /* what a bail left on the stack: fav_schema_eval's lua_settop */
 }
 
 static void fav_schema_ann_new(lua_State *L, fav_ann *a) {
@@ -1219,7 +1349,9 @@ int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
     return 0;
   }
   if (fav_schema_late(v, n, 1)) return 0;
-  if (v->eval >= FAV_SCHEMA_EVAL || !lua_checkstack(L, 16)) {
+  /* the root needs no lua_checkstack: a C function has LUA_MINSTACK (20)
+   * slots, of which validate and check use 4 */
+  if (v->eval >= FAV_SCHEMA_EVAL || (v->eval > 0 && !lua_checkstack(L, 16))) {
     fav_schema_fatal(v, n, "depth", "schema evaluation is too deep");
     return 0;
   }
@@ -1331,7 +1463,7 @@ int fav_schema_eval(fav_vs *v, const fav_node *n, int idx, fav_ann *ann) {
     if (!fav_schema_arr(v, n, idx, count, la)) FAV_BAIL();
   }
   if ((t & FT_OBJ) && (n->cat & CAT_OBJ)) {
-    if (!fav_schema_obj(v, n, idx, t, la)) FAV_BAIL();
+    if (!fav_schema_obj(v, n, idx, t, la, la != ann ? lua_gettop(L) : top)) FAV_BAIL();
   }
   if (n->cat & CAT_APP) {
     if (!fav_schema_app(v, n, idx, la)) FAV_BAIL();

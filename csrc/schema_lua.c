@@ -15,7 +15,7 @@ static fav_prog *fav_schema_check(lua_State *L) {
 
 /* The common part of validate and check: checks the validator (argument
  * 1) and the options (argument 3), leaves the value at 2, the constants at
- * 3 and nil at 4 and 5, and runs the program. Returns 1 when valid. */
+ * 3 and (validate) nil at 4, and runs the program. Returns 1 when valid. */
 static int fav_schema_run(lua_State *L, fav_vs *v, int check) {
   /* a validator is a full userdata of exactly sizeof(fav_prog) whose
    * `self` is its own address (set by compile): two cheap calls instead of
@@ -44,7 +44,6 @@ static int fav_schema_run(lua_State *L, fav_vs *v, int check) {
   v->ticks = 0;
   if (top != 2) lua_settop(L, 2);
   fav_schema_getuv(L, 1); /* 3: constants */
-  lua_pushnil(L);         /* 4: errors (check: the first error's path) */
   v->L = L;
   v->P = P;
   v->K = 3;
@@ -54,7 +53,7 @@ static int fav_schema_run(lua_State *L, fav_vs *v, int check) {
   v->check = check;
   v->ckw = NULL;
   v->ckw_k = 0;
-  if (check) lua_pushnil(L); /* 5: check: the first error's reason */
+  if (!check) lua_pushnil(L); /* 4: errors (check keeps its error in C, see fav_vs.check) */
   v->quiet = 0;
   v->fatal = 0;
   v->formats = P->formats;
@@ -113,13 +112,11 @@ static int fav_schema_check_l(lua_State *L) {
     lua_pushliteral(L, "is not allowed");
     return 4;
   }
-  if (vs.cpl != (size_t)-1) fav_schema_pushcached(L, 3, FAV_K_LASTPATH, &P->lastpath, &P->lastpl, vs.cpath, vs.cpl);
-  else lua_pushvalue(L, 4);
+  fav_schema_pushcpath(&vs);
   if (vs.ckw_k) lua_rawgeti(L, 3, vs.ckw_k);
   else lua_pushstring(L, vs.ckw);
   if (vs.cwhy_k) lua_rawgeti(L, 3, vs.cwhy_k);
-  else if (vs.cwhy) fav_schema_pushcached(L, 3, FAV_K_LASTWHY, &P->lastwhy, &P->lastwl, vs.cwhy, vs.cwl);
-  else lua_pushvalue(L, 5);
+  else fav_schema_pushcached(L, 3, FAV_K_LASTWHY, &P->lastwhy, &P->lastwl, vs.cwhy, vs.cwl);
   return 4;
 }
 
@@ -267,6 +264,7 @@ static int fav_schema_compile_l(lua_State *L) {
   P = (fav_prog *)lua_newuserdatauv(L, sizeof(fav_prog), 1);
   memset(P, 0, sizeof *P);
   P->self = P; /* what validate checks (with the size) to know a validator */
+  P->lastseg_n = -1;
   luaL_getmetatable(L, FAV_SCHEMA_MT);
   lua_setmetatable(L, -2);
   lua_newtable(L);

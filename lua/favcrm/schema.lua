@@ -24,8 +24,9 @@
 -- Order inside one node: a string's lengths, then its `format` (the
 -- hand-written checks), then its PCRE2 `pattern`, so an instance the
 -- format refuses does not pay for the regex; an object's declared
--- properties by name. JSON Schema does not order keywords; all_errors
--- still reports every failure.
+-- properties required ones first, each group by name (as ajv checks
+-- required before properties). JSON Schema does not order keywords;
+-- all_errors still reports every failure.
 --
 -- opts: draft = "draft7" | "2020-12" (default: from $schema, else 2020-12),
 -- all_errors = true (collect every error, not just the first),

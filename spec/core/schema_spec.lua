@@ -319,6 +319,76 @@ describe("favcrm.schema", function()
       assert.has_error(function() v:check(1) end, "attempt to use a closed or unfinished validator")
     end)
 
+    it("looks an object's required properties up first, then the others, each group by name", function()
+      -- the first failure of an instance with several: "b" and "d" are
+      -- required, so "/b" is checked before "/a" and "/c"; validate names
+      -- the same first failure as check
+      local v = assert(schema.compile({ type = "object", required = { "d", "b" },
+        properties = { a = { type = "integer" }, b = { type = "integer" }, c = { type = "integer" },
+          d = { type = "integer" } } }))
+      local bad = { a = "x", b = "x", c = "x", d = "x" }
+      assert.same({ false, "/b", "type", "must be integer, got string" }, { v:check(bad) })
+      local ok, errs = v:validate(bad)
+      assert.is_false(ok)
+      assert.equals("/b", errs[1].path)
+      bad.b = 1
+      assert.same({ false, "/d", "type", "must be integer, got string" }, { v:check(bad) })
+      bad.d = 1
+      assert.same({ false, "/a", "type", "must be integer, got string" }, { v:check(bad) })
+      bad.a = 1
+      assert.same({ false, "/c", "type", "must be integer, got string" }, { v:check(bad) })
+      bad.c = 1
+      assert.same({ true }, { v:check(bad) })
+    end)
+
+    it("check() returns each call's own path and reason, long ones and repeated ones alike", function()
+      -- check keeps the last path and reason it returned and returns them
+      -- again when they are the same: a different failure must never get
+      -- the previous one's strings
+      local long = string.rep("n", 120)
+      local inner = { type = "object", properties = { [long] = { type = "integer" } } }
+      local s = { type = "object", properties = {
+        a = { type = "object", properties = { b = { type = "integer" } } },
+        list = { type = "array", items = { type = "integer" } },
+        deep = { type = "object", properties = { [long] = { type = "object", properties = {
+          [long] = { type = "object", properties = { [long] = inner } } } } } },
+        e = { enum = { string.rep("x", 100), string.rep("y", 100), string.rep("z", 100) } },
+        f = { enum = { string.rep("p", 100), string.rep("q", 100), string.rep("r", 100) } },
+      } }
+      local v = assert(schema.compile(s))
+      for _ = 1, 2 do -- twice: the second round returns the kept strings
+        assert.same({ false, "/a/b", "type", "must be integer, got string" }, { v:check({ a = { b = "x" } }) })
+        assert.same({ false, "/a/b", "type", "must be integer, got boolean" }, { v:check({ a = { b = true } }) })
+        assert.same({ false, "/list/0", "type", "must be integer, got string" }, { v:check({ list = { "x" } }) })
+        assert.same({ false, "/list/1", "type", "must be integer, got string" }, { v:check({ list = { 1, "x" } }) })
+        local deep = {}
+        deep[long] = {}
+        deep[long][long] = {}
+        deep[long][long][long] = {}
+        deep[long][long][long][long] = "x"
+        local p = "/deep/" .. long .. "/" .. long .. "/" .. long .. "/" .. long
+        assert.same({ false, p, "type", "must be integer, got string" }, { v:check({ deep = deep }) })
+        local ok, path, kw, why = v:check({ e = "w" })
+        assert.same({ false, "/e", "enum" }, { ok, path, kw })
+        assert.equals("must be one of: \"" .. string.rep("x", 100) .. "\", \"" .. string.rep("y", 100) .. "\", \""
+          .. string.rep("z", 100) .. "\"", why)
+        ok, path, kw, why = v:check({ f = "w" })
+        assert.same({ false, "/f", "enum" }, { ok, path, kw })
+        assert.equals("must be one of: \"" .. string.rep("p", 100) .. "\", \"" .. string.rep("q", 100) .. "\", \""
+          .. string.rep("r", 100) .. "\"", why)
+        -- a key of the instance (not a declared name) in the path
+        local w = assert(schema.compile({ type = "object", additionalProperties = { type = "integer" } }))
+        assert.same({ false, "/k1", "type", "must be integer, got string" }, { w:check({ k1 = "x" }) })
+        assert.same({ false, "/k2", "type", "must be integer, got string" }, { w:check({ k2 = "x" }) })
+      end
+      -- the depth limit (a fatal error) in check
+      local d = assert(schema.compile({ type = "object", properties = { a = { ["$ref"] = "#" } } }, { max_depth = 3 }))
+      local inst = { a = { a = { a = { a = {} } } } }
+      local _, errs = d:validate(inst)
+      assert.same({ false, "/a/a/a", "depth", errs[1].reason }, { d:check(inst) })
+      assert.same({ false, "/a/a/a", "depth", errs[1].reason }, { d:check(inst) })
+    end)
+
     it("asserts formats by default and treats them as annotations with formats=false", function()
       local s = { type = "string", format = "date-time" }
       assert.is_false((schema.compile(s)):validate("yesterday"))
@@ -336,6 +406,18 @@ describe("favcrm.schema", function()
       assert.is_false(v:validate("a\237\160\128"))  -- an encoded surrogate
       assert.is_false(v:validate("a\192\175"))      -- an overlong "/"
       assert.is_true(v:validate("a\240\159\152\128"))
+      -- long strings are read a word at a time: a bad byte at the end,
+      -- in the overlapping tail, and in the middle
+      assert.equals("utf8", select(3, v:check("abcdefghijklmnop\255")))
+      assert.equals("utf8", select(3, v:check("abcdefghij\255klm")))
+      assert.equals("utf8", select(3, v:check("abcd\255efghijklmnopqrstu")))
+      -- and counted in code points
+      local len = assert(schema.compile({ type = "string", minLength = 17, maxLength = 17 }))
+      assert.is_true(len:validate("abcdefghijklmnop\195\169"))   -- 16 + 1 code points in 18 bytes
+      assert.is_false(len:validate("abcdefghijklmnopq\195\169")) -- 18 code points
+      assert.is_true(len:validate("abcdefghijklmnopq"))           -- 17 ASCII bytes
+      assert.is_false(len:validate("abcdefghijklmnop"))           -- 16
+      assert.is_false(len:validate("abcdefgh"))                   -- 8
     end)
 
     it("treats cjson.null as null, integral floats as integers, and 1 == 1.0", function()
@@ -360,6 +442,35 @@ describe("favcrm.schema", function()
       local ok, errs = (schema.compile({})):validate(print)
       assert.is_false(ok)
       assert.equals("/: is a Lua function, not a JSON value", errs[1].message)
+    end)
+
+    it("walks an additionalProperties: false object by its keys' identity, and still names any other key", function()
+      -- a short key equal to a declared name is that name's own (interned)
+      -- string; a long declared name, a number key, an undeclared key and
+      -- a key JSON cannot hold take the general way
+      local long = string.rep("k", 60)
+      local props = { short = { type = "integer" }, [long] = { type = "string" }, ["7"] = { type = "boolean" } }
+      local v = assert(schema.compile({ type = "object", properties = props, additionalProperties = false }))
+      local inst = { short = 1, ["7"] = true }
+      inst[string.rep("k", 30) .. string.rep("k", 30)] = "made at run time"
+      assert.same({ true }, { v:check(inst) })
+      assert.is_true((v:validate(inst)))
+      inst[long] = 5
+      assert.same({ false, "/" .. long, "type", "must be string, got integer" }, { v:check(inst) })
+      inst[long] = "x"
+      inst.short = "one"
+      assert.same({ false, "/short", "type", "must be integer, got string" }, { v:check(inst) })
+      inst.short = 1
+      inst[7] = "no" -- a number key: the name "7" in JSON
+      local _, errs = v:validate(inst)
+      assert.same({ false, "/7", "type", "must be boolean, got string" }, { v:check(inst) })
+      assert.same({ "/7", "type" }, { errs[1].path, errs[1].keyword })
+      inst[7] = nil
+      inst.sh = 2
+      assert.same({ false, "/sh", "additionalProperties", 'property "sh" is not allowed' }, { v:check(inst) })
+      inst.sh = nil
+      inst[true] = 1
+      assert.same({ false, "", "type", "has a key of type boolean, which JSON cannot hold" }, { v:check(inst) })
     end)
 
     it("reports additional properties by name", function()
