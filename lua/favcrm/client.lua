@@ -29,6 +29,9 @@ local tasks = on_first_use("favcrm.tasks")
 local Client = {}
 -- the options (and annotations) of a call that has none: never written to
 local NO_OPTS = setmetatable({}, { __newindex = function() error("favcrm: NO_OPTS is read-only", 2) end })
+-- the arguments of a call made without any: read, encoded as {}, never
+-- handed to the application (on_confirm gets a table of its own)
+local NO_ARGS = {}
 Client.__index = Client
 
 local VERSION = core.VERSION
@@ -674,7 +677,7 @@ function Client:call(name, args, opts)
   else
     opts = NO_OPTS
   end
-  args = args or {}
+  args = args or NO_ARGS
   -- the call's one deadline: everything below spends from it
   local session = self.session
   local budget = session:budget(opts.timeout, opts.max_total_timeout)
@@ -689,7 +692,7 @@ function Client:call(name, args, opts)
   local ann = type(tool.annotations) == "table" and tool.annotations or NO_OPTS
   if ann.destructiveHint == true and opts.confirm ~= true then
     local confirm = opts.on_confirm or self.opts.on_confirm
-    if not (confirm and confirm(tool, args) == true) then
+    if not (confirm and confirm(tool, args ~= NO_ARGS and args or {}) == true) then
       return nil, errors.new("confirmation_required", name .. " is destructive (" .. (ann.title or name)
         .. "); pass opts.confirm = true or an on_confirm callback that returns true", { tool = name })
     end
