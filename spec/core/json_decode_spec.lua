@@ -144,7 +144,9 @@ describe("favcrm.core json_decode()", function()
     local ok, err = pcall(function()
       local c = assert(favcrm.new({ url = sandbox.url(), api_key = sandbox.account(), timeout = 10 }))
       assert(c:call("list_services"))
-      for _, v in ipairs({ "hello", 1, 2.5, -3e40, "caf\195\169 \"q\" \\ \n \240\159\152\128", { a = { 1, { b = false } } } }) do
+      local values = { "hello", 1, 2.5, -3e40, "caf\195\169 \"q\" \\ \n \240\159\152\128",
+        { a = { 1, { b = false } } } }
+      for _, v in ipairs(values) do
         assert(c:call("sandbox_echo", { value = v }))
       end
       c:close()
