@@ -111,7 +111,7 @@ describe("favcrm.core json_decode()", function()
       local r = math.random(1, 5)
       if r == 1 then return math.random(-1000, 1000) end
       if r == 2 then return (math.random() - 0.5) * 10 ^ math.random(-30, 30) end
-      if r == 3 then return math.random(0, 2 ^ 31) * 2 ^ 22 end
+      if r == 3 then return math.random(0, 2 ^ 30) * 2 ^ 23 end
       if r == 4 then return 0 end
       return math.random()
     end
