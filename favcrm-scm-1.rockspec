@@ -29,7 +29,7 @@ build = {
   modules = {
     ["favcrm.core"] = {
       sources = {
-        "csrc/compat.c", "csrc/core.c", "csrc/crypto.c", "csrc/fs.c", "csrc/http.c", "csrc/listen.c",
+        "csrc/compat.c", "csrc/core.c", "csrc/crypto.c", "csrc/fs.c", "csrc/http.c", "csrc/json_decode.c", "csrc/listen.c",
         "csrc/proc.c", "csrc/util.c",
         "csrc/schema_compile.c", "csrc/schema_eval.c", "csrc/schema_format.c",
         "csrc/schema_lua.c", "csrc/schema_uri.c", "csrc/secret.c", "csrc/sse.c", "csrc/sse_lua.c",

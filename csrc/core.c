@@ -18,5 +18,6 @@ FAV_EXPORT int luaopen_favcrm_core(lua_State *L) {
   fav_proc_open(L);
   fav_crypto_open(L);
   fav_listen_open(L);
+  fav_json_decode_open(L);
   return 1;
 }

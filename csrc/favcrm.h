@@ -27,5 +27,6 @@ FAV_API int fav_proc_open(lua_State *L);   /* proc.c:   child processes (stdio) 
 FAV_API int fav_fs_open(lua_State *L);     /* fs.c:     atomic 0600 files, clocks  */
 FAV_API int fav_crypto_open(lua_State *L); /* crypto.c: SHA-256, CSPRNG, base64, JWS */
 FAV_API int fav_listen_open(lua_State *L); /* listen.c: one loopback redirect      */
+FAV_API int fav_json_decode_open(lua_State *L); /* json_decode.c: cjson.decode fast path */
 
 #endif

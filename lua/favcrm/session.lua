@@ -332,7 +332,7 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
       if date and date ~= self.last_date_header then self.last_date_header, self.last_date_at = date, os.time() end
       if ev == "message"
         or (not ev and (ct == "application/json" or (ct and ct:lower():find("^application/json")))) then
-        local msg = json.decode_plain(rbody)
+        local msg = type(rbody) == "string" and core.json_decode(rbody) or json.decode_plain(rbody)
         if type(msg) == "table" and msg.id == rpc_id and msg.jsonrpc == "2.0" and msg.error == nil
           and msg.method == nil then
           local res = msg.result
