@@ -26,7 +26,7 @@ CFLAGS     ?= $(OPT)
 ALL_CFLAGS  = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
               $(LUA_INC) $(CURL_CFLAGS) $(PCRE2_CFLAGS) $(CRYPTO_CFLAGS) $(CFLAGS) $(SAN)
 LDFLAGS    ?=
-LIBS        = $(CURL_LIBS) $(PCRE2_LIBS) $(CRYPTO_LIBS) -lm
+LIBS        = $(CURL_LIBS) $(CRYPTO_LIBS) -lm -ldl
 
 BUILD      ?= build/$(LUA)$(if $(SAN),-san)
 SRCS        = $(wildcard csrc/*.c)

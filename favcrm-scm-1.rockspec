@@ -35,7 +35,7 @@ build = {
         "csrc/schema_lua.c", "csrc/schema_uri.c", "csrc/secret.c", "csrc/sse.c", "csrc/sse_lua.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "pcre2-8", "crypto" },
+      libraries = { "curl", "crypto", "dl" }, -- PCRE2: dlopen on first use
       incdirs = { "csrc", "$(CURL_INCDIR)", "$(PCRE2_INCDIR)", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(PCRE2_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },

@@ -33,6 +33,56 @@
 
 #include <pcre2.h>
 
+/* PCRE2 is not linked: libpcre2-8 is loaded (dlopen) on the first
+ * `pattern`, `format: regex` or IDNA hostname check that needs it
+ * (fav_schema_pcre), so a process that compiles no pattern maps none of
+ * it. The pcre2_* names below go through this table of its functions. */
+typedef struct fav_pcre2_api {
+  __typeof__(pcre2_compile_8) *compile;
+  __typeof__(pcre2_code_free_8) *code_free;
+  __typeof__(pcre2_get_error_message_8) *get_error_message;
+  __typeof__(pcre2_jit_compile_8) *jit_compile;
+  __typeof__(pcre2_jit_match_8) *jit_match;
+  __typeof__(pcre2_match_8) *match;
+  __typeof__(pcre2_match_data_create_8) *match_data_create;
+  __typeof__(pcre2_match_data_free_8) *match_data_free;
+  __typeof__(pcre2_match_context_create_8) *match_context_create;
+  __typeof__(pcre2_match_context_free_8) *match_context_free;
+  __typeof__(pcre2_compile_context_create_8) *compile_context_create;
+  __typeof__(pcre2_compile_context_free_8) *compile_context_free;
+  __typeof__(pcre2_set_match_limit_8) *set_match_limit;
+  __typeof__(pcre2_set_compile_extra_options_8) *set_compile_extra_options;
+} fav_pcre2_api;
+FAV_API extern fav_pcre2_api fav_pcre2;
+#undef pcre2_compile
+#undef pcre2_code_free
+#undef pcre2_get_error_message
+#undef pcre2_jit_compile
+#undef pcre2_jit_match
+#undef pcre2_match
+#undef pcre2_match_data_create
+#undef pcre2_match_data_free
+#undef pcre2_match_context_create
+#undef pcre2_match_context_free
+#undef pcre2_compile_context_create
+#undef pcre2_compile_context_free
+#undef pcre2_set_match_limit
+#undef pcre2_set_compile_extra_options
+#define pcre2_compile (*fav_pcre2.compile)
+#define pcre2_code_free (*fav_pcre2.code_free)
+#define pcre2_get_error_message (*fav_pcre2.get_error_message)
+#define pcre2_jit_compile (*fav_pcre2.jit_compile)
+#define pcre2_jit_match (*fav_pcre2.jit_match)
+#define pcre2_match (*fav_pcre2.match)
+#define pcre2_match_data_create (*fav_pcre2.match_data_create)
+#define pcre2_match_data_free (*fav_pcre2.match_data_free)
+#define pcre2_match_context_create (*fav_pcre2.match_context_create)
+#define pcre2_match_context_free (*fav_pcre2.match_context_free)
+#define pcre2_compile_context_create (*fav_pcre2.compile_context_create)
+#define pcre2_compile_context_free (*fav_pcre2.compile_context_free)
+#define pcre2_set_match_limit (*fav_pcre2.set_match_limit)
+#define pcre2_set_compile_extra_options (*fav_pcre2.set_compile_extra_options)
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -351,6 +401,13 @@ FAV_API const char *fav_schema_numstr(char *buf, size_t sz, double x);
 FAV_API size_t fav_schema_utf8len(const char *str, size_t n);
 FAV_API void fav_schema_freeprog(fav_prog *P);
 FAV_API fav_node *fav_schema_newnode(lua_State *L, fav_prog *P);
+/* Loads PCRE2 (once a process) and makes P's match data and contexts (once a
+ * program). 0, or FAV_PCRE2_NOLIB (the library or a function is missing:
+ * fav_pcre2_error() says which) or FAV_PCRE2_NOMEM. Never raises. */
+#define FAV_PCRE2_NOLIB 1
+#define FAV_PCRE2_NOMEM 2
+FAV_API int fav_schema_pcre(fav_prog *P);
+FAV_API const char *fav_pcre2_error(void);
 FAV_API int fav_schema_bad(fav_cc *c, const char *loc, const char *kw, const char *fmt, ...);
 FAV_API void fav_schema_build(fav_cc *c, int e);
 

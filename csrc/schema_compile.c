@@ -3,6 +3,85 @@
  * readers and fav_schema_build, one node per schema. See schema.h. */
 #include "schema.h"
 
+#include <dlfcn.h>
+
+#ifndef FAV_PCRE2_SONAME
+#ifdef __APPLE__
+#define FAV_PCRE2_SONAME "libpcre2-8.0.dylib"
+#else
+#define FAV_PCRE2_SONAME "libpcre2-8.so.0"
+#endif
+#endif
+
+/* ---- PCRE2, loaded on first use (schema.h) --------------------------- */
+
+fav_pcre2_api fav_pcre2;
+static int pcre2_state;      /* 0 not tried, 1 loaded, -1 failed (for good) */
+static char pcre2_err[256];
+
+/* Binds f (a field of fav_pcre2) to the library's symbol name. */
+#define PCRE2_BIND(f, name)                                    \
+  do {                                                         \
+    void *sym = dlsym(lib, name);                              \
+    if (sym == NULL) { missing = name; break; }                \
+    memcpy(&fav_pcre2.f, &sym, sizeof sym);                    \
+  } while (0)
+
+/* Loads libpcre2-8 and binds fav_pcre2; 0 or -1 (pcre2_err says why). */
+static int pcre2_load(void) {
+  void *lib;
+  const char *missing = NULL;
+  if (pcre2_state != 0) return pcre2_state > 0 ? 0 : -1;
+  lib = dlopen(FAV_PCRE2_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (lib == NULL) {
+    const char *why = dlerror();
+    snprintf(pcre2_err, sizeof pcre2_err, "favcrm.schema: PCRE2 (%s) could not be loaded: %s", FAV_PCRE2_SONAME,
+             why ? why : "unknown error");
+    pcre2_state = -1;
+    return -1;
+  }
+  PCRE2_BIND(compile, "pcre2_compile_8");
+  if (!missing) PCRE2_BIND(code_free, "pcre2_code_free_8");
+  if (!missing) PCRE2_BIND(get_error_message, "pcre2_get_error_message_8");
+  if (!missing) PCRE2_BIND(jit_compile, "pcre2_jit_compile_8");
+  if (!missing) PCRE2_BIND(jit_match, "pcre2_jit_match_8");
+  if (!missing) PCRE2_BIND(match, "pcre2_match_8");
+  if (!missing) PCRE2_BIND(match_data_create, "pcre2_match_data_create_8");
+  if (!missing) PCRE2_BIND(match_data_free, "pcre2_match_data_free_8");
+  if (!missing) PCRE2_BIND(match_context_create, "pcre2_match_context_create_8");
+  if (!missing) PCRE2_BIND(match_context_free, "pcre2_match_context_free_8");
+  if (!missing) PCRE2_BIND(compile_context_create, "pcre2_compile_context_create_8");
+  if (!missing) PCRE2_BIND(compile_context_free, "pcre2_compile_context_free_8");
+  if (!missing) PCRE2_BIND(set_match_limit, "pcre2_set_match_limit_8");
+  if (!missing) PCRE2_BIND(set_compile_extra_options, "pcre2_set_compile_extra_options_8");
+  if (missing) {
+    snprintf(pcre2_err, sizeof pcre2_err, "favcrm.schema: PCRE2 (%s) has no %s", FAV_PCRE2_SONAME, missing);
+    dlclose(lib);
+    pcre2_state = -1;
+    return -1;
+  }
+  pcre2_state = 1; /* the library stays loaded for the process */
+  return 0;
+}
+
+/* See schema.h. */
+const char *fav_pcre2_error(void) { return pcre2_err; }
+
+/* See schema.h. */
+int fav_schema_pcre(fav_prog *P) {
+  if (P->md != NULL) return 0;
+  if (pcre2_load() != 0) return FAV_PCRE2_NOLIB;
+  if (P->mctx == NULL) P->mctx = pcre2_match_context_create(NULL);
+  if (P->cctx == NULL) P->cctx = pcre2_compile_context_create(NULL);
+  if (P->mctx == NULL || P->cctx == NULL) return FAV_PCRE2_NOMEM;
+  pcre2_set_match_limit(P->mctx, FAV_SCHEMA_MATCH_LIMIT);
+#ifdef PCRE2_EXTRA_ALT_BSUX
+  pcre2_set_compile_extra_options(P->cctx, PCRE2_EXTRA_ALT_BSUX);
+#endif
+  P->md = pcre2_match_data_create(1, NULL); /* last: md set means all set */
+  return P->md != NULL ? 0 : FAV_PCRE2_NOMEM;
+}
+
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
 /* ------------------------------------------------------------------ */
@@ -344,6 +423,9 @@ static int fav_schema_regex(fav_cc *c, const char *loc, const char *kw) {
     P->re = p;
     P->recap = ncap;
   }
+  err = fav_schema_pcre(P);
+  if (err == FAV_PCRE2_NOMEM) luaL_error(L, "favcrm.schema: out of memory");
+  if (err != 0) fav_schema_bad(c, loc, kw, "%s", fav_pcre2_error());
   code = pcre2_compile((PCRE2_SPTR)src, n, PCRE2_UTF | PCRE2_ALT_BSUX, &err, &off, P->cctx);
   if (code == NULL) {
     PCRE2_UCHAR msg[200];

@@ -215,6 +215,7 @@ static int fav_fmt_uclass(fav_prog *P, int k, uint32_t c) {
   int rc;
   if (P->idna[k] == NULL) {
     int err;
+    if (fav_schema_pcre(P) != 0) return 0;
     PCRE2_SIZE off;
     P->idna[k] = pcre2_compile((PCRE2_SPTR)pats[k], PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err, &off, NULL);
     if (P->idna[k] == NULL) return 0;
@@ -443,7 +444,9 @@ int fav_schema_format(fav_prog *P, int fmt, const char *s, size_t n) {
     case FMT_REGEX: {
       int err;
       PCRE2_SIZE off;
-      pcre2_code *c = pcre2_compile((PCRE2_SPTR)s, n, PCRE2_UTF | PCRE2_ALT_BSUX | PCRE2_NO_UTF_CHECK,
+      pcre2_code *c;
+      if (fav_schema_pcre(P) != 0) return 0; /* no PCRE2: not checkable */
+      c = pcre2_compile((PCRE2_SPTR)s, n, PCRE2_UTF | PCRE2_ALT_BSUX | PCRE2_NO_UTF_CHECK,
                                     &err, &off, P->cctx);
       if (c == NULL) return 0;
       pcre2_code_free(c);

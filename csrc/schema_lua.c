@@ -160,14 +160,7 @@ static int fav_schema_compile_p(lua_State *L) {
     if (lua_isfunction(L, -1)) c.resolver = lua_gettop(L);
     else lua_pop(L, 1);
   }
-  P->md = pcre2_match_data_create(1, NULL);
-  P->mctx = pcre2_match_context_create(NULL);
-  P->cctx = pcre2_compile_context_create(NULL);
-  if (!P->md || !P->mctx || !P->cctx) return luaL_error(L, "favcrm.schema: out of memory");
-  pcre2_set_match_limit(P->mctx, FAV_SCHEMA_MATCH_LIMIT);
-#ifdef PCRE2_EXTRA_ALT_BSUX
-  pcre2_set_compile_extra_options(P->cctx, PCRE2_EXTRA_ALT_BSUX);
-#endif
+  /* P->md, mctx, cctx: made with the first regex (fav_schema_pcre) */
   lua_newtable(L);
   c.res = lua_gettop(L);
   lua_newtable(L);

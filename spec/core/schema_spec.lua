@@ -637,3 +637,34 @@ describe("favcrm.schema", function()
     end)
   end)
 end)
+
+describe("favcrm.schema's PCRE2", function()
+  -- PCRE2 is loaded with the first regex (issue 20's RSS): a child process,
+  -- since this one may have compiled patterns already.
+  it("is mapped only once a schema needs a pattern", function()
+    local f = io.open("/proc/self/maps")
+    if not f then pending("no /proc/self/maps here (not Linux): cannot see the mappings") return end
+    f:close()
+    local lua = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
+    local script = [[
+      local schema = require("favcrm.schema")
+      local function mapped()
+        local fh = io.open("/proc/self/maps"); local m = fh:read("*a"); fh:close()
+        return m:find("libpcre2%-8", 1, false) ~= nil
+      end
+      assert(schema.compile({ type = "object", properties = { a = { type = "string" } } }))
+      io.write(tostring(mapped()), " ")
+      local v = assert(schema.compile({ type = "string", pattern = "^a+$" }))
+      io.write(tostring(mapped()), " ", tostring(v:check("aaa")), " ", tostring(v:check("b")))
+    ]]
+    local tmp = os.tmpname()
+    local sf = assert(io.open(tmp, "w"))
+    sf:write(script)
+    sf:close()
+    local p = assert(io.popen(lua .. " " .. tmp .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    os.remove(tmp)
+    assert.are.equal("false true true false", out)
+  end)
+end)
