@@ -169,13 +169,23 @@ static int jd_number(lua_State *L, jd_state *d) {
   return 1;
 }
 
-/* Takes d->p at '['; pushes the array, returns 1, or returns 0. */
-static int jd_array(lua_State *L, jd_state *d) {
+/* Takes d->p at '[' (obj 0) or '{' (obj 1); pushes the array or object,
+ * returns 1, or returns 0. An object's keys and values lie on the stack in
+ * order, so a repeated key ends with the last value, as cjson's rawset in
+ * text order does; the table is made at its final size once all are in. */
+static int jd_container(lua_State *L, jd_state *d, int obj) {
   int base = lua_gettop(L), n = 0, i;
+  const char close = obj ? '}' : ']';
   d->p = jd_ws(d->p + 1);
-  if (*d->p != ']') {
+  if (*d->p != close) {
     for (;;) {
-      if (n >= JD_MAX_ITEMS || !lua_checkstack(L, 4)) return 0;
+      if ((obj ? 2 * n : n) >= JD_MAX_ITEMS || !lua_checkstack(L, 6)) return 0;
+      if (obj) {
+        if (*d->p != '"' || !jd_string(L, d)) return 0;
+        d->p = jd_ws(d->p);
+        if (*d->p != ':') return 0;
+        d->p = jd_ws(d->p + 1);
+      }
       if (!jd_value(L, d)) return 0;
       n++;
       d->p = jd_ws(d->p);
@@ -183,51 +193,24 @@ static int jd_array(lua_State *L, jd_state *d) {
         d->p = jd_ws(d->p + 1);
         continue;
       }
-      if (*d->p == ']') break;
+      if (*d->p == close) break;
       return 0;
     }
   }
   d->p++;
-  lua_createtable(L, n, 0);
-  for (i = 1; i <= n; i++) {
-    lua_pushvalue(L, base + i);
-    lua_rawseti(L, -2, i);
-  }
-  if (n > 0) lua_replace(L, base + 1);
-  lua_settop(L, base + 1);
-  return 1;
-}
-
-/* Takes d->p at '{'; pushes the object, returns 1, or returns 0. Keys and
- * values lie on the stack in order, so a repeated key ends with the last
- * value, as cjson's rawset in text order does. */
-static int jd_object(lua_State *L, jd_state *d) {
-  int base = lua_gettop(L), n = 0, i;
-  d->p = jd_ws(d->p + 1);
-  if (*d->p != '}') {
-    for (;;) {
-      if (2 * n >= JD_MAX_ITEMS || !lua_checkstack(L, 6)) return 0;
-      if (*d->p != '"' || !jd_string(L, d)) return 0;
-      d->p = jd_ws(d->p);
-      if (*d->p != ':') return 0;
-      d->p = jd_ws(d->p + 1);
-      if (!jd_value(L, d)) return 0;
-      n++;
-      d->p = jd_ws(d->p);
-      if (*d->p == ',') {
-        d->p = jd_ws(d->p + 1);
-        continue;
-      }
-      if (*d->p == '}') break;
-      return 0;
+  if (obj) {
+    lua_createtable(L, 0, n);
+    for (i = 0; i < n; i++) {
+      lua_pushvalue(L, base + 2 * i + 1);
+      lua_pushvalue(L, base + 2 * i + 2);
+      lua_rawset(L, -3);
     }
-  }
-  d->p++;
-  lua_createtable(L, 0, n);
-  for (i = 0; i < n; i++) {
-    lua_pushvalue(L, base + 2 * i + 1);
-    lua_pushvalue(L, base + 2 * i + 2);
-    lua_rawset(L, -3);
+  } else {
+    lua_createtable(L, n, 0);
+    for (i = 1; i <= n; i++) {
+      lua_pushvalue(L, base + i);
+      lua_rawseti(L, -2, i);
+    }
   }
   if (n > 0) lua_replace(L, base + 1);
   lua_settop(L, base + 1);
@@ -244,7 +227,7 @@ static int jd_value(lua_State *L, jd_state *d) {
   case '{':
   case '[':
     if (++d->depth > JD_MAX_DEPTH) return 0;
-    ok = *p == '{' ? jd_object(L, d) : jd_array(L, d);
+    ok = jd_container(L, d, *p == '{');
     d->depth--;
     return ok;
   case 't':
