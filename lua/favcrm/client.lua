@@ -635,6 +635,25 @@ local function param_headers(self, session, tool, args)
   return era.param_headers(h, args)
 end
 
+-- What a call needs of a tool, worked out once per tool table (kept beside
+-- the validators, and dropped with them): its validators, whether it is
+-- destructive or read-only, and whether its inputSchema took no arguments.
+function Client:_plan(tool)
+  local plans = self.validators.plans
+  local p = plans and plans[tool]
+  if p then return p end
+  if not plans then
+    plans = setmetatable({}, { __mode = "k" })
+    self.validators.plans = plans
+  end
+  local ann = type(tool.annotations) == "table" and tool.annotations or NO_OPTS
+  -- vin, vout: nil until first needed (then the validator, or false)
+  p = { vin = nil, vout = nil, destructive = ann.destructiveHint == true, read_only = ann.readOnlyHint == true,
+    empty_ok = false }
+  plans[tool] = p
+  return p
+end
+
 -- The options of a validation within the call's budget: one table per
 -- client, refilled (the validator reads it and keeps nothing).
 function Client:_validate_opts(budget)
@@ -643,7 +662,8 @@ function Client:_validate_opts(budget)
     o = {}
     self._vopts = o
   end
-  o.deadline = math.min(budget.deadline, budget.hard)
+  local d, h = budget.deadline, budget.hard
+  o.deadline = d < h and d or h
   return o
 end
 
@@ -661,17 +681,17 @@ end
 ---@return any payload structuredContent.data, else structuredContent, else the text parsed as JSON, else the text
 ---@return table|favcrm.Error result the whole tools/call result; on failure the error
 function Client:call(name, args, opts)
-  check_self(self, "call")
+  if getmetatable(self) ~= Client or self.closed then check_self(self, "call") end
   if type(name) ~= "string" or name == "" then
     error("bad argument #1 to 'call' (tool name expected, got " .. type(name) .. ")", 2)
   end
   if args ~= nil and type(args) ~= "table" then
     error("bad argument #2 to 'call' (table of arguments expected, got " .. type(args) .. ")", 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'call' (table of options expected, got " .. type(opts) .. ")", 2)
-  end
   if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("bad argument #3 to 'call' (table of options expected, got " .. type(opts) .. ")", 2)
+    end
     check_call_opts(opts, "call", 2)
     if opts.task ~= nil then tasks.check(opts.task, 3) end
   else
@@ -689,19 +709,26 @@ function Client:call(name, args, opts)
     tool, err = self:_describe(name, budget)
     if not tool then return nil, err end
   end
-  local ann = type(tool.annotations) == "table" and tool.annotations or NO_OPTS
-  if ann.destructiveHint == true and opts.confirm ~= true then
+  local plan = self:_plan(tool)
+  if plan.destructive and opts.confirm ~= true then
     local confirm = opts.on_confirm or self.opts.on_confirm
     if not (confirm and confirm(tool, args ~= NO_ARGS and args or {}) == true) then
+      local ann = tool.annotations
       return nil, errors.new("confirmation_required", name .. " is destructive (" .. (ann.title or name)
         .. "); pass opts.confirm = true or an on_confirm callback that returns true", { tool = name })
     end
   end
   local validate = self.validate and opts.validate ~= false
-  if validate then
-    local v = self:_validator(tool, "inputSchema")
+  local v = validate and plan.vin
+  if v == nil then
+    v = self:_validator(tool, "inputSchema") or false
+    plan.vin = v
+  end
+  -- no arguments are checked once per validator: the shared empty table
+  -- never changes, nor does the schema
+  if v and (args ~= NO_ARGS or not plan.empty_ok) then
     -- check says yes or no and builds nothing; the full report only on no
-    if v and not v:check(args, self:_validate_opts(budget)) then
+    if not v:check(args, self:_validate_opts(budget)) then
       local ok, errs = v:validate(args, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)
@@ -714,6 +741,8 @@ function Client:call(name, args, opts)
           name .. ": " .. (path ~= "" and path or "/") .. ": " .. tostring(e.reason or e.message),
           { tool = name, path = path, keyword = e.keyword, errors = errs })
       end
+    elseif args == NO_ARGS then
+      plan.empty_ok = true
     end
   end
   -- empty tables the inputSchema calls arrays go out as []
@@ -723,7 +752,8 @@ function Client:call(name, args, opts)
     local ok_init, ierr = session:initialize(budget)
     if not ok_init then return nil, ierr end
   end
-  local on_progress, ph = opts.on_progress, param_headers(self, session, tool, args)
+  local on_progress, ph = opts.on_progress, nil
+  if session.era == "modern" then ph = param_headers(self, session, tool, args) end
   -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
   -- (only when the server takes tasks at all)
   local caps = session.server_capabilities
@@ -731,51 +761,64 @@ function Client:call(name, args, opts)
   -- Read-only tools are retried (at most twice, with backoff) after a 5xx
   -- or a dropped connection; writes never are. A 429 is waited out only when
   -- its Retry-After fits opts.max_retry_wait (default 0: reported at once).
-  local read_only = ann.readOnlyHint == true
-  local max_retry_wait = opts.max_retry_wait or self.opts.max_retry_wait or 0
+  local read_only = plan.read_only
   local result, rerr
-  local tries, waited, refetched = 0, false, false
-  while true do
-    if as_task then
-      result, rerr = tasks.call(session, { name = name, arguments = marked }, budget, opts)
-    else
-      result, rerr = session:call_tool(name, marked, budget, on_progress, read_only, ph)
-    end
-    if result then break end
-    local transient = rerr.code == "network"
-      or (rerr.code == "http" and (rerr.status == 500 or rerr.status == 502 or rerr.status == 503))
-    -- a wait that would outlast the deadline is not started: the error stands
-    if transient and read_only and tries < 2 and 0.25 * 2 ^ tries < session.left(budget) then
-      tries = tries + 1
-      session:sleep(0.25 * 2 ^ (tries - 1))
-    elseif rerr.header_mismatch and not refetched then
-      -- HeaderMismatch: the tool's schema may have changed; list the tools
-      -- again and send the call once more (streamable-http: Client Behavior)
-      refetched = true
-      local fresh = self:_tools(true, budget)
-      tool = fresh and self.tool_cache.byname[name]
-      if not tool then break end
-      ph = param_headers(self, session, tool, args)
-    elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
-      and rerr.retry_after <= max_retry_wait and rerr.retry_after < session.left(budget) then
-      waited = true
-      session:sleep(rerr.retry_after)
-    else
-      break
-    end
+  if as_task then
+    result, rerr = tasks.call(session, { name = name, arguments = marked }, budget, opts)
+  else
+    result, rerr = session:call_tool(name, marked, budget, on_progress, read_only, ph)
   end
-  if tries > 0 and rerr then rerr.retries = tries end
   if not result then
-    if rerr.code == "invalid_arguments" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
-      return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'", { tool = name })
+    local tries, waited, refetched = 0, false, false
+    while true do
+      local transient = rerr.code == "network"
+        or (rerr.code == "http" and (rerr.status == 500 or rerr.status == 502 or rerr.status == 503))
+      -- a wait that would outlast the deadline is not started: the error stands
+      if transient and read_only and tries < 2 and 0.25 * 2 ^ tries < session.left(budget) then
+        tries = tries + 1
+        session:sleep(0.25 * 2 ^ (tries - 1))
+      elseif rerr.header_mismatch and not refetched then
+        -- HeaderMismatch: the tool's schema may have changed; list the tools
+        -- again and send the call once more (streamable-http: Client Behavior)
+        refetched = true
+        local fresh = self:_tools(true, budget)
+        tool = fresh and self.tool_cache.byname[name]
+        if not tool then break end
+        plan = self:_plan(tool)
+        ph = param_headers(self, session, tool, args)
+      elseif rerr.code == "rate_limited" and not waited and rerr.retry_after
+        and rerr.retry_after <= (opts.max_retry_wait or self.opts.max_retry_wait or 0)
+        and rerr.retry_after < session.left(budget) then
+        waited = true
+        session:sleep(rerr.retry_after)
+      else
+        break
+      end
+      if as_task then
+        result, rerr = tasks.call(session, { name = name, arguments = marked }, budget, opts)
+      else
+        result, rerr = session:call_tool(name, marked, budget, on_progress, read_only, ph)
+      end
+      if result then break end
     end
-    return nil, rerr
+    if tries > 0 and rerr then rerr.retries = tries end
+    if not result then
+      if rerr.code == "invalid_arguments" and rerr.rpc_code == -32602 and tostring(rerr.message):find("not found") then
+        return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'", { tool = name })
+      end
+      return nil, rerr
+    end
   end
   if result.isError == true then return nil, tool_failure(name, result) end
-  if validate and type(result.structuredContent) == "table" then
-    local v = self:_validator(tool, "outputSchema")
-    if v and not v:check(result.structuredContent, self:_validate_opts(budget)) then
-      local ok, errs = v:validate(result.structuredContent, self:_validate_opts(budget))
+  local sc = result.structuredContent
+  if type(sc) == "table" then
+    v = validate and plan.vout
+    if v == nil then
+      v = self:_validator(tool, "outputSchema") or false
+      plan.vout = v
+    end
+    if v and not v:check(sc, self:_validate_opts(budget)) then
+      local ok, errs = v:validate(sc, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)
         if e.keyword == "timeout" then
@@ -787,6 +830,8 @@ function Client:call(name, args, opts)
           { tool = name, path = e.path })
       end
     end
+    if sc.data ~= nil then return sc.data, result end
+    return sc, result
   end
   return payload_of(result), result
 end

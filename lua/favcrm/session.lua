@@ -314,17 +314,23 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   counter.next_rpc = rpc_id
   local modern = self.era == "modern"
   local body = self:_plain_body(rpc_id, name, args, modern, 4)
-  local req = self:_request_table()
-  local auth = self:_auth(b)
+  local req = self._req
+  if not req or self._req_for ~= tr then req = self:_request_table() end
+  local auth = self.auth
+  if self.oauth then auth = self.oauth:current(b) end
   req.method, req.url, req.body, req.auth = "POST", self.url, body, auth
-  req.headers = modern and self:_tool_headers(name) or self:_headers()
+  if modern then req.headers = self:_tool_headers(name) else req.headers = self:_headers() end
   local t, hard = now(), b.hard
   local d = b.deadline
   if hard < d then d = hard end
   -- the time left, and a second more, so our own deadline ends it first
-  req.timeout_ms = math.max(1, math.floor((hard - t) * 1000) + 1000)
-  local tid, st, rbody, ct, date, ev, evid, retry = tr:exchange(req, math.max(0, math.floor((d - t) * 1000 + 0.5)),
-    true)
+  -- (both in ms; the transport takes fractions)
+  local ms = (hard - t) * 1000 + 1000
+  if ms < 1 then ms = 1 end
+  req.timeout_ms = ms
+  local wait = (d - t) * 1000
+  if wait < 0 then wait = 0 end
+  local tid, st, rbody, ct, date, ev, evid, retry = tr:exchange(req, wait, true)
   req.auth, req.body = nil, nil -- the kept table holds no token and no body
   local op
   if tid then
@@ -411,7 +417,9 @@ function Session:_tool_entry(name)
   end
   local e = c.by[name]
   if not e then
-    e = { json = json.wire(name), headers = false, common = false }
+    local nj = json.wire(name)
+    e = { json = nj, headers = false, common = false, noargs = TOOLS_CALL_NAME .. nj .. ',"arguments":{}}}',
+      noargs_meta = false, noargs_modern = false }
     if c.n < TOOL_CACHE_MAX then
       c.by[name] = e
       c.n = c.n + 1
@@ -436,15 +444,24 @@ end
 -- the request's _meta, encoded once per session) spliced around the
 -- arguments' JSON. Arguments that cannot be encoded raise, at `level`.
 function Session:_plain_body(rpc_id, name, args, modern, level)
-  local aj, jerr = "{}", nil
-  if next(args) ~= nil or getmetatable(args) ~= nil then aj, jerr = json.wire(args) end
+  local e = self:_tool_entry(name)
+  if next(args) == nil and getmetatable(args) == nil then
+    -- no arguments: everything after the id is the same every time (in the
+    -- modern era, while the request's _meta is)
+    if not modern then return TOOLS_CALL_HEAD .. rpc_id .. e.noargs end
+    local mj = self:_meta_json(self.protocol_version or era.MODERN)
+    if e.noargs_meta ~= mj then
+      e.noargs_meta, e.noargs_modern = mj, TOOLS_CALL_NAME .. e.json .. ',"arguments":{},"_meta":' .. mj .. "}}"
+    end
+    return TOOLS_CALL_HEAD .. rpc_id .. e.noargs_modern
+  end
+  local aj, jerr = json.wire(args)
   if not aj then
     error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), level)
   end
   local tail = "}}"
   if modern then tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}" end
-  return TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. self:_tool_entry(name).json
-    .. ',"arguments":' .. aj .. tail
+  return TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. e.json .. ',"arguments":' .. aj .. tail
 end
 
 -- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
