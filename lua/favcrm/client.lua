@@ -648,8 +648,8 @@ function Client:_plan(tool)
   end
   local ann = type(tool.annotations) == "table" and tool.annotations or NO_OPTS
   -- vin, vout: nil until first needed (then the validator, or false)
-  p = { vin = nil, vout = nil, destructive = ann.destructiveHint == true, read_only = ann.readOnlyHint == true,
-    empty_ok = false }
+  p = { vin = nil, vout = nil, vout_check = false, destructive = ann.destructiveHint == true,
+    read_only = ann.readOnlyHint == true, empty_ok = false }
   plans[tool] = p
   return p
 end
@@ -709,7 +709,8 @@ function Client:call(name, args, opts)
     tool, err = self:_describe(name, budget)
     if not tool then return nil, err end
   end
-  local plan = self:_plan(tool)
+  local plans = self.validators.plans
+  local plan = plans and plans[tool] or self:_plan(tool)
   if plan.destructive and opts.confirm ~= true then
     local confirm = opts.on_confirm or self.opts.on_confirm
     if not (confirm and confirm(tool, args ~= NO_ARGS and args or {}) == true) then
@@ -815,9 +816,9 @@ function Client:call(name, args, opts)
     v = validate and plan.vout
     if v == nil then
       v = self:_validator(tool, "outputSchema") or false
-      plan.vout = v
+      plan.vout, plan.vout_check = v, v and v.check
     end
-    if v and not v:check(sc, self:_validate_opts(budget)) then
+    if v and not plan.vout_check(v, sc, self:_validate_opts(budget)) then
       local ok, errs = v:validate(sc, self:_validate_opts(budget))
       if not ok then
         local e = first_error(errs)

@@ -302,8 +302,14 @@ end
 -- treated exactly as start_request + wait treats it.
 function Session:call_tool(name, args, b, on_progress, reissue, ph)
   local tr = self.transport
+  -- the transport's exchange, looked up once per transport
+  local xchg = self._xfn
+  if self._xtr ~= tr then
+    xchg = tr.exchange or false
+    self._xtr, self._xfn = tr, xchg
+  end
   local cos = self.async_cos
-  if not tr.exchange or next(self.ops) ~= nil or next(self.aux) ~= nil or next(self.timers) ~= nil
+  if not xchg or next(self.ops) ~= nil or next(self.aux) ~= nil or next(self.timers) ~= nil
     or (self.resuming and next(self.resuming) ~= nil) or self.listen or on_progress or self.cb.progress
     or ph or (next(cos) ~= nil and cos[coroutine.running() or cos] ~= nil) then
     return self:wait(self:start_request("tools/call", { name = name, arguments = args },
@@ -313,13 +319,14 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   local rpc_id = (counter.next_rpc or 0) + 1
   counter.next_rpc = rpc_id
   local modern = self.era == "modern"
-  local body = self:_plain_body(rpc_id, name, args, modern, 4)
+  local e = self:_tool_entry(name)
+  local body = self:_plain_body(rpc_id, name, args, modern, 4, e)
   local req = self._req
   if not req or self._req_for ~= tr then req = self:_request_table() end
   local auth = self.auth
   if self.oauth then auth = self.oauth:current(b) end
   req.method, req.url, req.body, req.auth = "POST", self.url, body, auth
-  if modern then req.headers = self:_tool_headers(name) else req.headers = self:_headers() end
+  if modern then req.headers = self:_tool_headers(name, e) else req.headers = self:_headers() end
   local t, hard = now(), b.hard
   local d = b.deadline
   if hard < d then d = hard end
@@ -330,7 +337,7 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   req.timeout_ms = ms
   local wait = (d - t) * 1000
   if wait < 0 then wait = 0 end
-  local tid, st, rbody, ct, date, ev, evid, retry = tr:exchange(req, wait, true)
+  local tid, st, rbody, ct, date, ev, evid, retry = xchg(tr, req, wait, true)
   req.auth, req.body = nil, nil -- the kept table holds no token and no body
   local op
   if tid then
@@ -428,8 +435,8 @@ function Session:_tool_entry(name)
   return e
 end
 
-function Session:_tool_headers(name)
-  local e = self:_tool_entry(name)
+function Session:_tool_headers(name, e)
+  e = e or self:_tool_entry(name)
   local common = self:_headers()
   if e.common ~= common then
     local h = {}
@@ -443,8 +450,8 @@ end
 -- The body of a plain tools/call: the fixed envelope (and in the modern era
 -- the request's _meta, encoded once per session) spliced around the
 -- arguments' JSON. Arguments that cannot be encoded raise, at `level`.
-function Session:_plain_body(rpc_id, name, args, modern, level)
-  local e = self:_tool_entry(name)
+function Session:_plain_body(rpc_id, name, args, modern, level, e)
+  e = e or self:_tool_entry(name)
   if next(args) == nil and getmetatable(args) == nil then
     -- no arguments: everything after the id is the same every time (in the
     -- modern era, while the request's _meta is)
