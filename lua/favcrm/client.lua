@@ -30,8 +30,9 @@ local Client = {}
 -- the options (and annotations) of a call that has none: never written to
 local NO_OPTS = setmetatable({}, { __newindex = function() error("favcrm: NO_OPTS is read-only", 2) end })
 -- the arguments of a call made without any: read, encoded as {}, never
--- handed to the application (on_confirm gets a table of its own)
-local NO_ARGS = {}
+-- handed to the application (on_confirm gets a table of its own); the
+-- session knows it too (its body needs no encoding)
+local NO_ARGS = Session.NO_ARGS
 Client.__index = Client
 
 local VERSION = core.VERSION

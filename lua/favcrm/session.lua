@@ -57,6 +57,10 @@ local TOOLS_CALL_HEAD = '{"jsonrpc":"2.0","id":'
 local TOOLS_CALL_NAME = ',"method":' .. json.wire("tools/call") .. ',"params":{"name":'
 
 Session._origin = urls.origin
+-- the arguments of a tools/call made without any (client.lua): never
+-- written to, so its body needs no encoding
+local NO_ARGS = {}
+Session.NO_ARGS = NO_ARGS
 
 --- Session.new(opts): no I/O. opts.transport is required; the rest are
 -- those of favcrm.new that concern the protocol.
@@ -452,7 +456,7 @@ end
 -- arguments' JSON. Arguments that cannot be encoded raise, at `level`.
 function Session:_plain_body(rpc_id, name, args, modern, level, e)
   e = e or self:_tool_entry(name)
-  if next(args) == nil and getmetatable(args) == nil then
+  if args == NO_ARGS or (next(args) == nil and getmetatable(args) == nil) then
     -- no arguments: everything after the id is the same every time (in the
     -- modern era, while the request's _meta is)
     if not modern then return TOOLS_CALL_HEAD .. rpc_id .. e.noargs end
