@@ -199,6 +199,15 @@ function M.parse(text)
       if i > #s or not newline() then return end
     end
   end
+  -- After an item of an array or an inline table: ',' goes on to the next
+  -- one, `close` ends it (true), anything else fails.
+  local function item_end(close, what)
+    local c = s:sub(i, i)
+    i = i + 1
+    if c == close then return true end
+    if c ~= "," then fail("expected ',' or '" .. close .. "' in " .. what) end
+    return false
+  end
   local function array(start)
     i = i + 1
     while true do
@@ -210,10 +219,7 @@ function M.parse(text)
       if i > #s then fail("an array that starts here does not end", start) end
       value(start)
       blanks_and_comments()
-      local c = s:sub(i, i)
-      i = i + 1
-      if c == "]" then return end
-      if c ~= "," then fail("expected ',' or ']' in an array") end
+      if item_end("]", "an array") then return end
     end
   end
   local function inline_table(start)
@@ -236,10 +242,7 @@ function M.parse(text)
       skip_ws()
       value(start)
       skip_ws()
-      local c = s:sub(i, i)
-      i = i + 1
-      if c == "}" then return end
-      if c ~= "," then fail("expected ',' or '}' in an inline table") end
+      if item_end("}", "an inline table") then return end
     end
   end
   -- A value; returns the decoded string, or nil for any other kind.
