@@ -189,8 +189,10 @@ echo "bench: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 # callgrind, with N calls and with 0 calls (same start-up and warm-up); the
 # difference divided by N is what one sequential call costs in instructions
 # (libcurl, the Lua VM, cjson, favcrm's C, malloc: the whole process).
-# BENCH_INSTR=0 skips it; BENCH_INSTR_N calls (300; 50 for --smoke).
-instr_n=${BENCH_INSTR_N:-300}
+# BENCH_INSTR=0 skips it; BENCH_INSTR_N calls (1000; 50 for --smoke): at
+# 300 the Lua figures moved by up to 2k between runs (where the collector's
+# and malloc's cycles fall), at 1000 by a few hundred.
+instr_n=${BENCH_INSTR_N:-1000}
 [ $smoke = 1 ] && instr_n=${BENCH_INSTR_N:-50}
 instr_clients=""
 for c in $clients; do
