@@ -151,6 +151,28 @@ describe("version negotiation over HTTP", function()
     c2:close()
   end)
 
+  it("forgets a remembered outcome after CACHE_TTL: the next client probes again", function()
+    local clock, t = era.clock, 1000
+    era.clock = function() return t end
+    local ok, err = pcall(function()
+      local c = client("/modern")
+      assert(c:tools())
+      c:close()
+      t = t + era.CACHE_TTL - 1
+      local c2 = client("/modern")
+      assert(c2:tools())
+      c2:close()
+      assert.equal(1, #seen("server/discover"))
+      t = t + 2
+      local c3 = client("/modern")
+      assert(c3:tools())
+      c3:close()
+      assert.equal(2, #seen("server/discover"))
+    end)
+    era.clock = clock
+    assert(ok, err)
+  end)
+
   it("negotiates again when a remembered modern server turned legacy, and the call goes through", function()
     local c = client("/flip")
     assert(c:tools())

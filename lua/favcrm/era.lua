@@ -43,6 +43,11 @@ M.MAX_MRTR_ROUNDS = 10
 M.MAX_INPUT_REQUESTS = 32
 --- Origins whose era this process remembers (the oldest goes first).
 M.MAX_CACHED_ORIGINS = 64
+--- Seconds a remembered verdict holds; then the next client negotiates
+-- again (a server that turned modern is found within the hour).
+M.CACHE_TTL = 3600
+--- The clock of the cache (core.monotonic; specs replace it).
+M.clock = require("favcrm.core").monotonic
 
 -- Methods whose result may be input_required (basic/patterns/mrtr).
 M.MRTR_METHODS = { ["tools/call"] = true, ["resources/read"] = true, ["prompts/get"] = true }
@@ -76,10 +81,14 @@ end
 local cache, cache_order = {}, {}
 local by_transport = setmetatable({}, { __mode = "k" })
 
---- era.cached(key) -> the verdict remembered for key, or nil
+--- era.cached(key) -> the verdict remembered for key, or nil (also once
+-- it is older than CACHE_TTL)
 function M.cached(key)
   if type(key) == "table" then return by_transport[key] end
-  return key and cache[key] or nil
+  local e = key and cache[key]
+  if not e then return nil end
+  if M.clock() - e.at > M.CACHE_TTL then return nil end
+  return e.verdict
 end
 
 --- era.remember(key, verdict): remembers (nil forgets) a verdict.
@@ -95,7 +104,7 @@ function M.remember(key, verdict)
       cache[table.remove(cache_order, 1)] = nil
     end
   end
-  cache[key] = verdict
+  cache[key] = verdict and { verdict = verdict, at = M.clock() } or nil
 end
 
 --- era.forget_all(): clears the cache (specs).
