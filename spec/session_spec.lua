@@ -110,3 +110,43 @@ describe("favcrm.session", function()
     end)
   end)
 end)
+
+-- pump walks self.ops to time out the ops whose deadline passed; ending an
+-- op may start another (its on_done, a waiting call_many call), which adds
+-- a key to self.ops. The ops that are due are collected before any ends:
+-- ending them inside the walk (the code before 0c2af67) removed the key the
+-- walk stood on and added others until the table was rebuilt, and `next`
+-- then raised "invalid key to 'next'".
+describe("Session:pump", function()
+  it("times out due ops whose ends start new ops, without breaking its walk", function()
+    -- a real transport to a closed port: nothing is answered before the
+    -- deadlines are looked at
+    local tr = core.http_new({ connect_timeout_ms = 2000 })
+    local s = Session.new({ transport = tr, url = "http://127.0.0.1:1/mcp", timeout = 60, max_total_timeout = 60,
+      client_info = { name = "pump-spec", version = "0" }, protocol = "2025-11-25" })
+    s.initialized, s.protocol_version = true, "2025-11-25"
+    local params = { name = "x", arguments = {} }
+    local due, started = {}, {}
+    for i = 1, 64 do
+      due[i] = s:start_request("tools/call", params)
+      -- over at once (no sleep): the deadline is in the past
+      due[i].deadline = 0
+      -- each end starts two requests that are not due
+      due[i].on_done = function()
+        for _ = 1, 2 do started[#started + 1] = s:start_request("tools/call", params) end
+      end
+    end
+    local ok, err = pcall(s.pump, s, 0)
+    assert(ok, err)
+    for i = 1, 64 do
+      assert.is_true(due[i].done, "op " .. i .. " not ended")
+      assert.equal("timeout", due[i].err.code)
+    end
+    assert.equal(128, #started)
+    local live = 0
+    for _ in pairs(s.ops) do live = live + 1 end
+    assert.equal(128, live)
+    s:close()
+    tr:close()
+  end)
+end)
