@@ -749,7 +749,7 @@ function Client:call(name, args, opts)
   end
   -- empty tables the inputSchema calls arrays go out as []
   local marked = args
-  if next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
+  if args ~= NO_ARGS and next(args) ~= nil then marked = json.mark_arrays(args, tool.inputSchema) end
   if not session.initialized then
     local ok_init, ierr = session:initialize(budget)
     if not ok_init then return nil, ierr end
