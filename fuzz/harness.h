@@ -21,4 +21,15 @@ lua_State *fav_fuzz_state(const char *driver);
  * so __gc paths are exercised too. */
 void fav_fuzz_call(lua_State *L, const uint8_t *data, size_t size, int gc_every, int strict);
 
+/* The libFuzzer entry point of a Lua target: one state per process made
+ * from `driver` on the first input, then fav_fuzz_call for each. */
+#define FAV_FUZZ_LUA_TARGET(driver, gc_every, strict)                     \
+  int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);           \
+  int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {          \
+    static lua_State *L;                                                  \
+    if (!L) L = fav_fuzz_state(driver);                                   \
+    fav_fuzz_call(L, data, size, gc_every, strict);                       \
+    return 0;                                                             \
+  }
+
 #endif

@@ -38,11 +38,4 @@ static const char driver[] =
   "  one('{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":' .. input .. '}')\n"
   "end\n";
 
-static lua_State *L;
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (!L) L = fav_fuzz_state(driver);
-  fav_fuzz_call(L, data, size, 64, 1);
-  return 0;
-}
+FAV_FUZZ_LUA_TARGET(driver, 64, 1)
