@@ -94,10 +94,37 @@ typedef struct hdrset {
   size_t len[FAV_HDRSET_LINES];
 } hdrset;
 
+/* The per-request options last set on an easy handle, so that a kept
+ * handle gets only the ones that changed (curl_easy_setopt costs ~100
+ * instructions a call, CURLOPT_URL a copy and a wiped free more; the
+ * session sends the same ones on every call). libcurl copies them into
+ * its per-transfer state when a transfer starts (Curl_pretransfer), so an
+ * option set once stays in force. valid 0: nothing known, set them all. */
+typedef struct easy_opts {
+  int valid;
+  char *url;          /* a copy of the URL set (wiped when freed), or NULL */
+  size_t url_len;
+  const void *t;      /* PRIVATE, HEADERDATA and WRITEDATA */
+  const char *ua;     /* USERAGENT (NULL or the client's user_agent) */
+  long timeout_ms;
+  long dns;
+  const struct curl_slist *hdrs;
+  int method;         /* 1 POST, 2 GET, 3 DELETE */
+  const char *postfields;
+  curl_off_t postsize;
+} easy_opts;
+
+/* An easy handle kept for the next request, with what is set on it. */
+typedef struct easy_slot {
+  CURL *e;
+  easy_opts o;
+} easy_slot;
+
 typedef struct transfer {
   struct transfer *next;
   struct fav_http *owner;
   CURL *easy;
+  easy_opts eo;    /* the options set on easy */
   long id;
   struct curl_slist *hdrs; /* request headers of this transfer alone (not
                               kept in a hdrset); the auth line is wiped */
@@ -123,7 +150,7 @@ typedef struct transfer {
 typedef struct fav_http {
   CURLM *multi;
   transfer *active;
-  CURL *idle[FAV_IDLE_EASY];
+  easy_slot idle[FAV_IDLE_EASY];
   int nidle;
   transfer *tfree[FAV_IDLE_TRANSFERS]; /* finished structs, for reuse */
   int ntfree;
@@ -578,42 +605,40 @@ static void hdrset_free(hdrset *s) {
 }
 
 /* A walk over the lines of req.headers then req.extra_headers (lists of
- * one-line strings; a missing list, or one that is not a table, has none;
- * an item that is neither a string nor a number ends the walk with bad
- * set, so hdrset_find can walk them before start_transfer checks them):
- *   hdr_iter it = HDR_ITER(L, req);
+ * one-line strings), which start_transfer has put on the stack at lists
+ * and lists + 1 (a missing list, or one that is not a table, has none; an
+ * item that is neither a string nor a number ends the walk with bad set,
+ * so hdrset_find can walk them before start_transfer checks them):
+ *   hdr_iter it = HDR_ITER(L, lists);
  *   while (hdr_next(&it, &str, &len)) ... ;   (or hdr_stop(&it) to leave)
- * While it walks, the list and the current line are on the stack (str
- * stays valid until the next call); when hdr_next has returned 0, or after
- * hdr_stop, the stack is as it was. Does not raise. */
+ * While it walks, the current line is on the stack (str stays valid until
+ * the next call); when hdr_next has returned 0, or after hdr_stop, the
+ * stack is as it was. Does not raise. */
 typedef struct hdr_iter {
   lua_State *L;
-  int req;    /* the request table's (absolute) index */
+  int lists;  /* the stack index of req.headers (extra_headers: + 1) */
   int list;   /* lists opened so far (0, 1: headers, 2: extra_headers) */
-  int open;   /* a list is on the stack */
-  int line;   /* the current line is on the stack, above it */
+  int line;   /* the current line is on the stack */
   int bad;    /* a line was neither a string nor a number (the walk
                  stopped there) */
   size_t i, n;
 } hdr_iter;
 
-#define HDR_ITER(L, req) {(L), (req), 0, 0, 0, 0, 0, 0}
+#define HDR_ITER(L, lists) {(L), (lists), 0, 0, 0, 0, 0}
 
 static void hdr_stop(hdr_iter *it) {
   if (it->line) lua_pop(it->L, 1);
-  if (it->open) lua_pop(it->L, 1);
-  it->line = it->open = 0;
+  it->line = 0;
   it->list = 2;
   it->i = it->n = 0;
 }
 
 static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
-  static const char *const fields[] = {"headers", "extra_headers"};
   lua_State *L = it->L;
   if (it->line) { lua_pop(L, 1); it->line = 0; }
   for (;;) {
     if (it->i < it->n) {
-      lua_rawgeti(L, -1, (int)++it->i);
+      lua_rawgeti(L, it->lists + it->list - 1, (int)++it->i);
       it->line = 1;
       *str = lua_tolstring(L, -1, len); /* (a number becomes its text) */
       if (!*str) {
@@ -623,12 +648,10 @@ static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
       }
       return 1;
     }
-    if (it->open) { lua_pop(L, 1); it->open = 0; }
     if (it->list == 2) return 0;
-    lua_getfield(L, it->req, fields[it->list++]);
-    it->open = 1;
     it->i = 0;
-    it->n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    it->n = lua_istable(L, it->lists + it->list) ? lua_rawlen(L, it->lists + it->list) : 0;
+    it->list++;
   }
 }
 
@@ -636,10 +659,10 @@ static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
  * req.extra_headers (not checked yet: see hdr_iter),
  * then "Expect:" when expect, then the Authorization line for auth. Does
  * not raise; leaves the stack as it found it. */
-static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expect, const char *auth,
+static int hdrset_match(lua_State *L, int lists, const hdrset *s, int ua, int expect, const char *auth,
                         size_t auth_len) {
   const struct curl_slist *node = s->list;
-  hdr_iter it = HDR_ITER(L, req);
+  hdr_iter it = HDR_ITER(L, lists);
   const char *str;
   size_t sl;
   int k = 0;
@@ -669,10 +692,10 @@ static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expe
  * and no line is an Authorization of the caller's; *cacheable tells).
  * Returns NULL on out of memory. Does not raise; the
  * caller has checked the types already. */
-static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, const char *auth,
+static hdrset *hdrset_build(lua_State *L, int lists, const char *ua, int expect, const char *auth,
                             size_t auth_len, int *cacheable) {
   hdrset *s = calloc(1, sizeof *s);
-  hdr_iter it = HDR_ITER(L, req);
+  hdr_iter it = HDR_ITER(L, lists);
   struct curl_slist *l;
   const char *str;
   size_t sl;
@@ -727,12 +750,12 @@ static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, c
 /* The kept set of h with exactly the lines hdrset_match describes, or
  * NULL. Does not raise; leaves the stack as it found it. Lines it matches
  * are lines a set was built from: checked then, so not again. */
-static hdrset *hdrset_find(lua_State *L, int req, fav_http *h, int ua, int expect, const char *auth,
+static hdrset *hdrset_find(lua_State *L, int lists, fav_http *h, int ua, int expect, const char *auth,
                            size_t auth_len) {
   int i;
   for (i = 0; i < FAV_HDRSETS; i++) {
     hdrset *s = h->hsets[i];
-    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) return s;
+    if (s && hdrset_match(L, lists, s, ua, expect, auth, auth_len)) return s;
   }
   return NULL;
 }
@@ -742,7 +765,7 @@ static hdrset *hdrset_find(lua_State *L, int req, fav_http *h, int ua, int expec
  * used idle slot when it can be. A new Authorization line retires every
  * idle set with another one (a refreshed token: the old goes now). Returns
  * NULL on success, else a static message. Does not raise. */
-static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, hdrset *found, int ua,
+static const char *take_headers(lua_State *L, int lists, fav_http *h, transfer *t, hdrset *found, int ua,
                                 int expect, const char *auth, size_t auth_len) {
   hdrset *s = found;
   int i, slot = -1, cacheable;
@@ -753,7 +776,7 @@ static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t,
     t->ua_sent = s->ua;
     return NULL;
   }
-  s = hdrset_build(L, req, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
+  s = hdrset_build(L, lists, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
   if (!s) return "out of memory";
   s->ua_cand = ua;
   t->ua_sent = s->ua;
@@ -843,6 +866,16 @@ static void transfer_destroy(transfer *t) {
   free(t);
 }
 
+/* Forgets what is known to be set on an easy handle (wipes and frees the
+ * URL copy). Never raises. */
+static void easy_opts_clear(easy_opts *o) {
+  if (o->url) {
+    fav_wipe(o->url, o->url_len);
+    free(o->url);
+  }
+  memset(o, 0, sizeof *o);
+}
+
 static void transfer_free(fav_http *h, transfer *t) {
   if (t->easy) {
     curl_multi_remove_handle(h->multi, t->easy);
@@ -853,9 +886,12 @@ static void transfer_free(fav_http *h, transfer *t) {
        * of h were set when the handle was made (easy_new); fav_http_start
        * sets every other option a request uses, the ones it does not need
        * back to their defaults. */
-      h->idle[h->nidle++] = t->easy;
+      h->idle[h->nidle].e = t->easy;
+      h->idle[h->nidle++].o = t->eo;
+      memset(&t->eo, 0, sizeof t->eo);
     } else {
       curl_easy_cleanup(t->easy);
+      easy_opts_clear(&t->eo);
     }
     t->easy = NULL;
   }
@@ -1021,10 +1057,52 @@ static void drain_info(fav_http *h) {
 
 /* ---- Lua side ---------------------------------------------------------- */
 
+/* The upvalues of every method in favcrm.Http's __index (fav_http_open):
+ * the metatable (checked by identity: luaL_checkudata's registry lookup
+ * is a string lookup a call), favcrm.Secret's metatable (nil when it is not
+ * registered: then auth takes fav_secret_get's checked way) and the keys of
+ * the request table, as Lua strings (lua_getfield makes a Lua string of
+ * its C key on every call). */
+enum { UV_MT = 1, UV_SECRET_MT, UV_URL, UV_METHOD, UV_BODY, UV_AUTH, UV_HEADERS, UV_EXTRA, UV_TIMEOUT,
+       UV_COUNT = UV_TIMEOUT };
+static const char *const req_keys[UV_COUNT - UV_URL + 1] = {"url", "method", "body", "auth", "headers",
+                                                            "extra_headers", "timeout_ms"};
+
 static fav_http *check_http(lua_State *L) {
-  fav_http *h = luaL_checkudata(L, 1, FAV_HTTP_MT);
+  fav_http *h = lua_touserdata(L, 1);
+  if (h != NULL) {
+    if (!lua_getmetatable(L, 1)) h = NULL;
+    else {
+      /* (two tables are the same when their addresses are: cheaper than
+       * lua_rawequal) */
+      if (lua_topointer(L, -1) != lua_topointer(L, lua_upvalueindex(UV_MT))) h = NULL;
+      lua_pop(L, 1);
+    }
+  }
+  if (h == NULL) h = luaL_checkudata(L, 1, FAV_HTTP_MT); /* raises the usual message */
   if (h->closed) luaL_error(L, "favcrm.Http is closed");
   return h;
+}
+
+/* Pushes field uv (UV_URL...) of the request table at index 2, as
+ * lua_getfield would (__index included). */
+static void req_field(lua_State *L, int uv) {
+  lua_pushvalue(L, lua_upvalueindex(uv));
+  lua_gettable(L, 2);
+}
+
+/* The bytes of the auth value at idx when it is a favcrm.Secret (open), or
+ * NULL. Never raises. */
+static const char *auth_secret(lua_State *L, int idx, size_t *len) {
+  void *ud;
+  int same;
+  if (lua_type(L, idx) != LUA_TUSERDATA) return NULL;
+  if (lua_isnil(L, lua_upvalueindex(UV_SECRET_MT))) return fav_secret_get(L, idx, len);
+  ud = lua_touserdata(L, idx);
+  if (!lua_getmetatable(L, idx)) return NULL;
+  same = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(UV_SECRET_MT));
+  lua_pop(L, 1);
+  return same ? fav_secret_bytes(ud, len) : NULL;
 }
 
 /* Field k of the options table at t as a count of bytes or connections:
@@ -1108,7 +1186,10 @@ static int fav_http_close(lua_State *L) {
     h->active = t->next;
     transfer_free(h, t);
   }
-  for (i = 0; i < h->nidle; i++) curl_easy_cleanup(h->idle[i]);
+  for (i = 0; i < h->nidle; i++) {
+    curl_easy_cleanup(h->idle[i].e);
+    easy_opts_clear(&h->idle[i].o);
+  }
   h->nidle = 0;
   for (i = 0; i < h->ntfree; i++) transfer_destroy(h->tfree[i]);
   h->ntfree = 0;
@@ -1190,18 +1271,20 @@ static void drive(fav_http *h, double deadline, int (*stop)(const fav_http *)) {
  * string among them). */
 static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   const char *url, *method = "POST", *auth = NULL;
-  size_t auth_len = 0, blen = 0;
+  size_t auth_len = 0, blen = 0, url_len = 0;
   const char *body = NULL;
   long timeout_ms;
-  int post, expect, f, ua;
+  int post, expect, f, ua, mkind;
   hdrset *found;
   transfer *t;
   CURL *e;
+  easy_opts *o;
+  const struct curl_slist *hl;
   *err = NULL;
-  lua_getfield(L, 2, "url");
-  url = lua_tostring(L, -1);
+  req_field(L, UV_URL); /* 3 */
+  url = lua_tolstring(L, -1, &url_len);
   if (!url || lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'url' (string expected)"); return NULL; }
-  lua_getfield(L, 2, "method");
+  req_field(L, UV_METHOD); /* 4 */
   if (!lua_isnil(L, -1)) {
     method = lua_tostring(L, -1);
     if (!method || (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE"))) {
@@ -1209,14 +1292,14 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
       return NULL;
     }
   }
-  lua_getfield(L, 2, "body");
+  req_field(L, UV_BODY); /* 5 */
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'body' (string expected)"); return NULL; }
     body = lua_tolstring(L, -1, &blen);
   }
-  lua_getfield(L, 2, "auth");
+  req_field(L, UV_AUTH); /* 6 */
   if (!lua_isnil(L, -1)) {
-    auth = fav_secret_get(L, -1, &auth_len);
+    auth = auth_secret(L, -1, &auth_len);
     if (!auth) {
       if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)"); return NULL; }
       auth = lua_tolstring(L, -1, &auth_len);
@@ -1229,52 +1312,89 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
    * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
    * when it changes nothing */
-  post = strcmp(method, "POST") == 0;
+  mkind = method[0] == 'P' ? 1 : method[0] == 'G' ? 2 : 3;
+  post = mkind == 1;
   expect = post && blen > 1024;
   ua = h->ua_line && !proxy_env();
-  /* the lines of a kept list were checked when it was built */
-  found = hdrset_find(L, 2, h, ua, expect, auth, auth_len);
-  for (f = 0; f < 2; f++) {
-    const char *field = f ? "extra_headers" : "headers";
-    lua_getfield(L, 2, field);
-    if (!lua_isnil(L, -1)) {
-      size_t i, n;
-      if (!lua_istable(L, -1)) { luaL_error(L, "bad request field '%s' (table expected)", field); return NULL; }
-      n = found ? 0 : lua_rawlen(L, -1);
-      for (i = 1; i <= n; i++) {
-        size_t sl;
-        const char *s;
-        lua_rawgeti(L, -1, (int)i);
-        s = lua_tolstring(L, -1, &sl);
-        if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
-          luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
-          return NULL;
-        }
-        lua_pop(L, 1);
-      }
+  /* 7 and 8: the header lists, read once (hdr_iter walks them there) */
+  req_field(L, UV_HEADERS);
+  req_field(L, UV_EXTRA);
+  for (f = 0; f < 2; f++)
+    if (!lua_isnil(L, 7 + f) && !lua_istable(L, 7 + f)) {
+      luaL_error(L, "bad request field '%s' (table expected)", f ? "extra_headers" : "headers");
+      return NULL;
     }
-    lua_pop(L, 1);
+  /* the lines of a kept list were checked when it was built */
+  found = hdrset_find(L, 7, h, ua, expect, auth, auth_len);
+  for (f = 0; !found && f < 2; f++) {
+    const char *field = f ? "extra_headers" : "headers";
+    size_t i, n = lua_istable(L, 7 + f) ? lua_rawlen(L, 7 + f) : 0;
+    for (i = 1; i <= n; i++) {
+      size_t sl;
+      const char *s;
+      lua_rawgeti(L, 7 + f, (int)i);
+      s = lua_tolstring(L, -1, &sl);
+      if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
+        luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+        return NULL;
+      }
+      lua_pop(L, 1);
+    }
   }
-  timeout_ms = (long)fav_optfield_ms(L, 2, "timeout_ms", 0);
+  req_field(L, UV_TIMEOUT);
+  timeout_ms = (long)fav_popfield_ms(L, "timeout_ms", 0);
+  if (timeout_ms < 0) timeout_ms = 0;
 
   /* From here on nothing raises until the transfer is owned by h. */
   t = transfer_get(h);
   if (!t) { *err = "out of memory"; return NULL; }
   t->owner = h;
   t->id = h->next_id++;
-  if (h->nidle > 0) e = h->idle[--h->nidle];
-  else e = easy_new(h);
+  if (h->nidle > 0) {
+    --h->nidle;
+    e = h->idle[h->nidle].e;
+    t->eo = h->idle[h->nidle].o;
+  } else {
+    e = easy_new(h);
+  }
   t->easy = e;
   t->next = h->active;
   h->active = t;
   if (!e) { *err = "curl_easy_init failed"; goto fail; }
-  if ((*err = take_headers(L, 2, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
+  if ((*err = take_headers(L, 7, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
+  if (post && fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { *err = "out of memory"; goto fail; }
+  /* only the options that changed since the handle's last request (see
+   * easy_opts) */
+  o = &t->eo;
   /* the User-Agent line travels in the header list when it can (see
    * ua_line), else as libcurl's option, as before */
-  curl_easy_setopt(e, CURLOPT_USERAGENT, t->ua_sent ? (char *)NULL : h->user_agent);
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
+  {
+    const char *uav = t->ua_sent ? NULL : h->user_agent;
+    if (!o->valid || o->ua != uav) {
+      curl_easy_setopt(e, CURLOPT_USERAGENT, (char *)uav);
+      o->ua = uav;
+    }
+  }
+  if (!o->valid || o->url_len != url_len || memcmp(o->url, url, url_len) != 0) {
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (o->url) {
+      fav_wipe(o->url, o->url_len);
+      free(o->url);
+    }
+    o->url = dupmem(url, url_len); /* NULL (out of memory): set again next time */
+    o->url_len = o->url ? url_len : 0;
+    if (!o->url) o->valid = 0;
+  }
+  if (!o->valid || o->t != t) {
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    o->t = t;
+  }
+  if (!o->valid || o->timeout_ms != timeout_ms) {
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    o->timeout_ms = timeout_ms;
+  }
   {
     double now = fav_monotonic_ms();
     long dns = -1L;
@@ -1282,29 +1402,48 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
       h->dns_at = now;
       dns = FAV_DNS_CACHE_S;
     }
-    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, dns);
+    if (!o->valid || o->dns != dns) {
+      curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, dns);
+      o->dns = dns;
+    }
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->hset ? t->hset->list : t->hdrs);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+  hl = t->hset ? t->hset->list : t->hdrs;
+  if (!o->valid || o->hdrs != hl) {
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+    o->hdrs = hl;
+  }
   if (post) {
-    if (fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { *err = "out of memory"; goto fail; }
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.p);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-  } else {
+    if (!o->valid || o->method != 1) {
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      o->postfields = NULL;
+      o->postsize = -1;
+    }
+    if (o->postfields != t->body.p) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.p);
+      o->postfields = t->body.p;
+    }
+    if (o->postsize != (curl_off_t)blen) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      o->postsize = (curl_off_t)blen;
+    }
+  } else if (!o->valid || o->method != mkind) {
     /* a reused handle may hold a POST's fields: cleared */
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") == 0 ? (char *)NULL : "DELETE");
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, mkind == 2 ? (char *)NULL : "DELETE");
+    o->postfields = NULL;
+    o->postsize = -1;
   }
+  o->method = mkind;
+  if (o->url) o->valid = 1;
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK) { *err = "curl_multi_add_handle failed"; goto fail; }
   return t;
 fail:
   if (e) {
     curl_easy_cleanup(e);
+    easy_opts_clear(&t->eo);
     t->easy = NULL;
   }
   unlink_transfer(h, t);
@@ -1725,7 +1864,15 @@ int fav_http_open(lua_State *L) {
     curl_ready = 1;
   }
   static const luaL_Reg meta[] = {{"__tostring", fav_http_tostring}, {NULL, NULL}};
+  int i;
+  /* fav_newclass's class, with the methods' upvalues (see UV_MT) */
   fav_newclass(L, FAV_HTTP_MT, methods, meta, fav_http_close);
+  lua_newtable(L);
+  lua_pushvalue(L, -2); /* UV_MT */
+  luaL_getmetatable(L, FAV_SECRET_MT); /* UV_SECRET_MT */
+  for (i = UV_URL; i <= UV_COUNT; i++) lua_pushstring(L, req_keys[i - UV_URL]);
+  luaL_setfuncs(L, methods, UV_COUNT);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, fav_http_new);
   lua_setfield(L, -2, "http_new");
