@@ -106,7 +106,6 @@ typedef struct easy_opts {
   size_t url_len;
   const void *t;      /* PRIVATE, HEADERDATA and WRITEDATA */
   const char *ua;     /* USERAGENT (NULL or the client's user_agent) */
-  long timeout_ms;
   long dns;
   const struct curl_slist *hdrs;
   int method;         /* 1 POST, 2 GET, 3 DELETE */
@@ -143,6 +142,8 @@ typedef struct transfer {
   unsigned long id_seq; /* the parser's id_seq last handed on */
   fav_buf rbody;   /* a non-SSE body */
   size_t received; /* all body bytes, SSE included */
+  double backstop; /* monotonic ms past which it fails as timed out (the
+                      request's timeout_ms; 0: none): see expire_backstops */
   const char *fail_code; /* set by a callback that aborted the transfer */
   char fail_msg[160];
 } transfer;
@@ -1247,18 +1248,39 @@ static int queue_ready(const fav_http *h) { return h->qhead != NULL; }
  * answer only the caller can send: the caller takes over from there). */
 static int exchange_ended(const fav_http *h) { return h->ex_ended || h->ex_event; }
 
+/* Ends every transfer in flight whose request's timeout_ms has run out
+ * at monotonic time now (ms) as libcurl's CURLOPT_TIMEOUT_MS did: failed
+ * with CURLE_OPERATION_TIMEDOUT ("timeout", "Timeout was reached"), its
+ * connection closed (removed before its response ended). Returns the
+ * earliest backstop of the transfers left in flight, 0 when none has one.
+ * Never raises. */
+static double expire_backstops(fav_http *h, double now) {
+  transfer *t = h->active, *next;
+  double first = 0;
+  for (; t; t = next) {
+    next = t->next;
+    if (t->backstop <= 0) continue;
+    if (now >= t->backstop) finish(h, t, CURLE_OPERATION_TIMEDOUT);
+    else if (first <= 0 || t->backstop < first) first = t->backstop;
+  }
+  return first;
+}
+
 /* Advances every transfer until stop(h) holds or the monotonic time
- * deadline (ms) has passed; one round at least, even when it has. Never
- * raises. */
+ * deadline (ms) has passed; one round at least, even when it has. A wait
+ * ends at the earliest backstop too (expire_backstops). Never raises. */
 static void drive(fav_http *h, double deadline, int (*stop)(const fav_http *)) {
   int running = 0;
   for (;;) {
-    double left;
+    double now, left, first;
     curl_multi_perform(h->multi, &running);
     drain_info(h);
+    now = fav_monotonic_ms();
+    first = expire_backstops(h, now);
     if (stop(h)) return;
-    left = deadline - fav_monotonic_ms();
+    left = deadline - now;
     if (left <= 0) return;
+    if (first > 0 && first - now < left) left = first - now;
     curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
   }
 }
@@ -1391,13 +1413,12 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     o->t = t;
   }
-  if (!o->valid || o->timeout_ms != timeout_ms) {
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    o->timeout_ms = timeout_ms;
-  }
   {
     double now = fav_monotonic_ms();
     long dns = -1L;
+    /* timeout_ms is ours to keep, not libcurl's CURLOPT_TIMEOUT_MS (whose
+     * timer cost ~0.8k instructions a request): see expire_backstops */
+    t->backstop = timeout_ms > 0 ? now + (double)timeout_ms : 0;
     if (now - h->dns_at >= FAV_DNS_CACHE_S * 1000.0 || now < h->dns_at) {
       h->dns_at = now;
       dns = FAV_DNS_CACHE_S;
@@ -1456,7 +1477,10 @@ fail:
  * sent after headers: a caller can pass the same headers table on every
  * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
  * header list libcurl gets is kept and reused while the lines repeat.
- * Misuse raises; an out-of-memory failure returns nil, err. */
+ * timeout_ms (0 or absent: none) ends the transfer with error "timeout"
+ * ("Timeout was reached") once that long has passed since the start, when
+ * :poll, :exchange or an event loop (whose :fds timer it shortens) drives
+ * it. Misuse raises; an out-of-memory failure returns nil, err. */
 static int fav_http_start(lua_State *L) {
   fav_http *h = check_http(L);
   const char *err;
@@ -1804,6 +1828,16 @@ static int fav_http_fds(lua_State *L) {
   FD_ZERO(&x);
   curl_multi_fdset(h->multi, &r, &w, &x, &maxfd);
   curl_multi_timeout(h->multi, &timeout);
+  {
+    /* the request timeouts are ours (expire_backstops): the earliest
+     * one is a timer too */
+    double first = expire_backstops(h, 0); /* (at time 0: finishes none) */
+    if (first > 0) {
+      double ms = first - fav_monotonic_ms();
+      long l = ms <= 0 ? 0 : (long)fav_ms_int(ms + 1);
+      if (timeout < 0 || l < timeout) timeout = l;
+    }
+  }
   lua_newtable(L);
   for (fd = 0; fd <= maxfd && fd < FD_SETSIZE; fd++) {
     int rd = FD_ISSET(fd, &r), wr = FD_ISSET(fd, &w);

@@ -205,6 +205,26 @@ describe("favcrm.core http_new()", function()
       assert.is_nil(run(h, id).done.error)
     end)
 
+    it("ends a transfer with no answer within timeout_ms with error 'timeout', and fds() waits no longer", function()
+      -- a listener that never accepts: the kernel takes the connection and
+      -- the request, and no answer ever comes
+      local l = assert(core.loopback_listen(0))
+      local url = "http://127.0.0.1:" .. l:port() .. "/mcp"
+      local id = assert(h:start({ url = url, body = PING, headers = HEADERS, timeout_ms = 300 }))
+      local other = assert(h:start({ url = url, body = PING, headers = HEADERS, timeout_ms = 600000 }))
+      local _, wait = h:fds()
+      assert.is_true(wait >= 0 and wait <= 301, "fds() timer " .. tostring(wait))
+      local items = h:poll(600000) -- returns when the first one times out
+      assert.equal(1, #items)
+      assert.equal(id, items[1].id)
+      assert.equal("done", items[1].type)
+      assert.equal("timeout", items[1].error)
+      assert.equal("Timeout was reached", items[1].message)
+      assert.equal(1, h:active())
+      assert.is_true(h:cancel(other))
+      l:close()
+    end)
+
     it("refuses a size option that is not a finite number >= 0", function()
       assert.has_error(function() core.http_new({ max_event_bytes = math.huge }) end,
         "bad option 'max_event_bytes' (must be a finite number >= 0)")
