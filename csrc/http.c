@@ -136,6 +136,8 @@ typedef struct transfer {
   int headers_sent;/* the Q_HEADERS item is queued */
   int headers_done;/* the final header block ended with its blank line */
   int sse;         /* the response is text/event-stream */
+  int ct_seen;     /* the header block so far has a Content-Type... */
+  int ct_sse;      /* ...and the last one says text/event-stream */
   fav_sse parser;  /* used when sse is set */
   int parser_on;   /* the parser is in use by this transfer */
   int parser_kept; /* the parser holds memory (kept for reuse) */
@@ -489,26 +491,24 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
     /* a new header block (after a 1xx): start over */
     const char *sp = memchr(buf, ' ', len);
-    t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    size_t left = sp ? len - (size_t)(sp + 1 - buf) : 0;
+#define IS_DIGIT(c) ((unsigned)((unsigned char)(c) - '0') < 10u)
+    /* three digits (and no fourth): as strtol reads them, without it */
+    if (left >= 3 && IS_DIGIT(sp[1]) && IS_DIGIT(sp[2]) && IS_DIGIT(sp[3]) && (left == 3 || !IS_DIGIT(sp[4])))
+      t->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+    else
+      t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+#undef IS_DIGIT
     t->rhdr.len = 0;
+    t->ct_seen = t->ct_sse = 0;
     return len;
   }
   if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
     if (t->status >= 200) {
       t->headers_done = 1;
-      /* headers complete: decide whether the body is SSE */
-      const char *ct = NULL;
-      char *p = t->rhdr.len ? t->rhdr.p : NULL;
-      while (p && *p) {
-        char *e = strchr(p, '\n');
-        if (strncmp(p, "content-type:", 13) == 0) ct = p + 13;
-        if (!e) break;
-        p = e + 1;
-      }
-      if (ct) {
-        while (*ct == ' ') ct++;
-        t->sse = strncasecmp(ct, "text/event-stream", 17) == 0;
-      }
+      /* headers complete: the body is SSE when the block's (last)
+       * Content-Type says so (see below) */
+      if (t->ct_seen) t->sse = t->ct_sse;
       queue_headers(t);
     }
     return len;
@@ -521,11 +521,21 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   if ((size_t)(colon - buf) >= nl) return len;
   for (i = 0; i < (size_t)(colon - buf); i++)
     if (buf[i] >= 'A' && buf[i] <= 'Z') buf[i] = (char)(buf[i] - 'A' + 'a');
-  if (fav_buf_add(&t->rhdr, buf, nl, FAV_MAX_HEADER_BYTES) != 0 ||
-      fav_buf_add(&t->rhdr, "\n", 1, FAV_MAX_HEADER_BYTES) != 0) {
+  if (colon - buf == 12 && buf[0] == 'c' && buf[8] == 't') { /* content-type (the only 12 wanted) */
+    const char *v = colon + 1, *end = buf + nl;
+    while (v < end && *v == ' ') v++;
+    t->ct_seen = 1;
+    t->ct_sse = end - v >= 17 && strncasecmp(v, "text/event-stream", 17) == 0;
+  }
+  /* the line and its "\n" (one reserve) */
+  if (fav_buf_reserve(&t->rhdr, t->rhdr.len + nl + 1, FAV_MAX_HEADER_BYTES) != 0) {
     fail(t, FAV_ETOO_LARGE, "response headers over 64 KiB");
     return 0;
   }
+  memcpy(t->rhdr.p + t->rhdr.len, buf, nl);
+  t->rhdr.p[t->rhdr.len + nl] = '\n';
+  t->rhdr.len += nl + 1;
+  t->rhdr.p[t->rhdr.len] = '\0';
   return len;
 }
 
