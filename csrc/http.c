@@ -316,14 +316,22 @@ static void wa_free(void *p) {
   fav_wipe(p, n);
   free(p);
 }
+/* A block that grows moves (so that the old one is wiped), and a move
+ * takes room to grow into: libcurl's growing buffers (the request it
+ * builds, header lines) double from 32 bytes, a move each time, ~170
+ * instructions a move; given at least twice the size (and 512 bytes), the
+ * next growth or two fit where the block is. */
+#define WA_GROW_MIN 512
 static void *wa_realloc(void *p, size_t n) {
-  size_t old;
+  size_t old, want;
   void *q;
   if (!p) return wa_malloc(n);
   if (n == 0) n = 1;
   old = malloc_usable_size(p);
   if (n <= old) return p; /* fits: the block stays where it is */
-  q = wa_malloc(n);
+  want = n < WA_GROW_MIN / 2 ? WA_GROW_MIN : n <= ((size_t)-1) / 2 ? 2 * n : n;
+  q = want > WA_POOL_MAX ? NULL : wa_malloc(want); /* (a big one: no slack) */
+  if (!q) q = wa_malloc(n);
   if (!q) return NULL;
   memcpy(q, p, old);
   wa_free(p);
