@@ -1359,10 +1359,6 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
       if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)"); return NULL; }
       auth = lua_tolstring(L, -1, &auth_len);
     }
-    if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len)) {
-      luaL_error(L, "bad request field 'auth' (contains a line break)");
-      return NULL;
-    }
   }
   /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
    * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
@@ -1375,13 +1371,19 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   /* 7 and 8: the header lists, read once (hdr_iter walks them there) */
   req_field(L, UV_HEADERS);
   req_field(L, UV_EXTRA);
+  /* the lines of a kept list were checked when it was built, its token
+   * too (a set matches only the same bytes: hdrset_match); hdrset_find
+   * raises nothing and takes a list that is not a table as empty */
+  found = hdrset_find(L, 7, h, ua, expect, auth, auth_len);
+  if (auth && !found && (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len))) {
+    luaL_error(L, "bad request field 'auth' (contains a line break)");
+    return NULL;
+  }
   for (f = 0; f < 2; f++)
     if (!lua_isnil(L, 7 + f) && !lua_istable(L, 7 + f)) {
       luaL_error(L, "bad request field '%s' (table expected)", f ? "extra_headers" : "headers");
       return NULL;
     }
-  /* the lines of a kept list were checked when it was built */
-  found = hdrset_find(L, 7, h, ua, expect, auth, auth_len);
   for (f = 0; !found && f < 2; f++) {
     const char *field = f ? "extra_headers" : "headers";
     size_t i, n = lua_istable(L, 7 + f) ? lua_rawlen(L, 7 + f) : 0;
