@@ -308,12 +308,17 @@ static char *wa_strdup(const char *p) {
   if (q) memcpy(q, p, n);
   return q;
 }
+/* memset through a volatile pointer, as fav_wipe's fallback: a wipe the
+ * compiler cannot drop, one call fewer than fav_wipe's (libcurl frees ~35
+ * blocks a request). */
+static void *(*volatile wa_memset)(void *, int, size_t) = memset;
+
 static void wa_free(void *p) {
   size_t n;
   if (!p) return;
   n = malloc_usable_size(p);
   if (wa_pool_put(p, n)) return;
-  fav_wipe(p, n);
+  wa_memset(p, 0, n);
   free(p);
 }
 /* A block that grows moves (so that the old one is wiped), and a move
@@ -498,7 +503,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
     fail(t, FAV_ETOO_LARGE, "response headers over 64 KiB");
     return 0;
   }
-  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+  if (len >= 5 && buf[0] == 'H' && memcmp(buf, "HTTP/", 5) == 0) {
     /* a new header block (after a 1xx): start over */
     const char *sp = memchr(buf, ' ', len);
     size_t left = sp ? len - (size_t)(sp + 1 - buf) : 0;
