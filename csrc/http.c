@@ -922,9 +922,10 @@ static void transfer_free(fav_http *h, transfer *t) {
       /* kept as it is, not curl_easy_reset: a reset frees and later
        * reallocates (and our allocator wipes) libcurl's per-handle buffers
        * on every request. The options that are the same for every request
-       * of h were set when the handle was made (easy_new); fav_http_start
+       * of h were set when the handle was made (easy_new); start_transfer
        * sets every other option a request uses, the ones it does not need
-       * back to their defaults. */
+       * back to their defaults, each only when it differs from what the
+       * handle has (kept with it: easy_opts). */
       h->idle[h->nidle].e = t->easy;
       h->idle[h->nidle++].o = t->eo;
       memset(&t->eo, 0, sizeof t->eo);
