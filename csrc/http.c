@@ -94,10 +94,38 @@ typedef struct hdrset {
   size_t len[FAV_HDRSET_LINES];
 } hdrset;
 
+/* The per-request options last set on an easy handle, so that a kept
+ * handle gets only the ones that changed (curl_easy_setopt costs ~100
+ * instructions a call, CURLOPT_URL a copy and a wiped free more; the
+ * session sends the same ones on every call). libcurl copies them into
+ * its per-transfer state when a transfer starts (Curl_pretransfer), so an
+ * option set once stays in force. valid 0: nothing known, set them all. */
+typedef struct easy_opts {
+  int valid;
+  char *url;          /* a copy of the URL set (wiped when freed), or NULL */
+  size_t url_len;
+  const void *t;      /* PRIVATE, HEADERDATA and WRITEDATA */
+  const char *ua;     /* USERAGENT (NULL or the client's user_agent) */
+  int noenv;          /* PROXY and NOPROXY are "" (no proxy variable in the
+                         environment), not NULL (libcurl reads them) */
+  long dns;
+  const struct curl_slist *hdrs;
+  int method;         /* 1 POST, 2 GET, 3 DELETE */
+  const char *postfields;
+  curl_off_t postsize;
+} easy_opts;
+
+/* An easy handle kept for the next request, with what is set on it. */
+typedef struct easy_slot {
+  CURL *e;
+  easy_opts o;
+} easy_slot;
+
 typedef struct transfer {
   struct transfer *next;
   struct fav_http *owner;
   CURL *easy;
+  easy_opts eo;    /* the options set on easy */
   long id;
   struct curl_slist *hdrs; /* request headers of this transfer alone (not
                               kept in a hdrset); the auth line is wiped */
@@ -110,12 +138,16 @@ typedef struct transfer {
   int headers_sent;/* the Q_HEADERS item is queued */
   int headers_done;/* the final header block ended with its blank line */
   int sse;         /* the response is text/event-stream */
+  int ct_seen;     /* the header block so far has a Content-Type... */
+  int ct_sse;      /* ...and the last one says text/event-stream */
   fav_sse parser;  /* used when sse is set */
   int parser_on;   /* the parser is in use by this transfer */
   int parser_kept; /* the parser holds memory (kept for reuse) */
   unsigned long id_seq; /* the parser's id_seq last handed on */
   fav_buf rbody;   /* a non-SSE body */
   size_t received; /* all body bytes, SSE included */
+  double backstop; /* monotonic ms past which it fails as timed out (the
+                      request's timeout_ms; 0: none): see expire_backstops */
   const char *fail_code; /* set by a callback that aborted the transfer */
   char fail_msg[160];
 } transfer;
@@ -123,7 +155,7 @@ typedef struct transfer {
 typedef struct fav_http {
   CURLM *multi;
   transfer *active;
-  CURL *idle[FAV_IDLE_EASY];
+  easy_slot idle[FAV_IDLE_EASY];
   int nidle;
   transfer *tfree[FAV_IDLE_TRANSFERS]; /* finished structs, for reuse */
   int ntfree;
@@ -276,22 +308,35 @@ static char *wa_strdup(const char *p) {
   if (q) memcpy(q, p, n);
   return q;
 }
+/* memset through a volatile pointer, as fav_wipe's fallback: a wipe the
+ * compiler cannot drop, one call fewer than fav_wipe's (libcurl frees ~35
+ * blocks a request). */
+static void *(*volatile wa_memset)(void *, int, size_t) = memset;
+
 static void wa_free(void *p) {
   size_t n;
   if (!p) return;
   n = malloc_usable_size(p);
   if (wa_pool_put(p, n)) return;
-  fav_wipe(p, n);
+  wa_memset(p, 0, n);
   free(p);
 }
+/* A block that grows moves (so that the old one is wiped), and a move
+ * takes room to grow into: libcurl's growing buffers (the request it
+ * builds, header lines) double from 32 bytes, a move each time, ~170
+ * instructions a move; given at least twice the size (and 512 bytes), the
+ * next growth or two fit where the block is. */
+#define WA_GROW_MIN 512
 static void *wa_realloc(void *p, size_t n) {
-  size_t old;
+  size_t old, want;
   void *q;
   if (!p) return wa_malloc(n);
   if (n == 0) n = 1;
   old = malloc_usable_size(p);
   if (n <= old) return p; /* fits: the block stays where it is */
-  q = wa_malloc(n);
+  want = n < WA_GROW_MIN / 2 ? WA_GROW_MIN : n <= ((size_t)-1) / 2 ? 2 * n : n;
+  q = want > WA_POOL_MAX ? NULL : wa_malloc(want); /* (a big one: no slack) */
+  if (!q) q = wa_malloc(n);
   if (!q) return NULL;
   memcpy(q, p, old);
   wa_free(p);
@@ -458,29 +503,27 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
     fail(t, FAV_ETOO_LARGE, "response headers over 64 KiB");
     return 0;
   }
-  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+  if (len >= 5 && buf[0] == 'H' && memcmp(buf, "HTTP/", 5) == 0) {
     /* a new header block (after a 1xx): start over */
     const char *sp = memchr(buf, ' ', len);
-    t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    size_t left = sp ? len - (size_t)(sp + 1 - buf) : 0;
+#define IS_DIGIT(c) ((unsigned)((unsigned char)(c) - '0') < 10u)
+    /* three digits (and no fourth): as strtol reads them, without it */
+    if (left >= 3 && IS_DIGIT(sp[1]) && IS_DIGIT(sp[2]) && IS_DIGIT(sp[3]) && (left == 3 || !IS_DIGIT(sp[4])))
+      t->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+    else
+      t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+#undef IS_DIGIT
     t->rhdr.len = 0;
+    t->ct_seen = t->ct_sse = 0;
     return len;
   }
   if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
     if (t->status >= 200) {
       t->headers_done = 1;
-      /* headers complete: decide whether the body is SSE */
-      const char *ct = NULL;
-      char *p = t->rhdr.len ? t->rhdr.p : NULL;
-      while (p && *p) {
-        char *e = strchr(p, '\n');
-        if (strncmp(p, "content-type:", 13) == 0) ct = p + 13;
-        if (!e) break;
-        p = e + 1;
-      }
-      if (ct) {
-        while (*ct == ' ') ct++;
-        t->sse = strncasecmp(ct, "text/event-stream", 17) == 0;
-      }
+      /* headers complete: the body is SSE when the block's (last)
+       * Content-Type says so (see below) */
+      if (t->ct_seen) t->sse = t->ct_sse;
       queue_headers(t);
     }
     return len;
@@ -493,11 +536,21 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   if ((size_t)(colon - buf) >= nl) return len;
   for (i = 0; i < (size_t)(colon - buf); i++)
     if (buf[i] >= 'A' && buf[i] <= 'Z') buf[i] = (char)(buf[i] - 'A' + 'a');
-  if (fav_buf_add(&t->rhdr, buf, nl, FAV_MAX_HEADER_BYTES) != 0 ||
-      fav_buf_add(&t->rhdr, "\n", 1, FAV_MAX_HEADER_BYTES) != 0) {
+  if (colon - buf == 12 && buf[0] == 'c' && buf[8] == 't') { /* content-type (the only 12 wanted) */
+    const char *v = colon + 1, *end = buf + nl;
+    while (v < end && *v == ' ') v++;
+    t->ct_seen = 1;
+    t->ct_sse = end - v >= 17 && strncasecmp(v, "text/event-stream", 17) == 0;
+  }
+  /* the line and its "\n" (one reserve) */
+  if (fav_buf_reserve(&t->rhdr, t->rhdr.len + nl + 1, FAV_MAX_HEADER_BYTES) != 0) {
     fail(t, FAV_ETOO_LARGE, "response headers over 64 KiB");
     return 0;
   }
+  memcpy(t->rhdr.p + t->rhdr.len, buf, nl);
+  t->rhdr.p[t->rhdr.len + nl] = '\n';
+  t->rhdr.len += nl + 1;
+  t->rhdr.p[t->rhdr.len] = '\0';
   return len;
 }
 
@@ -578,42 +631,40 @@ static void hdrset_free(hdrset *s) {
 }
 
 /* A walk over the lines of req.headers then req.extra_headers (lists of
- * one-line strings; a missing list, or one that is not a table, has none;
- * an item that is neither a string nor a number ends the walk with bad
- * set, so hdrset_find can walk them before start_transfer checks them):
- *   hdr_iter it = HDR_ITER(L, req);
+ * one-line strings), which start_transfer has put on the stack at lists
+ * and lists + 1 (a missing list, or one that is not a table, has none; an
+ * item that is neither a string nor a number ends the walk with bad set,
+ * so hdrset_find can walk them before start_transfer checks them):
+ *   hdr_iter it = HDR_ITER(L, lists);
  *   while (hdr_next(&it, &str, &len)) ... ;   (or hdr_stop(&it) to leave)
- * While it walks, the list and the current line are on the stack (str
- * stays valid until the next call); when hdr_next has returned 0, or after
- * hdr_stop, the stack is as it was. Does not raise. */
+ * While it walks, the current line is on the stack (str stays valid until
+ * the next call); when hdr_next has returned 0, or after hdr_stop, the
+ * stack is as it was. Does not raise. */
 typedef struct hdr_iter {
   lua_State *L;
-  int req;    /* the request table's (absolute) index */
+  int lists;  /* the stack index of req.headers (extra_headers: + 1) */
   int list;   /* lists opened so far (0, 1: headers, 2: extra_headers) */
-  int open;   /* a list is on the stack */
-  int line;   /* the current line is on the stack, above it */
+  int line;   /* the current line is on the stack */
   int bad;    /* a line was neither a string nor a number (the walk
                  stopped there) */
   size_t i, n;
 } hdr_iter;
 
-#define HDR_ITER(L, req) {(L), (req), 0, 0, 0, 0, 0, 0}
+#define HDR_ITER(L, lists) {(L), (lists), 0, 0, 0, 0, 0}
 
 static void hdr_stop(hdr_iter *it) {
   if (it->line) lua_pop(it->L, 1);
-  if (it->open) lua_pop(it->L, 1);
-  it->line = it->open = 0;
+  it->line = 0;
   it->list = 2;
   it->i = it->n = 0;
 }
 
 static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
-  static const char *const fields[] = {"headers", "extra_headers"};
   lua_State *L = it->L;
   if (it->line) { lua_pop(L, 1); it->line = 0; }
   for (;;) {
     if (it->i < it->n) {
-      lua_rawgeti(L, -1, (int)++it->i);
+      lua_rawgeti(L, it->lists + it->list - 1, (int)++it->i);
       it->line = 1;
       *str = lua_tolstring(L, -1, len); /* (a number becomes its text) */
       if (!*str) {
@@ -623,12 +674,10 @@ static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
       }
       return 1;
     }
-    if (it->open) { lua_pop(L, 1); it->open = 0; }
     if (it->list == 2) return 0;
-    lua_getfield(L, it->req, fields[it->list++]);
-    it->open = 1;
     it->i = 0;
-    it->n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    it->n = lua_istable(L, it->lists + it->list) ? lua_rawlen(L, it->lists + it->list) : 0;
+    it->list++;
   }
 }
 
@@ -636,10 +685,10 @@ static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
  * req.extra_headers (not checked yet: see hdr_iter),
  * then "Expect:" when expect, then the Authorization line for auth. Does
  * not raise; leaves the stack as it found it. */
-static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expect, const char *auth,
+static int hdrset_match(lua_State *L, int lists, const hdrset *s, int ua, int expect, const char *auth,
                         size_t auth_len) {
   const struct curl_slist *node = s->list;
-  hdr_iter it = HDR_ITER(L, req);
+  hdr_iter it = HDR_ITER(L, lists);
   const char *str;
   size_t sl;
   int k = 0;
@@ -669,10 +718,10 @@ static int hdrset_match(lua_State *L, int req, const hdrset *s, int ua, int expe
  * and no line is an Authorization of the caller's; *cacheable tells).
  * Returns NULL on out of memory. Does not raise; the
  * caller has checked the types already. */
-static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, const char *auth,
+static hdrset *hdrset_build(lua_State *L, int lists, const char *ua, int expect, const char *auth,
                             size_t auth_len, int *cacheable) {
   hdrset *s = calloc(1, sizeof *s);
-  hdr_iter it = HDR_ITER(L, req);
+  hdr_iter it = HDR_ITER(L, lists);
   struct curl_slist *l;
   const char *str;
   size_t sl;
@@ -727,12 +776,12 @@ static hdrset *hdrset_build(lua_State *L, int req, const char *ua, int expect, c
 /* The kept set of h with exactly the lines hdrset_match describes, or
  * NULL. Does not raise; leaves the stack as it found it. Lines it matches
  * are lines a set was built from: checked then, so not again. */
-static hdrset *hdrset_find(lua_State *L, int req, fav_http *h, int ua, int expect, const char *auth,
+static hdrset *hdrset_find(lua_State *L, int lists, fav_http *h, int ua, int expect, const char *auth,
                            size_t auth_len) {
   int i;
   for (i = 0; i < FAV_HDRSETS; i++) {
     hdrset *s = h->hsets[i];
-    if (s && hdrset_match(L, req, s, ua, expect, auth, auth_len)) return s;
+    if (s && hdrset_match(L, lists, s, ua, expect, auth, auth_len)) return s;
   }
   return NULL;
 }
@@ -742,7 +791,7 @@ static hdrset *hdrset_find(lua_State *L, int req, fav_http *h, int ua, int expec
  * used idle slot when it can be. A new Authorization line retires every
  * idle set with another one (a refreshed token: the old goes now). Returns
  * NULL on success, else a static message. Does not raise. */
-static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t, hdrset *found, int ua,
+static const char *take_headers(lua_State *L, int lists, fav_http *h, transfer *t, hdrset *found, int ua,
                                 int expect, const char *auth, size_t auth_len) {
   hdrset *s = found;
   int i, slot = -1, cacheable;
@@ -753,7 +802,7 @@ static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t,
     t->ua_sent = s->ua;
     return NULL;
   }
-  s = hdrset_build(L, req, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
+  s = hdrset_build(L, lists, ua ? h->ua_line : NULL, expect, auth, auth_len, &cacheable);
   if (!s) return "out of memory";
   s->ua_cand = ua;
   t->ua_sent = s->ua;
@@ -790,12 +839,25 @@ static const char *take_headers(lua_State *L, int req, fav_http *h, transfer *t,
  * the kept header list instead, it costs one copy. But libcurl also sends
  * CURLOPT_USERAGENT to a proxy (CONNECT), which the header list does not
  * reach: so when a proxy may be in play, the option is used as before. */
+/* Whether the n bytes at s are lc (lower case, n bytes) in any ASCII case:
+ * exact for every byte (name_is's LC_EQ takes any byte b with b | 0x20 ==
+ * c, so it never matched the '_' of "http_proxy"). */
+static int ascii_ci_is(const char *s, const char *lc, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char b = (unsigned char)s[i];
+    if (b >= 'A' && b <= 'Z') b = (unsigned char)(b + ('a' - 'A'));
+    if (b != (unsigned char)lc[i]) return 0;
+  }
+  return 1;
+}
+
 static int proxy_env(void) {
   char **e;
   for (e = environ; e && *e; e++) {
     const char *v = *e;
     if (!LC_EQ(v[0], 'h') && !LC_EQ(v[0], 'a')) continue;
-    if (name_is(v, "http_proxy=", 11) || name_is(v, "https_proxy=", 12) || name_is(v, "all_proxy=", 10))
+    if (ascii_ci_is(v, "http_proxy=", 11) || ascii_ci_is(v, "https_proxy=", 12) || ascii_ci_is(v, "all_proxy=", 10))
       return 1;
   }
   return 0;
@@ -843,6 +905,16 @@ static void transfer_destroy(transfer *t) {
   free(t);
 }
 
+/* Forgets what is known to be set on an easy handle (wipes and frees the
+ * URL copy). Never raises. */
+static void easy_opts_clear(easy_opts *o) {
+  if (o->url) {
+    fav_wipe(o->url, o->url_len);
+    free(o->url);
+  }
+  memset(o, 0, sizeof *o);
+}
+
 static void transfer_free(fav_http *h, transfer *t) {
   if (t->easy) {
     curl_multi_remove_handle(h->multi, t->easy);
@@ -850,12 +922,16 @@ static void transfer_free(fav_http *h, transfer *t) {
       /* kept as it is, not curl_easy_reset: a reset frees and later
        * reallocates (and our allocator wipes) libcurl's per-handle buffers
        * on every request. The options that are the same for every request
-       * of h were set when the handle was made (easy_new); fav_http_start
+       * of h were set when the handle was made (easy_new); start_transfer
        * sets every other option a request uses, the ones it does not need
-       * back to their defaults. */
-      h->idle[h->nidle++] = t->easy;
+       * back to their defaults, each only when it differs from what the
+       * handle has (kept with it: easy_opts). */
+      h->idle[h->nidle].e = t->easy;
+      h->idle[h->nidle++].o = t->eo;
+      memset(&t->eo, 0, sizeof t->eo);
     } else {
       curl_easy_cleanup(t->easy);
+      easy_opts_clear(&t->eo);
     }
     t->easy = NULL;
   }
@@ -1021,10 +1097,52 @@ static void drain_info(fav_http *h) {
 
 /* ---- Lua side ---------------------------------------------------------- */
 
+/* The upvalues of every method in favcrm.Http's __index (fav_http_open):
+ * the metatable (checked by identity: luaL_checkudata's registry lookup
+ * is a string lookup a call), favcrm.Secret's metatable (nil when it is not
+ * registered: then auth takes fav_secret_get's checked way) and the keys of
+ * the request table, as Lua strings (lua_getfield makes a Lua string of
+ * its C key on every call). */
+enum { UV_MT = 1, UV_SECRET_MT, UV_URL, UV_METHOD, UV_BODY, UV_AUTH, UV_HEADERS, UV_EXTRA, UV_TIMEOUT,
+       UV_COUNT = UV_TIMEOUT };
+static const char *const req_keys[UV_COUNT - UV_URL + 1] = {"url", "method", "body", "auth", "headers",
+                                                            "extra_headers", "timeout_ms"};
+
 static fav_http *check_http(lua_State *L) {
-  fav_http *h = luaL_checkudata(L, 1, FAV_HTTP_MT);
+  fav_http *h = lua_touserdata(L, 1);
+  if (h != NULL) {
+    if (!lua_getmetatable(L, 1)) h = NULL;
+    else {
+      /* (two tables are the same when their addresses are: cheaper than
+       * lua_rawequal) */
+      if (lua_topointer(L, -1) != lua_topointer(L, lua_upvalueindex(UV_MT))) h = NULL;
+      lua_pop(L, 1);
+    }
+  }
+  if (h == NULL) h = luaL_checkudata(L, 1, FAV_HTTP_MT); /* raises the usual message */
   if (h->closed) luaL_error(L, "favcrm.Http is closed");
   return h;
+}
+
+/* Pushes field uv (UV_URL...) of the request table at index 2, as
+ * lua_getfield would (__index included). */
+static void req_field(lua_State *L, int uv) {
+  lua_pushvalue(L, lua_upvalueindex(uv));
+  lua_gettable(L, 2);
+}
+
+/* The bytes of the auth value at idx when it is a favcrm.Secret (open), or
+ * NULL. Never raises. */
+static const char *auth_secret(lua_State *L, int idx, size_t *len) {
+  void *ud;
+  int same;
+  if (lua_type(L, idx) != LUA_TUSERDATA) return NULL;
+  if (lua_isnil(L, lua_upvalueindex(UV_SECRET_MT))) return fav_secret_get(L, idx, len);
+  ud = lua_touserdata(L, idx);
+  if (!lua_getmetatable(L, idx)) return NULL;
+  same = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(UV_SECRET_MT));
+  lua_pop(L, 1);
+  return same ? fav_secret_bytes(ud, len) : NULL;
 }
 
 /* Field k of the options table at t as a count of bytes or connections:
@@ -1108,7 +1226,10 @@ static int fav_http_close(lua_State *L) {
     h->active = t->next;
     transfer_free(h, t);
   }
-  for (i = 0; i < h->nidle; i++) curl_easy_cleanup(h->idle[i]);
+  for (i = 0; i < h->nidle; i++) {
+    curl_easy_cleanup(h->idle[i].e);
+    easy_opts_clear(&h->idle[i].o);
+  }
   h->nidle = 0;
   for (i = 0; i < h->ntfree; i++) transfer_destroy(h->tfree[i]);
   h->ntfree = 0;
@@ -1166,18 +1287,39 @@ static int queue_ready(const fav_http *h) { return h->qhead != NULL; }
  * answer only the caller can send: the caller takes over from there). */
 static int exchange_ended(const fav_http *h) { return h->ex_ended || h->ex_event; }
 
+/* Ends every transfer in flight whose request's timeout_ms has run out
+ * at monotonic time now (ms) as libcurl's CURLOPT_TIMEOUT_MS did: failed
+ * with CURLE_OPERATION_TIMEDOUT ("timeout", "Timeout was reached"), its
+ * connection closed (removed before its response ended). Returns the
+ * earliest backstop of the transfers left in flight, 0 when none has one.
+ * Never raises. */
+static double expire_backstops(fav_http *h, double now) {
+  transfer *t = h->active, *next;
+  double first = 0;
+  for (; t; t = next) {
+    next = t->next;
+    if (t->backstop <= 0) continue;
+    if (now >= t->backstop) finish(h, t, CURLE_OPERATION_TIMEDOUT);
+    else if (first <= 0 || t->backstop < first) first = t->backstop;
+  }
+  return first;
+}
+
 /* Advances every transfer until stop(h) holds or the monotonic time
- * deadline (ms) has passed; one round at least, even when it has. Never
- * raises. */
+ * deadline (ms) has passed; one round at least, even when it has. A wait
+ * ends at the earliest backstop too (expire_backstops). Never raises. */
 static void drive(fav_http *h, double deadline, int (*stop)(const fav_http *)) {
   int running = 0;
   for (;;) {
-    double left;
+    double now, left, first;
     curl_multi_perform(h->multi, &running);
     drain_info(h);
+    now = fav_monotonic_ms();
+    first = expire_backstops(h, now);
     if (stop(h)) return;
-    left = deadline - fav_monotonic_ms();
+    left = deadline - now;
     if (left <= 0) return;
+    if (first > 0 && first - now < left) left = first - now;
     curl_multi_poll(h->multi, NULL, 0, fav_ms_int(left < 1 ? 1 : left), NULL);
   }
 }
@@ -1190,18 +1332,20 @@ static void drive(fav_http *h, double deadline, int (*stop)(const fav_http *)) {
  * string among them). */
 static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   const char *url, *method = "POST", *auth = NULL;
-  size_t auth_len = 0, blen = 0;
+  size_t auth_len = 0, blen = 0, url_len = 0;
   const char *body = NULL;
   long timeout_ms;
-  int post, expect, f, ua;
+  int post, expect, f, ua, mkind, penv;
   hdrset *found;
   transfer *t;
   CURL *e;
+  easy_opts *o;
+  const struct curl_slist *hl;
   *err = NULL;
-  lua_getfield(L, 2, "url");
-  url = lua_tostring(L, -1);
+  req_field(L, UV_URL); /* 3 */
+  url = lua_tolstring(L, -1, &url_len);
   if (!url || lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'url' (string expected)"); return NULL; }
-  lua_getfield(L, 2, "method");
+  req_field(L, UV_METHOD); /* 4 */
   if (!lua_isnil(L, -1)) {
     method = lua_tostring(L, -1);
     if (!method || (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE"))) {
@@ -1209,102 +1353,169 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
       return NULL;
     }
   }
-  lua_getfield(L, 2, "body");
+  req_field(L, UV_BODY); /* 5 */
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'body' (string expected)"); return NULL; }
     body = lua_tolstring(L, -1, &blen);
   }
-  lua_getfield(L, 2, "auth");
+  req_field(L, UV_AUTH); /* 6 */
   if (!lua_isnil(L, -1)) {
-    auth = fav_secret_get(L, -1, &auth_len);
+    auth = auth_secret(L, -1, &auth_len);
     if (!auth) {
       if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'auth' (favcrm.secret or string expected)"); return NULL; }
       auth = lua_tolstring(L, -1, &auth_len);
-    }
-    if (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len)) {
-      luaL_error(L, "bad request field 'auth' (contains a line break)");
-      return NULL;
     }
   }
   /* "Expect:" turns off libcurl's "Expect: 100-continue" round trip, which
    * it adds only to a POST body over 1 KiB (1 MiB since 7.76): not sent
    * when it changes nothing */
-  post = strcmp(method, "POST") == 0;
+  mkind = method[0] == 'P' ? 1 : method[0] == 'G' ? 2 : 3;
+  post = mkind == 1;
   expect = post && blen > 1024;
-  ua = h->ua_line && !proxy_env();
-  /* the lines of a kept list were checked when it was built */
-  found = hdrset_find(L, 2, h, ua, expect, auth, auth_len);
-  for (f = 0; f < 2; f++) {
-    const char *field = f ? "extra_headers" : "headers";
-    lua_getfield(L, 2, field);
-    if (!lua_isnil(L, -1)) {
-      size_t i, n;
-      if (!lua_istable(L, -1)) { luaL_error(L, "bad request field '%s' (table expected)", field); return NULL; }
-      n = found ? 0 : lua_rawlen(L, -1);
-      for (i = 1; i <= n; i++) {
-        size_t sl;
-        const char *s;
-        lua_rawgeti(L, -1, (int)i);
-        s = lua_tolstring(L, -1, &sl);
-        if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
-          luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
-          return NULL;
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
+  penv = proxy_env();
+  ua = h->ua_line && !penv;
+  /* 7 and 8: the header lists, read once (hdr_iter walks them there) */
+  req_field(L, UV_HEADERS);
+  req_field(L, UV_EXTRA);
+  /* the lines of a kept list were checked when it was built, its token
+   * too (a set matches only the same bytes: hdrset_match); hdrset_find
+   * raises nothing and takes a list that is not a table as empty */
+  found = hdrset_find(L, 7, h, ua, expect, auth, auth_len);
+  if (auth && !found && (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len))) {
+    luaL_error(L, "bad request field 'auth' (contains a line break)");
+    return NULL;
   }
-  timeout_ms = (long)fav_optfield_ms(L, 2, "timeout_ms", 0);
+  for (f = 0; f < 2; f++)
+    if (!lua_isnil(L, 7 + f) && !lua_istable(L, 7 + f)) {
+      luaL_error(L, "bad request field '%s' (table expected)", f ? "extra_headers" : "headers");
+      return NULL;
+    }
+  for (f = 0; !found && f < 2; f++) {
+    const char *field = f ? "extra_headers" : "headers";
+    size_t i, n = lua_istable(L, 7 + f) ? lua_rawlen(L, 7 + f) : 0;
+    for (i = 1; i <= n; i++) {
+      size_t sl;
+      const char *s;
+      lua_rawgeti(L, 7 + f, (int)i);
+      s = lua_tolstring(L, -1, &sl);
+      if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
+        luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+        return NULL;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  req_field(L, UV_TIMEOUT);
+  timeout_ms = (long)fav_popfield_ms(L, "timeout_ms", 0);
+  if (timeout_ms < 0) timeout_ms = 0;
 
   /* From here on nothing raises until the transfer is owned by h. */
   t = transfer_get(h);
   if (!t) { *err = "out of memory"; return NULL; }
   t->owner = h;
   t->id = h->next_id++;
-  if (h->nidle > 0) e = h->idle[--h->nidle];
-  else e = easy_new(h);
+  if (h->nidle > 0) {
+    --h->nidle;
+    e = h->idle[h->nidle].e;
+    t->eo = h->idle[h->nidle].o;
+  } else {
+    e = easy_new(h);
+  }
   t->easy = e;
   t->next = h->active;
   h->active = t;
   if (!e) { *err = "curl_easy_init failed"; goto fail; }
-  if ((*err = take_headers(L, 2, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
+  if ((*err = take_headers(L, 7, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
+  if (post && fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { *err = "out of memory"; goto fail; }
+  /* only the options that changed since the handle's last request (see
+   * easy_opts) */
+  o = &t->eo;
   /* the User-Agent line travels in the header list when it can (see
    * ua_line), else as libcurl's option, as before */
-  curl_easy_setopt(e, CURLOPT_USERAGENT, t->ua_sent ? (char *)NULL : h->user_agent);
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 0L);
+  {
+    const char *uav = t->ua_sent ? NULL : h->user_agent;
+    if (!o->valid || o->ua != uav) {
+      curl_easy_setopt(e, CURLOPT_USERAGENT, (char *)uav);
+      o->ua = uav;
+    }
+  }
+  if (!o->valid || o->url_len != url_len || memcmp(o->url, url, url_len) != 0) {
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (o->url) {
+      fav_wipe(o->url, o->url_len);
+      free(o->url);
+    }
+    o->url = dupmem(url, url_len); /* NULL (out of memory): set again next time */
+    o->url_len = o->url ? url_len : 0;
+    if (!o->url) o->valid = 0;
+  }
+  if (!o->valid || o->t != t) {
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)t);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    o->t = t;
+  }
   {
     double now = fav_monotonic_ms();
     long dns = -1L;
+    /* timeout_ms is ours to keep, not libcurl's CURLOPT_TIMEOUT_MS (whose
+     * timer cost ~0.8k instructions a request): see expire_backstops */
+    t->backstop = timeout_ms > 0 ? now + (double)timeout_ms : 0;
     if (now - h->dns_at >= FAV_DNS_CACHE_S * 1000.0 || now < h->dns_at) {
       h->dns_at = now;
       dns = FAV_DNS_CACHE_S;
     }
-    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, dns);
+    if (!o->valid || o->dns != dns) {
+      curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, dns);
+      o->dns = dns;
+    }
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->hset ? t->hset->list : t->hdrs);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+  /* With no proxy variable in the environment (proxy_env), libcurl would
+   * find none either: saying so ("" for both) spares it five getenv walks
+   * of the environment a request (~1.6k instructions); with one, libcurl
+   * reads them as before. */
+  if (!o->valid || o->noenv != !penv) {
+    curl_easy_setopt(e, CURLOPT_PROXY, penv ? (char *)NULL : "");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, penv ? (char *)NULL : "");
+    o->noenv = !penv;
+  }
+  hl = t->hset ? t->hset->list : t->hdrs;
+  if (!o->valid || o->hdrs != hl) {
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+    o->hdrs = hl;
+  }
   if (post) {
-    if (fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { *err = "out of memory"; goto fail; }
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.p);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-  } else {
+    if (!o->valid || o->method != 1) {
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      o->postfields = NULL;
+      o->postsize = -1;
+    }
+    if (o->postfields != t->body.p) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body.p);
+      o->postfields = t->body.p;
+    }
+    if (o->postsize != (curl_off_t)blen) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      o->postsize = (curl_off_t)blen;
+    }
+  } else if (!o->valid || o->method != mkind) {
     /* a reused handle may hold a POST's fields: cleared */
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") == 0 ? (char *)NULL : "DELETE");
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, mkind == 2 ? (char *)NULL : "DELETE");
+    o->postfields = NULL;
+    o->postsize = -1;
   }
+  o->method = mkind;
+  if (o->url) o->valid = 1;
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK) { *err = "curl_multi_add_handle failed"; goto fail; }
   return t;
 fail:
   if (e) {
     curl_easy_cleanup(e);
+    easy_opts_clear(&t->eo);
     t->easy = NULL;
   }
   unlink_transfer(h, t);
@@ -1317,7 +1528,10 @@ fail:
  * sent after headers: a caller can pass the same headers table on every
  * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
  * header list libcurl gets is kept and reused while the lines repeat.
- * Misuse raises; an out-of-memory failure returns nil, err. */
+ * timeout_ms (0 or absent: none) ends the transfer with error "timeout"
+ * ("Timeout was reached") once that long has passed since the start, when
+ * :poll, :exchange or an event loop (whose :fds timer it shortens) drives
+ * it. Misuse raises; an out-of-memory failure returns nil, err. */
 static int fav_http_start(lua_State *L) {
   fav_http *h = check_http(L);
   const char *err;
@@ -1665,6 +1879,16 @@ static int fav_http_fds(lua_State *L) {
   FD_ZERO(&x);
   curl_multi_fdset(h->multi, &r, &w, &x, &maxfd);
   curl_multi_timeout(h->multi, &timeout);
+  {
+    /* the request timeouts are ours (expire_backstops): the earliest
+     * one is a timer too */
+    double first = expire_backstops(h, 0); /* (at time 0: finishes none) */
+    if (first > 0) {
+      double ms = first - fav_monotonic_ms();
+      long l = ms <= 0 ? 0 : (long)fav_ms_int(ms + 1);
+      if (timeout < 0 || l < timeout) timeout = l;
+    }
+  }
   lua_newtable(L);
   for (fd = 0; fd <= maxfd && fd < FD_SETSIZE; fd++) {
     int rd = FD_ISSET(fd, &r), wr = FD_ISSET(fd, &w);
@@ -1725,7 +1949,15 @@ int fav_http_open(lua_State *L) {
     curl_ready = 1;
   }
   static const luaL_Reg meta[] = {{"__tostring", fav_http_tostring}, {NULL, NULL}};
+  int i;
+  /* fav_newclass's class, with the methods' upvalues (see UV_MT) */
   fav_newclass(L, FAV_HTTP_MT, methods, meta, fav_http_close);
+  lua_newtable(L);
+  lua_pushvalue(L, -2); /* UV_MT */
+  luaL_getmetatable(L, FAV_SECRET_MT); /* UV_SECRET_MT */
+  for (i = UV_URL; i <= UV_COUNT; i++) lua_pushstring(L, req_keys[i - UV_URL]);
+  luaL_setfuncs(L, methods, UV_COUNT);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, fav_http_new);
   lua_setfield(L, -2, "http_new");

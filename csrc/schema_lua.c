@@ -32,7 +32,14 @@ static int fav_schema_run(lua_State *L, fav_vs *v, int check) {
   v->deadline = 0;
   top = lua_gettop(L);
   if (top >= 3 && lua_type(L, 3) == LUA_TTABLE) {
-    lua_getfield(L, 3, "deadline");
+    /* the key is the methods' upvalue (fav_schema_open), a Lua string
+     * already: lua_getfield would make one of "deadline" on every call */
+    if (lua_type(L, lua_upvalueindex(1)) == LUA_TSTRING) {
+      lua_pushvalue(L, lua_upvalueindex(1));
+      lua_gettable(L, 3);
+    } else {
+      lua_getfield(L, 3, "deadline");
+    }
     if (!lua_isnil(L, -1)) {
       double d = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : NAN;
       if (!isfinite(d)) luaL_error(L, "bad option 'deadline' (finite number of seconds expected)");
@@ -328,6 +335,15 @@ int fav_schema_open(lua_State *L) {
     {NULL, NULL}
   };
   fav_newclass(L, FAV_SCHEMA_MT, methods, meta, fav_schema_close_l);
+  /* validate, check and __call again, with the key "deadline" as their
+   * upvalue (see fav_schema_run) */
+  lua_newtable(L);
+  lua_pushliteral(L, "deadline");
+  luaL_setfuncs(L, methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "deadline");
+  lua_pushcclosure(L, fav_schema_validate_l, 1);
+  lua_setfield(L, -2, "__call");
   lua_pop(L, 1); /* the metatable */
   lua_pushcfunction(L, fav_schema_compile_l);
   lua_setfield(L, -2, "schema_compile");

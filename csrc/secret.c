@@ -157,6 +157,14 @@ const char *fav_secret_get(lua_State *L, int idx, size_t *len) {
   return s->bytes;
 }
 
+/* See secret.h. Never raises. */
+const char *fav_secret_bytes(void *ud, size_t *len) {
+  secret_ud *s = (secret_ud *)ud;
+  if (s == NULL || s->closed) return NULL;
+  if (len != NULL) *len = s->len;
+  return s->bytes;
+}
+
 #define SECRET_PUBLIC_PREFIX "fav_mcp_" /* the same in every key: not secret */
 #define SECRET_PREFIX_LEN 8
 #define SECRET_MASK_TAIL 4                /* the secret bytes a mask shows */

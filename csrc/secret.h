@@ -15,6 +15,11 @@
  * The pointer is valid while the secret is alive and open. Never raises. */
 FAV_API const char *fav_secret_get(lua_State *L, int idx, size_t *len);
 
+/* fav_secret_get for a caller that has already checked that ud (a full
+ * userdata's block) is a favcrm.Secret, by its metatable: no registry
+ * lookup. NULL when the secret is closed. Never raises. */
+FAV_API const char *fav_secret_bytes(void *ud, size_t *len);
+
 /* Pushes a new open favcrm.Secret holding a copy of len bytes of p.
  * Can raise (memory); p is not touched then. */
 FAV_API void fav_secret_push(lua_State *L, const char *p, size_t len);

@@ -149,12 +149,19 @@ double fav_optms(lua_State *L, int arg, double def) {
   return ms > FAV_MS_MAX ? FAV_MS_MAX : ms;
 }
 
-/* See util.h. Raises "bad option 'k' (...)"; pops what it pushed. */
-double fav_optfield_ms(lua_State *L, int t, const char *k, double def) {
+/* See util.h. Raises "bad option 'k' (...)"; pops the value. */
+double fav_popfield_ms(lua_State *L, const char *k, double def) {
   double ms = def;
   const char *why;
-  lua_getfield(L, t, k);
-  if (!lua_isnil(L, -1)) {
+  int t = lua_type(L, -1);
+  if (t == LUA_TNUMBER) { /* the usual case, in fewer calls */
+    ms = (double)lua_tonumber(L, -1);
+    if (ms >= 0 && ms <= FAV_MS_MAX) {
+      lua_pop(L, 1);
+      return ms;
+    }
+  }
+  if (t != LUA_TNIL) {
     if (!lua_isnumber(L, -1))
       luaL_error(L, "bad option '%s' (number expected, got %s)", k, luaL_typename(L, -1));
     ms = (double)lua_tonumber(L, -1);
@@ -164,6 +171,12 @@ double fav_optfield_ms(lua_State *L, int t, const char *k, double def) {
   }
   lua_pop(L, 1);
   return ms;
+}
+
+/* See util.h. Raises "bad option 'k' (...)"; pops what it pushed. */
+double fav_optfield_ms(lua_State *L, int t, const char *k, double def) {
+  lua_getfield(L, t, k);
+  return fav_popfield_ms(L, k, def);
 }
 
 /* See util.h. Never raises. */

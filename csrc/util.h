@@ -136,6 +136,10 @@ FAV_API double fav_optms(struct lua_State *L, int arg, double def);
  * number, clamps to FAV_MS_MAX. */
 FAV_API double fav_optfield_ms(struct lua_State *L, int t, const char *k, double def);
 
+/* The same for the value at the top of the stack (field k, already
+ * fetched), which it pops. */
+FAV_API double fav_popfield_ms(struct lua_State *L, const char *k, double def);
+
 /* A non-negative double, clamped to [0, FAV_MS_MAX], as an int. */
 FAV_API int fav_ms_int(double ms);
 

@@ -205,6 +205,54 @@ describe("favcrm.core http_new()", function()
       assert.is_nil(run(h, id).done.error)
     end)
 
+    it("sends through a proxy the environment names, and straight without one", function()
+      -- the environment is the process's: a child each way
+      local lua = os.getenv("FAVCRM_LUA_BIN") or "lua5.4"
+      local script = [[
+        local core = require("favcrm.core")
+        local h = core.http_new({ user_agent = "spec" })
+        local items, done = {}, nil
+        local id = assert(h:start({ url = os.getenv("SPEC_URL"), body = os.getenv("SPEC_BODY"),
+          headers = { "Content-Type: application/json" } }))
+        repeat
+          for _, it in ipairs(h:poll(1000)) do if it.id == id and it.type == "done" then done = it end end
+        until done
+        io.write(done.error or "ok")
+      ]]
+      local function q(v) return "'" .. v:gsub("'", "'\\''") .. "'" end
+      local function child(env)
+        local p = assert(io.popen(env .. " SPEC_URL=" .. q(URL) .. " SPEC_BODY=" .. q(PING) .. " " .. q(lua)
+          .. " -e " .. q(script)))
+        local out = p:read("*a")
+        p:close()
+        return out
+      end
+      local closed = "http://127.0.0.1:1" -- a proxy that is not there
+      assert.equal("ok", child("env -u http_proxy -u HTTP_PROXY -u all_proxy -u ALL_PROXY -u no_proxy -u NO_PROXY"))
+      assert.equal("network", child("env -u no_proxy -u NO_PROXY http_proxy=" .. closed))
+      assert.equal("network", child("env -u no_proxy -u NO_PROXY -u http_proxy ALL_PROXY=" .. closed))
+    end)
+
+    it("ends a transfer with no answer within timeout_ms with error 'timeout', and fds() waits no longer", function()
+      -- a listener that never accepts: the kernel takes the connection and
+      -- the request, and no answer ever comes
+      local l = assert(core.loopback_listen(0))
+      local url = "http://127.0.0.1:" .. l:port() .. "/mcp"
+      local id = assert(h:start({ url = url, body = PING, headers = HEADERS, timeout_ms = 300 }))
+      local other = assert(h:start({ url = url, body = PING, headers = HEADERS, timeout_ms = 600000 }))
+      local _, wait = h:fds()
+      assert.is_true(wait >= 0 and wait <= 301, "fds() timer " .. tostring(wait))
+      local items = h:poll(600000) -- returns when the first one times out
+      assert.equal(1, #items)
+      assert.equal(id, items[1].id)
+      assert.equal("done", items[1].type)
+      assert.equal("timeout", items[1].error)
+      assert.equal("Timeout was reached", items[1].message)
+      assert.equal(1, h:active())
+      assert.is_true(h:cancel(other))
+      l:close()
+    end)
+
     it("refuses a size option that is not a finite number >= 0", function()
       assert.has_error(function() core.http_new({ max_event_bytes = math.huge }) end,
         "bad option 'max_event_bytes' (must be a finite number >= 0)")
