@@ -1357,6 +1357,49 @@ static void push_header_value(lua_State *L, const char *p, size_t len, const cha
   if (!found) lua_pushnil(L);
 }
 
+/* Whether the Date value of the "name: value\n" lines at p (len bytes) is
+ * the string at stack index idx: one date line, whose value (as
+ * push_header_value gives it) is that string. Never raises. */
+static int date_is(lua_State *L, const char *p, size_t len, int idx) {
+  const char *end = p ? p + len : NULL, *val = NULL, *s;
+  size_t vlen = 0, slen;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    if (nl - p > 4 && p[4] == ':' && memcmp(p, "date", 4) == 0) {
+      const char *v = p + 5;
+      if (val) return 0; /* joined: let Lua compare */
+      while (v < nl && (*v == ' ' || *v == '\t')) v++;
+      val = v;
+      vlen = (size_t)(nl - v);
+    }
+    p = nl + 1;
+  }
+  s = lua_tolstring(L, idx, &slen);
+  return val && slen == vlen && memcmp(s, val, vlen) == 0;
+}
+
+/* Whether the session reads the answer of t as JSON-RPC: one SSE event of
+ * type "message", or a body whose Content-Type (as push_header_value gives
+ * it) starts with application/json in any case. Never raises. */
+static int answer_is_json(const fav_http *h, const transfer *t) {
+  const char *p = t->rhdr.p, *end = p ? p + t->rhdr.len : NULL;
+  if (h->ex_ev) return h->ex_ev->event && strcmp(h->ex_ev->event, "message") == 0;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    if (nl - p > 12 && p[12] == ':' && memcmp(p, "content-type", 12) == 0) {
+      /* the first value: a joined one starts with it */
+      const char *v = p + 13;
+      while (v < nl && (*v == ' ' || *v == '\t')) v++;
+      return nl - v >= 16 && strncasecmp(v, "application/json", 16) == 0;
+    }
+    p = nl + 1;
+  }
+  return 0;
+}
+
 /* Frees the transfer a raise left in h->ex_t (see fav_http_exchange).
  * Never raises. */
 static void exchange_release(fav_http *h) {
@@ -1368,8 +1411,8 @@ static void exchange_release(fav_http *h) {
   if (t) transfer_free(h, t);
 }
 
-/* http:exchange(req [, wait_ms [, sse]]) -> id, status, body,
- * content_type, date | id.
+/* http:exchange(req [, wait_ms [, sse [, rpc_id [, date [, modern]]]]])
+ * -> id, status, body, content_type, date | id | id, result [, date].
  * Starts the transfer http:start(req) would (same fields, checks, errors
  * and header-list reuse), then drives the transfers in flight as
  * http:poll does for at most wait_ms (default 0) until that one has ended
@@ -1394,7 +1437,14 @@ static void exchange_release(fav_http *h) {
  * values: id, status, data, content_type, date, event (its type, as its
  * "event" item would carry it), event_id, retry (the stream's last event id
  * and retry, as its "done" item would carry them, or nil): nothing of it
- * is queued. Otherwise (no event, or more than one) only the id, as above. */
+ * is queued. Otherwise (no event, or more than one) only the id, as above.
+ * With rpc_id (the JSON-RPC id of the request in req.body; not nil), an
+ * answer handed over that the session reads as JSON-RPC (a body whose
+ * Content-Type is application/json, or one event of type "message") and
+ * that is the plain result of that request (see fav_jd_rpc_result: with
+ * modern true, not an input_required one) comes back decoded: id, the
+ * result table, and the Date value unless it is the string date (nothing
+ * else of it is built). Any other answer comes back as without rpc_id. */
 static int fav_http_exchange(lua_State *L) {
   fav_http *h = check_http(L);
   const char *err;
@@ -1404,7 +1454,7 @@ static int fav_http_exchange(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   wait = fav_optms(L, 3, 0); /* finite, >= 0, clamped */
   h->ex_sse = lua_toboolean(L, 4);
-  lua_settop(L, 2);
+  lua_settop(L, 7); /* the request is at 2, rpc_id, date and modern at 5..7 */
   exchange_release(h);
   t = start_transfer(L, h, &err);
   if (!t) {
@@ -1421,6 +1471,19 @@ static int fav_http_exchange(lua_State *L) {
   t = h->ex_t;
   if (!t) return 1;
   /* t stays h's while the answer is pushed: a raise leaves it there */
+  if (!lua_isnoneornil(L, 5) && answer_is_json(h, t)) {
+    const char *b = h->ex_ev ? h->ex_ev->data : t->rbody.p;
+    size_t blen = h->ex_ev ? h->ex_ev->len : t->rbody.len;
+    if (fav_jd_rpc_result(L, b, blen, 5, lua_toboolean(L, 7))) {
+      int n = 2;
+      if (!date_is(L, t->rhdr.p, t->rhdr.len, 6)) {
+        push_header_value(L, t->rhdr.p, t->rhdr.len, "date", 4);
+        n = 3;
+      }
+      exchange_release(h);
+      return n;
+    }
+  }
   lua_pushinteger(L, (lua_Integer)t->status);
   if (h->ex_ev) lua_pushlstring(L, h->ex_ev->data, h->ex_ev->len);
   else lua_pushlstring(L, t->rbody.p, t->rbody.len);

@@ -12,18 +12,50 @@
  * byte, nesting deeper than JD_MAX_DEPTH, a container of more than
  * JD_MAX_ITEMS items, a locale whose strtod disagrees -- returns nil, and
  * the caller falls back to cjson.decode, which gives today's result or
- * error. It holds no C resource, so a memory error may unwind through it. */
+ * error. It holds no C resource, so a memory error may unwind through it.
+ *
+ * Short strings (keys and values of at most JD_CACHE_LEN bytes without an
+ * escape) come from a small cache of Lua strings kept per Lua state (see
+ * jd_cache): the same keys and values come back in every answer, and a
+ * cache hit costs less than lua_pushlstring's hashing and interning. The
+ * strings are the same either way.
+ *
+ * fav_jd_rpc_result (for http:exchange) decodes a JSON-RPC answer and
+ * hands over only its result, building no envelope table, when the answer
+ * is the plain result of a given request; it declines everything else. */
 #include "favcrm.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define JD_MAX_DEPTH 64
 #define JD_MAX_ITEMS 1000 /* stack slots one container may take while parsed */
 
+/* The string cache: JD_SETS sets of JD_WAYS entries. Entry e's string is
+ * at index e + 1 of a Lua table anchored in the registry (so the GC keeps
+ * it while it is cached); a userdata at index JD_ENTRIES + 1 of that table
+ * holds, per entry, the length + 1 (0: empty) and a hash of the bytes (a
+ * hint: a hit is confirmed against the string's own bytes). Bounded:
+ * JD_ENTRIES strings of at most JD_CACHE_LEN bytes. */
+#define JD_CACHE_LEN 40 /* Lua 5.2-5.4 intern strings up to 40 bytes */
+#define JD_WAYS 4
+#define JD_SETS 32
+#define JD_ENTRIES (JD_WAYS * JD_SETS)
+
+typedef struct {
+  uint32_t hash[JD_ENTRIES];
+  unsigned char len[JD_ENTRIES]; /* length + 1, 0 when empty */
+  unsigned char victim[JD_SETS]; /* the way a miss replaces next */
+} jd_cache;
+
+FAV_REGKEY(jd_cache_key);
+
 typedef struct {
   const char *p; /* the next byte; the text is NUL-terminated (a Lua string) */
   int depth;
+  int ctab;      /* stack index of the cache's table, 0 for none */
+  jd_cache *c;   /* its userdata */
 } jd_state;
 
 static int jd_value(lua_State *L, jd_state *d);
@@ -48,6 +80,81 @@ static int jd_hex4(const char *p, unsigned *out) {
   return 1;
 }
 
+/* Pushes the cache's table (made on first use) and points d at it. Can
+ * raise (memory). */
+static void jd_cache_open(lua_State *L, jd_state *d) {
+  lua_pushlightuserdata(L, (void *)&jd_cache_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, -1)) {
+    lua_rawgeti(L, -1, JD_ENTRIES + 1);
+    d->c = (jd_cache *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 1);
+    lua_createtable(L, JD_ENTRIES + 1, 0);
+    d->c = (jd_cache *)lua_newuserdatauv(L, sizeof(jd_cache), 0);
+    memset(d->c, 0, sizeof(jd_cache));
+    lua_rawseti(L, -2, JD_ENTRIES + 1);
+    lua_pushlightuserdata(L, (void *)&jd_cache_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  d->ctab = lua_gettop(L);
+}
+
+/* A hash of the n (<= JD_CACHE_LEN) bytes at s: all of them up to 16,
+ * the first and last 8 beyond. */
+static uint32_t jd_hash(const char *s, size_t n) {
+  uint64_t a, b;
+  if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    a = x;
+    b = y;
+  } else {
+    a = n ? (unsigned char)s[0] | (uint64_t)(unsigned char)s[n >> 1] << 8 | (uint64_t)(unsigned char)s[n - 1] << 16
+          : 0;
+    b = 0;
+  }
+  a = (a ^ (b * 0x9E3779B97F4A7C15ull) ^ n) * 0xBF58476D1CE4E5B9ull;
+  return (uint32_t)(a >> 32);
+}
+
+/* Pushes the string of the n (<= JD_CACHE_LEN) bytes at s from d's cache,
+ * adding it there when it is not in it. Can raise (memory). */
+static void jd_push_cached(lua_State *L, jd_state *d, const char *s, size_t n) {
+  jd_cache *c = d->c;
+  uint32_t h = jd_hash(s, n);
+  unsigned set = h & (JD_SETS - 1), w, e, free_e = JD_ENTRIES;
+  for (w = 0; w < JD_WAYS; w++) {
+    e = set * JD_WAYS + w;
+    if (c->len[e] == n + 1 && c->hash[e] == h) {
+      size_t cl;
+      const char *cs;
+      lua_rawgeti(L, d->ctab, (int)e + 1);
+      cs = lua_tolstring(L, -1, &cl);
+      if (cs && cl == n && memcmp(cs, s, n) == 0) return;
+      lua_pop(L, 1);
+      free_e = e; /* another string of the same hash: replaced */
+      break;
+    }
+    if (c->len[e] == 0 && free_e == JD_ENTRIES) free_e = e;
+  }
+  if (free_e == JD_ENTRIES) {
+    free_e = set * JD_WAYS + c->victim[set];
+    c->victim[set] = (unsigned char)((c->victim[set] + 1) & (JD_WAYS - 1));
+  }
+  lua_pushlstring(L, s, n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->ctab, (int)free_e + 1);
+  c->hash[free_e] = h;
+  c->len[free_e] = (unsigned char)(n + 1);
+}
+
 /* Takes d->p at the opening quote; pushes the string and returns 1, or
  * returns 0 (the stack may hold a partial buffer: the caller declines). */
 static int jd_string(lua_State *L, jd_state *d) {
@@ -56,7 +163,9 @@ static int jd_string(lua_State *L, jd_state *d) {
   for (;;) { /* the common case: no escape */
     unsigned char c = (unsigned char)*p;
     if (c == '"') {
-      lua_pushlstring(L, s, (size_t)(p - s));
+      size_t n = (size_t)(p - s);
+      if (d->ctab && n <= JD_CACHE_LEN) jd_push_cached(L, d, s, n);
+      else lua_pushlstring(L, s, n);
       d->p = p + 1;
       return 1;
     }
@@ -286,6 +395,7 @@ static int fav_json_decode(lua_State *L) {
     return 1;
   }
   lua_settop(L, 1);
+  jd_cache_open(L, &d);
   d.p = jd_ws(s);
   d.depth = 0;
   if (jd_value(L, &d)) {
@@ -296,8 +406,119 @@ static int fav_json_decode(lua_State *L) {
   return 1;
 }
 
+/* Where an envelope key of the n bytes at k (no escape) goes. */
+enum { JK_OTHER, JK_JSONRPC, JK_ID, JK_RESULT, JK_STOP };
+
+static int jd_envelope_key(const char *k, size_t n) {
+  switch (n) {
+    case 2: return memcmp(k, "id", 2) == 0 ? JK_ID : JK_OTHER;
+    case 5: return memcmp(k, "error", 5) == 0 ? JK_STOP : JK_OTHER;
+    case 6:
+      if (memcmp(k, "result", 6) == 0) return JK_RESULT;
+      return memcmp(k, "method", 6) == 0 ? JK_STOP : JK_OTHER;
+    case 7: return memcmp(k, "jsonrpc", 7) == 0 ? JK_JSONRPC : JK_OTHER;
+    default: return JK_OTHER;
+  }
+}
+
+/* (favcrm.h) Decodes the JSON-RPC answer of len
+ * bytes at s (NUL-terminated) and, when it is the plain result of the
+ * request whose id is the value at stack index idx -- an object whose
+ * "jsonrpc" is "2.0", whose "id" equals that value (as Lua's == compares
+ * cjson's number with it), with no "error" and no "method", and whose
+ * "result" is an object or an array (and with modern set, not one whose
+ * resultType is "input_required") -- pushes that result, exactly as
+ * cjson.decode(s).result, and returns 1. Otherwise it pushes nothing and
+ * returns 0: anything it does not take (an escape in a top-level key,
+ * a jsonrpc or id written otherwise, what json_decode declines) is left
+ * to the caller's general path, which decides as before. Can raise
+ * (memory). */
+int fav_jd_rpc_result(lua_State *L, const char *s, size_t len, int idx, int modern) {
+  int top = lua_gettop(L), ver = 0, id = 0;
+  jd_state d;
+  idx = lua_absindex(L, idx);
+  if (jd_null_ok == 0) jd_check_null(L);
+  if (jd_null_ok != 1 || !lua_checkstack(L, 8)) return 0;
+  jd_cache_open(L, &d); /* top + 1 */
+  lua_pushnil(L);       /* top + 2: the result */
+  d.p = jd_ws(s);
+  d.depth = 1;
+  if (*d.p != '{') goto decline;
+  d.p = jd_ws(d.p + 1);
+  if (*d.p != '}') {
+    for (;;) {
+      const char *k = d.p + 1, *q = k;
+      int which;
+      if (*d.p != '"') goto decline;
+      while (*q != '"' && *q != '\\' && *q != '\0') q++;
+      if (*q != '"') goto decline; /* an escape (or the end): the general path */
+      which = jd_envelope_key(k, (size_t)(q - k));
+      if (which == JK_STOP) goto decline;
+      d.p = jd_ws(q + 1);
+      if (*d.p != ':') goto decline;
+      d.p = jd_ws(d.p + 1);
+      if (which == JK_JSONRPC) {
+        /* only "2.0" as it is; another value (or one written with an
+         * escape) is for the general path to judge */
+        if (strncmp(d.p, "\"2.0\"", 5) != 0) goto decline;
+        d.p += 5;
+        ver = 1;
+      } else {
+        if (!jd_value(L, &d)) goto decline;
+        if (which == JK_RESULT) {
+          lua_replace(L, top + 2); /* a repeated key: the last wins, as in cjson */
+        } else {
+          if (which == JK_ID) {
+            /* every id must be ours (the last one wins in cjson) */
+            if (lua_type(L, -1) != LUA_TNUMBER || !lua_rawequal(L, -1, idx)) goto decline;
+            id = 1;
+          }
+          lua_pop(L, 1);
+        }
+      }
+      d.p = jd_ws(d.p);
+      if (*d.p == ',') {
+        d.p = jd_ws(d.p + 1);
+        continue;
+      }
+      if (*d.p == '}') break;
+      goto decline;
+    }
+  }
+  d.p = jd_ws(d.p + 1);
+  if (d.p != s + len || !ver || !id || !lua_istable(L, top + 2)) goto decline;
+  if (modern) {
+    const char *rt;
+    size_t rtn;
+    lua_pushliteral(L, "resultType");
+    lua_rawget(L, top + 2);
+    rt = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &rtn) : NULL;
+    if (rt && rtn == 14 && memcmp(rt, "input_required", 14) == 0) goto decline;
+  }
+  lua_settop(L, top + 2);
+  lua_replace(L, top + 1);
+  return 1;
+decline:
+  lua_settop(L, top);
+  return 0;
+}
+
+/* core.json_rpc_result(text, id [, modern]) -> result | nil: what
+ * http:exchange's JSON-RPC mode decides for an answer (for the specs):
+ * the result fav_jd_rpc_result hands over, or nil where it declines.
+ * Raises only for misuse (text not a string) or out of memory. */
+static int fav_json_rpc_result(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_checkany(L, 2);
+  if (!fav_jd_rpc_result(L, s, len, 2, lua_toboolean(L, 3))) lua_pushnil(L);
+  return 1;
+}
+
 int fav_json_decode_open(lua_State *L) {
   lua_pushcfunction(L, fav_json_decode);
   lua_setfield(L, -2, "json_decode");
+  lua_pushcfunction(L, fav_json_rpc_result);
+  lua_setfield(L, -2, "json_rpc_result");
   return 0;
 }
