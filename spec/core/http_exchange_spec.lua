@@ -224,10 +224,11 @@ describe("favcrm.core http:exchange()", function()
       return pack(h:exchange({ url = URL, body = ping(n), headers = HEADERS }, 10000 * SLOW, true, opts.id or n,
         opts.date, opts.modern))
     end
-    local function json(body) return { fault = "status", status = 200, body = body, content_type = "application/json" } end
-    local function sse(body) return { fault = "status", status = 200, body = body, content_type = "text/event-stream" } end
+    local function answer(body, ct) return { fault = "status", status = 200, body = body, content_type = ct } end
+    local function json(body) return answer(body, "application/json") end
+    local function sse(body) return answer(body, "text/event-stream") end
 
-    it("hands over the plain result of our request decoded: id, result, date; nothing else is built or queued", function()
+    it("hands over the plain result of our request decoded: id, result, date; nothing else built or queued", function()
       local r = rpc(json(ANSWER), 7)
       assert.equal(3, r.n)
       assert.is_number(r[1])
@@ -236,8 +237,7 @@ describe("favcrm.core http:exchange()", function()
       assert.same({}, h:poll(0))
       assert.equal(0, h:active())
       -- the Date only when it is not the one passed in (the next second's is)
-      local r2 = rpc({ fault = "status", status = 200, body = ANSWER, content_type = "Application/JSON; charset=utf-8" },
-        7, { date = r[3] })
+      local r2 = rpc(answer(ANSWER, "Application/JSON; charset=utf-8"), 7, { date = r[3] })
       assert.same({ spec = "exchange" }, r2[2])
       if r2.n == 3 then assert.is_true(r2[3] ~= r[3], "the Date passed in came back") else assert.equal(2, r2.n) end
       local r3 = rpc(json(ANSWER), 7, { date = "Thu, 01 Jan 1970 00:00:00 GMT" })
@@ -296,7 +296,8 @@ describe("favcrm.core http:exchange()", function()
     end)
 
     it("takes input_required (2026) only when not modern", function()
-      local ir = '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{},"requestState":"s"}}'
+      local ir = '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{},'
+        .. '"requestState":"s"}}'
       local r = rpc(json(ir), 7, { modern = true })
       assert.equal(5, r.n)
       assert.equal(ir, r[3])

@@ -216,7 +216,8 @@ describe("favcrm.core json_rpc_result()", function()
   it("takes the plain result of our request, as the general path would", function()
     local taken = {
       '{"jsonrpc":"2.0","id":7,"result":{}}', '{"jsonrpc":"2.0","id":7,"result":[]}',
-      '{"result":{"a":[1,{"b":null}]},"jsonrpc":"2.0","id":7}', ' { "id" : 7 , "jsonrpc" : "2.0" , "result" : {"x":"y"} } ',
+      '{"result":{"a":[1,{"b":null}]},"jsonrpc":"2.0","id":7}',
+      ' { "id" : 7 , "jsonrpc" : "2.0" , "result" : {"x":"y"} } ',
       '{"jsonrpc":"2.0","id":7.0,"result":{}}', '{"jsonrpc":"2.0","id":7e0,"result":{}}',
       '{"jsonrpc":"2.0","id":7,"result":{"a":1},"result":{"b":2}}', '{"jsonrpc":"2.0","id":7,"id":7,"result":[1]}',
       '{"jsonrpc":"2.0","id":7,"result":{},"other":[1,{"x":null}],"_meta":{}}',
@@ -242,7 +243,8 @@ describe("favcrm.core json_rpc_result()", function()
       '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{}}}',
       '{"jsonrpc":"2.0","id":7,"id":8,"result":{}}', '{"jsonrpc":"2.0","id":8,"id":7,"result":{}}',
       '{"jsonrpc":"2.0","jsonrpc":"1.0","id":7,"result":{}}', '{"jsonrpc":"2.0","id":7,"result":{},"result":5}',
-      '[{"jsonrpc":"2.0","id":7,"result":{}}]', '{"jsonrpc":"2.0","id":7,"result":{}}x', '{"jsonrpc":"2.0","id":7,"result":{}',
+      '[{"jsonrpc":"2.0","id":7,"result":{}}]', '{"jsonrpc":"2.0","id":7,"result":{}}x',
+      '{"jsonrpc":"2.0","id":7,"result":{}',
       '{"jsonrpc":"2.0","id":7,"result":{}}\0', '{"jsonrpc":"2.0","id":7,"result":{"a":1,}}', '', 'null',
       '{"jsonrpc":"2.0","id":7,"result":' .. string.rep("[", 70) .. string.rep("]", 70) .. '}',
       '{"jsonrpc":"2\\u002e0","id":7,"result":{}}', '{"\\u0065rror":1,"jsonrpc":"2.0","id":7,"result":{}}',
@@ -259,7 +261,8 @@ describe("favcrm.core json_rpc_result()", function()
     math.randomseed(21)
     local function rvalue(depth, tbl)
       local r = tbl and math.random(5, 6) or math.random(1, depth > 3 and 4 or 6)
-      if r == 1 then return math.random(-5, 5) elseif r == 2 then return ({ "a", "2.0", "", "input_required" })[math.random(4)]
+      if r == 1 then return math.random(-5, 5)
+      elseif r == 2 then return ({ "a", "2.0", "", "input_required" })[math.random(4)]
       elseif r == 3 then return cjson.null elseif r == 4 then return math.random(2) == 1 end
       local t = {}
       if r == 5 then
