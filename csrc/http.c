@@ -149,6 +149,8 @@ typedef struct fav_http {
   struct transfer *ex_t; /* it, ended with an answer exchange hands over
                             itself: out of the active list and the queue */
   qitem *ex_ev;    /* that answer's one event, when it is SSE */
+  fav_jd_cache *jdc; /* the Lua state's string cache (exchange's JSON-RPC
+                        mode), once that has run */
   int closed;
 } fav_http;
 
@@ -1474,7 +1476,8 @@ static int fav_http_exchange(lua_State *L) {
   if (!lua_isnoneornil(L, 5) && answer_is_json(h, t)) {
     const char *b = h->ex_ev ? h->ex_ev->data : t->rbody.p;
     size_t blen = h->ex_ev ? h->ex_ev->len : t->rbody.len;
-    if (fav_jd_rpc_result(L, b, blen, 5, lua_toboolean(L, 7))) {
+    if (!h->jdc) h->jdc = fav_jd_cache_get(L);
+    if (fav_jd_rpc_result(L, b, blen, 5, lua_toboolean(L, 7), h->jdc)) {
       int n = 2;
       if (!date_is(L, t->rhdr.p, t->rhdr.len, 6)) {
         push_header_value(L, t->rhdr.p, t->rhdr.len, "date", 4);

@@ -16,9 +16,10 @@
  *
  * Short strings (keys and values of at most JD_CACHE_LEN bytes without an
  * escape) come from a small cache of Lua strings kept per Lua state (see
- * jd_cache): the same keys and values come back in every answer, and a
- * cache hit costs less than lua_pushlstring's hashing and interning. The
- * strings are the same either way.
+ * struct fav_jd_cache): the same keys and values come back in every
+ * answer, and a hit costs less than lua_pushlstring's hashing and
+ * interning (and the GC does not free and make them again). The strings
+ * are the same either way.
  *
  * fav_jd_rpc_result (for http:exchange) decodes a JSON-RPC answer and
  * hands over only its result, building no envelope table, when the answer
@@ -32,30 +33,35 @@
 #define JD_MAX_DEPTH 64
 #define JD_MAX_ITEMS 1000 /* stack slots one container may take while parsed */
 
-/* The string cache: JD_SETS sets of JD_WAYS entries. Entry e's string is
- * at index e + 1 of a Lua table anchored in the registry (so the GC keeps
- * it while it is cached); a userdata at index JD_ENTRIES + 1 of that table
- * holds, per entry, the length + 1 (0: empty) and a hash of the bytes (a
- * hint: a hit is confirmed against the string's own bytes). Bounded:
+/* The string cache (one per Lua state, see fav_jd_cache_get): JD_SETS
+ * sets of JD_WAYS entries. Each entry's string is kept in a registry slot
+ * of its own (ref), so the GC keeps it while it is cached and a hit is one
+ * lua_rawgeti on the registry, with no table to find first. The C side
+ * holds the bytes to compare with: the length, the words jd_words reads
+ * (all the bytes up to 16) and the middle bytes beyond 16. Bounded:
  * JD_ENTRIES strings of at most JD_CACHE_LEN bytes. */
 #define JD_CACHE_LEN 40 /* Lua 5.2-5.4 intern strings up to 40 bytes */
 #define JD_WAYS 4
-#define JD_SETS 32
+#define JD_SETS 16
 #define JD_ENTRIES (JD_WAYS * JD_SETS)
 
-typedef struct {
-  uint32_t hash[JD_ENTRIES];
+struct fav_jd_cache {
+  uint64_t head[JD_ENTRIES], tail[JD_ENTRIES];
+  int ref[JD_ENTRIES];
   unsigned char len[JD_ENTRIES]; /* length + 1, 0 when empty */
   unsigned char victim[JD_SETS]; /* the way a miss replaces next */
-} jd_cache;
+  char mid[JD_ENTRIES][JD_CACHE_LEN - 16];
+};
 
 FAV_REGKEY(jd_cache_key);
 
 typedef struct {
-  const char *p; /* the next byte; the text is NUL-terminated (a Lua string) */
+  const char *p;  /* the next byte; the text is NUL-terminated (a Lua string) */
   int depth;
-  int ctab;      /* stack index of the cache's table, 0 for none */
-  jd_cache *c;   /* its userdata */
+  fav_jd_cache *c;/* the state's string cache, or NULL */
+  int esc;        /* jd_string met an escape */
+  int watch;      /* the depth whose "resultType" is watched, or 0 */
+  int ir;         /* 1: the last one watched is "input_required" */
 } jd_state;
 
 static int jd_value(lua_State *L, jd_state *d);
@@ -80,67 +86,62 @@ static int jd_hex4(const char *p, unsigned *out) {
   return 1;
 }
 
-/* Pushes the cache's table (made on first use) and points d at it. Can
- * raise (memory). */
-static void jd_cache_open(lua_State *L, jd_state *d) {
+/* (favcrm.h) The string cache of L's state, made on first use. Can raise
+ * (memory). */
+fav_jd_cache *fav_jd_cache_get(lua_State *L) {
+  fav_jd_cache *c;
+  int e;
   lua_pushlightuserdata(L, (void *)&jd_cache_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
-  if (lua_istable(L, -1)) {
-    lua_rawgeti(L, -1, JD_ENTRIES + 1);
-    d->c = (jd_cache *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-  } else {
-    lua_pop(L, 1);
-    lua_createtable(L, JD_ENTRIES + 1, 0);
-    d->c = (jd_cache *)lua_newuserdatauv(L, sizeof(jd_cache), 0);
-    memset(d->c, 0, sizeof(jd_cache));
-    lua_rawseti(L, -2, JD_ENTRIES + 1);
-    lua_pushlightuserdata(L, (void *)&jd_cache_key);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
+  c = (fav_jd_cache *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (c) return c;
+  c = (fav_jd_cache *)lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
+  for (e = 0; e < JD_ENTRIES; e++) {
+    lua_pushboolean(L, 0);
+    c->ref[e] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  d->ctab = lua_gettop(L);
+  /* anchored last: a raise above leaves no half-made cache in use */
+  lua_pushlightuserdata(L, (void *)&jd_cache_key);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return c;
 }
 
-/* A hash of the n (<= JD_CACHE_LEN) bytes at s: all of them up to 16,
- * the first and last 8 beyond. */
-static uint32_t jd_hash(const char *s, size_t n) {
-  uint64_t a, b;
+/* The words the cache compares (with the length) for the n bytes at s:
+ * the first and last 8 (or 4) bytes, or all of them below 4; with the
+ * length they tell strings of up to 16 bytes apart. */
+static void jd_words(const char *s, size_t n, uint64_t *a, uint64_t *b) {
   if (n >= 8) {
-    memcpy(&a, s, 8);
-    memcpy(&b, s + n - 8, 8);
+    memcpy(a, s, 8);
+    memcpy(b, s + n - 8, 8);
   } else if (n >= 4) {
     uint32_t x, y;
     memcpy(&x, s, 4);
     memcpy(&y, s + n - 4, 4);
-    a = x;
-    b = y;
+    *a = x;
+    *b = y;
   } else {
-    a = n ? (unsigned char)s[0] | (uint64_t)(unsigned char)s[n >> 1] << 8 | (uint64_t)(unsigned char)s[n - 1] << 16
-          : 0;
-    b = 0;
+    *a = n ? (unsigned char)s[0] | (uint64_t)(unsigned char)s[n >> 1] << 8 | (uint64_t)(unsigned char)s[n - 1] << 16
+           : 0;
+    *b = 0;
   }
-  a = (a ^ (b * 0x9E3779B97F4A7C15ull) ^ n) * 0xBF58476D1CE4E5B9ull;
-  return (uint32_t)(a >> 32);
 }
 
-/* Pushes the string of the n (<= JD_CACHE_LEN) bytes at s from d's cache,
+/* Pushes the string of the n (<= JD_CACHE_LEN) bytes at s from cache c,
  * adding it there when it is not in it. Can raise (memory). */
-static void jd_push_cached(lua_State *L, jd_state *d, const char *s, size_t n) {
-  jd_cache *c = d->c;
-  uint32_t h = jd_hash(s, n);
-  unsigned set = h & (JD_SETS - 1), w, e, free_e = JD_ENTRIES;
+static void jd_push_cached(lua_State *L, fav_jd_cache *c, const char *s, size_t n) {
+  uint64_t a, b;
+  unsigned set, w, e, free_e = JD_ENTRIES;
+  jd_words(s, n, &a, &b);
+  set = (unsigned)(((a ^ (b * 0x9E3779B97F4A7C15ull) ^ n) * 0xBF58476D1CE4E5B9ull) >> 60) & (JD_SETS - 1);
   for (w = 0; w < JD_WAYS; w++) {
     e = set * JD_WAYS + w;
-    if (c->len[e] == n + 1 && c->hash[e] == h) {
-      size_t cl;
-      const char *cs;
-      lua_rawgeti(L, d->ctab, (int)e + 1);
-      cs = lua_tolstring(L, -1, &cl);
-      if (cs && cl == n && memcmp(cs, s, n) == 0) return;
-      lua_pop(L, 1);
-      free_e = e; /* another string of the same hash: replaced */
-      break;
+    if (c->len[e] == n + 1 && c->head[e] == a && c->tail[e] == b &&
+        (n <= 16 || memcmp(c->mid[e], s + 8, n - 16) == 0)) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref[e]);
+      return;
     }
     if (c->len[e] == 0 && free_e == JD_ENTRIES) free_e = e;
   }
@@ -150,8 +151,11 @@ static void jd_push_cached(lua_State *L, jd_state *d, const char *s, size_t n) {
   }
   lua_pushlstring(L, s, n);
   lua_pushvalue(L, -1);
-  lua_rawseti(L, d->ctab, (int)free_e + 1);
-  c->hash[free_e] = h;
+  c->len[free_e] = 0; /* until the slot holds it */
+  lua_rawseti(L, LUA_REGISTRYINDEX, c->ref[free_e]);
+  c->head[free_e] = a;
+  c->tail[free_e] = b;
+  if (n > 16) memcpy(c->mid[free_e], s + 8, n - 16);
   c->len[free_e] = (unsigned char)(n + 1);
 }
 
@@ -164,7 +168,7 @@ static int jd_string(lua_State *L, jd_state *d) {
     unsigned char c = (unsigned char)*p;
     if (c == '"') {
       size_t n = (size_t)(p - s);
-      if (d->ctab && n <= JD_CACHE_LEN) jd_push_cached(L, d, s, n);
+      if (d->c && n <= JD_CACHE_LEN) jd_push_cached(L, d->c, s, n);
       else lua_pushlstring(L, s, n);
       d->p = p + 1;
       return 1;
@@ -173,6 +177,7 @@ static int jd_string(lua_State *L, jd_state *d) {
     if (c == 0) return 0;
     p++;
   }
+  d->esc = 1;
   luaL_buffinit(L, &b);
   for (;;) {
     unsigned char c = (unsigned char)*p;
@@ -238,9 +243,10 @@ static int jd_string(lua_State *L, jd_state *d) {
   }
 }
 
-/* Takes d->p at '-' or a digit; pushes the number (lua_pushnumber, as cjson)
- * and returns 1, or returns 0 for what strict JSON does not allow. */
-static int jd_number(lua_State *L, jd_state *d) {
+/* Takes d->p at '-' or a digit; sets *out to the number (as cjson reads
+ * it), moves d->p past it and returns 1, or returns 0 for what strict JSON
+ * does not allow. */
+static int jd_number_read(jd_state *d, double *out) {
   const char *p = d->p, *q;
   char *end;
   int simple = 1;
@@ -267,14 +273,23 @@ static int jd_number(lua_State *L, jd_state *d) {
     q = d->p;
     if (*q == '-') q++;
     for (; q < p; q++) x = x * 10 + (*q - '0');
-    lua_pushnumber(L, (lua_Number)(*d->p == '-' ? -x : x));
+    *out = *d->p == '-' ? -x : x;
     d->p = p;
     return 1;
   }
   v = strtod(d->p, &end); /* what cjson's fpconv_strtod does in a '.' locale */
   if (end != p) return 0; /* another locale, or strtod read on: let cjson decide */
-  lua_pushnumber(L, (lua_Number)v);
+  *out = v;
   d->p = p;
+  return 1;
+}
+
+/* Takes d->p at '-' or a digit; pushes the number (lua_pushnumber, as cjson)
+ * and returns 1, or returns 0 for what strict JSON does not allow. */
+static int jd_number(lua_State *L, jd_state *d) {
+  double v;
+  if (!jd_number_read(d, &v)) return 0;
+  lua_pushnumber(L, (lua_Number)v);
   return 1;
 }
 
@@ -283,19 +298,38 @@ static int jd_number(lua_State *L, jd_state *d) {
  * order, so a repeated key ends with the last value, as cjson's rawset in
  * text order does; the table is made at its final size once all are in. */
 static int jd_container(lua_State *L, jd_state *d, int obj) {
-  int base = lua_gettop(L), n = 0, i;
+  int base = lua_gettop(L), n = 0, i, watched = 0;
   const char close = obj ? '}' : ']';
   d->p = jd_ws(d->p + 1);
   if (*d->p != close) {
     for (;;) {
       if ((obj ? 2 * n : n) >= JD_MAX_ITEMS || !lua_checkstack(L, 6)) return 0;
       if (obj) {
-        if (*d->p != '"' || !jd_string(L, d)) return 0;
+        const char *k = d->p;
+        if (*k != '"') return 0;
+        d->esc = 0;
+        if (!jd_string(L, d)) return 0;
+        if (d->depth == d->watch) {
+          /* the result's resultType (the last one wins) */
+          if (!d->esc) {
+            watched = d->p - k == 12 && memcmp(k, "\"resultType\"", 12) == 0;
+          } else { /* a key written with an escape: as decoded */
+            size_t kn;
+            const char *ks = lua_tolstring(L, -1, &kn);
+            watched = kn == 10 && memcmp(ks, "resultType", 10) == 0;
+          }
+        }
         d->p = jd_ws(d->p);
         if (*d->p != ':') return 0;
         d->p = jd_ws(d->p + 1);
       }
       if (!jd_value(L, d)) return 0;
+      if (watched) {
+        size_t vn;
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vn) : NULL;
+        d->ir = v && vn == 14 && memcmp(v, "input_required", 14) == 0;
+        watched = 0;
+      }
       n++;
       d->p = jd_ws(d->p);
       if (*d->p == ',') {
@@ -395,9 +429,9 @@ static int fav_json_decode(lua_State *L) {
     return 1;
   }
   lua_settop(L, 1);
-  jd_cache_open(L, &d);
+  d.c = (fav_jd_cache *)lua_touserdata(L, lua_upvalueindex(1));
   d.p = jd_ws(s);
-  d.depth = 0;
+  d.depth = d.esc = d.watch = d.ir = 0;
   if (jd_value(L, &d)) {
     d.p = jd_ws(d.p);
     if (d.p == s + len) return 1; /* all of it, no trailing bytes or NUL */
@@ -421,28 +455,39 @@ static int jd_envelope_key(const char *k, size_t n) {
   }
 }
 
-/* (favcrm.h) Decodes the JSON-RPC answer of len
- * bytes at s (NUL-terminated) and, when it is the plain result of the
- * request whose id is the value at stack index idx -- an object whose
- * "jsonrpc" is "2.0", whose "id" equals that value (as Lua's == compares
- * cjson's number with it), with no "error" and no "method", and whose
- * "result" is an object or an array (and with modern set, not one whose
- * resultType is "input_required") -- pushes that result, exactly as
+/* (favcrm.h) Decodes the JSON-RPC answer of len bytes at s
+ * (NUL-terminated) and, when it is the plain result of the request whose
+ * id is the number at stack index idx -- an object whose "jsonrpc" is
+ * "2.0", whose "id" equals that number (as Lua's == compares cjson's
+ * number with it), with no "error" and no "method", and whose "result" is
+ * an object or an array (and with modern set, not one whose resultType is
+ * "input_required") -- pushes that result, exactly as
  * cjson.decode(s).result, and returns 1. Otherwise it pushes nothing and
- * returns 0: anything it does not take (an escape in a top-level key,
- * a jsonrpc or id written otherwise, what json_decode declines) is left
- * to the caller's general path, which decides as before. Can raise
- * (memory). */
-int fav_jd_rpc_result(lua_State *L, const char *s, size_t len, int idx, int modern) {
-  int top = lua_gettop(L), ver = 0, id = 0;
+ * returns 0: what it does not take (an escape in a key of the envelope, a
+ * jsonrpc or an id written otherwise, what json_decode declines) is left
+ * to the caller's general path, which decides as before. c is the state's
+ * string cache (fav_jd_cache_get) or NULL. Can raise (memory). */
+int fav_jd_rpc_result(lua_State *L, const char *s, size_t len, int idx, int modern, fav_jd_cache *c) {
+  int top = lua_gettop(L), ver = 0, id = 0, ir = 0;
+  double want, got;
   jd_state d;
-  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TNUMBER) return 0;
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, idx)) {
+    /* compared as doubles only where that is exact */
+    lua_Integer iv = lua_tointeger(L, idx);
+    if (iv < -((lua_Integer)1 << 53) || iv > ((lua_Integer)1 << 53)) return 0;
+    want = (double)iv;
+  } else
+#endif
+    want = (double)lua_tonumber(L, idx);
   if (jd_null_ok == 0) jd_check_null(L);
   if (jd_null_ok != 1 || !lua_checkstack(L, 8)) return 0;
-  jd_cache_open(L, &d); /* top + 1 */
-  lua_pushnil(L);       /* top + 2: the result */
+  lua_pushnil(L); /* top + 1: the result */
+  d.c = c;
   d.p = jd_ws(s);
   d.depth = 1;
+  d.esc = d.watch = d.ir = 0;
   if (*d.p != '{') goto decline;
   d.p = jd_ws(d.p + 1);
   if (*d.p != '}') {
@@ -457,24 +502,34 @@ int fav_jd_rpc_result(lua_State *L, const char *s, size_t len, int idx, int mode
       d.p = jd_ws(q + 1);
       if (*d.p != ':') goto decline;
       d.p = jd_ws(d.p + 1);
-      if (which == JK_JSONRPC) {
-        /* only "2.0" as it is; another value (or one written with an
-         * escape) is for the general path to judge */
-        if (strncmp(d.p, "\"2.0\"", 5) != 0) goto decline;
-        d.p += 5;
-        ver = 1;
-      } else {
-        if (!jd_value(L, &d)) goto decline;
-        if (which == JK_RESULT) {
-          lua_replace(L, top + 2); /* a repeated key: the last wins, as in cjson */
-        } else {
-          if (which == JK_ID) {
-            /* every id must be ours (the last one wins in cjson) */
-            if (lua_type(L, -1) != LUA_TNUMBER || !lua_rawequal(L, -1, idx)) goto decline;
-            id = 1;
+      switch (which) {
+        case JK_JSONRPC:
+          /* only "2.0" as it is; another value (or one written with an
+           * escape) is for the general path to judge */
+          if (d.p[0] != '"' || d.p[1] != '2' || d.p[2] != '.' || d.p[3] != '0' || d.p[4] != '"') goto decline;
+          d.p += 5;
+          ver = 1;
+          break;
+        case JK_ID:
+          /* every id must be ours (the last one wins in cjson) */
+          if (!(*d.p == '-' || (*d.p >= '0' && *d.p <= '9')) || !jd_number_read(&d, &got) || got != want)
+            goto decline;
+          id = 1;
+          break;
+        case JK_RESULT:
+          /* a repeated key: the last wins, as in cjson */
+          if (modern) {
+            d.watch = 2;
+            d.ir = 0;
           }
+          if (!jd_value(L, &d)) goto decline;
+          lua_replace(L, top + 1);
+          d.watch = 0;
+          ir = d.ir;
+          break;
+        default:
+          if (!jd_value(L, &d)) goto decline;
           lua_pop(L, 1);
-        }
       }
       d.p = jd_ws(d.p);
       if (*d.p == ',') {
@@ -486,21 +541,18 @@ int fav_jd_rpc_result(lua_State *L, const char *s, size_t len, int idx, int mode
     }
   }
   d.p = jd_ws(d.p + 1);
-  if (d.p != s + len || !ver || !id || !lua_istable(L, top + 2)) goto decline;
-  if (modern) {
-    const char *rt;
-    size_t rtn;
-    lua_pushliteral(L, "resultType");
-    lua_rawget(L, top + 2);
-    rt = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &rtn) : NULL;
-    if (rt && rtn == 14 && memcmp(rt, "input_required", 14) == 0) goto decline;
-  }
-  lua_settop(L, top + 2);
-  lua_replace(L, top + 1);
+  if (d.p != s + len || !ver || !id || ir || !lua_istable(L, top + 1)) goto decline;
   return 1;
 decline:
   lua_settop(L, top);
   return 0;
+}
+
+/* Pushes the state's string cache (its userdata). Can raise (memory). */
+static void jd_cache_push(lua_State *L) {
+  fav_jd_cache_get(L);
+  lua_pushlightuserdata(L, (void *)&jd_cache_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
 }
 
 /* core.json_rpc_result(text, id [, modern]) -> result | nil: what
@@ -511,14 +563,17 @@ static int fav_json_rpc_result(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   luaL_checkany(L, 2);
-  if (!fav_jd_rpc_result(L, s, len, 2, lua_toboolean(L, 3))) lua_pushnil(L);
+  if (!fav_jd_rpc_result(L, s, len, 2, lua_toboolean(L, 3), (fav_jd_cache *)lua_touserdata(L, lua_upvalueindex(1))))
+    lua_pushnil(L);
   return 1;
 }
 
 int fav_json_decode_open(lua_State *L) {
-  lua_pushcfunction(L, fav_json_decode);
-  lua_setfield(L, -2, "json_decode");
-  lua_pushcfunction(L, fav_json_rpc_result);
+  jd_cache_push(L);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, fav_json_decode, 1);
+  lua_setfield(L, -3, "json_decode");
+  lua_pushcclosure(L, fav_json_rpc_result, 1);
   lua_setfield(L, -2, "json_rpc_result");
   return 0;
 }

@@ -223,6 +223,11 @@ describe("favcrm.core json_rpc_result()", function()
       '{"jsonrpc":"2.0","id":7,"result":{},"other":[1,{"x":null}],"_meta":{}}',
       '{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","content":[{"type":"text","text":"[]"}]}}',
       '{"jsonrpc":"2.0","id":7,"result":{"k\\u0065y":"v\\n","s":"caf\195\169"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","resultType":"complete"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"a":{"resultType":"input_required"}}}',
+      '{"jsonrpc":"2.0","id":7,"result":[{"resultType":"input_required"}]}',
+      '{"jsonrpc":"2.0","id":7,"x":{"resultType":"input_required"},"result":{"resultType":"inputRequired"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required"},"result":{}}',
     }
     for _, text in ipairs(taken) do
       assert.is_true(same_rpc(text, 7, true), "declined: " .. text)
@@ -241,6 +246,9 @@ describe("favcrm.core json_rpc_result()", function()
       '{"jsonrpc":"2.0","id":7,"method":"ping","result":{}}',
       '{"jsonrpc":"2.0","method":"notifications/message","params":{}}',
       '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{}}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"result\\u0054ype":"input_required"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","resultType":"input_required"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{},"result":{"resultType":"input_required"}}',
       '{"jsonrpc":"2.0","id":7,"id":8,"result":{}}', '{"jsonrpc":"2.0","id":8,"id":7,"result":{}}',
       '{"jsonrpc":"2.0","jsonrpc":"1.0","id":7,"result":{}}', '{"jsonrpc":"2.0","id":7,"result":{},"result":5}',
       '[{"jsonrpc":"2.0","id":7,"result":{}}]', '{"jsonrpc":"2.0","id":7,"result":{}}x',
