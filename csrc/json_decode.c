@@ -57,6 +57,7 @@ FAV_REGKEY(jd_cache_key);
 
 typedef struct {
   const char *p;  /* the next byte; the text is NUL-terminated (a Lua string) */
+  const char *end;/* its end (the NUL after it) */
   int depth;
   fav_jd_cache *c;/* the state's string cache, or NULL */
   int esc;        /* jd_string met an escape */
@@ -65,6 +66,17 @@ typedef struct {
 } jd_state;
 
 static int jd_value(lua_State *L, jd_state *d);
+
+/* Strings are scanned 8 bytes at a time where the words are little-endian
+ * and the compiler counts trailing zeros. JD_ZERO(v) has the high bit of
+ * each byte of v that is zero set, and no bit below the lowest such byte. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define JD_SWAR 1
+#define JD_ONES 0x0101010101010101ull
+#define JD_ZERO(v) (((v) - JD_ONES) & ~(v) & (JD_ONES * 0x80))
+#else
+#define JD_SWAR 0
+#endif
 
 static const char *jd_ws(const char *p) {
   while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
@@ -164,6 +176,20 @@ static void jd_push_cached(lua_State *L, fav_jd_cache *c, const char *s, size_t 
 static int jd_string(lua_State *L, jd_state *d) {
   const char *s = d->p + 1, *p = s;
   luaL_Buffer b;
+#if JD_SWAR
+  /* 8 bytes at a time while they lie before the text's end: to the first
+   * '"', '\\' or NUL */
+  while (d->end - p >= 8) {
+    uint64_t v, t;
+    memcpy(&v, p, 8);
+    t = JD_ZERO(v) | JD_ZERO(v ^ (JD_ONES * '"')) | JD_ZERO(v ^ (JD_ONES * '\\'));
+    if (t) {
+      p += __builtin_ctzll(t) >> 3;
+      break;
+    }
+    p += 8;
+  }
+#endif
   for (;;) { /* the common case: no escape */
     unsigned char c = (unsigned char)*p;
     if (c == '"') {
@@ -430,6 +456,7 @@ static int fav_json_decode(lua_State *L) {
   }
   lua_settop(L, 1);
   d.c = (fav_jd_cache *)lua_touserdata(L, lua_upvalueindex(1));
+  d.end = s + len;
   d.p = jd_ws(s);
   d.depth = d.esc = d.watch = d.ir = 0;
   if (jd_value(L, &d)) {
@@ -485,6 +512,7 @@ int fav_jd_rpc_result(lua_State *L, const char *s, size_t len, int idx, int mode
   if (jd_null_ok != 1 || !lua_checkstack(L, 8)) return 0;
   lua_pushnil(L); /* top + 1: the result */
   d.c = c;
+  d.end = s + len;
   d.p = jd_ws(s);
   d.depth = 1;
   d.esc = d.watch = d.ir = 0;
