@@ -323,8 +323,6 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   if hard < d then d = hard end
   -- the time left, and a second more, so our own deadline ends it first
   req.timeout_ms = math.max(1, math.floor((hard - t) * 1000) + 1000)
-  -- with rpc_id, the C transport decodes a plain JSON-RPC result itself and
-  -- returns tid, result [, date] (the Date only when it is not last_date_header)
   local tid, st, rbody, ct, date, ev, evid, retry = tr:exchange(req, math.max(0, math.floor((d - t) * 1000 + 0.5)),
     true, rpc_id, self.last_date_header, modern)
   req.auth, req.body = nil, nil -- the kept table holds no token and no body
@@ -332,6 +330,8 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   if tid then
     if st then
       if type(st) == "table" then
+        -- with rpc_id, the C transport decoded our plain JSON-RPC result:
+        -- tid, result [, date] (the Date only when it is not last_date_header)
         if rbody and rbody ~= self.last_date_header then self.last_date_header, self.last_date_at = rbody, os.time() end
         return st
       end
