@@ -28,5 +28,13 @@ FAV_API int fav_fs_open(lua_State *L);     /* fs.c:     atomic 0600 files, clock
 FAV_API int fav_crypto_open(lua_State *L); /* crypto.c: SHA-256, CSPRNG, base64, JWS */
 FAV_API int fav_listen_open(lua_State *L); /* listen.c: one loopback redirect      */
 FAV_API int fav_json_decode_open(lua_State *L); /* json_decode.c: cjson.decode fast path */
+/* json_decode.c: the string cache of L's state (made on first use), and
+ * the JSON-RPC mode of http:exchange: pushes the result of the answer s
+ * (len bytes, NUL-terminated) and returns 1 when it is the plain result of
+ * the request whose id is the number at stack index idx; else pushes
+ * nothing and returns 0 (see there). Both can raise (memory). */
+typedef struct fav_jd_cache fav_jd_cache;
+FAV_API fav_jd_cache *fav_jd_cache_get(lua_State *L);
+FAV_API int fav_jd_rpc_result(lua_State *L, const char *s, size_t len, int idx, int modern, fav_jd_cache *c);
 
 #endif

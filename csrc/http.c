@@ -181,6 +181,8 @@ typedef struct fav_http {
   struct transfer *ex_t; /* it, ended with an answer exchange hands over
                             itself: out of the active list and the queue */
   qitem *ex_ev;    /* that answer's one event, when it is SSE */
+  fav_jd_cache *jdc; /* the Lua state's string cache (exchange's JSON-RPC
+                        mode), once that has run */
   int closed;
 } fav_http;
 
@@ -1335,17 +1337,20 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   size_t auth_len = 0, blen = 0, url_len = 0;
   const char *body = NULL;
   long timeout_ms;
-  int post, expect, f, ua, mkind, penv;
+  int post, expect, f, ua, mkind, penv, lists;
   hdrset *found;
   transfer *t;
   CURL *e;
   easy_opts *o;
   const struct curl_slist *hl;
   *err = NULL;
-  req_field(L, UV_URL); /* 3 */
+  /* room for the fields and what the header walk pushes, above whatever
+   * the caller keeps (exchange: its arguments) */
+  luaL_checkstack(L, 16, "start_transfer");
+  req_field(L, UV_URL); /* the fields go on top, in this order */
   url = lua_tolstring(L, -1, &url_len);
   if (!url || lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'url' (string expected)"); return NULL; }
-  req_field(L, UV_METHOD); /* 4 */
+  req_field(L, UV_METHOD);
   if (!lua_isnil(L, -1)) {
     method = lua_tostring(L, -1);
     if (!method || (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE"))) {
@@ -1353,12 +1358,12 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
       return NULL;
     }
   }
-  req_field(L, UV_BODY); /* 5 */
+  req_field(L, UV_BODY);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'body' (string expected)"); return NULL; }
     body = lua_tolstring(L, -1, &blen);
   }
-  req_field(L, UV_AUTH); /* 6 */
+  req_field(L, UV_AUTH);
   if (!lua_isnil(L, -1)) {
     auth = auth_secret(L, -1, &auth_len);
     if (!auth) {
@@ -1374,29 +1379,32 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   expect = post && blen > 1024;
   penv = proxy_env();
   ua = h->ua_line && !penv;
-  /* 7 and 8: the header lists, read once (hdr_iter walks them there) */
+  /* lists, lists + 1: the header lists, read once (hdr_iter walks them
+   * there); start puts the request at 2 and nothing above it, exchange
+   * keeps its own arguments above the request */
+  lists = lua_gettop(L) + 1;
   req_field(L, UV_HEADERS);
   req_field(L, UV_EXTRA);
   /* the lines of a kept list were checked when it was built, its token
    * too (a set matches only the same bytes: hdrset_match); hdrset_find
    * raises nothing and takes a list that is not a table as empty */
-  found = hdrset_find(L, 7, h, ua, expect, auth, auth_len);
+  found = hdrset_find(L, lists, h, ua, expect, auth, auth_len);
   if (auth && !found && (memchr(auth, '\r', auth_len) || memchr(auth, '\n', auth_len))) {
     luaL_error(L, "bad request field 'auth' (contains a line break)");
     return NULL;
   }
   for (f = 0; f < 2; f++)
-    if (!lua_isnil(L, 7 + f) && !lua_istable(L, 7 + f)) {
+    if (!lua_isnil(L, lists + f) && !lua_istable(L, lists + f)) {
       luaL_error(L, "bad request field '%s' (table expected)", f ? "extra_headers" : "headers");
       return NULL;
     }
   for (f = 0; !found && f < 2; f++) {
     const char *field = f ? "extra_headers" : "headers";
-    size_t i, n = lua_istable(L, 7 + f) ? lua_rawlen(L, 7 + f) : 0;
+    size_t i, n = lua_istable(L, lists + f) ? lua_rawlen(L, lists + f) : 0;
     for (i = 1; i <= n; i++) {
       size_t sl;
       const char *s;
-      lua_rawgeti(L, 7 + f, (int)i);
+      lua_rawgeti(L, lists + f, (int)i);
       s = lua_tolstring(L, -1, &sl);
       if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
         luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
@@ -1425,7 +1433,7 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
   t->next = h->active;
   h->active = t;
   if (!e) { *err = "curl_easy_init failed"; goto fail; }
-  if ((*err = take_headers(L, 7, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
+  if ((*err = take_headers(L, lists, h, t, found, ua, expect, auth, auth_len)) != NULL) goto fail;
   if (post && fav_buf_set(&t->body, body ? body : "", blen, (size_t)-2) != 0) { *err = "out of memory"; goto fail; }
   /* only the options that changed since the handle's last request (see
    * easy_opts) */
@@ -1571,6 +1579,49 @@ static void push_header_value(lua_State *L, const char *p, size_t len, const cha
   if (!found) lua_pushnil(L);
 }
 
+/* Whether the Date value of the "name: value\n" lines at p (len bytes) is
+ * the string at stack index idx: one date line, whose value (as
+ * push_header_value gives it) is that string. Never raises. */
+static int date_is(lua_State *L, const char *p, size_t len, int idx) {
+  const char *end = p ? p + len : NULL, *val = NULL, *s;
+  size_t vlen = 0, slen;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    if (nl - p > 4 && p[4] == ':' && memcmp(p, "date", 4) == 0) {
+      const char *v = p + 5;
+      if (val) return 0; /* joined: let Lua compare */
+      while (v < nl && (*v == ' ' || *v == '\t')) v++;
+      val = v;
+      vlen = (size_t)(nl - v);
+    }
+    p = nl + 1;
+  }
+  s = lua_tolstring(L, idx, &slen);
+  return val && slen == vlen && memcmp(s, val, vlen) == 0;
+}
+
+/* Whether the session reads the answer of t as JSON-RPC: one SSE event of
+ * type "message", or a body whose Content-Type (as push_header_value gives
+ * it) starts with application/json in any case. Never raises. */
+static int answer_is_json(const fav_http *h, const transfer *t) {
+  const char *p = t->rhdr.p, *end = p ? p + t->rhdr.len : NULL;
+  if (h->ex_ev) return h->ex_ev->event && strcmp(h->ex_ev->event, "message") == 0;
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) nl = end;
+    if (nl - p > 12 && p[12] == ':' && memcmp(p, "content-type", 12) == 0) {
+      /* the first value: a joined one starts with it */
+      const char *v = p + 13;
+      while (v < nl && (*v == ' ' || *v == '\t')) v++;
+      return nl - v >= 16 && strncasecmp(v, "application/json", 16) == 0;
+    }
+    p = nl + 1;
+  }
+  return 0;
+}
+
 /* Frees the transfer a raise left in h->ex_t (see fav_http_exchange).
  * Never raises. */
 static void exchange_release(fav_http *h) {
@@ -1582,8 +1633,8 @@ static void exchange_release(fav_http *h) {
   if (t) transfer_free(h, t);
 }
 
-/* http:exchange(req [, wait_ms [, sse]]) -> id, status, body,
- * content_type, date | id.
+/* http:exchange(req [, wait_ms [, sse [, rpc_id [, date [, modern]]]]])
+ * -> id, status, body, content_type, date | id | id, result [, date].
  * Starts the transfer http:start(req) would (same fields, checks, errors
  * and header-list reuse), then drives the transfers in flight as
  * http:poll does for at most wait_ms (default 0) until that one has ended
@@ -1608,7 +1659,14 @@ static void exchange_release(fav_http *h) {
  * values: id, status, data, content_type, date, event (its type, as its
  * "event" item would carry it), event_id, retry (the stream's last event id
  * and retry, as its "done" item would carry them, or nil): nothing of it
- * is queued. Otherwise (no event, or more than one) only the id, as above. */
+ * is queued. Otherwise (no event, or more than one) only the id, as above.
+ * With rpc_id (the JSON-RPC id of the request in req.body; not nil), an
+ * answer handed over that the session reads as JSON-RPC (a body whose
+ * Content-Type is application/json, or one event of type "message") and
+ * that is the plain result of that request (see fav_jd_rpc_result: with
+ * modern true, not an input_required one) comes back decoded: id, the
+ * result table, and the Date value unless it is the string date (nothing
+ * else of it is built). Any other answer comes back as without rpc_id. */
 static int fav_http_exchange(lua_State *L) {
   fav_http *h = check_http(L);
   const char *err;
@@ -1618,7 +1676,7 @@ static int fav_http_exchange(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   wait = fav_optms(L, 3, 0); /* finite, >= 0, clamped */
   h->ex_sse = lua_toboolean(L, 4);
-  lua_settop(L, 2);
+  lua_settop(L, 7); /* the request is at 2, rpc_id, date and modern at 5..7 */
   exchange_release(h);
   t = start_transfer(L, h, &err);
   if (!t) {
@@ -1635,6 +1693,20 @@ static int fav_http_exchange(lua_State *L) {
   t = h->ex_t;
   if (!t) return 1;
   /* t stays h's while the answer is pushed: a raise leaves it there */
+  if (!lua_isnoneornil(L, 5) && answer_is_json(h, t)) {
+    const char *b = h->ex_ev ? h->ex_ev->data : t->rbody.p;
+    size_t blen = h->ex_ev ? h->ex_ev->len : t->rbody.len;
+    if (!h->jdc) h->jdc = fav_jd_cache_get(L);
+    if (fav_jd_rpc_result(L, b, blen, 5, lua_toboolean(L, 7), h->jdc)) {
+      int n = 2;
+      if (!date_is(L, t->rhdr.p, t->rhdr.len, 6)) {
+        push_header_value(L, t->rhdr.p, t->rhdr.len, "date", 4);
+        n = 3;
+      }
+      exchange_release(h);
+      return n;
+    }
+  }
   lua_pushinteger(L, (lua_Integer)t->status);
   if (h->ex_ev) lua_pushlstring(L, h->ex_ev->data, h->ex_ev->len);
   else lua_pushlstring(L, t->rbody.p, t->rbody.len);

@@ -78,7 +78,7 @@ FUZZ_FLAGS      = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
                   -fno-omit-frame-pointer -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc \
                   $(shell $(PKG_CONFIG) --cflags $(FUZZ_LUA_PC)) $(CURL_CFLAGS) $(PCRE2_CFLAGS)
 FUZZ_LIBS       = $(shell $(PKG_CONFIG) --libs $(FUZZ_LUA_PC)) $(CURL_LIBS) $(PCRE2_LIBS) $(CRYPTO_LIBS) -lm -ldl
-FUZZ_TARGETS    = sse schema rpc json
+FUZZ_TARGETS    = sse schema rpc jd
 # Leak checks (LSan after each input) only for sse: the Lua targets keep one
 # state whose caches grow, which would make LSan scan after every input and
 # run 50 times slower; their leaks are valgrind's job (`make valgrind`).

@@ -99,6 +99,98 @@ describe("favcrm.session", function()
     end)
   end)
 
+  describe("call_tool()", function()
+    -- A session whose transport has no exchange: call_tool takes the op
+    -- machinery (start and poll) for every answer.
+    local key
+    before_each(function() key = sandbox.account() end)
+
+    local function general_session()
+      local s = new_session({ auth = key })
+      local real = s.transport
+      s.transport = setmetatable({ exchange = false, real = real },
+        { __index = function(_, k) return function(_, ...) return real[k](real, ...) end end })
+      return s
+    end
+
+    -- The JSON-RPC id the session's next request gets.
+    local function next_id(s) return ((s.shared or s).next_rpc or 0) + 1 end
+
+    -- call_tool("list_services") on an initialized session, the sandbox
+    -- answering with fault(id) (a function of the request's JSON-RPC id).
+    local function call(s, fault)
+      assert(s:initialize())
+      local f = fault(next_id(s))
+      f.match_tool = "list_services"
+      sandbox.fault(f)
+      return s:call_tool("list_services", {}, s:budget())
+    end
+
+    -- What call_tool gives for fault, through exchange and through the op
+    -- machinery: the same result or the same error.
+    local function same_both_ways(fault)
+      local fast, slow = new_session({ auth = key }), general_session()
+      local r1, e1 = call(fast, fault)
+      local r2, e2 = call(slow, fault)
+      assert.same(r2, r1)
+      assert.equal(e2 and e2.code, e1 and e1.code)
+      assert.equal(e2 and e2.rpc_code, e1 and e1.rpc_code)
+      assert.equal(e2 and e2.message, e1 and e1.message)
+      assert.is_nil(next(fast.ops))
+      fast:close()
+      slow.transport = slow.transport.real
+      slow:close()
+      return r1, e1
+    end
+
+    local function answer(body, ct)
+      return function(id)
+        return { fault = "status", status = 200, content_type = ct or "application/json", body = body(id) }
+      end
+    end
+
+    it("returns the plain result the transport decoded, and feeds the Date to the clock", function()
+      local s = new_session({ auth = key })
+      assert(s:initialize())
+      s.last_date_header, s.last_date_at = "Thu, 01 Jan 1970 00:00:00 GMT", 0
+      local res = assert(s:call_tool("list_services", {}, s:budget()))
+      assert.is_table(res.structuredContent)
+      assert.matches("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$", s.last_date_header)
+      assert.are_not.equal("Thu, 01 Jan 1970 00:00:00 GMT", s.last_date_header)
+      assert.is_true(s.last_date_at > 0)
+      assert.is_nil(next(s.ops))
+      s:close()
+    end)
+
+    it("takes a result as the op machinery does, and leaves it every other answer", function()
+      local r = same_both_ways(answer(function(id)
+        return '{"jsonrpc":"2.0","id":' .. id .. ',"result":{"content":[],"structuredContent":{"n":1}}}'
+      end))
+      assert.same({ content = {}, structuredContent = { n = 1 } }, r)
+      -- a JSON-RPC error
+      local _, err = same_both_ways(answer(function(id)
+        return '{"jsonrpc":"2.0","id":' .. id .. ',"error":{"code":-32602,"message":"no such tool"}}'
+      end))
+      assert.equal(-32602, err.rpc_code)
+      -- a notification first, then the answer (a stream of two events)
+      local note = '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}'
+      r = same_both_ways(answer(function(id)
+        return "event: message\ndata: " .. note .. "\n\nevent: message\ndata: "
+          .. '{"jsonrpc":"2.0","id":' .. id .. ',"result":{"content":[]}}\n\n'
+      end, "text/event-stream"))
+      assert.same({ content = {} }, r)
+      -- a stream that carried only the notification; an answer to another id
+      same_both_ways(answer(function() return "event: message\ndata: " .. note .. "\n\n" end, "text/event-stream"))
+      same_both_ways(answer(function(id) return '{"jsonrpc":"2.0","id":' .. (id + 1) .. ',"result":{}}' end))
+      -- a result that is not a table; one past the decoder's depth
+      same_both_ways(answer(function(id) return '{"jsonrpc":"2.0","id":' .. id .. ',"result":"x"}' end))
+      r = same_both_ways(answer(function(id)
+        return '{"jsonrpc":"2.0","id":' .. id .. ',"result":{"a":' .. string.rep("[", 70) .. string.rep("]", 70) .. "}}"
+      end))
+      assert.is_table(r.a)
+    end)
+  end)
+
   describe("close()", function()
     it25("ends the session on the server, and is idempotent", function()
       local s = new_session()

@@ -341,11 +341,17 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   req.timeout_ms = ms
   local wait = (d - t) * 1000
   if wait < 0 then wait = 0 end
-  local tid, st, rbody, ct, date, ev, evid, retry = xchg(tr, req, wait, true)
+  local tid, st, rbody, ct, date, ev, evid, retry = xchg(tr, req, wait, true, rpc_id, self.last_date_header, modern)
   req.auth, req.body = nil, nil -- the kept table holds no token and no body
   local op
   if tid then
     if st then
+      if type(st) == "table" then
+        -- with rpc_id, the C transport decoded our plain JSON-RPC result:
+        -- tid, result [, date] (the Date only when it is not last_date_header)
+        if rbody and rbody ~= self.last_date_header then self.last_date_header, self.last_date_at = rbody, os.time() end
+        return st
+      end
       if date and date ~= self.last_date_header then self.last_date_header, self.last_date_at = date, os.time() end
       if ev == "message"
         or (not ev and (ct == "application/json" or (ct and ct:lower():find("^application/json")))) then

@@ -215,6 +215,125 @@ describe("favcrm.core http:exchange()", function()
     assert.equal(0, h:active())
   end)
 
+  describe("with rpc_id (the JSON-RPC mode)", function()
+    -- Sends ping n through h:exchange in the JSON-RPC mode for rpc_id
+    -- (default n), the sandbox answering with fault f.
+    local function rpc(f, n, opts)
+      opts = opts or {}
+      next_ping(f)
+      return pack(h:exchange({ url = URL, body = ping(n), headers = HEADERS }, 10000 * SLOW, true, opts.id or n,
+        opts.date, opts.modern))
+    end
+    local function answer(body, ct) return { fault = "status", status = 200, body = body, content_type = ct } end
+    local function json(body) return answer(body, "application/json") end
+    local function sse(body) return answer(body, "text/event-stream") end
+
+    it("hands over the plain result of our request decoded: id, result, date; nothing else built or queued", function()
+      local r = rpc(json(ANSWER), 7)
+      assert.equal(3, r.n)
+      assert.is_number(r[1])
+      assert.same({ spec = "exchange" }, r[2])
+      assert.matches("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$", r[3])
+      assert.same({}, h:poll(0))
+      assert.equal(0, h:active())
+      -- the Date only when it is not the one passed in (the next second's is)
+      local r2 = rpc(answer(ANSWER, "Application/JSON; charset=utf-8"), 7, { date = r[3] })
+      assert.same({ spec = "exchange" }, r2[2])
+      if r2.n == 3 then assert.is_true(r2[3] ~= r[3], "the Date passed in came back") else assert.equal(2, r2.n) end
+      local r3 = rpc(json(ANSWER), 7, { date = "Thu, 01 Jan 1970 00:00:00 GMT" })
+      assert.equal(3, r3.n)
+      assert.matches("GMT$", r3[3])
+      -- and a one-event SSE answer, its stream's event id and retry dropped
+      local r4 = rpc(sse("id: 5\nretry: 300\nevent: message\ndata: " .. ANSWER .. "\n\n"), 7)
+      assert.equal(3, r4.n)
+      assert.same({ spec = "exchange" }, r4[2])
+      local r5 = rpc(sse("data: " .. ANSWER .. "\n\n"), 7)
+      assert.same({ spec = "exchange" }, r5[2])
+      assert.same({}, h:poll(0))
+      assert.equal(0, h:active())
+    end)
+
+    it("hands any other answer over as without it: another id, an error, a notification, not JSON", function()
+      local others = {
+        json('{"jsonrpc":"2.0","id":8,"result":{}}'),
+        json('{"jsonrpc":"2.0","id":"7","result":{}}'),
+        json('{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"no such tool"}}'),
+        json('{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}'),
+        json('{"id":7,"result":{}}'),
+        json('{"jsonrpc":"2.0","id":7,"result":"text"}'),
+        json('{"jsonrpc":"2.0","id":7,"result":{"cut'),
+        { fault = "status", status = 200, body = ANSWER, content_type = "text/plain" },
+        { fault = "status", status = 200, body = ANSWER, content_type = "text/json" },
+      }
+      for i, f in ipairs(others) do
+        local r = rpc(f, 7)
+        assert.equal(5, r.n, "answer " .. i)
+        assert.equal(200, r[2])
+        assert.equal(f.body, r[3])
+        assert.equal(f.content_type, r[4])
+        assert.is_string(r[5])
+      end
+      -- an event of another type; a notification as the one event
+      local r = rpc(sse("event: other\ndata: " .. ANSWER .. "\n\n"), 7)
+      assert.equal(8, r.n)
+      assert.same({ ANSWER, "other" }, { r[3], r[6] })
+      local note = '{"jsonrpc":"2.0","method":"notifications/progress","params":{}}'
+      r = rpc(sse("id: 3\nevent: message\ndata: " .. note .. "\n\n"), 7)
+      assert.equal(8, r.n)
+      assert.same({ note, "message", "3" }, { r[3], r[6], r[7] })
+      -- a notification first, then the answer: a stream of two events, for poll
+      r = rpc(sse("event: message\ndata: " .. note .. "\n\nevent: message\ndata: " .. ANSWER .. "\n\n"), 7)
+      assert.equal(1, r.n)
+      local got = run(h, r[1])
+      assert.same({ "headers", "event", "event", "done" }, kinds(got, r[1]))
+      assert.equal(ANSWER, got[3].data)
+      -- a 4xx carrying our id: for poll, as ever
+      r = rpc({ fault = "status", status = 400, body = ANSWER, content_type = "application/json" }, 7)
+      assert.equal(1, r.n)
+      got = run(h, r[1])
+      assert.equal(ANSWER, got[#got].body)
+      assert.same({}, h:poll(0))
+    end)
+
+    it("takes input_required (2026) only when not modern", function()
+      local ir = '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{},'
+        .. '"requestState":"s"}}'
+      local r = rpc(json(ir), 7, { modern = true })
+      assert.equal(5, r.n)
+      assert.equal(ir, r[3])
+      local done = '{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","content":[]}}'
+      r = rpc(json(done), 7, { modern = true })
+      assert.equal(3, r.n)
+      assert.same({ resultType = "complete", content = {} }, r[2])
+      r = rpc(json(ir), 7)
+      assert.equal(3, r.n)
+      assert.equal("input_required", r[2].resultType)
+    end)
+
+    it("leaves what the decoder does not take (past its limits) to the caller, as without it", function()
+      local deep = '{"jsonrpc":"2.0","id":7,"result":{"a":' .. string.rep("[", 80) .. string.rep("]", 80) .. "}}"
+      local r = rpc(json(deep), 7)
+      assert.equal(5, r.n)
+      assert.equal(deep, r[3])
+      assert.equal(7, cjson.decode(r[3]).id)
+      local items = {}
+      for i = 1, 1500 do items[i] = i end
+      local wide = '{"jsonrpc":"2.0","id":7,"result":{"a":' .. cjson.encode(items) .. "}}"
+      r = rpc(json(wide), 7)
+      assert.equal(5, r.n)
+      assert.equal(wide, r[3])
+      -- a body over max_response_bytes: only the id; poll reports it
+      local small = core.http_new({ max_response_bytes = 64 })
+      next_ping(json(wide))
+      local id, st = small:exchange({ url = URL, body = ping(7), headers = HEADERS }, 10000 * SLOW, true, 7)
+      assert.is_number(id)
+      assert.is_nil(st)
+      local got = run(small, id)
+      assert.equal("too_large", got[#got].error)
+      small:close()
+    end)
+  end)
+
   it("raises on a bad request or a bad wait_ms, naming it, and sends nothing", function()
     local before = sandbox.stats().requests
     assert.has_error(function() h:exchange({ body = ping(1) }, 10) end, "bad request field 'url' (string expected)")

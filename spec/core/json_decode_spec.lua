@@ -141,21 +141,171 @@ describe("favcrm.core json_decode()", function()
       seen[#seen + 1] = text
       return original(text)
     end
+    local values = { "hello", 1, 2.5, -3e40, "caf\195\169 \"q\" \\ \n \240\159\152\128",
+      { a = { 1, { b = false } } } }
+    -- the calls' results: through the session's general path (its transport's
+    -- exchange without the JSON-RPC mode: the session decodes the answers
+    -- with json_decode), then through the C transport's JSON-RPC mode
+    local general, direct = {}, {}
     local ok, err = pcall(function()
-      local c = assert(favcrm.new({ url = sandbox.url(), api_key = sandbox.account(), timeout = 10 }))
-      assert(c:call("list_services"))
-      local values = { "hello", 1, 2.5, -3e40, "caf\195\169 \"q\" \\ \n \240\159\152\128",
-        { a = { 1, { b = false } } } }
-      for _, v in ipairs(values) do
-        assert(c:call("sandbox_echo", { value = v }))
+      for round = 1, 2 do
+        local c = assert(favcrm.new({ url = sandbox.url(), api_key = sandbox.account(), timeout = 10 }))
+        local out = round == 1 and general or direct
+        local real = c.session.transport
+        if round == 1 then
+          c.session.transport = setmetatable({
+            exchange = function(_, req, wait_ms, sse) return real:exchange(req, wait_ms, sse) end,
+          }, { __index = function(_, k) return function(_, ...) return real[k](real, ...) end end })
+        end
+        out[#out + 1] = select(2, assert(c:call("list_services")))
+        for _, v in ipairs(values) do
+          out[#out + 1] = select(2, assert(c:call("sandbox_echo", { value = v })))
+        end
+        c.session.transport = real
+        c:close()
+        if round == 1 then core.json_decode = original end
       end
-      c:close()
     end)
     core.json_decode = original
     assert(ok, err)
     assert.is_true(#seen >= 7, "the fast path saw " .. #seen .. " answers")
     for _, text in ipairs(seen) do
       assert.is_true(same(text), "declined a sandbox answer: " .. text:sub(1, 200))
+      -- and the JSON-RPC mode takes the same answer's result, the same
+      local msg = cjson.decode(text)
+      local res = core.json_rpc_result(text, msg.id)
+      assert.is_table(res, "the JSON-RPC mode declined: " .. text:sub(1, 200))
+      local d = diff(res, msg.result)
+      assert(d == nil, (d or "") .. " in " .. text:sub(1, 200))
     end
+    assert.equal(#values + 1, #direct)
+    for i = 1, #general do
+      local d = diff(direct[i], general[i])
+      assert(d == nil, "call " .. i .. ": " .. tostring(d))
+    end
+  end)
+end)
+
+-- What Session:call_tool decided for a decoded answer before the JSON-RPC
+-- mode of http:exchange: its result when it is the plain result of request
+-- id, else nil.
+local function general(text, id, modern)
+  local msg = core.json_decode(text)
+  if msg == nil then msg = require("cjson.safe").decode(text) end
+  if type(msg) == "table" and msg.id == id and msg.jsonrpc == "2.0" and msg.error == nil and msg.method == nil then
+    local res = msg.result
+    if type(res) == "table" and not (modern and res.resultType == "input_required") then return res end
+  end
+  return nil
+end
+
+-- Asserts that json_rpc_result(text, id, modern) is nil where the general
+-- path takes no result, and the general path's result where it answers;
+-- returns true when it answered.
+local function same_rpc(text, id, modern)
+  local fast = core.json_rpc_result(text, id, modern)
+  local slow = general(text, id, modern)
+  if fast == nil then return false end
+  assert(slow ~= nil, "json_rpc_result took what the general path does not: " .. text:sub(1, 200))
+  local d = diff(fast, slow)
+  assert(d == nil, (d or "") .. " in " .. text:sub(1, 200))
+  return true
+end
+
+describe("favcrm.core json_rpc_result()", function()
+  it("takes the plain result of our request, as the general path would", function()
+    local taken = {
+      '{"jsonrpc":"2.0","id":7,"result":{}}', '{"jsonrpc":"2.0","id":7,"result":[]}',
+      '{"result":{"a":[1,{"b":null}]},"jsonrpc":"2.0","id":7}',
+      ' { "id" : 7 , "jsonrpc" : "2.0" , "result" : {"x":"y"} } ',
+      '{"jsonrpc":"2.0","id":7.0,"result":{}}', '{"jsonrpc":"2.0","id":7e0,"result":{}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"a":1},"result":{"b":2}}', '{"jsonrpc":"2.0","id":7,"id":7,"result":[1]}',
+      '{"jsonrpc":"2.0","id":7,"result":{},"other":[1,{"x":null}],"_meta":{}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","content":[{"type":"text","text":"[]"}]}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"k\\u0065y":"v\\n","s":"caf\195\169"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","resultType":"complete"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"a":{"resultType":"input_required"}}}',
+      '{"jsonrpc":"2.0","id":7,"result":[{"resultType":"input_required"}]}',
+      '{"jsonrpc":"2.0","id":7,"x":{"resultType":"input_required"},"result":{"resultType":"inputRequired"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required"},"result":{}}',
+    }
+    for _, text in ipairs(taken) do
+      assert.is_true(same_rpc(text, 7, true), "declined: " .. text)
+    end
+    -- not input_required unless modern
+    assert.is_true(same_rpc('{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required"}}', 7, false))
+  end)
+
+  it("declines every other answer (nil), never raising for it", function()
+    local declined = {
+      '{"jsonrpc":"2.0","id":8,"result":{}}', '{"jsonrpc":"2.0","id":"7","result":{}}',
+      '{"jsonrpc":"2.0","result":{}}', '{"id":7,"result":{}}', '{"jsonrpc":"1.0","id":7,"result":{}}',
+      '{"jsonrpc":"2.0","id":7}', '{"jsonrpc":"2.0","id":7,"result":"x"}', '{"jsonrpc":"2.0","id":7,"result":1}',
+      '{"jsonrpc":"2.0","id":7,"result":null}', '{"jsonrpc":"2.0","id":7,"result":{},"error":null}',
+      '{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"no"}}',
+      '{"jsonrpc":"2.0","id":7,"method":"ping","result":{}}',
+      '{"jsonrpc":"2.0","method":"notifications/message","params":{}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{}}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"result\\u0054ype":"input_required"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","resultType":"input_required"}}',
+      '{"jsonrpc":"2.0","id":7,"result":{},"result":{"resultType":"input_required"}}',
+      '{"jsonrpc":"2.0","id":7,"id":8,"result":{}}', '{"jsonrpc":"2.0","id":8,"id":7,"result":{}}',
+      '{"jsonrpc":"2.0","jsonrpc":"1.0","id":7,"result":{}}', '{"jsonrpc":"2.0","id":7,"result":{},"result":5}',
+      '[{"jsonrpc":"2.0","id":7,"result":{}}]', '{"jsonrpc":"2.0","id":7,"result":{}}x',
+      '{"jsonrpc":"2.0","id":7,"result":{}',
+      '{"jsonrpc":"2.0","id":7,"result":{}}\0', '{"jsonrpc":"2.0","id":7,"result":{"a":1,}}', '', 'null',
+      '{"jsonrpc":"2.0","id":7,"result":' .. string.rep("[", 70) .. string.rep("]", 70) .. '}',
+      '{"jsonrpc":"2\\u002e0","id":7,"result":{}}', '{"\\u0065rror":1,"jsonrpc":"2.0","id":7,"result":{}}',
+    }
+    for _, text in ipairs(declined) do
+      assert.is_nil(core.json_rpc_result(text, 7, true), "answered: " .. text)
+      same_rpc(text, 7, true)
+    end
+    assert.has_error(function() core.json_rpc_result({}, 7) end)
+    assert.has_error(function() core.json_rpc_result("{}") end)
+  end)
+
+  it("matches the general path on random answers", function()
+    math.randomseed(21)
+    local function rvalue(depth, tbl)
+      local r = tbl and math.random(5, 6) or math.random(1, depth > 3 and 4 or 6)
+      if r == 1 then return math.random(-5, 5)
+      elseif r == 2 then return ({ "a", "2.0", "", "input_required" })[math.random(4)]
+      elseif r == 3 then return cjson.null elseif r == 4 then return math.random(2) == 1 end
+      local t = {}
+      if r == 5 then
+        for i = 1, math.random(0, 3) do t[i] = rvalue(depth + 1) end
+      else
+        for _ = 1, math.random(0, 3) do
+          t[({ "resultType", "content", "type", "x" })[math.random(4)]] = rvalue(depth + 1)
+        end
+      end
+      return t
+    end
+    local function pick(list) return list[math.random(#list)] end
+    local function result() return '"result":' .. cjson.encode(rvalue(1, math.random(5) > 1)) end
+    local extras = {
+      function() return '"jsonrpc":' .. pick({ '"2.0"', '"1.0"', '2', '"2\\u002e0"' }) end,
+      function() return '"id":' .. pick({ "7", "7.0", "8", '"7"', "null", "7e0" }) end,
+      result,
+      function() return '"error":' .. pick({ "null", '{"code":1,"message":"m"}' }) end,
+      function() return '"method":"ping"' end,
+      function() return '"other":' .. cjson.encode(rvalue(0)) end,
+      function() return '"\\u0069d":7' end,
+    }
+    local answered = 0
+    for _ = 1, 3000 do
+      -- mostly a plain answer, sometimes one field off, plus a few others
+      local parts = { '"jsonrpc":' .. (math.random(8) == 1 and pick({ '"1.0"', '"2.0 "' }) or '"2.0"'),
+        '"id":' .. (math.random(8) == 1 and pick({ "8", '"7"' }) or pick({ "7", "7.0", "7e0" })), result() }
+      for _ = 1, math.random(0, 2) do parts[#parts + 1] = pick(extras)() end
+      for i = #parts, 2, -1 do
+        local j = math.random(i)
+        parts[i], parts[j] = parts[j], parts[i]
+      end
+      local text = "{" .. table.concat(parts, ",") .. "}"
+      if same_rpc(text, 7, math.random(2) == 1) then answered = answered + 1 end
+    end
+    assert.is_true(answered > 500, "answered only " .. answered)
   end)
 end)

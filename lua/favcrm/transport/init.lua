@@ -37,6 +37,14 @@
 --       t:exchange(req, wait_ms, true) also hands over a 2xx SSE answer
 --       whose stream carried one event: id, status, data, content_type,
 --       date, event, event_id, retry.
+--       t:exchange(req, wait_ms, true, rpc_id, date, modern): where such
+--       an answer is JSON (a body whose Content-Type is application/json,
+--       or one "message" event) and is the plain result of JSON-RPC
+--       request rpc_id (jsonrpc "2.0", that id, no error, no method, a
+--       result that is a table and, with modern, not input_required), it
+--       comes back decoded: id, result [, date] (the Date only when it is
+--       not the string date). Any other answer as without rpc_id. A
+--       transport may ignore these arguments.
 --   t:cancel(id): forgets a request (no item for it after this). Idempotent.
 --   t:close(): frees everything; idempotent; also what __gc does. No I/O
 --       that can block past a small bound.
