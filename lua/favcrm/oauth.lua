@@ -283,14 +283,43 @@ end
 
 -- ---- HTTP to the authorization server ---------------------------------------
 
--- One request on the object's own libcurl handle, waited for at most until
--- the budget's deadline. -> {status, headers, body} or nil, err.
-function OAuth:_http(req, budget)
-  if not self.http then
-    local h = self.http_opts
-    self.http = core.http_new({ user_agent = h.user_agent, ca_file = h.ca_file,
-      connect_timeout_ms = h.connect_timeout_ms, max_response_bytes = MAX_BODY })
+-- The transport OAuth's requests go over, made at the first one: the
+-- client's own kind. A session over a Lua transport (favcrm.resty, any
+-- `transport` object favcrm.transport.custom wraps, or a session-level one
+-- that offers sibling()) lends a sibling of it: the same object, so the
+-- same sockets, TLS verification and host event loop (an nginx worker
+-- never blocks), with requests and items of its own. Otherwise a libcurl
+-- handle of OAuth's own (the default transport's options), or nil, err
+-- inside an nginx request handler, where libcurl would block the worker.
+-- Either way: no redirect followed, at most MAX_BODY read.
+function OAuth:_transport()
+  if self.http then return self.http end
+  local st = self.session and self.session.transport
+  if type(st) == "table" and type(st.sibling) == "function" then
+    self.http = st:sibling({ max_response_bytes = MAX_BODY })
+    self.http_kind = "lua"
+    return self.http
   end
+  local ngx_ = rawget(_G, "ngx")
+  local phase = type(st) == "table" and type(ngx_) == "table" and type(ngx_.get_phase) == "function"
+    and ngx_.get_phase()
+  if phase and phase ~= "init" and phase ~= "init_worker" then
+    return nil, errors.new("config_error", "favcrm.oauth: the client's transport offers no sibling(), and the "
+      .. "libcurl fallback would block the nginx worker (" .. tostring(phase) .. " phase); use "
+      .. "favcrm.resty or a request-level transport")
+  end
+  local h = self.http_opts
+  self.http = core.http_new({ user_agent = h.user_agent, ca_file = h.ca_file,
+    connect_timeout_ms = h.connect_timeout_ms, max_response_bytes = MAX_BODY })
+  self.http_kind = "libcurl"
+  return self.http
+end
+
+-- One request on OAuth's transport (above), waited for at most until the
+-- budget's deadline. -> {status, headers, body} or nil, err.
+function OAuth:_http(req, budget)
+  local _, terr = self:_transport()
+  if terr then return nil, terr end
   local left = math.min(budget.deadline, budget.hard) - now()
   if left <= 0 then return nil, errors.new("timeout", "the call's deadline passed during authorization") end
   local tid, serr = self.http:start({ method = req.method or "GET", url = req.url, headers = req.headers or {},
@@ -926,9 +955,10 @@ function OAuth:forget()
   if self.id then self:_save() end
 end
 
---- OAuth:close(): frees the HTTP handle.
+--- OAuth:close(): frees OAuth's transport (a borrowed Lua transport's
+-- object stays open: the session's).
 function OAuth:close()
-  if self.http then pcall(self.http.close, self.http); self.http = nil end
+  if self.http then pcall(self.http.close, self.http); self.http, self.http_kind = nil, nil end
 end
 
 --- oauth.resource_metadata_of(header, url) -> the protected-resource

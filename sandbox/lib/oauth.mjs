@@ -12,7 +12,8 @@
 // with code, state and iss); otherwise /authorize shows a consent page.
 // Test-only controls: GET /_sandbox/oauth (counts), POST /_sandbox/oauth
 // ({deny: n} refuses the next n authorizations, {email} picks the account
-// that approves), GET /_sandbox/oauth/tokens (every token issued, client
+// that approves, {hold_token: true} holds every /token answer until
+// {hold_token: false}, a reset or 30 s), GET /_sandbox/oauth/tokens (every token issued, client
 // secret and code verifier seen, so specs can scan their output for them). POST /_sandbox/reset resets this too.
 // Nothing here logs a token, a code, a verifier or a client secret.
 import express from 'express';
@@ -37,7 +38,9 @@ function bounded(map, max) {
 }
 
 export function createOAuth({ state, cfg, log }) {
-    let clients, codes, tokens, pending, counts, denyNext, email, issued;
+    let clients, codes, tokens, pending, counts, denyNext, email, issued, holdToken;
+    let held = [];             // resolvers of the /token requests held (POST /_sandbox/oauth {hold_token})
+    const HOLD_MAX_MS = 30000, MAX_HELD = 100;
     const reset = () => {
         clients = new Map();   // client_id -> client information
         codes = new Map();     // sha256(code) -> {clientId, challenge, redirectUri, scopes, resource, exp, userId}
@@ -46,6 +49,9 @@ export function createOAuth({ state, cfg, log }) {
         counts = { registrations: 0, authorizations: 0, denied: 0, tokens_issued: 0, code_exchanges: 0,
             refreshes: 0, refresh_reuse_refused: 0, refresh_refused: 0, revocations: 0, bearer_refused: 0, bearer_accepted: 0 };
         denyNext = 0;
+        holdToken = false;
+        for (const w of held) w();  // a reset lets held token requests go
+        held = [];
         email = 'oauth-owner@example.com';
         issued = [];           // test mode: every token, client secret and code verifier (GET /_sandbox/oauth/tokens)
     };
@@ -210,7 +216,12 @@ export function createOAuth({ state, cfg, log }) {
         // test mode: note the code verifier (the SDK's token handler parses the form again: body-parser skips a parsed body)
         app.post('/token', express.urlencoded({ extended: false }), (req, res, next) => {
             if (cfg.test && typeof req.body?.code_verifier === 'string') keep(req.body.code_verifier);
-            next();
+            if (!(cfg.test && holdToken) || held.length >= MAX_HELD) return next();
+            // test mode, {hold_token: true}: the answer waits until {hold_token: false}, a reset, or HOLD_MAX_MS
+            let timer = null;
+            const go = () => { clearTimeout(timer); held = held.filter(w => w !== go); next(); };
+            timer = setTimeout(go, HOLD_MAX_MS);
+            held.push(go);
         });
         app.post('/_oauth/consent', express.urlencoded({ extended: false }), (req, res) => {
             const p = pending.get(String(req.body?.id));
@@ -247,14 +258,18 @@ export function createOAuth({ state, cfg, log }) {
         if (!cfg.test) return sendJson(res, 404, { error: 'not_found', message: 'control endpoints need --test' });
         if (!isLoop) return sendJson(res, 403, { error: 'forbidden', message: 'loopback only' });
         const route = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
-        if (route === 'GET /_sandbox/oauth') return sendJson(res, 200, { ...counts, clients: clients.size, issuer: origin && `${origin}/`, account: email, deny: denyNext, access_ttl: ACCESS_TTL, refresh_ttl: REFRESH_TTL });
+        if (route === 'GET /_sandbox/oauth') return sendJson(res, 200, { ...counts, token_held: held.length, hold_token: holdToken, clients: clients.size, issuer: origin && `${origin}/`, account: email, deny: denyNext, access_ttl: ACCESS_TTL, refresh_ttl: REFRESH_TTL });
         if (route === 'GET /_sandbox/oauth/tokens') return sendJson(res, 200, { tokens: issued });
         if (route === 'POST /_sandbox/oauth') {
             const input = await readJson(req);
             if (input === null) return sendJson(res, 400, { error: 'invalid_json' });
             if (Number.isInteger(input.deny) && input.deny >= 0) denyNext = input.deny;
             if (typeof input.email === 'string' && input.email.includes('@')) email = input.email;
-            return sendJson(res, 200, { deny: denyNext, account: email });
+            if (typeof input.hold_token === 'boolean') {
+                holdToken = input.hold_token;
+                if (!holdToken) for (const w of [...held]) w();
+            }
+            return sendJson(res, 200, { deny: denyNext, account: email, hold_token: holdToken, token_held: held.length });
         }
         return sendJson(res, 404, { error: 'not_found', message: `no control endpoint ${route}` });
     }
