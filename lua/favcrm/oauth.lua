@@ -98,6 +98,19 @@ local function form(fields, order)
   return table.concat(parts, "&")
 end
 
+-- The same form as a favcrm.Secret (core.secret_form): built in C from
+-- the fields as they are, so a secret among them (client_secret,
+-- refresh_token, code_verifier, client_assertion) never becomes a Lua
+-- string. For the libcurl transport, which takes a secret body.
+local function secret_form(fields, order)
+  local list = {}
+  for _, k in ipairs(order) do
+    local v = fields[k]
+    if v ~= nil then list[#list + 1] = k; list[#list + 1] = v end
+  end
+  return core.secret_form(list)
+end
+
 --- oauth.parse_www_authenticate(header) -> table of the Bearer challenge's
 -- parameters (resource_metadata, scope, error, ...), or {}.
 ---@param h string|nil the WWW-Authenticate header
@@ -686,8 +699,15 @@ function OAuth:_token_request(d, fields, reason, budget)
   local ok, aerr = self:_client_auth(fields, headers, d)
   if not ok then return nil, aerr end
   fields.resource = d.resource
-  local res, err = self:_http({ method = "POST", url = d.meta.token_endpoint, headers = headers,
-    body = form(fields, TOKEN_ORDER) }, budget)
+  local _, terr = self:_transport()
+  if terr then return nil, terr end
+  -- over libcurl the body is a secret (wiped after the request); a Lua
+  -- transport takes a string (docs/LIMITS.md)
+  local body = self.http_kind == "libcurl" and secret_form(fields, TOKEN_ORDER) or form(fields, TOKEN_ORDER)
+  local res, err = self:_http({ method = "POST", url = d.meta.token_endpoint, headers = headers, body = body },
+    budget)
+  if type(body) == "userdata" then body:close() end
+  if fields.client_assertion then fields.client_assertion:close() end
   if not res then return nil, err end
   local doc = json_of(res)
   if res.status < 200 or res.status >= 300 or not doc or type(doc.access_token) ~= "string" then
@@ -795,7 +815,10 @@ function OAuth:_authorization_code(d, scope, budget)
   if type(meta.authorization_endpoint) ~= "string" or type(meta.token_endpoint) ~= "string" then
     return nil, fail("discovery_failed", "the authorization server's metadata lacks its endpoints")
   end
-  local verifier, challenge = M.pkce()
+  -- the verifier as a favcrm.Secret (core.secret_token): never a Lua string
+  -- over libcurl, wiped once the code is exchanged
+  local verifier = core.secret_token(32)
+  local challenge = core.base64url(core.sha256(verifier))
   local state = core.base64url(core.random_bytes(16))
   local q = {
     response_type = "code", client_id = self.client.client_id, redirect_uri = self.o.redirect_uri,
@@ -807,7 +830,16 @@ function OAuth:_authorization_code(d, scope, budget)
     "code_challenge", "code_challenge_method", "state", "scope", "resource" })
   self.authorizations = self.authorizations + 1
   local back, aerr = self:_ask(u, budget)
-  if not back then return nil, aerr end
+  if not back then verifier:close(); return nil, aerr end
+  local t, terr = self:_exchange_code(d, back, state, verifier, scope, budget)
+  verifier:close()
+  return t, terr
+end
+
+-- The authorization response `back` (the redirected URL) -> the tokens of
+-- its code, or nil, err.
+function OAuth:_exchange_code(d, back, state, verifier, scope, budget)
+  local meta = d.meta
   local p = M.parse_query(back)
   if p.error then
     return nil, fail("consent_denied", "the authorization server answered " .. tostring(p.error)
