@@ -1,6 +1,6 @@
 // The sandbox's OAuth 2.1 authorization server mode (FAVCRM_SANDBOX_OAUTH=1 or
 // --oauth), behaving as FavCRM's does: PKCE S256 only, dynamic client
-// registration (RFC 7591), rotating refresh tokens (a reused one is refused
+// registration (RFC 7591), the client credentials grant, rotating refresh tokens (a reused one is refused
 // and its family revoked), 15-minute access tokens and 30-day refresh tokens
 // on the sandbox clock (/_sandbox/clock moves it), revocation (RFC 7009),
 // protected-resource metadata (RFC 9728) and a 401 carrying
@@ -47,7 +47,8 @@ export function createOAuth({ state, cfg, log }) {
         tokens = new Map();    // sha256(token) -> {kind, clientId, scopes, resource, exp, userId, family, used, revoked}
         pending = new Map();   // consent id -> {client, params} (consent page, not test mode)
         counts = { registrations: 0, authorizations: 0, denied: 0, tokens_issued: 0, code_exchanges: 0,
-            refreshes: 0, refresh_reuse_refused: 0, refresh_refused: 0, revocations: 0, bearer_refused: 0, bearer_accepted: 0 };
+            refreshes: 0, refresh_reuse_refused: 0, refresh_refused: 0, revocations: 0, bearer_refused: 0, bearer_accepted: 0,
+            client_credentials: 0, client_credentials_refused: 0 };
         denyNext = 0;
         holdToken = false;
         for (const w of held) w();  // a reset lets held token requests go
@@ -222,6 +223,37 @@ export function createOAuth({ state, cfg, log }) {
             const go = () => { clearTimeout(timer); held = held.filter(w => w !== go); next(); };
             timer = setTimeout(go, HOLD_MAX_MS);
             held.push(go);
+        });
+        // the client credentials grant (the SDK's token handler has none): a
+        // client registered with a secret, authenticated by client_secret_post
+        // or client_secret_basic, gets an access token (no refresh token)
+        app.post('/token', (req, res, next) => {
+            if (req.body?.grant_type !== 'client_credentials') return next();
+            res.set('Cache-Control', 'no-store');
+            let id = req.body.client_id, secret = req.body.client_secret;
+            const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization || '');
+            if (basic) {
+                const pair = Buffer.from(basic[1], 'base64').toString('utf8');
+                const i = pair.indexOf(':');
+                try { id = decodeURIComponent(pair.slice(0, i)); secret = decodeURIComponent(pair.slice(i + 1)); } catch { id = undefined; }
+            }
+            const client = typeof id === 'string' ? clients.get(id) : undefined;
+            if (!client || typeof client.client_secret !== 'string' || typeof secret !== 'string'
+                || sha256(secret) !== sha256(client.client_secret)) {
+                counts.client_credentials_refused++;
+                return res.status(401).json({ error: 'invalid_client', error_description: 'unknown client or wrong secret' });
+            }
+            let resource;
+            try { resource = resourceOf(req.body.resource === undefined ? undefined : new URL(String(req.body.resource))); }
+            catch (e) { return res.status(400).json({ error: 'invalid_target', error_description: e.message }); }
+            // offline_access means nothing here (no refresh token): left out
+            const asked = typeof req.body.scope === 'string' && req.body.scope.trim() ? req.body.scope.trim().split(/\s+/) : ['mcp'];
+            const bad = asked.find(x => !SCOPES.includes(x));
+            if (bad) return res.status(400).json({ error: 'invalid_scope', error_description: `unknown scope ${bad}` });
+            const scopes = ['mcp'];
+            counts.client_credentials++;
+            const access = mint('access', { clientId: client.client_id, scopes, resource, userId: account(), family: randomString(16) });
+            res.json({ access_token: access, token_type: 'Bearer', expires_in: ACCESS_TTL, scope: scopes.join(' ') });
         });
         app.post('/_oauth/consent', express.urlencoded({ extended: false }), (req, res) => {
             const p = pending.get(String(req.body?.id));

@@ -133,6 +133,26 @@ http {
           oauth_transport = kind }))
       }
     }
+    # the client credentials grant: the secret read from a 0600 file
+    location = /cc {
+      content_by_lua_block {
+        local favcrm = require("favcrm")
+        local core = require("favcrm.core")
+        local cjson = require("cjson")
+        local secret = assert(core.read_secret_file(ngx.var.arg_secret_file))
+        local client = favcrm.new({ url = os.getenv("FAVCRM_SANDBOX_OAUTH_URL"), timeout = 20,
+          getenv = function() return nil end,
+          transport = require("favcrm.resty").new({ shared = false }),
+          oauth = { grant = "client_credentials", client_id = ngx.var.arg_client_id, client_secret = secret,
+            store = false } })
+        local v, err = client:call("sandbox_echo", { value = tonumber(ngx.var.arg_value) })
+        local kind = client.oauth.http_kind
+        client:close()
+        secret:close()
+        ngx.say(cjson.encode({ value = v, code = err and err.code, message = err and err.message,
+          oauth_transport = kind }))
+      }
+    }
     location = /ping {
       content_by_lua_block { ngx.say('{"pong":true}') }
     }
@@ -184,6 +204,28 @@ http {
     assert.equal(1, k.registrations)
     assert.equal(1, k.code_exchanges)
     assert.is_nil(error_log():find("lua entry thread aborted", 1, true), error_log())
+  end)
+
+  it("gets a client credentials token in a handler and calls a tool, on cosockets", function()
+    local body = cjson.encode({ redirect_uris = { "http://127.0.0.1:8976/callback" }, client_name = "cc",
+      grant_types = { "client_credentials" }, token_endpoint_auth_method = "client_secret_post" })
+    local got = {}
+    local _, st = require("socket.http").request({ url = URL:match("^(https?://[^/]+)") .. "/register",
+      method = "POST", headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body) },
+      source = require("ltn12").source.string(body), sink = require("ltn12").sink.table(got) })
+    assert.equal(201, st)
+    local reg = cjson.decode(table.concat(got))
+    keys.remember(reg.client_secret)
+    local sf = dir .. "/cc-secret"
+    local f = assert(io.open(sf, "w"))
+    f:write(reg.client_secret, "\n")
+    f:close()
+    core.chmod(sf, tonumber("600", 8))
+    local r = assert(answer(send("/cc?value=9&client_id=" .. reg.client_id .. "&secret_file=" .. sf)))
+    os.remove(sf)
+    assert.equal(9, r.value, cjson.encode(r))
+    assert.equal("lua", r.oauth_transport)
+    assert.equal(1, counts().client_credentials)
   end)
 
   it("serves another request on the same worker while the token request is outstanding", function()
