@@ -1359,8 +1359,10 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
     }
   }
   req_field(L, UV_BODY);
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'body' (string expected)"); return NULL; }
+  /* a favcrm.Secret body (favcrm.oauth's token requests): its copy in
+   * t->body is wiped when the transfer ends, like every body's */
+  if (!lua_isnil(L, -1) && (lua_type(L, -1) == LUA_TSTRING || (body = auth_secret(L, -1, &blen)) == NULL)) {
+    if (lua_type(L, -1) != LUA_TSTRING) { luaL_error(L, "bad request field 'body' (string or favcrm.secret expected)"); return NULL; }
     body = lua_tolstring(L, -1, &blen);
   }
   req_field(L, UV_AUTH);

@@ -1,4 +1,5 @@
-/* secret.c: favcrm.Secret, core.secret, core.mask_key, core.mask_email.
+/* secret.c: favcrm.Secret, core.secret, core.mask_key, core.mask_email,
+ * core.secret_form (a form body built in a secret), core.secret_token.
  *
  * A secret is a userdata whose block holds the bytes (no malloc: Lua owns
  * the memory, so nothing leaks when an error unwinds). tostring masks it;
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+
+#include <openssl/rand.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
@@ -372,6 +375,125 @@ static int secret_mask_email(lua_State *L) {
   return 1;
 }
 
+/* 1 when c is an RFC 3986 unreserved byte (kept as it is in a form). */
+static int form_keep(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.'
+    || c == '_' || c == '~';
+}
+
+/* Writes p[0..n) percent-encoded to out (when out is not NULL); returns
+ * the length of the encoding. Never raises. */
+static size_t form_encode(char *out, const char *p, size_t n) {
+  static const char HEX[] = "0123456789ABCDEF";
+  size_t i, k = 0;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (form_keep(c)) {
+      if (out) out[k] = (char)c;
+      k++;
+    } else {
+      if (out) {
+        out[k] = '%';
+        out[k + 1] = HEX[c >> 4];
+        out[k + 2] = HEX[c & 15];
+      }
+      k += 3;
+    }
+  }
+  return k;
+}
+
+/* The bytes of list[i] (a string or an open favcrm.Secret), or NULL for
+ * false. The list keeps the value alive, so the pointer stays good after
+ * the pop. Raises (misuse) on anything else. */
+static const char *form_item(lua_State *L, lua_Integer i, size_t *len, int secret_ok) {
+  const char *p;
+  lua_rawgeti(L, 1, i);
+  if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) p = NULL;
+  else if ((p = fav_secret_get(L, -1, len)) != NULL && secret_ok) {
+    /* a secret's bytes */
+  } else if (lua_type(L, -1) == LUA_TSTRING) {
+    p = lua_tolstring(L, -1, len);
+  } else {
+    lua_pop(L, 1);
+    luaL_argerror(L, 1, lua_pushfstring(L, "item %d: %s expected", (int)i,
+      secret_ok ? "string, favcrm.secret or false" : "string"));
+    return NULL;
+  }
+  lua_pop(L, 1);
+  return p;
+}
+
+/* core.secret_form(list) -> a favcrm.Secret holding the
+ * application/x-www-form-urlencoded body of list = {name1, value1, name2,
+ * value2, ...}: names are strings, values strings or open favcrm.Secret
+ * values, or false (the pair is left out); both percent-encoded (RFC 3986
+ * unreserved bytes kept). The form is written straight into the secret's
+ * own bytes, so no value of a secret becomes a Lua string; what it holds
+ * is wiped when it is closed or collected. Raises on a bad list (misuse)
+ * and on memory. */
+static int secret_form(lua_State *L) {
+  lua_Integer i, n;
+  size_t total = 0, k = 0;
+  char *out;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  luaL_argcheck(L, n % 2 == 0, 1, "a list of name, value pairs expected");
+  for (i = 1; i <= n; i += 2) {
+    size_t nl = 0, vl = 0;
+    const char *name = form_item(L, i, &nl, 0);
+    const char *v = form_item(L, i + 1, &vl, 1);
+    if (!name) luaL_argerror(L, 1, lua_pushfstring(L, "item %d: string expected", (int)i));
+    if (!v) continue;
+    total += (total ? 1 : 0) + form_encode(NULL, name, nl) + 1 + form_encode(NULL, v, vl);
+  }
+  out = fav_secret_pushbuf(L, total);
+  for (i = 1; i <= n; i += 2) {
+    size_t nl = 0, vl = 0;
+    const char *name = form_item(L, i, &nl, 0);
+    const char *v = form_item(L, i + 1, &vl, 1);
+    if (!v) continue;
+    if (k) out[k++] = '&';
+    k += form_encode(out + k, name, nl);
+    out[k++] = '=';
+    k += form_encode(out + k, v, vl);
+  }
+  fav_secret_setlen(L, -1, k);
+  return 1;
+}
+
+/* core.secret_token(n) -> a favcrm.Secret holding the unpadded base64url
+ * text of n bytes (1..256) from the CSPRNG (a PKCE code verifier: n = 32
+ * gives its 43 characters). The random bytes never become a Lua string
+ * and are wiped. Raises on a bad n or when the generator fails (never
+ * returns weak bytes). */
+static int secret_token(lua_State *L) {
+  static const char ABC[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  unsigned char raw[256];
+  lua_Integer n = luaL_checkinteger(L, 1);
+  size_t i, k = 0;
+  char *out;
+  luaL_argcheck(L, n >= 1 && n <= 256, 1, "count must be within 1..256");
+  out = fav_secret_pushbuf(L, ((size_t)n * 4 + 2) / 3);
+  if (RAND_bytes(raw, (int)n) != 1) {
+    fav_wipe(raw, sizeof raw);
+    return luaL_error(L, "favcrm: the system's random generator failed");
+  }
+  for (i = 0; i < (size_t)n; i += 3) {
+    unsigned v = (unsigned)raw[i] << 16;
+    size_t left = (size_t)n - i;
+    if (left > 1) v |= (unsigned)raw[i + 1] << 8;
+    if (left > 2) v |= raw[i + 2];
+    out[k++] = ABC[(v >> 18) & 63];
+    out[k++] = ABC[(v >> 12) & 63];
+    if (left > 1) out[k++] = ABC[(v >> 6) & 63];
+    if (left > 2) out[k++] = ABC[v & 63];
+  }
+  fav_wipe(raw, sizeof raw);
+  fav_secret_setlen(L, -1, k);
+  return 1;
+}
+
 static const luaL_Reg secret_methods[] = {
   {"reveal", secret_reveal},
   {"close", secret_close},
@@ -395,6 +517,8 @@ static const luaL_Reg secret_funcs[] = {
   {"mask_email", secret_mask_email},
   {"redact", secret_redact},
   {"core_dumps", secret_core_dumps},
+  {"secret_form", secret_form},
+  {"secret_token", secret_token},
   {NULL, NULL}
 };
 

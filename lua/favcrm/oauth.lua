@@ -98,6 +98,19 @@ local function form(fields, order)
   return table.concat(parts, "&")
 end
 
+-- The same form as a favcrm.Secret (core.secret_form): built in C from
+-- the fields as they are, so a secret among them (client_secret,
+-- refresh_token, code_verifier, client_assertion) never becomes a Lua
+-- string. For the libcurl transport, which takes a secret body.
+local function secret_form(fields, order)
+  local list = {}
+  for _, k in ipairs(order) do
+    local v = fields[k]
+    if v ~= nil then list[#list + 1] = k; list[#list + 1] = v end
+  end
+  return core.secret_form(list)
+end
+
 --- oauth.parse_www_authenticate(header) -> table of the Bearer challenge's
 -- parameters (resource_metadata, scope, error, ...), or {}.
 ---@param h string|nil the WWW-Authenticate header
@@ -283,14 +296,43 @@ end
 
 -- ---- HTTP to the authorization server ---------------------------------------
 
--- One request on the object's own libcurl handle, waited for at most until
--- the budget's deadline. -> {status, headers, body} or nil, err.
-function OAuth:_http(req, budget)
-  if not self.http then
-    local h = self.http_opts
-    self.http = core.http_new({ user_agent = h.user_agent, ca_file = h.ca_file,
-      connect_timeout_ms = h.connect_timeout_ms, max_response_bytes = MAX_BODY })
+-- The transport OAuth's requests go over, made at the first one: the
+-- client's own kind. A session over a Lua transport (favcrm.resty, any
+-- `transport` object favcrm.transport.custom wraps, or a session-level one
+-- that offers sibling()) lends a sibling of it: the same object, so the
+-- same sockets, TLS verification and host event loop (an nginx worker
+-- never blocks), with requests and items of its own. Otherwise a libcurl
+-- handle of OAuth's own (the default transport's options), or nil, err
+-- inside an nginx request handler, where libcurl would block the worker.
+-- Either way: no redirect followed, at most MAX_BODY read.
+function OAuth:_transport()
+  if self.http then return self.http end
+  local st = self.session and self.session.transport
+  if type(st) == "table" and type(st.sibling) == "function" then
+    self.http = st:sibling({ max_response_bytes = MAX_BODY })
+    self.http_kind = "lua"
+    return self.http
   end
+  local ngx_ = rawget(_G, "ngx")
+  local phase = type(st) == "table" and type(ngx_) == "table" and type(ngx_.get_phase) == "function"
+    and ngx_.get_phase()
+  if phase and phase ~= "init" and phase ~= "init_worker" then
+    return nil, errors.new("config_error", "favcrm.oauth: the client's transport offers no sibling(), and the "
+      .. "libcurl fallback would block the nginx worker (" .. tostring(phase) .. " phase); use "
+      .. "favcrm.resty or a request-level transport")
+  end
+  local h = self.http_opts
+  self.http = core.http_new({ user_agent = h.user_agent, ca_file = h.ca_file,
+    connect_timeout_ms = h.connect_timeout_ms, max_response_bytes = MAX_BODY })
+  self.http_kind = "libcurl"
+  return self.http
+end
+
+-- One request on OAuth's transport (above), waited for at most until the
+-- budget's deadline. -> {status, headers, body} or nil, err.
+function OAuth:_http(req, budget)
+  local _, terr = self:_transport()
+  if terr then return nil, terr end
   local left = math.min(budget.deadline, budget.hard) - now()
   if left <= 0 then return nil, errors.new("timeout", "the call's deadline passed during authorization") end
   local tid, serr = self.http:start({ method = req.method or "GET", url = req.url, headers = req.headers or {},
@@ -657,8 +699,15 @@ function OAuth:_token_request(d, fields, reason, budget)
   local ok, aerr = self:_client_auth(fields, headers, d)
   if not ok then return nil, aerr end
   fields.resource = d.resource
-  local res, err = self:_http({ method = "POST", url = d.meta.token_endpoint, headers = headers,
-    body = form(fields, TOKEN_ORDER) }, budget)
+  local _, terr = self:_transport()
+  if terr then return nil, terr end
+  -- over libcurl the body is a secret (wiped after the request); a Lua
+  -- transport takes a string (docs/LIMITS.md)
+  local body = self.http_kind == "libcurl" and secret_form(fields, TOKEN_ORDER) or form(fields, TOKEN_ORDER)
+  local res, err = self:_http({ method = "POST", url = d.meta.token_endpoint, headers = headers, body = body },
+    budget)
+  if type(body) == "userdata" then body:close() end
+  if fields.client_assertion then fields.client_assertion:close() end
   if not res then return nil, err end
   local doc = json_of(res)
   if res.status < 200 or res.status >= 300 or not doc or type(doc.access_token) ~= "string" then
@@ -766,7 +815,10 @@ function OAuth:_authorization_code(d, scope, budget)
   if type(meta.authorization_endpoint) ~= "string" or type(meta.token_endpoint) ~= "string" then
     return nil, fail("discovery_failed", "the authorization server's metadata lacks its endpoints")
   end
-  local verifier, challenge = M.pkce()
+  -- the verifier as a favcrm.Secret (core.secret_token): never a Lua string
+  -- over libcurl, wiped once the code is exchanged
+  local verifier = core.secret_token(32)
+  local challenge = core.base64url(core.sha256(verifier))
   local state = core.base64url(core.random_bytes(16))
   local q = {
     response_type = "code", client_id = self.client.client_id, redirect_uri = self.o.redirect_uri,
@@ -778,7 +830,16 @@ function OAuth:_authorization_code(d, scope, budget)
     "code_challenge", "code_challenge_method", "state", "scope", "resource" })
   self.authorizations = self.authorizations + 1
   local back, aerr = self:_ask(u, budget)
-  if not back then return nil, aerr end
+  if not back then verifier:close(); return nil, aerr end
+  local t, terr = self:_exchange_code(d, back, state, verifier, scope, budget)
+  verifier:close()
+  return t, terr
+end
+
+-- The authorization response `back` (the redirected URL) -> the tokens of
+-- its code, or nil, err.
+function OAuth:_exchange_code(d, back, state, verifier, scope, budget)
+  local meta = d.meta
   local p = M.parse_query(back)
   if p.error then
     return nil, fail("consent_denied", "the authorization server answered " .. tostring(p.error)
@@ -926,9 +987,10 @@ function OAuth:forget()
   if self.id then self:_save() end
 end
 
---- OAuth:close(): frees the HTTP handle.
+--- OAuth:close(): frees OAuth's transport (a borrowed Lua transport's
+-- object stays open: the session's).
 function OAuth:close()
-  if self.http then pcall(self.http.close, self.http); self.http = nil end
+  if self.http then pcall(self.http.close, self.http); self.http, self.http_kind = nil, nil end
 end
 
 --- oauth.resource_metadata_of(header, url) -> the protected-resource

@@ -144,6 +144,13 @@ end
 
 -- ---- HTTP/1.1 ------------------------------------------------------------------
 
+-- The code a failed socket operation's error maps to: "timeout" for a
+-- cosocket timeout (the call's deadline ran out), else nil (network).
+local function code_of(err)
+  if err == "timeout" then return "timeout" end
+  return nil
+end
+
 -- The URL rule and parse are favcrm.url's (checked when the client was made
 -- and on every redirect): userinfo is never a host, the scheme is case-blind,
 -- an IPv6 host keeps its brackets (nginx's connect wants them), a fragment
@@ -190,7 +197,7 @@ end
 ---@param req table `method`, `url`, `headers` (list of "Name: value"), `body`, `timeout_ms`
 ---@return favcrm.resty.Response|nil response
 ---@return string|nil message on failure
----@return string|nil code on failure ("tls" or "network")
+---@return string|nil code on failure ("tls", "timeout", or nil: network)
 function Transport:request(req)
   local t = self:_target(req.url)
   if not t then return nil, "cannot parse URL " .. urls.redact(tostring(req.url)) end
@@ -199,7 +206,7 @@ function Transport:request(req)
   local ms = req.timeout_ms or 60000
   sock:settimeouts(math.min(ms, 10000), ms, ms)
   local ok, err = sock:connect(host, port, { pool = t.pool, pool_size = self.pool_size })
-  if not ok then return nil, "connect to " .. host .. ":" .. port .. " failed: " .. tostring(err) end
+  if not ok then return nil, "connect to " .. host .. ":" .. port .. " failed: " .. tostring(err), code_of(err) end
   if t.scheme == "https" then
     -- On a connection from the pool this returns at once (it was verified
     -- when it was opened, under the same pool name, so with the same trust);
@@ -229,13 +236,13 @@ function Transport:request(req)
   bytes, err = sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. body)
   if not bytes then
     sock:close()
-    return nil, "sending the request failed: " .. tostring(err)
+    return nil, "sending the request failed: " .. tostring(err), code_of(err)
   end
   local status_line
   status_line, err = sock:receive("*l")
   if not status_line then
     sock:close()
-    return nil, "no answer from " .. host .. ": " .. tostring(err)
+    return nil, "no answer from " .. host .. ": " .. tostring(err), code_of(err)
   end
   local status = tonumber(status_line:match("^HTTP/1%.%d (%d%d%d)"))
   if not status then
@@ -248,7 +255,7 @@ function Transport:request(req)
     line, err = sock:receive("*l")
     if not line then
       sock:close()
-      return nil, "the answer's headers were cut short: " .. tostring(err)
+      return nil, "the answer's headers were cut short: " .. tostring(err), code_of(err)
     end
     if line == "" then break end
     n = n + 1
@@ -288,6 +295,7 @@ end
 --- The next chunk of the body.
 ---@return string|nil chunk nil at the end, or with a message on failure
 ---@return string|nil message
+---@return string|nil code "timeout" when the socket timed out
 function Response:read()
   local sock = self.sock
   if not sock then return nil end
@@ -295,7 +303,7 @@ function Response:read()
     local line, err = sock:receive("*l")
     if not line then
       self:_finish(false)
-      return nil, "the chunked body was cut short: " .. tostring(err)
+      return nil, "the chunked body was cut short: " .. tostring(err), code_of(err)
     end
     local size = tonumber(line:match("^%x+"), 16)
     if not size then
@@ -311,7 +319,7 @@ function Response:read()
     data, err = sock:receive(size)
     if not data then
       self:_finish(false)
-      return nil, "the chunked body was cut short: " .. tostring(err)
+      return nil, "the chunked body was cut short: " .. tostring(err), code_of(err)
     end
     sock:receive(2) -- CRLF after the chunk
     return data
@@ -325,7 +333,7 @@ function Response:read()
     local data, err = sock:receive(want)
     if not data then
       self:_finish(false)
-      return nil, "the body was cut short: " .. tostring(err)
+      return nil, "the body was cut short: " .. tostring(err), code_of(err)
     end
     self.left = self.left - #data
     return data
@@ -339,7 +347,7 @@ function Response:read()
     return nil
   end
   self:_finish(false)
-  return nil, "reading the body failed: " .. tostring(err)
+  return nil, "reading the body failed: " .. tostring(err), code_of(err)
 end
 
 --- Ends the body early. What is left of a body with a known end (an

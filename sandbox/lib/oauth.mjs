@@ -1,6 +1,6 @@
 // The sandbox's OAuth 2.1 authorization server mode (FAVCRM_SANDBOX_OAUTH=1 or
 // --oauth), behaving as FavCRM's does: PKCE S256 only, dynamic client
-// registration (RFC 7591), rotating refresh tokens (a reused one is refused
+// registration (RFC 7591), the client credentials grant, rotating refresh tokens (a reused one is refused
 // and its family revoked), 15-minute access tokens and 30-day refresh tokens
 // on the sandbox clock (/_sandbox/clock moves it), revocation (RFC 7009),
 // protected-resource metadata (RFC 9728) and a 401 carrying
@@ -12,7 +12,8 @@
 // with code, state and iss); otherwise /authorize shows a consent page.
 // Test-only controls: GET /_sandbox/oauth (counts), POST /_sandbox/oauth
 // ({deny: n} refuses the next n authorizations, {email} picks the account
-// that approves), GET /_sandbox/oauth/tokens (every token issued, client
+// that approves, {hold_token: true} holds every /token answer until
+// {hold_token: false}, a reset or 30 s), GET /_sandbox/oauth/tokens (every token issued, client
 // secret and code verifier seen, so specs can scan their output for them). POST /_sandbox/reset resets this too.
 // Nothing here logs a token, a code, a verifier or a client secret.
 import express from 'express';
@@ -37,15 +38,21 @@ function bounded(map, max) {
 }
 
 export function createOAuth({ state, cfg, log }) {
-    let clients, codes, tokens, pending, counts, denyNext, email, issued;
+    let clients, codes, tokens, pending, counts, denyNext, email, issued, holdToken;
+    let held = [];             // resolvers of the /token requests held (POST /_sandbox/oauth {hold_token})
+    const HOLD_MAX_MS = 30000, MAX_HELD = 100;
     const reset = () => {
         clients = new Map();   // client_id -> client information
         codes = new Map();     // sha256(code) -> {clientId, challenge, redirectUri, scopes, resource, exp, userId}
         tokens = new Map();    // sha256(token) -> {kind, clientId, scopes, resource, exp, userId, family, used, revoked}
         pending = new Map();   // consent id -> {client, params} (consent page, not test mode)
         counts = { registrations: 0, authorizations: 0, denied: 0, tokens_issued: 0, code_exchanges: 0,
-            refreshes: 0, refresh_reuse_refused: 0, refresh_refused: 0, revocations: 0, bearer_refused: 0, bearer_accepted: 0 };
+            refreshes: 0, refresh_reuse_refused: 0, refresh_refused: 0, revocations: 0, bearer_refused: 0, bearer_accepted: 0,
+            client_credentials: 0, client_credentials_refused: 0 };
         denyNext = 0;
+        holdToken = false;
+        for (const w of held) w();  // a reset lets held token requests go
+        held = [];
         email = 'oauth-owner@example.com';
         issued = [];           // test mode: every token, client secret and code verifier (GET /_sandbox/oauth/tokens)
     };
@@ -210,7 +217,43 @@ export function createOAuth({ state, cfg, log }) {
         // test mode: note the code verifier (the SDK's token handler parses the form again: body-parser skips a parsed body)
         app.post('/token', express.urlencoded({ extended: false }), (req, res, next) => {
             if (cfg.test && typeof req.body?.code_verifier === 'string') keep(req.body.code_verifier);
-            next();
+            if (!(cfg.test && holdToken) || held.length >= MAX_HELD) return next();
+            // test mode, {hold_token: true}: the answer waits until {hold_token: false}, a reset, or HOLD_MAX_MS
+            let timer = null;
+            const go = () => { clearTimeout(timer); held = held.filter(w => w !== go); next(); };
+            timer = setTimeout(go, HOLD_MAX_MS);
+            held.push(go);
+        });
+        // the client credentials grant (the SDK's token handler has none): a
+        // client registered with a secret, authenticated by client_secret_post
+        // or client_secret_basic, gets an access token (no refresh token)
+        app.post('/token', (req, res, next) => {
+            if (req.body?.grant_type !== 'client_credentials') return next();
+            res.set('Cache-Control', 'no-store');
+            let id = req.body.client_id, secret = req.body.client_secret;
+            const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization || '');
+            if (basic) {
+                const pair = Buffer.from(basic[1], 'base64').toString('utf8');
+                const i = pair.indexOf(':');
+                try { id = decodeURIComponent(pair.slice(0, i)); secret = decodeURIComponent(pair.slice(i + 1)); } catch { id = undefined; }
+            }
+            const client = typeof id === 'string' ? clients.get(id) : undefined;
+            if (!client || typeof client.client_secret !== 'string' || typeof secret !== 'string'
+                || sha256(secret) !== sha256(client.client_secret)) {
+                counts.client_credentials_refused++;
+                return res.status(401).json({ error: 'invalid_client', error_description: 'unknown client or wrong secret' });
+            }
+            let resource;
+            try { resource = resourceOf(req.body.resource === undefined ? undefined : new URL(String(req.body.resource))); }
+            catch (e) { return res.status(400).json({ error: 'invalid_target', error_description: e.message }); }
+            // offline_access means nothing here (no refresh token): left out
+            const asked = typeof req.body.scope === 'string' && req.body.scope.trim() ? req.body.scope.trim().split(/\s+/) : ['mcp'];
+            const bad = asked.find(x => !SCOPES.includes(x));
+            if (bad) return res.status(400).json({ error: 'invalid_scope', error_description: `unknown scope ${bad}` });
+            const scopes = ['mcp'];
+            counts.client_credentials++;
+            const access = mint('access', { clientId: client.client_id, scopes, resource, userId: account(), family: randomString(16) });
+            res.json({ access_token: access, token_type: 'Bearer', expires_in: ACCESS_TTL, scope: scopes.join(' ') });
         });
         app.post('/_oauth/consent', express.urlencoded({ extended: false }), (req, res) => {
             const p = pending.get(String(req.body?.id));
@@ -247,14 +290,18 @@ export function createOAuth({ state, cfg, log }) {
         if (!cfg.test) return sendJson(res, 404, { error: 'not_found', message: 'control endpoints need --test' });
         if (!isLoop) return sendJson(res, 403, { error: 'forbidden', message: 'loopback only' });
         const route = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
-        if (route === 'GET /_sandbox/oauth') return sendJson(res, 200, { ...counts, clients: clients.size, issuer: origin && `${origin}/`, account: email, deny: denyNext, access_ttl: ACCESS_TTL, refresh_ttl: REFRESH_TTL });
+        if (route === 'GET /_sandbox/oauth') return sendJson(res, 200, { ...counts, token_held: held.length, hold_token: holdToken, clients: clients.size, issuer: origin && `${origin}/`, account: email, deny: denyNext, access_ttl: ACCESS_TTL, refresh_ttl: REFRESH_TTL });
         if (route === 'GET /_sandbox/oauth/tokens') return sendJson(res, 200, { tokens: issued });
         if (route === 'POST /_sandbox/oauth') {
             const input = await readJson(req);
             if (input === null) return sendJson(res, 400, { error: 'invalid_json' });
             if (Number.isInteger(input.deny) && input.deny >= 0) denyNext = input.deny;
             if (typeof input.email === 'string' && input.email.includes('@')) email = input.email;
-            return sendJson(res, 200, { deny: denyNext, account: email });
+            if (typeof input.hold_token === 'boolean') {
+                holdToken = input.hold_token;
+                if (!holdToken) for (const w of [...held]) w();
+            }
+            return sendJson(res, 200, { deny: denyNext, account: email, hold_token: holdToken, token_held: held.length });
         }
         return sendJson(res, 404, { error: 'not_found', message: `no control endpoint ${route}` });
     }

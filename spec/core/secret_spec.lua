@@ -262,4 +262,53 @@ describe("favcrm.core secret", function()
       assert.has_error(function() core.mask_email(core.secret("a@b.c")) end)
     end)
   end)
+
+  describe("core.secret_form()", function()
+    it("percent-encodes names and values, secrets from their own bytes, into a secret", function()
+      local pw = core.secret("p@ss w/rd&=")
+      local f = core.secret_form({ "grant_type", "refresh_token", "refresh_token", pw, "scope", false,
+        "x y", "\195\188" })
+      assert.is_true(core.is_secret(f))
+      assert.equal("grant_type=refresh_token&refresh_token=p%40ss%20w%2Frd%26%3D&x%20y=%C3%BC", f:reveal())
+      assert.is_nil(tostring(f):find("p%40ss", 1, true)) -- printed masked
+      f:close()
+      assert.equal("p@ss w/rd&=", pw:reveal()) -- the value is left as it was
+      assert.equal("", core.secret_form({}):reveal())
+      assert.equal("a-._~Z9=", core.secret_form({ "a-._~Z9", "" }):reveal())
+    end)
+
+    it("raises on a list that is not name, value pairs", function()
+      assert.has_error(function() core.secret_form("a=b") end)
+      assert.error_matches(function() core.secret_form({ "a" }) end,
+        "bad argument #1 to '[%w_.]*secret_form' %(a list of name, value pairs expected%)")
+      assert.error_matches(function() core.secret_form({ "a", 1 }) end,
+        "bad argument #1 to '[%w_.]*secret_form' %(item 2: string, favcrm.secret or false expected%)")
+      assert.error_matches(function() core.secret_form({ core.secret("n"), "v" }) end,
+        "bad argument #1 to '[%w_.]*secret_form' %(item 1: string expected%)")
+      local closed = core.secret("x")
+      closed:close()
+      assert.error_matches(function() core.secret_form({ "a", closed }) end,
+        "bad argument #1 to '[%w_.]*secret_form' %(item 2: string, favcrm.secret or false expected%)")
+    end)
+  end)
+
+  describe("core.secret_token()", function()
+    it("is base64url of n random bytes in a secret (32: a 43-character PKCE verifier)", function()
+      local v = core.secret_token(32)
+      assert.is_true(core.is_secret(v))
+      assert.equal(43, #v:reveal())
+      assert.truthy(v:reveal():match("^[%w%-_]+$"))
+      assert.are_not.equal(v:reveal(), core.secret_token(32):reveal())
+      -- its S256 challenge, straight from the secret's bytes
+      assert.equal(core.base64url(core.sha256(v:reveal())), core.base64url(core.sha256(v)))
+      for n, len in pairs({ [1] = 2, [2] = 3, [3] = 4, [4] = 6, [256] = 342 }) do
+        assert.equal(len, #core.secret_token(n):reveal())
+      end
+    end)
+
+    it("raises on a count outside 1..256", function()
+      assert.has_error(function() core.secret_token(0) end)
+      assert.has_error(function() core.secret_token(257) end)
+    end)
+  end)
 end)

@@ -48,6 +48,27 @@ end
 
 local function counts() return (sandbox.control("GET", "/_sandbox/oauth", nil, URL)) end
 
+-- a request-level Lua transport (favcrm.resty's HTTP/1.1 on LuaSocket
+-- dressed as a cosocket) that notes every request it is given
+local function recording_transport(log)
+  local resty = require("favcrm.resty")
+  local shim = require("spec.support.luasocket_cosocket")
+  local inner = resty.new({ socket = shim.new, sleep = shim.sleep })
+  return {
+    request = function(_, req)
+      log[#log + 1] = req.method .. " " .. req.url:gsub("^%a+://[^/]+", "")
+      return inner:request(req)
+    end,
+    sleep = function(_, ms) return inner:sleep(ms) end,
+    close = function() log.closed = (log.closed or 0) + 1 end,
+  }
+end
+
+local function seen(log, line)
+  for _, l in ipairs(log) do if l == line then return true end end
+  return false
+end
+
 local describe_oauth = URL and describe or pending
 if not URL then
   pending("OAuth integration: FAVCRM_SANDBOX_OAUTH_URL is not set (spec/support/run.sh starts the sandbox "
@@ -206,6 +227,92 @@ describe_oauth("OAuth against the sandbox's authorization server", function()
     local k = counts()
     assert.equal(1, k.refreshes)
     assert.equal(0, k.bearer_refused - 1) -- only the very first call's 401
+    c:close()
+  end)
+
+  it("a Lua transport carries OAuth's requests too: discovery, registration, token, refresh", function()
+    local log = {}
+    local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver({}),
+      store = false }, { transport = recording_transport(log) })
+    assert(c:tools())
+    assert.equal("lua", c.oauth.http_kind)
+    local path = URL:gsub("^%a+://[^/]+", "")
+    for _, line in ipairs({ "POST " .. path, "GET /.well-known/oauth-protected-resource" .. path,
+      "GET /.well-known/oauth-authorization-server", "POST /register", "POST /token" }) do
+      assert.is_true(seen(log, line), line .. " not among " .. table.concat(log, ", "))
+    end
+    local k = counts()
+    assert.equal(1, k.registrations)
+    assert.equal(1, k.code_exchanges)
+    -- a refresh goes the same way
+    local n = #log
+    sandbox.advance(16 * 60, URL)
+    assert(c:call("list_services", {}))
+    assert.equal(1, counts().refreshes)
+    local after = {}
+    for i = n + 1, #log do after[#after + 1] = log[i] end
+    assert.is_true(seen(after, "POST /token"), table.concat(after, ", "))
+    -- OAuth's transport borrows the object: closing the client closes it once
+    c:close()
+    assert.equal(1, log.closed)
+  end)
+
+  it("the token request spends the call's one deadline: timeout, over a Lua transport and over libcurl", function()
+    for _, lua_transport in ipairs({ true, false }) do
+      sandbox.reset(URL)
+      sandbox.control("POST", "/_sandbox/oauth", { hold_token = true }, URL)
+      local log = {}
+      local c = oauth_client({ redirect_uri = "http://127.0.0.1:8976/callback", authorize = approver({}),
+        store = false }, { timeout = 2, transport = lua_transport and recording_transport(log) or nil })
+      local res, err = c:tools()
+      local held = counts().token_held
+      sandbox.control("POST", "/_sandbox/oauth", { hold_token = false }, URL)
+      assert.is_nil(res)
+      assert.equal("timeout", err.code, tostring(err))
+      assert.equal(1, held)
+      assert.equal(lua_transport and "lua" or "libcurl", c.oauth.http_kind)
+      if lua_transport then assert.is_true(seen(log, "POST /token"), table.concat(log, ", ")) end
+      c:close()
+    end
+  end)
+
+  it("the client credentials grant (client_secret_post), over libcurl and over a Lua transport", function()
+    -- a client registered with a secret (RFC 7591), over LuaSocket
+    local cjson = require("cjson")
+    local body = cjson.encode({ redirect_uris = { "http://127.0.0.1:8976/callback" }, client_name = "cc",
+      grant_types = { "client_credentials" }, token_endpoint_auth_method = "client_secret_post" })
+    local got = {}
+    local _, st = require("socket.http").request({ url = URL:match("^(https?://[^/]+)") .. "/register",
+      method = "POST", headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body) },
+      source = require("ltn12").source.string(body), sink = require("ltn12").sink.table(got) })
+    assert.equal(201, st)
+    local reg = cjson.decode(table.concat(got))
+    keys.remember(reg.client_secret)
+    for i, lua_transport in ipairs({ false, true }) do
+      local log = {}
+      local c = oauth_client({ grant = "client_credentials", client_id = reg.client_id,
+        client_secret = core.secret(reg.client_secret), store = false },
+        { transport = lua_transport and recording_transport(log) or nil })
+      assert(c:tools())
+      assert(c:call("list_services", {}))
+      assert.equal(lua_transport and "lua" or "libcurl", c.oauth.http_kind)
+      assert.equal("client_secret_post", c.oauth.client.method)
+      if lua_transport then assert.is_true(seen(log, "POST /token"), table.concat(log, ", ")) end
+      local k = counts()
+      assert.equal(i, k.client_credentials)
+      assert.equal(0, k.authorizations)
+      c:close()
+    end
+    -- a wrong secret: refused, and the secret is in no message
+    local c = oauth_client({ grant = "client_credentials", client_id = reg.client_id,
+      client_secret = core.secret("wrong-" .. reg.client_secret), store = false })
+    local res, err = c:tools()
+    assert.is_nil(res)
+    assert.equal("unauthorized", err.code)
+    assert.equal("token_failed", err.reason)
+    assert.equal("invalid_client", err.oauth_error)
+    assert.is_nil(tostring(err):find(reg.client_secret, 1, true))
+    assert.equal(1, counts().client_credentials_refused)
     c:close()
   end)
 

@@ -306,3 +306,34 @@ describe("favcrm.new inside nginx", function()
     assert.is_table(favcrm.new({ url = sandbox.url(), transport = resty.new() }))
   end)
 end)
+
+describe("favcrm.transport.custom sibling()", function()
+  it("carries requests of its own over the same object; closing it leaves the object open", function()
+    local closed = 0
+    local inner = resty.new({ socket = shim.new, sleep = shim.sleep })
+    local t = {
+      request = function(_, req) return inner:request(req) end,
+      close = function() closed = closed + 1 end,
+    }
+    local parent = require("favcrm.transport.custom").new(t, {})
+    local sib = parent:sibling({ max_response_bytes = 64 })
+    local origin = sandbox.url():match("^(https?://[^/]+)")
+    local id = sib:start({ method = "GET", url = origin .. "/_sandbox/stats", headers = {}, timeout_ms = 5000 })
+    -- the parent has nothing of it
+    assert.same({}, parent:poll(0))
+    local done
+    for _ = 1, 100 do
+      for _, item in ipairs(sib:poll(10)) do
+        assert.equal(id, item.id)
+        if item.type == "done" then done = item end
+      end
+      if done then break end
+    end
+    -- its own limit: the stats are longer than 64 bytes
+    assert.equal("too_large", done.error)
+    sib:close()
+    assert.equal(0, closed)
+    parent:close()
+    assert.equal(1, closed)
+  end)
+end)

@@ -9,7 +9,7 @@
 --                      (code "tls" or "timeout"; otherwise network)
 --   response.status (number), response.headers ({lower-case name = value})
 --   response:read() -> next body chunk (string), or nil at the end, or
---                      nil, message on failure
+--                      nil, message [, "timeout"] on failure
 --   response:close()            (optional: give the connection back)
 --   t:sleep(ms)                 (optional: wait without blocking the host)
 --
@@ -25,13 +25,7 @@ Custom.__index = Custom
 ---@param t favcrm.Transport the user's transport
 ---@param opts? table favcrm.new's options
 ---@return favcrm.SessionTransport transport
-local function new(t, opts)
-  if type(t) ~= "table" and type(t) ~= "userdata" then
-    error("favcrm.new: option 'transport' must be an object with a request method", 3)
-  end
-  if type(t.request) ~= "function" then
-    error("favcrm.new: option 'transport' has no request(req) method", 3)
-  end
+local function make(t, opts)
   return setmetatable({
     t = t,
     max_event = opts.max_event_bytes or core.MAX_EVENT_BYTES,
@@ -41,6 +35,32 @@ local function new(t, opts)
     queue = {},
     next_id = 1,
   }, Custom)
+end
+
+local function new(t, opts)
+  if type(t) ~= "table" and type(t) ~= "userdata" then
+    error("favcrm.new: option 'transport' must be an object with a request method", 3)
+  end
+  if type(t.request) ~= "function" then
+    error("favcrm.new: option 'transport' has no request(req) method", 3)
+  end
+  return make(t, opts or {})
+end
+
+--- custom:sibling([opts]) -> another session-level transport over the same
+-- request-level object, with requests and items of its own: favcrm.oauth
+-- sends its requests to the authorization server through one, so they go
+-- the way the session's do (an OpenResty cosocket, a libuv socket) and
+-- never take the session's items. Closing it leaves the object open.
+-- opts: max_response_bytes, max_event_bytes (default: this one's).
+---@param opts? table
+---@return favcrm.SessionTransport transport
+function Custom:sibling(opts)
+  opts = opts or {}
+  local s = make(self.t, { max_event_bytes = opts.max_event_bytes or self.max_event,
+    max_response_bytes = opts.max_response_bytes or self.max_response })
+  s.borrowed = true
+  return s
 end
 
 local function push(self, item)
@@ -95,13 +115,13 @@ end
 -- Reads one chunk of one open response and queues what it yields.
 function Custom:_read(id)
   local o = self.open[id]
-  local ok, chunk, err = pcall(o.res.read, o.res)
-  if not ok then chunk, err = nil, "the transport raised an error while reading" end
+  local ok, chunk, err, code = pcall(o.res.read, o.res)
+  if not ok then chunk, err, code = nil, "the transport raised an error while reading", nil end
   if chunk == nil then
     forget(self, id)
     if err then
-      push(self, { type = "done", id = id, status = o.status, sse = o.sse, error = "network",
-        message = tostring(err) })
+      push(self, { type = "done", id = id, status = o.status, sse = o.sse,
+        error = code == "timeout" and "timeout" or "network", message = tostring(err) })
     else
       push(self, { type = "done", id = id, status = o.status, sse = o.sse,
         body = (not o.sse) and table.concat(o.body) or nil })
@@ -165,8 +185,11 @@ function Custom.fds()
 end
 
 function Custom:close()
-  for _, id in ipairs(self.order) do forget(self, id) end
-  if self.t.close then pcall(self.t.close, self.t) end
+  -- forget() edits self.order: go through a copy
+  local ids = {}
+  for i, id in ipairs(self.order) do ids[i] = id end
+  for _, id in ipairs(ids) do forget(self, id) end
+  if self.t.close and not self.borrowed then pcall(self.t.close, self.t) end
 end
 
 return { new = new }

@@ -50,6 +50,12 @@
 --       that can block past a small bound.
 --   t:fds() -> {{fd=, read=, write=}, ...}, timeout_ms (optional: for event
 --       loops, see client:watch()).
+--   t:sibling{max_response_bytes=} (optional; favcrm.transport.custom has
+--       it) -> another session-level transport over the same connection
+--       machinery, with requests and items of its own, whose close() leaves
+--       t's resources alone. favcrm.oauth sends its requests through one,
+--       so they go the session's way (an nginx cosocket); without it OAuth
+--       uses a libcurl handle of its own (refused inside an nginx handler).
 --   t.idle_stream (optional field, true for stdio): the session always
 --       opens the standalone stream (a GET) after initialize, unless
 --       listen = false; the transport carries on it what the server sends
