@@ -151,9 +151,15 @@ echo "bench: sandbox at $url; $rounds round(s) of $n calls after $warm warm-up; 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: load average before: $load_before"
 
-# Warm the server (its JIT) before anything counts.
+# Warm the servers (their JIT) before anything counts: the 2026 sandbox too
+# (without it the first round's 2026 start-up met a cold server: 190 ms
+# against 40-60 ms in the later rounds).
 run 0 libcurl_c warmup seq 2000 200
 run 0 favcrm_lua54 warmup seq 500 50
+case " $clients " in
+  *" favcrm_lua54_2026 "*) run 0 favcrm_lua54_2026 warmup seq 500 50 ;;
+  *" favcrm_luajit_2026 "*) run 0 favcrm_luajit_2026 warmup seq 500 50 ;;
+esac
 
 for r in $(seq 1 "$rounds"); do
   printf 'bench: round %d/%d:' "$r" "$rounds"
