@@ -84,7 +84,16 @@ FUZZ_TARGETS    = sse schema rpc jd
 # run 50 times slower; their leaks are valgrind's job (`make valgrind`).
 FUZZ_CORE_SRCS  = $(wildcard csrc/*.c)
 
-.PHONY: asan valgrind fuzz fuzz-build checks-help
+.PHONY: asan valgrind fuzz fuzz-build checks-build checks-help
+
+# Everything asan, valgrind and fuzz build, and nothing run: .ci/run builds it
+# ahead, at the lowest priority, beside the runs that wait on I/O.
+checks-build: fuzz-build
+	@$(MAKE) --no-print-directory module LUA=$(CHECK_LUA) CC=$(ASAN_CC) BUILD=$(ASAN_BUILD) \
+	  SAN='$(ASAN_SAN)' OPT='-O1 -g'
+	@$(MAKE) --no-print-directory $(ASAN_WRAP)
+	@$(MAKE) --no-print-directory module LUA=$(CHECK_LUA) BUILD=$(VG_BUILD) OPT='-O1 -g'
+	@$(MAKE) --no-print-directory $(VG_WRAP)
 
 # ---- ASan + UBSan -------------------------------------------------------------
 $(ASAN_WRAP): Makefile mk/checks.mk

@@ -31,15 +31,26 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# start_sandbox NAME ARGS...: sets SANDBOX_URL, SANDBOX_OUTBOX
-start_sandbox() {
+# The five servers start side by side (each is a Node.js start-up, a few
+# seconds on a loaded machine); each is then awaited in turn, with a bound.
+# (A FIFO's open blocks until both ends are open, so each read end is opened
+# as its server is launched, or the launches would wait on the awaits.)
+declare -A fifo_fd
+# launch_sandbox NAME ARGS...: starts one, its first lines come on fifo_fd[NAME]
+launch_sandbox() {
   local name=$1; shift
-  local fifo="$tmp/$name.fifo"
+  local fifo="$tmp/$name.fifo" fd
   mkfifo "$fifo"
   node sandbox/server.mjs --port 0 --test --outbox "$tmp/$name-outbox" "$@" \
     >"$fifo" 2>"$tmp/$name.log" &
   pids+=($!)
   exec {fd}<"$fifo"
+  fifo_fd[$name]=$fd
+}
+# await_sandbox NAME: sets SANDBOX_URL, SANDBOX_OUTBOX
+await_sandbox() {
+  local name=$1
+  local fd=${fifo_fd[$name]}
   local line1 line2
   if ! IFS= read -r -t 30 -u "$fd" line1 || ! IFS= read -r -t 5 -u "$fd" line2; then
     echo "run.sh: the $name sandbox did not start; its log:" >&2
@@ -52,15 +63,6 @@ start_sandbox() {
   SANDBOX_OUTBOX=${line2##* }
 }
 
-start_sandbox stateful
-export FAVCRM_SANDBOX_URL=$SANDBOX_URL FAVCRM_SANDBOX_OUTBOX=$SANDBOX_OUTBOX
-start_sandbox stateless --stateless
-export FAVCRM_SANDBOX_STATELESS_URL=$SANDBOX_URL
-start_sandbox jsonmode --json-response
-export FAVCRM_SANDBOX_JSON_URL=$SANDBOX_URL
-start_sandbox oauth --oauth
-export FAVCRM_SANDBOX_OAUTH_URL=$SANDBOX_URL
-
 # The reference server of the MCP project, over Streamable HTTP. It prints
 # no port when given 0, so it gets a port that was free a moment ago.
 everything=sandbox/node_modules/@modelcontextprotocol/server-everything/dist/index.js
@@ -70,6 +72,21 @@ mkfifo "$efifo"
 PORT=$port node "$everything" streamableHttp >"$tmp/everything.log" 2>"$efifo" &
 pids+=($!)
 exec {efd}<"$efifo"
+
+launch_sandbox stateful
+launch_sandbox stateless --stateless
+launch_sandbox jsonmode --json-response
+launch_sandbox oauth --oauth
+
+await_sandbox stateful
+export FAVCRM_SANDBOX_URL=$SANDBOX_URL FAVCRM_SANDBOX_OUTBOX=$SANDBOX_OUTBOX
+await_sandbox stateless
+export FAVCRM_SANDBOX_STATELESS_URL=$SANDBOX_URL
+await_sandbox jsonmode
+export FAVCRM_SANDBOX_JSON_URL=$SANDBOX_URL
+await_sandbox oauth
+export FAVCRM_SANDBOX_OAUTH_URL=$SANDBOX_URL
+
 ready=
 while IFS= read -r -t 30 -u "$efd" line; do
   case "$line" in *"listening on port"*) ready=1; break ;; esac
