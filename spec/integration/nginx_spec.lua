@@ -5,22 +5,12 @@ local cjson = require("cjson")
 local socket = require("socket")
 local sandbox = require("spec.support.sandbox")
 
-local MODULES = "/usr/lib/nginx/modules"
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
+local nginx = require("spec.support.nginx")
+local MODULES, free_port = nginx.MODULES, nginx.free_port
 
 local lua = os.getenv("FAVCRM_LUA_BIN") or ""
-local runnable = lua:find("luajit") and exists("/usr/sbin/nginx") and exists(MODULES .. "/ngx_http_lua_module.so")
+local runnable = nginx.runnable()
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 describe("favcrm.resty in nginx", function()
   if not runnable then
@@ -109,12 +99,7 @@ http {
   end)
 
   teardown(function()
-    local f = io.open(pidfile)
-    if f then
-      local pid = f:read("*l")
-      f:close()
-      os.execute("kill " .. pid .. " 2>/dev/null")
-    end
+    nginx.stop(pidfile)
   end)
 
   it("answers 50 concurrent requests, each through its own cosocket client", function()
@@ -122,12 +107,7 @@ http {
     for i = 1, 50 do
       urls[#urls + 1] = string.format("-o '%s/out-%d.json' 'http://127.0.0.1:%d/crm?i=%d'", dir, i, port, i)
     end
-    local function error_log()
-      local log = io.open(dir .. "/logs/error.log")
-      local text = log and log:read("*a") or ""
-      if log then log:close() end
-      return text
-    end
+    local function error_log() return nginx.error_log(dir) end
     local ok = os.execute("curl -s --no-progress-meter --fail-with-body --parallel --parallel-max 50 "
       .. table.concat(urls, " "))
     assert(ok == true or ok == 0, "curl failed against nginx; nginx's error log:\n" .. error_log())

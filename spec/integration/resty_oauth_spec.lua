@@ -12,27 +12,13 @@ local core = require("favcrm.core")
 local sandbox = require("spec.support.sandbox")
 local keys = require("spec.support.keys")
 
-local MODULES = "/usr/lib/nginx/modules"
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
+local nginx = require("spec.support.nginx")
+local MODULES, sh, free_port = nginx.MODULES, nginx.sh, nginx.free_port
 
 local lua = os.getenv("FAVCRM_LUA_BIN") or ""
 local URL = os.getenv("FAVCRM_SANDBOX_OAUTH_URL")
-local runnable = lua:find("luajit") and exists("/usr/sbin/nginx") and exists(MODULES .. "/ngx_http_lua_module.so")
+local runnable = nginx.runnable()
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local function counts() return sandbox.control("GET", "/_sandbox/oauth", nil, URL) end
 
@@ -49,12 +35,7 @@ describe("OAuth in nginx (one worker, favcrm.resty)", function()
   end
 
   local dir, port, pidfile
-  local function error_log()
-    local log = io.open(dir .. "/logs/error.log")
-    local text = log and log:read("*a") or ""
-    if log then log:close() end
-    return text
-  end
+  local function error_log() return nginx.error_log(dir) end
 
   -- sends a GET to nginx and returns the socket, the answer not read yet
   local function send(path)
@@ -165,27 +146,12 @@ http {
     f:close()
     assert(sh("nginx -p '" .. dir .. "' -c '" .. dir .. "/nginx.conf' -e '" .. dir .. "/logs/error.log'"),
       "nginx did not start:\n" .. error_log())
-    -- nginx daemonised before answering: wait (bounded) until it listens
-    local deadline = core.monotonic() + 10
-    while true do
-      local c = socket.tcp()
-      c:settimeout(0.2)
-      local ok = c:connect("127.0.0.1", port)
-      c:close()
-      if ok then break end
-      assert(core.monotonic() < deadline, "nginx did not start listening:\n" .. error_log())
-      socket.select(nil, nil, 0.05)
-    end
+    nginx.wait_listening(port, dir)
   end)
 
   teardown(function()
     sandbox.control("POST", "/_sandbox/oauth", { hold_token = false }, URL)
-    local f = io.open(pidfile)
-    if f then
-      local pid = f:read("*l")
-      f:close()
-      os.execute("kill " .. pid .. " 2>/dev/null")
-    end
+    nginx.stop(pidfile)
   end)
 
   before_each(function() sandbox.reset(URL) end)

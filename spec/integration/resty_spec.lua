@@ -4,30 +4,15 @@
 -- `make test LUA=luajit`.
 local cjson = require("cjson")
 local socket = require("socket")
-local core = require("favcrm.core")
 local sandbox = require("spec.support.sandbox")
 
-local MODULES = "/usr/lib/nginx/modules"
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
+local nginx = require("spec.support.nginx")
+local MODULES, sh, free_port = nginx.MODULES, nginx.sh, nginx.free_port
 
 local lua = os.getenv("FAVCRM_LUA_BIN") or ""
-local runnable = lua:find("luajit") and exists("/usr/sbin/nginx") and exists(MODULES .. "/ngx_http_lua_module.so")
+local runnable = nginx.runnable()
   and sh("command -v openssl >/dev/null 2>&1")
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local function urlencode(s)
   return (s:gsub("[^%w%-_.~]", function(c) return string.format("%%%02X", c:byte()) end))
@@ -41,12 +26,7 @@ describe("favcrm.resty in nginx (one worker)", function()
   end
 
   local dir, port, tls_port, v6_port, pidfile, sandbox_hostport
-  local function error_log()
-    local log = io.open(dir .. "/logs/error.log")
-    local text = log and log:read("*a") or ""
-    if log then log:close() end
-    return text
-  end
+  local function error_log() return nginx.error_log(dir) end
 
   -- GET path on the Lua server -> decoded JSON answer
   local function get(path)
@@ -172,26 +152,11 @@ http {
     assert(sh("FAVCRM_API_KEY=$(cat '" .. keyfile .. "') nginx -p '" .. dir .. "' -c '" .. dir
       .. "/nginx.conf' -e '" .. dir .. "/logs/error.log'"), "nginx did not start:\n" .. error_log())
     os.remove(keyfile)
-    -- nginx daemonised before answering: wait (bounded) until it listens
-    local deadline = core.monotonic() + 10
-    while true do
-      local c = socket.tcp()
-      c:settimeout(0.2)
-      local ok = c:connect("127.0.0.1", port)
-      c:close()
-      if ok then break end
-      assert(core.monotonic() < deadline, "nginx did not start listening:\n" .. error_log())
-      socket.select(nil, nil, 0.05)
-    end
+    nginx.wait_listening(port, dir)
   end)
 
   teardown(function()
-    local f = io.open(pidfile)
-    if f then
-      local pid = f:read("*l")
-      f:close()
-      os.execute("kill " .. pid .. " 2>/dev/null")
-    end
+    nginx.stop(pidfile)
   end)
 
   it26("keeps the discovered 2026-07-28 server per worker: no initialize, one tools/list, no DELETE over 20 requests",
