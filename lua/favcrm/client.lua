@@ -242,6 +242,7 @@ function Client.new(opts)
   local ut = opts.transport
   local shared = type(ut) == "table" and type(ut.shared_state) == "function" and ut:shared_state({
     url = url, auth = key, headers = header_list(opts.headers), client_name = opts.client_name,
+    protocol = opts.protocol or "auto",
     callbacks = (opts.on_elicit and "e" or "")
       .. (modes and modes.url and "u" or "") .. (opts.on_sample and "s" or "") .. (opts.on_roots and "r" or ""),
   }) or nil

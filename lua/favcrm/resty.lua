@@ -14,7 +14,8 @@
 -- What outlives the request is kept per worker (this module's upvalues):
 --  * the negotiated MCP session (initialize result, session id, protocol
 --    version) and the tool list, per endpoint and caller identity (URL,
---    API key, extra headers, client name, declared callbacks), so a request
+--    API key, extra headers, client name, declared callbacks, protocol
+--    choice), so a request
 --    costs one HTTP exchange (its tools/call), not five; the session is not
 --    ended (no DELETE) when the client closes. A server that forgot the
 --    session (404) gets a fresh one, which the next requests share. The
@@ -115,7 +116,9 @@ end
 --- transport:shared_state(id) -> the per-worker table the session and the
 -- tool list of this identity live in, or nil when `shared` is off. id:
 -- `url`, `auth` (favcrm.Secret or nil), `headers` (list), `client_name`,
--- `callbacks` (which of elicit/sample/roots are declared). Called by
+-- `callbacks` (which of elicit/sample/roots are declared), `protocol` (the
+-- client's opts.protocol: a client pinned to 2025-11-25 never takes over a
+-- 2026-07-28 client's state, nor the other way round). Called by
 -- favcrm.new; the session reads and fills the table (favcrm.session).
 ---@param id table
 ---@return table|nil state
@@ -125,7 +128,7 @@ function Transport:shared_state(id)
   if not p then return nil end
   local where = p.scheme .. "://" .. p.host .. ":" .. p.port .. p.path
   local ident = core.secret(table.concat({ id.url, table.concat(id.headers or {}, "\n"),
-    tostring(id.client_name), tostring(id.callbacks) }, "\0"))
+    tostring(id.client_name), tostring(id.callbacks), tostring(id.protocol) }, "\0"))
   local auth = id.auth
   for i = #entries, 1, -1 do
     local e = entries[i]

@@ -52,6 +52,10 @@ describe("favcrm.resty in nginx (one worker)", function()
   local it26 = sandbox.speaks("2026") and it or function(name)
     pending("SKIPPED on a 2025-only sandbox (FAVCRM_SANDBOX_ERA=" .. sandbox.era .. "), MCP 2026-07-28: " .. name)
   end
+  local itdual = (sandbox.speaks("2025") and sandbox.speaks("2026")) and it or function(name)
+    pending("SKIPPED: needs a sandbox that speaks both eras (FAVCRM_SANDBOX_ERA=dual; this one: "
+      .. sandbox.era .. "): " .. name)
+  end
   local function count(stats, what, name)
     return (stats[what] or {})[name] or 0
   end
@@ -214,6 +218,22 @@ http {
     local after = sandbox.stats()
     assert.equal(1, after.session_lost - before.session_lost)
     assert.equal(1, count(after, "by_method", "initialize") - count(before, "by_method", "initialize"))
+  end)
+
+  itdual("keeps a 2025-11-25 client and a 2026-07-28 client of one URL apart in a worker", function()
+    -- one worker-shared state per protocol choice: a pinned 2025 client
+    -- never sends a 2026 client's version header (nor the other way round)
+    local url = sandbox.url()
+    local before = sandbox.stats()
+    for i = 1, 3 do
+      local r26 = call(url, 10 * i, nil, "2026-07-28")
+      assert.equal(10 * i, r26.value, cjson.encode(r26))
+      local r25 = call(url, 10 * i + 1, nil, "2025-11-25")
+      assert.equal(10 * i + 1, r25.value, cjson.encode(r25))
+    end
+    local after = sandbox.stats()
+    assert.is_true(count(after, "by_method", "initialize") - count(before, "by_method", "initialize") <= 1)
+    assert.equal(6, count(after, "by_method", "tools/call") - count(before, "by_method", "tools/call"))
   end)
 
   it("connects to the host of a URL with userinfo, takes an upper-case scheme", function()
