@@ -158,6 +158,9 @@ local runs = {} -- client -> kind -> round -> line (for paired kinds: pair 1)
 -- round -> pair -> kind -> line: call_many at 64 ("c64") and the server's
 -- ceiling ("ceiling") run back to back, several pairs a round (bench/run.sh)
 local pairs_of = {}
+-- client -> round -> start-up (ms) of every run of the round: the seq and
+-- base runs and the start-up-only runs ("start", several a round)
+local starts = {}
 local meta = cjson.decode(slurp(meta_path) or "{}")
 for line in (slurp(raw_path) or ""):gmatch("[^\n]+") do
   local ok, r = pcall(cjson.decode, line)
@@ -170,6 +173,13 @@ for line in (slurp(raw_path) or ""):gmatch("[^\n]+") do
       pairs_of[r.round][r.pair][r.kind] = r
     end
     if not r.pair or r.pair == 1 then runs[r.client][r.kind][r.round] = r end
+    if (r.kind == "seq" or r.kind == "base" or r.kind == "start") and type(r.res) == "table"
+      and r.res.startup_ms then
+      starts[r.client] = starts[r.client] or {}
+      local l = starts[r.client][r.round] or {}
+      starts[r.client][r.round] = l
+      l[#l + 1] = r.res.startup_ms
+    end
   end
 end
 -- every run of a kind, pairs included: client -> kind -> list of lines
@@ -204,17 +214,20 @@ for _, c in ipairs(CLIENTS) do
       local fixed = b.stat.user_us + b.stat.sys_us
       cpu[#cpu + 1] = (total - fixed) / n
       pc.cpu[rnd] = cpu[#cpu]
-      pc.startup[rnd] = (s.res.startup_ms + b.res.startup_ms) / 2
     end
     pc.cps[rnd] = s.res.calls_per_s
     inproc[#inproc + 1] = s.res.loop_cpu_us / n
     cps[#cps + 1] = s.res.calls_per_s
     p50[#p50 + 1] = s.res.p50_ms
     p99[#p99 + 1] = s.res.p99_ms
-    st[#st + 1] = s.res.startup_ms
     rss[#rss + 1] = s.stat.maxrss_kb
   end
-  for _, b in pairs(base) do st[#st + 1] = b.res.startup_ms end
+  -- a round's start-up: the median of its runs' (seq, base, and the
+  -- start-up-only runs); the client's: the median of its rounds'
+  for rnd, l in pairs(starts[c] or {}) do
+    pc.startup[rnd] = median(l)
+    st[#st + 1] = pc.startup[rnd]
+  end
   if #cps > 0 then
     results[c] = {
       cpu_us_per_call = round(median(cpu), 1),

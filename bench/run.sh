@@ -20,7 +20,7 @@
 # Knobs (environment): BENCH_ROUNDS, BENCH_N, BENCH_WARMUP, BENCH_MANY_N,
 # BENCH_CEILING_N (calls in each c64 and ceiling run), BENCH_SCHEMA_SECS, BENCH_CLIENTS (space-separated subset),
 # BENCH_INSTR=0 (no callgrind runs), BENCH_INSTR_N, BENCH_PAIRS (c64/ceiling
-# pairs a round).
+# pairs a round), BENCH_STARTS (start-up-only runs per client a round).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -32,12 +32,14 @@ if [ $smoke = 1 ]; then
   many_n=${BENCH_MANY_N:-300} schema_secs=${BENCH_SCHEMA_SECS:-0.2}
   npairs=${BENCH_PAIRS:-2}
   pair_n=${BENCH_CEILING_N:-$many_n}
+  starts=${BENCH_STARTS:-1}
   out_json=build/bench/smoke-results.json out_png=""
 else
   rounds=${BENCH_ROUNDS:-5} n=${BENCH_N:-2000} warm=${BENCH_WARMUP:-200}
   many_n=${BENCH_MANY_N:-2000} schema_secs=${BENCH_SCHEMA_SECS:-1}
   npairs=${BENCH_PAIRS:-3}
   pair_n=${BENCH_CEILING_N:-$many_n}
+  starts=${BENCH_STARTS:-3}
   out_json=bench/results.json out_png=bench/results.png
 fi
 clients=${BENCH_CLIENTS:-"libcurl_c favcrm_lua54 favcrm_luajit favcrm_lua54_2026 favcrm_luajit_2026 ts_sdk"}
@@ -167,6 +169,14 @@ for r in $(seq 1 "$rounds"); do
     printf ' %s' "$c"
     run "$r" "$c" seq seq "$n" "$warm"
     run "$r" "$c" base seq 0 "$warm"
+  done
+  # start-up on its own: BENCH_STARTS runs of one call per client, the
+  # clients interleaved, none right after a client's 2000 calls; with the
+  # seq and base runs above, the round's start-up is the median of these
+  # runs (report.lua)
+  printf ' start-up x%d' "$starts"
+  for k in $(seq 1 "$starts"); do
+    for c in $clients; do run "$r" "$c" start seq 0 1; done
   done
   printf ' call_many'
   for k in 1 8; do
