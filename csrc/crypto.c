@@ -66,35 +66,13 @@ static int crypto_random_bytes(lua_State *L) {
   return 1;
 }
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Pushes base64 of s with the alphabet abc, padded or not. Can raise
- * (memory) inside luaL_Buffer only, which owns its memory. */
-static void push_b64(lua_State *L, const unsigned char *s, size_t n, const char *abc, int pad) {
-  luaL_Buffer b;
-  size_t i;
-  luaL_buffinit(L, &b);
-  for (i = 0; i + 2 < n; i += 3) {
-    unsigned v = ((unsigned)s[i] << 16) | ((unsigned)s[i + 1] << 8) | s[i + 2];
-    luaL_addchar(&b, abc[(v >> 18) & 63]);
-    luaL_addchar(&b, abc[(v >> 12) & 63]);
-    luaL_addchar(&b, abc[(v >> 6) & 63]);
-    luaL_addchar(&b, abc[v & 63]);
-  }
-  if (n - i == 1) {
-    unsigned v = (unsigned)s[i] << 16;
-    luaL_addchar(&b, abc[(v >> 18) & 63]);
-    luaL_addchar(&b, abc[(v >> 12) & 63]);
-    if (pad) luaL_addstring(&b, "==");
-  } else if (n - i == 2) {
-    unsigned v = ((unsigned)s[i] << 16) | ((unsigned)s[i + 1] << 8);
-    luaL_addchar(&b, abc[(v >> 18) & 63]);
-    luaL_addchar(&b, abc[(v >> 12) & 63]);
-    luaL_addchar(&b, abc[(v >> 6) & 63]);
-    if (pad) luaL_addchar(&b, '=');
-  }
-  luaL_pushresult(&b);
+/* Pushes the base64 (url = 0, padded) or base64url (url = 1, unpadded)
+ * text of s, written into a scratch userdata first (Lua owns its memory,
+ * so a memory error leaks nothing). Can raise (memory). */
+static void push_b64(lua_State *L, const unsigned char *s, size_t n, int url) {
+  char *out = (char *)lua_newuserdata(L, FAV_B64_LEN(n, url) + 1);
+  lua_pushlstring(L, out, fav_b64(out, s, n, url));
+  lua_remove(L, -2);
 }
 
 /* core.base64url(s) -> unpadded base64url (RFC 4648 section 5). */
@@ -102,7 +80,7 @@ static int crypto_base64url(lua_State *L) {
   size_t n;
   const char *s = bytes_arg(L, 1, &n);
   luaL_argcheck(L, n <= CRYPTO_MAX_INPUT, 1, "longer than 16 MiB");
-  push_b64(L, (const unsigned char *)s, n, B64URL, 0);
+  push_b64(L, (const unsigned char *)s, n, 1);
   return 1;
 }
 
@@ -111,7 +89,7 @@ static int crypto_base64(lua_State *L) {
   size_t n;
   const char *s = bytes_arg(L, 1, &n);
   luaL_argcheck(L, n <= CRYPTO_MAX_INPUT, 1, "longer than 16 MiB");
-  push_b64(L, (const unsigned char *)s, n, B64, 1);
+  push_b64(L, (const unsigned char *)s, n, 0);
   return 1;
 }
 

@@ -633,26 +633,30 @@ static void hdrset_free(hdrset *s) {
 }
 
 /* A walk over the lines of req.headers then req.extra_headers (lists of
- * one-line strings), which start_transfer has put on the stack at lists
- * and lists + 1 (a missing list, or one that is not a table, has none; an
- * item that is neither a string nor a number ends the walk with bad set,
+ * one-line strings or favcrm.Secret lines), which start_transfer has put
+ * on the stack at lists and lists + 1 (a missing list, or one that is not
+ * a table, has none; an item that is neither a string, a number nor an
+ * open secret ends the walk with bad set,
  * so hdrset_find can walk them before start_transfer checks them):
  *   hdr_iter it = HDR_ITER(L, lists);
  *   while (hdr_next(&it, &str, &len)) ... ;   (or hdr_stop(&it) to leave)
  * While it walks, the current line is on the stack (str stays valid until
  * the next call); when hdr_next has returned 0, or after hdr_stop, the
  * stack is as it was. Does not raise. */
+static const char *auth_secret(lua_State *L, int idx, size_t *len);
+
 typedef struct hdr_iter {
   lua_State *L;
   int lists;  /* the stack index of req.headers (extra_headers: + 1) */
   int list;   /* lists opened so far (0, 1: headers, 2: extra_headers) */
   int line;   /* the current line is on the stack */
-  int bad;    /* a line was neither a string nor a number (the walk
-                 stopped there) */
+  int bad;    /* a line was neither a string, a number nor a
+                 favcrm.Secret (the walk stopped there) */
+  int secret; /* the current line is a favcrm.Secret's bytes */
   size_t i, n;
 } hdr_iter;
 
-#define HDR_ITER(L, lists) {(L), (lists), 0, 0, 0, 0, 0}
+#define HDR_ITER(L, lists) {(L), (lists), 0, 0, 0, 0, 0, 0}
 
 static void hdr_stop(hdr_iter *it) {
   if (it->line) lua_pop(it->L, 1);
@@ -668,7 +672,10 @@ static int hdr_next(hdr_iter *it, const char **str, size_t *len) {
     if (it->i < it->n) {
       lua_rawgeti(L, it->lists + it->list - 1, (int)++it->i);
       it->line = 1;
-      *str = lua_tolstring(L, -1, len); /* (a number becomes its text) */
+      it->secret = lua_type(L, -1) == LUA_TUSERDATA;
+      /* a number becomes its text; a secret gives its bytes (a line of
+       * the caller's, such as OAuth's Basic client credentials) */
+      *str = it->secret ? auth_secret(L, -1, len) : lua_tolstring(L, -1, len);
       if (!*str) {
         it->bad = 1;
         hdr_stop(it);
@@ -734,7 +741,7 @@ static hdrset *hdrset_build(lua_State *L, int lists, const char *ua, int expect,
     /* a credential of the caller's (OAuth's Basic client secret) is
      * not kept: that list is the transfer's, wiped when it ends */
     if ((sl >= 14 && name_is(str, "authorization:", 14)) ||
-        (sl >= 20 && name_is(str, "proxy-authorization:", 20)))
+        (sl >= 20 && name_is(str, "proxy-authorization:", 20)) || it.secret)
       *cacheable = 0;
     l = curl_slist_append(s->list, str);
     if (!l) { hdr_stop(&it); hdrset_free(s); return NULL; }
@@ -1407,9 +1414,9 @@ static transfer *start_transfer(lua_State *L, fav_http *h, const char **err) {
       size_t sl;
       const char *s;
       lua_rawgeti(L, lists + f, (int)i);
-      s = lua_tolstring(L, -1, &sl);
-      if (lua_type(L, -1) != LUA_TSTRING || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
-        luaL_error(L, "bad request field '%s' (item %d is not a one-line string)", field, (int)i);
+      s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &sl) : auth_secret(L, -1, &sl);
+      if (!s || memchr(s, '\r', sl) || memchr(s, '\n', sl)) {
+        luaL_error(L, "bad request field '%s' (item %d is not a one-line string or favcrm.secret)", field, (int)i);
         return NULL;
       }
       lua_pop(L, 1);
@@ -1538,6 +1545,10 @@ fail:
  * sent after headers: a caller can pass the same headers table on every
  * request and the per-request lines (Mcp-Method, Mcp-Name) apart; the
  * header list libcurl gets is kept and reused while the lines repeat.
+ * A header item is a one-line string or an open favcrm.Secret holding one
+ * line (OAuth's Basic client credentials: core.secret_basic); a list with
+ * a secret line, or an Authorization line of the caller's, is not kept:
+ * it is the transfer's, wiped when it ends.
  * timeout_ms (0 or absent: none) ends the transfer with error "timeout"
  * ("Timeout was reached") once that long has passed since the start, when
  * :poll, :exchange or an event loop (whose :fds timer it shortens) drives

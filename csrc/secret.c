@@ -1,5 +1,6 @@
 /* secret.c: favcrm.Secret, core.secret, core.mask_key, core.mask_email,
- * core.secret_form (a form body built in a secret), core.secret_token.
+ * core.secret_form (a form body built in a secret), core.secret_token,
+ * core.secret_basic (an Authorization: Basic line built in a secret).
  *
  * A secret is a userdata whose block holds the bytes (no malloc: Lua owns
  * the memory, so nothing leaks when an error unwinds). tostring masks it;
@@ -468,29 +469,56 @@ static int secret_form(lua_State *L) {
  * and are wiped. Raises on a bad n or when the generator fails (never
  * returns weak bytes). */
 static int secret_token(lua_State *L) {
-  static const char ABC[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   unsigned char raw[256];
   lua_Integer n = luaL_checkinteger(L, 1);
-  size_t i, k = 0;
+  size_t k;
   char *out;
   luaL_argcheck(L, n >= 1 && n <= 256, 1, "count must be within 1..256");
-  out = fav_secret_pushbuf(L, ((size_t)n * 4 + 2) / 3);
+  out = fav_secret_pushbuf(L, FAV_B64_LEN((size_t)n, 1));
   if (RAND_bytes(raw, (int)n) != 1) {
     fav_wipe(raw, sizeof raw);
     return luaL_error(L, "favcrm: the system's random generator failed");
   }
-  for (i = 0; i < (size_t)n; i += 3) {
-    unsigned v = (unsigned)raw[i] << 16;
-    size_t left = (size_t)n - i;
-    if (left > 1) v |= (unsigned)raw[i + 1] << 8;
-    if (left > 2) v |= raw[i + 2];
-    out[k++] = ABC[(v >> 18) & 63];
-    out[k++] = ABC[(v >> 12) & 63];
-    if (left > 1) out[k++] = ABC[(v >> 6) & 63];
-    if (left > 2) out[k++] = ABC[v & 63];
-  }
+  k = fav_b64(out, raw, (size_t)n, 1);
   fav_wipe(raw, sizeof raw);
   fav_secret_setlen(L, -1, k);
+  return 1;
+}
+
+/* The bytes of argument arg: a string or an open favcrm.Secret. Raises
+ * (misuse) on anything else. */
+static const char *basic_arg(lua_State *L, int arg, size_t *len) {
+  const char *p = fav_secret_get(L, arg, len);
+  if (p) return p;
+  if (lua_type(L, arg) != LUA_TSTRING)
+    luaL_argerror(L, arg, lua_pushfstring(L, "string or favcrm.secret expected, got %s", luaL_typename(L, arg)));
+  return lua_tolstring(L, arg, len);
+}
+
+/* core.secret_basic(user, password) -> a favcrm.Secret holding the header
+ * line "Authorization: Basic <base64 of user:password>", each of the two
+ * percent-encoded first (RFC 6749 section 2.3.1: OAuth's
+ * client_secret_basic; RFC 3986 unreserved bytes kept). user and password
+ * are strings or open favcrm.Secret values; the pair is assembled in a
+ * second secret, wiped before this returns, so no byte of a secret becomes
+ * a Lua string. Raises on a bad argument (misuse) and on memory. */
+static int secret_basic(lua_State *L) {
+  static const char pre[] = "Authorization: Basic ";
+  size_t ul, pl, pair_len, k;
+  const char *u = basic_arg(L, 1, &ul);
+  const char *pw = basic_arg(L, 2, &pl);
+  char *pair, *out;
+  lua_settop(L, 2);
+  pair_len = form_encode(NULL, u, ul) + 1 + form_encode(NULL, pw, pl);
+  pair = fav_secret_pushbuf(L, pair_len); /* 3 */
+  k = form_encode(pair, u, ul);
+  pair[k++] = ':';
+  k += form_encode(pair + k, pw, pl);
+  out = fav_secret_pushbuf(L, sizeof pre - 1 + FAV_B64_LEN(pair_len, 0)); /* 4 */
+  memcpy(out, pre, sizeof pre - 1);
+  k = sizeof pre - 1 + fav_b64(out + sizeof pre - 1, (const unsigned char *)pair, pair_len, 0);
+  fav_secret_setlen(L, 4, k);
+  fav_secret_setlen(L, 3, 0); /* wipes the pair */
   return 1;
 }
 
@@ -519,6 +547,7 @@ static const luaL_Reg secret_funcs[] = {
   {"core_dumps", secret_core_dumps},
   {"secret_form", secret_form},
   {"secret_token", secret_token},
+  {"secret_basic", secret_basic},
   {NULL, NULL}
 };
 

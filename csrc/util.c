@@ -53,6 +53,26 @@ void fav_buf_free(fav_buf *b) {
 }
 
 /* See util.h. Never raises. */
+size_t fav_b64(char *out, const unsigned char *in, size_t n, int url) {
+  const char *abc = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                        : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i, k = 0;
+  for (i = 0; i < n; i += 3) {
+    size_t left = n - i;
+    unsigned v = (unsigned)in[i] << 16;
+    if (left > 1) v |= (unsigned)in[i + 1] << 8;
+    if (left > 2) v |= in[i + 2];
+    out[k++] = abc[(v >> 18) & 63];
+    out[k++] = abc[(v >> 12) & 63];
+    if (left > 1) out[k++] = abc[(v >> 6) & 63];
+    else if (!url) out[k++] = '=';
+    if (left > 2) out[k++] = abc[v & 63];
+    else if (!url) out[k++] = '=';
+  }
+  return k;
+}
+
+/* See util.h. Never raises. */
 int fav_grow(void **pp, size_t *cap, size_t need, size_t sz) {
   size_t ncap = *cap ? *cap : 16;
   void *np;

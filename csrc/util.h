@@ -62,6 +62,17 @@ FAV_API void fav_buf_free(fav_buf *b);
  * *cap unchanged). Never raises. */
 FAV_API int fav_grow(void **pp, size_t *cap, size_t need, size_t sz);
 
+/* ---- base64 (no Lua) ------------------------------------------------- */
+
+/* Characters of base64 (RFC 4648 section 4, padded) of n bytes, or with
+ * url the unpadded base64url of section 5. */
+#define FAV_B64_LEN(n, url) ((url) ? ((n) * 4 + 2) / 3 : ((n) + 2) / 3 * 4)
+
+/* Writes the base64 (url = 0: standard alphabet, padded) or base64url
+ * (url = 1: unpadded) of in[0..n) to out, which has FAV_B64_LEN(n, url)
+ * bytes; returns that count. Never raises. */
+FAV_API size_t fav_b64(char *out, const unsigned char *in, size_t n, int url);
+
 /* ---- clock (no Lua) -------------------------------------------------- */
 
 /* Milliseconds on the monotonic clock (arbitrary origin). Never raises. */

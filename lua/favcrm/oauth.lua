@@ -672,8 +672,15 @@ function OAuth:_client_auth(fields, headers, d)
   local c = self.client
   local m = c.method
   if m == "client_secret_basic" and c.client_secret then
-    local pair = enc(c.client_id) .. ":" .. enc(reveal(c.client_secret))
-    headers[#headers + 1] = "Authorization: Basic " .. core.base64(pair)
+    if self.http_kind == "libcurl" then
+      -- built in C into a secret (wiped after the request): the client
+      -- secret never becomes a Lua string
+      headers[#headers + 1] = core.secret_basic(c.client_id, c.client_secret)
+    else
+      -- a Lua transport takes header lines as strings (docs/LIMITS.md)
+      local pair = enc(c.client_id) .. ":" .. enc(reveal(c.client_secret))
+      headers[#headers + 1] = "Authorization: Basic " .. core.base64(pair)
+    end
   elseif m == "client_secret_post" and c.client_secret then
     fields.client_id, fields.client_secret = c.client_id, c.client_secret
   elseif m == "private_key_jwt" and self.private_key then
@@ -696,17 +703,21 @@ local TOKEN_ORDER = { "grant_type", "code", "redirect_uri", "code_verifier", "re
 -- A token request: fields -> the token table, or nil, err (reason given).
 function OAuth:_token_request(d, fields, reason, budget)
   local headers = { "Content-Type: application/x-www-form-urlencoded", "Accept: application/json" }
+  -- the transport first: how the client authenticates depends on its kind
+  local _, terr = self:_transport()
+  if terr then return nil, terr end
   local ok, aerr = self:_client_auth(fields, headers, d)
   if not ok then return nil, aerr end
   fields.resource = d.resource
-  local _, terr = self:_transport()
-  if terr then return nil, terr end
   -- over libcurl the body is a secret (wiped after the request); a Lua
   -- transport takes a string (docs/LIMITS.md)
   local body = self.http_kind == "libcurl" and secret_form(fields, TOKEN_ORDER) or form(fields, TOKEN_ORDER)
   local res, err = self:_http({ method = "POST", url = d.meta.token_endpoint, headers = headers, body = body },
     budget)
   if type(body) == "userdata" then body:close() end
+  for _, line in ipairs(headers) do
+    if type(line) == "userdata" then line:close() end
+  end
   if fields.client_assertion then fields.client_assertion:close() end
   if not res then return nil, err end
   local doc = json_of(res)

@@ -13,7 +13,8 @@
 // Test-only controls: GET /_sandbox/oauth (counts), POST /_sandbox/oauth
 // ({deny: n} refuses the next n authorizations, {email} picks the account
 // that approves, {hold_token: true} holds every /token answer until
-// {hold_token: false}, a reset or 30 s), GET /_sandbox/oauth/tokens (every token issued, client
+// {hold_token: false}, a reset or 30 s, {auth_methods: [...]} sets the metadata's
+// token_endpoint_auth_methods_supported ([] or a reset: the SDK's)), GET /_sandbox/oauth/tokens (every token issued, client
 // secret and code verifier seen, so specs can scan their output for them). POST /_sandbox/reset resets this too.
 // Nothing here logs a token, a code, a verifier or a client secret.
 import express from 'express';
@@ -38,7 +39,7 @@ function bounded(map, max) {
 }
 
 export function createOAuth({ state, cfg, log }) {
-    let clients, codes, tokens, pending, counts, denyNext, email, issued, holdToken;
+    let clients, codes, tokens, pending, counts, denyNext, email, issued, holdToken, authMethods;
     let held = [];             // resolvers of the /token requests held (POST /_sandbox/oauth {hold_token})
     const HOLD_MAX_MS = 30000, MAX_HELD = 100;
     const reset = () => {
@@ -51,6 +52,7 @@ export function createOAuth({ state, cfg, log }) {
             client_credentials: 0, client_credentials_refused: 0 };
         denyNext = 0;
         holdToken = false;
+        authMethods = null;
         for (const w of held) w();  // a reset lets held token requests go
         held = [];
         email = 'oauth-owner@example.com';
@@ -269,6 +271,16 @@ export function createOAuth({ state, cfg, log }) {
             }
             try { redirectWithCode(p.client, p.params, res); } catch (e) { res.status(400).type('text').send(e.message); }
         });
+        // test mode, {auth_methods: [...]}: the metadata's
+        // token_endpoint_auth_methods_supported (the SDK lists
+        // client_secret_post and none; the client credentials grant above
+        // takes client_secret_basic too)
+        app.get('/.well-known/oauth-authorization-server', (req, res, next) => {
+            if (!(cfg.test && authMethods)) return next();
+            const json = res.json.bind(res);
+            res.json = body => json({ ...body, token_endpoint_auth_methods_supported: authMethods });
+            next();
+        });
         app.use(mcpAuthRouter({
             provider, issuerUrl: new URL(`${origin}/`), resourceServerUrl: new URL(`${origin}/mcp`),
             scopesSupported: SCOPES, resourceName: 'FavCRM sandbox',
@@ -297,11 +309,14 @@ export function createOAuth({ state, cfg, log }) {
             if (input === null) return sendJson(res, 400, { error: 'invalid_json' });
             if (Number.isInteger(input.deny) && input.deny >= 0) denyNext = input.deny;
             if (typeof input.email === 'string' && input.email.includes('@')) email = input.email;
+            if (Array.isArray(input.auth_methods) && input.auth_methods.every(m => typeof m === 'string')) {
+                authMethods = input.auth_methods.length ? input.auth_methods : null;
+            }
             if (typeof input.hold_token === 'boolean') {
                 holdToken = input.hold_token;
                 if (!holdToken) for (const w of [...held]) w();
             }
-            return sendJson(res, 200, { deny: denyNext, account: email, hold_token: holdToken, token_held: held.length });
+            return sendJson(res, 200, { deny: denyNext, account: email, hold_token: holdToken, token_held: held.length, auth_methods: authMethods });
         }
         return sendJson(res, 404, { error: 'not_found', message: `no control endpoint ${route}` });
     }

@@ -340,7 +340,7 @@ describe("favcrm.core http:exchange()", function()
     assert.has_error(function() h:exchange({ url = URL, method = "PUT" }, 10) end,
       "bad request field 'method' (POST, GET or DELETE expected)")
     assert.has_error(function() h:exchange({ url = URL, headers = { "A: b\r\nC: d" } }, 10) end,
-      "bad request field 'headers' (item 1 is not a one-line string)")
+      "bad request field 'headers' (item 1 is not a one-line string or favcrm.secret)")
     assert.has_error(function() h:exchange({ url = URL, timeout_ms = -1 }, 10) end,
       "bad option 'timeout_ms' (time must not be negative)")
     assert.has_error(function() h:exchange({ url = URL, body = ping(1) }, math.huge) end,

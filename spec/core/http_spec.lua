@@ -109,7 +109,7 @@ describe("favcrm.core http_new()", function()
       assert.has_error(function() h:start({ url = URL, method = "PUT" }) end,
         "bad request field 'method' (POST, GET or DELETE expected)")
       assert.has_error(function() h:start({ url = URL, headers = { "A: b\r\nC: d" } }) end,
-        "bad request field 'headers' (item 1 is not a one-line string)")
+        "bad request field 'headers' (item 1 is not a one-line string or favcrm.secret)")
     end)
   end)
 
@@ -119,15 +119,15 @@ describe("favcrm.core http_new()", function()
       -- the same lines but for one: not that list
       assert.has_error(function()
         h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = { "X-A: 1\r\nX-B: 2" } })
-      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string or favcrm.secret)")
       -- an item that is not a line, where the kept list has no line there
       run(h, assert(h:start({ url = URL, body = PING, headers = HEADERS })))
       assert.has_error(function()
         h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = { true } })
-      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string or favcrm.secret)")
       assert.has_error(function()
         h:start({ url = URL, body = PING, headers = HEADERS, extra_headers = { {} } })
-      end, "bad request field 'extra_headers' (item 1 is not a one-line string)")
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string or favcrm.secret)")
       -- not a table, where the kept list has no lines of that field
       run(h, assert(h:start({ url = URL, body = PING, headers = HEADERS })))
       assert.has_error(function()
@@ -136,6 +136,51 @@ describe("favcrm.core http_new()", function()
       assert.equal(0, h:active())
       -- and the kept list still serves
       assert.is_nil(run(h, assert(h:start({ url = URL, body = PING, headers = HEADERS }))).done.error)
+    end)
+
+    it("takes a favcrm.secret as a line (sent from its bytes), and refuses a bad or closed one", function()
+      local accept = "Accept: application/json, text/event-stream"
+      -- a call of an authenticated tool without credentials is refused
+      -- (401); with the account's key in a secret Authorization line it is
+      -- answered
+      local sandbox = require("spec.support.sandbox")
+      local hs = { "Content-Type: application/json", "Accept: application/json, text/event-stream" }
+      local call
+      if sandbox.speaks("2025") then
+        local init = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+          .. '"capabilities":{},"clientInfo":{"name":"spec","version":"1"}}}'
+        local got = run(h, assert(h:start({ url = URL, body = init, headers = hs })))
+        local sid = got.headers[1].headers["mcp-session-id"]
+        assert.is_string(sid)
+        hs[#hs + 1] = "Mcp-Session-Id: " .. sid
+        hs[#hs + 1] = "MCP-Protocol-Version: 2025-11-25"
+        call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_services","arguments":{}}}'
+      else -- 2026-07-28: no session; the request carries its envelope
+        for _, l in ipairs({ "MCP-Protocol-Version: 2026-07-28", "Mcp-Method: tools/call",
+          "Mcp-Name: list_services" }) do
+          hs[#hs + 1] = l
+        end
+        call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_services","arguments":{},'
+          .. '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+          .. '"io.modelcontextprotocol/clientInfo":{"name":"spec","version":"1"},'
+          .. '"io.modelcontextprotocol/clientCapabilities":{}}}}'
+      end
+      assert.equal(401, run(h, assert(h:start({ url = URL, body = call, headers = hs }))).done.status)
+      local text = "Authorization: Bearer " .. sandbox.account()
+      local line = core.secret(text)
+      for _ = 1, 2 do -- (a list with a secret line is never kept: built again)
+        local got = run(h, assert(h:start({ url = URL, body = call, headers = hs, extra_headers = { line } })))
+        assert.equal(200, got.done.status)
+      end
+      assert.equal(text, line:reveal()) -- left as it was
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = { accept, core.secret("X-A: 1\r\nX-B: 2") } })
+      end, "bad request field 'headers' (item 2 is not a one-line string or favcrm.secret)")
+      line:close()
+      assert.has_error(function()
+        h:start({ url = URL, body = PING, headers = { accept }, extra_headers = { line } })
+      end, "bad request field 'extra_headers' (item 1 is not a one-line string or favcrm.secret)")
+      assert.equal(0, h:active())
     end)
   end)
 

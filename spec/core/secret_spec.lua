@@ -292,6 +292,34 @@ describe("favcrm.core secret", function()
     end)
   end)
 
+  describe("core.secret_basic()", function()
+    it("is the Authorization: Basic line of user:password, each percent-encoded first, in a secret", function()
+      local pw = core.secret("p@ss w:rd/\195\188")
+      local line = core.secret_basic("client id", pw)
+      assert.is_true(core.is_secret(line))
+      -- RFC 6749 2.3.1: form-encode both, then base64 of "id:secret"
+      assert.equal("Authorization: Basic " .. core.base64("client%20id:p%40ss%20w%3Ard%2F%C3%BC"), line:reveal())
+      assert.is_nil(tostring(line):find("Basic", 1, true)) -- printed masked
+      assert.equal("p@ss w:rd/\195\188", pw:reveal()) -- left as it was
+      assert.equal("Authorization: Basic " .. core.base64("a:b"), core.secret_basic(core.secret("a"), "b"):reveal())
+      -- every padding length
+      for _, pair in ipairs({ { "", "" }, { "a", "" }, { "ab", "" }, { "abc", "de" } }) do
+        assert.equal("Authorization: Basic " .. core.base64(pair[1] .. ":" .. pair[2]),
+          core.secret_basic(pair[1], pair[2]):reveal())
+      end
+    end)
+
+    it("raises on an argument that is neither a string nor an open secret", function()
+      assert.error_matches(function() core.secret_basic(1, "x") end,
+        "bad argument #1 to '[%w_.]*secret_basic' %(string or favcrm.secret expected, got number%)")
+      local closed = core.secret("x")
+      closed:close()
+      assert.error_matches(function() core.secret_basic("id", closed) end,
+        "bad argument #2 to '[%w_.]*secret_basic' %(string or favcrm.secret expected, got userdata%)")
+      assert.has_error(function() core.secret_basic("id") end)
+    end)
+  end)
+
   describe("core.secret_token()", function()
     it("is base64url of n random bytes in a secret (32: a 43-character PKCE verifier)", function()
       local v = core.secret_token(32)

@@ -276,11 +276,12 @@ describe_oauth("OAuth against the sandbox's authorization server", function()
     end
   end)
 
-  it("the client credentials grant (client_secret_post), over libcurl and over a Lua transport", function()
-    -- a client registered with a secret (RFC 7591), over LuaSocket
+  -- a client registered with a secret (RFC 7591) that authenticates with
+  -- `method`, over LuaSocket: -> the registration
+  local function register_cc(method)
     local cjson = require("cjson")
     local body = cjson.encode({ redirect_uris = { "http://127.0.0.1:8976/callback" }, client_name = "cc",
-      grant_types = { "client_credentials" }, token_endpoint_auth_method = "client_secret_post" })
+      grant_types = { "client_credentials" }, token_endpoint_auth_method = method })
     local got = {}
     local _, st = require("socket.http").request({ url = URL:match("^(https?://[^/]+)") .. "/register",
       method = "POST", headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body) },
@@ -288,33 +289,47 @@ describe_oauth("OAuth against the sandbox's authorization server", function()
     assert.equal(201, st)
     local reg = cjson.decode(table.concat(got))
     keys.remember(reg.client_secret)
-    for i, lua_transport in ipairs({ false, true }) do
-      local log = {}
+    return reg
+  end
+
+  for _, method in ipairs({ "client_secret_post", "client_secret_basic" }) do
+    it("the client credentials grant (" .. method .. "), over libcurl and over a Lua transport", function()
+      -- a pre-registered client takes client_secret_basic where the
+      -- metadata lists it (the SDK's lists client_secret_post and none)
+      local methods = method == "client_secret_basic" and { method, "client_secret_post" } or {}
+      sandbox.control("POST", "/_sandbox/oauth", { auth_methods = methods }, URL)
+      finally(function() sandbox.control("POST", "/_sandbox/oauth", { auth_methods = {} }, URL) end)
+      local reg = register_cc(method)
+      for _, lua_transport in ipairs({ false, true }) do
+        local log = {}
+        local before = counts().client_credentials or 0
+        local c = oauth_client({ grant = "client_credentials", client_id = reg.client_id,
+          client_secret = core.secret(reg.client_secret), store = false },
+          { transport = lua_transport and recording_transport(log) or nil })
+        assert(c:tools())
+        assert(c:call("list_services", {}))
+        assert.equal(lua_transport and "lua" or "libcurl", c.oauth.http_kind)
+        assert.equal(method, c.oauth.client.method)
+        if lua_transport then assert.is_true(seen(log, "POST /token"), table.concat(log, ", ")) end
+        local k = counts()
+        assert.equal(before + 1, k.client_credentials)
+        assert.equal(0, k.authorizations)
+        c:close()
+      end
+      -- a wrong secret: refused, and the secret is in no message
+      local refused = counts().client_credentials_refused or 0
       local c = oauth_client({ grant = "client_credentials", client_id = reg.client_id,
-        client_secret = core.secret(reg.client_secret), store = false },
-        { transport = lua_transport and recording_transport(log) or nil })
-      assert(c:tools())
-      assert(c:call("list_services", {}))
-      assert.equal(lua_transport and "lua" or "libcurl", c.oauth.http_kind)
-      assert.equal("client_secret_post", c.oauth.client.method)
-      if lua_transport then assert.is_true(seen(log, "POST /token"), table.concat(log, ", ")) end
-      local k = counts()
-      assert.equal(i, k.client_credentials)
-      assert.equal(0, k.authorizations)
+        client_secret = core.secret("wrong-" .. reg.client_secret), store = false })
+      local res, err = c:tools()
+      assert.is_nil(res)
+      assert.equal("unauthorized", err.code)
+      assert.equal("token_failed", err.reason)
+      assert.equal("invalid_client", err.oauth_error)
+      assert.is_nil(tostring(err):find(reg.client_secret, 1, true))
+      assert.equal(refused + 1, counts().client_credentials_refused)
       c:close()
-    end
-    -- a wrong secret: refused, and the secret is in no message
-    local c = oauth_client({ grant = "client_credentials", client_id = reg.client_id,
-      client_secret = core.secret("wrong-" .. reg.client_secret), store = false })
-    local res, err = c:tools()
-    assert.is_nil(res)
-    assert.equal("unauthorized", err.code)
-    assert.equal("token_failed", err.reason)
-    assert.equal("invalid_client", err.oauth_error)
-    assert.is_nil(tostring(err):find(reg.client_secret, 1, true))
-    assert.equal(1, counts().client_credentials_refused)
-    c:close()
-  end)
+    end)
+  end
 
   it("a refused refresh (the grant is gone) falls back to a new authorization", function()
     local asked = {}
