@@ -292,6 +292,19 @@ describe("favcrm.core secret", function()
     end)
   end)
 
+  describe("core.base64() and core.base64url()", function()
+    it("give RFC 4648's test vectors (section 10), padded and unpadded url-safe", function()
+      local v = { [""] = "", f = "Zg==", fo = "Zm8=", foo = "Zm9v", foob = "Zm9vYg==", fooba = "Zm9vYmE=",
+        foobar = "Zm9vYmFy" }
+      for text, b64 in pairs(v) do
+        assert.equal(b64, core.base64(text))
+        assert.equal((b64:gsub("=", "")), core.base64url(text))
+      end
+      assert.equal("+/8=", core.base64("\251\255"))
+      assert.equal("-_8", core.base64url("\251\255"))
+    end)
+  end)
+
   describe("core.secret_basic()", function()
     it("is the Authorization: Basic line of user:password, each percent-encoded first, in a secret", function()
       local pw = core.secret("p@ss w:rd/\195\188")
