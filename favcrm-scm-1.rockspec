@@ -49,6 +49,7 @@ build = {
     ["favcrm.era_wire"] = "lua/favcrm/era_wire.lua",
     ["favcrm.errors"] = "lua/favcrm/errors.lua",
     ["favcrm.json"] = "lua/favcrm/json.lua",
+    ["favcrm.json_text"] = "lua/favcrm/json_text.lua",
     ["favcrm.lazy"] = "lua/favcrm/lazy.lua",
     ["favcrm.login"] = "lua/favcrm/login.lua",
     ["favcrm.mcp_serve"] = "lua/favcrm/mcp_serve.lua",
