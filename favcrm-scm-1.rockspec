@@ -43,6 +43,7 @@ build = {
     ["favcrm.cli"] = "lua/favcrm/cli.lua",
     ["favcrm.client"] = "lua/favcrm/client.lua",
     ["favcrm.config"] = "lua/favcrm/config.lua",
+    ["favcrm.config_file"] = "lua/favcrm/config_file.lua",
     ["favcrm.config_toml"] = "lua/favcrm/config_toml.lua",
     ["favcrm.doctor"] = "lua/favcrm/doctor.lua",
     ["favcrm.era"] = "lua/favcrm/era.lua",
