@@ -67,6 +67,7 @@ build = {
     ["favcrm.session_http_error"] = "lua/favcrm/session_http_error.lua",
     ["favcrm.session_negotiate"] = "lua/favcrm/session_negotiate.lua",
     ["favcrm.session_mrtr"] = "lua/favcrm/session_mrtr.lua",
+    ["favcrm.suggest"] = "lua/favcrm/suggest.lua",
     ["favcrm.scheduler"] = "lua/favcrm/scheduler.lua",
     ["favcrm.schema"] = "lua/favcrm/schema.lua",
     ["favcrm.nvim"] = "lua/favcrm/nvim.lua",

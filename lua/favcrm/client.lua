@@ -479,37 +479,6 @@ function Client:_fetch_tools(budget)
   return list
 end
 
-local function distance(a, b)
-  local la, lb = #a, #b
-  if math.abs(la - lb) > 8 then return 99 end
-  local prev = {}
-  for j = 0, lb do prev[j] = j end
-  for i = 1, la do
-    local cur = { [0] = i }
-    for j = 1, lb do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[lb]
-end
-
-local function suggestions(name, list)
-  local scored = {}
-  for _, t in ipairs(list) do
-    local d = distance(name, t.name)
-    if t.name:find(name, 1, true) or name:find(t.name, 1, true) then d = math.min(d, 2) end
-    scored[#scored + 1] = { d = d, n = t.name }
-  end
-  table.sort(scored, function(x, y) return x.d < y.d or (x.d == y.d and x.n < y.n) end)
-  local out = {}
-  for i = 1, math.min(3, #scored) do
-    if scored[i].d <= math.max(3, math.floor(#name / 3)) then out[#out + 1] = scored[i].n end
-  end
-  return out
-end
-
 --- client:cached_tool(name) -> the tool table from the cached tools/list,
 -- or nil (no I/O: nil before the list was fetched or for an unknown name).
 ---@param name string the tool's name
@@ -544,7 +513,8 @@ function Client:_describe(name, budget)
     t = self.tool_cache.byname[name]
     if t then return t end
   end
-  local near = suggestions(name, list)
+  -- the names nearest it (favcrm.suggest loads the first time a name is unknown)
+  local near = require("favcrm.suggest").nearest(name, list)
   return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'"
     .. (#near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""),
     { tool = name, suggestions = near })
