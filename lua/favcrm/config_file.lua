@@ -1,4 +1,4 @@
---- favcrm.config_file: reading, checking and writing the config file
+-- favcrm.config_file: reading, checking and writing the config file
 -- (internal). favcrm.config's load, save, permission_problem and
 -- file_mode_problem check their arguments and call these (their contracts
 -- are written there); this module loads the first time one is called.

@@ -1,4 +1,4 @@
---- favcrm.session_http_error: a non-2xx answer to one of favcrm.session's
+-- favcrm.session_http_error: a non-2xx answer to one of favcrm.session's
 -- requests (internal): the op's error, or a relaunch (a new session, a
 -- redirect, another era). favcrm.session loads it (favcrm.lazy) the first
 -- time an answer is not 2xx; it defines Session:_on_http_error on the

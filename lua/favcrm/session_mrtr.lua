@@ -1,4 +1,4 @@
---- favcrm.session_mrtr: multi-round-trip requests of favcrm.session
+-- favcrm.session_mrtr: multi-round-trip requests of favcrm.session
 -- (2026-07-28, basic/patterns/mrtr; internal). favcrm.session loads it
 -- (favcrm.lazy) the first time a result is input_required; it defines
 -- Session:_mrtr on the Session class itself.

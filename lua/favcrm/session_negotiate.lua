@@ -1,4 +1,4 @@
---- favcrm.session_negotiate: the era probe of favcrm.session, and what
+-- favcrm.session_negotiate: the era probe of favcrm.session, and what
 -- sends an op again when the era or the session it assumed no longer holds
 -- (internal). favcrm.session loads it (favcrm.lazy) on first use (a client
 -- pinned to one era, whose server keeps its session, never does); it
