@@ -41,6 +41,8 @@ build = {
     },
     ["favcrm"] = "lua/favcrm/init.lua",
     ["favcrm.cli"] = "lua/favcrm/cli.lua",
+    ["favcrm.cli_tools"] = "lua/favcrm/cli_tools.lua",
+    ["favcrm.cli_workspace"] = "lua/favcrm/cli_workspace.lua",
     ["favcrm.client"] = "lua/favcrm/client.lua",
     ["favcrm.config"] = "lua/favcrm/config.lua",
     ["favcrm.config_file"] = "lua/favcrm/config_file.lua",
