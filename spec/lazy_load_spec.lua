@@ -7,7 +7,8 @@ local sandbox = require("support.sandbox")
 local LAZY = { "favcrm.protocol", "favcrm.tasks", "favcrm.util", "favcrm.config_toml", "favcrm.era_wire",
   "favcrm.registration", "favcrm.doctor", "favcrm.oauth", "favcrm.scheduler", "favcrm.session_listen",
   "favcrm.session_answer", "favcrm.session_http_error", "favcrm.session_negotiate", "favcrm.session_mrtr",
-  "favcrm.json_text", "favcrm.config_file", "favcrm.suggest", "favcrm.cli_tools", "favcrm.cli_workspace" }
+  "favcrm.json_text", "favcrm.config_file", "favcrm.suggest", "favcrm.cli_tools", "favcrm.cli_workspace",
+  "favcrm.era_verdicts", "favcrm.era_answers" }
 
 -- Runs `code` in a fresh interpreter (the spec run's), `input` on its
 -- stdin (the API key travels there: never argv or the environment);
