@@ -5,7 +5,10 @@
 local sandbox = require("support.sandbox")
 
 local LAZY = { "favcrm.protocol", "favcrm.tasks", "favcrm.util", "favcrm.config_toml", "favcrm.era_wire",
-  "favcrm.registration", "favcrm.doctor", "favcrm.oauth" }
+  "favcrm.registration", "favcrm.doctor", "favcrm.oauth", "favcrm.scheduler", "favcrm.session_listen",
+  "favcrm.session_answer", "favcrm.session_http_error", "favcrm.session_negotiate", "favcrm.session_mrtr",
+  "favcrm.json_text", "favcrm.config_file", "favcrm.suggest", "favcrm.cli_tools", "favcrm.cli_workspace",
+  "favcrm.era_verdicts", "favcrm.era_answers" }
 
 -- Runs `code` in a fresh interpreter (the spec run's), `input` on its
 -- stdin (the API key travels there: never argv or the environment);
@@ -45,6 +48,9 @@ loaded("call")
 assert(#favcrm.resource_links({ content = { { type = "resource_link", uri = "x:y" } } }) == 1)
 assert(c:ping())
 loaded("ping")
+local res = c:call_many({ { "list_services" } })
+assert(res[1])
+loaded("many")
 c:close()
 io.write("ok\n")
 ]], sandbox.account() .. "\n")
@@ -60,6 +66,8 @@ io.write("ok\n")
     local after_ping = out:match("\nping:([^\n]*)\n")
     assert.truthy(after_ping:find("favcrm.protocol", 1, true), out)
     assert.falsy(after_ping:find("favcrm.config_toml", 1, true), out)
+    assert.falsy(after_ping:find("favcrm.scheduler", 1, true), out)
+    assert.truthy(out:match("\nmany:([^\n]*)\n"):find("favcrm.scheduler", 1, true), out)
   end)
 
   it("config.parse and config.save load the TOML reader and writer", function()
@@ -76,5 +84,27 @@ assert(config.load("]] .. dir .. [[/config.toml").url == "http://b/mcp")
 io.write("ok\n")
 ]])
     assert.equal("require:\nresolve:\nparse:favcrm.config_toml\nok\n", out)
+  end)
+end)
+
+describe("favcrm.lazy", function()
+  it("loads the module on the first call, calls the real method, and raises for a name it does not define", function()
+    local lazy = require("favcrm.lazy")
+    local C, loads = {}, 0
+    package.preload["favcrm_lazy_spec_mod"] = function()
+      loads = loads + 1
+      C.f = function(a, b) return a + b, "real" end
+      return true
+    end
+    lazy(C, "favcrm_lazy_spec_mod", { "f", "g" })
+    local stand_in = C.f
+    assert.same({ 3, "real" }, { C.f(1, 2) })
+    assert.are_not.equal(stand_in, C.f)
+    assert.same({ 7, "real" }, { stand_in(3, 4) }) -- a stand-in kept by a caller still works
+    assert.equal(1, loads)
+    local ok, err = pcall(C.g)
+    assert.is_false(ok)
+    assert.matches("favcrm.lazy: favcrm_lazy_spec_mod does not define g", err, 1, true)
+    package.preload["favcrm_lazy_spec_mod"], package.loaded["favcrm_lazy_spec_mod"] = nil, nil
   end)
 end)

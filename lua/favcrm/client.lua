@@ -6,6 +6,7 @@ local Session = require("favcrm.session")
 local config = require("favcrm.config")
 local urls = require("favcrm.url")
 local era = require("favcrm.era")
+local lazy = require("favcrm.lazy")
 -- favcrm.util and favcrm.tasks load on first use (a client that only calls
 -- tools parses, and keeps, less Lua at start-up): `util` and `tasks` stand
 -- in for them until a field is first read; favcrm.protocol likewise (below)
@@ -479,37 +480,6 @@ function Client:_fetch_tools(budget)
   return list
 end
 
-local function distance(a, b)
-  local la, lb = #a, #b
-  if math.abs(la - lb) > 8 then return 99 end
-  local prev = {}
-  for j = 0, lb do prev[j] = j end
-  for i = 1, la do
-    local cur = { [0] = i }
-    for j = 1, lb do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[lb]
-end
-
-local function suggestions(name, list)
-  local scored = {}
-  for _, t in ipairs(list) do
-    local d = distance(name, t.name)
-    if t.name:find(name, 1, true) or name:find(t.name, 1, true) then d = math.min(d, 2) end
-    scored[#scored + 1] = { d = d, n = t.name }
-  end
-  table.sort(scored, function(x, y) return x.d < y.d or (x.d == y.d and x.n < y.n) end)
-  local out = {}
-  for i = 1, math.min(3, #scored) do
-    if scored[i].d <= math.max(3, math.floor(#name / 3)) then out[#out + 1] = scored[i].n end
-  end
-  return out
-end
-
 --- client:cached_tool(name) -> the tool table from the cached tools/list,
 -- or nil (no I/O: nil before the list was fetched or for an unknown name).
 ---@param name string the tool's name
@@ -544,7 +514,8 @@ function Client:_describe(name, budget)
     t = self.tool_cache.byname[name]
     if t then return t end
   end
-  local near = suggestions(name, list)
+  -- the names nearest it (favcrm.suggest loads the first time a name is unknown)
+  local near = require("favcrm.suggest").nearest(name, list)
   return nil, errors.new("unknown_tool", "the server has no tool named '" .. name .. "'"
     .. (#near > 0 and ("; did you mean " .. table.concat(near, ", ") .. "?") or ""),
     { tool = name, suggestions = near })
@@ -840,25 +811,50 @@ function Client:call(name, args, opts)
 end
 
 -- Many calls at once and event loops (call_async, async, step, pending,
--- call_many, watch) live in favcrm.scheduler, installed on Client here.
-require("favcrm.scheduler").install(Client, check_self)
+-- call_many, watch) live in favcrm.scheduler, loaded the first time one of
+-- them is called (favcrm.lazy); a client that only calls tools never
+-- parses it. After each pump the session resumes the async handles whose
+-- waits are over (client:_resume_ready, below): none, until there are some.
+Client._check_self = check_self
+lazy(Client, "favcrm.scheduler", { "_resume", "call_async", "async", "step", "pending", "call_many", "watch" })
+
+function Client:_resume_ready()
+  local s = self.session
+  while true do
+    local sig = s.signaled
+    if #sig > 0 then
+      -- two lists take turns (no new table per pump)
+      s.signaled = self._sig_spare or {}
+      self._sig_spare = nil
+      for _, w in ipairs(sig) do
+        local list = self.waiters[w]
+        if list then
+          self.waiters[w] = nil
+          for _, h in ipairs(list) do self.ready[#self.ready + 1] = h end
+        end
+      end
+      for i = #sig, 1, -1 do sig[i] = nil end
+      self._sig_spare = sig
+    end
+    if #self.ready == 0 then return end
+    local ready = self.ready
+    self.ready = {}
+    for _, h in ipairs(ready) do
+      if h.waiting and (h.waiting.done or (h.waiting2 and h.waiting2.done)) then
+        h.waiting, h.waiting2 = nil, nil
+        self:_resume(h)
+      end
+    end
+  end
+end
 
 -- Resources, prompts, completion, the log level and ping (favcrm.protocol):
 -- installed on Client when one of them is first called (a client that only
--- calls tools never loads it). Until then each name holds a stand-in that
--- installs them and tail-calls the real method (no frame of its own, so
--- the errors it raises still point at the caller).
-local protocol_installed = false
-for _, name in ipairs({ "resources", "resource_templates", "read", "subscribe", "unsubscribe",
-    "prompts", "prompt", "complete", "set_log_level", "ping" }) do
-  Client[name] = function(...)
-    if not protocol_installed then
-      require("favcrm.protocol").install(Client, check_self)
-      protocol_installed = true
-    end
-    return Client[name](...)
-  end
-end
+-- calls tools never loads it), by favcrm.lazy's stand-ins (they tail-call
+-- the real method: no frame of their own, so the errors it raises still
+-- point at the caller).
+lazy(Client, "favcrm.protocol", { "resources", "resource_templates", "read", "subscribe", "unsubscribe",
+  "prompts", "prompt", "complete", "set_log_level", "ping" })
 
 -- favcrm.registration and favcrm.doctor load on first use (a client that
 -- only calls tools never needs them: less memory)

@@ -1,12 +1,12 @@
 --- favcrm.era_wire: the part of favcrm.era a client pinned to 2025-11-25
 -- never uses (internal): the `_meta` and HTTP headers of a modern request,
--- the x-mcp-header checks, the era verdicts and the modern error mapping.
--- favcrm.era loads it the first time one of these is looked up; it
+-- the x-mcp-header checks (and, through favcrm.lazy, the era verdicts, the
+-- modern error mapping and the answers to input requests, in
+-- favcrm.era_verdicts and favcrm.era_answers). favcrm.era loads it the first time one of these is looked up; it
 -- defines them on favcrm.era's own table (`M` below), so they are called
 -- as era.meta, era.classify, ... as before.
-local errors = require("favcrm.errors")
-
 local M = require("favcrm.era")
+local lazy = require("favcrm.lazy")
 
 -- Methods whose request carries Mcp-Name, and the param it mirrors.
 local NAME_PARAM = { ["tools/call"] = "name", ["resources/read"] = "uri", ["prompts/get"] = "name" }
@@ -166,163 +166,12 @@ function M.param_headers(headers, args)
   return out
 end
 
--- ---- negotiation verdicts ------------------------------------------------------
-
-local function listed(list, v)
-  if type(list) ~= "table" then return false end
-  for _, x in ipairs(list) do
-    if x == v then return true end
-  end
-  return false
-end
-
-local function first_legacy(list)
-  if type(list) ~= "table" then return nil end
-  for _, x in ipairs(list) do
-    if M.LEGACY_VERSIONS[x] then return x end
-  end
-end
-
---- era.supported_of(err) -> the `supported` list of an
--- UnsupportedProtocolVersionError, or nil.
-function M.supported_of(err)
-  if type(err) ~= "table" or err.rpc_code ~= M.UNSUPPORTED_VERSION then return nil end
-  local d = err.data
-  if type(d) == "table" and type(d.supported) == "table" then return d.supported end
-end
-
---- era.classify(result, err, stdio) -> verdict of a server/discover probe:
--- "modern" (speak 2026-07-28), "retry" (a -32022 that lists it: once
--- more), "legacy" (fall back to initialize) or "error" (surface err).
-function M.classify(result, err, stdio)
-  if result ~= nil then
-    if type(result) == "table" and type(result.supportedVersions) == "table" then
-      if listed(result.supportedVersions, M.MODERN) then return "modern" end
-      if first_legacy(result.supportedVersions) then return "legacy" end
-      return "error"
-    end
-    return "legacy" -- an answer that is no DiscoverResult: a server of old
-  end
-  local supported = M.supported_of(err)
-  if supported then
-    if listed(supported, M.MODERN) then return "retry" end
-    if first_legacy(supported) then return "legacy" end
-    return "error"
-  end
-  local code = type(err) == "table" and err.code
-  if code == "unauthorized" or code == "rate_limited" or code == "tls" or code == "too_large" then
-    return "error"
-  end
-  if stdio then
-    -- stdio: any other error, or no answer in time, is a legacy server
-    if err.rpc_code == M.HEADER_MISMATCH or err.rpc_code == M.MISSING_CAPABILITY then return "error" end
-    if code == "network" or code == "spawn" then return "error" end
-    return "legacy"
-  end
-  local st = err.status
-  if st == 400 or st == 404 or st == 405 then
-    -- a modern server explains with a modern error; anything else is old
-    if err.rpc_code == M.HEADER_MISMATCH or err.rpc_code == M.MISSING_CAPABILITY then return "error" end
-    return "legacy"
-  end
-  if code == "protocol" and err.rpc_code ~= nil and not st then
-    -- a JSON-RPC error in a 200 answer (-32601 and the like): a legacy server
-    return "legacy"
-  end
-  return "error"
-end
-
---- era.legacy_from(err) -> the legacy version a -32022 names, or nil.
-function M.legacy_from(err)
-  return first_legacy(M.supported_of(err))
-end
-
--- ---- errors ---------------------------------------------------------------------
-
---- era.map_error(method, code, text, data, fields) -> a favcrm error for a
--- modern JSON-RPC error code, or nil when the generic mapping applies.
-function M.map_error(method, code, text, data, fields)
-  fields = fields or {}
-  fields.rpc_code, fields.data = code, data
-  if code == M.HEADER_MISMATCH then
-    fields.header_mismatch = true
-    return errors.new("protocol", "the server says the request's MCP headers do not match its body "
-      .. "(HeaderMismatch): " .. text, fields)
-  elseif code == M.MISSING_CAPABILITY then
-    local need = type(data) == "table" and data.requiredCapabilities or nil
-    local names = {}
-    if type(need) == "table" then
-      for k in pairs(need) do
-        if type(k) == "string" then names[#names + 1] = k end
-      end
-      for _, k in ipairs(need) do
-        if type(k) == "string" then names[#names + 1] = k end
-      end
-      table.sort(names)
-    end
-    fields.required_capabilities = names
-    fields.hint = "the server needs a client capability: pass the on_elicit, on_sample or on_roots "
-      .. "callback it needs to favcrm.new"
-    return errors.new("protocol", "the server needs a client capability this client did not declare"
-      .. (#names > 0 and (" (" .. table.concat(names, ", ") .. ")") or "") .. ": " .. text, fields)
-  elseif code == M.UNSUPPORTED_VERSION then
-    local s = type(data) == "table" and data.supported
-    fields.supported = type(s) == "table" and s or nil
-    local list = {}
-    if type(s) == "table" then
-      for _, v in ipairs(s) do list[#list + 1] = tostring(v) end
-    end
-    return errors.new("protocol", "the server does not speak the protocol version this client sent"
-      .. (#list > 0 and ("; it speaks " .. table.concat(list, ", ")) or "") .. ": " .. text, fields)
-  elseif (code == -32602 or code == -32002) and method == "resources/read" then
-    return errors.new("not_found", "the server has no such resource: " .. text, fields)
-  elseif code == -32601 then
-    return errors.new("protocol", "the server does not implement " .. tostring(method) .. ": " .. text, fields)
-  end
-end
-
--- ---- MRTR: the answers to a server's input requests --------------------------------
-
---- era.answer(cb, method, params) -> result, or nil, why ("none": no
--- callback for it; a callback that raises propagates). The same shaping as
--- the legacy server requests (elicitation defaults, roots as a list).
-function M.answer(cb, method, params)
-  params = type(params) == "table" and params or {}
-  local handler
-  if method == "elicitation/create" then handler = cb.elicit
-  elseif method == "sampling/createMessage" then handler = cb.sample
-  elseif method == "roots/list" then handler = cb.roots end
-  if not handler then return nil, "none" end
-  local result = M.normalize_answer(method, params, handler(params))
-  if result == nil then return nil, "none" end
-  return result
-end
-
---- era.normalize_answer(method, params, result) -> what an on_elicit (form
--- mode) or on_roots handler's return value means as the answer to the
--- server's `method`: a bare table is accepted content (its missing fields
--- take the requestedSchema's defaults, SEP-1034; no table declines), a
--- bare list is the roots. Other methods' results stay as they are.
-function M.normalize_answer(method, params, result)
-  if method == "elicitation/create" then
-    result = type(result) == "table" and result or { action = "decline" }
-    if result.action == nil then result = { action = "accept", content = result } end
-    if result.action == "accept" then
-      result.content = result.content or {}
-      local schema = type(params) == "table" and params.requestedSchema
-      if type(schema) == "table" and type(schema.properties) == "table" then
-        for k, p in pairs(schema.properties) do
-          if result.content[k] == nil and type(p) == "table" and p.default ~= nil then
-            result.content[k] = p.default
-          end
-        end
-      end
-      if next(result.content) == nil then result.content = nil end
-    end
-  elseif method == "roots/list" and type(result) == "table" and result.roots == nil then
-    result = { roots = result }
-  end
-  return result
-end
+-- The verdicts on a server's refusals (negotiation: supported_of, classify,
+-- legacy_from; the modern error codes: map_error) and the answers to its
+-- input requests (answer, normalize_answer): favcrm.era_verdicts and
+-- favcrm.era_answers, loaded on first use (favcrm.lazy; a client pinned to
+-- 2026-07-28 whose calls succeed never parses them).
+lazy(M, "favcrm.era_verdicts", { "supported_of", "classify", "legacy_from", "map_error" })
+lazy(M, "favcrm.era_answers", { "answer", "normalize_answer" })
 
 return M

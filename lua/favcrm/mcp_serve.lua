@@ -97,6 +97,9 @@ local LOG_LEVELS = { debug = 0, info = 1, notice = 2, warning = 3, error = 4, cr
 -- JSON (favcrm.json owns it; these names stay for existing callers)
 -- ------------------------------------------------------------------------
 
+-- the bridge encodes and decodes for people on every message: favcrm.json's
+-- lazily loaded half is loaded now, so the names below are the real functions
+require("favcrm.json_text")
 M.ARRAY = json.ARRAY
 M.decode = json.decode
 M.encode = json.encode

@@ -1,8 +1,9 @@
 --- favcrm.protocol: the MCP surface beside tools: resources (list,
 -- templates, read, subscribe), prompts (list, get), completion, the
 -- server's log level and ping. The methods are installed on the client
--- class by favcrm.client (the public API is the client's); the module also
--- holds favcrm.resource_links.
+-- class when this loads, the first time one of them is called (favcrm.client
+-- holds stand-ins until then, favcrm.lazy; the public API is the client's);
+-- the module also holds favcrm.resource_links.
 --
 -- House style: expected failures (the network, the server refusing, a
 -- server without the feature: `protocol` with `rpc_code` -32601) come back
@@ -318,5 +319,10 @@ function M.install(Client, check_self)
     return math.max(clock() - t0, 0)
   end
 end
+
+-- Loaded on first use: defines the methods above on favcrm.client's class,
+-- over its stand-ins.
+local Client = require("favcrm.client")
+M.install(Client, Client._check_self)
 
 return M

@@ -1,11 +1,13 @@
 --- favcrm.scheduler: many calls at once, and event loops. The methods
 -- client:call_async, :async, :step, :pending, :call_many and :watch, and
 -- the handles they return, are defined here and installed on the client
--- class by favcrm.client (the public API is the client's).
+-- class the first time one of them is called (favcrm.client holds
+-- stand-ins until then, favcrm.lazy; the public API is the client's).
 --
 -- The client keeps three tables for it: `handles` (running handles),
 -- `waiters` (waitable -> handles waiting on it) and `ready` (handles to
--- resume); the session calls client:_resume_ready() after each pump.
+-- resume); the session calls client:_resume_ready() (favcrm.client) after
+-- each pump.
 local core = require("favcrm.core")
 local errors = require("favcrm.errors")
 
@@ -136,36 +138,6 @@ function M.install(Client, check_self)
     end
     self.handles[h] = nil
     if h.on_done then h.on_done(h) end
-  end
-
-  function Client:_resume_ready()
-    local s = self.session
-    while true do
-      local sig = s.signaled
-      if #sig > 0 then
-        -- two lists take turns (no new table per pump)
-        s.signaled = self._sig_spare or {}
-        self._sig_spare = nil
-        for _, w in ipairs(sig) do
-          local list = self.waiters[w]
-          if list then
-            self.waiters[w] = nil
-            for _, h in ipairs(list) do self.ready[#self.ready + 1] = h end
-          end
-        end
-        for i = #sig, 1, -1 do sig[i] = nil end
-        self._sig_spare = sig
-      end
-      if #self.ready == 0 then return end
-      local ready = self.ready
-      self.ready = {}
-      for _, h in ipairs(ready) do
-        if h.waiting and (h.waiting.done or (h.waiting2 and h.waiting2.done)) then
-          h.waiting, h.waiting2 = nil, nil
-          self:_resume(h)
-        end
-      end
-    end
   end
 
   --- client:call_async(name, args, opts) -> handle. Misuse raises at once;
@@ -302,5 +274,10 @@ function M.install(Client, check_self)
   end
   M.Handle = Handle
 end
+
+-- Loaded on first use (favcrm.lazy): favcrm.client holds stand-ins for the
+-- methods above until one is called; requiring this defines them.
+local Client = require("favcrm.client")
+M.install(Client, Client._check_self)
 
 return M

@@ -11,6 +11,7 @@ local core = require("favcrm.core")
 local errors = require("favcrm.errors")
 local urls = require("favcrm.url")
 local era = require("favcrm.era")
+local lazy = require("favcrm.lazy")
 
 local Session = {}
 Session.__index = Session
@@ -22,7 +23,6 @@ Session.SUPPORTED_VERSIONS = {
 }
 
 local MAX_RESUMES = 3
-local MAX_REDIRECTS = 3
 local DRAIN_MS = 1000
 -- Our answers to server requests and our notifications: at most
 -- AUX_IN_FLIGHT on the wire at once (each holds a pooled connection), the
@@ -617,126 +617,17 @@ local function rpc_code_of(c)
   return c
 end
 Session._rpc_code_of = rpc_code_of
+Session._rpc_error_text = rpc_error_text
 
--- The JSON-RPC error in an HTTP error body: its text, code and data.
-local function rpc_error_message(body)
-  local msg = body and json.decode_plain(body)
-  if type(msg) == "table" and type(msg.error) == "table" and type(msg.error.message) == "string" then
-    return rpc_error_text(msg.error), rpc_code_of(msg.error.code), msg.error.data
-  end
-end
+-- A non-2xx answer (Session:_on_http_error): favcrm.session_http_error,
+-- loaded on first use (a call that succeeds never parses it).
+lazy(Session, "favcrm.session_http_error", { "_on_http_error" })
 
--- Turns a non-2xx answer into the op's end (or a relaunch).
-function Session:_on_http_error(op, item)
-  local st = op.status or item.status
-  local h = op.headers or {}
-  local smsg, rpc_code, rpc_data = rpc_error_message(item.body)
-  local detail = smsg and (": " .. smsg) or ""
-  if st == 404 and op.sent_session and not op.replayed and not op.is_init then
-    -- the server forgot our session: start a new one and replay once. The
-    -- op waits for it among the ops without a transfer (its deadline still
-    -- checked), so no pump blocks on the new initialize
-    op.replayed = true
-    local sh = self.shared
-    if sh and sh.initialized and sh.session_id == op.sent_session then sh.initialized = false end
-    if self.session_id == op.sent_session then
-      self.session_id, self.initialized, self.protocol_version = nil, false, nil
-    end
-    return self:_relaunch_after_init(op, false)
-  elseif st == 404 and op.sent_session then
-    return self:_finish(op, nil, errors.new("session_expired",
-      "the server no longer knows this session and a fresh one failed too", { status = st }))
-  elseif (st == 307 or st == 308) and h.location then
-    if op.redirects >= MAX_REDIRECTS then
-      return self:_finish(op, nil, errors.new("http", "too many redirects", { status = st }))
-    end
-    op.redirects = op.redirects + 1
-    local target = urls.resolve(op.url or self.url, h.location)
-    local ok_url, why = urls.check(target)
-    if not ok_url then
-      return self:_finish(op, nil, errors.new("http", "refused a redirect: its target " .. why .. " (got "
-        .. (target:match("^[%w+.-]*:") or "a relative reference") .. "...)", { status = st }))
-    end
-    if urls.origin(target) ~= urls.origin(self.url) then op.drop_auth = true end
-    op.url = target
-    return self:_launch(op)
-  elseif st == 401 or st == 403 then
-    -- with OAuth, Session:wait (or initialize) hands this to favcrm.oauth,
-    -- which authorizes (or refreshes, or steps up) and the request is sent again
-    local what
-    if self.oauth then what = st == 403 and "the OAuth token may not do this" or "the server wants OAuth authorization"
-    elseif st == 403 then what = "the API key may not do this"
-    elseif self.auth == nil or op.drop_auth then what = "this needs an API key and none was sent"
-    else what = "the server refused the API key" end
-    local wa = h["www-authenticate"]
-    return self:_finish(op, nil, errors.new("unauthorized", what .. detail,
-      { status = st, www_authenticate = wa,
-        -- where OAuth is offered (RFC 9728): an application may use the oauth option
-        resource_metadata = wa and require("favcrm.oauth").resource_metadata_of(wa) or nil,
-        hint = not self.oauth and ("check FAVCRM_API_KEY; if the key was revoked or leaked, revoke it in the "
-          .. "FavCRM portal (Settings, MCP Keys) and issue a new one") or nil }))
-  elseif op.modern and rpc_code ~= nil and self:_modern_retry(op, rpc_code, rpc_data) then
-    return
-  elseif op.modern and (st == 400 or st == 404 or st == 405) and not op.is_probe and not op.renegotiated
-    and self.want == "auto" and not era.map_error(op.method, rpc_code, "", rpc_data)
-    and rpc_code ~= -32602 then
-    -- the era remembered for this origin no longer holds (the server was
-    -- replaced by an older one): negotiate again, then send the op once more
-    return self:_renegotiate(op)
-  elseif op.modern and rpc_code ~= nil and era.map_error(op.method, rpc_code, smsg, rpc_data) then
-    return self:_finish(op, nil, era.map_error(op.method, rpc_code, smsg, rpc_data, { status = st }))
-  elseif op.modern and st == 400 and rpc_code == -32602 then
-    return self:_finish(op, nil, errors.new("invalid_arguments", "the server refused the request" .. detail,
-      { status = st, rpc_code = rpc_code, data = rpc_data }))
-  elseif st == 429 then
-    local ra = tonumber(h["retry-after"])
-    if ra then ra = math.floor(ra) end
-    return self:_finish(op, nil, errors.new("rate_limited",
-      "the server is rate limiting this client" .. (ra and ("; retry in " .. ra .. " s") or "") .. detail,
-      { status = st, retry_after = ra }))
-  end
-  return self:_finish(op, nil, errors.new("http", "HTTP " .. tostring(st) .. detail,
-    { status = st, retry_after = tonumber(h["retry-after"]), rpc_code = rpc_code, data = rpc_data }))
-end
-
--- Answers a request the server sent us inside a response stream.
-function Session:_answer_server_request(op, msg)
-  local m = msg.method
-  local handler, result
-  if m == "ping" then
-    result = {}
-  else
-    if m == "elicitation/create" then
-      handler = self.cb.elicit
-      local bad_mode = handler and self:_elicit_mode_refused(msg.params)
-      if bad_mode then
-        return self:_send_aux({ jsonrpc = "2.0", id = msg.id, error = { code = -32602,
-          message = "Invalid params: this client does not support elicitation mode " .. bad_mode } })
-      end
-    elseif m == "sampling/createMessage" then handler = self.cb.sample
-    elseif m == "roots/list" then handler = self.cb.roots end
-    if handler then
-      local ok, res = pcall(handler, msg.params or {}, op) -- op: the request it came with
-      if not ok then
-        op.callback_error = op.callback_error or res
-        return self:_send_aux({ jsonrpc = "2.0", id = msg.id,
-          error = { code = -32603, message = "the client's handler failed" } })
-      end
-      result = res
-      if m == "elicitation/create" and type(msg.params) == "table" and msg.params.mode == "url" then
-        result = Session._url_elicit_result(result)
-        if result.action == "accept" then self:_elicit_known(msg.params.elicitationId) end
-      else
-        result = era.normalize_answer(m, msg.params, result)
-      end
-    end
-  end
-  if result == nil then
-    return self:_send_aux({ jsonrpc = "2.0", id = msg.id,
-      error = { code = -32601, message = "Method not found: " .. tostring(m) } })
-  end
-  return self:_send_aux({ jsonrpc = "2.0", id = msg.id, result = result })
-end
+-- The requests a server sends inside a response stream
+-- (Session:_answer_server_request) and URL-mode elicitation:
+-- favcrm.session_answer, loaded on first use.
+lazy(Session, "favcrm.session_answer", { "_answer_server_request", "_elicit_known", "_elicit_mode_refused",
+  "_url_elicit_result", "_url_required_error" })
 
 local LIST_CHANGED = {
   ["notifications/tools/list_changed"] = "tools",
@@ -1158,12 +1049,6 @@ function Session:wait(op, budget)
   return op.result, op.err
 end
 
--- Calls fn once the initialization `gate` is over (at once if it is).
-function Session._after_init(_, gate, fn)
-  if gate.done then return fn() end
-  gate.after[#gate.after + 1] = fn
-end
-
 -- Starts the initialization (or joins the one under way); returns its gate
 -- ({done}), without waiting.
 function Session:_start_init()
@@ -1186,7 +1071,7 @@ function Session:_start_init()
       end
       self:_signal(gate)
       self.init_gate = nil
-      if not err then self:_listen_start() end
+      if not err and self:_wants_listen() then self:_listen_start() end
       for _, fn in ipairs(gate.after) do fn() end
     end
     -- the era: pinned by opts.protocol, remembered for this origin (or
@@ -1205,44 +1090,11 @@ function Session:_start_init()
   return gate
 end
 
--- The era probe (versioning: Backward Compatibility): server/discover sent
--- the modern way. A DiscoverResult that lists 2026-07-28 means modern; a
--- -32022 that lists it is answered by one more probe; an HTTP 400/404/405
--- without a recognised modern error (or, over stdio, any error or no
--- answer in time) means a legacy server: the initialize handshake follows.
--- The verdict is remembered per origin (HTTP) or server process (stdio).
-function Session:_probe(over, retried)
-  self.protocol_version = era.MODERN -- the probe's MCP-Protocol-Version
-  local stdio = self:_is_stdio()
-  local op = self:start_request("server/discover", nil,
-    { timeout = stdio and math.min(self.timeout, 10) or self.timeout, modern = true })
-  op.is_probe = true
-  self.init_op = op -- (OAuth: initialize() authorizes after its 401)
-  op.on_done = function(o)
-    local verdict = era.classify(o.result, o.err, stdio)
-    if verdict == "retry" and not retried then return self:_probe(over, true) end
-    if verdict == "modern" then
-      local r = o.result
-      local meta = type(r._meta) == "table" and r._meta or {}
-      local info = meta["io.modelcontextprotocol/serverInfo"]
-      if type(info) ~= "table" then info = type(r.serverInfo) == "table" and r.serverInfo or nil end
-      local caps = type(r.capabilities) == "table" and r.capabilities or {}
-      local instructions = type(r.instructions) == "string" and r.instructions or nil
-      self:_set_modern(info, caps, instructions)
-      era.remember(self:_era_key(), { era = "modern", info = info, caps = caps, instructions = instructions })
-      return over(nil)
-    end
-    self.protocol_version = nil
-    if verdict == "legacy" then
-      era.remember(self:_era_key(), { era = "legacy" })
-      return self:_legacy_init(over)
-    end
-    return over(o.err or errors.new("protocol", "the server's server/discover lists no protocol version "
-      .. "this client speaks (" .. era.MODERN .. " or " .. era.LEGACY .. ")",
-      { supported = type(o.result) == "table" and o.result.supportedVersions or nil }))
-  end
-  if op.done then op.on_done(op) end
-end
+-- The era probe (server/discover, when the era is neither pinned nor
+-- remembered), and what sends an op again when the era or the session it
+-- assumed no longer holds: favcrm.session_negotiate, loaded on first use.
+lazy(Session, "favcrm.session_negotiate", { "_probe", "_after_init", "_detach", "_modern_retry",
+  "_renegotiate", "_relaunch_after_init" })
 
 -- The legacy handshake: initialize, then notifications/initialized.
 function Session:_legacy_init(over)
@@ -1277,131 +1129,9 @@ function Session:_legacy_init(over)
   if op.done then op.on_done(op) end
 end
 
--- An op's transfer is no longer its own (it is sent again): the answer
--- stream ends by itself as an auxiliary transfer.
-function Session:_detach(op)
-  if op.tid then
-    self.ops[op.tid] = nil
-    self.aux[op.tid] = "stream"
-    op.tid = false
-  end
-end
-
--- A modern op met -32022: once more with a version the server lists
--- (2026-07-28 again), or, in auto mode, the legacy era when it lists only
--- those. Returns true when it took the op over.
-function Session:_modern_retry(op, code, data)
-  if code ~= era.UNSUPPORTED_VERSION or op.is_probe then return false end
-  local supported = era.supported_of({ rpc_code = code, data = data })
-  if not supported then return false end
-  for _, v in ipairs(supported) do
-    if v == era.MODERN and not op.version_retry then
-      op.version_retry = true
-      self:_detach(op)
-      self:_encode(op)
-      self:_launch(op)
-      return true
-    end
-  end
-  if self.want == "auto" and not op.renegotiated and era.legacy_from({ rpc_code = code, data = data }) then
-    self.force_legacy = true
-    self:_renegotiate(op)
-    return true
-  end
-  return false
-end
-
--- The era this session assumed does not hold: forget it, negotiate again
--- (the op waits among the ops without a transfer, its deadline still
--- checked), then send the op once more the way the new era wants.
-function Session:_renegotiate(op)
-  op.renegotiated = true
-  self:_detach(op)
-  era.remember(self:_era_key(), nil)
-  if self.initialized then
-    self.era, self.initialized, self.protocol_version, self.session_id = nil, false, nil, nil
-    if self.shared then self.shared.era, self.shared.initialized = nil, false end
-  end
-  return self:_relaunch_after_init(op, true)
-end
-
--- Parks op among the ops without a transfer (its deadline still checked,
--- so no pump blocks on the new initialize) until a new initialization is
--- over, then sends it once more (with `reencode`, rebuilt the way the era
--- found wants), or ends it with the initialization's error.
-function Session:_relaunch_after_init(op, reencode)
-  op.reinit, op.resume_at = true, math.huge
-  self.resuming = self.resuming or {}
-  self.resuming[op] = true
-  return self:_after_init(self:_start_init(), function()
-    if op.done then return end
-    self.resuming[op] = nil
-    op.reinit, op.resume_at = false, nil
-    if not self.initialized then return self:_finish(op, nil, self.init_err) end
-    if reencode then
-      op.modern = self.era == "modern"
-      op.mrtr_responses, op.mrtr_state = false, false
-      self:_encode(op)
-    end
-    return self:_launch(op)
-  end)
-end
-
--- A modern op's result asked for input (basic/patterns/mrtr): the on_*
--- callbacks answer the server's input requests, then the op goes again
--- with a new id, the answers and the server's requestState unchanged.
--- At most era.MAX_MRTR_ROUNDS rounds, all within the op's deadline.
-function Session:_mrtr(op, res)
-  local function fail(msg, fields)
-    return self:_finish(op, nil, errors.new("protocol", msg, fields), true)
-  end
-  if not era.MRTR_METHODS[op.method] then
-    return fail("the server answered " .. op.method .. " with input_required, which only tools/call, "
-      .. "resources/read and prompts/get may")
-  end
-  op.rounds = op.rounds + 1
-  if op.rounds > era.MAX_MRTR_ROUNDS then
-    return fail(op.method .. " still required input after " .. era.MAX_MRTR_ROUNDS .. " rounds",
-      { rounds = era.MAX_MRTR_ROUNDS })
-  end
-  local reqs, state = res.inputRequests, res.requestState
-  if reqs == null then reqs = nil end
-  if state == null then state = nil end
-  if (reqs ~= nil and type(reqs) ~= "table") or (state ~= nil and type(state) ~= "string")
-    or (reqs == nil and state == nil) then
-    return fail("the server's input_required result is malformed (inputRequests must be an object, "
-      .. "requestState a string, and one of them present)")
-  end
-  local answers
-  if reqs then
-    answers = {}
-    local n = 0
-    for key, r in pairs(reqs) do
-      n = n + 1
-      if n > era.MAX_INPUT_REQUESTS then
-        return fail("the server asked for more than " .. era.MAX_INPUT_REQUESTS .. " inputs at once")
-      end
-      if type(key) ~= "string" or type(r) ~= "table" or type(r.method) ~= "string" then
-        return fail("the server's inputRequests holds an entry that is not a request")
-      end
-      local ok, answer, why = pcall(era.answer, self.cb, r.method, r.params)
-      if not ok then
-        op.callback_error = op.callback_error or answer
-        return fail("the client's handler for " .. r.method .. " failed")
-      end
-      if answer == nil then
-        return fail("the server asked for " .. r.method .. ", which this client did not declare (no on_* "
-          .. "callback for it)", { input = key, why = why })
-      end
-      answers[key] = answer
-    end
-  end
-  self:_detach(op)
-  op.mrtr_responses = answers or false
-  op.mrtr_state = state or false
-  self:_encode(op)
-  return self:_launch(op)
-end
+-- A modern op's input_required result (multi-round-trip requests):
+-- favcrm.session_mrtr, loaded on first use.
+lazy(Session, "favcrm.session_mrtr", { "_mrtr" })
 
 --- Session:initialize([budget]) -> true or nil, err. Idempotent. The
 -- initialization runs on the client's timeout; a caller waits for it at
@@ -1440,7 +1170,7 @@ end
 function Session:close()
   if self.closed then return end
   self.closed = true
-  self:_listen_stop()
+  if self.listen then self:_listen_stop() end
   for tid in pairs(self.ops) do pcall(self.transport.cancel, self.transport, tid) end
   self.ops = {}
   -- answer streams that outlive their answer are cut; notifications and
@@ -1466,27 +1196,12 @@ function Session:close()
 end
 
 -- ---- the standalone stream (Streamable HTTP, issue 15) ----------------------
---
--- After initialize the client may open a GET event stream on which the
--- server sends requests and notifications that belong to no call (an
--- elicitation a tool asks for without tying it to the call, a log line at
--- idle). It is opened when there is something to receive there: opts.listen
--- = true, or (auto) an on_elicit/on_sample/on_roots/on_log/on_*_changed
--- callback with the libcurl transport (a request-level transport, as one per
--- OpenResty request, opens none unless told); over stdio always (its
--- transport says idle_stream), unless listen = false. At most one; a 405 (and a 404, 401, 403
--- or other 4xx) means no stream: none is opened again until the next
--- initialize. A stream that ends is reopened after its SSE `retry` (default
--- LISTEN_RETRY_MS) with Last-Event-ID; a failure waits twice as long each
--- time (at most LISTEN_MAX_BACKOFF s) and after LISTEN_MAX_FAILURES in a row
--- the stream is given up. Nothing runs between calls in a blocking client:
--- what arrives is handled at the next pump (a call, step(), watch()).
--- It is not an op (no deadline, never waited on): the pump hands its items
--- to _listen_item and reopens it from _listen_tick once its timer is due.
-local LISTEN_RETRY_MS = 1000
-local LISTEN_MAX_BACKOFF = 30
-local LISTEN_MAX_FAILURES = 8
+-- Whether one is wanted (asked after every initialize) and whether one is
+-- open stay here; the stream itself (opening, reading, reopening, closing:
+-- the _listen_* methods) is favcrm.session_listen, loaded the first time
+-- one is wanted.
 
+-- Whether the standalone stream is wanted (favcrm.session_listen says when).
 function Session:_wants_listen()
   if self.listen_opt ~= nil then return self.listen_opt == true end
   local cb = self.cb
@@ -1502,176 +1217,8 @@ function Session:_wants_listen()
       or self.listen_for_changes) ~= nil
 end
 
---- Session:_listen_start(): opens the standalone stream when wanted (after
--- initialize). Idempotent: at most one stream.
-function Session:_listen_start()
-  if self.closed or not self:_wants_listen() then return end
-  local l = self.listen
-  if l and not l.stopped then return end
-  self.listen = {
-    -- the fields _on_message and _finish read on an op
-    rpc_id = false, done = false, tid = false, progress_token = false, on_done = false,
-    callback_error = false, method = "the standalone stream",
-    status = false, headers = false, last_event_id = false,
-    retry_ms = LISTEN_RETRY_MS, failures = 0, timer = false, stopped = false, opened = 0,
-  }
-  self:_listen_launch()
-end
-
--- The notification filter of subscriptions/listen (modern era): the list
--- changes when something wants them, and the subscribed resources.
-function Session:_listen_filter()
-  local f = {}
-  if self.listen_for_changes or self.listen_opt == true then
-    f.toolsListChanged, f.promptsListChanged, f.resourcesListChanged = true, true, true
-  end
-  local uris = {}
-  for uri in pairs(self.subscribed or {}) do uris[#uris + 1] = uri end
-  table.sort(uris)
-  if #uris > 0 then f.resourceSubscriptions = uris end
-  return f
-end
-
---- Session:_listen_restart(): the modern stream again with the current
--- filter (after subscribe/unsubscribe), or the legacy one opened if wanted.
-function Session:_listen_restart()
-  if self.era == "modern" then self:_listen_stop() end
-  self:_listen_start()
-end
-
--- Modern: whether the stream is a subscriptions/listen request (always over
--- HTTP; over stdio when something is subscribed to, else the transport's
--- idle stream, which carries what the server writes between calls).
-function Session:_modern_listen()
-  if self.era ~= "modern" then return false end
-  if not self:_is_stdio() then return true end
-  return (self.on_resource_updated or self.listen_for_changes) ~= nil
-end
-
-function Session:_listen_launch()
-  local l = self.listen
-  if self:_modern_listen() then
-    -- 2026-07-28: a POST of subscriptions/listen whose response stream stays open
-    local counter = self.shared or self
-    counter.next_rpc = (counter.next_rpc or 0) + 1
-    local params = { notifications = self:_listen_filter(), _meta = era.meta(self, era.MODERN) }
-    local body = json.wire({ jsonrpc = "2.0", id = counter.next_rpc, method = "subscriptions/listen",
-      params = params })
-    l.status, l.headers, l.done = false, false, false
-    l.ack, l.acked = { done = false }, false -- notifications/subscriptions/acknowledged
-    local tid = self.transport:start({
-      method = "POST", url = self.url, headers = self:_headers(era.request_headers("subscriptions/listen")),
-      body = body, auth = self:_auth(), timeout_ms = self:_hard_timeout_ms(),
-    })
-    if not tid then return self:_listen_again(true) end
-    l.tid = tid
-    l.opened = l.opened + 1
-    return
-  end
-  local h = {}
-  for _, line in ipairs(self:_headers()) do
-    local name = (line:match("^([^:]*):") or ""):lower()
-    if name ~= "accept" and name ~= "content-type" then h[#h + 1] = line end
-  end
-  h[#h + 1] = "Accept: text/event-stream"
-  if l.last_event_id then h[#h + 1] = "Last-Event-ID: " .. l.last_event_id end
-  l.status, l.headers, l.done = false, false, false
-  local tid = self.transport:start({
-    method = "GET", url = self.url, headers = h, auth = self:_auth(),
-    timeout_ms = self:_hard_timeout_ms(),
-  })
-  if not tid then return self:_listen_again(true) end
-  l.tid = tid
-  l.opened = l.opened + 1
-end
-
--- Schedules the next attempt (a failure backs off), or gives up.
-function Session:_listen_again(failed)
-  local l = self.listen
-  l.tid = false
-  if l.ack and not l.ack.done then self:_signal(l.ack) end
-  local delay = l.retry_ms / 1000
-  if failed then
-    l.failures = l.failures + 1
-    if l.failures >= LISTEN_MAX_FAILURES then return self:_listen_stop() end
-    delay = math.min(math.max(delay, 1) * 2 ^ (l.failures - 1), LISTEN_MAX_BACKOFF)
-  end
-  l.timer = { done = false, wake_at = now() + delay }
-  self.timers[l.timer] = true
-end
-
---- Session:_listen_stop(): closes the standalone stream for good (until the
--- next initialize opens another).
-function Session:_listen_stop()
-  local l = self.listen
-  if not l then return end
-  l.stopped = true
-  if l.ack and not l.ack.done then self:_signal(l.ack) end
-  if l.tid then pcall(self.transport.cancel, self.transport, l.tid) end
-  l.tid = false
-  if l.timer then self.timers[l.timer] = nil end
-  l.timer = false
-end
-
--- One transport item; false when it is not the standalone stream's.
-function Session:_listen_item(item, kind)
-  local l = self.listen
-  if not l or not l.tid or item.id ~= l.tid then return false end
-  kind = kind or item.type
-  if kind == "headers" then
-    l.status, l.headers = item.status, item.headers or {}
-    return true
-  end
-  if item.event_id then l.last_event_id = item.event_id ~= "" and item.event_id or false end
-  if item.retry then l.retry_ms = item.retry end
-  local ok_status = l.status and l.status >= 200 and l.status < 300
-  if kind == "event" then
-    if not ok_status or item.event ~= "message" or item.data == "" then return true end
-    l.failures = 0
-    local msg = json.decode_plain(item.data)
-    if msg ~= nil then self:_on_message(l, msg) end
-    if l.done then self:_listen_stop() end -- _on_message ended it (a flood)
-    return true
-  end
-  -- done
-  l.tid = false
-  local st = l.status or item.status
-  if item.error then return self:_listen_again(true) end
-  if st and st >= 200 and st < 300 then
-    -- a 2xx that is not an event stream is not one we can read
-    local ct = l.headers and l.headers["content-type"] or ""
-    if not item.sse and not ct:lower():find("^text/event%-stream") then return self:_listen_stop() end
-    return self:_listen_again(false)
-  end
-  if st and st >= 500 then return self:_listen_again(true) end
-  -- 405: the server offers no stream; 404: the session is gone (the next
-  -- call starts another, and its initialize a new stream); 4xx: refused
-  return self:_listen_stop()
-end
-
--- Reopens the stream once its timer is due (from pump).
-function Session:_listen_tick()
-  local l = self.listen
-  if l.stopped or not l.timer or self.closed then return end
-  if now() >= l.timer.wake_at then
-    self.timers[l.timer] = nil
-    l.timer = false
-    self:_listen_launch()
-  end
-end
-
---- Session:listen_acked(budget) -> true once the server acknowledged the
--- modern subscriptions/listen stream, or nil, err (it refused or ended
--- first, or the budget ran out). True at once in the legacy era.
-function Session:listen_acked(budget)
-  local l = self.listen
-  if self.era ~= "modern" or not l or not l.ack then return true end
-  local _, err = self:wait(l.ack, budget)
-  if err then return nil, err end
-  if l.acked then return true end
-  return nil, errors.new("protocol", "the server did not open subscriptions/listen"
-    .. (l.status and (" (HTTP " .. tostring(l.status) .. ")") or ""), { status = l.status or nil })
-end
+lazy(Session, "favcrm.session_listen", { "_listen_start", "_listen_filter", "_listen_restart", "_modern_listen",
+  "_listen_launch", "_listen_again", "_listen_stop", "_listen_item", "_listen_tick", "listen_acked" })
 
 --- Session:listening() -> true while the standalone stream is open or
 -- about to be reopened.
@@ -1680,14 +1227,7 @@ function Session:listening()
   return l ~= nil and not l.stopped and (l.tid ~= false or l.timer ~= false)
 end
 
--- ---- URL-mode elicitation (2025-11-25, issue 15) -----------------------------
---
--- on_elicit gets form requests (params.requestedSchema) and, when the
--- application says its handler takes them (favcrm.new's elicit_modes =
--- {"form", "url"}), URL requests (params.mode = "url", url, elicitationId,
--- message): the handler shows the URL to the user (never opens it by
--- itself) and answers {action = "accept"|"decline"|"cancel"}. A request in
--- a mode not declared is refused with -32602, as the specification asks.
+-- ---- URL-mode elicitation (2025-11-25, issue 15): favcrm.session_answer ---
 
 -- The elicitation capability: {} (form only, as before 2025-11-25, which
 -- every server reads as form) or the modes named.
@@ -1699,77 +1239,6 @@ function Session:_elicit_caps()
     return caps
   end
   return {}
-end
-
--- The ids of URL elicitations under way (accepted, or listed in a -32042
--- error): at most MAX_ELICIT_IDS, the oldest forgotten first. With
--- `take`, tells whether id is one and forgets it (its completion is
--- delivered once); without, remembers id.
-local MAX_ELICIT_IDS = 64
-function Session:_elicit_known(id, take)
-  if type(id) ~= "string" then return false end
-  local known = self.elicit_ids
-  if not known then
-    known = { set = {}, order = {} }
-    self.elicit_ids = known
-  end
-  local set, order = known.set, known.order
-  if take then
-    if not set[id] then return false end
-    set[id] = nil
-    for i, v in ipairs(order) do
-      if v == id then table.remove(order, i) break end
-    end
-    return true
-  end
-  if set[id] then return true end
-  while #order >= MAX_ELICIT_IDS do set[table.remove(order, 1)] = nil end
-  order[#order + 1] = id
-  set[id] = true
-  return true
-end
-
--- The mode of an elicitation/create this client did not declare, or nil.
-function Session:_elicit_mode_refused(params)
-  local mode = type(params) == "table" and params.mode or "form"
-  if mode == null or mode == nil then mode = "form" end
-  if self.elicit_modes[mode] then return nil end
-  return tostring(mode)
-end
-
--- A handler's answer to a URL elicitation: {action = ...} and no content
--- (the data stays between the user and the server). A bare true accepts;
--- anything else that is not a table declines.
-function Session._url_elicit_result(res)
-  if res == true then return { action = "accept" } end
-  if type(res) ~= "table" then return { action = "decline" } end
-  local action = res.action
-  if action ~= "accept" and action ~= "decline" and action ~= "cancel" then action = "accept" end
-  return { action = action, _meta = res._meta }
-end
-
---- Session._url_required_error(e) -> the error of a JSON-RPC error -32042
--- (URLElicitationRequiredError): code `elicitation_required`, `url` (the
--- first URL to open), `elicitations` (every {mode, url, elicitationId,
--- message} the server listed), `rpc_code`, `data`. The URL is in the
--- message too: the user opens it, then the call is retried.
-function Session._url_required_error(e)
-  local list = {}
-  local data = type(e.data) == "table" and e.data or {}
-  if type(data.elicitations) == "table" then
-    for _, el in ipairs(data.elicitations) do
-      if type(el) == "table" and type(el.url) == "string" then list[#list + 1] = el end
-    end
-  end
-  local first = list[1]
-  local text = rpc_error_text(e)
-  if first then
-    text = text .. "; open " .. first.url .. (#list > 1 and (" (and " .. (#list - 1) .. " more)") or "")
-      .. ", then retry"
-  end
-  return errors.new("elicitation_required", "the server needs a step in the browser first: " .. text, {
-    rpc_code = -32042, data = e.data, url = first and first.url or nil,
-    elicitation_id = first and first.elicitationId or nil, elicitations = list })
 end
 
 return Session
