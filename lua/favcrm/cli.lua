@@ -460,6 +460,16 @@ function Ctx:need_key(client)
   return false, self:fail({ code = "no_key", message = "no API key is configured" }, EXIT.auth)
 end
 
+-- The client of a command that needs a key (Ctx:client, Ctx:need_key):
+-- -> client, or nil and the exit code (the failure already said).
+function Ctx:keyed_client()
+  local client, code = self:client()
+  if not client then return nil, code end
+  local ok, kcode = self:need_key(client)
+  if not ok then return nil, kcode end
+  return client
+end
+
 -- ------------------------------------------------------------------------
 -- Commands
 -- ------------------------------------------------------------------------
@@ -895,10 +905,8 @@ function C.logout(ctx)
 end
 
 function C.whoami(ctx)
-  local client, code = ctx:client()
+  local client, code = ctx:keyed_client()
   if not client then return code end
-  local ok, kcode = ctx:need_key(client)
-  if not ok then return kcode end
   local who, err = client:call("list_my_companies", {})
   if who == nil then return ctx:fail(err) end
   if ctx.flags.json then

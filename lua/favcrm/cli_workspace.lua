@@ -137,10 +137,8 @@ function C.plan_upgrade(ctx)
 end
 
 function C.plan_portal(ctx)
-  local client, code = ctx:client()
+  local client, code = ctx:keyed_client()
   if not client then return code end
-  local ok, kcode = ctx:need_key(client)
-  if not ok then return kcode end
   -- the current plan's code when the server names it (the Rust CLI always sends favcrm-lite)
   local status = client:call("get_plan_status", {})
   local plan_code = type(status) == "table" and type(status.planCode) == "string" and status.planCode or "favcrm-lite"
