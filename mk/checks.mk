@@ -180,6 +180,8 @@ fuzz: fuzz-build
 	    grep -A30 -E "ERROR:|runtime error:" $(FUZZ_BUILD)/$$t.log | head -60 >&2; rc=1; fi; \
 	done; exit $$rc
 
-.PHONY: print-ci-check-specs
+.PHONY: print-ci-check-specs print-fuzz-targets
 print-ci-check-specs:
 	@echo $(CI_CHECK_SPECS)
+print-fuzz-targets:
+	@echo $(FUZZ_TARGETS)
