@@ -8,7 +8,11 @@
 # 2. `make checks-build` (the ASan, valgrind and fuzz builds) at nice 19:
 #    compiling measures nothing, so it only takes what the runs leave idle;
 # 3. `make asan` of SPEC_FILE (the same ASan build and report folder that
-#    .ci/checks.sh uses afterwards, never at the same time), at nice 5.
+#    .ci/checks.sh uses afterwards, never at the same time), at nice 5;
+# 4. `make valgrind` of SPEC_FILE (the same valgrind build and report files
+#    as .ci/checks.sh's run, never at the same time), at nice 5: it is as
+#    much waiting under valgrind as without (~70 s), and the lane is
+#    otherwise idle while the last run in front finishes.
 # Stops at the first failure, with its exit status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +38,6 @@ nice -n 19 make --no-print-directory -j2 checks-build >build/ci/checks-build.log
   || { cat build/ci/checks-build.log; exit 1; }
 echo "== lane: make asan SPECS=$spec ($(( $(date +%s) - start )) s in)"
 nice -n 5 make --no-print-directory asan SPECS="$spec"
+echo "== lane: make valgrind SPECS=$spec ($(( $(date +%s) - start )) s in)"
+nice -n 5 make --no-print-directory valgrind SPECS="$spec"
 echo "== lane: done ($(( $(date +%s) - start )) s in)"

@@ -7,9 +7,11 @@
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (default 60)
 #
 # The sanitized module is loaded by a stock Lua, so the ASan runtime is
-# LD_PRELOADed by a small wrapper that stands in for the Lua binary; child Lua
-# processes the specs start (FAVCRM_LUA_BIN) go through it too. Reports from
-# every process land in $(ASAN_BUILD)/reports/ and fail the target.
+# preloaded by a small wrapper that stands in for the Lua binary (through the
+# dynamic loader's --preload where it has it, so only into that Lua; else
+# LD_PRELOAD); child Lua processes the specs start (FAVCRM_LUA_BIN) go
+# through it too. Reports from every process land in $(ASAN_BUILD)/reports/
+# and fail the target.
 
 CHECK_LUA      ?= 5.4
 CHECK_LUA_BIN  ?= lua$(CHECK_LUA)
@@ -29,6 +31,13 @@ ASAN_SAN       ?= -fsanitize=address,undefined,float-cast-overflow \
                   -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer $(ASAN_SHARED)
 ASAN_LIB        = $(shell $(ASAN_CC) -print-file-name=$(ASAN_RT))
 ASAN_WRAP       = $(ASAN_BUILD)/lua
+# The dynamic loader of the Lua binary when it takes --preload (glibc 2.33+):
+# the wrapper then preloads the ASan runtime into that Lua alone, where
+# LD_PRELOAD would put it in every program the specs start (sh, node, cc,
+# nm, strace: none of them ours, each slowed down by it). Empty: LD_PRELOAD.
+ASAN_LDSO      ?= $(shell lua=$$(command -v $(CHECK_LUA_BIN)) && \
+                  ld=$$(readelf -l "$$lua" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]$$/\1/p') && \
+                  [ -x "$$ld" ] && "$$ld" --help 2>/dev/null | grep -q -- --preload && echo "$$ld")
 # extra busted arguments (spec files, --filter=...) for asan and valgrind
 # (default: all of spec/ for asan, VG_SPECS for valgrind)
 SPECS          ?=
@@ -99,11 +108,12 @@ checks-build: fuzz-build
 $(ASAN_WRAP): Makefile mk/checks.mk
 	@mkdir -p $(dir $@)
 	@printf '%s\n' '#!/bin/sh' \
-	  '# Lua with the ASan runtime preloaded (made by mk/checks.mk)' \
-	  'export LD_PRELOAD="$(ASAN_LIB)$${LD_PRELOAD:+ $$LD_PRELOAD}"' \
+	  '# Lua with the ASan runtime preloaded (made by mk/checks.mk; ASAN_LDSO there)' \
 	  'export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/asan"' \
 	  'export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/ubsan"' \
-	  'exec $(CHECK_LUA_BIN) "$$@"' >$@
+	  $(if $(ASAN_LDSO),'exec $(ASAN_LDSO) --preload "$(ASAN_LIB)" "$(shell command -v $(CHECK_LUA_BIN))" "$$@"', \
+	  'export LD_PRELOAD="$(ASAN_LIB)$${LD_PRELOAD:+ $$LD_PRELOAD}"' \
+	  'exec $(CHECK_LUA_BIN) "$$@"') >$@
 	@chmod +x $@
 
 asan:
@@ -180,6 +190,8 @@ fuzz: fuzz-build
 	    grep -A30 -E "ERROR:|runtime error:" $(FUZZ_BUILD)/$$t.log | head -60 >&2; rc=1; fi; \
 	done; exit $$rc
 
-.PHONY: print-ci-check-specs
+.PHONY: print-ci-check-specs print-fuzz-targets
 print-ci-check-specs:
 	@echo $(CI_CHECK_SPECS)
+print-fuzz-targets:
+	@echo $(FUZZ_TARGETS)

@@ -37,10 +37,26 @@ local function run(args, opts)
   end
   local parts = {}
   for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
-  local cmd = table.concat(pre, " ") .. " " .. LUA .. " bin/favcrm " .. table.concat(parts, " ")
+  local prog = " bin/favcrm "
+  if opts.batch then prog = " spec/support/cli_batch.lua " .. q(opts.batch[1]) .. " " .. q(opts.batch[2]) end
+  local cmd = table.concat(pre, " ") .. " " .. LUA .. prog .. table.concat(parts, " ")
     .. " <" .. q(stdin) .. " >" .. q(out) .. " 2>" .. q(err) .. "; echo $? >" .. q(rc)
   os.execute("sh -c " .. q(cmd))
   return tonumber(slurp(rc)), slurp(out) or "", slurp(err) or ""
+end
+
+-- run_each(list) -> { { code =, stdout =, stderr = }, ... }, the process's
+-- own stdout: each argument list of `list` through favcrm.cli's main, one
+-- after another in ONE process started as run() starts bin/favcrm (its
+-- environment, stdin /dev/null), by spec/support/cli_batch.lua: for
+-- commands that need no process of their own.
+local function run_each(list)
+  local input, output = tmpname("batch-in"), tmpname("batch-out")
+  spit(input, cjson.encode(list))
+  local code, out, err = run({}, { batch = { input, output } })
+  assert(code == 0, "cli_batch.lua failed (" .. tostring(code) .. "): " .. err .. out)
+  local results = assert(slurp(output), "cli_batch.lua wrote no results")
+  return cjson.decode(results), out
 end
 
 -- Runs a conversation: lines are written to the program's stdin one by one;
@@ -129,7 +145,7 @@ describe("favcrm (the command-line program)", function()
     end)
 
     it("has --help with an example on every command", function()
-      for _, c in ipairs({ { "signup" }, { "signup", "request" }, { "signup", "verify" }, { "doctor" },
+      local commands = { { "signup" }, { "signup", "request" }, { "signup", "verify" }, { "doctor" },
         { "tool", "list" }, { "tool", "describe" }, { "tool", "call" }, { "login" }, { "logout" }, { "whoami" },
         { "config", "path" }, { "team", "invite", "accept" }, { "mcp", "serve" }, { "plan", "status" },
         { "plan", "check" }, { "plan", "options" }, { "plan", "upgrade" }, { "plan", "portal" },
@@ -139,9 +155,13 @@ describe("favcrm (the command-line program)", function()
         { "bookings", "get" }, { "bookings", "stats" }, { "bookings", "cancel" }, { "bookings", "complete" },
         { "bookings", "confirm" }, { "invoices", "list" }, { "invoices", "get" }, { "invoices", "send" },
         { "invoices", "void" }, { "invoices", "stats" }, { "completion" }, { "resource", "list" },
-        { "resource", "read" }, { "prompt", "list" }, { "prompt", "get" } }) do
-        c[#c + 1] = "--help"
-        local code, out = run(c)
+        { "resource", "read" }, { "prompt", "list" }, { "prompt", "get" } }
+      for _, c in ipairs(commands) do c[#c + 1] = "--help" end
+      -- in one process (run_each): --help needs no process of its own
+      local results = run_each(commands)
+      assert.equal(#commands, #results)
+      for i, c in ipairs(commands) do
+        local code, out = results[i].code, results[i].stdout
         assert.equal(0, code, table.concat(c, " "))
         has(out, "Usage: favcrm " .. c[1])
         has(out, "Example:")
@@ -159,8 +179,12 @@ describe("favcrm (the command-line program)", function()
         { "signup", "verify", "--request-id", "signup_req_x" }, { "--url", "ftp://example.com/mcp", "doctor" },
         { "tool", "call", "list_services", "[1, 2]" }, { "tool", "call", "list_services", "{not json" },
       }
-      for _, args in ipairs(cases) do
-        local code, out, err = run(args)
+      -- in one process (run_each), which itself prints nothing on stdout
+      local results, batch_out = run_each(cases)
+      assert.equal("", batch_out)
+      assert.equal(#cases, #results)
+      for i, args in ipairs(cases) do
+        local code, out, err = results[i].code, results[i].stdout, results[i].stderr
         assert.equal(1, code, table.concat(args, " "))
         assert.equal("", out, table.concat(args, " "))
         assert.is_truthy(err ~= "", table.concat(args, " "))

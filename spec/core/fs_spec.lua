@@ -24,9 +24,13 @@ end
 local function ls(dir) return (sh("ls -A " .. q(dir) .. " | sort | tr '\\n' ' '")) end
 
 -- The interpreter running these specs, so subprocesses use the same Lua
--- (under valgrind /proc/<pid>/exe is the tool: then use arg's first word).
+-- (under valgrind /proc/<pid>/exe is the tool: then use arg's first word;
+-- under `make asan` it is the dynamic loader that preloaded the ASan
+-- runtime: then the wrapper that ran it, FAVCRM_LUA_BIN).
 local LUA = sh("readlink /proc/" .. core.getpid() .. "/exe"):gsub("%s+$", "")
-if LUA == "" or LUA:find("valgrind", 1, true) or LUA:find("memcheck", 1, true) then
+if LUA:match("/ld%-linux[^/]*$") and os.getenv("FAVCRM_LUA_BIN") then
+  LUA = os.getenv("FAVCRM_LUA_BIN")
+elseif LUA == "" or LUA:find("valgrind", 1, true) or LUA:find("memcheck", 1, true) then
   local i = 0
   while arg and arg[i - 1] do i = i - 1 end
   LUA = assert(arg and arg[i], "cannot tell which Lua runs the specs")

@@ -80,8 +80,10 @@ local function cli(args, opts)
   end
   local prog = q(LUA) .. " " .. q(TOP .. "/bin/favcrm") .. " " .. table.concat(argv, " ")
   if have_strace then
-    -- -f: every descendant; envp is not printed (no -v), argv is, whole (-s)
-    prog = "strace -f -qq -e trace=execve -s 65536 -o " .. q(base .. ".strace") .. " " .. prog
+    -- -f: every descendant; envp is not printed (no -v), argv is, whole (-s);
+    -- --seccomp-bpf: only execve stops the traced processes (a filter they
+    -- all inherit), not every system call
+    prog = "strace -f --seccomp-bpf -qq -e trace=execve -s 65536 -o " .. q(base .. ".strace") .. " " .. prog
   end
   write(base .. ".in", opts.stdin or "")
   local cmd = "cd " .. q(TOP) .. " && env " .. env:gsub("FAVCRM_API_KEY=\"", "FAVCRM_API_KEY=\"", 1)
