@@ -4,28 +4,12 @@
 -- the certificate given as ca_file makes it pass; nothing turns it off.
 local favcrm = require("favcrm")
 local core = require("favcrm.core")
-local socket = require("socket")
 local sandbox = require("spec.support.sandbox")
+local nginx = require("spec.support.nginx")
 
 local NGINX = "/usr/sbin/nginx"
 
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local exists, sh, free_port = nginx.exists, nginx.sh, nginx.free_port
 
 local have_openssl = sh("command -v openssl >/dev/null 2>&1")
 
@@ -84,20 +68,7 @@ http {
     f:write(conf)
     f:close()
     proc = assert(core.spawn({ NGINX, "-p", dir, "-c", dir .. "/nginx.conf", "-e", dir .. "/logs/error.log" }))
-    -- wait until it listens (at most 10 s)
-    local deadline = core.monotonic() + 10
-    while true do
-      local c = socket.tcp()
-      c:settimeout(0.2)
-      local ok = c:connect("127.0.0.1", port)
-      c:close()
-      if ok then break end
-      local r = proc:poll(50)
-      if r.eof or core.monotonic() > deadline then
-        local log = io.open(dir .. "/logs/error.log")
-        error("nginx did not start: " .. (log and log:read("*a") or "(no log)"))
-      end
-    end
+    nginx.wait_listening(port, dir, proc)
     url = "https://127.0.0.1:" .. port .. "/mcp"
   end)
 

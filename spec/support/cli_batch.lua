@@ -17,18 +17,13 @@ if build and build ~= "" then
 else
   build = top .. "/build/" .. flavour
 end
-package.path = top .. "/lua/?.lua;" .. top .. "/lua/?/init.lua;" .. package.path
+package.path = top .. "/lua/?.lua;" .. top .. "/lua/?/init.lua;" .. top .. "/?.lua;" .. package.path
 package.cpath = build .. "/?.so;" .. package.cpath
 
 local cjson = require("cjson")
 local cli = require("favcrm.cli")
+local files = require("spec.support.files")
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- a file-like object that keeps what is written to it
 local function capture()
@@ -43,7 +38,7 @@ local function capture()
   }
 end
 
-local list = cjson.decode(slurp(assert(arg[1], "usage: cli_batch.lua IN OUT")))
+local list = cjson.decode(assert(files.slurp(assert(arg[1], "usage: cli_batch.lua IN OUT"))))
 local results = {}
 for i, argv in ipairs(list) do
   local out, err = capture(), capture()

@@ -1,5 +1,6 @@
 -- spec/support/nginx.lua: what the specs that run Debian's nginx with
--- lua-nginx-module share (nginx_spec, resty_spec, resty_oauth_spec):
+-- lua-nginx-module share (nginx_spec, resty_spec, resty_oauth_spec; tls_spec,
+-- which runs plain nginx in the foreground, its helpers and wait):
 -- whether it can run here, a free port, its error log, the bounded wait
 -- until the daemonised nginx listens, and stopping it.
 local socket = require("socket")
@@ -46,9 +47,12 @@ function M.error_log(dir)
   return text
 end
 
---- wait_listening(port, dir): nginx daemonises before it answers; waits
--- (at most 10 s) until port takes connections, else fails with its log.
-function M.wait_listening(port, dir)
+--- wait_listening(port, dir [, proc]): waits (at most 10 s) until port
+-- takes connections, else fails with dir's error log. A daemonised nginx
+-- answers after its start command returned; with proc (a core.spawn
+-- handle of an nginx in the foreground) the wait also ends, failing, when
+-- that process exits.
+function M.wait_listening(port, dir, proc)
   local deadline = core.monotonic() + 10
   while true do
     local c = socket.tcp()
@@ -56,8 +60,9 @@ function M.wait_listening(port, dir)
     local ok = c:connect("127.0.0.1", port)
     c:close()
     if ok then return end
-    assert(core.monotonic() < deadline, "nginx did not start listening:\n" .. M.error_log(dir))
-    socket.select(nil, nil, 0.05)
+    local gone = proc and proc:poll(50).eof
+    assert(not gone and core.monotonic() < deadline, "nginx did not start listening:\n" .. M.error_log(dir))
+    if not proc then socket.select(nil, nil, 0.05) end
   end
 end
 
