@@ -111,17 +111,28 @@ local function schema_rows(s, prefix, rows, depth)
   return rows
 end
 
+-- The middle of a command that asks the server one thing: the client made,
+-- client[method](client, ...) called. Returns its two values; or nil and
+-- the exit code, when the client could not be made or the request failed
+-- (the failure reported), or with --json once the answer (the second value,
+-- or the first when there is none) is printed along `guide`.
+local function ask(ctx, guide, method, ...)
+  local client, code = ctx:client()
+  if not client then return nil, code end
+  local v, res = client[method](client, ...)
+  if not v then return nil, ctx:fail(res) end
+  if ctx.flags.json then
+    ctx:json_out(res == nil and v or res, guide)
+    return nil, EXIT.ok
+  end
+  return v, res
+end
+
 function C.tool_describe(ctx, args)
   local name = args[1]
   if not name or args[2] then return ctx:fail("tool describe needs exactly one tool NAME") end
-  local client, code = ctx:client()
-  if not client then return code end
-  local t, err = client:describe(name)
-  if not t then return ctx:fail(err) end
-  if ctx.flags.json then
-    ctx:json_out(t, G.struct({ inputSchema = G.schemadoc, outputSchema = G.schemadoc }))
-    return EXIT.ok
-  end
+  local t, code = ask(ctx, G.struct({ inputSchema = G.schemadoc, outputSchema = G.schemadoc }), "describe", name)
+  if not t then return code end
   local a = type(t.annotations) == "table" and t.annotations or {}
   ctx:say(ctx:paint(t.name, "bold") .. ((t.title or a.title) and (": " .. (t.title or a.title)) or ""))
   if t.description then ctx:say(wrap(t.description, 78, "  ")) end
@@ -210,14 +221,8 @@ end
 function C.resource_read(ctx, args)
   local uri = args[1]
   if not uri or args[2] then return ctx:fail("resource read needs exactly one URI") end
-  local client, code = ctx:client()
-  if not client then return code end
-  local contents, res = client:read(uri)
-  if not contents then return ctx:fail(res) end
-  if ctx.flags.json then
-    ctx:json_out(res, G.struct({ contents = G.list(nil) }))
-    return EXIT.ok
-  end
+  local contents, code = ask(ctx, G.struct({ contents = G.list(nil) }), "read", uri)
+  if not contents then return code end
   for _, part in ipairs(contents) do
     if type(part.text) == "string" then
       ctx.stdout:write(part.text, part.text:sub(-1) == "\n" and "" or "\n")
@@ -262,14 +267,8 @@ function C.prompt_get(ctx, args)
     if not k then return ctx:fail("--arg wants NAME=VALUE (got '" .. kv .. "')") end
     pargs[k] = v
   end
-  local client, code = ctx:client()
-  if not client then return code end
-  local messages, res = client:prompt(name, pargs)
-  if not messages then return ctx:fail(res) end
-  if ctx.flags.json then
-    ctx:json_out(res, G.struct({ messages = G.list(nil) }))
-    return EXIT.ok
-  end
+  local messages, res = ask(ctx, G.struct({ messages = G.list(nil) }), "prompt", name, pargs)
+  if not messages then return res end
   if type(res.description) == "string" then
     ctx:say(ctx:paint(res.description, "bold"))
     ctx:say("")

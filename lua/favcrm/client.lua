@@ -453,7 +453,7 @@ function Client:_fetch_tools(budget)
           -- rules is left out (server/tools); the others stay usable
           local hdrs, why = era.tool_headers(t)
           if hdrs then
-            self.param_headers[t] = hdrs
+            self.param_headers[t] = hdrs[1] ~= nil and hdrs
           else
             keep = false
             self.rejected_tools[t.name] = why
@@ -596,15 +596,17 @@ function Client:_validator(tool, which)
 end
 
 -- 2026-07-28: the arguments marked x-mcp-header go out as Mcp-Param-{Name}
--- (nil: none, or a legacy session)
+-- (nil: none, or a legacy session). self.param_headers[tool] is the tool's
+-- list, or false for a tool that has none (a call then need not come here).
 local function param_headers(self, session, tool, args)
   if session.era ~= "modern" then return nil end
   local h = self.param_headers[tool]
   if h == nil then
     h = era.tool_headers(tool) or false -- a list shared across clients (favcrm.resty)
+    if h and h[1] == nil then h = false end
     self.param_headers[tool] = h
   end
-  if not h or h[1] == nil then return nil end
+  if not h then return nil end
   return era.param_headers(h, args)
 end
 
@@ -727,7 +729,9 @@ function Client:call(name, args, opts)
     if not ok_init then return nil, ierr end
   end
   local on_progress, ph = opts.on_progress, nil
-  if session.era == "modern" then ph = param_headers(self, session, tool, args) end
+  if session.era == "modern" and self.param_headers[tool] ~= false then
+    ph = param_headers(self, session, tool, args)
+  end
   -- a tool that runs as a task (favcrm.tasks): created, polled, fetched
   -- (only when the server takes tasks at all)
   local caps = session.server_capabilities

@@ -330,7 +330,12 @@ function Session:call_tool(name, args, b, on_progress, reissue, ph)
   local auth = self.auth
   if self.oauth then auth = self.oauth:current(b) end
   req.method, req.url, req.body, req.auth = "POST", self.url, body, auth
-  if modern then req.headers = self:_tool_headers(name, e) else req.headers = self:_headers() end
+  local headers = self:_headers()
+  if modern then
+    if e.common ~= headers then self:_tool_headers(name, e) end
+    headers = e.headers
+  end
+  req.headers = headers
   local t, hard = now(), b.hard
   local d = b.deadline
   if hard < d then d = hard end
