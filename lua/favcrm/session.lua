@@ -52,9 +52,13 @@ local OP_DEFAULTS = {
   mrtr_state = false, version_retry = false, renegotiated = false, is_probe = false,
 }
 local OP = { __index = OP_DEFAULTS }
--- the fixed parts of a tools/call's JSON text (Session:_encode)
-local TOOLS_CALL_HEAD = '{"jsonrpc":"2.0","id":'
-local TOOLS_CALL_NAME = ',"method":' .. json.wire("tools/call") .. ',"params":{"name":'
+-- A plain tools/call's text: TOOLS_CALL_HEAD, the name, the arguments (and
+-- _meta), then the id last, where LuaJIT's string hash (which samples a
+-- long string's first, middle and last bytes) tells one request from the
+-- next: with the id at the front, every body of a length hashed alike and
+-- each new one was compared with all those not yet collected.
+local TOOLS_CALL_HEAD = '{"jsonrpc":"2.0","method":' .. json.wire("tools/call") .. ',"params":{"name":'
+local ID_TAIL = '},"id":'
 
 Session._origin = urls.origin
 -- the arguments of a tools/call made without any (client.lua): never
@@ -440,7 +444,7 @@ function Session:_tool_entry(name)
   local e = c.by[name]
   if not e then
     local nj = json.wire(name)
-    e = { json = nj, headers = false, common = false, noargs = TOOLS_CALL_NAME .. nj .. ',"arguments":{}}}',
+    e = { json = nj, headers = false, common = false, noargs = TOOLS_CALL_HEAD .. nj .. ',"arguments":{}' .. ID_TAIL,
       noargs_meta = false, noargs_modern = false }
     if c.n < TOOL_CACHE_MAX then
       c.by[name] = e
@@ -470,20 +474,20 @@ function Session:_plain_body(rpc_id, name, args, modern, level, e)
   if args == NO_ARGS or (next(args) == nil and getmetatable(args) == nil) then
     -- no arguments: everything after the id is the same every time (in the
     -- modern era, while the request's _meta is)
-    if not modern then return TOOLS_CALL_HEAD .. rpc_id .. e.noargs end
+    if not modern then return e.noargs .. rpc_id .. "}" end
     local mj = self:_meta_json(self.protocol_version or era.MODERN)
     if e.noargs_meta ~= mj then
-      e.noargs_meta, e.noargs_modern = mj, TOOLS_CALL_NAME .. e.json .. ',"arguments":{},"_meta":' .. mj .. "}}"
+      e.noargs_meta, e.noargs_modern = mj, TOOLS_CALL_HEAD .. e.json .. ',"arguments":{},"_meta":' .. mj .. ID_TAIL
     end
-    return TOOLS_CALL_HEAD .. rpc_id .. e.noargs_modern
+    return e.noargs_modern .. rpc_id .. "}"
   end
   local aj, jerr = json.wire(args)
   if not aj then
     error("favcrm: cannot encode the request as JSON: " .. tostring(jerr), level)
   end
-  local tail = "}}"
-  if modern then tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. "}}" end
-  return TOOLS_CALL_HEAD .. rpc_id .. TOOLS_CALL_NAME .. e.json .. ',"arguments":' .. aj .. tail
+  local tail = ID_TAIL
+  if modern then tail = ',"_meta":' .. self:_meta_json(self.protocol_version or era.MODERN) .. ID_TAIL end
+  return TOOLS_CALL_HEAD .. e.json .. ',"arguments":' .. aj .. tail .. rpc_id .. "}"
 end
 
 -- (Re)builds the op's message: a new JSON-RPC id, and in the modern era the
