@@ -25,16 +25,19 @@ local function capture(escapes)
   return s
 end
 
+local running = "" -- the favcrm command the pane runs (start)
+
 -- Polls the pane until `text` shows (bounded: about 15 seconds); returns the pane.
 local function wait_for(text, plain)
-  local last = ""
+  local last, t0 = "", os.time()
   for _ = 1, 150 do
     last = capture()
     -- the program wraps its sentences: compare with the line breaks squeezed out
     if last:gsub("%s+", " "):find(text, 1, plain ~= false) then return last end
     os.execute("sleep 0.1")
   end
-  error("timed out waiting for [" .. text .. "]; the pane shows:\n" .. last)
+  error("timed out (" .. os.difftime(os.time(), t0) .. " s) waiting for [" .. text .. "] from `favcrm "
+    .. running .. "`; the pane shows:\n" .. last)
 end
 
 local function start(args, key, url)
@@ -45,6 +48,7 @@ local function start(args, key, url)
     spit(kf, key)
     pre = pre .. " FAVCRM_API_KEY=\"$(cat " .. q(kf) .. ")\""
   end
+  running = args
   local cmd = pre .. " " .. LUA .. " bin/favcrm " .. args .. "; echo \"EXIT=$?\"; sleep 60"
   assert(tmux("new-session -d -s favcrm -x 100 -y 50 " .. q(cmd)))
 end
