@@ -14,7 +14,7 @@
 # --smoke): resty_req_s, proxy_pass_req_s, errors (socket errors and
 # non-2xx answers of every measured run), resty_vs_proxy_pass (the median
 # of the per-round ratios), the rounds and the wrk command.
-# Knobs: BENCH_OR_ROUNDS (3), BENCH_OR_SECS (10), BENCH_OR_CONNS (50),
+# Knobs: BENCH_OR_ROUNDS (5), BENCH_OR_SECS (10), BENCH_OR_CONNS (50),
 # BENCH_OR_THREADS (2), BENCH_OR_WARMUP_SECS (3).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +26,7 @@ if [ $smoke = 1 ]; then
   rounds=${BENCH_OR_ROUNDS:-1} secs=${BENCH_OR_SECS:-2} warm=${BENCH_OR_WARMUP_SECS:-1}
   out_json=build/bench/smoke-results.json
 else
-  rounds=${BENCH_OR_ROUNDS:-3} secs=${BENCH_OR_SECS:-10} warm=${BENCH_OR_WARMUP_SECS:-3}
+  rounds=${BENCH_OR_ROUNDS:-5} secs=${BENCH_OR_SECS:-10} warm=${BENCH_OR_WARMUP_SECS:-3}
   out_json=bench/results.json
 fi
 conns=${BENCH_OR_CONNS:-50} threads=${BENCH_OR_THREADS:-2}
