@@ -112,20 +112,21 @@ local function schema_rows(s, prefix, rows, depth)
 end
 
 -- The middle of a command that asks the server one thing: the client made,
--- client[method](client, ...) called. Returns its two values; or nil and
--- the exit code, when the client could not be made or the request failed
--- (the failure reported), or with --json once the answer (the second value,
--- or the first when there is none) is printed along `guide`.
+-- client[method](client, ...) called. Returns its two values and the
+-- client; or nil and the exit code, when the client could not be made or
+-- the request failed (the failure reported), or with --json and a `guide`
+-- once the answer (the second value, or the first when there is none) is
+-- printed along it.
 local function ask(ctx, guide, method, ...)
   local client, code = ctx:client()
   if not client then return nil, code end
   local v, res = client[method](client, ...)
   if not v then return nil, ctx:fail(res) end
-  if ctx.flags.json then
+  if guide and ctx.flags.json then
     ctx:json_out(res == nil and v or res, guide)
     return nil, EXIT.ok
   end
-  return v, res
+  return v, res, client
 end
 
 function C.tool_describe(ctx, args)
@@ -194,10 +195,8 @@ end
 
 function C.resource_list(ctx, args)
   if args[1] then return ctx:fail("resource list takes no arguments") end
-  local client, code = ctx:client()
-  if not client then return code end
-  local list, err = client:resources()
-  if not list then return ctx:fail(err) end
+  local list, code, client = ask(ctx, nil, "resources")
+  if not list then return code end
   local templates = client:resource_templates() or {}
   if ctx.flags.json then
     ctx:json_out({ resources = list, resourceTemplates = templates },
@@ -236,14 +235,8 @@ end
 
 function C.prompt_list(ctx, args)
   if args[1] then return ctx:fail("prompt list takes no arguments") end
-  local client, code = ctx:client()
-  if not client then return code end
-  local list, err = client:prompts()
-  if not list then return ctx:fail(err) end
-  if ctx.flags.json then
-    ctx:json_out(list, G.list(G.struct({ arguments = G.list(nil) })))
-    return EXIT.ok
-  end
+  local list, code = ask(ctx, G.list(G.struct({ arguments = G.list(nil) })), "prompts")
+  if not list then return code end
   local rows = {}
   for _, p in ipairs(list) do
     local names = {}
