@@ -1,7 +1,9 @@
 -- busted output handler: plainTerminal's report, then every skip with its
 -- reason, then one closing line "N passed, N failed, N skipped" that CI
--- readers recognise. FAVCRM_SPEC_TIMES=N (CI sets it) prints, before that
--- line, the N spec files that took longest (wall seconds, LuaSocket's clock);
+-- readers recognise, with every failure named again on one line each just
+-- above it (a log cut to its tail still says what failed).
+-- FAVCRM_SPEC_TIMES=N (CI sets it) prints, before those lines, the N spec
+-- files that took longest (wall seconds, LuaSocket's clock);
 -- FAVCRM_TEST_TIMES=N the N single tests (`it` blocks) that took longest,
 -- for finding where a slow file spends its time.
 return function(options)
@@ -54,6 +56,19 @@ return function(options)
       io.write("\nslowest tests:")
       for i = 1, math.min(top_tests, #test_times) do
         io.write(string.format("\n  %6.2f s  %s", test_times[i][2], test_times[i][1]))
+      end
+    end
+    -- every failure once more, one line each, right above the closing line:
+    -- a CI log that keeps only its tail still names what failed
+    local listed = 0
+    for _, list in ipairs({ handler.failures or {}, handler.errors or {} }) do
+      for _, f in ipairs(list) do
+        if listed == 0 then io.write("\nfailed:") end
+        listed = listed + 1
+        local where = f.trace and f.trace.short_src and (f.trace.short_src .. ":" .. (f.trace.currentline or 0)) or "?"
+        local msg = type(f.message) == "string" and f.message:match("^[^\n]*") or tostring(f.message)
+        if #msg > 200 then msg = msg:sub(1, 200) .. "..." end
+        io.write(string.format("\n  %s %s: %s", where, f.name or "?", msg))
       end
     end
     io.write(string.format("\n%d passed, %d failed, %d skipped\n",
