@@ -118,6 +118,7 @@ $(ASAN_WRAP): Makefile mk/checks.mk
 
 asan:
 	@bash .ci/deps.sh $(CHECK_LUA)
+	@bash .ci/sandbox-deps.sh
 	@test -e "$(ASAN_LIB)" || { echo "asan: $(ASAN_CC) has no libasan.so (install libasan8 / libclang-rt-14-dev)" >&2; exit 1; }
 	@$(MAKE) --no-print-directory module LUA=$(CHECK_LUA) CC=$(ASAN_CC) BUILD=$(ASAN_BUILD) \
 	  SAN='$(ASAN_SAN)' OPT='-O1 -g'
@@ -147,6 +148,7 @@ $(VG_WRAP): Makefile mk/checks.mk
 
 valgrind:
 	@bash .ci/deps.sh $(CHECK_LUA) valgrind
+	@bash .ci/sandbox-deps.sh
 	@$(MAKE) --no-print-directory module LUA=$(CHECK_LUA) BUILD=$(VG_BUILD) OPT='-O1 -g'
 	@$(MAKE) --no-print-directory $(VG_WRAP)
 	@rm -f $(VG_BUILD)/valgrind.*.log
