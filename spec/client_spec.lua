@@ -1,6 +1,7 @@
 -- favcrm.new / client:tools / client:describe / client:call and the MCP
 -- session under them, against the real sandbox over loopback HTTP.
 local favcrm = require("favcrm")
+local core = require("favcrm.core")
 local sandbox = require("spec.support.sandbox")
 
 -- 2025-only machinery (sessions, the GET stream, Last-Event-ID, DELETE, the
@@ -302,17 +303,24 @@ end)
 describe("timeouts", function()
   it("gives up after opts.timeout with code timeout and tells the server", function()
     local c = client()
+    -- handshake and tool list first: the 0.3 s is the call's alone
+    assert(c:tools())
     local data, err = c:call("sandbox_slow", { ms = 5000 }, { timeout = 0.3 })
     assert.is_nil(data)
     assert.equal("timeout", err.code)
-    local st = sandbox.stats()
-    assert.is_true(#st.cancelled >= 1)
+    -- the cancellation is on its way (the call waits for it only briefly)
+    local until_t = core.monotonic() + sandbox.patience(5)
+    while #sandbox.stats().cancelled < 1 and core.monotonic() < until_t do c:step(0.05) end
+    assert.is_true(#sandbox.stats().cancelled >= 1)
     c:close()
   end)
 
   it("restarts the timeout on each progress notification", function()
     local c = client({ on_progress = function() end })
-    local data = assert(c:call("sandbox_progress", { steps = 5, delay_ms = 150 }, { timeout = 0.5 }))
+    assert(c:tools())
+    -- 5 steps take 5 x delay, longer than the timeout: only the restarts let it finish
+    local data = assert(c:call("sandbox_progress", { steps = 5, delay_ms = sandbox.stretch(150) },
+      { timeout = sandbox.stretch(0.5) }))
     assert.equal(5, data.steps)
     c:close()
   end)

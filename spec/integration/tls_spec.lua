@@ -80,7 +80,8 @@ http {
   end)
 
   it("refuses the self-signed certificate by default with code tls", function()
-    local c = favcrm.new({ url = url, timeout = 5 })
+    -- (the patience: each new client reads the system's CA bundle, slow under valgrind)
+    local c = favcrm.new({ url = url, timeout = sandbox.patience(5) })
     local data, err = c:call("sandbox_echo", { value = 1 })
     assert.is_nil(data)
     assert.equal("tls", err.code, tostring(err))
@@ -89,7 +90,7 @@ http {
   end)
 
   it("refuses it for localhost too (verification is not only by IP)", function()
-    local c = favcrm.new({ url = "https://localhost:" .. port .. "/mcp", timeout = 5 })
+    local c = favcrm.new({ url = "https://localhost:" .. port .. "/mcp", timeout = sandbox.patience(5) })
     local data, err = c:call("sandbox_echo", { value = 1 })
     assert.is_nil(data)
     assert.equal("tls", err.code, tostring(err))

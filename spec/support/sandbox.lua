@@ -30,6 +30,18 @@ function M.speaks(era)
   return M.era == "dual" or M.era == era
 end
 
+--- M.slowdown: how many times slower than native this run is
+-- (FAVCRM_SPEC_SLOWDOWN; `make valgrind` sets 20), else 1.
+M.slowdown = tonumber(os.getenv("FAVCRM_SPEC_SLOWDOWN") or "") or 1
+--- M.patience(secs) -> secs, times the slowdown: for a bound that only says
+-- how long a spec waits for something that should happen, never for a bound
+-- the spec tests.
+function M.patience(secs) return secs * M.slowdown end
+--- M.stretch(x) -> x, times 4 in a slowed run: for times a spec races
+-- against each other (a server's delay against the call's timeout), all
+-- stretched alike so they keep their proportion.
+function M.stretch(x) return M.slowdown > 1 and x * 4 or x end
+
 function M.url() return need("FAVCRM_SANDBOX_URL") end
 function M.stateless_url() return need("FAVCRM_SANDBOX_STATELESS_URL") end
 function M.json_url() return need("FAVCRM_SANDBOX_JSON_URL") end

@@ -24,6 +24,10 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+// what it sends "at idle" goes out this long after the call's answer (4x
+// under valgrind, FAVCRM_SPEC_SLOWDOWN, where the client may read late)
+const IDLE_MS = (Number(process.env.FAVCRM_SPEC_SLOWDOWN) > 1 ? 4 : 1) * 200;
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SDK = path.join(HERE, '..', '..', 'sandbox', 'node_modules', '@modelcontextprotocol', 'sdk', 'dist', 'esm');
 const load = p => import(pathToFileURL(path.join(SDK, ...p.split('/'))).href);
@@ -147,12 +151,12 @@ function makeServer() {
         }
         if (request(kind)) {
             if (during) await ask(kind, (r, s) => extra.sendRequest(r, s));
-            else setTimeout(() => ask(kind, (r, s) => server.request(r, s)), 200);
+            else setTimeout(() => ask(kind, (r, s) => server.request(r, s)), IDLE_MS);
         } else {
             const note = notification(kind);
             if (!note) throw new T.McpError(T.ErrorCode.InvalidParams, `unknown kind ${kind}`);
             if (during) await extra.sendNotification(note);
-            else setTimeout(() => server.notification(note).catch(() => {}), 200);
+            else setTimeout(() => server.notification(note).catch(() => {}), IDLE_MS);
         }
         return text({ sent: kind });
     });
