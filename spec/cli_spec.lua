@@ -1073,10 +1073,10 @@ describe("favcrm (the command-line program)", function()
       end
       local _, zsh = run({ "completion", "zsh" })
       has(zsh, "#compdef favcrm")
-      if os.execute("command -v zsh >/dev/null 2>&1") == true then
+      if files.sh("command -v zsh >/dev/null 2>&1") then
         local zf = tmpname("zsh")
         spit(zf, zsh)
-        assert.is_true(os.execute("zsh -n " .. q(zf)) == true)
+        assert.is_true(files.sh("zsh -n " .. q(zf)))
       end
       assert.equal(1, (run({ "completion", "tcsh" })))
     end)

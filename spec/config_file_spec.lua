@@ -13,11 +13,7 @@ local _, tmpname = files.tmpdir("config-file")
 
 local function oct(s) return tonumber(s, 8) end
 
--- os.execute succeeded (Lua 5.1 gives 0, later versions true)
-local function sh_ok(cmd)
-  local r = os.execute(cmd)
-  return r == true or r == 0
-end
+local sh_ok = files.sh
 
 -- A fresh config folder (0700) and the path of config.toml in it.
 local function fresh()

@@ -13,10 +13,7 @@ local files = require("spec.support.files")
 local q, slurp, spit = files.q, files.slurp, files.spit
 local _, tmpname = files.tmpdir("oauth")
 
-local function sh_ok(cmd)
-  local r = os.execute(cmd)
-  return r == true or r == 0
-end
+local sh_ok = files.sh
 
 describe("oauth discovery order", function()
   it("protected-resource metadata: the header's URL alone, else path-aware then root", function()

@@ -2,8 +2,7 @@
 local core = require("favcrm.core")
 
 local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
-    or os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0
+  return require("spec.support.files").sh("kill -0 " .. pid .. " 2>/dev/null")
 end
 
 describe("favcrm.core spawn()", function()

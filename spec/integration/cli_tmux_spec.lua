@@ -12,14 +12,21 @@ local _, tmpname = files.tmpdir("tmux")
 local q, slurp, spit = files.q, files.slurp, files.spit
 
 local socket, xdg
+-- the session the pane runs in: a new name per start(), made before the
+-- previous one is killed, so the tmux server never runs out of sessions
+-- between two commands (killing its last session makes it exit, and a
+-- session started meanwhile may land in the exiting server)
+local session, sessions = nil, 0
 
+-- true when the tmux command succeeded (files.sh: on Lua 5.1 and LuaJIT
+-- os.execute's status number would pass any assert)
 local function tmux(args)
-  return os.execute("tmux -L " .. q(socket) .. " " .. args .. " >/dev/null 2>&1")
+  return files.sh("tmux -L " .. q(socket) .. " " .. args .. " >/dev/null 2>&1")
 end
 
 local function capture(escapes)
   local p = io.popen("tmux -L " .. q(socket) .. " capture-pane -p -J " .. (escapes and "-e " or "")
-    .. "-S -200 -t favcrm 2>/dev/null")
+    .. "-S -200 -t " .. session .. " 2>/dev/null")
   local s = p:read("*a")
   p:close()
   return s
@@ -37,7 +44,8 @@ local function wait_for(text, plain)
     os.execute("sleep 0.1")
   end
   error("timed out (" .. os.difftime(os.time(), t0) .. " s) waiting for [" .. text .. "] from `favcrm "
-    .. running .. "`; the pane shows:\n" .. last)
+    .. running .. "` (tmux session " .. tostring(session) .. ": "
+    .. (tmux("has-session -t " .. tostring(session)) and "running" or "gone") .. "); the pane shows:\n" .. last)
 end
 
 local function start(args, key, url)
@@ -50,12 +58,28 @@ local function start(args, key, url)
   end
   running = args
   local cmd = pre .. " " .. LUA .. " bin/favcrm " .. args .. "; echo \"EXIT=$?\"; sleep 60"
-  assert(tmux("new-session -d -s favcrm -x 100 -y 50 " .. q(cmd)))
+  local previous = session
+  sessions = sessions + 1
+  session = "favcrm" .. sessions
+  assert(tmux("new-session -d -s " .. session .. " -x 100 -y 50 " .. q(cmd)))
+  if previous then tmux("kill-session -t " .. previous) end
+end
+
+-- keys to the pane: tmux's own key names (Enter, C-c), several in a row
+local function keys_to_pane(names)
+  assert(tmux("send-keys -t " .. session .. " " .. names))
+end
+
+-- a file's text pasted into the pane through a tmux buffer (not argv), then Enter
+local function paste_file(path)
+  assert(tmux("load-buffer -b p " .. q(path)))
+  assert(tmux("paste-buffer -d -b p -t " .. session))
+  keys_to_pane("Enter")
 end
 
 local function type_line(text)
-  assert(tmux("send-keys -t favcrm -l " .. q(text)))
-  assert(tmux("send-keys -t favcrm Enter"))
+  assert(tmux("send-keys -t " .. session .. " -l " .. q(text)))
+  keys_to_pane("Enter")
 end
 
 local function code_for(to)
@@ -82,6 +106,7 @@ describe("favcrm in a terminal (tmux)", function()
     sandbox.reset()
     xdg = tmpname("xdg")
     socket = "favcrm-spec-" .. xdg:match("[^/]+$")
+    session = nil -- (a new tmux server: the socket is new)
     os.execute("mkdir -p " .. q(xdg))
   end)
 
@@ -125,7 +150,6 @@ describe("favcrm in a terminal (tmux)", function()
     local pane = wait_for("EXIT=")
     assert.is_truthy(pane:find("EXIT=1", 1, true), pane)
     assert.equal(1, #assert(c:call("list_services", {})))
-    tmux("kill-session -t favcrm")
     start("tool call delete_service '{\"serviceId\": \"" .. svc.id .. "\"}'", key)
     wait_for("Go ahead? [y/N]")
     type_line("y")
@@ -141,9 +165,7 @@ describe("favcrm in a terminal (tmux)", function()
     wait_for("input hidden")
     local kf = tmpname("key")
     spit(kf, key)
-    assert(tmux("load-buffer -b k " .. q(kf)))
-    assert(tmux("paste-buffer -d -b k -t favcrm"))
-    assert(tmux("send-keys -t favcrm Enter"))
+    paste_file(kf)
     local pane = wait_for("EXIT=")
     assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
     assert.is_truthy(pane:find("hal@example.com", 1, true))
@@ -176,9 +198,7 @@ describe("favcrm in a terminal (tmux)", function()
       -- pasted through a tmux buffer (a file), not argv
       local rf = tmpname("redirect")
       spit(rf, redirect)
-      assert(tmux("load-buffer -b r " .. q(rf)))
-      assert(tmux("paste-buffer -d -b r -t favcrm"))
-      assert(tmux("send-keys -t favcrm Enter"))
+      paste_file(rf)
       pane = wait_for("EXIT=")
       local panes = { pane }
       assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
@@ -189,14 +209,12 @@ describe("favcrm in a terminal (tmux)", function()
       local counts = sandbox.control("GET", "/_sandbox/oauth", nil, url)
       assert.equal(1, counts.tokens_issued)
       -- a tool call with the stored token, in the same terminal
-      tmux("kill-session -t favcrm")
       start("whoami", nil, url)
       pane = wait_for("EXIT=")
       panes[#panes + 1] = pane
       assert.is_truthy(pane:find("EXIT=0", 1, true), pane)
       assert.is_truthy(pane:find("oauth-owner@example.com", 1, true), pane)
       assert.equal(1, sandbox.control("GET", "/_sandbox/oauth", nil, url).tokens_issued, "signed in again")
-      tmux("kill-session -t favcrm")
       start("logout", nil, url)
       pane = wait_for("EXIT=")
       panes[#panes + 1] = pane
@@ -225,7 +243,7 @@ describe("favcrm in a terminal (tmux)", function()
       os.execute("sleep 0.1")
     end
     assert.is_true(sent, "the slow call never reached the sandbox")
-    assert(tmux("send-keys -t favcrm C-c"))
+    keys_to_pane("C-c")
     local pane = wait_for("EXIT=")
     assert.is_truthy(pane:find("EXIT=130", 1, true), pane)
     assert.is_truthy(pane:find("favcrm: interrupted; the call was cancelled", 1, true), pane)

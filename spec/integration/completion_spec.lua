@@ -11,13 +11,13 @@ local dir, tmpname = files.tmpdir("completion")
 local q, spit, slurp = files.q, files.spit, files.slurp
 
 local function have(prog)
-  return os.execute("command -v " .. prog .. " >/dev/null 2>&1") == true
-    or os.execute("command -v " .. prog .. " >/dev/null 2>&1") == 0
+  return files.sh("command -v " .. prog .. " >/dev/null 2>&1")
 end
 
 local function script(shell)
   local out = tmpname(shell .. "-out")
-  assert(os.execute(LUA .. " bin/favcrm completion " .. shell .. " >" .. q(out)))
+  assert(files.sh(LUA .. " bin/favcrm completion " .. shell .. " >" .. q(out)),
+    "favcrm completion " .. shell .. " failed")
   return slurp(out)
 end
 
@@ -61,7 +61,7 @@ describe("completion scripts in the real shells", function()
         cmds[#cmds + 1] = "echo '<<end>>'"
       end
       local out = tmpname("fish-out")
-      assert(os.execute("fish -N -c " .. q(table.concat(cmds, "; ")) .. " >" .. q(out) .. " 2>&1"))
+      assert(files.sh("fish -N -c " .. q(table.concat(cmds, "; ")) .. " >" .. q(out) .. " 2>&1"), slurp(out))
       local res, cur = {}, {}
       for l in (slurp(out) or ""):gmatch("[^\n]*\n") do
         l = l:gsub("\n$", "")

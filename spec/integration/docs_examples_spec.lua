@@ -73,7 +73,7 @@ end
 
 local function env_for(block_code)
   local home = tmpname("home")
-  assert(os.execute("mkdir -p " .. files.q(home)))
+  assert(files.sh("mkdir -p " .. files.q(home)))
   local env = { FAVCRM_MCP_URL = sandbox.url(), HOME = home, XDG_CONFIG_HOME = home .. "/.config",
     LUA_PATH = os.getenv("LUA_PATH"), LUA_CPATH = os.getenv("LUA_CPATH") }
   local signs_up = block_code:find("request(", 1, true) or block_code:find("signup.start", 1, true)
@@ -139,7 +139,7 @@ describe("examples/agent_loop.lua", function()
     cmd = cmd:gsub("http://127%.0%.0%.1:8765/mcp", sandbox.url()):gsub("build/5%.4", BUILD)
       :gsub("lua5%.4 examples", LUA .. " examples")
     local home = tmpname("home")
-    assert(os.execute("mkdir -p " .. files.q(home)))
+    assert(files.sh("mkdir -p " .. files.q(home)))
     local p = assert(core.spawn({ "sh", "-c", cmd }, { LUA_PATH = false, LUA_CPATH = false, HOME = home,
       XDG_CONFIG_HOME = home .. "/.config", FAVCRM_AGENT_STATE = home .. "/state.json" }))
     local said = {}

@@ -79,8 +79,8 @@ http {
     f:write((sandbox.account()))
     f:close()
     -- the key reaches nginx through its environment, never argv
-    assert(os.execute("FAVCRM_API_KEY=$(cat '" .. keyfile .. "') nginx -p '" .. dir .. "' -c '" .. dir
-      .. "/nginx.conf' -e '" .. dir .. "/logs/error.log'"))
+    assert(nginx.sh("FAVCRM_API_KEY=$(cat '" .. keyfile .. "') nginx -p '" .. dir .. "' -c '" .. dir
+      .. "/nginx.conf' -e '" .. dir .. "/logs/error.log'"), "nginx did not start")
     os.remove(keyfile)
     -- nginx daemonised: wait (bounded) until its port takes connections
     local up = false

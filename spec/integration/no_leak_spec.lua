@@ -20,10 +20,7 @@ local HOME = TMP .. "/secrets-home"     -- the CLI's HOME: every file in it is s
 local OUT = TMP .. "/secrets-out"       -- captured output, key files (not scanned as HOME)
 local CONFIG = HOME .. "/.config/favcrm/config.toml"
 
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
+local sh = require("spec.support.files").sh
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

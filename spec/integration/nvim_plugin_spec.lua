@@ -9,8 +9,7 @@ local cjson = require("cjson")
 local sandbox = require("spec.support.sandbox")
 
 local function has(prog)
-  local r = os.execute("command -v " .. prog .. " >/dev/null 2>&1")
-  return r == true or r == 0
+  return require("spec.support.files").sh("command -v " .. prog .. " >/dev/null 2>&1")
 end
 
 local lua = os.getenv("FAVCRM_LUA_BIN") or ""

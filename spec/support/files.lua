@@ -19,6 +19,14 @@ function M.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+--- M.sh(cmd) -> true when the shell command exited 0. (os.execute gives a
+-- status number on Lua 5.1 and LuaJIT, 0 or not, which assert() and `if`
+-- would both take for success; true or nil on 5.2+.)
+function M.sh(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
+
 --- M.slurp(path) -> the file's bytes, or nil when it cannot be read
 function M.slurp(path)
   local f = io.open(path, "rb")

@@ -19,10 +19,7 @@ end
 M.exists = exists
 
 --- sh(cmd) -> true when the command exited 0 (5.1 and 5.2+ alike).
-function M.sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
+M.sh = require("spec.support.files").sh
 
 --- runnable() -> true when this run is LuaJIT's and nginx with the lua
 -- module is installed.
