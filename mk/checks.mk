@@ -71,8 +71,10 @@ VG_FLAGS       ?= --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=d
 # cover), which alone would triple the time. VG_SPECS=spec runs all of it.
 VG_SPECS       ?= $(filter-out spec/integration/schema_suite_spec.lua,$(shell find spec -name "*_spec.lua" | sort))
 # FAVCRM_SPEC_SLOWDOWN: how many times slower than native the specs run
-# (valgrind: ~20-50x); the few specs that give work a wall-clock budget
-# scale it (spec/integration/deadline_spec.lua's 40,000 uniqueItems)
+# (valgrind: ~20-50x). Specs scale their waits with it through
+# spec/support/sandbox.lua: sandbox.patience(s) (how long to wait for what
+# should happen: s x slowdown) and sandbox.stretch(x) (times that race each
+# other: x4, kept in proportion); the bounds a spec tests stay as they are.
 # Under valgrind posix_spawn falls back to fork+exec, so a program that does
 # not exist shows as a child exiting 127, not as ENOENT from spawn: the one
 # spec that asserts the ENOENT message is left out there.
